@@ -1,0 +1,32 @@
+# One command for the demo, one for the tests; each sets up what it needs.
+#   make demo   server + seeded data (and, as they land, card emulator and till)
+#   make test   lint + the whole test suite (what .ci/run calls)
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test system-packages lint format bench
+
+$(STAMP): pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -U pip "setuptools>=75"
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+system-packages:
+	@bash tests/setup/system-packages.sh
+
+test: $(STAMP) system-packages
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/python -m pytest
+
+demo: $(STAMP) system-packages
+	$(VENV)/bin/hcard-server demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: $(STAMP)
+	for b in bench/*.py; do $(VENV)/bin/python $$b || exit 1; done

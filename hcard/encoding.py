@@ -1,0 +1,44 @@
+"""The one canonical byte encoding for everything that is signed or hashed.
+
+Canonical JSON: UTF-8, keys sorted, no insignificant white space, and only
+str, int, bool, None, list and dict allowed. Floats are refused outright so
+that money can never sneak in as one and two implementations can never
+disagree about how to print a number. JSON rather than a binary format because
+a journal record must stay readable by a person auditing it in ten years.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+_ALLOWED_SCALARS = (str, int, bool, type(None))
+
+
+def _check(value: Any, path: str = "$") -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"{path}: keys must be str")
+            _check(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check(item, f"{path}[{index}]")
+    elif isinstance(value, float) or not isinstance(value, _ALLOWED_SCALARS):
+        raise TypeError(f"{path}: {type(value).__name__} cannot be encoded canonically")
+
+
+def canonical_bytes(value: Any) -> bytes:
+    """Encode `value` canonically; raise TypeError for floats and other types."""
+    _check(value)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
+        "utf-8"
+    )
+
+
+def parse_canonical(data: bytes) -> Any:
+    """Decode bytes and refuse them unless they are exactly the canonical form."""
+    value = json.loads(data.decode("utf-8"))
+    if canonical_bytes(value) != data:
+        raise ValueError("not canonical")
+    return value

@@ -1,0 +1,171 @@
+"""Journal records: the signed, hash-chained unit a terminal writes and the server books.
+
+A record is `{"v", "terminal_id", "seq", "prev", "kind", "body"}` in canonical
+bytes (see `hcard.encoding`), signed with the terminal's Ed25519 key. Its hash
+is SHA-256 over those same bytes; `prev` is the hash of the terminal's record
+before it (`GENESIS_HASH` for seq 1). Identity is `(terminal_id, seq)`, never a
+clock: the Pi has no real-time clock.
+
+Body fields per kind are checked by `validate_body`, so a record that the
+server would refuse is refused on the terminal first, with the same code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from hcard import cardnumber, keys
+from hcard.encoding import canonical_bytes
+from hcard.money import MAX_AMOUNT_CENTS, is_valid_amount
+
+VERSION = 1
+GENESIS_HASH = "0" * 64
+KINDS = ("payment", "void", "topup_request", "day_close")
+MODES = ("online", "offline")
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HEX128 = re.compile(r"^[0-9a-f]{128}$")
+_UID = re.compile(r"^[0-9a-f]{14}$")
+
+
+class RecordError(ValueError):
+    """A record that is not well-formed; the message says which field."""
+
+
+def _int(body: dict[str, Any], name: str, minimum: int, maximum: int) -> None:
+    value = body.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
+        raise RecordError(f"body.{name} must be an int in [{minimum}, {maximum}]")
+
+
+def _card(body: dict[str, Any]) -> None:
+    if not cardnumber.is_valid(body.get("card")):
+        raise RecordError("body.card must be a valid card number")
+
+
+def _amount(body: dict[str, Any]) -> None:
+    if not is_valid_amount(body.get("amount_cents")):
+        raise RecordError("body.amount_cents must be 1..MAX_AMOUNT_CENTS")
+
+
+_FIELDS = {
+    "payment": {"card", "uid", "amount_cents", "tip_cents", "mode", "counter", "purse_cents"},
+    "void": {"card", "voids_seq", "amount_cents"},
+    "topup_request": {"card", "amount_cents"},
+    "day_close": {"count", "sum_cents", "void_count", "void_sum_cents", "offline_count"},
+}
+
+
+def validate_body(kind: str, body: Any) -> None:
+    """Raise RecordError unless `body` has exactly the fields `kind` needs, well typed.
+
+    payment: card, uid (14 hex), amount_cents (charged, tip included), tip_cents,
+      mode (online/offline), counter (the purse counter this payment writes),
+      purse_cents (balance written to the card's purse; may be negative only
+      if an offline payment overdrew what the terminal knew).
+    void: card, voids_seq (this terminal's seq of the payment), amount_cents.
+    topup_request: card, amount_cents (cash taken at the till).
+    day_close: count, sum_cents, void_count, void_sum_cents, offline_count.
+    """
+    if kind not in _FIELDS:
+        raise RecordError(f"kind must be one of {KINDS}")
+    if not isinstance(body, dict) or set(body) != _FIELDS[kind]:
+        raise RecordError(f"body of {kind} needs exactly {sorted(_FIELDS[kind])}")
+    if kind == "payment":
+        _card(body)
+        _amount(body)
+        if not isinstance(body["uid"], str) or not _UID.match(body["uid"]):
+            raise RecordError("body.uid must be 14 lower-case hex characters")
+        _int(body, "tip_cents", 0, MAX_AMOUNT_CENTS)
+        if body["tip_cents"] >= body["amount_cents"]:
+            raise RecordError("body.tip_cents must be less than amount_cents")
+        if body["mode"] not in MODES:
+            raise RecordError(f"body.mode must be one of {MODES}")
+        _int(body, "counter", 1, 2**31 - 1)
+        _int(body, "purse_cents", -MAX_AMOUNT_CENTS * 100, MAX_AMOUNT_CENTS * 100)
+    elif kind == "void":
+        _card(body)
+        _amount(body)
+        _int(body, "voids_seq", 1, 2**63 - 1)
+    elif kind == "topup_request":
+        _card(body)
+        _amount(body)
+    else:
+        for name in _FIELDS["day_close"]:
+            _int(body, name, 0, 2**63 - 1)
+
+
+@dataclass(frozen=True)
+class Record:
+    terminal_id: int
+    seq: int
+    prev: str
+    kind: str
+    body: dict[str, Any]
+    sig: str
+
+    def unsigned(self) -> dict[str, Any]:
+        return {
+            "v": VERSION,
+            "terminal_id": self.terminal_id,
+            "seq": self.seq,
+            "prev": self.prev,
+            "kind": self.kind,
+            "body": self.body,
+        }
+
+    def signed_bytes(self) -> bytes:
+        return canonical_bytes(self.unsigned())
+
+    @property
+    def hash(self) -> str:
+        return hashlib.sha256(self.signed_bytes()).hexdigest()
+
+    def to_wire(self) -> dict[str, Any]:
+        return {**self.unsigned(), "sig": self.sig}
+
+    def signature_ok(self, public: Ed25519PublicKey) -> bool:
+        return keys.verify(public, self.signed_bytes(), bytes.fromhex(self.sig))
+
+    @classmethod
+    def from_wire(cls, data: Any) -> Record:
+        """Parse a record as it travels in JSON; raise RecordError if malformed."""
+        expected = {"v", "terminal_id", "seq", "prev", "kind", "body", "sig"}
+        if not isinstance(data, dict) or set(data) != expected:
+            raise RecordError(f"a record has exactly the fields {sorted(expected)}")
+        if data["v"] != VERSION:
+            raise RecordError(f"unsupported record version {data['v']!r}")
+        _int(data, "terminal_id", 1, 2**63 - 1)
+        _int(data, "seq", 1, 2**63 - 1)
+        for name, pattern in (("prev", _HEX64), ("sig", _HEX128)):
+            if not isinstance(data[name], str) or not pattern.match(data[name]):
+                raise RecordError(f"{name} has the wrong form")
+        validate_body(data["kind"], data["body"])
+        return cls(
+            terminal_id=data["terminal_id"],
+            seq=data["seq"],
+            prev=data["prev"],
+            kind=data["kind"],
+            body=data["body"],
+            sig=data["sig"],
+        )
+
+
+def make_record(
+    key: Ed25519PrivateKey,
+    terminal_id: int,
+    seq: int,
+    prev: str,
+    kind: str,
+    body: dict[str, Any],
+) -> Record:
+    """Validate and sign a new record."""
+    validate_body(kind, body)
+    draft = Record(terminal_id, seq, prev, kind, body, sig="")
+    signature = keys.sign(key, draft.signed_bytes()).hex()
+    return Record(terminal_id, seq, prev, kind, body, sig=signature)

@@ -1,0 +1,94 @@
+"""What a front end (the `hcard-terminal` CLI, the Kivy app) may ask of the terminal core.
+
+The front ends hold no payment logic: they call a `Till` and show its results.
+This module pins the shapes both sides code against; the core implements
+`Till` (see `hcard.terminal.core`), tests may drive either front end through it.
+
+Blocking calls (`pay`, `balance`) wait for a card on the reader for at most
+`card_timeout_s` and must be called off the UI thread; `cancel()` may be called
+from any thread and makes a waiting call return CANCELLED. `void` needs no card:
+the amount goes back to the card's account on the server (the purse on the card
+stays lower until its next online payment, which errs on the safe side).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+from hcard.errors import Code
+
+
+class Outcome(StrEnum):
+    APPROVED = "approved"
+    DECLINED = "declined"  # see `code` for why
+    CANCELLED = "cancelled"  # cashier cancelled or no card within the timeout
+
+
+@dataclass(frozen=True)
+class PaymentResult:
+    outcome: Outcome
+    code: Code | None  # why it was declined; None when approved
+    amount_cents: int  # charged (tip included); 0 unless approved
+    tip_cents: int
+    balance_cents: int | None  # the card's balance after, when known
+    receipt_no: int | None  # the journal sequence number, printed on the receipt
+    offline: bool
+    # On INSUFFICIENT_FUNDS: what the card could pay, so the till can offer a
+    # partial payment of exactly this amount.
+    available_cents: int | None = None
+
+
+@dataclass(frozen=True)
+class CardInfo:
+    card_number: str
+    balance_cents: int | None
+    blocked: bool
+    recent: list[tuple[int, str]] = field(default_factory=list)  # (amount_cents, label)
+    code: Code | None = None  # set when the card was refused (not issued, copied, ...)
+
+
+@dataclass(frozen=True)
+class TodayEntry:
+    receipt_no: int
+    amount_cents: int
+    tip_cents: int
+    card_number: str
+    offline: bool
+    voided: bool
+
+
+@dataclass(frozen=True)
+class DayTotals:
+    count: int
+    sum_cents: int
+    void_count: int
+    void_sum_cents: int
+    offline_count: int
+    unsynced_count: int
+
+
+@dataclass(frozen=True)
+class Status:
+    enrolled: bool
+    online: bool
+    reader_connected: bool
+    unsynced_count: int
+    last_sync_s: float | None  # monotonic-independent: seconds since the epoch, or None
+    terminal_id: int | None
+    merchant_name: str | None
+    server_url: str | None
+
+
+class Till(Protocol):
+    def pay(
+        self, amount_cents: int, tip_cents: int = 0, card_timeout_s: float = 30
+    ) -> PaymentResult: ...
+    def balance(self, card_timeout_s: float = 30) -> CardInfo: ...
+    def void(self, receipt_no: int) -> PaymentResult: ...
+    def today(self) -> list[TodayEntry]: ...
+    def day_close(self) -> DayTotals: ...
+    def status(self) -> Status: ...
+    def sync_now(self) -> None: ...
+    def cancel(self) -> None: ...

@@ -1,0 +1,5 @@
+"""Fixtures shared by the whole suite live in tests/fixtures/, one module per part."""
+
+pytest_plugins = [
+    "fixtures.postgres",
+]

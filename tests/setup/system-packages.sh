@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests and the demo need, only when one is missing:
+# PostgreSQL (the second engine), Xvfb + Mesa (the Kivy app), shellcheck and systemd
+# (checking the install script and units). CI runs as root with apt; a developer who is
+# not root is told what to install.
+set -euo pipefail
+
+need=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v Xvfb >/dev/null || need+=(xvfb xauth)
+[ -e /usr/lib/x86_64-linux-gnu/dri/swrast_dri.so ] || [ -e /usr/lib/aarch64-linux-gnu/dri/swrast_dri.so ] || need+=(libgl1-mesa-dri libgl1 libegl1)
+ldconfig -p | grep -q libmtdev.so.1 || need+=(libmtdev1)
+command -v shellcheck >/dev/null || need+=(shellcheck)
+command -v systemd-analyze >/dev/null || need+=(systemd)
+
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "Bitte installieren / please install: sudo apt-get install ${need[*]}" >&2
+  exit 0
+fi
+echo "installing: ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
