@@ -40,8 +40,16 @@ def test_parse_amount_refuses(text):
 
 @pytest.mark.parametrize(
     ("value", "ok"),
-    [(1, True), (MAX_AMOUNT_CENTS, True), (0, False), (-1, False), (MAX_AMOUNT_CENTS + 1, False),
-     (True, False), (1.0, False), ("1", False)],
+    [
+        (1, True),
+        (MAX_AMOUNT_CENTS, True),
+        (0, False),
+        (-1, False),
+        (MAX_AMOUNT_CENTS + 1, False),
+        (True, False),
+        (1.0, False),
+        ("1", False),
+    ],
 )
 def test_is_valid_amount(value, ok):
     assert is_valid_amount(value) is ok

@@ -37,8 +37,14 @@ def test_gap_fork_foreign_and_bad_signature_are_named():
     reordered = [good[0], good[2], good[1]]
     assert chain.first_problem(reordered, PUBLIC, 3).code is Code.CHAIN_GAP
     assert chain.first_problem(_chain(2, terminal_id=4), PUBLIC, 3).code is Code.JOURNAL_FOREIGN
-    forged = records.make_record(KEY, 3, 2, "ab" * 32, "day_close", {
-        "count": 0, "sum_cents": 0, "void_count": 0, "void_sum_cents": 0, "offline_count": 0})
+    forged = records.make_record(
+        KEY,
+        3,
+        2,
+        "ab" * 32,
+        "day_close",
+        {"count": 0, "sum_cents": 0, "void_count": 0, "void_sum_cents": 0, "offline_count": 0},
+    )
     assert chain.first_problem([good[0], forged], PUBLIC, 3).code is Code.CHAIN_FORK
     tampered = copy.deepcopy(good)
     body = dict(tampered[1].body, amount_cents=999)
@@ -56,16 +62,66 @@ def test_chain_continues_from_a_known_point():
     ("kind", "body"),
     [
         ("payment", {"card": "9276000000000123"}),
-        ("payment", {"card": "9276000000000124", "uid": "04a1b2c3d4e5f6", "amount_cents": 1,
-                     "tip_cents": 0, "mode": "online", "counter": 1, "purse_cents": 0}),
-        ("payment", {"card": "9276000000000123", "uid": "04A1B2C3D4E5F6", "amount_cents": 1,
-                     "tip_cents": 0, "mode": "online", "counter": 1, "purse_cents": 0}),
-        ("payment", {"card": "9276000000000123", "uid": "04a1b2c3d4e5f6", "amount_cents": 0,
-                     "tip_cents": 0, "mode": "online", "counter": 1, "purse_cents": 0}),
-        ("payment", {"card": "9276000000000123", "uid": "04a1b2c3d4e5f6", "amount_cents": 5,
-                     "tip_cents": 5, "mode": "online", "counter": 1, "purse_cents": 0}),
-        ("payment", {"card": "9276000000000123", "uid": "04a1b2c3d4e5f6", "amount_cents": 5,
-                     "tip_cents": 0, "mode": "maybe", "counter": 1, "purse_cents": 0}),
+        (
+            "payment",
+            {
+                "card": "9276000000000124",
+                "uid": "04a1b2c3d4e5f6",
+                "amount_cents": 1,
+                "tip_cents": 0,
+                "mode": "online",
+                "counter": 1,
+                "purse_cents": 0,
+            },
+        ),
+        (
+            "payment",
+            {
+                "card": "9276000000000123",
+                "uid": "04A1B2C3D4E5F6",
+                "amount_cents": 1,
+                "tip_cents": 0,
+                "mode": "online",
+                "counter": 1,
+                "purse_cents": 0,
+            },
+        ),
+        (
+            "payment",
+            {
+                "card": "9276000000000123",
+                "uid": "04a1b2c3d4e5f6",
+                "amount_cents": 0,
+                "tip_cents": 0,
+                "mode": "online",
+                "counter": 1,
+                "purse_cents": 0,
+            },
+        ),
+        (
+            "payment",
+            {
+                "card": "9276000000000123",
+                "uid": "04a1b2c3d4e5f6",
+                "amount_cents": 5,
+                "tip_cents": 5,
+                "mode": "online",
+                "counter": 1,
+                "purse_cents": 0,
+            },
+        ),
+        (
+            "payment",
+            {
+                "card": "9276000000000123",
+                "uid": "04a1b2c3d4e5f6",
+                "amount_cents": 5,
+                "tip_cents": 0,
+                "mode": "maybe",
+                "counter": 1,
+                "purse_cents": 0,
+            },
+        ),
         ("void", {"card": "9276000000000123", "voids_seq": 0, "amount_cents": 5}),
         ("topup_request", {"card": "9276000000000123", "amount_cents": True}),
         ("refund", {}),
@@ -145,7 +201,7 @@ def test_public_key_hex_refuses_wrong_length():
 def test_every_code_has_both_messages():
     for code in Code:
         german, english = MESSAGES[code]
-        assert german and english and german != english or code is Code.NOT_FOUND
+        assert (german and english and german != english) or code is Code.NOT_FOUND
     body = error_body(Code.CARD_BLOCKED, card="x")
     assert body == {
         "code": "card_blocked",

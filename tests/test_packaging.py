@@ -4,8 +4,12 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MAPPING = {"hcard": "hcard", "hcard.server": "server", "hcard.terminal": "terminal",
-           "hcard.provisioning": "provisioning"}
+MAPPING = {
+    "hcard": "hcard",
+    "hcard.server": "server",
+    "hcard.terminal": "terminal",
+    "hcard.provisioning": "provisioning",
+}
 
 
 def test_every_package_folder_is_listed_in_pyproject():
