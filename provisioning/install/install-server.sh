@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
+# Sets up a Hattingen Card server on Debian 12 (or Ubuntu 24.04) with one command:
+#
+#   sudo provisioning/install/install-server.sh --domain karte.example.org --admin anna
+#
+# the user `hcard-server`, the virtual environment /opt/hcard-server/venv with the `server`
+# extra only, the settings file, the database (SQLite by default, or --database-url for
+# PostgreSQL), the issuer key and the first admin (`hcard-server init`; the admin's password
+# is made here and printed once), the server unit, the nightly backup timer, and Caddy in
+# front with a TLS certificate from Let's Encrypt. Each step runs only when it is not already
+# so: running it twice changes nothing.
+#
+# --root DIR (or DESTDIR=DIR) writes into another root instead of this machine (see
+# install-terminal.sh); database and admin are then made at the first start by hand.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+
+ROOT=${DESTDIR:-/}
+SOURCE=$REPO
+DO_APT=1
+DO_VENV=1
+DOMAIN=""
+ADMIN="admin"
+DATABASE_URL=""
+KEEP=14
+PREFIX=/opt/hcard-server
+USER_NAME=hcard-server
+DATA_DIR=/var/lib/hcard-server
+
+usage() {
+	cat <<'EOF'
+Aufruf / usage: install-server.sh [Optionen / options]
+
+  --domain NAME        DNS-Name für Caddy mit TLS / DNS name for Caddy with TLS
+                       (ohne / without: kein Caddy, Server nur auf 127.0.0.1:8080)
+  --admin NAME         erster Admin / first admin (Standard/default: admin)
+  --database-url URL   PostgreSQL statt SQLite / PostgreSQL instead of SQLite
+                       (postgresql+psycopg://user:pass@host/db)
+  --keep N             Sicherungen behalten / backup generations kept (default 14)
+  --root DIR           in ein anderes Wurzelverzeichnis installieren / install into another
+                       root (also DESTDIR=DIR)
+  --source PATH        Quellordner oder Wheel / source folder or wheel (default: this checkout)
+  --no-apt             keine Systempakete / no system packages
+  --no-venv            keine virtuelle Umgebung / no virtual environment
+  -h, --help           diese Hilfe / this help
+EOF
+}
+
+while [ $# -gt 0 ]; do
+	case $1 in
+	--domain) DOMAIN=${2:?}; shift 2 ;;
+	--admin) ADMIN=${2:?}; shift 2 ;;
+	--database-url) DATABASE_URL=${2:?}; shift 2 ;;
+	--keep) KEEP=${2:?}; shift 2 ;;
+	--root) ROOT=${2:?}; shift 2 ;;
+	--source) SOURCE=${2:?}; shift 2 ;;
+	--no-apt) DO_APT=0; shift ;;
+	--no-venv) DO_VENV=0; shift ;;
+	-h | --help) usage; exit 0 ;;
+	*) usage >&2; echo "unbekannte Option / unknown option: $1" >&2; exit 2 ;;
+	esac
+done
+
+[ -d "$ROOT" ] || { echo "Wurzelverzeichnis fehlt / root folder missing: $ROOT" >&2; exit 2; }
+ROOT=$(cd "$ROOT" && pwd)
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+[ "$(id -u)" -eq 0 ] || die "bitte als root starten (sudo) / please run as root (sudo)"
+[[ $DOMAIN =~ ^([a-z0-9-]+\.)+[a-z]{2,}$|^$ ]] ||
+	die "ungültiger DNS-Name / invalid DNS name: $DOMAIN"
+[[ $ADMIN =~ ^[a-z][a-z0-9._-]{1,31}$ ]] ||
+	die "ungültiger Benutzername / invalid user name: $ADMIN"
+[[ $KEEP =~ ^[1-9][0-9]*$ ]] || die "--keep muss eine Zahl ab 1 sein / must be a number from 1"
+case $DATABASE_URL in
+"") DATABASE_URL="sqlite:///$DATA_DIR/hcard.db" ;;
+postgresql*://*) ;;
+*) die "nur PostgreSQL-URLs / only PostgreSQL URLs: postgresql+psycopg://..." ;;
+esac
+[[ $DATABASE_URL == *$'\n'* ]] && die "URL mit Zeilenumbruch / URL with a line break"
+
+echo "Hattingen Card: Server einrichten / setting up the server in $ROOT"
+
+# 1. System packages.
+if [ "$DO_APT" -eq 1 ]; then
+	packages=(python3 python3-venv sqlite3)
+	[ -n "$DOMAIN" ] && packages+=(caddy)
+	[[ $DATABASE_URL == postgres* ]] && packages+=(postgresql-client)
+	apt_install "${packages[@]}"
+fi
+
+# 2. The user that runs the server and owns its state (database, issuer key).
+system_user "$USER_NAME" "$DATA_DIR" "Hattingen Card server"
+
+# 3. The virtual environment with the server only.
+if [ "$DO_VENV" -eq 1 ]; then project_venv "$SOURCE" "$PREFIX/venv" server; fi
+
+# 4. Settings: read by systemd (as root) before it starts the server, so the file stays root's
+# alone (mode 0600) and may hold a PostgreSQL password.
+put_once /etc/hcard-server/server.env 0600 <<EOF
+# Hattingen Card server settings (read by hcard-server.service and the backup). Written once
+# by install-server.sh; your edits are kept.
+HCARD_DATA_DIR=$DATA_DIR
+HCARD_DATABASE_URL=$DATABASE_URL
+HCARD_BACKUP_KEEP=$KEEP
+EOF
+
+# 5. Units: the server and the nightly backup.
+for unit in hcard-server.service hcard-server-backup.service hcard-server-backup.timer; do
+	put "$REPO/systemd/$unit" "/etc/systemd/system/$unit" 0644
+done
+enable_unit hcard-server.service
+enable_unit hcard-server-backup.timer timers.target
+
+# 6. Caddy in front, with TLS. Debian's packaged Caddyfile (a static page on :80) is replaced;
+# a Caddyfile the operator wrote gets one import line added.
+if [ -n "$DOMAIN" ]; then
+	site=$(mktemp)
+	sed "s/^karte\.example\.org {/$DOMAIN {/" "$HERE/Caddyfile" >"$site"
+	put "$site" /etc/caddy/hcard.caddy 0644
+	rm -f "$site"
+	caddyfile=$R/etc/caddy/Caddyfile
+	if [ -f "$caddyfile" ] && grep -q '^:80 {' "$caddyfile" && grep -q '/usr/share/caddy' "$caddyfile"; then
+		printf '' >"$caddyfile"
+	fi
+	edit_block /etc/caddy/Caddyfile "site" <<'EOF'
+import /etc/caddy/hcard.caddy
+EOF
+fi
+
+# 7. Database, issuer key and first admin: once, on this machine.
+if [ -n "$R" ] || [ "$DO_VENV" -eq 0 ]; then
+	note "Datenbank und Admin beim ersten Start anlegen / create database and admin at first start:"
+	note "  systemd-run --wait --pty -p User=$USER_NAME -p StateDirectory=hcard-server \\"
+	note "    -p EnvironmentFile=/etc/hcard-server/server.env $PREFIX/venv/bin/hcard-server init --admin $ADMIN"
+elif [ ! -e "$DATA_DIR/issuer.key" ]; then
+	install -d -o "$USER_NAME" -g "$USER_NAME" -m 0700 "$DATA_DIR"
+	password=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
+	runuser -u "$USER_NAME" -- env HCARD_DATA_DIR="$DATA_DIR" HCARD_DATABASE_URL="$DATABASE_URL" \
+		HCARD_ADMIN_PASSWORD="$password" "$PREFIX/venv/bin/hcard-server" init --admin "$ADMIN"
+	changed "database, issuer key, admin $ADMIN"
+	echo "Erster Admin / first admin: $ADMIN  Passwort / password: $password"
+	echo "(nur jetzt angezeigt / shown only now; bitte nach der Anmeldung ändern / change it)"
+fi
+
+# 8. Apply on a running system.
+if live_system && [ "$CHANGED" -eq 1 ]; then
+	systemctl daemon-reload
+	systemctl restart hcard-server.service
+	systemctl start hcard-server-backup.timer
+	if [ -n "$DOMAIN" ]; then systemctl reload-or-restart caddy.service; fi
+fi
+
+if [ "$CHANGED" -eq 0 ]; then
+	echo "Nichts zu tun, alles eingerichtet / nothing to do, all set up."
+else
+	echo "Fertig / done: ${DOMAIN:+https://$DOMAIN/ }(127.0.0.1:8080)"
+	echo "Issuer-Schlüssel einmal offline sichern / back the issuer key up once, offline:"
+	echo "  $DATA_DIR/issuer.key"
+fi

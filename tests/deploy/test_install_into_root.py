@@ -1,0 +1,218 @@
+"""The install scripts run into a temporary root (`--root`), twice: the first run writes what a
+till or a server needs, the second changes nothing (every file's bytes, mode and mtime stay).
+
+apt and the virtual environment are left out (`--no-apt --no-venv`): they need a Raspberry Pi
+OS root and the network; everything else runs for real, including useradd/groupadd
+(`--prefix`) and `systemctl --root enable/mask`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+INSTALL = REPO / "provisioning" / "install"
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0, reason="useradd --prefix and the installers need root (CI runs as root)"
+)
+
+
+def _fake_root(root: Path) -> Path:
+    """A root with the account files of a fresh Raspberry Pi OS and its boot partition."""
+    etc = root / "etc"
+    etc.mkdir(parents=True)
+    (etc / "passwd").write_text(
+        "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+    )
+    (etc / "group").write_text("root:x:0:\ntty:x:5:\nvideo:x:44:\nnogroup:x:65534:\n")
+    (etc / "shadow").write_text("root:*:19000:0:99999:7:::\nnobody:*:19000:0:99999:7:::\n")
+    (etc / "gshadow").write_text("root:*::\ntty:*::\nvideo:*::\nnogroup:*::\n")
+    (etc / "shadow").chmod(0o640)
+    (etc / "gshadow").chmod(0o640)
+    boot = root / "boot" / "firmware"
+    boot.mkdir(parents=True)
+    (boot / "cmdline.txt").write_text(
+        "console=serial0,115200 console=tty1 root=PARTUUID=6c586e13-02 rootfstype=ext4 rootwait\n"
+    )
+    (boot / "config.txt").write_text("[all]\ndtparam=audio=on\ncamera_auto_detect=1\n")
+    return root
+
+
+def _tree(root: Path) -> dict[str, tuple[str, int, int]]:
+    """path → (sha256 or link target, mode, mtime_ns) of everything under root."""
+    state = {}
+    for path in sorted(root.rglob("*")):
+        stat = path.lstat()
+        if path.is_symlink():
+            digest = "-> " + os.readlink(path)
+        elif path.is_file():
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            digest = "dir"
+        state[str(path.relative_to(root))] = (digest, stat.st_mode, stat.st_mtime_ns)
+    return state
+
+
+def _run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(INSTALL / script), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+def test_terminal_install_writes_what_a_till_needs_and_is_idempotent(tmp_path: Path):
+    root = _fake_root(tmp_path / "root")
+    args = ("--root", str(root), "--no-apt", "--no-venv", "--pn532-uart")
+    first = _run("install-terminal.sh", *args, "--server-url", "https://karte.example.org")
+    assert first.returncode == 0, first.stderr
+    assert "changed" in first.stdout
+    before = _tree(root)
+
+    second = _run("install-terminal.sh", *args, "--server-url", "https://karte.example.org")
+    assert second.returncode == 0, second.stderr
+    assert "nothing to do" in second.stdout
+    assert _tree(root) == before
+
+    # The user, in the groups that reach display, input, UART and USB readers.
+    passwd = (root / "etc/passwd").read_text()
+    assert "hcard:x:" in passwd and ":/var/lib/hcard-terminal:/usr/sbin/nologin" in passwd
+    groups = {
+        line.split(":")[0]: line.split(":")[3].split(",")
+        for line in (root / "etc/group").read_text().splitlines()
+    }
+    for group in ("video", "input", "render", "dialout", "plugdev"):
+        assert "hcard" in groups[group], group
+    # The readers and the modules that would steal them.
+    rules = (root / "etc/udev/rules.d/60-hcard-nfc.rules").read_text()
+    for vendor, product in [("072f", "2200"), ("054c", "06c1"), ("054c", "06c3"), ("04cc", "2533")]:
+        assert f'ATTRS{{idVendor}}=="{vendor}", ATTRS{{idProduct}}=="{product}"' in rules
+    blacklist = (root / "etc/modprobe.d/hcard-nfc.conf").read_text().split("\n")
+    for module in ("pn533_usb", "pn533", "port100", "nfc"):
+        assert f"blacklist {module}" in blacklist
+    # UART for the PN532 HAT: enabled, Bluetooth off it, no console on it; the rest kept.
+    config = (root / "boot/firmware/config.txt").read_text()
+    assert config.startswith("[all]\ndtparam=audio=on\ncamera_auto_detect=1\n")
+    assert config.count("enable_uart=1") == 1 and "dtoverlay=disable-bt" in config
+    cmdline = (root / "boot/firmware/cmdline.txt").read_text()
+    assert cmdline == "console=tty1 root=PARTUUID=6c586e13-02 rootfstype=ext4 rootwait\n"
+    for unit in ("hciuart.service", "serial-getty@ttyAMA0.service"):
+        assert os.readlink(root / "etc/systemd/system" / unit) == "/dev/null"
+    # The kiosk: unit installed and enabled, session script executable.
+    unit = root / "etc/systemd/system/hcard-till.service"
+    assert unit.read_bytes() == (REPO / "systemd/hcard-till.service").read_bytes()
+    assert (root / "etc/systemd/system/multi-user.target.wants/hcard-till.service").is_symlink()
+    assert os.access(root / "opt/hcard/bin/hcard-kiosk", os.X_OK)
+    assert (
+        "HCARD_TERMINAL_STATE=/var/lib/hcard-terminal"
+        in (root / "etc/hcard/terminal.env").read_text()
+    )
+
+
+def test_terminal_install_keeps_the_operators_settings(tmp_path: Path):
+    root = _fake_root(tmp_path / "root")
+    args = ("--root", str(root), "--no-apt", "--no-venv")
+    assert _run("install-terminal.sh", *args).returncode == 0
+    env = root / "etc/hcard/terminal.env"
+    env.write_text(env.read_text() + "KIVY_LOG_LEVEL=debug\n")
+    # Nothing else was asked for: no UART changes.
+    assert "enable_uart" not in (root / "boot/firmware/config.txt").read_text()
+    again = _run("install-terminal.sh", *args)
+    assert again.returncode == 0, again.stderr
+    assert "KIVY_LOG_LEVEL=debug" in env.read_text()
+    assert "nothing to do" in again.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--server-url", "http://karte.example.org"], "https://"),
+        (["--reader", "pcsc"], "reader must be"),
+        (["--frobnicate"], "unknown option"),
+    ],
+)
+def test_terminal_install_refuses_bad_input_and_touches_nothing(tmp_path, args, message):
+    root = _fake_root(tmp_path / "root")
+    before = _tree(root)
+    done = _run("install-terminal.sh", "--root", str(root), "--no-apt", "--no-venv", *args)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert _tree(root) == before
+
+
+def test_server_install_writes_units_caddy_and_settings_and_is_idempotent(tmp_path: Path):
+    root = _fake_root(tmp_path / "root")
+    caddyfile = root / "etc/caddy/Caddyfile"
+    caddyfile.parent.mkdir(parents=True)
+    # What Debian's caddy package ships: replaced by the site import.
+    caddyfile.write_text(":80 {\n\troot * /usr/share/caddy\n\tfile_server\n}\n")
+    args = ("--root", str(root), "--no-apt", "--no-venv", "--domain", "karte.hattingen.de")
+    first = _run("install-server.sh", *args, "--keep", "30")
+    assert first.returncode == 0, first.stderr
+    before = _tree(root)
+    second = _run("install-server.sh", *args, "--keep", "30")
+    assert second.returncode == 0, second.stderr
+    assert "nothing to do" in second.stdout
+    assert _tree(root) == before
+
+    assert "hcard-server:x:" in (root / "etc/passwd").read_text()
+    env = root / "etc/hcard-server/server.env"
+    assert env.stat().st_mode & 0o777 == 0o600
+    settings = env.read_text()
+    assert "HCARD_DATABASE_URL=sqlite:////var/lib/hcard-server/hcard.db" in settings
+    assert "HCARD_BACKUP_KEEP=30" in settings
+    system = root / "etc/systemd/system"
+    for unit in (
+        "hcard-server.service",
+        "hcard-server-backup.service",
+        "hcard-server-backup.timer",
+    ):
+        assert (system / unit).read_bytes() == (REPO / "systemd" / unit).read_bytes()
+    assert (system / "multi-user.target.wants/hcard-server.service").is_symlink()
+    assert (system / "timers.target.wants/hcard-server-backup.timer").is_symlink()
+    assert (
+        caddyfile.read_text()
+        == "# BEGIN hcard site\nimport /etc/caddy/hcard.caddy\n# END hcard site\n"
+    )
+    site = (root / "etc/caddy/hcard.caddy").read_text()
+    assert "\nkarte.hattingen.de {\n" in site and "example.org" not in site
+
+
+def test_server_install_adds_to_an_operators_caddyfile(tmp_path: Path):
+    root = _fake_root(tmp_path / "root")
+    caddyfile = root / "etc/caddy/Caddyfile"
+    caddyfile.parent.mkdir(parents=True)
+    own = "shop.example.org {\n\treverse_proxy 127.0.0.1:9000\n}\n"
+    caddyfile.write_text(own)
+    args = ("--root", str(root), "--no-apt", "--no-venv", "--domain", "karte.hattingen.de")
+    assert _run("install-server.sh", *args).returncode == 0
+    assert _run("install-server.sh", *args).returncode == 0
+    assert caddyfile.read_text() == own + (
+        "# BEGIN hcard site\nimport /etc/caddy/hcard.caddy\n# END hcard site\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--domain", "karte example.org"],
+        ["--database-url", "mysql://x@y/z"],
+        ["--keep", "0"],
+        ["--admin", "Robert'); DROP"],
+    ],
+)
+def test_server_install_refuses_bad_input(tmp_path, args):
+    root = _fake_root(tmp_path / "root")
+    before = _tree(root)
+    done = _run("install-server.sh", "--root", str(root), "--no-apt", "--no-venv", *args)
+    assert done.returncode == 2, done.stdout
+    assert "Fehler / error" in done.stderr
+    assert _tree(root) == before
