@@ -84,7 +84,8 @@ def test_terminal_install_writes_what_a_till_needs_and_is_idempotent(tmp_path: P
 
     # The user, in the groups that reach display, input, UART and USB readers.
     passwd = (root / "etc/passwd").read_text()
-    assert "hcard:x:" in passwd and ":/var/lib/hcard-terminal:/usr/sbin/nologin" in passwd
+    assert "hcard:x:" in passwd
+    assert ":/var/lib/hcard-terminal:/usr/sbin/nologin" in passwd
     groups = {
         line.split(":")[0]: line.split(":")[3].split(",")
         for line in (root / "etc/group").read_text().splitlines()
@@ -101,7 +102,8 @@ def test_terminal_install_writes_what_a_till_needs_and_is_idempotent(tmp_path: P
     # UART for the PN532 HAT: enabled, Bluetooth off it, no console on it; the rest kept.
     config = (root / "boot/firmware/config.txt").read_text()
     assert config.startswith("[all]\ndtparam=audio=on\ncamera_auto_detect=1\n")
-    assert config.count("enable_uart=1") == 1 and "dtoverlay=disable-bt" in config
+    assert config.count("enable_uart=1") == 1
+    assert "dtoverlay=disable-bt" in config
     cmdline = (root / "boot/firmware/cmdline.txt").read_text()
     assert cmdline == "console=tty1 root=PARTUUID=6c586e13-02 rootfstype=ext4 rootwait\n"
     for unit in ("hciuart.service", "serial-getty@ttyAMA0.service"):
@@ -183,7 +185,8 @@ def test_server_install_writes_units_caddy_and_settings_and_is_idempotent(tmp_pa
         == "# BEGIN hcard site\nimport /etc/caddy/hcard.caddy\n# END hcard site\n"
     )
     site = (root / "etc/caddy/hcard.caddy").read_text()
-    assert "\nkarte.hattingen.de {\n" in site and "example.org" not in site
+    assert "\nkarte.hattingen.de {\n" in site
+    assert "example.org" not in site
 
 
 def test_server_install_adds_to_an_operators_caddyfile(tmp_path: Path):
