@@ -1,0 +1,170 @@
+"""The terminal's HTTP client: every request signed (`hcard.reqsign`), short timeouts.
+
+Why short timeouts: a cashier waits for the online decision with a card on the
+reader. If the server does not answer within about a second the till must
+decide offline instead, so `authorise` gets a connect timeout of 0.3 s and a
+read timeout of 0.7 s; the sync agent, which nobody waits for, gets longer ones.
+
+Why a clock offset: the Pi has no real-time clock, and after a power cut its
+clock can be anywhere. The server refuses a timestamp more than 300 s off with
+`clock_skew` and tells its own time in `details.server_time_s`; the client
+keeps the difference and signs with the corrected time from then on (the
+snapshot's `server_time_s` refreshes it too). Nothing else depends on the clock.
+
+Every failure is one of two kinds, so callers never parse exceptions:
+`ServerUnreachableError` (no connection, timeout, 5xx, an answer that is not our
+JSON: "decide offline, try later") or `HCardError` with the server's code
+("the server said no, for this reason").
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import requests
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from hcard import reqsign
+from hcard.encoding import canonical_bytes
+from hcard.errors import Code, HCardError
+from hcard.records import Record
+
+AUTHORISE_TIMEOUT_S = (0.3, 0.7)
+SYNC_TIMEOUT_S = (2.0, 15.0)
+CHECK_TIMEOUT_S = (0.5, 2.0)
+
+
+class ServerUnreachableError(Exception):
+    """No usable answer from the server (network, timeout, 5xx, garbage)."""
+
+
+class Clock:
+    """Wall-clock time corrected by the offset learnt from the server."""
+
+    def __init__(self, offset_s: float = 0.0) -> None:
+        self.offset_s = offset_s
+
+    def now_s(self) -> float:
+        return time.time() + self.offset_s
+
+    def learn(self, server_time_s: object) -> None:
+        if isinstance(server_time_s, int | float) and not isinstance(server_time_s, bool):
+            self.offset_s = float(server_time_s) - time.time()
+
+
+def _error_from(response: requests.Response) -> Exception:
+    """Turn a non-2xx answer into HCardError (our error body) or ServerUnreachableError."""
+    if response.status_code >= 500:
+        return ServerUnreachableError(f"server error {response.status_code}")
+    try:
+        body = response.json()
+        code = Code(body["code"])
+    except (ValueError, KeyError, TypeError):
+        return ServerUnreachableError(f"unexpected answer {response.status_code}")
+    details = body.get("details") if isinstance(body.get("details"), dict) else {}
+    return HCardError(code, **details)
+
+
+def post_json(url: str, payload: dict[str, Any], timeout_s: float = 10.0) -> dict[str, Any]:
+    """An unsigned POST (only enrolment uses it); same error mapping as signed calls."""
+    try:
+        response = requests.post(url, json=payload, timeout=timeout_s)
+    except requests.RequestException as exc:
+        raise ServerUnreachableError(type(exc).__name__) from exc
+    if not response.ok:
+        raise _error_from(response)
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise ServerUnreachableError("answer is not JSON") from exc
+    if not isinstance(body, dict):
+        raise ServerUnreachableError("answer is not a JSON object")
+    return body
+
+
+class ServerClient:
+    """Signed requests of one terminal. Safe to share between threads."""
+
+    def __init__(
+        self, base_url: str, terminal_id: int, key: Ed25519PrivateKey, clock: Clock
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.terminal_id = terminal_id
+        self.clock = clock
+        self._key = key
+        self._local = threading.local()
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        return session
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        payload: dict[str, Any] | None,
+        timeout_s: tuple[float, float],
+    ) -> dict[str, Any]:
+        """Send one signed request; retry once after learning the server's clock."""
+        body = b"" if payload is None else canonical_bytes(payload)
+        for attempt in range(2):
+            headers = reqsign.sign_request(
+                self._key, self.terminal_id, method, path, body, int(self.clock.now_s())
+            )
+            if payload is not None:
+                headers["Content-Type"] = "application/json"
+            try:
+                response = self._session().request(
+                    method, self.base_url + path, data=body, headers=headers, timeout=timeout_s
+                )
+            except requests.RequestException as exc:
+                raise ServerUnreachableError(type(exc).__name__) from exc
+            if response.ok:
+                try:
+                    answer = response.json()
+                except ValueError as exc:
+                    raise ServerUnreachableError("answer is not JSON") from exc
+                if not isinstance(answer, dict):
+                    raise ServerUnreachableError("answer is not a JSON object")
+                return answer
+            error = _error_from(response)
+            if (
+                attempt == 0
+                and isinstance(error, HCardError)
+                and error.code == Code.CLOCK_SKEW
+                and "server_time_s" in error.details
+            ):
+                self.clock.learn(error.details["server_time_s"])
+                continue
+            raise error
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # ------------------------------------------------------------ endpoints
+    def authorise(self, record: Record) -> dict[str, Any]:
+        return self.request(
+            "POST", "/v1/terminal/authorise", {"record": record.to_wire()}, AUTHORISE_TIMEOUT_S
+        )
+
+    def resolve(self, record: Record) -> dict[str, Any]:
+        """Ask again for the answer to an authorisation (same record, same answer)."""
+        return self.request(
+            "POST", "/v1/terminal/authorise", {"record": record.to_wire()}, SYNC_TIMEOUT_S
+        )
+
+    def sync(self, records: list[Record]) -> dict[str, Any]:
+        return self.request(
+            "POST",
+            "/v1/terminal/sync",
+            {"records": [r.to_wire() for r in records]},
+            SYNC_TIMEOUT_S,
+        )
+
+    def snapshot(self, since: int) -> dict[str, Any]:
+        return self.request("GET", f"/v1/terminal/snapshot?since={since}", None, SYNC_TIMEOUT_S)
+
+    def card(self, card_number: str) -> dict[str, Any]:
+        return self.request("GET", f"/v1/terminal/cards/{card_number}", None, CHECK_TIMEOUT_S)

@@ -1,0 +1,151 @@
+"""Terminal state on disk, and enrolment that creates it.
+
+One state directory per terminal (default `/var/lib/hcard-terminal`, or
+`$HCARD_TERMINAL_STATE`):
+
+| file | what | written |
+|---|---|---|
+| `terminal.key` | Ed25519 private key, mode 0600 (`hcard.keys`) | once, at enrolment |
+| `config.json` | server URL, terminal/merchant id, issuer key, reader | at enrolment |
+| `journal.sqlite` | the signed journal (`hcard.terminal.journal`) | every record |
+| `snapshot.json` | last verified snapshot from the server | every sync |
+
+The key pair is made here, on the terminal; only the public half is sent to the
+server. A failed enrolment keeps the key so that a retry with a new code does
+not leave a registered key behind that nobody holds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from hcard import keys
+from hcard.errors import Code, HCardError
+from hcard.terminal.client import post_json
+
+DEFAULT_STATE_DIR = Path("/var/lib/hcard-terminal")
+KEY_FILE = "terminal.key"
+CONFIG_FILE = "config.json"
+JOURNAL_FILE = "journal.sqlite"
+SNAPSHOT_FILE = "snapshot.json"
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("HCARD_TERMINAL_STATE", DEFAULT_STATE_DIR))
+
+
+@dataclass(frozen=True)
+class TerminalConfig:
+    server_url: str
+    terminal_id: int
+    merchant_id: int
+    merchant_name: str
+    issuer_public_key: str
+    name: str
+    reader: str = "usb"
+    # Hex of the trusted originality-signature key (secp128r1); None means NXP's.
+    originality_key: str | None = None
+    # Hex of the secret the cards' NTAG write passwords derive from (see
+    # `hcard.terminal.card.layout.card_password`); shared with card issuance.
+    card_write_secret: str = ""
+
+
+class TerminalState:
+    """Paths and loaders of one state directory."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.dir = state_dir
+
+    @property
+    def key_path(self) -> Path:
+        return self.dir / KEY_FILE
+
+    @property
+    def config_path(self) -> Path:
+        return self.dir / CONFIG_FILE
+
+    @property
+    def journal_path(self) -> Path:
+        return self.dir / JOURNAL_FILE
+
+    @property
+    def snapshot_path(self) -> Path:
+        return self.dir / SNAPSHOT_FILE
+
+    def enrolled(self) -> bool:
+        return self.config_path.exists()
+
+    def load_config(self) -> TerminalConfig:
+        try:
+            data = json.loads(self.config_path.read_text("utf-8"))
+            return TerminalConfig(**data)
+        except FileNotFoundError as exc:
+            raise HCardError(Code.UNKNOWN_TERMINAL, state_dir=str(self.dir)) from exc
+
+    def save_config(self, config: TerminalConfig) -> None:
+        write_atomic(self.config_path, json.dumps(asdict(config), indent=2).encode())
+
+    def load_key(self) -> Ed25519PrivateKey:
+        return keys.load_private(self.key_path)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write through a temporary file, fsync, rename, fsync the folder.
+
+    A power cut leaves either the old or the new file, never half of one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def enrol(
+    state: TerminalState,
+    server_url: str,
+    code: str,
+    name: str = "Kasse",
+    reader: str = "usb",
+    originality_key: str | None = None,
+    card_write_secret: str = "",
+) -> TerminalConfig:
+    """Make the key pair (kept if it exists), register it with `POST /v1/enrol`, save config."""
+    if state.enrolled():
+        raise HCardError(
+            Code.ENROLMENT_CODE_INVALID, reason="already enrolled", path=str(state.dir)
+        )
+    key = keys.load_or_create_private(state.key_path)
+    answer = post_json(
+        server_url.rstrip("/") + "/v1/enrol",
+        {"code": code.strip().upper(), "public_key": keys.public_hex(key), "name": name},
+    )
+    try:
+        config = TerminalConfig(
+            server_url=server_url.rstrip("/"),
+            terminal_id=int(answer["terminal_id"]),
+            merchant_id=int(answer["merchant_id"]),
+            merchant_name=str(answer["merchant_name"]),
+            issuer_public_key=keys.public_hex(keys.public_from_hex(answer["issuer_public_key"])),
+            name=name,
+            reader=reader,
+            originality_key=originality_key,
+            card_write_secret=str(answer.get("card_write_secret", card_write_secret)),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise HCardError(Code.MALFORMED_REQUEST, reason="enrolment answer malformed") from exc
+    state.save_config(config)
+    return config

@@ -1,0 +1,345 @@
+"""The terminal's journal: signed, hash-chained records in SQLite, append-only.
+
+Every payment, void, top-up request and day close becomes a `hcard.records`
+record with the terminal's next sequence number, the hash of the record before
+it and an Ed25519 signature by the terminal key. The journal is the terminal's
+memory of what it promised: a payment that the till showed as approved must be
+in it, whatever instant the power goes.
+
+Why these SQLite settings:
+- WAL: the sync agent reads (and marks acknowledgements) while the till writes;
+  readers never block the writer, and a crash mid-write leaves the last commit.
+- `PRAGMA synchronous=FULL`: in WAL mode `NORMAL` does not fsync at each
+  commit, so after a power loss the last commits can roll back although the
+  cashier was already shown "approved". `FULL` fsyncs the WAL at every commit:
+  once `append` returns, the record survives a power cut.
+
+Tables:
+- `records`: insert-only. `seq` and the record's exact wire bytes (canonical
+  JSON with the signature), nothing else: what is checked is what is stored.
+- `head`: one row, the last seq and hash, written in the same transaction as
+  every record. It is how a truncated journal (the newest records cut off) is
+  noticed: the chain alone cannot tell a short journal from a truncated one.
+- `meta`: the terminal id this journal belongs to (a copied journal of another
+  terminal is refused) and the sync state (acknowledged up to seq).
+- `local`: mutable bookkeeping per record that is not signed and never leaves
+  the terminal: the payment's progress (intent, approved, final, voided, ...),
+  whether the card was written, the (server-corrected) wall-clock day. It is
+  what the restart recovery and the offline limits read.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from hcard import keys
+from hcard.chain import ChainProblem, first_problem
+from hcard.encoding import canonical_bytes
+from hcard.errors import Code, HCardError
+from hcard.records import GENESIS_HASH, Record, RecordError, make_record
+
+# Progress of a payment on this terminal (column `local.state`).
+INTENT = "intent"  # online: journalled, the server's answer is not known yet
+APPROVED = "approved"  # decided (online by the server, or offline here); card not yet written
+DECLINED = "declined"  # online, the server declined: books nothing
+FINAL = "final"  # card written and the result handed to the front end as approved
+VOIDED = "voided"  # shown as approved, later voided by the cashier (receipt number)
+CANCELLED = "cancelled"  # never shown as approved: voided by the terminal itself
+UNSHOWN = "unshown"  # online outcome unknown, till moved on: the sync agent resolves it
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One journalled record with its local bookkeeping."""
+
+    record: Record
+    state: str | None
+    card_written: bool
+    day: str
+    created_s: float
+    outcome: dict[str, Any] | None
+
+
+class Journal:
+    """The journal of one terminal. Thread-safe: one connection behind a lock.
+
+    The lock is held for each SQLite transaction only, never during network or
+    card I/O, so the sync agent can never block the till for longer than one
+    small commit.
+    """
+
+    def __init__(self, path: Path, terminal_id: int, key: Ed25519PrivateKey) -> None:
+        self.path = path
+        self.terminal_id = terminal_id
+        self._key = key
+        self._public = key.public_key()
+        self._lock = threading.RLock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db = sqlite_utils.Database(connection)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._create()
+        self._check_owner()
+
+    # ----------------------------------------------------------------- set-up
+    def _create(self) -> None:
+        with self._tx():
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY, wire BLOB NOT NULL)"
+            )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS head (id INTEGER PRIMARY KEY CHECK (id = 1),"
+                " seq INTEGER NOT NULL, hash TEXT NOT NULL)"
+            )
+            self._db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS local (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL,"
+                " card TEXT, state TEXT, card_written INTEGER NOT NULL DEFAULT 0,"
+                " day TEXT NOT NULL, created_s REAL NOT NULL, outcome TEXT)"
+            )
+            self._db.execute("CREATE INDEX IF NOT EXISTS local_card ON local (card, day)")
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta (name, value) VALUES ('terminal_id', ?)",
+                [str(self.terminal_id)],
+            )
+            self._db.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('acked_seq', '0')")
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta (name, value) VALUES ('public_key', ?)",
+                [keys.public_hex(self._key)],
+            )
+            self._db.execute(
+                "INSERT OR IGNORE INTO head (id, seq, hash) VALUES (1, 0, ?)", [GENESIS_HASH]
+            )
+
+    def _check_owner(self) -> None:
+        owner = self._meta("terminal_id")
+        public = self._meta("public_key")
+        if owner != str(self.terminal_id) or public != keys.public_hex(self._key):
+            raise HCardError(Code.JOURNAL_FOREIGN, journal_terminal=owner, path=str(self.path))
+
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        """One IMMEDIATE transaction under the lock; committed (and fsynced) on exit."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _meta(self, name: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE name = ?", [name]).fetchone()
+        return None if row is None else row[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.conn.close()
+
+    # ----------------------------------------------------------- verification
+    def verify(self) -> ChainProblem | None:
+        """The first problem in the stored chain, or None when it is intact.
+
+        Checks each stored record's bytes (parse, then `hcard.chain.first_problem`
+        for terminal id, sequence, link and signature), that the row's seq is the
+        record's, and that the chain ends where `head` says (truncation).
+        """
+        with self._lock:
+            rows = self._db.execute("SELECT wire FROM records ORDER BY seq").fetchall()
+            head_seq, head_hash = self._db.execute("SELECT seq, hash FROM head").fetchone()
+        parsed: list[Record] = []
+        for expected_seq, (wire,) in enumerate(rows, start=1):
+            try:
+                record = Record.from_wire(json.loads(bytes(wire).decode("utf-8")))
+            except (ValueError, RecordError) as exc:  # JSONDecodeError and UnicodeError too
+                problem = first_problem(parsed, self._public, self.terminal_id)
+                return problem or ChainProblem(
+                    expected_seq, Code.JOURNAL_CORRUPT, f"record unreadable: {exc}"
+                )
+            parsed.append(record)
+        problem = first_problem(parsed, self._public, self.terminal_id)
+        if problem is not None:
+            return problem
+        last_seq = parsed[-1].seq if parsed else 0
+        last_hash = parsed[-1].hash if parsed else GENESIS_HASH
+        if head_seq > last_seq:
+            return ChainProblem(
+                last_seq + 1, Code.CHAIN_GAP, f"journal truncated: head says seq {head_seq}"
+            )
+        if (head_seq, head_hash) != (last_seq, last_hash):
+            return ChainProblem(head_seq, Code.JOURNAL_CORRUPT, "head does not match last record")
+        return None
+
+    # ---------------------------------------------------------------- writing
+    def append(
+        self,
+        kind: str,
+        body: dict[str, Any],
+        *,
+        state: str | None,
+        day: str,
+        created_s: float,
+        card_written: bool = False,
+    ) -> Record:
+        """Sign `body` as the next record and commit it (fsync) before returning."""
+        with self._tx():
+            return self._append(kind, body, state, day, created_s, card_written)
+
+    def _append(
+        self,
+        kind: str,
+        body: dict[str, Any],
+        state: str | None,
+        day: str,
+        created_s: float,
+        card_written: bool,
+    ) -> Record:
+        head_seq, head_hash = self._db.execute("SELECT seq, hash FROM head").fetchone()
+        record = make_record(self._key, self.terminal_id, head_seq + 1, head_hash, kind, body)
+        self._db.execute(
+            "INSERT INTO records (seq, wire) VALUES (?, ?)",
+            [record.seq, canonical_bytes(record.to_wire())],
+        )
+        self._db.execute("UPDATE head SET seq = ?, hash = ?", [record.seq, record.hash])
+        self._db.execute(
+            "INSERT INTO local (seq, kind, card, state, card_written, day, created_s)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [record.seq, kind, body.get("card"), state, int(card_written), day, created_s],
+        )
+        return record
+
+    def set_state(
+        self,
+        seq: int,
+        state: str,
+        *,
+        outcome: dict[str, Any] | None = None,
+        card_written: bool | None = None,
+    ) -> None:
+        with self._tx():
+            self._db.execute("UPDATE local SET state = ? WHERE seq = ?", [state, seq])
+            if outcome is not None:
+                self._db.execute(
+                    "UPDATE local SET outcome = ? WHERE seq = ?", [json.dumps(outcome), seq]
+                )
+            if card_written is not None:
+                self._db.execute(
+                    "UPDATE local SET card_written = ? WHERE seq = ?", [int(card_written), seq]
+                )
+
+    def void(
+        self, seq: int, body: dict[str, Any], *, day: str, created_s: float, state: str
+    ) -> Record:
+        """Append a void record for payment `seq` and set the payment's state, atomically."""
+        with self._tx():
+            record = self._append("void", body, None, day, created_s, False)
+            self._db.execute("UPDATE local SET state = ? WHERE seq = ?", [state, seq])
+        return record
+
+    def mark_acked(self, seq: int) -> None:
+        """The server has the records up to `seq` (never moves backwards)."""
+        with self._tx():
+            if seq > self.acked_seq():
+                self._db.execute("UPDATE meta SET value = ? WHERE name = 'acked_seq'", [str(seq)])
+
+    def set_meta(self, name: str, value: str) -> None:
+        with self._tx():
+            self._db.execute(
+                "INSERT INTO meta (name, value) VALUES (?, ?)"
+                " ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                [name, value],
+            )
+
+    def get_meta(self, name: str) -> str | None:
+        with self._lock:
+            return self._meta(name)
+
+    # ---------------------------------------------------------------- reading
+    def acked_seq(self) -> int:
+        with self._lock:
+            return int(self._meta("acked_seq") or 0)
+
+    def last_seq(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT seq FROM head").fetchone()[0]
+
+    def last_day_close_seq(self) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT max(seq) FROM local WHERE kind = 'day_close'").fetchone()
+        return row[0] or 0
+
+    def unsent(self, limit: int) -> list[Record]:
+        """Records after the acknowledged one, in order, at most `limit`."""
+        with self._lock:
+            acked = int(self._meta("acked_seq") or 0)
+            rows = self._db.execute(
+                "SELECT wire FROM records WHERE seq > ? ORDER BY seq LIMIT ?", [acked, limit]
+            ).fetchall()
+        return [Record.from_wire(json.loads(bytes(row[0]))) for row in rows]
+
+    def unsent_count(self) -> int:
+        with self._lock:
+            return self.last_seq() - self.acked_seq()
+
+    def entry(self, seq: int) -> Entry | None:
+        entries = self._entries("WHERE r.seq = ?", [seq])
+        return entries[0] if entries else None
+
+    def entries(self, *, after_seq: int = 0, states: tuple[str, ...] = ()) -> list[Entry]:
+        clauses, params = ["r.seq > ?"], [after_seq]
+        if states:
+            clauses.append(f"l.state IN ({','.join('?' * len(states))})")
+            params.extend(states)
+        where = "WHERE " + " AND ".join(clauses)
+        return self._entries(where, params)
+
+    def card_entries(self, card: str) -> list[Entry]:
+        return self._entries("WHERE l.card = ?", [card])
+
+    def _entries(self, where: str, params: list[Any]) -> list[Entry]:
+        # `where` is built from fixed fragments only; every value is a bound parameter.
+        sql = (
+            "SELECT r.wire, l.state, l.card_written, l.day, l.created_s, l.outcome"  # noqa: S608
+            f" FROM records r JOIN local l ON l.seq = r.seq {where} ORDER BY r.seq"
+        )
+        with self._lock:
+            rows = self._db.execute(sql, params).fetchall()
+        return [
+            Entry(
+                record=Record.from_wire(json.loads(bytes(wire))),
+                state=state,
+                card_written=bool(written),
+                day=day,
+                created_s=created_s,
+                outcome=json.loads(outcome) if outcome else None,
+            )
+            for wire, state, written, day, created_s, outcome in rows
+        ]
+
+
+def open_verified(path: Path, terminal_id: int, key: Ed25519PrivateKey) -> Journal:
+    """Open the journal and refuse it when its chain is broken (`JOURNAL_CORRUPT` etc.).
+
+    A terminal must not keep appending to a damaged chain: the server would
+    refuse everything after the damage. The error names the first bad seq so
+    that support can compare with the server's copy.
+    """
+    journal = Journal(path, terminal_id, key)
+    problem = journal.verify()
+    if problem is not None:
+        journal.close()
+        raise HCardError(problem.code, seq=problem.seq, detail=problem.detail)
+    return journal

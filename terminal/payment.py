@@ -1,0 +1,416 @@
+"""One payment, from a card on the reader to the result the till shows.
+
+    tap → card read and verified (`hcard.terminal.card`) → journal the intent
+    → online: `POST /v1/terminal/authorise` within ~1 s | offline: decide here
+    → write the new purse to the card (counter + 1) → mark final → result
+
+Ordering, and why nothing approved is lost and nothing unshown is charged:
+1. The payment record is committed (fsync, `synchronous=FULL`) *before* the
+   server is asked or the card is written. Whatever happens later, the journal
+   knows the payment under its sequence number.
+2. Only after the card write succeeded is the record marked `final` and the
+   result returned as approved. `final` is the till's promise to the customer.
+3. At restart (`recover`), a payment journalled but not final was never shown
+   as approved: it is voided by a void record, so the server, which may
+   already have booked it (online) or will book it at sync (offline), reverses
+   it. An online payment whose answer never arrived is resolved by the sync
+   agent: it asks again (the server answers a repeated record identically and
+   books nothing twice) and voids it if it was approved.
+4. A card write that did not finish is repaired at the card's next tap on this
+   terminal: the counter used by the unfinished payment is never used again
+   (the server sees every counter once), and if the write did land on the card
+   although the payment was voided, the voided amount is given back to the
+   purse in the next write.
+
+Offline decision (server unreachable or slower than the short timeout):
+- deny-listed → `CARD_BLOCKED`.
+- available balance: when the snapshot's counter for the card is at least the
+  card's, the server has seen every purse write: its balance is the truth
+  (it includes top-ups, and catches a purse restored to an older state).
+  Otherwise offline payments happened after the snapshot and only the card
+  knows them, while the snapshot may know a block or a debit the card does not:
+  the lower of the two is taken. Erring low can only refuse a payment; erring
+  high would let the card overdraw.
+- limits from the snapshot: per payment, per card per (calendar) day on this
+  terminal (from the journal), consecutive offline payments per card: the purse
+  counter minus the counter the server last knew counts the writes that no
+  server has seen yet, whichever terminal made them; this terminal's own
+  unsynced offline payments of the card are counted too, the larger wins.
+- short balance → `INSUFFICIENT_FUNDS` with `available_cents`: what the card
+  can pay right now within the limits, so the front end can offer exactly that.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from hcard.errors import Code, HCardError
+from hcard.records import Record
+from hcard.terminal import journal as jr
+from hcard.terminal.card.model import CardSession, CardView, Purse
+from hcard.terminal.client import Clock, ServerClient, ServerUnreachableError
+from hcard.terminal.snapshot import SnapshotStore
+from hcard.terminal.till import Outcome, PaymentResult
+
+log = logging.getLogger(__name__)
+
+
+class Link:
+    """Is the server reachable? Set by every request; read before each payment.
+
+    When the last request failed, payments go offline at once instead of
+    waiting for a timeout each time; the sync agent probes with backoff and
+    sets it back.
+    """
+
+    def __init__(self) -> None:
+        self.online = True
+        self.last_ok_s: float | None = None
+
+    def ok(self, now_s: float) -> None:
+        self.online, self.last_ok_s = True, now_s
+
+    def down(self) -> None:
+        self.online = False
+
+
+@dataclass(frozen=True)
+class Decision:
+    available_cents: int  # what the card may spend offline right now (limits applied)
+    balance_cents: int  # the balance the purse is based on
+    code: Code | None  # why not (None: approved)
+
+
+def day_of(now_s: float) -> str:
+    """The calendar day of a (server-corrected) time, local time zone."""
+    return time.strftime("%Y-%m-%d", time.localtime(now_s))
+
+
+def declined(code: Code, *, offline: bool, available_cents: int | None = None) -> PaymentResult:
+    return PaymentResult(
+        outcome=Outcome.DECLINED,
+        code=code,
+        amount_cents=0,
+        tip_cents=0,
+        balance_cents=None,
+        receipt_no=None,
+        offline=offline,
+        available_cents=available_cents,
+    )
+
+
+class Payments:
+    """The payment logic of one terminal (journal + snapshot + server link)."""
+
+    def __init__(
+        self,
+        journal: jr.Journal,
+        snapshot: SnapshotStore,
+        client: ServerClient,
+        clock: Clock,
+        link: Link,
+        key: Ed25519PrivateKey,
+    ) -> None:
+        self.journal = journal
+        self._key = key
+        self.snapshot = snapshot
+        self.client = client
+        self.clock = clock
+        self.link = link
+        self.terminal_id = journal.terminal_id
+
+    # --------------------------------------------------------------- repair
+    def _repair(self, tap: CardView) -> tuple[int, int]:
+        """(counter floor, refund) from this terminal's unfinished payments of the card.
+
+        Counter floor: the highest counter any of our records of this card
+        used, written or not, so that no counter is ever booked twice by us.
+        Refund: when the card holds exactly the purse of a payment that was
+        voided before the till showed it (written by us, same counter), that
+        payment's amount is owed back to the purse.
+        """
+        floor, refund = 0, 0
+        for entry in self.journal.card_entries(tap.card_number):
+            if entry.record.kind != "payment":
+                continue
+            body = entry.record.body
+            floor = max(floor, body["counter"])
+            if (
+                entry.state == jr.CANCELLED
+                and body["counter"] == tap.counter
+                and tap.purse is not None
+                and tap.purse.terminal_id == self.terminal_id
+            ):
+                refund = body["amount_cents"]
+        return floor, refund
+
+    # ------------------------------------------------------------- decision
+    def decide_offline(self, tap: CardView, amount_cents: int, refund_cents: int) -> Decision:
+        state = self.snapshot.state
+        limits = state.limits
+        known = state.balances.get(tap.card_number)
+        if tap.card_number in state.deny:
+            return Decision(0, 0, Code.CARD_BLOCKED)
+        if tap.purse_code is not None:
+            return Decision(0, 0, tap.purse_code)
+        if tap.purse is None and known is None:
+            return Decision(0, 0, Code.UNKNOWN_CARD)
+        if tap.purse is None or (known is not None and known.counter >= tap.counter):
+            balance = known.balance_cents
+        else:
+            purse = tap.purse.balance_cents + refund_cents
+            balance = purse if known is None else min(purse, known.balance_cents)
+        today = day_of(self.clock.now_s())
+        spent_today, unsynced = 0, 0
+        acked = self.journal.acked_seq()
+        for entry in self.journal.card_entries(tap.card_number):
+            body = entry.record.body
+            if entry.record.kind != "payment" or body["mode"] != "offline":
+                continue
+            if entry.state in (jr.FINAL, jr.APPROVED, jr.VOIDED):
+                if entry.day == today:
+                    spent_today += body["amount_cents"]
+                if entry.record.seq > acked:
+                    unsynced += 1
+        consecutive = max(tap.counter - (known.counter if known else 0), unsynced)
+        if consecutive >= limits.consecutive_offline:
+            return Decision(0, balance, Code.OFFLINE_LIMIT_COUNT)
+        day_left = limits.per_card_day_cents - spent_today
+        if day_left <= 0:
+            return Decision(0, balance, Code.OFFLINE_LIMIT_DAY)
+        available = max(0, min(balance, limits.per_payment_cents, day_left))
+        if amount_cents > limits.per_payment_cents:
+            return Decision(available, balance, Code.OFFLINE_LIMIT_PAYMENT)
+        if amount_cents > day_left:
+            return Decision(available, balance, Code.OFFLINE_LIMIT_DAY)
+        if amount_cents > balance:
+            return Decision(available, balance, Code.INSUFFICIENT_FUNDS)
+        return Decision(available, balance, None)
+
+    # ------------------------------------------------------------------ pay
+    def pay(
+        self, session: CardSession, tap: CardView, amount_cents: int, tip_cents: int
+    ) -> PaymentResult:
+        floor, refund = self._repair(tap)
+        counter = max(tap.counter, floor) + 1
+        if self.link.online:
+            result = self._pay_online(session, tap, amount_cents, tip_cents, counter, refund)
+            if result is not None:
+                return result
+            counter += 1  # the online record may hold `counter` at the server: never reuse it
+        return self._pay_offline(session, tap, amount_cents, tip_cents, counter, refund)
+
+    def _known_balance(self, tap: CardView) -> int:
+        """The terminal's estimate of the balance before an online payment."""
+        if tap.purse is not None:
+            return tap.purse.balance_cents
+        known = self.snapshot.state.balances.get(tap.card_number)
+        return known.balance_cents if known else 0
+
+    def _body(
+        self, tap: CardView, amount_cents: int, tip_cents: int, mode: str, counter: int, purse: int
+    ) -> dict[str, object]:
+        return {
+            "card": tap.card_number,
+            "uid": tap.uid.hex(),
+            "amount_cents": amount_cents,
+            "tip_cents": tip_cents,
+            "mode": mode,
+            "counter": counter,
+            "purse_cents": purse,
+        }
+
+    def _append(self, body: dict[str, object], state: str) -> Record:
+        now_s = self.clock.now_s()
+        return self.journal.append("payment", body, state=state, day=day_of(now_s), created_s=now_s)
+
+    def _pay_online(
+        self,
+        session: CardSession,
+        tap: CardView,
+        amount_cents: int,
+        tip_cents: int,
+        counter: int,
+        refund: int,
+    ) -> PaymentResult | None:
+        """Authorise with the server; None means "no answer in time: decide offline"."""
+        estimate = self._known_balance(tap) + refund - amount_cents
+        record = self._append(
+            self._body(tap, amount_cents, tip_cents, "online", counter, estimate), jr.INTENT
+        )
+        try:
+            answer = self.client.authorise(record)
+            outcome = answer["outcome"]
+            if outcome not in ("approved", "declined"):
+                raise ServerUnreachableError(f"unknown outcome {outcome!r}")
+        except (ServerUnreachableError, KeyError, TypeError) as exc:
+            log.info("online authorisation of seq %s failed (%s): offline", record.seq, exc)
+            self.link.down()
+            self.journal.set_state(record.seq, jr.UNSHOWN)
+            return None
+        except HCardError as exc:
+            self.journal.set_state(record.seq, jr.UNSHOWN)
+            if exc.code in (Code.TERMINAL_REVOKED, Code.UNKNOWN_TERMINAL):
+                return declined(exc.code, offline=False)
+            log.warning("server refused authorisation of seq %s: %s", record.seq, exc.code)
+            self.link.down()
+            return None
+        self.link.ok(self.clock.now_s())
+        if outcome == "declined":
+            self.journal.set_state(record.seq, jr.DECLINED, outcome=answer)
+            code = _code(answer.get("code"))
+            available = answer.get("available_cents")
+            return declined(
+                code,
+                offline=False,
+                available_cents=available if isinstance(available, int) and available > 0 else None,
+            )
+        self.journal.set_state(record.seq, jr.APPROVED, outcome=answer)
+        balance = answer.get("balance_cents")
+        purse = balance if isinstance(balance, int) and not isinstance(balance, bool) else estimate
+        return self._write_and_finish(session, record, purse, offline=False)
+
+    def _pay_offline(
+        self,
+        session: CardSession,
+        tap: CardView,
+        amount_cents: int,
+        tip_cents: int,
+        counter: int,
+        refund: int,
+    ) -> PaymentResult:
+        decision = self.decide_offline(tap, amount_cents, refund)
+        if decision.code is not None:
+            available = decision.available_cents
+            return declined(
+                decision.code,
+                offline=True,
+                available_cents=available if available > 0 else None,
+            )
+        purse = decision.balance_cents - amount_cents
+        record = self._append(
+            self._body(tap, amount_cents, tip_cents, "offline", counter, purse), jr.APPROVED
+        )
+        return self._write_and_finish(session, record, purse, offline=True)
+
+    def _write_and_finish(
+        self, session: CardSession, record: Record, purse: int, *, offline: bool
+    ) -> PaymentResult:
+        try:
+            session.write_purse(Purse(purse, record.body["counter"], self.terminal_id), self._key)
+        except (HCardError, ValueError) as exc:
+            log.info("card write of seq %s failed (%s): payment cancelled", record.seq, exc)
+            self.cancel_unshown(record)
+            return declined(Code.CARD_UNREADABLE, offline=offline)
+        self.journal.set_state(record.seq, jr.FINAL, card_written=True)
+        return PaymentResult(
+            outcome=Outcome.APPROVED,
+            code=None,
+            amount_cents=record.body["amount_cents"],
+            tip_cents=record.body["tip_cents"],
+            balance_cents=purse,
+            receipt_no=record.seq,
+            offline=offline,
+        )
+
+    # ---------------------------------------------------------------- voids
+    def cancel_unshown(self, record: Record) -> None:
+        """Void a payment the till never showed as approved (state `cancelled`)."""
+        now_s = self.clock.now_s()
+        body = {
+            "card": record.body["card"],
+            "voids_seq": record.seq,
+            "amount_cents": record.body["amount_cents"],
+        }
+        self.journal.void(record.seq, body, day=day_of(now_s), created_s=now_s, state=jr.CANCELLED)
+
+    def void(self, receipt_no: int) -> PaymentResult:
+        """Void a payment of the current business day (since the last day close)."""
+        entry = self.journal.entry(receipt_no)
+        if (
+            entry is None
+            or entry.record.kind != "payment"
+            or entry.state
+            in (
+                jr.DECLINED,
+                jr.CANCELLED,
+                jr.UNSHOWN,
+                jr.INTENT,
+            )
+        ):
+            return declined(Code.PAYMENT_NOT_FOUND, offline=not self.link.online)
+        if entry.state == jr.VOIDED:
+            return declined(Code.ALREADY_VOIDED, offline=not self.link.online)
+        if receipt_no <= self.journal.last_day_close_seq():
+            return declined(Code.VOID_TOO_LATE, offline=not self.link.online)
+        body = entry.record.body
+        now_s = self.clock.now_s()
+        record = self.journal.void(
+            receipt_no,
+            {"card": body["card"], "voids_seq": receipt_no, "amount_cents": body["amount_cents"]},
+            day=day_of(now_s),
+            created_s=now_s,
+            state=jr.VOIDED,
+        )
+        return PaymentResult(
+            outcome=Outcome.APPROVED,
+            code=None,
+            amount_cents=body["amount_cents"],
+            tip_cents=body["tip_cents"],
+            balance_cents=None,
+            receipt_no=record.seq,
+            offline=body["mode"] == "offline",
+        )
+
+    # ------------------------------------------------------------- recovery
+    def recover(self) -> list[int]:
+        """At start-up: settle what a crash left unfinished. Returns the voided seqs.
+
+        `approved` (decided, card write or display not confirmed) → voided.
+        `intent` (asked the server, no answer kept) → `unshown`, resolved by
+        the sync agent.
+        """
+        cancelled = []
+        for entry in self.journal.entries(states=(jr.APPROVED, jr.INTENT)):
+            if entry.state == jr.INTENT:
+                self.journal.set_state(entry.record.seq, jr.UNSHOWN)
+            else:
+                self.cancel_unshown(entry.record)
+                cancelled.append(entry.record.seq)
+        return cancelled
+
+    def resolve_unshown(self) -> int:
+        """Ask the server again about each `unshown` online payment; void approved ones.
+
+        Raises ServerUnreachableError when the server cannot be asked; returns
+        how many were resolved. Called by the sync agent before uploading, so no
+        such record reaches the server by sync before its outcome is settled.
+        """
+        resolved = 0
+        for entry in self.journal.entries(states=(jr.UNSHOWN,)):
+            try:
+                answer = self.client.resolve(entry.record)
+            except HCardError as exc:
+                # The server will not authorise it (e.g. revoked, conflict): nothing booked.
+                log.warning("seq %s not resolvable: %s", entry.record.seq, exc.code)
+                self.journal.set_state(entry.record.seq, jr.DECLINED, outcome={"code": exc.code})
+                resolved += 1
+                continue
+            if answer.get("outcome") == "approved":
+                self.journal.set_state(entry.record.seq, jr.APPROVED, outcome=answer)
+                self.cancel_unshown(entry.record)
+            else:
+                self.journal.set_state(entry.record.seq, jr.DECLINED, outcome=answer)
+            resolved += 1
+        return resolved
+
+
+def _code(value: object) -> Code:
+    try:
+        return Code(value)
+    except ValueError:
+        return Code.INTERNAL_ERROR

@@ -1,0 +1,159 @@
+"""The sync agent: a background thread that brings the server up to date.
+
+Each round: settle online payments whose answer never arrived (ask again,
+void the approved ones), upload the unsent records in sequence order in
+batches, mark them acknowledged, then pull the snapshot. A failed round is
+retried with exponential backoff and jitter (so that fifty tills coming back
+after an outage do not knock on the server in step).
+
+Why it can never block the till: it runs in its own thread, holds the journal
+lock only for single small commits, and the till never waits for it.
+
+Why it is safe when the server applied a batch but its answer was lost: the
+records are identified by (terminal, seq). Sending the same batch again gets
+`already_applied` for each, which acknowledges them just as `applied` does.
+A record refused for a reason (a broken chain, a bad signature) stops the
+upload at that record and is kept in `last_error` for the status screen: it
+will never go through by retrying, and skipping it would hide a gap.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from typing import Any
+
+from hcard.errors import Code, HCardError
+from hcard.terminal.client import ServerClient, ServerUnreachableError
+from hcard.terminal.journal import Journal
+from hcard.terminal.payment import Link, Payments
+from hcard.terminal.snapshot import SnapshotStore
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 200
+IDLE_INTERVAL_S = 10.0
+MIN_BACKOFF_S = 0.5
+MAX_BACKOFF_S = 60.0
+
+
+class SyncAgent:
+    def __init__(
+        self,
+        journal: Journal,
+        payments: Payments,
+        snapshot: SnapshotStore,
+        client: ServerClient,
+        link: Link,
+        idle_interval_s: float = IDLE_INTERVAL_S,
+    ) -> None:
+        self.journal = journal
+        self.payments = payments
+        self.snapshot = snapshot
+        self.client = client
+        self.link = link
+        self.idle_interval_s = idle_interval_s
+        self.last_sync_s: float | None = None
+        self.last_error: str | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._round_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    # -------------------------------------------------------------- control
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="hcard-sync", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def wake(self) -> None:
+        """Something new to upload (or the cashier pressed "sync"): run a round soon."""
+        self._wake.set()
+
+    def _run(self) -> None:
+        backoff_s = MIN_BACKOFF_S
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+                backoff_s = MIN_BACKOFF_S
+                delay_s = self.idle_interval_s
+            except ServerUnreachableError as exc:
+                self.link.down()
+                self.last_error = f"{Code.SERVER_UNREACHABLE.value}: {exc}"
+                delay_s = backoff_s * random.uniform(0.5, 1.5)
+                backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
+            except Exception as exc:  # keep the thread alive whatever happens; say why
+                log.exception("sync round failed")
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                delay_s = backoff_s * random.uniform(0.5, 1.5)
+                backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
+            self._wake.wait(delay_s)
+            self._wake.clear()
+
+    # ---------------------------------------------------------------- round
+    def run_once(self) -> dict[str, Any]:
+        """One full round; raises ServerUnreachableError when the server is not there."""
+        with self._round_lock:
+            resolved = self.payments.resolve_unshown()
+            uploaded = self._upload()
+            snapshot_error = self._pull_snapshot()
+            now_s = self.payments.clock.now_s()
+            self.link.ok(now_s)
+            self.last_sync_s = now_s
+            if uploaded.get("refused") is None and snapshot_error is None:
+                self.last_error = None
+            return {"resolved": resolved, **uploaded, "snapshot_error": snapshot_error}
+
+    def _upload(self) -> dict[str, Any]:
+        sent = 0
+        while True:
+            batch = self.journal.unsent(BATCH_SIZE)
+            if not batch:
+                return {"uploaded": sent, "refused": None}
+            answer = self.client.sync(batch)
+            acked, refused = self._acknowledged(answer, batch)
+            if acked:
+                self.journal.mark_acked(acked)
+            sent += max(0, acked - batch[0].seq + 1)
+            if refused is not None:
+                self.last_error = refused
+                log.error("server refused a record: %s", refused)
+                return {"uploaded": sent, "refused": refused}
+            if acked < batch[-1].seq:
+                raise ServerUnreachableError("sync answer does not cover the batch")
+
+    @staticmethod
+    def _acknowledged(answer: dict[str, Any], batch: list[Any]) -> tuple[int, str | None]:
+        """(highest seq the server holds from this batch, first refusal or None)."""
+        wanted = {record.seq for record in batch}
+        acked, refused = 0, None
+        try:
+            results = sorted(answer["results"], key=lambda r: r["seq"])
+            for result in results:
+                seq, status = result["seq"], result["status"]
+                if seq not in wanted:
+                    continue
+                if status in ("applied", "already_applied") and refused is None:
+                    acked = max(acked, seq)
+                elif status == "refused" and refused is None:
+                    refused = f"seq {seq}: {result.get('code')}"
+        except (KeyError, TypeError) as exc:
+            raise ServerUnreachableError("sync answer malformed") from exc
+        return acked, refused
+
+    def _pull_snapshot(self) -> str | None:
+        try:
+            answer = self.client.snapshot(self.snapshot.since())
+            state = self.snapshot.apply(answer)
+        except HCardError as exc:
+            log.error("snapshot refused: %s", exc.code)
+            self.last_error = exc.code.value
+            return exc.code.value
+        self.payments.clock.learn(state.server_time_s)
+        return None

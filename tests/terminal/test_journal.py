@@ -1,0 +1,152 @@
+"""The journal finds every kind of damage, and says where: the first bad seq."""
+
+import sqlite3
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from hcard.errors import Code, HCardError
+from hcard.terminal import journal as jr
+
+CARD = "9276000000000016"
+TERMINAL_ID = 7
+
+
+def _payment(n: int) -> dict:
+    return {
+        "card": CARD,
+        "uid": "04a1b2c3d4e5f6",
+        "amount_cents": 100 + n,
+        "tip_cents": 0,
+        "mode": "offline",
+        "counter": n,
+        "purse_cents": 10_000 - n,
+    }
+
+
+@pytest.fixture
+def key():
+    return Ed25519PrivateKey.generate()
+
+
+@pytest.fixture
+def filled(tmp_path, key):
+    """A journal with 6 records of all kinds; returns its path."""
+    path = tmp_path / "journal.sqlite"
+    journal = jr.Journal(path, TERMINAL_ID, key)
+    for n in range(1, 5):
+        journal.append("payment", _payment(n), state=jr.FINAL, day="2026-11-25", created_s=0.0)
+    journal.void(
+        2,
+        {"card": CARD, "voids_seq": 2, "amount_cents": 102},
+        day="2026-11-25",
+        created_s=0.0,
+        state=jr.VOIDED,
+    )
+    journal.append(
+        "day_close",
+        {"count": 4, "sum_cents": 410, "void_count": 1, "void_sum_cents": 102, "offline_count": 4},
+        state=None,
+        day="2026-11-25",
+        created_s=0.0,
+    )
+    assert journal.verify() is None
+    assert journal.last_seq() == 6
+    assert journal.entry(2).state == jr.VOIDED
+    journal.close()
+    return path
+
+
+def _problem(path, key):
+    journal = jr.Journal(path, TERMINAL_ID, key)
+    try:
+        return journal.verify()
+    finally:
+        journal.close()
+
+
+def _wire(path, seq) -> bytes:
+    with sqlite3.connect(path) as db:
+        return bytes(db.execute("SELECT wire FROM records WHERE seq = ?", [seq]).fetchone()[0])
+
+
+def _set_wire(path, seq, wire: bytes) -> None:
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE records SET wire = ? WHERE seq = ?", [wire, seq])
+
+
+def test_every_single_byte_flip_is_reported_at_its_seq(filled, key):
+    seq = 3
+    original = _wire(filled, seq)
+    for index in range(len(original)):
+        for mask in (0x01, 0x80):
+            damaged = bytearray(original)
+            damaged[index] ^= mask
+            _set_wire(filled, seq, bytes(damaged))
+            problem = _problem(filled, key)
+            assert problem is not None, (index, mask)
+            assert problem.seq == seq, (index, mask, problem)
+    _set_wire(filled, seq, original)
+    assert _problem(filled, key) is None
+
+
+@pytest.mark.parametrize("seq", [1, 4, 6])
+def test_a_flip_in_any_record_names_that_record(filled, key, seq):
+    damaged = bytearray(_wire(filled, seq))
+    damaged[len(damaged) // 2] ^= 0x04
+    _set_wire(filled, seq, bytes(damaged))
+    assert _problem(filled, key).seq == seq
+
+
+def test_deleted_record_is_a_gap_at_its_seq(filled, key):
+    with sqlite3.connect(filled) as db:
+        db.execute("DELETE FROM records WHERE seq = 3")
+    problem = _problem(filled, key)
+    assert (problem.seq, problem.code) == (3, Code.CHAIN_GAP)
+
+
+def test_reordered_records_are_reported_at_the_first_moved(filled, key):
+    two, three = _wire(filled, 2), _wire(filled, 3)
+    _set_wire(filled, 2, three)
+    _set_wire(filled, 3, two)
+    assert _problem(filled, key).seq == 2
+
+
+def test_truncated_journal_is_reported_at_the_first_missing_seq(filled, key):
+    with sqlite3.connect(filled) as db:
+        db.execute("DELETE FROM records WHERE seq >= 5")
+    problem = _problem(filled, key)
+    assert (problem.seq, problem.code) == (5, Code.CHAIN_GAP)
+    with pytest.raises(HCardError) as raised:
+        jr.open_verified(filled, TERMINAL_ID, key)
+    assert raised.value.details["seq"] == 5
+
+
+def test_journal_of_another_terminal_is_refused(filled, key):
+    with pytest.raises(HCardError) as raised:
+        jr.Journal(filled, TERMINAL_ID + 1, key)
+    assert raised.value.code == Code.JOURNAL_FOREIGN
+    with pytest.raises(HCardError) as raised:
+        jr.Journal(filled, TERMINAL_ID, Ed25519PrivateKey.generate())
+    assert raised.value.code == Code.JOURNAL_FOREIGN
+
+
+def test_sqlite_settings_make_commits_durable(filled, key):
+    journal = jr.Journal(filled, TERMINAL_ID, key)
+    try:
+        assert journal._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert journal._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    finally:
+        journal.close()
+
+
+def test_acknowledgement_never_moves_back(filled, key):
+    journal = jr.Journal(filled, TERMINAL_ID, key)
+    try:
+        journal.mark_acked(4)
+        journal.mark_acked(2)
+        assert journal.acked_seq() == 4
+        assert [r.seq for r in journal.unsent(10)] == [5, 6]
+        assert journal.unsent_count() == 2
+    finally:
+        journal.close()
