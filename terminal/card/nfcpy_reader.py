@@ -1,0 +1,207 @@
+"""The nfcpy backend: `usb:` (ACR122U, Sony RC-S380, PN533), `tty:` (PN532 on the
+Pi's UART, e.g. `tty:S0:pn532`) and `udp:` (the card emulator in tests and demo).
+
+nfcpy traps handled here (see /work/shared/NTAG215-OVER-NFCPY-UDP.md):
+- `connect()` loops forever without `terminate`: every wait has a deadline and a
+  cancel event, checked between sense cycles.
+- Sensing other technologies costs seconds when no card is there: only `106A`.
+- nfcpy probes the chip with 10 ms timeouts; a late answer makes it guess
+  "Mifare Ultralight". We ask GET_VERSION ourselves with a sane timeout instead
+  of trusting nfcpy's guess.
+- A reader unplugged makes nfcpy raise or `connect()` return False: the device is
+  closed, `connected` goes False, and later calls reopen it with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import nfc
+import nfc.clf
+import nfc.tag
+import nfc.tag.tt2
+import nfc.tag.tt2_nxp
+
+from hcard.terminal.card.model import TagIOError
+from hcard.terminal.card.ntag import (
+    CMD_FAST_READ,
+    CMD_GET_VERSION,
+    CMD_PWD_AUTH,
+    CMD_READ_SIG,
+    NTAG213,
+    NTAG215,
+    NTAG216,
+)
+from hcard.terminal.card.session import TagSession
+
+log = logging.getLogger(__name__)
+
+COMMAND_TIMEOUT_S = 0.1  # per try; nfcpy retries twice
+BACKOFF_FIRST_S = 0.2
+BACKOFF_MAX_S = 5.0
+_KNOWN_CLASSES = {
+    nfc.tag.tt2_nxp.NTAG213: NTAG213.version,
+    nfc.tag.tt2_nxp.NTAG215: NTAG215.version,
+    nfc.tag.tt2_nxp.NTAG216: NTAG216.version,
+}
+_IO_ERRORS = (nfc.tag.TagCommandError, nfc.clf.CommunicationError, OSError)
+
+
+class NfcpyTagIO:
+    """`TagIO` over an activated nfcpy tag."""
+
+    def __init__(self, tag: nfc.tag.Tag) -> None:
+        self._tag = tag
+        self._uid = bytes(tag.identifier)
+
+    @property
+    def uid(self) -> bytes:
+        return self._uid
+
+    def _type2(self) -> nfc.tag.tt2.Type2Tag:
+        if not isinstance(self._tag, nfc.tag.tt2.Type2Tag):
+            raise TagIOError(f"not a Type 2 tag: {self._tag.product}")
+        return self._tag
+
+    def _transceive(self, command: bytes) -> bytes:
+        try:
+            answer = bytes(self._type2().transceive(command, timeout=COMMAND_TIMEOUT_S))
+        except _IO_ERRORS as error:
+            raise TagIOError(f"tag did not answer {command[:1].hex()}: {error!r}") from error
+        if len(answer) == 1:
+            raise TagIOError(f"tag refused {command[:1].hex()} (NAK {answer.hex()})")
+        return answer
+
+    def get_version(self) -> bytes | None:
+        known = _KNOWN_CLASSES.get(type(self._tag))
+        if known is not None:
+            return known
+        if not isinstance(self._tag, nfc.tag.tt2.Type2Tag):
+            return None
+        try:
+            return self._transceive(bytes([CMD_GET_VERSION]))
+        except TagIOError:
+            return None
+
+    def read_pages(self, first: int, last: int) -> bytes:
+        return self._transceive(bytes([CMD_FAST_READ, first, last]))
+
+    def write_page(self, page: int, data: bytes) -> None:
+        try:
+            self._type2().write(page, bytearray(data))
+        except _IO_ERRORS as error:
+            raise TagIOError(f"write of page {page} failed: {error!r}") from error
+
+    def read_signature(self) -> bytes:
+        return self._transceive(bytes([CMD_READ_SIG, 0x00]))
+
+    def authenticate(self, password: bytes, pack: bytes) -> bool:
+        try:
+            return self._transceive(bytes([CMD_PWD_AUTH]) + password) == pack
+        except TagIOError:
+            return False
+
+    def is_present(self) -> bool:
+        try:
+            return bool(self._tag.is_present)
+        except _IO_ERRORS:
+            return False
+
+
+class NfcpyReader:
+    """A `Reader` on an nfcpy device path; reopens the device by itself."""
+
+    def __init__(self, path: str, poll_interval_s: float = 0.05) -> None:
+        self._path = path
+        self._poll_interval_s = poll_interval_s
+        self._clf: nfc.ContactlessFrontend | None = None
+        self._lock = threading.Lock()
+        self._backoff_s = 0.0
+        self._next_open = 0.0
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    @property
+    def connected(self) -> bool:
+        return self._clf is not None
+
+    def _open(self) -> nfc.ContactlessFrontend | None:
+        if self._clf is not None:
+            return self._clf
+        if time.monotonic() < self._next_open:
+            return None
+        try:
+            self._clf = nfc.ContactlessFrontend(self._path)
+        except Exception as error:
+            self._backoff_s = min(BACKOFF_MAX_S, max(BACKOFF_FIRST_S, 2 * self._backoff_s))
+            self._next_open = time.monotonic() + self._backoff_s
+            log.warning(
+                "reader %s not available (%s); retry in %.1f s", self._path, error, self._backoff_s
+            )
+            return None
+        log.info("reader %s opened", self._path)
+        self._backoff_s = 0.0
+        return self._clf
+
+    def _lost(self, reason: object) -> None:
+        log.warning("reader %s lost: %s", self._path, reason)
+        clf, self._clf = self._clf, None
+        if clf is not None:
+            try:
+                clf.close()
+            except Exception:
+                log.debug("close of a lost reader failed", exc_info=True)
+        self._backoff_s = BACKOFF_FIRST_S
+        self._next_open = time.monotonic() + self._backoff_s
+
+    def wait_for_card(
+        self, timeout_s: float, cancel: threading.Event | None = None
+    ) -> TagSession | None:
+        cancel = cancel or threading.Event()
+        deadline = time.monotonic() + timeout_s
+        last_poll = [0.0]
+
+        def terminate() -> bool:
+            # Called by nfcpy between sense cycles: stop on deadline or cancel,
+            # and pace the polling so a fast USB reader does not spin a core.
+            pause = last_poll[0] + self._poll_interval_s - time.monotonic()
+            if pause > 0:
+                cancel.wait(min(pause, max(0.0, deadline - time.monotonic())))
+            last_poll[0] = time.monotonic()
+            return cancel.is_set() or time.monotonic() >= deadline
+
+        with self._lock:
+            while not cancel.is_set() and time.monotonic() < deadline:
+                clf = self._open()
+                if clf is None:
+                    cancel.wait(max(0.0, min(self._next_open, deadline) - time.monotonic()))
+                    continue
+                try:
+                    tag = clf.connect(
+                        rdwr={
+                            "targets": ["106A"],
+                            "on-connect": lambda _tag: False,
+                            "iterations": 1,
+                            "beep-on-connect": False,
+                        },
+                        terminate=terminate,
+                    )
+                except Exception as error:
+                    self._lost(error)
+                    continue
+                if tag is False:  # nfcpy's way of saying the device failed
+                    self._lost("connect returned False")
+                    continue
+                if isinstance(tag, nfc.tag.Tag):
+                    return TagSession(NfcpyTagIO(tag))
+            return None
+
+    def close(self) -> None:
+        with self._lock:
+            clf, self._clf = self._clf, None
+        if clf is not None:
+            clf.close()
