@@ -158,8 +158,11 @@ class TagSession:
         view = self._view
         if view is None or self._write_secret is None:
             raise RuntimeError("read() the card before writing its purse")
-        if purse.counter != view.next_counter:
-            raise ValueError(f"purse counter must be {view.next_counter}, not {purse.counter}")
+        if purse.counter < view.next_counter:
+            # Above is allowed: the terminal skips counters its declined or
+            # unanswered online records already used, so the server never sees
+            # one counter twice for an honest card (it would flag a rollback).
+            raise ValueError(f"purse counter must be >= {view.next_counter}, not {purse.counter}")
         self._authenticate(self._write_secret, layout.LAST_LAYOUT_PAGE)
         raw = layout.encode_slot(purse, view.uid, view.card_number, key)
         first = layout.SLOT_FIRST_PAGES[self._write_slot]
