@@ -2,4 +2,5 @@
 
 pytest_plugins = [
     "fixtures.postgres",
+    "fixtures.server",
 ]

@@ -1,0 +1,88 @@
+"""Every error answer is `hcard.errors.error_body(code)`: one stable code, German + English.
+
+Installed on the app for our own refusals (`HCardError`), for FastAPI's request
+validation (422 → 400 `malformed_request`, or `invalid_amount` when the bad
+field is an amount), for Starlette's 404/405, and for anything unexpected
+(500 `internal_error`, details only in the server log).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hcard.errors import Code, HCardError, error_body
+
+log = logging.getLogger("hcard.server")
+
+STATUS: dict[Code, int] = {
+    Code.NOT_AUTHENTICATED: 401,
+    Code.BAD_CREDENTIALS: 401,
+    Code.UNKNOWN_TERMINAL: 401,
+    Code.BAD_SIGNATURE: 401,
+    Code.CLOCK_SKEW: 401,
+    Code.NONCE_REUSED: 401,
+    Code.FORBIDDEN: 403,
+    Code.TERMINAL_REVOKED: 403,
+    Code.NOT_FOUND: 404,
+    Code.UNKNOWN_CARD: 404,
+    Code.SEQUENCE_CONFLICT: 409,
+    Code.CARD_ALREADY_EXISTS: 409,
+    Code.CARD_BLOCKED: 409,
+    Code.CARD_NOT_ISSUED: 409,
+    Code.INSUFFICIENT_FUNDS: 409,
+    Code.BODY_TOO_LARGE: 413,
+    Code.BATCH_TOO_LARGE: 413,
+    Code.INTERNAL_ERROR: 500,
+}
+
+
+def status_of(code: Code) -> int:
+    return STATUS.get(code, 400)
+
+
+def error_response(code: Code, **details: object) -> JSONResponse:
+    return JSONResponse(error_body(code, **details), status_code=status_of(code))
+
+
+async def _hcard_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HCardError)
+    return error_response(exc.code, **exc.details)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = exc.errors()
+    fields = [".".join(str(part) for part in problem.get("loc", ())) for problem in problems]
+    code = (
+        Code.INVALID_AMOUNT
+        if any(field.endswith("amount_cents") for field in fields)
+        else Code.MALFORMED_REQUEST
+    )
+    return error_response(code, fields=fields)
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        return error_response(Code.NOT_FOUND)
+    response = JSONResponse(error_body(Code.MALFORMED_REQUEST), status_code=exc.status_code)
+    if exc.status_code < 400 or exc.status_code >= 500:
+        response.status_code = 400
+    return response
+
+
+async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    log.error("unexpected error", exc_info=exc)
+    return error_response(Code.INTERNAL_ERROR)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(HCardError, _hcard_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

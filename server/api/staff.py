@@ -1,0 +1,212 @@
+"""Staff API: login, users, merchants and their terminals, cards, ledger, alerts.
+
+Every handler is one call to a service function, which checks the permission
+and owns the transaction; the pydantic models here only say what a request
+looks like (strict ints: an amount is never a string or a float).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Response
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from hcard.errors import Code, HCardError
+from hcard.money import MAX_AMOUNT_CENTS
+from hcard.server.api.deps import SESSION_COOKIE, ContextDep, StaffDep, bearer_token
+from hcard.server.services import alerts, cards, ledger, merchants, terminals, users
+
+router = APIRouter(prefix="/v1", tags=["staff"])
+
+Amount = Annotated[StrictInt, Field(gt=0, le=MAX_AMOUNT_CENTS)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoginIn(Strict):
+    username: StrictStr
+    password: StrictStr
+
+
+class UserIn(Strict):
+    username: Annotated[StrictStr, Field(min_length=1, max_length=80)]
+    password: Annotated[StrictStr, Field(min_length=users.MIN_PASSWORD_LENGTH)]
+    role: Literal["admin", "marketing", "merchant"]
+    merchant_id: StrictInt | None = None
+
+
+class MerchantIn(Strict):
+    name: Annotated[StrictStr, Field(min_length=1, max_length=200)]
+    iban: StrictStr
+    bic: StrictStr = ""
+    address: StrictStr = ""
+    contact: StrictStr = ""
+    fee_bp: Annotated[StrictInt, Field(ge=0, le=10_000)] = 0
+
+
+class TerminalIn(Strict):
+    name: Annotated[StrictStr, Field(min_length=1, max_length=100)]
+
+
+class CardIn(Strict):
+    uid: Annotated[StrictStr, Field(pattern=r"^[0-9a-fA-F]{14}$")]
+    card_number: StrictStr | None = None
+
+
+class ReserveIn(Strict):
+    count: Annotated[StrictInt, Field(ge=1, le=cards.MAX_RESERVE)]
+
+
+class TopupIn(Strict):
+    amount_cents: Amount
+    source: Literal["cash", "bank", "online"] = "cash"
+
+
+class TransferIn(Strict):
+    to_card: StrictStr
+
+
+class CorrectionIn(Strict):
+    card_number: StrictStr
+    amount_cents: Annotated[StrictInt, Field(ge=-MAX_AMOUNT_CENTS, le=MAX_AMOUNT_CENTS)]
+    reason: Annotated[StrictStr, Field(min_length=3, max_length=500)]
+
+
+@router.post("/auth/login")
+def login(ctx: ContextDep, body: LoginIn, response: Response) -> dict[str, object]:
+    session = users.login(ctx, body.username, body.password)
+    response.set_cookie(
+        SESSION_COOKIE,
+        str(session["token"]),
+        max_age=ctx.settings.session_ttl_s,
+        httponly=True,
+        samesite="strict",
+    )
+    return session
+
+
+@router.post("/auth/logout")
+def logout(ctx: ContextDep, token: Annotated[str, Depends(bearer_token)]) -> dict[str, bool]:
+    users.logout(ctx, token)
+    return {"ok": True}
+
+
+@router.get("/me")
+def me(staff: StaffDep) -> dict[str, object]:
+    return {
+        "user_id": staff.user_id,
+        "username": staff.username,
+        "role": staff.role,
+        "merchant_id": staff.merchant_id,
+    }
+
+
+@router.post("/users")
+def create_user(ctx: ContextDep, staff: StaffDep, body: UserIn) -> dict[str, object]:
+    return users.create_user(ctx, staff, body.username, body.password, body.role, body.merchant_id)
+
+
+@router.get("/users")
+def list_users(ctx: ContextDep, staff: StaffDep) -> list[dict[str, object]]:
+    return users.list_users(ctx, staff)
+
+
+@router.post("/merchants")
+def create_merchant(ctx: ContextDep, staff: StaffDep, body: MerchantIn) -> dict[str, object]:
+    return merchants.create_merchant(ctx, staff, **body.model_dump())
+
+
+@router.get("/merchants")
+def list_merchants(ctx: ContextDep, staff: StaffDep) -> list[dict[str, object]]:
+    return merchants.list_merchants(ctx, staff)
+
+
+@router.get("/merchants/{merchant_id}")
+def get_merchant(ctx: ContextDep, staff: StaffDep, merchant_id: int) -> dict[str, object]:
+    return merchants.get_merchant(ctx, staff, merchant_id)
+
+
+@router.post("/merchants/{merchant_id}/terminals")
+def create_terminal(
+    ctx: ContextDep, staff: StaffDep, merchant_id: int, body: TerminalIn
+) -> dict[str, object]:
+    """A pending terminal and its one-time enrolment code."""
+    return terminals.create_terminal(ctx, staff, merchant_id, body.name)
+
+
+@router.get("/merchants/{merchant_id}/terminals")
+def list_terminals(ctx: ContextDep, staff: StaffDep, merchant_id: int) -> list[dict[str, object]]:
+    return terminals.list_terminals(ctx, staff, merchant_id)
+
+
+@router.post("/terminals/{terminal_id}/revoke")
+def revoke_terminal(ctx: ContextDep, staff: StaffDep, terminal_id: int) -> dict[str, object]:
+    return terminals.revoke(ctx, staff, terminal_id)
+
+
+@router.post("/cards")
+def issue_card(ctx: ContextDep, staff: StaffDep, body: CardIn) -> dict[str, object]:
+    """Register a tag: card number + issuer signature; the same UID again returns the same card."""
+    return cards.issue(ctx, staff, body.uid, body.card_number)
+
+
+@router.post("/cards/reserve")
+def reserve_cards(ctx: ContextDep, staff: StaffDep, body: ReserveIn) -> dict[str, object]:
+    return {"card_numbers": cards.reserve(ctx, staff, body.count)}
+
+
+@router.get("/cards/{card_number}")
+def get_card(ctx: ContextDep, staff: StaffDep, card_number: str) -> dict[str, object]:
+    return cards.get(ctx, staff, card_number)
+
+
+@router.post("/cards/{card_number}/topup")
+def topup(ctx: ContextDep, staff: StaffDep, card_number: str, body: TopupIn) -> dict[str, object]:
+    return cards.topup(ctx, staff, card_number, body.amount_cents, body.source)
+
+
+@router.post("/cards/{card_number}/block")
+def block(ctx: ContextDep, staff: StaffDep, card_number: str) -> dict[str, object]:
+    return cards.set_blocked(ctx, staff, card_number, True)
+
+
+@router.post("/cards/{card_number}/unblock")
+def unblock(ctx: ContextDep, staff: StaffDep, card_number: str) -> dict[str, object]:
+    return cards.set_blocked(ctx, staff, card_number, False)
+
+
+@router.post("/cards/{card_number}/transfer")
+def transfer(
+    ctx: ContextDep, staff: StaffDep, card_number: str, body: TransferIn
+) -> dict[str, object]:
+    """Move the balance of a lost card to its replacement (the old card is blocked)."""
+    return cards.transfer(ctx, staff, card_number, body.to_card)
+
+
+@router.get("/cards/{card_number}/history")
+def history(
+    ctx: ContextDep, staff: StaffDep, card_number: str, limit: int = 100
+) -> dict[str, object]:
+    return cards.history(ctx, staff, card_number, limit)
+
+
+@router.post("/ledger/corrections")
+def correction(ctx: ContextDep, staff: StaffDep, body: CorrectionIn) -> dict[str, object]:
+    """A manual correction (admin): a new transaction with reason and author, never an edit."""
+    if body.amount_cents == 0:
+        raise HCardError(Code.INVALID_AMOUNT)
+    return cards.correct(ctx, staff, body.card_number, body.amount_cents, body.reason)
+
+
+@router.get("/ledger/check")
+def ledger_check(ctx: ContextDep, staff: StaffDep) -> dict[str, object]:
+    staff.require("admin", "marketing")
+    return ledger.check(ctx.engine).as_json()
+
+
+@router.get("/alerts")
+def list_alerts(ctx: ContextDep, staff: StaffDep, limit: int = 200) -> list[dict[str, object]]:
+    return alerts.list_alerts(ctx, staff, limit)

@@ -1,0 +1,55 @@
+"""Terminal endpoints (docs/protocol.md): enrol, authorise, sync, snapshot, card balance."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from hcard.errors import Code, HCardError
+from hcard.server.api.deps import ContextDep, SignedDep, parse_json, raw_body
+from hcard.server.services import authorise, cards, snapshot, sync, terminals
+
+router = APIRouter(prefix="/v1", tags=["terminal"])
+
+
+@router.post("/enrol")
+def enrol(ctx: ContextDep, body: Annotated[bytes, Depends(raw_body)]) -> dict[str, object]:
+    """`{"code", "public_key", "name"}` → terminal id, merchant, issuer public key (not signed)."""
+    payload = parse_json(body)
+    if not isinstance(payload, dict) or not {"code", "public_key"} <= set(payload):
+        raise HCardError(Code.MALFORMED_REQUEST, reason="code and public_key are required")
+    code, public_key, name = payload["code"], payload["public_key"], payload.get("name")
+    if not isinstance(code, str) or not isinstance(public_key, str):
+        raise HCardError(Code.MALFORMED_REQUEST, reason="code and public_key are strings")
+    if name is not None and not isinstance(name, str):
+        raise HCardError(Code.MALFORMED_REQUEST, field="name")
+    return terminals.enrol(ctx, code, public_key, name)
+
+
+@router.post("/terminal/authorise")
+def authorise_record(ctx: ContextDep, signed: SignedDep) -> Response:
+    """Decide one online payment / till top-up; the same record always gets the same bytes."""
+    answer = authorise.authorise(ctx, signed.terminal, parse_json(signed.body))
+    return Response(content=answer, media_type="application/json")
+
+
+@router.post("/terminal/sync")
+def sync_records(ctx: ContextDep, signed: SignedDep) -> dict[str, object]:
+    """Apply a batch of journal records exactly once; one result per record."""
+    return sync.sync(ctx, signed.terminal, parse_json(signed.body))
+
+
+@router.get("/terminal/snapshot")
+def get_snapshot(
+    ctx: ContextDep, signed: SignedDep, since: Annotated[int, Query(ge=0)] = 0
+) -> dict[str, object]:
+    """Deny-list, balances, limits, terminal keys; only changes after `since` unless full."""
+    del signed  # authenticated; the snapshot is the same for every terminal
+    return snapshot.build(ctx, since)
+
+
+@router.get("/terminal/cards/{card_number}")
+def card_balance(ctx: ContextDep, signed: SignedDep, card_number: str) -> dict[str, object]:
+    del signed
+    return cards.for_terminal(ctx, card_number)

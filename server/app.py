@@ -1,0 +1,28 @@
+"""The app factory: one FastAPI app per `Context` (database, issuer key, settings)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from hcard.server.api import errors, staff, terminal
+from hcard.server.api.limits import BodyLimit
+from hcard.server.context import Context
+
+
+def create_app(ctx: Context) -> FastAPI:
+    app = FastAPI(
+        title="Hattingen Card server",
+        version="1",
+        description="Ledger, terminal sync protocol (docs/protocol.md) and staff API.",
+    )
+    app.state.context = ctx
+    errors.install(app)
+    app.include_router(terminal.router)
+    app.include_router(staff.router)
+
+    @app.get("/v1/health", tags=["meta"])
+    def health() -> dict[str, object]:
+        return {"ok": True, "issuer_public_key": ctx.issuer_public_hex}
+
+    app.add_middleware(BodyLimit, max_body_bytes=ctx.settings.max_body_bytes)
+    return app

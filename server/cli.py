@@ -1,0 +1,164 @@
+"""`hcard-server`: init, serve, ledger check, demo.
+
+    hcard-server init  [--data-dir D] [--database-url URL] [--admin-user admin]
+    hcard-server serve [--data-dir D] [--host H] [--port P] [--ready-file F]
+    hcard-server ledger check [--data-dir D]
+    hcard-server demo  [--port P]
+
+The data dir holds the SQLite database (unless `--database-url` /
+`HCARD_DATABASE_URL` points elsewhere, e.g. PostgreSQL) and the issuer key
+(`issuer.key`, mode 0600). The first admin's password comes from
+`--admin-password`, `HCARD_ADMIN_PASSWORD`, or a prompt; never from a log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import shutil
+import socket
+import sys
+from pathlib import Path
+
+from hcard import cardnumber
+from hcard.money import format_cents
+from hcard.server.context import Context
+from hcard.server.services import cards, ledger, merchants, terminals, users
+from hcard.server.settings import Settings
+
+DEMO_DIR = Path(".demo") / "server"
+DEMO_ADMIN = ("admin", "hattingen-demo")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.build(args.data_dir, args.database_url)
+
+
+def _admin_password(args: argparse.Namespace) -> str:
+    password = args.admin_password or os.environ.get("HCARD_ADMIN_PASSWORD")
+    if password:
+        return password
+    if not sys.stdin.isatty():
+        raise SystemExit(
+            "Passwort fehlt / password missing: --admin-password or HCARD_ADMIN_PASSWORD"
+        )
+    return getpass.getpass("Passwort für den ersten Admin / first admin's password: ")
+
+
+def init(settings: Settings, admin_user: str, admin_password: str) -> Context:
+    """Create database (migrated), issuer key (0600) and the first admin, if not there yet."""
+    ctx = Context.open(settings, create_key=True)
+    existing = {user["username"] for user in _all_users(ctx)}
+    if admin_user not in existing:
+        users.create_user(ctx, None, admin_user, admin_password, "admin")
+    return ctx
+
+
+def _all_users(ctx: Context) -> list[dict[str, object]]:
+    system = users.Staff(user_id=0, username="system", role="admin", merchant_id=None)
+    return users.list_users(ctx, system)
+
+
+def serve(ctx: Context, host: str, port: int, ready_file: Path | None = None) -> None:
+    """Serve on (host, port); port 0 picks a free one, written to `ready_file` once bound."""
+    import uvicorn
+
+    from hcard.server.app import create_app
+
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    bound = sock.getsockname()[1]
+    if ready_file is not None:
+        tmp = ready_file.with_suffix(".tmp")
+        tmp.write_text(str(bound))
+        tmp.replace(ready_file)
+    print(f"hcard-server: http://{host}:{bound}/docs", flush=True)
+    config = uvicorn.Config(
+        create_app(ctx), log_level="warning", access_log=False, timeout_keep_alive=30
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def demo(port: int) -> None:
+    """A throwaway SQLite server under .demo/ with a merchant, a terminal code and funded cards."""
+    if DEMO_DIR.exists():
+        shutil.rmtree(DEMO_DIR)
+    settings = Settings.build(DEMO_DIR, f"sqlite:///{(DEMO_DIR / 'hcard.db').resolve()}")
+    ctx = init(settings, *DEMO_ADMIN)
+    admin = users.Staff(user_id=1, username=DEMO_ADMIN[0], role="admin", merchant_id=None)
+    shop = merchants.create_merchant(
+        ctx,
+        admin,
+        name="Eiscafé am Untermarkt",
+        iban="DE89370400440532013000",
+        address="Untermarkt 1, 45525 Hattingen",
+        contact="info@eiscafe.example",
+        fee_bp=150,
+    )
+    merchant_id = int(str(shop["id"]))
+    enrolment = terminals.create_terminal(ctx, admin, merchant_id, "Kasse 1")
+    users.create_user(ctx, admin, "eiscafe", "eiscafe-demo", "merchant", merchant_id)
+    made = []
+    for index, amount in enumerate((5_000, 2_000, 500), start=1):
+        card = cards.issue(ctx, admin, f"04a1b2c3d4e5{index:02x}")
+        cards.topup(ctx, admin, str(card["card_number"]), amount, "cash")
+        made.append((str(card["card_number"]), amount))
+    print("Hattingen Card demo server")
+    print(f"  data:          {DEMO_DIR}/")
+    print(f"  staff login:   {DEMO_ADMIN[0]} / {DEMO_ADMIN[1]}  (merchant: eiscafe / eiscafe-demo)")
+    print(f"  merchant:      {shop['name']} (id {merchant_id})")
+    print(f"  enrolment:     {enrolment['code']}  (terminal 'Kasse 1')")
+    for number, amount in made:
+        print(f"  card:          {cardnumber.pretty(number)}  {format_cents(amount)}")
+    print(f"  issuer key:    {ctx.issuer_public_hex}")
+    serve(ctx, "127.0.0.1", port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hcard-server", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data-dir", help="folder for database and issuer key (HCARD_DATA_DIR)")
+        p.add_argument("--database-url", help="SQLAlchemy URL (HCARD_DATABASE_URL)")
+
+    p_init = sub.add_parser("init", help="create database, issuer key and first admin")
+    common(p_init)
+    p_init.add_argument("--admin-user", default="admin")
+    p_init.add_argument("--admin-password")
+    p_serve = sub.add_parser("serve", help="run the HTTP server")
+    common(p_serve)
+    p_serve.add_argument("--host", default="127.0.0.1")
+    p_serve.add_argument("--port", type=int, default=8000)
+    p_serve.add_argument("--ready-file", type=Path, help="write the bound port here")
+    p_ledger = sub.add_parser("ledger", help="ledger tools")
+    p_ledger_sub = p_ledger.add_subparsers(dest="ledger_command", required=True)
+    p_check = p_ledger_sub.add_parser("check", help="prove the ledger's invariants")
+    common(p_check)
+    p_demo = sub.add_parser("demo", help="throwaway demo server with seeded data")
+    p_demo.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args(argv)
+
+    if args.command == "init":
+        settings = _settings(args)
+        ctx = init(settings, args.admin_user, _admin_password(args))
+        print(f"ok: database {settings.database_url.split('@')[-1]}")
+        print(f"ok: issuer key {settings.issuer_key_path} ({ctx.issuer_public_hex})")
+        return 0
+    if args.command == "serve":
+        serve(Context.open(_settings(args)), args.host, args.port, args.ready_file)
+        return 0
+    if args.command == "ledger":
+        report = ledger.check(Context.open(_settings(args)).engine)
+        print(json.dumps(report.as_json(), indent=2))
+        return 0 if report.ok else 1
+    demo(args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""What every service function gets: the engine, the settings, the issuer key, a clock.
+
+One object built once by the app factory (or the CLI), so services never reach
+for globals and tests can build their own.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from hcard import keys
+from hcard.server.db import engine as db_engine
+from hcard.server.db import migrate
+from hcard.server.settings import Settings
+
+
+@dataclass
+class Context:
+    engine: sa.Engine
+    settings: Settings
+    issuer_key: Ed25519PrivateKey
+
+    @property
+    def issuer_public_hex(self) -> str:
+        return keys.public_hex(self.issuer_key)
+
+    @staticmethod
+    def now() -> float:
+        return time.time()
+
+    @classmethod
+    def open(cls, settings: Settings, *, create_key: bool = False) -> Context:
+        """Open the database (migrating it to the newest schema) and load the issuer key."""
+        engine = db_engine.make_engine(settings.database_url)
+        migrate.upgrade(engine)
+        path = settings.issuer_key_path
+        key = keys.load_or_create_private(path) if create_key else keys.load_private(path)
+        return cls(engine=engine, settings=settings, issuer_key=key)

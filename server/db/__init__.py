@@ -1,0 +1,1 @@
+"""The data layer: tables (SQLAlchemy Core), the engine for SQLite and PostgreSQL, migrations."""

@@ -1,0 +1,247 @@
+"""The schema in SQLAlchemy Core: one definition that SQLite and PostgreSQL both run.
+
+What the schema can hold, it holds: CHECK constraints for kinds, roles, statuses
+and signs, UNIQUE constraints for identities (a card number, a tag UID, a
+terminal's key, one booking per journal record). What it cannot hold (postings
+of a transaction sum to zero, a stored balance equals the sum of its postings)
+is asserted by `services.ledger.post` and proved by `services.ledger.check`.
+
+The migrations in `migrations/versions` create exactly these tables; a test
+compares the two so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+#: Account kinds. `card` and `merchant` accounts belong to one card / merchant;
+#: the others exist once (system accounts, created by the first migration).
+ACCOUNT_KINDS = ("card", "merchant", "cash", "bank", "online", "bonus_pool", "fees", "correction")
+SYSTEM_ACCOUNTS = ("cash", "bank", "online", "bonus_pool", "fees", "correction")
+TXN_KINDS = ("topup", "payment", "void", "transfer", "correction", "till_topup")
+ROLES = ("admin", "marketing", "merchant")
+ALERT_KINDS = (
+    "chain_gap",
+    "chain_fork",
+    "bad_signature",
+    "bad_record",
+    "journal_foreign",
+    "card_rollback",
+    "overdraw",
+    "unknown_card",
+)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+BigInt = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+Time = sa.Float  # seconds since the epoch (the server has a real clock; terminals do not)
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("id", BigInt, primary_key=True, autoincrement=True),
+    # `card:<card id>`, `merchant:<merchant id>` or the system account's kind
+    sa.Column("key", sa.String(40), nullable=False, unique=True),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("balance_cents", sa.BigInteger, nullable=False, server_default="0"),
+    sa.CheckConstraint(_in("kind", ACCOUNT_KINDS), name="kind"),
+)
+
+transactions = sa.Table(
+    "transactions",
+    metadata,
+    sa.Column("id", BigInt, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("created_s", Time, nullable=False),
+    # The journal record that caused it: at most one booking per (terminal, seq).
+    sa.Column("terminal_id", sa.BigInteger, sa.ForeignKey("terminals.id"), nullable=True),
+    sa.Column("seq", sa.BigInteger, nullable=True),
+    sa.Column("user_id", sa.BigInteger, sa.ForeignKey("users.id"), nullable=True),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("label", sa.String(200), nullable=False, server_default=""),
+    sa.UniqueConstraint("terminal_id", "seq"),
+    sa.CheckConstraint(_in("kind", TXN_KINDS), name="kind"),
+    sa.CheckConstraint("(terminal_id IS NULL) = (seq IS NULL)", name="record_ref"),
+    sa.CheckConstraint(
+        "kind <> 'correction' OR (reason IS NOT NULL AND user_id IS NOT NULL)",
+        name="correction_reason",
+    ),
+)
+
+postings = sa.Table(
+    "postings",
+    metadata,
+    sa.Column("id", BigInt, primary_key=True, autoincrement=True),
+    sa.Column("txn_id", sa.BigInteger, sa.ForeignKey("transactions.id"), nullable=False),
+    sa.Column("account_id", sa.BigInteger, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("amount_cents", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("txn_id", "account_id"),
+    sa.CheckConstraint("amount_cents <> 0", name="nonzero"),
+    sa.Index(None, "account_id"),
+)
+
+merchants = sa.Table(
+    "merchants",
+    metadata,
+    sa.Column("id", BigInt, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("address", sa.Text, nullable=False, server_default=""),
+    sa.Column("iban", sa.String(34), nullable=False),
+    sa.Column("bic", sa.String(11), nullable=False, server_default=""),
+    sa.Column("contact", sa.Text, nullable=False, server_default=""),
+    sa.Column("fee_bp", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("account_id", sa.BigInteger, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("created_s", Time, nullable=False),
+    sa.UniqueConstraint("account_id"),
+    sa.CheckConstraint("fee_bp BETWEEN 0 AND 10000", name="fee_bp"),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", BigInt, primary_key=True, autoincrement=True),
+    sa.Column("username", sa.String(80), nullable=False, unique=True),
+    sa.Column("password_hash", sa.Text, nullable=False),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("merchant_id", sa.BigInteger, sa.ForeignKey("merchants.id"), nullable=True),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("created_s", Time, nullable=False),
+    sa.CheckConstraint(_in("role", ROLES), name="role"),
+    sa.CheckConstraint("(role = 'merchant') = (merchant_id IS NOT NULL)", name="merchant_role"),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("token_sha256", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.BigInteger, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("expires_s", Time, nullable=False),
+)
+
+cards = sa.Table(
+    "cards",
+    metadata,
+    sa.Column("id", BigInt, primary_key=True, autoincrement=True),
+    sa.Column("serial", sa.BigInteger, nullable=False, unique=True),
+    sa.Column("number", sa.String(16), nullable=False, unique=True),
+    # NULL while the number is only reserved for a card not yet written
+    sa.Column("uid", sa.String(14), nullable=True, unique=True),
+    sa.Column("issuer_sig", sa.String(128), nullable=True),
+    sa.Column("account_id", sa.BigInteger, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("blocked", sa.Boolean, nullable=False, server_default=sa.false()),
+    # set by the server: overdrawn offline or memory rolled back; deny-listed until cleared
+    sa.Column("flagged", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("flag_reason", sa.String(40), nullable=True),
+    sa.Column("counter", sa.BigInteger, nullable=False, server_default="0"),
+    # snapshot version of the last change terminals must learn about
+    sa.Column("version", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("replaced_by", sa.BigInteger, sa.ForeignKey("cards.id"), nullable=True),
+    sa.Column("created_s", Time, nullable=False),
+    sa.UniqueConstraint("account_id"),
+    sa.CheckConstraint("(uid IS NULL) = (issuer_sig IS NULL)", name="issued"),
+    sa.Index(None, "version"),
+)
+
+terminals = sa.Table(
+    "terminals",
+    metadata,
+    sa.Column("id", BigInt, primary_key=True, autoincrement=True),
+    sa.Column("merchant_id", sa.BigInteger, sa.ForeignKey("merchants.id"), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("public_key", sa.String(64), nullable=True, unique=True),
+    sa.Column("status", sa.String(10), nullable=False, server_default="pending"),
+    sa.Column("last_seq", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("last_hash", sa.String(64), nullable=False, server_default="0" * 64),
+    sa.Column("created_s", Time, nullable=False),
+    sa.CheckConstraint(_in("status", ("pending", "active", "revoked")), name="status"),
+    sa.CheckConstraint("status = 'pending' OR public_key IS NOT NULL", name="key"),
+    sa.CheckConstraint("last_seq >= 0", name="last_seq"),
+)
+
+enrolment_codes = sa.Table(
+    "enrolment_codes",
+    metadata,
+    sa.Column("code_sha256", sa.String(64), primary_key=True),
+    sa.Column("terminal_id", sa.BigInteger, sa.ForeignKey("terminals.id"), nullable=False),
+    sa.Column("expires_s", Time, nullable=False),
+    sa.Column("used_s", Time, nullable=True),
+)
+
+nonces = sa.Table(
+    "nonces",
+    metadata,
+    sa.Column("terminal_id", sa.BigInteger, primary_key=True),
+    sa.Column("nonce", sa.String(64), primary_key=True),
+    sa.Column("seen_s", Time, nullable=False),
+    sa.Index(None, "seen_s"),
+)
+
+authorisations = sa.Table(
+    "authorisations",
+    metadata,
+    sa.Column("terminal_id", sa.BigInteger, sa.ForeignKey("terminals.id"), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("record_hash", sa.String(64), nullable=False),
+    sa.Column("outcome", sa.String(10), nullable=False),
+    # the answer exactly as sent, so a repeated request gets the same bytes
+    sa.Column("answer", sa.LargeBinary, nullable=False),
+    sa.Column("txn_id", sa.BigInteger, sa.ForeignKey("transactions.id"), nullable=True),
+    sa.Column("created_s", Time, nullable=False),
+    sa.CheckConstraint(_in("outcome", ("approved", "declined")), name="outcome"),
+    sa.CheckConstraint("(outcome = 'approved') = (txn_id IS NOT NULL)", name="booked"),
+)
+
+journal = sa.Table(
+    "journal",
+    metadata,
+    sa.Column("terminal_id", sa.BigInteger, sa.ForeignKey("terminals.id"), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("card", sa.String(16), nullable=True),
+    sa.Column("counter", sa.BigInteger, nullable=True),
+    sa.Column("amount_cents", sa.BigInteger, nullable=True),
+    sa.Column("mode", sa.String(10), nullable=True),
+    sa.Column("record", sa.Text, nullable=False),
+    # what the sync answered for it: applied, or refused for a business reason
+    sa.Column("status", sa.String(10), nullable=False),
+    sa.Column("code", sa.String(40), nullable=True),
+    sa.Column("txn_id", sa.BigInteger, sa.ForeignKey("transactions.id"), nullable=True),
+    sa.Column("voided_by_seq", sa.BigInteger, nullable=True),
+    sa.Column("received_s", Time, nullable=False),
+    sa.CheckConstraint(_in("status", ("applied", "refused")), name="status"),
+    sa.Index(None, "card", "counter"),
+)
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", BigInt, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("terminal_id", sa.BigInteger, nullable=True),
+    sa.Column("seq", sa.BigInteger, nullable=True),
+    sa.Column("card", sa.String(16), nullable=True),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("created_s", Time, nullable=False),
+    sa.CheckConstraint(_in("kind", ALERT_KINDS), name="kind"),
+)
+
+counters = sa.Table(
+    "counters",
+    metadata,
+    sa.Column("name", sa.String(40), primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+)

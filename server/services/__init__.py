@@ -1,0 +1,1 @@
+"""One module per capability; each public function owns its transaction and permission check."""

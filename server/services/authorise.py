@@ -1,0 +1,151 @@
+"""Online authorisation: the till asks, the server decides and books in one transaction.
+
+Keyed by (terminal, seq): the answer's bytes are stored with the decision, so
+a till that lost the answer (crash, timeout) asks again and gets the very same
+bytes, and nothing is booked twice. The same seq with another record is a
+`sequence_conflict` (409): a terminal must never reuse a sequence number.
+
+Decisions: an unknown or unissued card → `unknown_card`; a tag whose UID is
+not the card's → `card_copied`; a blocked or flagged card → `card_blocked`;
+a payment the balance does not cover → `insufficient_funds` with
+`available_cents` so the till can offer a partial payment. The debit itself
+is the guarded `ledger.post`, so concurrent payments never overdraw.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from hcard.encoding import canonical_bytes
+from hcard.errors import Code, HCardError
+from hcard.records import Record, RecordError
+from hcard.server.context import Context
+from hcard.server.db import engine as db_engine
+from hcard.server.db.tables import accounts, authorisations, merchants
+from hcard.server.services import cards, ledger
+from hcard.server.services.terminals import Terminal, chain_head
+
+
+def parse_online_record(payload: Any, terminal: Terminal) -> Record:
+    """The record of an authorise request, refused unless it is one the server may decide."""
+    if not isinstance(payload, dict) or set(payload) != {"record"}:
+        raise HCardError(Code.MALFORMED_REQUEST, reason='body must be {"record": ...}')
+    try:
+        record = Record.from_wire(payload["record"])
+    except RecordError as exc:
+        raise HCardError(Code.BAD_RECORD, reason=str(exc)) from None
+    if record.terminal_id != terminal.id:
+        raise HCardError(Code.JOURNAL_FOREIGN)
+    online_payment = record.kind == "payment" and record.body["mode"] == "online"
+    if not (online_payment or record.kind == "topup_request"):
+        raise HCardError(Code.BAD_RECORD, reason="only online payments and top-ups are authorised")
+    if not record.signature_ok(terminal.public):
+        raise HCardError(Code.BAD_SIGNATURE, reason="record signature")
+    return record
+
+
+def answer(
+    seq: int,
+    outcome: str,
+    code: Code | None = None,
+    balance_cents: int | None = None,
+    available_cents: int | None = None,
+) -> dict[str, Any]:
+    return {
+        "seq": seq,
+        "outcome": outcome,
+        "code": code.value if code else None,
+        "balance_cents": balance_cents,
+        "available_cents": available_cents,
+    }
+
+
+def authorise(ctx: Context, terminal: Terminal, payload: Any) -> bytes:
+    """Decide (or repeat the decision on) one online record; return the answer's bytes."""
+    record = parse_online_record(payload, terminal)
+    record_hash = record.hash
+    with db_engine.write(ctx.engine) as conn:
+        chain_head(conn, terminal.id, lock=True)
+        previous = conn.execute(
+            sa.select(authorisations.c.record_hash, authorisations.c.answer).where(
+                authorisations.c.terminal_id == terminal.id, authorisations.c.seq == record.seq
+            )
+        ).first()
+        if previous is not None:
+            if previous.record_hash != record_hash:
+                raise HCardError(Code.SEQUENCE_CONFLICT, seq=record.seq)
+            return bytes(previous.answer)
+        result, txn_id = decide(conn, ctx, terminal, record)
+        body = canonical_bytes(result)
+        conn.execute(
+            sa.insert(authorisations).values(
+                terminal_id=terminal.id,
+                seq=record.seq,
+                record_hash=record_hash,
+                outcome=result["outcome"],
+                answer=body,
+                txn_id=txn_id,
+                created_s=ctx.now(),
+            )
+        )
+    return body
+
+
+def decide(
+    conn: sa.Connection, ctx: Context, terminal: Terminal, record: Record
+) -> tuple[dict[str, Any], int | None]:
+    """Book the record if it may be booked; (answer, transaction id or None)."""
+    body = record.body
+    card = cards.find(conn, body["card"])
+    if card is None or card.uid is None:
+        return answer(record.seq, "declined", Code.UNKNOWN_CARD), None
+    if record.kind == "payment" and card.uid != body["uid"]:
+        return answer(record.seq, "declined", Code.CARD_COPIED), None
+    if card.blocked or card.flagged:
+        return answer(record.seq, "declined", Code.CARD_BLOCKED), None
+    merchant = conn.execute(
+        sa.select(merchants.c.name, merchants.c.account_id).where(
+            merchants.c.id == terminal.merchant_id
+        )
+    ).one()
+    amount = body["amount_cents"]
+    try:
+        if record.kind == "payment":
+            entries = [
+                ledger.Posting(card.account_id, -amount, floor_cents=0),
+                ledger.Posting(merchant.account_id, amount),
+            ]
+            kind, label = "payment", merchant.name
+        else:
+            # cash taken at the till: the merchant now owes it to the scheme
+            entries = [
+                ledger.Posting(merchant.account_id, -amount),
+                ledger.Posting(card.account_id, amount),
+            ]
+            kind, label = "till_topup", f"Aufladung {merchant.name}"
+        txn_id = ledger.post(
+            conn,
+            kind,
+            entries,
+            now_s=ctx.now(),
+            label=label,
+            terminal_id=terminal.id,
+            seq=record.seq,
+        )
+    except HCardError as exc:
+        if exc.code is not Code.INSUFFICIENT_FUNDS:
+            raise
+        balance = _balance(conn, card.account_id)
+        return answer(
+            record.seq, "declined", Code.INSUFFICIENT_FUNDS, balance, max(balance, 0)
+        ), None
+    balance = _balance(conn, card.account_id)
+    return answer(record.seq, "approved", None, balance, balance), txn_id
+
+
+def _balance(conn: sa.Connection, account_id: int) -> int:
+    return conn.execute(
+        sa.select(accounts.c.balance_cents).where(accounts.c.id == account_id)
+    ).scalar_one()

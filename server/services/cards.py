@@ -1,0 +1,310 @@
+"""Cards: issue (number + issuer signature bound to the tag UID), top up, block, transfer.
+
+Issuing is idempotent per tag UID: the provisioning tool may lose the answer
+(reader pulled, network blip) and ask again for the same tag; it gets the same
+card back instead of a second card. Numbers come from a serial counter
+(`hcard.cardnumber.from_serial`); a batch can be reserved first so the print
+file can be made before the tags are written.
+
+A card is *denied* (on the terminals' deny-list) while it is blocked by staff
+or flagged by the server (overdrawn offline, memory rolled back).
+"""
+
+from __future__ import annotations
+
+import re
+
+import sqlalchemy as sa
+
+from hcard import cardnumber, signed
+from hcard.errors import Code, HCardError
+from hcard.money import MAX_AMOUNT_CENTS, is_valid_amount
+from hcard.server.context import Context
+from hcard.server.db import engine as db_engine
+from hcard.server.db.tables import accounts, cards, postings, transactions
+from hcard.server.services import ledger
+from hcard.server.services.users import Staff
+
+TOPUP_SOURCES = ("cash", "bank", "online")
+MAX_RESERVE = 1000
+_UID = re.compile(r"^[0-9a-f]{14}$")
+
+_CARD_COLUMNS = (
+    cards.c.id,
+    cards.c.number,
+    cards.c.uid,
+    cards.c.issuer_sig,
+    cards.c.account_id,
+    cards.c.blocked,
+    cards.c.flagged,
+    cards.c.flag_reason,
+    cards.c.counter,
+    cards.c.replaced_by,
+    accounts.c.balance_cents,
+)
+
+
+def normalize_number(text: str) -> str:
+    try:
+        return cardnumber.normalize(str(text))
+    except ValueError:
+        raise HCardError(Code.UNKNOWN_CARD, reason="not a card number") from None
+
+
+def find(conn: sa.Connection, number: str) -> sa.Row | None:
+    """The card row with its balance, or None."""
+    return conn.execute(
+        sa.select(*_CARD_COLUMNS)
+        .select_from(cards.join(accounts, accounts.c.id == cards.c.account_id))
+        .where(cards.c.number == number)
+    ).first()
+
+
+def _get(conn: sa.Connection, number: str) -> sa.Row:
+    row = find(conn, number)
+    if row is None:
+        raise HCardError(Code.UNKNOWN_CARD)
+    return row
+
+
+def as_json(row: sa.Row) -> dict[str, object]:
+    return {
+        "card_number": row.number,
+        "uid": row.uid,
+        "issuer_signature": row.issuer_sig,
+        "balance_cents": row.balance_cents,
+        "blocked": bool(row.blocked),
+        "flagged": bool(row.flagged),
+        "flag_reason": row.flag_reason,
+        "denied": bool(row.blocked or row.flagged),
+        "counter": row.counter,
+        "issued": row.uid is not None,
+    }
+
+
+def bump(conn: sa.Connection, card_id: int, **values: object) -> None:
+    """Change a card so that terminals learn it from the next snapshot."""
+    version = ledger.next_counter(conn, "version")
+    conn.execute(sa.update(cards).where(cards.c.id == card_id).values(version=version, **values))
+
+
+def flag(conn: sa.Connection, card_id: int, reason: str) -> None:
+    """Deny-list a card on the server's own initiative (overdraw, rollback)."""
+    bump(conn, card_id, flagged=True, flag_reason=reason)
+
+
+def _new_card(conn: sa.Connection, now: float) -> tuple[int, str]:
+    serial = ledger.next_counter(conn, "card_serial")
+    number = cardnumber.from_serial(serial)
+    account_id = ledger.create_account(conn, f"card:{number}", "card")
+    card_id = conn.execute(
+        sa.insert(cards)
+        .values(serial=serial, number=number, account_id=account_id, created_s=now)
+        .returning(cards.c.id)
+    ).scalar_one()
+    return card_id, number
+
+
+def issue(ctx: Context, actor: Staff, uid_hex: str, number: str | None = None) -> dict[str, object]:
+    """Register the tag `uid_hex`; with `number`, bind that reserved number to it.
+
+    Returns the card with `created` False when this tag was registered before.
+    """
+    actor.require("admin", "marketing")
+    uid_hex = str(uid_hex).lower()
+    if not _UID.match(uid_hex):
+        raise HCardError(Code.MALFORMED_REQUEST, field="uid", reason="14 hex characters")
+    if number is not None:
+        number = normalize_number(number)
+    for _attempt in range(3):
+        try:
+            return _issue_once(ctx, uid_hex, number)
+        except sa.exc.IntegrityError:
+            continue  # a concurrent issue of the same tag won; read what it made
+    raise HCardError(Code.CARD_ALREADY_EXISTS)
+
+
+def _issue_once(ctx: Context, uid_hex: str, number: str | None) -> dict[str, object]:
+    with db_engine.write(ctx.engine) as conn:
+        existing = conn.execute(sa.select(cards.c.number).where(cards.c.uid == uid_hex)).first()
+        if existing is not None:
+            if number is not None and existing.number != number:
+                raise HCardError(Code.CARD_ALREADY_EXISTS, card_number=existing.number)
+            return {**as_json(_get(conn, existing.number)), "created": False}
+        if number is None:
+            card_id, number = _new_card(conn, ctx.now())
+        else:
+            row = _get(conn, number)
+            if row.uid is not None:
+                raise HCardError(Code.CARD_ALREADY_EXISTS, card_number=number)
+            card_id = row.id
+        signature = signed.sign_card(ctx.issuer_key, number, bytes.fromhex(uid_hex)).hex()
+        bump(conn, card_id, uid=uid_hex, issuer_sig=signature)
+        return {**as_json(_get(conn, number)), "created": True}
+
+
+def reserve(ctx: Context, actor: Staff, count: int) -> list[str]:
+    """Reserve `count` card numbers for tags not yet written (print file first)."""
+    actor.require("admin", "marketing")
+    if not 1 <= count <= MAX_RESERVE:
+        raise HCardError(Code.MALFORMED_REQUEST, field="count", maximum=MAX_RESERVE)
+    with db_engine.write(ctx.engine) as conn:
+        now = ctx.now()
+        return [_new_card(conn, now)[1] for _ in range(count)]
+
+
+def get(ctx: Context, actor: Staff, number: str) -> dict[str, object]:
+    actor.require("admin", "marketing")
+    with db_engine.read(ctx.engine) as conn:
+        return as_json(_get(conn, normalize_number(number)))
+
+
+def topup(
+    ctx: Context, actor: Staff, number: str, amount_cents: int, source: str
+) -> dict[str, object]:
+    """Money paid in at the office (cash), by transfer (bank) or online → the card."""
+    actor.require("admin", "marketing")
+    if not is_valid_amount(amount_cents):
+        raise HCardError(Code.INVALID_AMOUNT)
+    if source not in TOPUP_SOURCES:
+        raise HCardError(Code.MALFORMED_REQUEST, field="source", allowed=list(TOPUP_SOURCES))
+    with db_engine.write(ctx.engine) as conn:
+        card = _get(conn, normalize_number(number))
+        _require_usable(card)
+        txn_id = ledger.post(
+            conn,
+            "topup",
+            [
+                ledger.Posting(ledger.system_account(conn, source), -amount_cents),
+                ledger.Posting(card.account_id, amount_cents),
+            ],
+            now_s=ctx.now(),
+            label=f"Aufladung ({source})",
+            user_id=actor.user_id,
+        )
+        return {**as_json(_get(conn, card.number)), "txn_id": txn_id}
+
+
+def _require_usable(card: sa.Row) -> None:
+    if card.uid is None:
+        raise HCardError(Code.CARD_NOT_ISSUED)
+    if card.blocked:
+        raise HCardError(Code.CARD_BLOCKED)
+
+
+def set_blocked(ctx: Context, actor: Staff, number: str, blocked: bool) -> dict[str, object]:
+    """Block a lost card, or unblock it (which also clears a server flag, after review)."""
+    actor.require("admin", "marketing")
+    with db_engine.write(ctx.engine) as conn:
+        card = _get(conn, normalize_number(number))
+        if blocked:
+            bump(conn, card.id, blocked=True)
+        else:
+            bump(conn, card.id, blocked=False, flagged=False, flag_reason=None)
+        return as_json(_get(conn, card.number))
+
+
+def transfer(ctx: Context, actor: Staff, number: str, to_number: str) -> dict[str, object]:
+    """Move the whole balance of a (lost) card to its replacement; the old card is blocked."""
+    actor.require("admin", "marketing")
+    number, to_number = normalize_number(number), normalize_number(to_number)
+    if number == to_number:
+        raise HCardError(Code.SAME_CARD)
+    with db_engine.write(ctx.engine) as conn:
+        old, new = _get(conn, number), _get(conn, to_number)
+        _require_usable(new)
+        amount = old.balance_cents
+        if amount < 0:
+            raise HCardError(Code.INSUFFICIENT_FUNDS, available_cents=amount)
+        txn_id = None
+        if amount > 0:
+            txn_id = ledger.post(
+                conn,
+                "transfer",
+                [
+                    # the floor re-checks the balance at the moment of the debit
+                    ledger.Posting(old.account_id, -amount, floor_cents=0),
+                    ledger.Posting(new.account_id, amount),
+                ],
+                now_s=ctx.now(),
+                label=f"Übertrag {old.number} → {new.number}",
+                user_id=actor.user_id,
+            )
+        bump(conn, old.id, blocked=True, replaced_by=new.id)
+        return {
+            "from": as_json(_get(conn, number)),
+            "to": as_json(_get(conn, to_number)),
+            "amount_cents": amount,
+            "txn_id": txn_id,
+        }
+
+
+def history_rows(conn: sa.Connection, account_id: int, limit: int) -> list[dict[str, object]]:
+    rows = conn.execute(
+        sa.select(
+            transactions.c.id,
+            transactions.c.kind,
+            transactions.c.created_s,
+            transactions.c.label,
+            transactions.c.terminal_id,
+            transactions.c.seq,
+            postings.c.amount_cents,
+        )
+        .select_from(postings.join(transactions, transactions.c.id == postings.c.txn_id))
+        .where(postings.c.account_id == account_id)
+        .order_by(transactions.c.id.desc())
+        .limit(limit)
+    ).mappings()
+    return [dict(row) for row in rows]
+
+
+def history(ctx: Context, actor: Staff, number: str, limit: int = 100) -> dict[str, object]:
+    actor.require("admin", "marketing")
+    with db_engine.read(ctx.engine) as conn:
+        card = _get(conn, normalize_number(number))
+        return {
+            **as_json(card),
+            "history": history_rows(conn, card.account_id, max(1, min(limit, 1000))),
+        }
+
+
+def for_terminal(ctx: Context, number: str) -> dict[str, object]:
+    """The balance check on the till: balance, denied or not, the last few movements."""
+    with db_engine.read(ctx.engine) as conn:
+        card = _get(conn, normalize_number(number))
+        recent = history_rows(conn, card.account_id, 5)
+    return {
+        "card_number": card.number,
+        "balance_cents": card.balance_cents,
+        "blocked": bool(card.blocked or card.flagged),
+        "recent": [{"amount_cents": r["amount_cents"], "label": r["label"]} for r in recent],
+    }
+
+
+def correct(
+    ctx: Context, actor: Staff, number: str, amount_cents: int, reason: str
+) -> dict[str, object]:
+    """A manual correction of a card's balance (admin only), against the correction account.
+
+    Never an edit: a new transaction with the reason and the admin who made it.
+    """
+    actor.require("admin")
+    if amount_cents == 0 or abs(amount_cents) > MAX_AMOUNT_CENTS:
+        raise HCardError(Code.INVALID_AMOUNT)
+    if not reason.strip():
+        raise HCardError(Code.MALFORMED_REQUEST, field="reason")
+    with db_engine.write(ctx.engine) as conn:
+        card = _get(conn, normalize_number(number))
+        txn_id = ledger.post(
+            conn,
+            "correction",
+            [
+                ledger.Posting(ledger.system_account(conn, "correction"), -amount_cents),
+                ledger.Posting(card.account_id, amount_cents),
+            ],
+            now_s=ctx.now(),
+            label="Korrektur",
+            user_id=actor.user_id,
+            reason=reason.strip(),
+        )
+        return {**as_json(_get(conn, card.number)), "txn_id": txn_id}

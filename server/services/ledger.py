@@ -1,0 +1,214 @@
+"""The double-entry ledger: the one place that moves money, and the proof that it is right.
+
+`post` is the only function that writes postings or changes a stored balance.
+It asserts the invariants before it writes (postings sum to zero, at least two
+accounts, each once, no zero amount) and takes the card's floor in the same
+statement that debits it: `UPDATE ... SET balance = balance - x WHERE id = ?
+AND balance - x >= floor`. On PostgreSQL that UPDATE waits for a concurrent
+debit of the same row and re-checks the condition afterwards; on SQLite the
+caller's `BEGIN IMMEDIATE` already serialises writers. Either way fifty tills
+paying from one card at once cannot take it below zero.
+
+`check` proves what `post` promises, over the whole database: every
+transaction sums to zero, every stored balance equals the sum of its postings,
+no journal record is booked twice. `hcard-server ledger check` runs it.
+
+Sign convention: a posting adds its amount to the account's balance. A card's
+balance is what the cardholder can spend; a merchant's is what the scheme owes
+the merchant; the float accounts (cash, bank, online) go negative by what came
+in, so the sum of all balances is always zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from hcard.errors import Code, HCardError
+from hcard.server.db import engine as db_engine
+from hcard.server.db.tables import accounts, cards, counters, postings, transactions
+
+
+@dataclass(frozen=True)
+class Posting:
+    account_id: int
+    amount_cents: int
+    #: refuse the whole transaction when this account's balance would end below it
+    floor_cents: int | None = None
+
+
+def next_counter(conn: sa.Connection, name: str) -> int:
+    """Atomically increment and return a named counter (card serials, snapshot versions)."""
+    return conn.execute(
+        sa.update(counters)
+        .where(counters.c.name == name)
+        .values(value=counters.c.value + 1)
+        .returning(counters.c.value)
+    ).scalar_one()
+
+
+def create_account(conn: sa.Connection, key: str, kind: str) -> int:
+    return conn.execute(
+        sa.insert(accounts).values(key=key, kind=kind).returning(accounts.c.id)
+    ).scalar_one()
+
+
+def system_account(conn: sa.Connection, kind: str) -> int:
+    return conn.execute(sa.select(accounts.c.id).where(accounts.c.key == kind)).scalar_one()
+
+
+def post(
+    conn: sa.Connection,
+    kind: str,
+    entries: Sequence[Posting],
+    *,
+    now_s: float,
+    label: str = "",
+    terminal_id: int | None = None,
+    seq: int | None = None,
+    user_id: int | None = None,
+    reason: str | None = None,
+) -> int:
+    """Book one transaction inside the caller's write transaction; return its id.
+
+    Raises HCardError(INSUFFICIENT_FUNDS) before changing anything when a floor
+    would be broken (the guarded posting is applied first).
+    """
+    ids = [entry.account_id for entry in entries]
+    assert len(entries) >= 2, "a transaction moves money between at least two accounts"
+    assert len(set(ids)) == len(ids), "each account at most once per transaction"
+    assert all(entry.amount_cents != 0 for entry in entries), "no zero postings"
+    assert sum(entry.amount_cents for entry in entries) == 0, "postings must sum to zero"
+    guarded = [entry for entry in entries if entry.floor_cents is not None]
+    assert len(guarded) <= 1, "at most one guarded posting, applied first"
+    # Guarded first (so a refusal changes nothing), then by account id (a fixed
+    # lock order, so two transactions on PostgreSQL never wait for each other in a cycle).
+    ordered = guarded + sorted(
+        (entry for entry in entries if entry.floor_cents is None), key=lambda e: e.account_id
+    )
+    for entry in ordered:
+        statement = (
+            sa.update(accounts)
+            .where(accounts.c.id == entry.account_id)
+            .values(balance_cents=accounts.c.balance_cents + entry.amount_cents)
+        )
+        if entry.floor_cents is not None:
+            statement = statement.where(
+                accounts.c.balance_cents + entry.amount_cents >= entry.floor_cents
+            )
+        if conn.execute(statement).rowcount != 1:
+            if entry.floor_cents is None:
+                raise AssertionError(f"account {entry.account_id} does not exist")
+            raise HCardError(Code.INSUFFICIENT_FUNDS)
+    txn_id = conn.execute(
+        sa.insert(transactions)
+        .values(
+            kind=kind,
+            created_s=now_s,
+            terminal_id=terminal_id,
+            seq=seq,
+            user_id=user_id,
+            reason=reason,
+            label=label,
+        )
+        .returning(transactions.c.id)
+    ).scalar_one()
+    conn.execute(
+        sa.insert(postings),
+        [
+            {"txn_id": txn_id, "account_id": e.account_id, "amount_cents": e.amount_cents}
+            for e in entries
+        ],
+    )
+    # Terminals learn about every changed card balance from the next snapshot.
+    version = next_counter(conn, "version")
+    conn.execute(sa.update(cards).where(cards.c.account_id.in_(ids)).values(version=version))
+    return txn_id
+
+
+@dataclass
+class CheckReport:
+    transactions: int = 0
+    postings: int = 0
+    accounts: int = 0
+    unbalanced_transactions: list[int] = field(default_factory=list)
+    wrong_balances: list[dict[str, int]] = field(default_factory=list)
+    double_bookings: list[dict[str, int]] = field(default_factory=list)
+    total_cents: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not (
+            self.unbalanced_transactions
+            or self.wrong_balances
+            or self.double_bookings
+            or self.total_cents
+        )
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "ok": self.ok,
+            "transactions": self.transactions,
+            "postings": self.postings,
+            "accounts": self.accounts,
+            "unbalanced_transactions": self.unbalanced_transactions,
+            "wrong_balances": self.wrong_balances,
+            "double_bookings": self.double_bookings,
+            "total_cents": self.total_cents,
+        }
+
+
+def check(engine: sa.Engine) -> CheckReport:
+    """Prove the ledger's invariants over the whole database, in one consistent read."""
+    report = CheckReport()
+    with db_engine.write(engine) as conn:  # a write lock gives one consistent view on SQLite
+        report.transactions = conn.execute(
+            sa.select(sa.func.count()).select_from(transactions)
+        ).scalar_one()
+        report.postings = conn.execute(
+            sa.select(sa.func.count()).select_from(postings)
+        ).scalar_one()
+        report.accounts = conn.execute(
+            sa.select(sa.func.count()).select_from(accounts)
+        ).scalar_one()
+        sums = (
+            sa.select(postings.c.txn_id)
+            .group_by(postings.c.txn_id)
+            .having(sa.func.sum(postings.c.amount_cents) != 0)
+        )
+        report.unbalanced_transactions = list(conn.execute(sums).scalars())
+        # a transaction without postings moved no money: a tripwire for half-written bookings
+        empty = sa.select(transactions.c.id).where(
+            ~sa.exists().where(postings.c.txn_id == transactions.c.id)
+        )
+        report.unbalanced_transactions += list(conn.execute(empty).scalars())
+        per_account = (
+            sa.select(
+                postings.c.account_id, sa.func.sum(postings.c.amount_cents).label("total")
+            ).group_by(postings.c.account_id)
+        ).subquery()
+        wrong = sa.select(
+            accounts.c.id, accounts.c.balance_cents, sa.func.coalesce(per_account.c.total, 0)
+        ).select_from(accounts.outerjoin(per_account, per_account.c.account_id == accounts.c.id))
+        for account_id, stored, summed in conn.execute(wrong):
+            if stored != summed:
+                report.wrong_balances.append(
+                    {"account_id": account_id, "stored_cents": stored, "postings_cents": summed}
+                )
+        twice = (
+            sa.select(transactions.c.terminal_id, transactions.c.seq, sa.func.count())
+            .where(transactions.c.terminal_id.is_not(None))
+            .group_by(transactions.c.terminal_id, transactions.c.seq)
+            .having(sa.func.count() > 1)
+        )
+        report.double_bookings = [
+            {"terminal_id": t, "seq": s, "count": n} for t, s, n in conn.execute(twice)
+        ]
+        report.total_cents = int(
+            conn.execute(
+                sa.select(sa.func.coalesce(sa.func.sum(accounts.c.balance_cents), 0))
+            ).scalar_one()
+        )
+    return report

@@ -1,0 +1,227 @@
+"""Terminals: enrolment codes, enrolment, revocation, and authenticating their requests.
+
+Marketing staff create a terminal for a merchant and get a one-time code
+(`K7QM-3XPA`: 8 characters from an alphabet without 0/O, 1/I/L, so it can be
+read aloud over the phone and typed on a touchscreen). The Pi sends the code
+with the public key it made; the code then never works again and expires
+after `Settings.enrolment_ttl_s` anyway. Only the code's SHA-256 is stored.
+
+Every later request of a terminal is signed (`hcard.reqsign`); `authenticate`
+checks, in this order: well-formed headers, known and not revoked terminal,
+signature over method + path + body hash + timestamp + nonce, clock skew, and
+a nonce not seen before (kept in the database, so a restart does not open a
+replay window and several server processes agree).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+
+import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from hcard import keys, reqsign
+from hcard.errors import Code, HCardError
+from hcard.records import GENESIS_HASH
+from hcard.server.context import Context
+from hcard.server.db import engine as db_engine
+from hcard.server.db.tables import enrolment_codes, merchants, nonces, terminals
+from hcard.server.services.users import Staff
+
+CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+CODE_LENGTH = 8
+
+
+@dataclass(frozen=True)
+class Terminal:
+    """An authenticated terminal, as the request handlers see it."""
+
+    id: int
+    merchant_id: int
+    public: Ed25519PublicKey
+
+
+@lru_cache(maxsize=4096)
+def _public(hex_key: str) -> Ed25519PublicKey:
+    return keys.public_from_hex(hex_key)
+
+
+def _code_hash(code: str) -> str:
+    return hashlib.sha256(code.encode("ascii")).hexdigest()
+
+
+def normalize_code(text: str) -> str:
+    """`k7qm 3xpa` → `K7QM-3XPA`; raise ENROLMENT_CODE_INVALID for anything else."""
+    compact = "".join(ch for ch in str(text).upper() if ch not in " -")
+    if len(compact) != CODE_LENGTH or any(ch not in CODE_ALPHABET for ch in compact):
+        raise HCardError(Code.ENROLMENT_CODE_INVALID)
+    return f"{compact[:4]}-{compact[4:]}"
+
+
+def create_terminal(ctx: Context, actor: Staff, merchant_id: int, name: str) -> dict[str, object]:
+    """Make a pending terminal for the merchant and its one-time enrolment code."""
+    actor.require("admin", "marketing")
+    raw = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+    code = f"{raw[:4]}-{raw[4:]}"
+    now = ctx.now()
+    expires_s = now + ctx.settings.enrolment_ttl_s
+    with db_engine.write(ctx.engine) as conn:
+        if not conn.execute(sa.select(merchants.c.id).where(merchants.c.id == merchant_id)).first():
+            raise HCardError(Code.NOT_FOUND, what="merchant")
+        terminal_id = conn.execute(
+            sa.insert(terminals)
+            .values(merchant_id=merchant_id, name=name, status="pending", created_s=now)
+            .returning(terminals.c.id)
+        ).scalar_one()
+        conn.execute(
+            sa.insert(enrolment_codes).values(
+                code_sha256=_code_hash(code), terminal_id=terminal_id, expires_s=expires_s
+            )
+        )
+    return {"terminal_id": terminal_id, "code": code, "expires_s": expires_s}
+
+
+def enrol(ctx: Context, code: str, public_key_hex: str, name: str | None) -> dict[str, object]:
+    """Bind the terminal's public key to the pending terminal behind `code` (once)."""
+    code = normalize_code(code)
+    try:
+        keys.public_from_hex(public_key_hex)
+    except ValueError:
+        raise HCardError(Code.MALFORMED_REQUEST, field="public_key") from None
+    public_key_hex = public_key_hex.lower()
+    now = ctx.now()
+    with db_engine.write(ctx.engine) as conn:
+        # Mark the code used in the statement that checks it: two racing
+        # enrolments with one code cannot both win.
+        used = conn.execute(
+            sa.update(enrolment_codes)
+            .where(
+                enrolment_codes.c.code_sha256 == _code_hash(code),
+                enrolment_codes.c.used_s.is_(None),
+                enrolment_codes.c.expires_s > now,
+            )
+            .values(used_s=now)
+            .returning(enrolment_codes.c.terminal_id)
+        ).first()
+        if used is None:
+            raise HCardError(Code.ENROLMENT_CODE_INVALID)
+        if conn.execute(
+            sa.select(terminals.c.id).where(terminals.c.public_key == public_key_hex)
+        ).first():
+            raise HCardError(Code.MALFORMED_REQUEST, field="public_key", reason="already enrolled")
+        values: dict[str, object] = {"public_key": public_key_hex, "status": "active"}
+        if name:
+            values["name"] = name[:100]
+        conn.execute(sa.update(terminals).where(terminals.c.id == used.terminal_id).values(values))
+        row = conn.execute(
+            sa.select(terminals.c.id, terminals.c.merchant_id, merchants.c.name)
+            .select_from(terminals.join(merchants, merchants.c.id == terminals.c.merchant_id))
+            .where(terminals.c.id == used.terminal_id)
+        ).one()
+    return {
+        "terminal_id": row.id,
+        "merchant_id": row.merchant_id,
+        "merchant_name": row.name,
+        "issuer_public_key": ctx.issuer_public_hex,
+    }
+
+
+def revoke(ctx: Context, actor: Staff, terminal_id: int) -> dict[str, object]:
+    actor.require("admin", "marketing")
+    with db_engine.write(ctx.engine) as conn:
+        done = conn.execute(
+            sa.update(terminals)
+            .where(terminals.c.id == terminal_id)
+            .values(status="revoked")
+            .returning(terminals.c.id)
+        ).first()
+        if done is None:
+            raise HCardError(Code.NOT_FOUND, what="terminal")
+        # a code not yet used must not bring a revoked terminal back
+        conn.execute(
+            sa.update(enrolment_codes)
+            .where(enrolment_codes.c.terminal_id == terminal_id, enrolment_codes.c.used_s.is_(None))
+            .values(used_s=ctx.now())
+        )
+    return {"terminal_id": terminal_id, "status": "revoked"}
+
+
+def list_terminals(ctx: Context, actor: Staff, merchant_id: int) -> list[dict[str, object]]:
+    actor.require_merchant_access(merchant_id)
+    with db_engine.read(ctx.engine) as conn:
+        rows = conn.execute(
+            sa.select(
+                terminals.c.id,
+                terminals.c.merchant_id,
+                terminals.c.name,
+                terminals.c.status,
+                terminals.c.public_key,
+                terminals.c.last_seq,
+            )
+            .where(terminals.c.merchant_id == merchant_id)
+            .order_by(terminals.c.id)
+        ).mappings()
+        return [dict(row) for row in rows]
+
+
+def authenticate(
+    ctx: Context, method: str, path: str, body: bytes, headers: Mapping[str, str]
+) -> Terminal:
+    """Check a terminal request's signature headers; raise the protocol's refusal if not ok."""
+    try:
+        terminal_id, timestamp_s, nonce, signature = reqsign.parse_headers(headers)
+    except ValueError:
+        raise HCardError(Code.BAD_SIGNATURE, reason="missing or malformed headers") from None
+    with db_engine.read(ctx.engine) as conn:
+        row = conn.execute(
+            sa.select(terminals.c.merchant_id, terminals.c.status, terminals.c.public_key).where(
+                terminals.c.id == terminal_id
+            )
+        ).first()
+    if row is None or row.status == "pending":
+        raise HCardError(Code.UNKNOWN_TERMINAL)
+    if row.status == "revoked":
+        raise HCardError(Code.TERMINAL_REVOKED)
+    public = _public(row.public_key)
+    if not reqsign.signature_ok(
+        public, method, path, body, terminal_id, timestamp_s, nonce, signature
+    ):
+        raise HCardError(Code.BAD_SIGNATURE)
+    now = ctx.now()
+    if not reqsign.skew_ok(timestamp_s, now):
+        raise HCardError(Code.CLOCK_SKEW, server_time_s=int(now))
+    _consume_nonce(ctx, terminal_id, nonce, now)
+    return Terminal(id=terminal_id, merchant_id=row.merchant_id, public=public)
+
+
+def _consume_nonce(ctx: Context, terminal_id: int, nonce: str, now: float) -> None:
+    try:
+        with db_engine.write(ctx.engine) as conn:
+            conn.execute(sa.insert(nonces).values(terminal_id=terminal_id, nonce=nonce, seen_s=now))
+            # Now and then forget nonces older than any timestamp we still accept.
+            if random.random() < 0.01:
+                conn.execute(
+                    sa.delete(nonces).where(nonces.c.seen_s < now - ctx.settings.nonce_keep_s)
+                )
+    except sa.exc.IntegrityError:
+        raise HCardError(Code.NONCE_REUSED) from None
+
+
+def chain_head(conn: sa.Connection, terminal_id: int, *, lock: bool) -> tuple[int, str]:
+    """(last_seq, last_hash) the server has of the terminal; with `lock`, serialise per terminal.
+
+    On PostgreSQL the row lock makes two syncs (or authorisations) of one
+    terminal run one after the other; on SQLite `BEGIN IMMEDIATE` already did.
+    """
+    query = sa.select(terminals.c.last_seq, terminals.c.last_hash).where(
+        terminals.c.id == terminal_id
+    )
+    if lock:
+        query = query.with_for_update()
+    row = conn.execute(query).one()
+    return row.last_seq, row.last_hash or GENESIS_HASH
