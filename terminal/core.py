@@ -24,7 +24,7 @@ from hcard import keys
 from hcard.errors import Code, HCardError
 from hcard.money import is_valid_amount
 from hcard.terminal import journal as jr
-from hcard.terminal.card.model import CardKeys, CardSession, CardView, Reader
+from hcard.terminal.card import CardKeys, CardSession, CardView, Reader, open_reader
 from hcard.terminal.client import Clock, ServerClient, ServerUnreachableError
 from hcard.terminal.config import TerminalState
 from hcard.terminal.payment import Link, Payments, day_of, declined
@@ -42,13 +42,6 @@ from hcard.terminal.till import (
 log = logging.getLogger(__name__)
 
 
-def open_reader(path: str) -> Reader:
-    """The nfcpy reader for `usb`, `usb:...`, `tty:...` or `udp:HOST:PORT`."""
-    from hcard.terminal.card.reader import NfcReader
-
-    return NfcReader(path)
-
-
 class TerminalTill:
     """The `Till` of one enrolled terminal (state directory)."""
 
@@ -57,6 +50,7 @@ class TerminalTill:
         state_dir: Path,
         reader: Reader | None = None,
         *,
+        reader_path: str | None = None,
         start_sync: bool = True,
         sync_interval_s: float = 10.0,
     ) -> None:
@@ -85,13 +79,22 @@ class TerminalTill:
         self._issuer = issuer
         self._tap_lock = threading.Lock()
         self._cancel = threading.Event()
-        self.reader = reader if reader is not None else open_reader(self.config.reader)
+        self._reader = reader
+        self._reader_path = reader_path or self.config.reader
         if start_sync:
             self.agent.start()
 
+    @property
+    def reader(self) -> Reader:
+        """Opened at the first card operation: status, void and sync need no reader."""
+        if self._reader is None:
+            self._reader = open_reader(self._reader_path)
+        return self._reader
+
     def close(self) -> None:
         self.agent.stop()
-        self.reader.close()
+        if self._reader is not None:
+            self._reader.close()
         self.journal.set_meta("clock_offset_s", repr(self.clock.offset_s))
         self.journal.close()
 
@@ -231,7 +234,7 @@ class TerminalTill:
         return Status(
             enrolled=True,
             online=self.link.online,
-            reader_connected=self.reader.connected,
+            reader_connected=self._reader is not None and self._reader.connected,
             unsynced_count=self.journal.unsent_count(),
             last_sync_s=self.agent.last_sync_s,
             terminal_id=self.config.terminal_id,

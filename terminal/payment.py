@@ -85,6 +85,9 @@ class Decision:
     code: Code | None  # why not (None: approved)
 
 
+_UNWRITTEN = (jr.DECLINED, jr.UNSHOWN, jr.INTENT, jr.CANCELLED)
+
+
 def day_of(now_s: float) -> str:
     """The calendar day of a (server-corrected) time, local time zone."""
     return time.strftime("%Y-%m-%d", time.localtime(now_s))
@@ -127,15 +130,19 @@ class Payments:
     def _repair(self, tap: CardView) -> tuple[int, int]:
         """(counter floor, refund) from this terminal's unfinished payments of the card.
 
-        Counter floor: the highest counter any of our records of this card
-        used, written or not, so that no counter is ever booked twice by us.
+        Counter floor: the highest counter used by our records of this card
+        that never reached the card as a shown payment (declined, unanswered,
+        cancelled): it must not be used again, or the server would see it twice
+        and flag the card as rolled back. Counters of payments that did reach
+        the card are not skipped, so a card whose memory was restored to an
+        older state repeats a counter and is caught by the server.
         Refund: when the card holds exactly the purse of a payment that was
-        voided before the till showed it (written by us, same counter), that
+        cancelled before the till showed it (written by us, same counter), that
         payment's amount is owed back to the purse.
         """
         floor, refund = 0, 0
         for entry in self.journal.card_entries(tap.card_number):
-            if entry.record.kind != "payment":
+            if entry.record.kind != "payment" or entry.state not in _UNWRITTEN:
                 continue
             body = entry.record.body
             floor = max(floor, body["counter"])

@@ -3,4 +3,6 @@
 pytest_plugins = [
     "fixtures.postgres",
     "fixtures.server",
+    "fixtures.terminal",
+    "fixtures.card",
 ]
