@@ -1,0 +1,40 @@
+"""Kivy settings that must be made before the first Kivy window import.
+
+Kiosk by default (full screen, no border, no cursor, Escape does not quit); a
+fixed window size for screenshots, tests and a laptop demo. Kivy reads its own
+command line unless told not to, so `KIVY_NO_ARGS` is set first: our argparse
+owns `sys.argv`.
+"""
+
+from __future__ import annotations
+
+import os
+
+SIZE_ENV = "HCARD_APP_SIZE"
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """`800x480` → (800, 480); ValueError with a clear message otherwise."""
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit():
+        raise ValueError(f"Größe {text!r} ungültig, z. B. 800x480 / invalid size {text!r}")
+    return int(width), int(height)
+
+
+def configure(size: tuple[int, int] | None = None) -> None:
+    """`size` None means kiosk (or `$HCARD_APP_SIZE` when set)."""
+    os.environ.setdefault("KIVY_NO_ARGS", "1")
+    if size is None and os.environ.get(SIZE_ENV):
+        size = parse_size(os.environ[SIZE_ENV])
+    from kivy.config import Config
+
+    Config.set("kivy", "exit_on_escape", "0")
+    Config.set("input", "mouse", "mouse,multitouch_on_demand")
+    if size is None:
+        Config.set("graphics", "fullscreen", "auto")
+        Config.set("graphics", "borderless", "1")
+        Config.set("graphics", "show_cursor", "0")
+    else:
+        Config.set("graphics", "fullscreen", "0")
+        Config.set("graphics", "width", str(size[0]))
+        Config.set("graphics", "height", str(size[1]))

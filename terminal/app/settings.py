@@ -1,0 +1,82 @@
+"""The till's own settings (language, mode, printer, manager PIN), one JSON file.
+
+These are front-end choices only; everything about payments lives in the core.
+The file sits in the terminal's data directory, mode 0600 (it holds the PIN
+hash), and is replaced atomically so a power cut never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from hcard.terminal.app.printer import parse_printer_spec
+
+LANGUAGES = ("de", "en")
+MODES = ("shop", "gastronomy")
+FILE_NAME = "app.json"
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    language: str = "de"
+    mode: str = "shop"
+    printer: str = ""  # "" = none; see hcard.terminal.app.printer for the forms
+    manager_pin_hash: str | None = None
+    card_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.language not in LANGUAGES:
+            raise ValueError(
+                f"Sprache {self.language!r} unbekannt (de, en) / unknown language {self.language!r}"
+            )
+        if self.mode not in MODES:
+            raise ValueError(
+                f"Modus {self.mode!r} unbekannt (shop, gastronomy) / unknown mode {self.mode!r}"
+            )
+        parse_printer_spec(self.printer)  # raises with a clear message
+        if not 5 <= self.card_timeout_s <= 300:
+            raise ValueError(
+                "Wartezeit auf die Karte muss 5 bis 300 s sein / card timeout must be 5 to 300 s"
+            )
+
+    def with_changes(self, **changes: object) -> AppSettings:
+        return replace(self, **changes)
+
+
+def load(data_dir: Path) -> AppSettings:
+    """Read the settings; defaults when the file does not exist yet."""
+    path = Path(data_dir) / FILE_NAME
+    if not path.exists():
+        return AppSettings()
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: nicht lesbar / unreadable: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: kein JSON-Objekt / not a JSON object")
+    known = {k: v for k, v in raw.items() if k in AppSettings.__dataclass_fields__}
+    try:
+        return AppSettings(**known)
+    except TypeError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+
+
+def save(data_dir: Path, settings: AppSettings) -> None:
+    """Write atomically with mode 0600."""
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=data_dir, prefix=".app-", suffix=".json")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(asdict(settings), fh, indent=2, sort_keys=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, data_dir / FILE_NAME)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
