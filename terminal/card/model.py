@@ -150,7 +150,8 @@ class CardSession(Protocol):
     def write_purse(self, purse: Purse, key: Ed25519PrivateKey) -> None:
         """Sign and write `purse` into the older slot (needs a `read` first).
 
-        `purse.counter` must be `view.next_counter`. If the card leaves during
+        `purse.counter` must be at least `view.next_counter` (the terminal may
+        skip counters its unanswered online records used). If the card leaves during
         the write, HCardError(CARD_UNREADABLE, written="unknown") is raised: the
         card then holds either the old or the new purse, both valid.
         """
