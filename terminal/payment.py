@@ -173,17 +173,19 @@ class Payments:
             balance = purse if known is None else min(purse, known.balance_cents)
         today = day_of(self.clock.now_s())
         spent_today, unsynced = 0, 0
+        server_counter = known.counter if known else 0
         acked = self.journal.acked_seq()
         for entry in self.journal.card_entries(tap.card_number):
             body = entry.record.body
-            if entry.record.kind != "payment" or body["mode"] != "offline":
+            if entry.record.kind != "payment":
                 continue
-            if entry.state in (jr.FINAL, jr.APPROVED, jr.VOIDED):
-                if entry.day == today:
-                    spent_today += body["amount_cents"]
-                if entry.record.seq > acked:
-                    unsynced += 1
-        consecutive = max(tap.counter - (known.counter if known else 0), unsynced)
+            seen = body["mode"] == "online" or entry.record.seq <= acked
+            if seen:  # the server has seen this counter (or it never reached the card)
+                server_counter = max(server_counter, body["counter"])
+            if body["mode"] == "offline" and entry.state in (jr.FINAL, jr.APPROVED, jr.VOIDED):
+                spent_today += body["amount_cents"] if entry.day == today else 0
+                unsynced += 0 if seen else 1
+        consecutive = max(tap.counter - server_counter, unsynced)
         if consecutive >= limits.consecutive_offline:
             return Decision(0, balance, Code.OFFLINE_LIMIT_COUNT)
         day_left = limits.per_card_day_cents - spent_today
