@@ -5,4 +5,6 @@ pytest_plugins = [
     "fixtures.server",
     "fixtures.terminal",
     "fixtures.card",
+    "fixtures.provisioning",
+    "fixtures.app",
 ]

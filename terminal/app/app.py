@@ -222,7 +222,8 @@ class TillApp(App):
     def start_payment(self, amount_cents: int, tip_cents: int) -> None:
         """Show "Karte auflegen" and let the till wait for the card on its thread.
 
-        `amount_cents` excludes the tip; the till charges amount + tip.
+        `amount_cents` excludes the tip here; the `Till` takes the total with
+        the tip inside it (as the journal record does).
         """
         if self.worker is None or self.worker.busy:
             return
@@ -231,7 +232,9 @@ class TillApp(App):
         self.go("tap")
         timeout_s = self.settings.card_timeout_s
         self.worker.submit(
-            lambda: self.worker.till.pay(amount_cents, tip_cents, card_timeout_s=timeout_s),
+            lambda: self.worker.till.pay(
+                amount_cents + tip_cents, tip_cents, card_timeout_s=timeout_s
+            ),
             self._on_payment,
             self._on_failure,
         )
@@ -305,15 +308,16 @@ class TillApp(App):
             self._schedule_idle()
 
     def take_partial(self) -> None:
-        """Charge what the card has; the rest is shown as still to pay."""
+        """Charge what the card has; the rest is shown as still to pay.
+
+        A partial payment carries no tip: the card pays part of the bill, and
+        the tip is part of what the guest pays by other means.
+        """
         offer = self.partial_offer_cents
         if offer <= 0:
             return
-        total = self.amount_cents + self.tip_cents
-        # The tip is kept only as far as the partial amount covers it.
-        tip = min(self.tip_cents, offer)
-        self.still_to_pay_cents = total - offer
-        self.start_payment(offer - tip, tip)
+        self.still_to_pay_cents = self.amount_cents + self.tip_cents - offer
+        self.start_payment(offer, 0)
 
     def result_done(self) -> None:
         if self.result.get("kind") != "approved":
@@ -369,11 +373,11 @@ class TillApp(App):
         )
 
     def _on_balance(self, info: CardInfo) -> None:
-        if info.code is not None:
-            self._on_balance_error(info.code)
-            return
-        if not info.card_number:  # no card within the timeout, or cancelled
-            self.go("amount")
+        if not info.card_number:
+            if info.code is None:  # no card within the timeout, or cancelled
+                self.go("amount")
+            else:  # refused before its number could be trusted
+                self._on_balance_error(info.code)
             return
         recent = "\n".join(f"{self.money(cents)}   {label}" for cents, label in info.recent[:5])
         self.balance = {
@@ -382,7 +386,7 @@ class TillApp(App):
             "amount": self.tr._("unknown")
             if info.balance_cents is None
             else self.money(info.balance_cents),
-            "blocked": message(Code.CARD_BLOCKED, self.lang) if info.blocked else "",
+            "blocked": message(info.code, self.lang) if info.code is not None else "",
             "recent": recent or self.tr._("No payments yet."),
         }
 
@@ -605,6 +609,22 @@ class TillApp(App):
         }
         if self.current_screen == "settings":
             self._refresh_settings_view()
+
+    def show_not_enrolled(self) -> None:
+        """A till without enrolment: say so instead of offering to pay."""
+        self.show_status(
+            Status(
+                enrolled=False,
+                online=False,
+                reader_connected=False,
+                unsynced_count=0,
+                last_sync_s=None,
+                terminal_id=None,
+                merchant_name=None,
+                server_url=None,
+            )
+        )
+        self.notice = self.tr._("This till is not enrolled yet.")
 
     def sync_now(self) -> None:
         if self.worker is None or self.worker.busy:

@@ -7,8 +7,9 @@ request is one JSON line, each answer one JSON line:
 - `{"op": "state"}` → current screen, readiness, the texts of every widget
   with a kv id on the current screen and the status bar, the last sound.
 - `{"op": "press", "id": "keypad.k1"}` → a touch down + up at the centre of
-  that widget, dispatched through Kivy's event loop exactly like a finger,
-  so a hidden, disabled or covered widget cannot be "pressed" by a test.
+  that widget (`status` is the status bar, `status.<id>` one of its parts),
+  dispatched through Kivy's event loop exactly like a finger, so a hidden,
+  disabled or covered widget cannot be "pressed" by a test.
   `"within": {"receipt_no": 17}` picks a row of a list first.
 - `{"op": "type", "id": "printer", "text": "..."}` → sets a text field.
 - `{"op": "screenshot", "path": "..."}` → PNG of the whole window content.
@@ -181,6 +182,8 @@ class ControlServer:
 
     def _widget(self, path: str, within: dict[str, Any] | None) -> Widget:
         root = self.app.root
+        if path == "status":
+            return root.ids.statusbar
         if path.startswith("status."):
             return _resolve(root.ids.statusbar, path.removeprefix("status."))
         screen = root.ids.screens.current_screen
