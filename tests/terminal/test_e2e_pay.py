@@ -31,7 +31,8 @@ def test_online_pay_offline_pay_then_sync_balances_equal(
     assert live_server.staff.card(number)["balance_cents"] == 3_750  # server does not know yet
 
     fast = till.pay(500, card_timeout_s=10)  # link known down: no timeout waited
-    assert fast.outcome == Outcome.APPROVED and fast.offline
+    assert fast.outcome == Outcome.APPROVED
+    assert fast.offline
 
     proxy.mode = "pass"
     till.sync_now()

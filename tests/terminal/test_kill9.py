@@ -1,0 +1,145 @@
+"""kill -9 of the till process at random points during 100 payments, online and offline.
+
+Checked against the server's ledger after sync:
+- no approved payment is lost: every "APPROVED <seq>" the till printed is booked;
+- none is booked twice: each payment seq appears once in the card's history;
+- none is booked that the till never showed as approved: booked (net of the
+  terminal's own voids) equals the journal's `final` payments, and a final
+  payment without its printed line can only be the one a kill hit between
+  `pay` returning and the print (at most one per kill).
+"""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from fixtures.terminal import server_card
+
+from hcard.terminal import journal as jr
+
+DRIVER = Path(__file__).with_name("kill_driver.py")
+TARGET_APPROVED = 100
+MIN_KILLS = 20
+INITIAL_CENTS = 500_000
+LIMITS = {
+    "HCARD_LIMIT_PER_PAYMENT_CENTS": "100000",
+    "HCARD_LIMIT_PER_CARD_DAY_CENTS": "1000000",
+    "HCARD_LIMIT_CONSECUTIVE_OFFLINE": "100000",
+}
+
+
+def _start(terminal, *extra):
+    process = subprocess.Popen(
+        [sys.executable, str(DRIVER), str(terminal.state_dir), terminal.reader_path, *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    lines: list[str] = []
+
+    def read():
+        for line in process.stdout:
+            lines.append(line.strip())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    return process, lines, reader
+
+
+def _wait_for(lines, prefix, timeout_s=60):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if any(line.startswith(prefix) for line in lines):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"driver never printed {prefix!r}: {lines[-5:]}")
+
+
+def test_kill9_during_100_payments_loses_nothing_and_books_nothing_unshown(
+    server_factory, card_emulator, terminal_factory, net_proxy
+):
+    rng = random.Random(os.environ.get("HCARD_KILL_SEED", "kill9"))
+    server = server_factory(env=LIMITS)
+    proxy = net_proxy(server.url)
+    terminal = terminal_factory(server, card_emulator.reader_path, proxy=proxy)
+    number, image = server_card(server, INITIAL_CENTS)
+    card_emulator.present(image)
+
+    printed: set[int] = set()
+    kills = 0
+    started = time.monotonic()
+    while len(printed) < TARGET_APPROVED or kills < MIN_KILLS:
+        assert time.monotonic() - started < 120, "kill test too slow"
+        proxy.mode = "pass" if kills % 3 != 1 else "down"
+        process, lines, reader = _start(terminal)
+        _wait_for(lines, "READY")
+        time.sleep(rng.uniform(0.02, 0.4))
+        if rng.random() < 0.3:
+            proxy.mode = "down" if proxy.mode == "pass" else "pass"
+            time.sleep(rng.uniform(0.0, 0.2))
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        reader.join(timeout=30)
+        kills += 1
+        for line in lines:
+            if line.startswith("APPROVED "):
+                seq = int(line.split()[1])
+                assert seq not in printed, f"seq {seq} approved twice"
+                printed.add(seq)
+
+    proxy.mode = "pass"
+    process, lines, reader = _start(terminal, "--settle")
+    assert process.wait(timeout=90) == 0, lines
+    reader.join(timeout=30)
+    assert "SETTLED" in lines
+
+    journal = jr.Journal(
+        terminal.state_dir / "journal.sqlite", terminal.terminal_id, _key(terminal)
+    )
+    try:
+        assert journal.verify() is None
+        entries = journal.entries()
+    finally:
+        journal.close()
+    payments = {e.record.seq: e for e in entries if e.record.kind == "payment"}
+    voids_of = {
+        e.record.seq: e.record.body["voids_seq"] for e in entries if e.record.kind == "void"
+    }
+    final = {seq for seq, e in payments.items() if e.state == jr.FINAL}
+    assert not any(e.state in (jr.INTENT, jr.UNSHOWN, jr.APPROVED) for e in payments.values())
+
+    assert printed <= final, sorted(printed - final)
+    assert len(final - printed) <= kills
+
+    history = server.staff.call("GET", f"/v1/cards/{number}/history?limit=1000")["history"]
+    mine = [h for h in history if h["terminal_id"] == terminal.terminal_id]
+    paid = [h["seq"] for h in mine if h["kind"] == "payment"]
+    voided = [h["seq"] for h in mine if h["kind"] == "void"]
+    assert len(paid) == len(set(paid)), "a payment booked twice"
+    booked = set(paid) - {voids_of[seq] for seq in voided}
+    assert booked == final, (sorted(booked - final), sorted(final - booked))
+    spent = sum(payments[seq].record.body["amount_cents"] for seq in final)
+    card = server.staff.card(number)
+    assert card["balance_cents"] == INITIAL_CENTS - spent
+    assert not card.get("denied"), card
+    assert not card.get("flagged"), card
+    assert server.staff.ledger_check()["ok"]
+    offline = sum(1 for seq in final if payments[seq].record.body["mode"] == "offline")
+    cancelled = sum(1 for e in payments.values() if e.state == jr.CANCELLED)
+    print(
+        f"kills {kills}, final {len(final)} ({offline} offline), printed {len(printed)},"
+        f" cancelled {cancelled}, declined/unanswered"
+        f" {sum(1 for e in payments.values() if e.state == jr.DECLINED)}"
+    )
+    assert 0 < offline < len(final), "both online and offline payments must be exercised"
+
+
+def _key(terminal):
+    from hcard import keys
+
+    return keys.load_private(terminal.state_dir / "terminal.key")
