@@ -1,0 +1,123 @@
+"""Card issuance against a real server and emulated tags over nfcpy's udp driver: refusals,
+give-up after a failed tag, resuming a stopped run."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from fixtures.provisioning import BALANCE_URL, Operator, card_keys
+from fixtures.terminal import server_card
+
+from hcard import cardnumber
+from hcard.errors import Code
+from hcard.provisioning import issuance
+from hcard.terminal.card import image as images
+from hcard.terminal.card import open_reader
+
+CARD_TIMEOUT_S = 20.0
+
+
+def _issuer(batch, client, reader, server, operator, **kwargs) -> issuance.Issuer:
+    return issuance.Issuer(batch, client, reader, card_keys(server), operator, **kwargs)
+
+
+def test_issued_tags_and_small_chips_are_put_aside_unregistered(
+    live_server, card_emulator, provision_login, tmp_path: Path
+):
+    client, _ = provision_login
+    operator = Operator(card_emulator, tmp_path)
+    # 1: a card this server already issued; 2: an NTAG213; 3: a blank NTAG215.
+    number, issued = server_card(live_server)
+    images.save(issued, tmp_path / "issued.json")
+    operator.tags.append(tmp_path / "issued.json")
+    small = operator.blank("NTAG213")
+    operator.blank()
+    batch = issuance.Batch.reserve(tmp_path / "b.json", client, 1, BALANCE_URL)
+    reader = open_reader(card_emulator.reader_path)
+    try:
+        assert _issuer(batch, client, reader, live_server, operator).run(CARD_TIMEOUT_S)
+    finally:
+        reader.close()
+    assert operator.kinds() == ["place", "tag_refused", "place", "tag_refused", "place", "done"]
+    refused = [e for e in operator.events if e.kind is issuance.EventKind.TAG_REFUSED]
+    assert refused[0].code is Code.CARD_ALREADY_EXISTS
+    assert refused[0].detail == cardnumber.pretty(number)
+    assert refused[1].code is Code.CARD_TOO_SMALL
+    # The small tag never reached the server; the issued card still has its own number.
+    small_uid = images.load(small).uid.hex()
+    assert batch.owner_of(small_uid) is None
+    assert live_server.staff.card(number)["uid"] == issued.uid.hex()
+    (entry,) = batch.entries
+    assert entry.status is issuance.Status.DONE
+    assert entry.attempts == 1
+
+
+def test_a_failed_tag_is_given_up_blocked_and_never_reused(
+    live_server, card_emulator, provision_login, tmp_path: Path
+):
+    """Tag 0 tears on its write; instead of laying it on again the operator takes tag 1. The
+    first number is blocked on the server, tag 1 gets the second number; when tag 0 comes
+    back later it is refused (it belongs to the given-up number)."""
+    client, _ = provision_login
+    operator = Operator(card_emulator, tmp_path, tear_on={0: 25})
+    torn, fresh = operator.blank(), operator.blank()
+    operator.tags.append(torn)  # the operator tries the failed tag again, later
+    operator.blank()
+    batch = issuance.Batch.reserve(tmp_path / "b.json", client, 3, BALANCE_URL)
+    reader = open_reader(card_emulator.reader_path)
+    try:
+        # The operator ignores the request to lay the torn tag on again: a new tag comes.
+        def no_retry(event: issuance.Event) -> None:
+            if event.kind is not issuance.EventKind.RETRY:
+                operator(event)
+
+        issuer = _issuer(batch, client, reader, live_server, no_retry)
+        assert issuer.run(CARD_TIMEOUT_S)
+    finally:
+        reader.close()
+    first, second, third = batch.entries
+    assert first.status is issuance.Status.FAILED
+    assert first.uid == images.load(torn).uid.hex()
+    assert live_server.staff.card(first.card_number)["blocked"] is True
+    assert second.status is issuance.Status.DONE
+    assert second.uid == images.load(fresh).uid.hex()
+    assert third.status is issuance.Status.DONE
+    refused = [e for e in operator.events if e.kind is issuance.EventKind.TAG_REFUSED]
+    assert len(refused) == 1
+    assert refused[0].uid == first.uid
+    # The server bound each tag once: the torn tag still to the first (blocked) number.
+    assert live_server.staff.card(first.card_number)["uid"] == first.uid
+    assert batch.write_csv(tmp_path / "print.csv") == 2
+    with (tmp_path / "print.csv").open(newline="") as handle:
+        printed = [row["card_number"] for row in csv.DictReader(handle)]
+    assert printed == [cardnumber.pretty(e.card_number) for e in (second, third)]
+
+
+def test_a_stopped_run_resumes_from_the_batch_file(
+    live_server, card_emulator, provision_login, tmp_path: Path
+):
+    client, _ = provision_login
+    operator = Operator(card_emulator, tmp_path, stop_after_places=2)
+    for _ in range(4):
+        operator.blank()
+    batch = issuance.Batch.reserve(tmp_path / "b.json", client, 4, BALANCE_URL)
+    reader = open_reader(card_emulator.reader_path)
+    try:
+        # Two cards, then no card comes: the run stops and says so.
+        assert not _issuer(batch, client, reader, live_server, operator).run(2.0)
+        assert [e.status for e in issuance.Batch.load(batch.path).entries] == [
+            issuance.Status.DONE,
+            issuance.Status.DONE,
+            issuance.Status.RESERVED,
+            issuance.Status.RESERVED,
+        ]
+        # The same batch file, a new run: only the two missing cards are written.
+        operator.stop_after_places = None
+        resumed = issuance.Batch.load(batch.path)
+        assert _issuer(resumed, client, reader, live_server, operator).run(CARD_TIMEOUT_S)
+    finally:
+        reader.close()
+    assert [e.status for e in resumed.entries] == [issuance.Status.DONE] * 4
+    assert len({e.uid for e in resumed.entries}) == 4
+    assert resumed.write_csv(tmp_path / "print.csv") == 4
