@@ -247,14 +247,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.absent:
         emulator.remove()
-    signal.signal(signal.SIGTERM, lambda *_: setattr(emulator, "running", False))
+    signal.signal(signal.SIGTERM, _stop)
     # One line on stdout when ready: how a parent process learns the ports.
     print(json.dumps({"port": emulator.port, "control_port": emulator.control_port}), flush=True)
     try:
         emulator.serve()
-    except KeyboardInterrupt:
-        emulator.remove()
+    except (KeyboardInterrupt, _StopRequestError):
+        emulator.remove()  # saves the image
     return 0
+
+
+class _StopRequestError(Exception):
+    """SIGTERM: leave select() at once instead of at its next timeout."""
+
+
+def _stop(*_: object) -> None:
+    raise _StopRequestError
 
 
 if __name__ == "__main__":

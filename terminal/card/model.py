@@ -123,7 +123,8 @@ class TagIO(Protocol):
     def write_page(self, page: int, data: bytes) -> None: ...
     def read_signature(self) -> bytes: ...
     def authenticate(self, password: bytes, pack: bytes) -> bool:
-        """PWD_AUTH; True when the tag answered with `pack`."""
+        """PWD_AUTH: True when the tag answered `pack`, False on a NAK (wrong
+        password), TagIOError when it did not answer at all."""
         ...
 
     def is_present(self) -> bool: ...
@@ -152,8 +153,9 @@ class CardSession(Protocol):
 
         `purse.counter` must be at least `view.next_counter` (the terminal may
         skip counters its unanswered online records used). If the card leaves during
-        the write, HCardError(CARD_UNREADABLE, written="unknown") is raised: the
-        card then holds either the old or the new purse, both valid.
+        the write, HCardError(CARD_UNREADABLE) is raised with `details["written"]`
+        "none" (nothing reached the card) or "unknown": the card then holds
+        either the old or the new purse, both valid; the next read tells which.
         """
         ...
 

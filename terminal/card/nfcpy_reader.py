@@ -99,9 +99,14 @@ class NfcpyTagIO:
 
     def authenticate(self, password: bytes, pack: bytes) -> bool:
         try:
-            return self._transceive(bytes([CMD_PWD_AUTH]) + password) == pack
-        except TagIOError:
-            return False
+            answer = bytes(
+                self._type2().transceive(
+                    bytes([CMD_PWD_AUTH]) + password, timeout=COMMAND_TIMEOUT_S
+                )
+            )
+        except _IO_ERRORS as error:  # no answer at all: the card left, not a wrong password
+            raise TagIOError(f"tag did not answer PWD_AUTH: {error!r}") from error
+        return answer == pack
 
     def is_present(self) -> bool:
         try:

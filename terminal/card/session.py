@@ -140,7 +140,11 @@ class TagSession:
         if self._authenticated or self._auth0 > last_page:
             return
         password, pack = layout.card_password(write_secret, self.uid)
-        if not self._call(self._io.authenticate, password, pack):
+        try:
+            accepted = self._io.authenticate(password, pack)
+        except TagIOError as error:
+            raise HCardError(Code.CARD_UNREADABLE, written="none", reason=str(error)) from error
+        if not accepted:
             # Our password does not open it: a card protected by someone else.
             raise HCardError(Code.CARD_NOT_ISSUED, reason="card password refused")
         self._authenticated = True
