@@ -67,11 +67,16 @@ class Settings:
 
     @classmethod
     def build(cls, data_dir: Path | str | None = None, database_url: str | None = None) -> Settings:
-        """Settings from explicit values, falling back to `HCARD_DATA_DIR`, `HCARD_DATABASE_URL`."""
+        """Settings from explicit values, falling back to the `HCARD_*` environment."""
         data_dir = Path(data_dir or os.environ.get("HCARD_DATA_DIR") or DEFAULT_DATA_DIR)
         database_url = (
             database_url
             or os.environ.get("HCARD_DATABASE_URL")
             or f"sqlite:///{data_dir.resolve() / 'hcard.db'}"
         )
-        return cls(data_dir=data_dir.resolve(), database_url=database_url, limits=Limits.from_env())
+        return cls(
+            data_dir=data_dir.resolve(),
+            database_url=database_url,
+            limits=Limits.from_env(),
+            enrolment_ttl_s=int(os.environ.get("HCARD_ENROLMENT_TTL_S", cls.enrolment_ttl_s)),
+        )
