@@ -36,6 +36,8 @@ Offline decision (server unreachable or slower than the short timeout):
   counter minus the counter the server last knew counts the writes that no
   server has seen yet, whichever terminal made them; this terminal's own
   unsynced offline payments of the card are counted too, the larger wins.
+  (A counter used up by another terminal's unanswered online try counts as an
+  offline payment there: it errs on the safe side.)
 - short balance → `INSUFFICIENT_FUNDS` with `available_cents`: what the card
   can pay right now within the limits, so the front end can offer exactly that.
 """
@@ -185,7 +187,16 @@ class Payments:
             if body["mode"] == "offline" and entry.state in (jr.FINAL, jr.APPROVED, jr.VOIDED):
                 spent_today += body["amount_cents"] if entry.day == today else 0
                 unsynced += 0 if seen else 1
-        consecutive = max(tap.counter - server_counter, unsynced)
+        # Counters our own unanswered or declined online tries used up never
+        # meant a purse write: they do not count as offline payments.
+        skipped = sum(
+            1
+            for entry in self.journal.card_entries(tap.card_number)
+            if entry.record.kind == "payment"
+            and entry.state in _UNWRITTEN
+            and server_counter < entry.record.body["counter"] <= tap.counter
+        )
+        consecutive = max(tap.counter - server_counter - skipped, unsynced)
         if consecutive >= limits.consecutive_offline:
             return Decision(0, balance, Code.OFFLINE_LIMIT_COUNT)
         day_left = limits.per_card_day_cents - spent_today
