@@ -27,6 +27,7 @@ import logging
 import select
 import signal
 import socket
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -199,6 +200,56 @@ class EmulatorControl:
 
     def quit(self) -> dict[str, Any]:
         return self.request("quit")
+
+
+class EmulatorProcess:
+    """`hcard-card-emulator` as a child process on free loopback ports (tests, bench, demo).
+
+    Starts with no card in the field; `stop()` then `start()` brings it back on
+    the same ports, which to nfcpy's udp driver is a reader unplugged and back.
+    """
+
+    def __init__(self, workdir: Path, start_timeout_s: float = 30.0) -> None:
+        self.workdir = workdir
+        self.start_timeout_s = start_timeout_s
+        self.port = 0
+        self.control_port = 0
+        self.process: subprocess.Popen[str] | None = None
+        self.control = EmulatorControl(0, timeout_s=start_timeout_s)
+        self.start()
+
+    @property
+    def reader_path(self) -> str:
+        return f"udp:127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        command = [sys.executable, "-m", "hcard.terminal.card.emulator", "--absent"]
+        command += ["--port", str(self.port), "--control-port", str(self.control_port)]
+        self.process = subprocess.Popen(
+            [*command, str(self.workdir / "blank.json")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()  # the emulator's "ready" line
+        if not line:
+            self.process.wait()
+            raise RuntimeError(f"card emulator did not start (exit {self.process.returncode})")
+        ports = json.loads(line)
+        self.port, self.control_port = ports["port"], ports["control_port"]
+        self.control = EmulatorControl(self.control_port, timeout_s=self.start_timeout_s)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=self.start_timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
 
 
 def main(argv: list[str] | None = None) -> int:
