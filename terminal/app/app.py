@@ -168,7 +168,11 @@ class TillApp(App):
         if target == "pin":
             self._pin_key(key)
             return
-        value = self.tip_cents if target == "tip" else self.amount_cents
+        if target == "tip":
+            # After a percent button the first key starts a fresh tip amount.
+            value = self.tip_cents if self.tip_percent == -1 else 0
+        else:
+            value = self.amount_cents
         if key == "C":
             value = 0
         elif key == "back":

@@ -59,7 +59,7 @@ class Translator(Observable):
         self._gettext = load_catalogue(language).gettext
         self.language = language
         for func, args in list(self._observers.values()):
-            func(args, None, None)
+            func(*args, self, None)
 
     # Kivy's kv compiler binds to `tr._` through these three.
     def fbind(self, name: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> int:

@@ -52,3 +52,204 @@ def test_cancel_on_the_tap_prompt_returns_to_the_amount(enrolled_terminal, till_
     state = app.wait_screen("amount")
     assert state["texts"]["notice"] == "Abgebrochen: keine Karte."
     assert state["texts"]["amount"] == "5,00\u00a0€"  # kept for the next try
+
+
+def receipt_no(details: str) -> int:
+    for line in details.splitlines():
+        if line.startswith("Beleg-Nr. "):
+            return int(line.removeprefix("Beleg-Nr. "))
+    raise AssertionError(f"no receipt number in {details!r}")
+
+
+def test_offline_payment_then_sync_from_the_status_bar(
+    live_server, card_emulator, terminal_factory, net_proxy, till_app
+):
+    proxy = net_proxy(live_server.url)
+    terminal = terminal_factory(live_server, card_emulator.reader_path, proxy=proxy)
+    number, image = server_card(live_server, 5_000)
+    card_emulator.present(image)
+    app = till_app(terminal)
+    # The sync agent fetches the snapshot (offline limits, keys) when the till starts.
+    app.wait(lambda s: s["texts"]["status.last_sync"] != "Sync nie", "a first sync")
+
+    proxy.mode = "down"
+    app.type_amount("800")
+    app.press("pay")
+    state = app.wait_screen("result")
+    assert state["texts"]["title"] == "Bezahlt", state["texts"]
+    assert "Offline: wird später übertragen" in state["texts"]["details"]
+    assert live_server.staff.card(number)["balance_cents"] == 5_000  # not there yet
+    state = app.wait(
+        lambda s: (
+            "OFFLINE" in s["texts"]["status.online"]
+            and s["texts"]["status.unsynced"] != "Zu senden: 0"
+        ),
+        "the status bar to show offline with records waiting",
+    )
+
+    proxy.mode = "pass"
+    app.press("status")  # tap the bar: sync now
+    app.wait(
+        lambda s: (
+            s["texts"]["status.unsynced"] == "Zu senden: 0"
+            and "Online" in s["texts"]["status.online"]
+        ),
+        "the status bar to show everything sent",
+    )
+    assert live_server.staff.card(number)["balance_cents"] == 4_200
+
+
+def test_blocked_card_is_declined_with_the_reason_in_german(
+    live_server, enrolled_terminal, card_emulator, till_app
+):
+    number, image = server_card(live_server, 5_000)
+    live_server.staff.block(number)
+    card_emulator.present(image)
+    app = till_app(enrolled_terminal)
+    app.type_amount("1000")
+    app.press("pay")
+    state = app.wait_screen("result")
+    assert state["texts"]["title"] == "Abgelehnt"
+    assert state["texts"]["reason"] == "Karte gesperrt."
+    assert state["sound"] == "declined"
+    with pytest.raises(AssertionError, match="disabled or hidden"):
+        app.press("partial")  # nothing to offer on a blocked card
+    app.press("done")
+    assert app.wait_screen("amount")["texts"]["amount"] == "10,00\u00a0€"  # kept to retry
+    assert live_server.staff.card(number)["balance_cents"] == 5_000
+
+
+def test_short_balance_offers_partial_payment_and_shows_the_rest(
+    live_server, enrolled_terminal, card_emulator, till_app
+):
+    number, image = server_card(live_server, 700)
+    card_emulator.present(image)
+    app = till_app(enrolled_terminal)
+    app.type_amount("1000")
+    app.press("pay")
+    state = app.wait_screen("result")
+    texts = state["texts"]
+    assert (texts["title"], texts["reason"]) == ("Abgelehnt", "Guthaben reicht nicht.")
+    assert texts["still_to_pay"] == "7,00\u00a0€ jetzt abbuchen, 3,00\u00a0€ anders bezahlen"
+
+    app.press("partial")
+    state = app.wait(
+        lambda s: s["screen"] == "result" and s["texts"]["title"] == "Teilzahlung bezahlt",
+        "the partial payment",
+    )
+    assert state["texts"]["amount"] == "7,00\u00a0€"
+    assert state["texts"]["still_to_pay"] == "Noch anders zu bezahlen: 3,00\u00a0€"
+    assert live_server.staff.card(number)["balance_cents"] == 0
+
+
+def test_void_needs_the_manager_pin(live_server, enrolled_terminal, card_emulator, till_app):
+    number, image = server_card(live_server, 5_000)
+    card_emulator.present(image)
+    app = till_app(enrolled_terminal, manager_pin="4711")
+    app.type_amount("1250")
+    app.press("pay")
+    receipt = receipt_no(app.wait_screen("result")["texts"]["details"])
+    app.press("done")
+    app.wait_screen("amount")
+
+    app.press("today")
+    app.wait(lambda s: s["screen"] == "today" and not s["busy"], "today's list")
+    app.press("void", within={"receipt_no": receipt})
+    assert app.wait_screen("pin")["texts"]["message"] == "Manager-PIN"
+    app.type_amount("1234", keypad="keypad")
+    app.press("ok")
+    assert app.wait_screen("pin")["texts"]["message"] == "PIN falsch."
+    app.type_amount("4711")
+    app.press("ok")
+    state = app.wait(
+        lambda s: s["screen"] == "result" and s["texts"]["title"] == "Storniert", "the void"
+    )
+    assert state["texts"]["amount"] == "12,50\u00a0€"
+
+    app.press("status")  # sync now: the server books the void
+    app.wait(lambda s: s["texts"]["status.unsynced"] == "Zu senden: 0", "the void to be sent")
+    assert live_server.staff.card(number)["balance_cents"] == 5_000
+    app.press("done")
+    app.press("today")
+    app.wait(lambda s: s["screen"] == "today" and not s["busy"], "today's list")
+    with pytest.raises(AssertionError, match="disabled or hidden"):
+        app.press("void", within={"receipt_no": receipt})  # already voided
+
+
+def test_day_close_shows_totals_and_prints_them(
+    live_server, enrolled_terminal, card_emulator, till_app, tmp_path
+):
+    _, image = server_card(live_server, 5_000)
+    card_emulator.present(image)
+    printer_file = tmp_path / "printer.bin"
+    app = till_app(enrolled_terminal, printer=f"file:{printer_file}")
+    for digits in ("1250", "480"):
+        app.type_amount(digits)
+        app.press("pay")
+        app.wait_screen("result")
+        app.press("done")
+        app.wait_screen("amount")
+
+    app.press("dayclose")
+    app.wait_screen("dayclose")
+    app.press("run")
+    state = app.wait(
+        lambda s: s["texts"]["printed"] == "Beleg gedruckt.", "the receipt to be printed"
+    )
+    texts = state["texts"]
+    assert (texts["count"], texts["sum"], texts["offline"]) == ("2", "17,30\u00a0€", "0")
+    receipt = printer_file.read_bytes()
+    assert b"Tagesabschluss" in receipt
+    assert b"17,30" in receipt
+    assert receipt.endswith(b"\x1dV\x00")  # ESC/POS full cut
+
+
+def test_day_close_without_printer_is_skipped_cleanly(enrolled_terminal, till_app):
+    app = till_app(enrolled_terminal)
+    app.press("dayclose")
+    app.wait_screen("dayclose")
+    app.press("run")
+    state = app.wait(lambda s: s["texts"]["count"] == "0", "the totals")
+    assert state["texts"]["printed"] == "Kein Drucker eingerichtet: nicht gedruckt."
+
+
+def test_gastronomy_tip_is_added_before_paying(
+    live_server, enrolled_terminal, card_emulator, till_app
+):
+    number, image = server_card(live_server, 10_000)
+    card_emulator.present(image)
+    app = till_app(enrolled_terminal, mode="gastronomy", size=(800, 1280))
+    app.type_amount("4280")
+    app.press("pay")
+    state = app.wait_screen("tip")
+    assert state["texts"]["total"] == "42,80\u00a0€"
+    app.press("tip10")
+    assert app.text("tip") == "4,28\u00a0€"
+    app.type_amount("500")  # a free tip replaces the percentage
+    state = app.state()
+    assert (state["texts"]["tip"], state["texts"]["total"]) == ("5,00\u00a0€", "47,80\u00a0€")
+    app.press("pay")
+    state = app.wait_screen("result")
+    assert (state["texts"]["title"], state["texts"]["amount"]) == ("Bezahlt", "47,80\u00a0€")
+    assert live_server.staff.card(number)["balance_cents"] == 10_000 - 4_780
+
+    app.press("done")
+    app.press("today")
+    rows = app.wait(lambda s: s["screen"] == "today" and not s["busy"], "today's list")
+    assert rows["screen"] == "today"
+
+
+def test_settings_behind_the_pin_switch_the_language(enrolled_terminal, till_app):
+    app = till_app(enrolled_terminal, size=(1280, 800))
+    app.press("settings")
+    app.wait_screen("pin")
+    app.type_amount("4711")
+    app.press("ok")
+    state = app.wait_screen("settings")
+    assert state["texts"]["enrolment"].startswith("Angemeldet als Terminal")
+    app.press("lang_en")
+    app.press("back")
+    state = app.wait_screen("amount")
+    assert state["texts"]["pay"] == "Pay"
+    assert state["texts"]["amount"] == "€0.00"
+    assert "To send:" in state["texts"]["status.unsynced"]
