@@ -134,12 +134,12 @@ fi
 if [ -n "$R" ] || [ "$DO_VENV" -eq 0 ]; then
 	note "Datenbank und Admin beim ersten Start anlegen / create database and admin at first start:"
 	note "  systemd-run --wait --pty -p User=$USER_NAME -p StateDirectory=hcard-server \\"
-	note "    -p EnvironmentFile=/etc/hcard-server/server.env $PREFIX/venv/bin/hcard-server init --admin $ADMIN"
+	note "    -p EnvironmentFile=/etc/hcard-server/server.env $PREFIX/venv/bin/hcard-server init --admin-user $ADMIN"
 elif [ ! -e "$DATA_DIR/issuer.key" ]; then
 	install -d -o "$USER_NAME" -g "$USER_NAME" -m 0700 "$DATA_DIR"
 	password=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
 	runuser -u "$USER_NAME" -- env HCARD_DATA_DIR="$DATA_DIR" HCARD_DATABASE_URL="$DATABASE_URL" \
-		HCARD_ADMIN_PASSWORD="$password" "$PREFIX/venv/bin/hcard-server" init --admin "$ADMIN"
+		HCARD_ADMIN_PASSWORD="$password" "$PREFIX/venv/bin/hcard-server" init --admin-user "$ADMIN"
 	changed "database, issuer key, admin $ADMIN"
 	echo "Erster Admin / first admin: $ADMIN  Passwort / password: $password"
 	echo "(nur jetzt angezeigt / shown only now; bitte nach der Anmeldung ändern / change it)"

@@ -26,6 +26,9 @@ DO_VENV=1
 UART=0
 SERVER_URL=""
 READER=""
+ENROL_CODE=""
+SECRET_FILE=""
+TILL_NAME="Kasse 1"
 PREFIX=/opt/hcard
 USER_NAME=hcard
 PACKAGES=(
@@ -45,6 +48,9 @@ Aufruf / usage: install-terminal.sh [Optionen / options]
   --reader SPEC      nfcpy-Leser / nfcpy reader (Standard/default: usb, mit/with
                      --pn532-uart: tty:AMA0:pn532)
   --pn532-uart       UART für ein PN532-HAT einrichten / set the UART up for a PN532 HAT
+  --enrol-code CODE  gleich anmelden (Code aus hcard-provision terminal add) / enrol now
+  --card-secret-file FILE  Schreibgeheimnis der Karten (hex) / card write secret (hex)
+  --name NAME        Name der Kasse / till name (Standard/default: Kasse 1)
   --root DIR         in ein anderes Wurzelverzeichnis installieren / install into another
                      root (also DESTDIR=DIR)
   --source PATH      Quellordner oder Wheel / source folder or wheel (default: this checkout)
@@ -59,6 +65,9 @@ while [ $# -gt 0 ]; do
 	--server-url) SERVER_URL=${2:?}; shift 2 ;;
 	--reader) READER=${2:?}; shift 2 ;;
 	--pn532-uart) UART=1; shift ;;
+	--enrol-code) ENROL_CODE=${2:?}; shift 2 ;;
+	--card-secret-file) SECRET_FILE=${2:?}; shift 2 ;;
+	--name) TILL_NAME=${2:?}; shift 2 ;;
 	--root) ROOT=${2:?}; shift 2 ;;
 	--source) SOURCE=${2:?}; shift 2 ;;
 	--no-apt) DO_APT=0; shift ;;
@@ -84,6 +93,11 @@ case $READER in
 usb | usb:* | tty:* | udp:*) ;;
 *) die "Leser muss usb, usb:..., tty:... oder udp:... sein / reader must be usb, tty:... or udp:..." ;;
 esac
+
+if [ -n "$ENROL_CODE" ]; then
+	[ -n "$SERVER_URL" ] || die "--enrol-code braucht --server-url / needs --server-url"
+	[ -r "$SECRET_FILE" ] || die "--enrol-code braucht --card-secret-file / needs --card-secret-file"
+fi
 
 echo "Hattingen Card: Kasse einrichten / setting up a till in $ROOT"
 
@@ -150,7 +164,21 @@ put "$HERE/hcard-kiosk" "$PREFIX/bin/hcard-kiosk" 0755
 put "$REPO/systemd/hcard-till.service" /etc/systemd/system/hcard-till.service 0644
 enable_unit hcard-till.service
 
-# 7. Apply on a running system; a prepared root picks it up at its first boot.
+# 7. Enrol (once): the key pair is made here, on the till, and never leaves it.
+state=/var/lib/hcard-terminal
+if [ -n "$ENROL_CODE" ] && [ ! -e "$R$state/config.json" ]; then
+	if [ -n "$R" ] || [ "$DO_VENV" -eq 0 ]; then
+		note "Anmeldung übersprungen (kein Live-System) / enrolment skipped (not a live system)"
+	else
+		install -d -o "$USER_NAME" -g "$USER_NAME" -m 0700 "$state"
+		runuser -u "$USER_NAME" -- "$PREFIX/venv/bin/hcard-terminal" --state "$state" \
+			--reader "$READER" enrol --server "$SERVER_URL" --code "$ENROL_CODE" \
+			--name "$TILL_NAME" --card-secret "$(tr -d ' \n' <"$SECRET_FILE")"
+		changed "enrolled at $SERVER_URL"
+	fi
+fi
+
+# 8. Apply on a running system; a prepared root picks it up at its first boot.
 if live_system && [ "$CHANGED" -eq 1 ]; then
 	systemctl daemon-reload
 	udevadm control --reload-rules 2>/dev/null || true
@@ -164,5 +192,7 @@ else
 	echo "Fertig / done."
 	if [ "$UART" -eq 1 ]; then echo "UART: bitte neu starten / please reboot."; fi
 fi
-echo "Anmelden / enrol: sudo -u $USER_NAME HCARD_TERMINAL_STATE=/var/lib/hcard-terminal \\"
-echo "  $PREFIX/venv/bin/hcard-terminal enrol --server ${SERVER_URL:-https://...} --reader $READER --code CODE"
+if [ ! -e "$R$state/config.json" ]; then
+	echo "Noch nicht angemeldet / not enrolled yet (Code aus / code from: hcard-provision terminal add):"
+	echo "  $0 --server-url https://... --enrol-code ABCD-EFGH --card-secret-file FILE"
+fi
