@@ -1,0 +1,161 @@
+"""The app's parts that need no window: keypad arithmetic, PIN, settings, printing,
+and the gettext catalogues."""
+
+import socket
+import stat
+import threading
+from pathlib import Path
+
+import pytest
+from babel.messages.extract import extract_from_dir
+from babel.messages.pofile import read_po
+
+from hcard.money import MAX_AMOUNT_CENTS
+from hcard.terminal.app import keypad, pin, printer, settings
+from hcard.terminal.till import DayTotals
+
+APP_DIR = Path(__file__).resolve().parents[2] / "terminal" / "app"
+
+
+def test_keypad_types_cents_right_to_left():
+    amount = 0
+    for digit in (1, 2, 5, 0):
+        amount = keypad.push_digit(amount, digit)
+    assert amount == 1250
+    assert keypad.backspace(amount) == 125
+    assert keypad.backspace(0) == 0
+    assert keypad.push_digit(0, 0) == 0  # leading zeros stay invisible
+
+
+def test_keypad_ignores_a_digit_that_passes_the_maximum():
+    assert keypad.push_digit(MAX_AMOUNT_CENTS // 10, 0) == MAX_AMOUNT_CENTS
+    assert keypad.push_digit(MAX_AMOUNT_CENTS, 1) == MAX_AMOUNT_CENTS
+    with pytest.raises(ValueError, match="digit"):
+        keypad.push_digit(0, 10)
+
+
+@pytest.mark.parametrize(
+    ("base", "percent", "tip"), [(4280, 10, 428), (4285, 10, 429), (999, 5, 50), (100, 0, 0)]
+)
+def test_tip_percent_rounds_half_up_to_a_cent(base, percent, tip):
+    assert keypad.tip_for_percent(base, percent) == tip
+
+
+def test_pin_is_stored_salted_and_checked():
+    stored = pin.hash_pin("4711")
+    assert "4711" not in stored
+    assert stored != pin.hash_pin("4711")  # salted
+    assert pin.check_pin("4711", stored)
+    assert not pin.check_pin("4712", stored)
+    assert not pin.check_pin("4711", None)
+    assert not pin.check_pin("4711", "garbage$zz")
+
+
+@pytest.mark.parametrize("bad", ["123", "123456789", "12a4", "١٢٣٤", ""])
+def test_pin_must_be_four_to_eight_ascii_digits(bad):
+    with pytest.raises(ValueError, match="PIN muss 4 bis 8 Ziffern haben"):
+        pin.hash_pin(bad)
+
+
+def test_settings_round_trip_with_mode_0600(tmp_path):
+    assert settings.load(tmp_path) == settings.AppSettings()  # defaults before first save
+    chosen = settings.AppSettings(language="en", mode="gastronomy", printer="net:10.0.0.5")
+    settings.save(tmp_path, chosen)
+    path = tmp_path / settings.FILE_NAME
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert settings.load(tmp_path) == chosen
+
+
+@pytest.mark.parametrize(
+    ("changes", "german"),
+    [
+        ({"language": "fr"}, "Sprache 'fr' unbekannt"),
+        ({"mode": "bar"}, "Modus 'bar' unbekannt"),
+        ({"printer": "usb:0x04b8"}, "Drucker 'usb:0x04b8' ungültig"),
+        ({"printer": "net:host:99999"}, "Port ungültig"),
+        ({"card_timeout_s": 1}, "Wartezeit auf die Karte"),
+    ],
+)
+def test_bad_settings_are_refused_in_german_and_english(changes, german):
+    with pytest.raises(ValueError, match=german) as refused:
+        settings.AppSettings().with_changes(**changes)
+    assert " / " in str(refused.value)  # English follows
+
+
+def test_unreadable_settings_file_says_so(tmp_path):
+    (tmp_path / settings.FILE_NAME).write_text("{not json")
+    with pytest.raises(ValueError, match="nicht lesbar"):
+        settings.load(tmp_path)
+
+
+def test_printer_specs():
+    assert printer.parse_printer_spec("") is None
+    assert printer.parse_printer_spec("file:/dev/usb/lp0") == printer.PrinterSpec(
+        "file", "/dev/usb/lp0"
+    )
+    assert printer.parse_printer_spec("net:192.168.1.50") == printer.PrinterSpec(
+        "net", "192.168.1.50", 9100
+    )
+    assert printer.parse_printer_spec("net:pos:9101").port == 9101
+
+
+TOTALS = DayTotals(
+    count=38, sum_cents=61230, void_count=1, void_sum_cents=2390, offline_count=5, unsynced_count=4
+)
+
+
+def test_day_close_receipt_fits_a_58mm_roll():
+    lines = printer.day_close_lines(TOTALS, "Café am Untermarkt", lambda text: text, "de")
+    assert all(len(line) <= printer.RECEIPT_WIDTH for line in lines)
+    assert any(line.startswith("Total") and line.endswith("612,30 €") for line in lines)
+
+
+def test_receipt_reaches_a_network_printer():
+    received = bytearray()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+
+        def serve():
+            conn, _ = listener.accept()
+            with conn:
+                while data := conn.recv(4096):
+                    received.extend(data)
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        spec = printer.parse_printer_spec(f"net:127.0.0.1:{port}")
+        printer.print_lines(spec, ["Tagesabschluss", "Summe 612,30 €"])
+        thread.join(10)
+    assert b"Tagesabschluss" in received
+    assert b"Summe 612,30 " in received
+    assert received.endswith(b"\x1dV\x00")  # cut
+
+
+def test_unreachable_printer_raises_printer_error():
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+    spec = printer.parse_printer_spec(f"net:127.0.0.1:{port}")  # nobody listens now
+    with pytest.raises(printer.PrinterError):
+        printer.print_lines(spec, ["x"], timeout_s=2)
+
+
+def _catalogue(language):
+    path = APP_DIR / "locale" / language / "LC_MESSAGES" / "messages.po"
+    with path.open("rb") as handle:
+        return read_po(handle, locale=language)
+
+
+def test_every_text_in_code_and_kv_is_translated_in_both_catalogues():
+    method_map = [("**.py", "python"), ("**.kv", "python")]
+    in_code = {message for _, _, message, _, _ in extract_from_dir(APP_DIR, method_map)}
+    assert "Pay" in in_code  # from layout.kv: the extractor reads kv rules too
+    assert "Please tap the card" in in_code  # from app.py
+    for language in ("de", "en"):
+        catalogue = _catalogue(language)
+        translated = {m.id: m.string for m in catalogue if m.id and not m.fuzzy and m.string}
+        missing = sorted(in_code - set(translated))
+        assert not missing, f"{language}: not translated: {missing}"
+        for msgid, text in translated.items():
+            for field in ("{amount}", "{number}", "{count}", "{time}", "{seconds}"):
+                assert (field in msgid) == (field in text), (language, msgid, text)
+    assert _catalogue("de").get("Please tap the card").string == "Karte auflegen"
