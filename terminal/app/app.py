@@ -406,9 +406,7 @@ class TillApp(App):
         self._pin_entry = ""
         self.pin_dots = ""
         if not self.settings.manager_pin_hash:
-            self.pin_message = self.tr._(
-                "No manager PIN set. Set one with: python -m hcard.terminal.app set-pin"
-            )
+            self.pin_message = self.tr._("No manager PIN yet: run set-pin on the till.")
         else:
             self.pin_message = self.tr._("Manager PIN")
         self.go("pin")
