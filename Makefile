@@ -1,5 +1,5 @@
 # One command for the demo, one for the tests; each sets up what it needs.
-#   make demo   server + seeded data (and, as they land, card emulator and till)
+#   make demo   server + seed data, card emulator with demo cards, the till app (Xvfb if headless)
 #   make test   lint + the whole test suite (what .ci/run calls)
 PYTHON ?= python3
 VENV := .venv
@@ -22,7 +22,7 @@ test: $(STAMP) system-packages
 	$(VENV)/bin/python -m pytest
 
 demo: $(STAMP) system-packages
-	$(VENV)/bin/hcard-server demo
+	$(VENV)/bin/python -m hcard.provisioning.demo
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check --fix .

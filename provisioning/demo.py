@@ -1,0 +1,512 @@
+"""`make demo`: the whole Hattingen Card on one machine, through its real paths.
+
+    python -m hcard.provisioning.demo [--port 8000] [--dir .demo] [--script]
+
+1. the server (`hcard-server init` + `serve`, SQLite under `.demo/server/`),
+2. seed data through the staff API as the marketing office would enter it: a merchant,
+   a terminal with its one-time enrolment code,
+3. the card emulator (`hcard-card-emulator`) and three demo cards *issued through
+   `hcard.provisioning.issuance`* (reserved, written over nfcpy's `udp:` driver, verified,
+   password-protected) and topped up with 50,00 €, 20,00 € and 5,00 €,
+4. the till enrolled with `hcard-terminal enrol` and the enrolment code (its key pair is made
+   in `.demo/terminal/` and only the public half goes to the server),
+5. the Kivy till app; without a display it runs under Xvfb and a screenshot is saved to
+   `.demo/screenshots/`.
+
+Then a menu in the terminal lays cards on the emulated reader and switches the server off
+and on (the till keeps taking payments offline and syncs when the server is back).
+`--script` runs the README's walk-through by itself (first payment, offline payment, sync),
+saving a screenshot of each step, and exits: what the demo test runs.
+
+Everything under `.demo/` is thrown away at the next start; nothing here is fit for a shop
+(fixed demo passwords, test originality key, the app's test-only control socket).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from hcard import cardnumber, keys
+from hcard.money import format_cents
+from hcard.provisioning import issuance
+from hcard.provisioning.staff import StaffClient
+from hcard.terminal.card import TEST_PUBLIC_KEY_HEX, CardKeys, open_reader
+from hcard.terminal.card import image as images
+from hcard.terminal.card.emulator import EmulatorControl
+from hcard.terminal.config import write_atomic
+
+ADMIN_USER, ADMIN_PASSWORD = "admin", "hattingen-demo"
+MANAGER_PIN = "1234"
+DEMO_IBAN = "DE89370400440532013000"
+CARD_BALANCES_CENTS = (5_000, 2_000, 500)
+BALANCE_URL = "https://karte.hattingen.de"
+START_TIMEOUT_S = 90.0
+WAIT_TIMEOUT_S = 60.0
+
+MENU = """
+Befehle / commands:
+  1, 2, 3   Demo-Karte 1..3 auflegen / lay demo card 1..3 on the reader
+  r         Karte abnehmen / remove the card
+  o         Server aus- oder einschalten (offline zahlen) / switch the server off or on
+  b         Guthaben laut Server / balances on the server
+  s         Bildschirmfoto / screenshot
+  q         beenden / quit
+"""
+
+
+def _python(*args: str) -> list[str]:
+    return [sys.executable, "-m", *args]
+
+
+def _wait(condition: Callable[[], Any], what: str, timeout_s: float = WAIT_TIMEOUT_S) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Zeitüberschreitung / timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+class AppControl:
+    """The till app's control socket (`HCARD_APP_CONTROL`): touches and screen state."""
+
+    def __init__(self, path: Path, process: subprocess.Popen[bytes]) -> None:
+        self.path = path
+        self.process = process
+        self._stream: Any = None
+
+    def call(self, **request: Any) -> Any:
+        if self._stream is None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(str(self.path))
+            sock.settimeout(60)
+            self._stream = sock.makefile("rwb")
+        self._stream.write(json.dumps(request).encode() + b"\n")
+        self._stream.flush()
+        answer = json.loads(self._stream.readline())
+        if not answer["ok"]:
+            raise RuntimeError(answer["error"])
+        return answer["result"]
+
+    def connect(self) -> None:
+        def try_state() -> bool:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"Kasse beendet / till app exited ({self.process.returncode})")
+            try:
+                return bool(self.call(op="state").get("ready"))
+            except OSError:
+                self._stream = None
+                return False
+
+        _wait(try_state, "the till app", START_TIMEOUT_S)
+
+    def state(self) -> dict[str, Any]:
+        return self.call(op="state")
+
+    def press(self, widget_id: str) -> None:
+        self.call(op="press", id=widget_id)
+
+    def wait(self, predicate: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
+        return _wait(lambda: (s := self.state()) and predicate(s) and s, what)
+
+    def screenshot(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.call(op="screenshot", path=str(path.resolve()))
+        return path
+
+
+class Demo:
+    def __init__(self, root: Path, port: int) -> None:
+        self.root = root.resolve()
+        self.port = port
+        self.server: subprocess.Popen[bytes] | None = None
+        self.emulator: subprocess.Popen[str] | None = None
+        self.app: subprocess.Popen[bytes] | None = None
+        self.control: EmulatorControl | None = None
+        self.reader_path = ""
+        self.staff: StaffClient | None = None
+        self.cards: list[tuple[str, Path]] = []
+        self.ui: AppControl | None = None
+        self.server_env = {
+            **os.environ,
+            "HCARD_DATA_DIR": str(self.root / "server"),
+            "HCARD_DATABASE_URL": f"sqlite:///{self.root / 'server' / 'hcard.db'}",
+        }
+
+    # --- server ------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start_server(self) -> None:
+        ready = self.root / "server" / "port"
+        ready.unlink(missing_ok=True)
+        log = (self.root / "server.log").open("ab")
+        self.server = subprocess.Popen(
+            _python(
+                "hcard.server.cli", "serve", "--port", str(self.port), "--ready-file", str(ready)
+            ),
+            env=self.server_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+
+        def healthy() -> bool:
+            if self.server is None or self.server.poll() is not None:
+                raise RuntimeError(
+                    f"Server beendet / server exited, see {self.root / 'server.log'}"
+                )
+            if not ready.exists():
+                return False
+            self.port = int(ready.read_text())
+            try:
+                return requests.get(f"{self.url}/v1/health", timeout=2).ok
+            except requests.RequestException:
+                return False
+
+        _wait(healthy, "the server", START_TIMEOUT_S)
+
+    def stop_server(self) -> None:
+        _stop(self.server)
+        self.server = None
+
+    # --- cards -------------------------------------------------------------------------
+
+    def start_emulator(self) -> None:
+        self.emulator = subprocess.Popen(
+            _python(
+                "hcard.terminal.card.emulator",
+                "--port",
+                "0",
+                "--control-port",
+                "0",
+                "--absent",
+                str(self.root / "cards" / "blank.json"),
+            ),
+            stdout=subprocess.PIPE,
+            stderr=(self.root / "emulator.log").open("ab"),
+            text=True,
+        )
+        assert self.emulator.stdout is not None
+        ports = json.loads(self.emulator.stdout.readline() or "{}")
+        if "port" not in ports:
+            raise RuntimeError("Kartenemulator startet nicht / card emulator did not start")
+        self.reader_path = f"udp:127.0.0.1:{ports['port']}"
+        self.control = EmulatorControl(ports["control_port"])
+
+    def tap(self, index: int) -> None:
+        assert self.control is not None
+        self.control.present(self.cards[index][1])
+
+    def remove(self) -> None:
+        assert self.control is not None
+        self.control.remove()
+
+    def issue_cards(self, staff: StaffClient, secret: bytes) -> None:
+        """Write the demo cards exactly as the office does: `hcard.provisioning.issuance`."""
+        assert self.control is not None
+        blanks = []
+        for index in range(len(CARD_BALANCES_CENTS)):
+            path = self.root / "cards" / f"card{index + 1}.json"
+            images.save(images.blank(), path)
+            blanks.append(path)
+        queue = iter(blanks)
+        control = self.control
+
+        def operator(event: issuance.Event) -> None:
+            if event.kind is issuance.EventKind.PLACE:
+                control.present(next(queue))
+            elif event.kind is issuance.EventKind.REMOVE:
+                control.remove()
+            elif event.kind is not issuance.EventKind.DONE:
+                raise RuntimeError(f"Demo-Karte / demo card: {event}")
+
+        batch = issuance.Batch.reserve(
+            self.root / "cards" / "batch.json", staff, len(blanks), BALANCE_URL
+        )
+        card_keys = CardKeys(
+            issuer_public=keys.public_from_hex(staff.issuer_public_key()),
+            terminal_keys={},
+            write_secret=secret,
+            originality_key_hex=TEST_PUBLIC_KEY_HEX,
+        )
+        reader = open_reader(self.reader_path)
+        try:
+            if not issuance.Issuer(batch, staff, reader, card_keys, operator).run(30.0):
+                raise RuntimeError("Demo-Karten nicht geschrieben / demo cards not written")
+        finally:
+            reader.close()
+        batch.write_csv(self.root / "cards" / "print.csv")
+        for entry, path, balance in zip(batch.entries, blanks, CARD_BALANCES_CENTS, strict=True):
+            staff.topup(entry.card_number, balance, "cash")
+            self.cards.append((entry.card_number, path))
+
+    # --- seed, till ----------------------------------------------------------------------
+
+    def seed(self) -> str:
+        """Server data as the office enters it; returns the till's enrolment code."""
+        subprocess.run(
+            _python("hcard.server.cli", "init", "--admin-user", ADMIN_USER),
+            env={**self.server_env, "HCARD_ADMIN_PASSWORD": ADMIN_PASSWORD},
+            check=True,
+            capture_output=True,
+        )
+        self.start_server()
+        staff = StaffClient(self.url)
+        staff.login(ADMIN_USER, ADMIN_PASSWORD)
+        merchant = staff.create_merchant(
+            name="Eiscafé am Untermarkt",
+            iban=DEMO_IBAN,
+            address="Untermarkt 1, 45525 Hattingen",
+            contact="info@eiscafe.example",
+            fee_bp=150,
+        )
+        code = str(staff.create_terminal(int(merchant["id"]), "Kasse 1")["code"])
+        secret = secrets.token_bytes(16)
+        write_atomic(self.root / "card-write-secret.hex", secret.hex().encode())
+        self.start_emulator()
+        self.issue_cards(staff, secret)
+        self.staff = staff
+        return code
+
+    def enrol_till(self, code: str) -> None:
+        state = self.root / "terminal"
+        secret = (self.root / "card-write-secret.hex").read_text().strip()
+        subprocess.run(
+            _python(
+                "hcard.terminal.cli",
+                "--state",
+                str(state),
+                "--reader",
+                self.reader_path,
+                "enrol",
+                "--server",
+                self.url,
+                "--code",
+                code,
+                "--name",
+                "Kasse 1",
+                "--originality-key",
+                TEST_PUBLIC_KEY_HEX,
+                "--card-secret",
+                secret,
+            ),
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            _python("hcard.terminal.app", "set-pin", "--state-dir", str(state), "--stdin"),
+            input=f"{MANAGER_PIN}\n".encode(),
+            check=True,
+            capture_output=True,
+        )
+
+    def start_app(self, display: str, headless: bool) -> None:
+        control = self.root / "app.sock"
+        env = {
+            **os.environ,
+            "DISPLAY": display,
+            "KIVY_NO_ARGS": "1",
+            "KIVY_HOME": str(self.root / "kivy"),
+            "HCARD_TERMINAL_STATE": str(self.root / "terminal"),
+            "HCARD_APP_CONTROL": str(control),
+        }
+        if headless:
+            env["SDL_AUDIODRIVER"] = "dummy"
+        with (self.root / "app.log").open("ab") as log:
+            self.app = subprocess.Popen(
+                _python(
+                    "hcard.terminal.app",
+                    "--state-dir",
+                    str(self.root / "terminal"),
+                    "--size",
+                    "800x480",
+                ),
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self.ui = AppControl(control, self.app)
+        self.ui.connect()
+
+    def close(self) -> None:
+        for process in (self.app, self.emulator, self.server):
+            _stop(process)
+
+    # --- what the user sees ------------------------------------------------------------
+
+    def balances(self) -> list[str]:
+        assert self.staff is not None
+        lines = []
+        for index, (number, _path) in enumerate(self.cards, start=1):
+            try:
+                balance = format_cents(self.staff.card(number)["balance_cents"])
+            except Exception:  # the server may be switched off right now
+                balance = "? (Server aus / server off)"
+            lines.append(f"  Karte / card {index}: {cardnumber.pretty(number)}  {balance}")
+        return lines
+
+    def screenshot(self, name: str) -> Path:
+        assert self.ui is not None
+        return self.ui.screenshot(self.root / "screenshots" / f"{name}.png")
+
+    def pay(self, card: int, digits: str) -> dict[str, Any]:
+        """Type an amount on the till, lay the card on, wait for the result screen."""
+        assert self.ui is not None
+        for digit in digits:
+            self.ui.press(f"keypad.k{digit}")
+        self.tap(card)
+        self.ui.press("pay")
+        return self.ui.wait(lambda s: s.get("screen") == "result", "the result screen")
+
+    def script(self) -> None:
+        """The README walk-through: first payment, offline payment, sync."""
+        ui = self.ui
+        assert ui is not None
+        ui.wait(lambda s: s["texts"].get("status.last_sync") != "Sync nie", "the first sync")
+        result = self.pay(0, "1250")
+        print(f"1. Zahlung / payment: {result['texts'].get('title')} – 12,50 € mit Karte 1")
+        self.screenshot("1-payment")
+        ui.press("done")
+        self.remove()
+        self.stop_server()
+        result = self.pay(1, "800")
+        print(f"2. Offline: {result['texts'].get('title')} – 8,00 € mit Karte 2")
+        print(f"   {result['texts'].get('details', '')}")
+        self.screenshot("2-offline")
+        ui.press("done")
+        self.remove()
+        self.start_server()
+        ui.press("status")  # tap the status bar: sync now
+        ui.wait(lambda s: s["texts"].get("status.unsynced") == "Zu senden: 0", "the sync")
+        self.screenshot("3-synced")
+        print("3. Sync: alles übertragen / everything sent")
+        print("\n".join(self.balances()))
+
+    def interactive(self) -> None:
+        print(MENU, flush=True)
+        for line in sys.stdin:
+            command = line.strip().lower()
+            if command in {"1", "2", "3"}:
+                self.tap(int(command) - 1)
+                print(f"Karte {command} liegt auf / card {command} on the reader")
+            elif command == "r":
+                self.remove()
+                print("Karte abgenommen / card removed")
+            elif command == "o":
+                if self.server is None:
+                    self.start_server()
+                    print(f"Server an / server on: {self.url}")
+                else:
+                    self.stop_server()
+                    print("Server aus: die Kasse zahlt offline / server off: the till goes offline")
+            elif command == "b":
+                print("\n".join(self.balances()))
+            elif command == "s":
+                print(f"Bildschirmfoto / screenshot: {self.screenshot(time.strftime('%H%M%S'))}")
+            elif command == "q":
+                return
+            elif command:
+                print(MENU)
+        # No terminal to read from (stdin closed): keep running until Ctrl-C / SIGTERM.
+        stop = {signal.SIGINT, signal.SIGTERM}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+        print("läuft bis Strg-C / running until Ctrl-C", flush=True)
+        signal.sigwait(stop)
+
+
+def _stop(process: subprocess.Popen[Any] | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=15)
+
+
+@contextlib.contextmanager
+def _display() -> Iterator[tuple[str, bool]]:
+    """The user's display, or a private Xvfb when there is none: (DISPLAY, headless)."""
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        yield os.environ.get("DISPLAY", ""), False
+        return
+    from hcard.terminal.app.headless import virtual_display
+
+    with virtual_display() as display:
+        yield display, True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m hcard.provisioning.demo",
+        description=(
+            "Startet Server, Kartenemulator mit Demo-Karten und die Kasse. / "
+            "Starts the server, the card emulator with demo cards and the till."
+        ),
+    )
+    parser.add_argument("--dir", type=Path, default=Path(".demo"), help="Arbeitsordner / folder")
+    parser.add_argument(
+        "--port", type=int, default=8000, help="Server-Port (0: frei) / server port (0: any)"
+    )
+    parser.add_argument(
+        "--script",
+        action="store_true",
+        help="Rundgang selbst ablaufen lassen und beenden / run the walk-through and exit",
+    )
+    args = parser.parse_args(argv)
+    shutil.rmtree(args.dir, ignore_errors=True)
+    for sub in ("server", "cards", "terminal"):
+        (args.dir / sub).mkdir(parents=True, exist_ok=True)
+    demo = Demo(args.dir, args.port)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        code = demo.seed()
+        demo.enrol_till(code)
+        with _display() as (display, headless):
+            demo.start_app(display, headless)
+            shot = demo.screenshot("0-start")
+            print("Hattingen Card Demo läuft / demo running")
+            print(f"  Server:          {demo.url}/docs  (admin / {ADMIN_PASSWORD})")
+            print(f"  Kasse / till:    Kasse 1, angemeldet mit / enrolled with {code}")
+            print(f"  Manager-PIN:     {MANAGER_PIN}")
+            print("\n".join(demo.balances()))
+            if headless:
+                print(f"  ohne Bildschirm / no display: Xvfb, Bildschirmfoto / screenshot {shot}")
+            if args.script:
+                demo.script()
+            else:
+                demo.interactive()
+    except (RuntimeError, TimeoutError, subprocess.CalledProcessError, OSError) as error:
+        print(f"Demo fehlgeschlagen / demo failed: {error}", file=sys.stderr)
+        print(f"Protokolle / logs: {args.dir}/*.log", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        demo.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
