@@ -1,0 +1,233 @@
+"""Bad input at the till: each gives a clear code, nothing approved is lost, the reader recovers."""
+
+import shutil
+import time
+
+import pytest
+from fixtures.terminal import server_card
+
+from hcard.errors import Code, HCardError
+from hcard.terminal import journal as jr
+from hcard.terminal.card import image as images
+from hcard.terminal.card.layout import NDEF_FIRST_PAGE
+from hcard.terminal.card.ntag import CHIPS, PAGE_SIZE
+from hcard.terminal.core import TerminalTill
+from hcard.terminal.till import Outcome
+
+
+@pytest.fixture
+def proxied(live_server, card_emulator, terminal_factory, net_proxy):
+    """(terminal behind a proxy, its till with a first snapshot, card number, card path)."""
+    number, image = server_card(live_server, 10_000)
+    terminal = terminal_factory(
+        live_server, card_emulator.reader_path, proxy=net_proxy(live_server.url)
+    )
+    till = terminal.till()
+    till.sync_now()
+    path = card_emulator.present(image)
+    return terminal, till, number, path
+
+
+@pytest.mark.parametrize("mode", ["hang", "http500", "garbage", "down"])
+def test_server_trouble_falls_back_to_offline_quickly_and_syncs_later(live_server, proxied, mode):
+    terminal, till, number, _path = proxied
+    terminal.proxy.mode = mode
+    started = time.monotonic()
+    result = till.pay(700, card_timeout_s=10)
+    elapsed_s = time.monotonic() - started
+    assert result.outcome == Outcome.APPROVED, result
+    assert result.offline
+    assert elapsed_s < 2.5, f"online decision must give up within ~1 s, took {elapsed_s:.2f}"
+    assert not till.status().online
+    if mode != "hang":  # a hanging sync waits for its long timeout: not worth the test time
+        till.sync_now()
+        assert till.journal.unsent_count() > 0
+    terminal.proxy.mode = "pass"
+    till.sync_now()
+    assert till.journal.unsent_count() == 0
+    assert till.status().online
+    assert live_server.staff.card(number)["balance_cents"] == 9_300
+
+
+def test_sync_answer_lost_after_the_server_applied_the_batch(live_server, proxied):
+    terminal, till, number, _path = proxied
+    till.link.down()
+    for amount in (100, 200, 300):
+        assert till.pay(amount, card_timeout_s=10).outcome == Outcome.APPROVED
+    terminal.proxy.mode = "lose_answer"
+    till.sync_now()
+    assert till.journal.unsent_count() == 3  # no answer: not acknowledged...
+    assert live_server.staff.card(number)["balance_cents"] == 9_400  # ...but applied
+    terminal.proxy.mode = "pass"
+    till.sync_now()
+    assert till.journal.unsent_count() == 0
+    assert live_server.staff.card(number)["balance_cents"] == 9_400  # not twice
+    assert live_server.staff.ledger_check()["ok"]
+
+
+def test_authorisation_answer_lost_is_resolved_and_voided(live_server, proxied):
+    """The server approved, the till never heard: it went offline; the online one is voided."""
+    terminal, till, number, _path = proxied
+    terminal.proxy.mode = "lose_answer"
+    result = till.pay(1_000, card_timeout_s=10)
+    assert result.outcome == Outcome.APPROVED
+    assert result.offline
+    assert live_server.staff.card(number)["balance_cents"] == 9_000  # the unanswered one
+    unanswered = till.journal.entry(result.receipt_no - 1)
+    assert unanswered.state == jr.UNSHOWN
+    terminal.proxy.mode = "pass"
+    till.sync_now()
+    assert till.journal.entry(unanswered.record.seq).state == jr.CANCELLED
+    assert live_server.staff.card(number)["balance_cents"] == 9_000  # charged once
+    assert till.journal.unsent_count() == 0
+
+
+def test_restart_voids_an_approved_payment_the_till_never_showed(live_server, proxied):
+    terminal, till, number, path = proxied
+    payments = till.payments
+    record = payments._append(
+        {
+            "card": number,
+            "uid": images.load(path).uid.hex(),
+            "amount_cents": 1_500,
+            "tip_cents": 0,
+            "mode": "online",
+            "counter": 1,
+            "purse_cents": 8_500,
+        },
+        jr.INTENT,
+    )
+    answer = till.client.authorise(record)
+    assert answer["outcome"] == "approved"
+    payments.journal.set_state(record.seq, jr.APPROVED, outcome=answer)
+    assert live_server.staff.card(number)["balance_cents"] == 8_500
+    till.close()  # the power goes before the card write and the display
+
+    again = terminal.till()
+    assert again.recovered == [record.seq]
+    again.sync_now()
+    assert live_server.staff.card(number)["balance_cents"] == 10_000
+    assert again.journal.entry(record.seq).state == jr.CANCELLED
+
+
+def test_snapshot_with_a_bad_signature_is_ignored(proxied):
+    _terminal, till, _number, _path = proxied
+    answer = till.client.snapshot(0)
+    before = till.snapshot.state
+    tampered = {
+        **answer,
+        "snapshot": {
+            **answer["snapshot"],
+            "limits": {**answer["snapshot"]["limits"], "per_payment_cents": 10**6},
+        },
+    }
+    with pytest.raises(HCardError) as raised:
+        till.snapshot.apply(tampered)
+    assert raised.value.code == Code.SNAPSHOT_BAD_SIGNATURE
+    with pytest.raises(HCardError):
+        till.snapshot.apply({**answer, "sig": "00" * 64})
+    assert till.snapshot.state is before
+    # the file on disk is checked again at start: tampered, it counts for nothing
+    path = till.snapshot.path
+    path.write_text(
+        path.read_text().replace('"per_payment_cents": 2500', '"per_payment_cents": 9999')
+    )
+    from hcard.terminal.snapshot import SnapshotStore
+
+    reloaded = SnapshotStore(path, till._issuer)
+    assert reloaded.state.limits.per_payment_cents == 0
+
+
+def test_clock_far_off_is_corrected_from_the_server(proxied):
+    _terminal, till, _number, _path = proxied
+    till.clock.offset_s = -3 * 3600  # a Pi without RTC after a power cut
+    till.sync_now()
+    assert till.status().online
+    assert abs(till.clock.offset_s) < 60
+
+
+def test_reader_unplugged_and_plugged_back(live_server, proxied, card_emulator):
+    _terminal, till, _number, path = proxied
+    assert till.pay(100, card_timeout_s=10).outcome == Outcome.APPROVED
+    card_emulator.stop()
+    gone = till.pay(100, card_timeout_s=1)
+    assert gone.outcome == Outcome.CANCELLED
+    card_emulator.start()
+    card_emulator.present(path)
+    back = till.pay(100, card_timeout_s=10)
+    assert back.outcome == Outcome.APPROVED
+
+
+def _garbage_card(image):
+    card = image.copy()
+    start = NDEF_FIRST_PAGE * PAGE_SIZE
+    card.memory[start : start + 16] = b"\x42" * 16
+    return card
+
+
+@pytest.mark.parametrize(
+    ("make", "code"),
+    [
+        (lambda image: images.blank(CHIPS["NTAG213"]), Code.CARD_TOO_SMALL),
+        (lambda image: images.blank(CHIPS["NTAG215"]), Code.CARD_NOT_ISSUED),
+        (_garbage_card, Code.CARD_UNREADABLE),
+        (lambda image: images.with_uid(image, image.uid, genuine=False), Code.CARD_NOT_GENUINE),
+    ],
+)
+def test_bad_cards_are_refused_and_the_next_good_card_pays(proxied, card_emulator, make, code):
+    _terminal, till, _number, path = proxied
+    good = images.load(path)
+    card_emulator.present(make(good), name="bad")
+    refused = till.pay(100, card_timeout_s=10)
+    assert (refused.outcome, refused.code) == (Outcome.DECLINED, code)
+    card_emulator.present(path)
+    assert till.pay(100, card_timeout_s=10).outcome == Outcome.APPROVED
+
+
+@pytest.mark.parametrize("online", [False, True])
+def test_card_pulled_away_at_every_point_of_a_payment(live_server, proxied, card_emulator, online):
+    """Tear the card after 0, 2, 4, ... frames of a payment (online: every 4th); tap again.
+
+    Whatever the till showed is what the server books; the card always reads.
+    """
+    _terminal, till, number, path = proxied
+    if not online:
+        till.link.down()
+    approved_cents = 0
+    start = card_emulator.status()["frames"]
+    assert till.pay(10, card_timeout_s=10).outcome == Outcome.APPROVED
+    approved_cents += 10
+    frames = card_emulator.status()["frames"] - start
+    for after in range(0, frames + 2, 2 if not online else 4):
+        if not online:
+            till.sync_now()  # keeps the consecutive-offline count low
+            till.link.down()
+        card_emulator.tear(after)
+        result = till.pay(10, card_timeout_s=0.5)
+        if result.outcome == Outcome.APPROVED:
+            approved_cents += 10
+        else:
+            assert result.outcome == Outcome.CANCELLED or result.code == Code.CARD_UNREADABLE, (
+                result
+            )
+        card_emulator.present(path)
+    last = till.pay(10, card_timeout_s=10)
+    assert last.outcome == Outcome.APPROVED, last
+    approved_cents += 10
+    till.sync_now()
+    assert till.journal.unsent_count() == 0
+    card = live_server.staff.card(number)
+    assert card["balance_cents"] == 10_000 - approved_cents
+    assert not card["denied"], card
+    assert live_server.staff.ledger_check()["ok"]
+
+
+def test_journal_of_another_terminal_is_refused(live_server, card_emulator, terminal_factory):
+    first = terminal_factory(live_server, card_emulator.reader_path)
+    second = terminal_factory(live_server, card_emulator.reader_path)
+    first.till().day_close()
+    first.close()
+    shutil.copy(first.state_dir / "journal.sqlite", second.state_dir / "journal.sqlite")
+    with pytest.raises(HCardError) as raised:
+        TerminalTill(second.state_dir, start_sync=False)
+    assert raised.value.code == Code.JOURNAL_FOREIGN
