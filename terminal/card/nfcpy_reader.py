@@ -33,12 +33,15 @@ from hcard.terminal.card.ntag import (
     NTAG213,
     NTAG215,
     NTAG216,
+    PAGE_SIZE,
 )
+from hcard.terminal.card.originality import SIGNATURE_LENGTH
 from hcard.terminal.card.session import TagSession
 
 log = logging.getLogger(__name__)
 
 COMMAND_TIMEOUT_S = 0.1  # per try; nfcpy retries twice
+VERSION_LENGTH = 8
 BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 5.0
 _KNOWN_CLASSES = {
@@ -47,6 +50,10 @@ _KNOWN_CLASSES = {
     nfc.tag.tt2_nxp.NTAG216: NTAG216.version,
 }
 _IO_ERRORS = (nfc.tag.TagCommandError, nfc.clf.CommunicationError, OSError)
+
+
+class _NakError(TagIOError):
+    """The tag answered with a NAK (as opposed to not answering)."""
 
 
 class NfcpyTagIO:
@@ -65,13 +72,22 @@ class NfcpyTagIO:
             raise TagIOError(f"not a Type 2 tag: {self._tag.product}")
         return self._tag
 
-    def _transceive(self, command: bytes) -> bytes:
+    def _transceive(self, command: bytes, answer_length: int) -> bytes:
+        """Send one command; the answer must have exactly the expected length.
+
+        The length check matters on a loaded machine: an answer that arrives
+        after nfcpy's timeout is read by its retry, and the retry's own answer
+        then by the next command. A wrong length turns that into "tap again"
+        instead of, say, a READ_SIG that looks forged.
+        """
         try:
             answer = bytes(self._type2().transceive(command, timeout=COMMAND_TIMEOUT_S))
         except _IO_ERRORS as error:
             raise TagIOError(f"tag did not answer {command[:1].hex()}: {error!r}") from error
-        if len(answer) == 1:
-            raise TagIOError(f"tag refused {command[:1].hex()} (NAK {answer.hex()})")
+        if len(answer) == 1 and answer_length != 1:
+            raise _NakError(f"tag refused {command[:1].hex()} (NAK {answer.hex()})")
+        if len(answer) != answer_length:
+            raise TagIOError(f"answer to {command[:1].hex()} has {len(answer)} bytes")
         return answer
 
     def get_version(self) -> bytes | None:
@@ -81,12 +97,12 @@ class NfcpyTagIO:
         if not isinstance(self._tag, nfc.tag.tt2.Type2Tag):
             return None
         try:
-            return self._transceive(bytes([CMD_GET_VERSION]))
+            return self._transceive(bytes([CMD_GET_VERSION]), VERSION_LENGTH)
         except TagIOError:
             return None
 
     def read_pages(self, first: int, last: int) -> bytes:
-        return self._transceive(bytes([CMD_FAST_READ, first, last]))
+        return self._transceive(bytes([CMD_FAST_READ, first, last]), (last - first + 1) * PAGE_SIZE)
 
     def write_page(self, page: int, data: bytes) -> None:
         try:
@@ -95,18 +111,14 @@ class NfcpyTagIO:
             raise TagIOError(f"write of page {page} failed: {error!r}") from error
 
     def read_signature(self) -> bytes:
-        return self._transceive(bytes([CMD_READ_SIG, 0x00]))
+        return self._transceive(bytes([CMD_READ_SIG, 0x00]), SIGNATURE_LENGTH)
 
     def authenticate(self, password: bytes, pack: bytes) -> bool:
+        # A NAK is a wrong password; no answer at all (TagIOError) means the card left.
         try:
-            answer = bytes(
-                self._type2().transceive(
-                    bytes([CMD_PWD_AUTH]) + password, timeout=COMMAND_TIMEOUT_S
-                )
-            )
-        except _IO_ERRORS as error:  # no answer at all: the card left, not a wrong password
-            raise TagIOError(f"tag did not answer PWD_AUTH: {error!r}") from error
-        return answer == pack
+            return self._transceive(bytes([CMD_PWD_AUTH]) + password, len(pack)) == pack
+        except _NakError:
+            return False
 
     def is_present(self) -> bool:
         try:
