@@ -39,6 +39,7 @@ class Chip:
     version: bytes  # the 8 bytes GET_VERSION answers
     pages: int  # total pages, 0 .. pages-1
     cc_size: int  # byte 2 of the capability container: NDEF data area / 8
+    dynamic_locks: bool = True  # NTAG21x have a dynamic lock page before CFG0
 
     @property
     def last_page(self) -> int:
@@ -68,18 +69,18 @@ class Chip:
 
     @property
     def last_user_page(self) -> int:
-        return self.dynamic_lock_page - 1
-
-    @property
-    def user_bytes(self) -> int:
-        return (self.last_user_page - FIRST_USER_PAGE + 1) * PAGE_SIZE
+        return self.dynamic_lock_page - 1 if self.dynamic_locks else self.cfg0_page - 1
 
 
 NTAG213 = Chip("NTAG213", bytes.fromhex("0004040201000f03"), 45, 0x12)
 NTAG215 = Chip("NTAG215", bytes.fromhex("0004040201001103"), 135, 0x3E)
 NTAG216 = Chip("NTAG216", bytes.fromhex("0004040201001303"), 231, 0x6D)
-CHIPS = {chip.name: chip for chip in (NTAG213, NTAG215, NTAG216)}
-BY_VERSION = {chip.version: chip for chip in CHIPS.values()}
+# MIFARE Ultralight EV1 (MF0UL11): same command set and config pages, not an NTAG.
+# Not a card we use; the emulator offers it so "unknown tag type" is tested for real.
+ULTRALIGHT_EV1 = Chip("MF0UL11", bytes.fromhex("0004030101000b03"), 20, 0x06, False)
+CHIPS = {chip.name: chip for chip in (NTAG213, NTAG215, NTAG216, ULTRALIGHT_EV1)}
+NTAGS = (NTAG213, NTAG215, NTAG216)
+BY_VERSION = {chip.version: chip for chip in NTAGS}
 
 
 def bcc(data: bytes) -> int:
@@ -108,7 +109,8 @@ def blank_memory(chip: Chip, uid: bytes) -> bytearray:
     memory[0:10] = uid_pages(uid)
     memory[CC_PAGE * 4 : CC_PAGE * 4 + 4] = bytes([0xE1, 0x10, chip.cc_size, 0x00])
     memory[FIRST_USER_PAGE * 4 : FIRST_USER_PAGE * 4 + 3] = b"\x03\x00\xfe"
-    memory[chip.dynamic_lock_page * 4 + 3] = 0xBD
+    if chip.dynamic_locks:
+        memory[chip.dynamic_lock_page * 4 + 3] = 0xBD
     memory[chip.cfg0_page * 4 : chip.cfg0_page * 4 + 4] = bytes([0x04, 0x00, 0x00, AUTH0_NONE])
     memory[chip.pwd_page * 4 : chip.pwd_page * 4 + 4] = b"\xff\xff\xff\xff"
     return memory

@@ -156,3 +156,9 @@ def test_card_removed_mid_read_is_unreadable(card_emulator):
         assert caught.value.code is Code.CARD_UNREADABLE
     finally:
         reader.close()
+
+
+def test_unknown_tag_type_is_unreadable(card_emulator):
+    from hcard.terminal.card.ntag import ULTRALIGHT_EV1
+
+    assert refusal(card_emulator, images.blank(ULTRALIGHT_EV1)) is Code.CARD_UNREADABLE
