@@ -262,19 +262,35 @@ def main(argv: list[str] | None = None) -> int:
             "NTAG215 card emulator for nfcpy's udp: driver."
         ),
     )
-    parser.add_argument("image", type=Path, help="Speicherabbild / memory image (JSON)")
-    parser.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=54321, help="frame port (0: any free)")
     parser.add_argument(
-        "--control-port", type=int, default=None, help="control port (default: port+1; 0: any)"
+        "image",
+        type=Path,
+        help="Speicherabbild (JSON; fehlt es: leere Karte) / memory image (JSON; missing: blank)",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="Adresse / listen address (127.0.0.1)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=54321,
+        help="UDP-Port für nfcpy / frame port (0: frei / any free)",
+    )
+    parser.add_argument(
+        "--control-port",
+        type=int,
+        default=None,
+        help="Steuer-Port / control port (port+1; 0: frei / any free)",
     )
     parser.add_argument(
         "--chip",
         choices=sorted(CHIPS),
         default="NTAG215",
-        help="chip of a newly created image (default NTAG215)",
+        help="Chip einer neuen Karte / chip of a new image (NTAG215)",
     )
-    parser.add_argument("--absent", action="store_true", help="start with no card in the field")
+    parser.add_argument(
+        "--absent",
+        action="store_true",
+        help="ohne Karte im Feld starten / start with no card in the field",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     control_port = args.control_port

@@ -18,7 +18,7 @@ from hcard import cardnumber, signed
 from hcard.errors import Code, HCardError
 from hcard.terminal.card import layout, originality
 from hcard.terminal.card.model import CardKeys, CardView, Purse, TagIO, TagIOError
-from hcard.terminal.card.ntag import BY_VERSION, FIRST_USER_PAGE, PAGE_SIZE, Chip
+from hcard.terminal.card.ntag import BY_VERSION, CC_PAGE, FIRST_USER_PAGE, PAGE_SIZE, Chip
 
 # Pages per FAST_READ: 60 pages are 240 bytes, inside every PN53x frame and
 # inside one datagram of nfcpy's udp driver (about 500 bytes).
@@ -109,16 +109,13 @@ class TagSession:
                 keys.issuer_public, record.card_number, record.uid, record.signature
             )
             raise HCardError(Code.CARD_COPIED if copied else Code.CARD_NOT_ISSUED)
-        slots = tuple(
-            layout.decode_slot(
-                memory[first * PAGE_SIZE : first * PAGE_SIZE + layout.SLOT_BYTES],
-                uid,
-                record.card_number,
-                dict(keys.terminal_keys),
-            )
-            for first in layout.SLOT_FIRST_PAGES
-        )
-        choice = layout.choose(slots)  # type: ignore[arg-type]
+        terminal_keys = dict(keys.terminal_keys)
+
+        def slot(first: int) -> layout.Slot:
+            raw = memory[first * PAGE_SIZE : first * PAGE_SIZE + layout.SLOT_BYTES]
+            return layout.decode_slot(raw, uid, record.card_number, terminal_keys)
+
+        choice = layout.choose((slot(layout.SLOT_FIRST_PAGES[0]), slot(layout.SLOT_FIRST_PAGES[1])))
         self._write_slot = choice.write_slot
         self._auth0 = cfg[3]
         self._write_secret = keys.write_secret
@@ -196,13 +193,15 @@ class TagSession:
         uid = self.uid
         if not url.startswith("https://") or not url.endswith("/c/" + card_number):
             raise ValueError("the card URL must be https://<host>/c/<card number>")
+        if len(issuer_signature) != layout.SIGNATURE_BYTES:
+            raise ValueError("an issuer signature has 64 bytes")
         record = layout.IssuerRecord(card_number, uid, issuer_signature)
         pages = layout.issued_user_pages(url, record)
         cfg = self._read(chip.cfg0_page, chip.cfg1_page)
         self._auth0 = cfg[3]
         self._authenticate(write_secret, chip.last_page)
         self._write_pages(sorted(pages.items()))
-        self._write_pages([(3, layout.cc_page(chip))])
+        self._write_pages([(CC_PAGE, layout.cc_page(chip))])
         self._write_pages(layout.protected_config(chip, cfg, write_secret, uid))
         self._view = None
 
