@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import secrets
 import sys
 import threading
 from decimal import Decimal, InvalidOperation
@@ -34,12 +35,14 @@ from hcard.provisioning import issuance
 from hcard.provisioning.staff import Login, StaffClient, default_login_file
 from hcard.terminal.card import NXP_PUBLIC_KEY_HEX, TEST_PUBLIC_KEY_HEX, CardKeys, open_reader
 from hcard.terminal.client import ServerUnreachableError
+from hcard.terminal.config import write_atomic
 
 DEFAULT_BALANCE_URL = "https://karte.hattingen.de"
 WRITE_SECRET_ENV = "HCARD_CARD_WRITE_SECRET"  # noqa: S105 - the variable's name, not a secret
+WRITE_SECRET_BYTES = 16
 EXIT_REFUSED, EXIT_INPUT, EXIT_UNREACHABLE = 1, 2, 3
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)  # long lines stay whole in logs
 
 
 class InputError(Exception):
@@ -118,7 +121,7 @@ def _write_secret(args: argparse.Namespace) -> bytes:
         secret = bytes.fromhex(text.strip())
     except ValueError:
         secret = b""
-    if len(secret) < 16:
+    if len(secret) < WRITE_SECRET_BYTES:
         raise InputError(
             f"Schreibschlüssel fehlt oder zu kurz (--write-secret-file oder ${WRITE_SECRET_ENV},"
             " mindestens 32 Hex-Zeichen) / card write secret missing or too short"
@@ -307,6 +310,22 @@ _EVENT_TEXT = {
 }
 
 
+def cmd_cards_new_secret(args: argparse.Namespace) -> int:
+    """Make the site's card write secret once; never overwrite one (cards depend on it)."""
+    path: Path = args.out
+    if path.exists():
+        raise InputError(
+            f"{path} gibt es schon, wird nie überschrieben / exists, never overwritten"
+        )
+    write_atomic(path, secrets.token_bytes(WRITE_SECRET_BYTES).hex().encode() + b"\n")
+    console.print(
+        f"Schreibgeheimnis in / card write secret in {path} (0600). Sicher aufbewahren; die "
+        "Kassen bekommen es bei der Anmeldung (--card-secret) / keep it safe; tills get it at "
+        "enrolment (--card-secret)"
+    )
+    return 0
+
+
 def cmd_cards_issue(args: argparse.Namespace) -> int:
     client = _client(args)
     secret = _write_secret(args)
@@ -450,6 +469,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="Karten ausgeben / issue cards",
         description="Karten stapelweise ausgeben / issue cards in batches",
     ).add_subparsers(dest="cards_command", required=True, metavar="BEFEHL/COMMAND")
+    p = command(
+        cards,
+        "new-secret",
+        "Schreibgeheimnis der Karten einmalig erzeugen / make the card write secret once",
+        cmd_cards_new_secret,
+    )
+    p.add_argument("--out", type=Path, required=True, help="Datei (0600) / file (0600)")
     p = command(
         cards,
         "issue",
