@@ -186,7 +186,12 @@ class Reader(Protocol):
     def wait_for_card(
         self, timeout_s: float, cancel: threading.Event | None = None
     ) -> CardSession | None:
-        """The next card in the field, or None after `timeout_s` or on `cancel`."""
+        """The next card in the field, or None after `timeout_s` or on `cancel`.
+
+        A card that stays in the field is found again at once: a caller that
+        wants a new tap calls `CardSession.wait_removed` first. `close()` waits
+        for a running `wait_for_card`, so set `cancel` before closing.
+        """
         ...
 
     def close(self) -> None: ...
