@@ -132,7 +132,7 @@ project_venv() {
 	if [ -f "$source" ]; then
 		stamp=$(sha256sum <"$source" | cut -d' ' -f1)
 	elif [ -f "$source/pyproject.toml" ]; then
-		stamp=$(cd "$source" && find hcard server terminal provisioning pyproject.toml README.md \
+		stamp=$(cd "$source" && find hcard server terminal provisioning docs pyproject.toml README.md \
 			-type f -not -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum | sha256sum |
 			cut -d' ' -f1)
 	else
@@ -147,7 +147,7 @@ project_venv() {
 		cp "$source" "$R$src_dir/"
 		target="$src_dir/$(basename "$source")[${extra}]"
 	else
-		tar -C "$source" -cf - --exclude='__pycache__' hcard server terminal provisioning \
+		tar -C "$source" -cf - --exclude='__pycache__' hcard server terminal provisioning docs \
 			pyproject.toml README.md | tar -C "$R$src_dir" -xf -
 		target="${src_dir}[${extra}]"
 	fi
