@@ -337,6 +337,11 @@ def cmd_cards_issue(args: argparse.Namespace) -> int:
                 f"angemeldet bei / logged in at {client.server_url}"
             )
         console.print(f"Stapel wird fortgesetzt / resuming batch {args.batch}")
+        if args.count is not None and args.count != len(batch.entries):
+            console.print(
+                f"--count {args.count} ignoriert, der Stapel hat {len(batch.entries)} Nummern / "
+                "ignored, the batch has its numbers"
+            )
     else:
         if args.count is None:
             raise InputError("--count fehlt für einen neuen Stapel / --count missing")

@@ -14,8 +14,9 @@ How a card is never registered twice, whatever fails:
   number is given up: blocked on the server (so the half-written tag can never pay) and
   marked failed in the batch file and the report. The next number goes on the new tag.
 - A tag that already is a card (of this batch or another) is recognised by reading it and
-  is put aside, never rewritten; a tag that is not a genuine NXP NTAG215/216 is refused
-  before the server hears of it.
+  is put aside, never rewritten; only the tag of the number being written is written again
+  (the same bytes), which also completes a write torn after the NDEF message. A tag that is
+  not a genuine NXP NTAG215/216 is refused before the server hears of it.
 
 The print file (CSV) has one row per card that was written *and verified*: card number,
 check code, balance-page URL, QR payload. The check code is derived from the card's issuer
@@ -263,10 +264,10 @@ class Issuer:
             self.report(Event(EventKind.TAG_REFUSED, None, uid, error.code))
             return False
         if view.card_number == entry.card_number and entry.uid == uid:
-            # Written and verified by an earlier run that stopped before saving it.
-            card = self.client.card(entry.card_number)
-            self._done(entry, bytes.fromhex(str(card["issuer_signature"])))
-            return False
+            # This entry's own tag from an attempt that tore late (the NDEF complete, the
+            # password maybe not) or a run that stopped before saving "done": write it again,
+            # same number and signature, so the protection is surely complete.
+            return True
         detail = cardnumber.pretty(view.card_number)
         self.report(Event(EventKind.TAG_REFUSED, None, uid, Code.CARD_ALREADY_EXISTS, detail))
         return False

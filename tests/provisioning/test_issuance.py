@@ -13,7 +13,7 @@ from hcard import cardnumber
 from hcard.errors import Code
 from hcard.provisioning import issuance
 from hcard.terminal.card import image as images
-from hcard.terminal.card import open_reader
+from hcard.terminal.card import layout, open_reader
 
 CARD_TIMEOUT_S = 20.0
 
@@ -121,3 +121,43 @@ def test_a_stopped_run_resumes_from_the_batch_file(
     assert [e.status for e in resumed.entries] == [issuance.Status.DONE] * 4
     assert len({e.uid for e in resumed.entries}) == 4
     assert resumed.write_csv(tmp_path / "print.csv") == 4
+
+
+def test_a_write_torn_after_the_ndef_message_is_completed_on_retry(
+    live_server, card_emulator, provision_login, tmp_path: Path
+):
+    """A tear late in the write leaves a card whose NDEF already verifies but whose password
+    protection (CFG1/CFG0) is missing. The retry must write it again, not take it as done."""
+    client, _ = provision_login
+    frames: dict[str, int] = {}
+
+    class Counting(Operator):
+        def __call__(self, event: issuance.Event) -> None:
+            if event.kind is issuance.EventKind.PLACE and "start" not in frames:
+                frames["start"] = card_emulator.status()["frames"]
+            if event.kind is issuance.EventKind.REMOVE and "end" not in frames:
+                frames["end"] = card_emulator.status()["frames"]
+            super().__call__(event)
+
+    # Calibrate: the frames one whole issuance takes (sense, read, write, verify).
+    calibration = Counting(card_emulator, tmp_path / "cal")
+    calibration.workdir.mkdir()
+    calibration.blank()
+    batch = issuance.Batch.reserve(tmp_path / "cal.json", client, 1, BALANCE_URL)
+    reader = open_reader(card_emulator.reader_path)
+    try:
+        assert _issuer(batch, client, reader, live_server, calibration).run(CARD_TIMEOUT_S)
+        per_card = frames["end"] - frames["start"]
+        # The last frames are PWD, PACK, CFG1, CFG0 and four verify reads: keep PWD and PACK,
+        # lose CFG1 and CFG0.
+        operator = Operator(card_emulator, tmp_path, tear_on={0: per_card - 6})
+        tag = operator.blank()
+        batch = issuance.Batch.reserve(tmp_path / "b.json", client, 1, BALANCE_URL)
+        assert _issuer(batch, client, reader, live_server, operator).run(CARD_TIMEOUT_S)
+    finally:
+        reader.close()
+    (entry,) = batch.entries
+    assert operator.kinds() == ["place", "retry", "place", "done"]
+    assert entry.attempts == 2
+    card = images.load(tag)
+    assert card.page(card.chip.cfg0_page)[3] == layout.AUTH0
