@@ -136,3 +136,59 @@ def test_otp_lock_and_read_cnt():
     assert tag.handle(b"\x50\x00") is None  # HLTA: halted ...
     assert tag.handle(b"\x26") is None  # ... REQA does not wake it ...
     assert tag.handle(b"\x52") == bytes.fromhex("4400")  # ... WUPA does
+
+
+def test_missing_image_becomes_a_blank_test_signed_ntag215(card_emulator):
+    blank = images.load(card_emulator.workdir / "blank.json")  # made by the start
+    assert blank.chip is NTAG215
+    assert blank.uid[0] == 0x04
+    assert signature_ok(blank.uid, blank.signature, TEST_PUBLIC_KEY_HEX)
+    assert blank.memory[16:19] == b"\x03\x00\xfe"  # empty NDEF message
+    fresh = card_emulator.workdir / "fresh.json"
+    card_emulator.control.present(fresh, chip="NTAG216")
+    assert images.load(fresh).chip.name == "NTAG216"
+
+
+def test_control_channel_refuses_nonsense(card_emulator):
+    with pytest.raises(RuntimeError, match="unknown op"):
+        card_emulator.control.request("explode")
+    with pytest.raises(RuntimeError, match="after"):
+        card_emulator.control.request("tear", after=-1)
+
+
+def test_garbage_datagrams_do_not_disturb_the_emulator(card_emulator, clf):
+    import random
+    import socket
+
+    card_emulator.present(images.blank(NTAG215, UID))
+    rng = random.Random(7)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for _ in range(300):
+            junk = rng.choice(
+                [
+                    rng.randbytes(rng.randint(0, 40)),
+                    b"106A " + rng.randbytes(rng.randint(0, 20)).hex().encode(),
+                    b"106A zz",
+                    b"212F 0600ffff0100",
+                ]
+            )
+            sock.sendto(junk, ("127.0.0.1", card_emulator.port))
+    tag = connect(clf)
+    assert tag is not None
+    assert tag.product == "NXP NTAG215"
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_state_machine_survives_random_frames(seed):
+    import random
+
+    rng = random.Random(seed)
+    tag = EmulatedTag(images.blank(NTAG215, UID))
+    for _ in range(2000):
+        frame = rng.randbytes(rng.randint(1, 8))
+        if rng.random() < 0.3:
+            frame = bytes([rng.choice([0x26, 0x52, 0x93, 0x95, 0x30, 0x3A, 0xA2, 0x1B])]) + frame
+        answer = tag.handle(frame)
+        assert answer is None or 1 <= len(answer) <= 16 * 4 * 135
+        if rng.random() < 0.05:
+            tag.power_up()
