@@ -195,7 +195,11 @@ def check(engine: sa.Engine) -> CheckReport:
         for account_id, stored, summed in conn.execute(wrong):
             if stored != summed:
                 report.wrong_balances.append(
-                    {"account_id": account_id, "stored_cents": stored, "postings_cents": summed}
+                    {
+                        "account_id": account_id,
+                        "stored_cents": int(stored),
+                        "postings_cents": int(summed),  # PostgreSQL sums bigints as numeric
+                    }
                 )
         twice = (
             sa.select(transactions.c.terminal_id, transactions.c.seq, sa.func.count())

@@ -1,0 +1,196 @@
+"""What the server books for each kind of record and staff action, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+from fixtures.server import ApiError
+
+from hcard import keys, signed
+
+
+def statuses(response):
+    assert response.status_code == 200, response.text
+    return [(r["status"], r["code"]) for r in response.json()["results"]]
+
+
+def test_issue_is_idempotent_per_uid_and_signed(server):
+    uid = "04a1b2c3d4e5f6"
+    number, sig = server.staff.issue_card(uid)
+    assert server.staff.issue_card(uid) == (number, sig)
+    issuer = keys.public_from_hex(server.issuer_public_key)
+    assert signed.card_signature_ok(issuer, number, bytes.fromhex(uid), bytes.fromhex(sig))
+    assert server.staff.card(number)["uid"] == uid
+
+
+def test_reserved_numbers_are_bound_once(server):
+    first, second = server.staff.reserve_cards(2)
+    assert int(second[4:15]) == int(first[4:15]) + 1
+    number, _sig = server.staff.issue_card("04000000000a01", first)
+    assert number == first
+    with pytest.raises(ApiError) as refused:
+        server.staff.issue_card("04000000000a02", first)
+    assert refused.value.code == "card_already_exists"
+    with pytest.raises(ApiError) as refused:
+        server.staff.topup(second, 100)  # reserved, not yet written
+    assert refused.value.code == "card_not_issued"
+
+
+def test_offline_overdraw_is_booked_flagged_and_deny_listed(server):
+    card, uid = server.new_card(1_000)
+    till = server.terminal()
+    version = till.snapshot(0).json()["snapshot"]["version"]
+    records = [till.payment(card, uid, 600, mode="offline", counter=c) for c in (1, 2)]
+    assert statuses(till.sync(records)) == [("applied", None), ("applied", None)]
+    state = server.staff.card(card)
+    assert (state["balance_cents"], state["flagged"], state["denied"]) == (-200, True, True)
+    assert state["flag_reason"] == "overdraw"
+    change = till.snapshot(version).json()["snapshot"]
+    assert card in change["deny_add"]
+    assert change["balances"][card] == {"balance_cents": -200, "counter": 2}
+    assert any(a["kind"] == "overdraw" and a["card"] == card for a in server.staff.alerts())
+    # online payments are declined while flagged; a top-up and unblock clear it
+    declined = till.authorise(till.payment(card, uid, 1, counter=3)).json()
+    assert declined["code"] == "card_blocked"
+    server.staff.unblock(card)
+    server.staff.topup(card, 1_000)
+    assert server.staff.card(card)["balance_cents"] == 800
+    assert server.staff.ledger_check()["ok"]
+
+
+def test_counter_rollback_is_alerted_and_deny_listed(server):
+    card, uid = server.new_card(5_000)
+    first, second = server.terminal(), server.terminal()
+    a = first.payment(card, uid, 100, mode="offline", counter=7)
+    b = second.payment(card, uid, 100, mode="offline", counter=7)  # restored memory
+    assert statuses(first.sync([a])) == [("applied", None)]
+    assert statuses(second.sync([b])) == [("applied", None)]  # the merchant was promised it
+    state = server.staff.card(card)
+    assert state["balance_cents"] == 4_800
+    assert (state["flagged"], state["flag_reason"]) == (True, "card_rollback")
+    assert any(a["kind"] == "card_rollback" and a["card"] == card for a in server.staff.alerts())
+
+
+def test_void_reverses_once(server):
+    card, uid = server.new_card(1_000)
+    till = server.terminal()
+    pay = till.payment(card, uid, 400)
+    assert till.authorise(pay).json()["outcome"] == "approved"
+    void = till.record("void", {"card": card, "voids_seq": pay.seq, "amount_cents": 400})
+    again = till.record("void", {"card": card, "voids_seq": pay.seq, "amount_cents": 400})
+    unknown = till.record("void", {"card": card, "voids_seq": 999, "amount_cents": 400})
+    assert statuses(till.sync([pay, void, again, unknown])) == [
+        ("applied", None),
+        ("applied", None),
+        ("refused", "already_voided"),
+        ("refused", "payment_not_found"),
+    ]
+    assert server.staff.card(card)["balance_cents"] == 1_000
+    # the refused voids are part of the chain: resent, they answer as before
+    assert statuses(till.sync([void, again])) == [
+        ("already_applied", None),
+        ("already_applied", "already_voided"),
+    ]
+    assert server.staff.ledger_check()["ok"]
+
+
+def test_void_of_declined_payment_is_refused(server):
+    card, uid = server.new_card(100)
+    till = server.terminal()
+    pay = till.payment(card, uid, 400)
+    assert till.authorise(pay).json()["code"] == "insufficient_funds"
+    void = till.record("void", {"card": card, "voids_seq": pay.seq, "amount_cents": 400})
+    assert statuses(till.sync([pay, void])) == [
+        ("applied", None),
+        ("refused", "payment_not_found"),
+    ]
+    assert server.staff.card(card)["balance_cents"] == 100
+
+
+def test_online_record_never_authorised_is_declined_at_sync(server):
+    card, uid = server.new_card(1_000)
+    till = server.terminal()
+    lost = till.payment(card, uid, 300)  # the request never reached the server
+    results = till.sync([lost]).json()["results"]
+    assert results[0]["status"] == "applied"
+    assert results[0]["outcome"]["outcome"] == "declined"
+    assert server.staff.card(card)["balance_cents"] == 1_000
+    late = till.authorise(lost).json()  # the delayed request arrives after all
+    assert late["outcome"] == "declined"
+    assert server.staff.card(card)["balance_cents"] == 1_000
+
+
+def test_synced_record_must_be_the_authorised_one(server):
+    card, uid = server.new_card(1_000)
+    till = server.terminal()
+    pay = till.payment(card, uid, 300)
+    assert till.authorise(pay).json()["outcome"] == "approved"
+    till.seq, till.prev = 0, pay.prev
+    other = till.payment(card, uid, 1)
+    assert statuses(till.sync([other])) == [("refused", "sequence_conflict")]
+    assert any(a["kind"] == "chain_fork" for a in server.staff.alerts())
+    assert statuses(till.sync([pay])) == [("applied", None)]
+
+
+def test_till_topup_moves_cash_from_merchant_to_card(server):
+    card, _uid = server.new_card(0)
+    merchant_id = server.staff.create_merchant("Kiosk")
+    till = server.terminal(merchant_id)
+    request = till.record("topup_request", {"card": card, "amount_cents": 2_000})
+    answer = till.authorise(request).json()
+    assert (answer["outcome"], answer["balance_cents"]) == ("approved", 2_000)
+    assert server.staff.call("GET", f"/v1/merchants/{merchant_id}")["payable_cents"] == -2_000
+    assert statuses(till.sync([request])) == [("applied", None)]
+    assert server.staff.card(card)["balance_cents"] == 2_000
+
+
+def test_transfer_moves_balance_to_replacement(server):
+    lost, _ = server.new_card(3_300)
+    new, _ = server.new_card(200)
+    result = server.staff.transfer(lost, new)
+    assert result["amount_cents"] == 3_300
+    assert server.staff.card(lost)["balance_cents"] == 0
+    assert server.staff.card(lost)["blocked"]
+    assert server.staff.card(new)["balance_cents"] == 3_500
+    with pytest.raises(ApiError) as refused:
+        server.staff.transfer(new, new)
+    assert refused.value.code == "same_card"
+    labels = [h["kind"] for h in server.staff.history(new)]
+    assert labels == ["transfer", "topup"]
+
+
+def test_correction_needs_reason_and_admin(server):
+    card, _ = server.new_card(500)
+    done = server.staff.call(
+        "POST",
+        "/v1/ledger/corrections",
+        json={"card_number": card, "amount_cents": -120, "reason": "Doppelt aufgeladen"},
+    )
+    assert done["balance_cents"] == 380
+    response = server.staff.request(
+        "POST", "/v1/ledger/corrections", json={"card_number": card, "amount_cents": 5}
+    )
+    assert response.status_code == 400
+    assert server.staff.ledger_check()["ok"]
+
+
+def test_snapshot_since_returns_only_changes(server):
+    till = server.terminal()
+    full = till.snapshot(0).json()["snapshot"]
+    assert full["full"]
+    assert str(till.terminal_id) in full["terminal_keys"]
+    card, _ = server.new_card(700)
+    delta = till.snapshot(full["version"]).json()["snapshot"]
+    assert not delta["full"]
+    assert list(delta["balances"]) == [card]
+    assert delta["balances"][card]["balance_cents"] == 700
+    assert till.snapshot(delta["version"]).json()["snapshot"]["balances"] == {}
+    assert till.snapshot(10**12).json()["snapshot"]["full"]
+
+
+def test_day_close_is_stored(server):
+    till = server.terminal()
+    close = till.record(
+        "day_close",
+        {"count": 0, "sum_cents": 0, "void_count": 0, "void_sum_cents": 0, "offline_count": 0},
+    )
+    assert statuses(till.sync([close])) == [("applied", None)]
