@@ -123,6 +123,8 @@ def _ndef_tlv(area: bytes) -> bytes:
             break
         length, start = area[offset + 1], offset + 2
         if length == 0xFF:
+            if offset + 4 > len(area):
+                raise LayoutError("TLV length runs past the NDEF area")
             length, start = struct.unpack(">H", area[offset + 2 : offset + 4])[0], offset + 4
         if start + length > len(area):
             raise LayoutError("TLV runs past the NDEF area")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -105,3 +107,30 @@ def test_card_password_is_per_card():
     assert layout.card_password(secret, bytes.fromhex("04000000000001")) != (pwd, pack)
     with pytest.raises(ValueError, match="secret"):
         layout.card_password(b"short", UID)
+
+
+@pytest.mark.parametrize(
+    "area",
+    [bytes(237) + b"\x03\xff\x01", b"\x03\x05\xd1", b"\x03\x03\xd1\x01\x00", b"\x01\x03"],
+)
+def test_truncated_tlvs_are_layout_errors(area):
+    with pytest.raises(layout.LayoutError):
+        layout.parse_ndef_area(area)
+
+
+@given(
+    st.one_of(
+        st.binary(max_size=layout.NDEF_AREA_BYTES),
+        st.binary(max_size=64).map(lambda tail: b"\x03" + tail),  # an NDEF TLV, then noise
+        st.binary(max_size=8).map(lambda tail: bytes(230) + b"\x03\xff" + tail),
+    )
+)
+def test_any_ndef_area_parses_or_raises_layout_error(area):
+    with contextlib.suppress(layout.LayoutError):
+        layout.parse_ndef_area(area)
+
+
+@given(st.binary(min_size=layout.SLOT_BYTES, max_size=layout.SLOT_BYTES))
+def test_any_slot_bytes_decode_to_a_status(raw):
+    slot = layout.decode_slot(raw, UID, NUMBER, {1: KEY.public_key()})
+    assert slot.status in (SlotStatus.EMPTY, SlotStatus.INVALID, SlotStatus.UNKNOWN_KEY)
