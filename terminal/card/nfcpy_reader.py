@@ -49,7 +49,9 @@ _KNOWN_CLASSES = {
     nfc.tag.tt2_nxp.NTAG215: NTAG215.version,
     nfc.tag.tt2_nxp.NTAG216: NTAG216.version,
 }
-_IO_ERRORS = (nfc.tag.TagCommandError, nfc.clf.CommunicationError, OSError)
+# RuntimeError: nfcpy's transceive wraps communication errors it does not map
+# (e.g. BrokenLinkError) as RuntimeError("unexpected ..."); for us that is "tap again".
+_IO_ERRORS = (nfc.tag.TagCommandError, nfc.clf.CommunicationError, OSError, RuntimeError)
 
 
 class _NakError(TagIOError):
