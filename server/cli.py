@@ -69,6 +69,10 @@ def serve(ctx: Context, host: str, port: int, ready_file: Path | None = None) ->
 
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit it: without, uvicorn's separate writes of
+    # headers and body meet Nagle + delayed ACK and every answer waits ~40 ms.
+    # (asyncio sets it itself only on sockets made with proto=IPPROTO_TCP.)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
     sock.listen(2048)
     bound = sock.getsockname()[1]
