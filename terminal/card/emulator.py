@@ -203,17 +203,26 @@ class EmulatorControl:
 
 
 class EmulatorProcess:
-    """`hcard-card-emulator` as a child process on free loopback ports (tests, bench, demo).
+    """`hcard-card-emulator` as a child process on loopback (tests, bench, demo).
 
-    Starts with no card in the field; `stop()` then `start()` brings it back on
-    the same ports, which to nfcpy's udp driver is a reader unplugged and back.
+    Ports 0 pick free ones. Starts with no card in the field; `stop()` then
+    `start()` brings it back on the same ports, which to nfcpy's udp driver is
+    a reader unplugged and back.
     """
 
-    def __init__(self, workdir: Path, start_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int = 0,
+        control_port: int = 0,
+        log_path: Path | None = None,
+        start_timeout_s: float = 30.0,
+    ) -> None:
         self.workdir = workdir
         self.start_timeout_s = start_timeout_s
-        self.port = 0
-        self.control_port = 0
+        self.port = port
+        self.control_port = control_port
+        self.log_path = log_path  # the emulator's log (stderr); None: discarded
         self.process: subprocess.Popen[str] | None = None
         self.control = EmulatorControl(0, timeout_s=start_timeout_s)
         self.start()
@@ -225,12 +234,17 @@ class EmulatorProcess:
     def start(self) -> None:
         command = [sys.executable, "-m", "hcard.terminal.card.emulator", "--absent"]
         command += ["--port", str(self.port), "--control-port", str(self.control_port)]
-        self.process = subprocess.Popen(
-            [*command, str(self.workdir / "blank.json")],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
+        log = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
+        try:
+            self.process = subprocess.Popen(
+                [*command, str(self.workdir / "blank.json")],
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
+        finally:
+            if self.log_path:
+                log.close()  # the child has its own copy
         assert self.process.stdout is not None
         line = self.process.stdout.readline()  # the emulator's "ready" line
         if not line:

@@ -28,7 +28,8 @@ PURSE_MAX_COUNTER = 2**31 - 1  # the journal's `counter` field allows the same r
 class Purse:
     """The purse record on the card: what the last writer knew about the balance.
 
-    `counter` goes up by one with every purse write (any terminal); the server
+    `counter` goes up with every purse write (any terminal; by more than one when
+    a terminal skipped counters of unanswered online records); the server
     compares it with the journal to catch a card whose memory was rolled back.
     `balance_cents` may be negative only after an offline payment overdrew.
     """
