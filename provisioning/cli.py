@@ -306,6 +306,10 @@ _EVENT_TEXT = {
         "[red]✘[/red] Karte {uid} abgelehnt / card refused: {code} {detail} – beiseitelegen / "
         "put it aside"
     ),
+    issuance.EventKind.UNREADABLE: (
+        "[yellow]![/yellow] Karte nicht lesbar, bitte erneut auflegen / card unreadable, lay it "
+        "on again"
+    ),
     issuance.EventKind.REMOVE: "Karte abnehmen / remove the card",
 }
 

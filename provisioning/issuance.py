@@ -151,6 +151,7 @@ class EventKind(StrEnum):
     RETRY = "retry"  # writing `entry` failed; lay the same card on again
     GIVEN_UP = "given_up"  # `entry` failed for good and was blocked
     TAG_REFUSED = "tag_refused"  # this tag is put aside (not blank, not genuine, ...)
+    UNREADABLE = "unreadable"  # the tag did not answer cleanly: lay it on again
     REMOVE = "remove"  # take the card off the reader
 
 
@@ -249,19 +250,27 @@ class Issuer:
         self._done(entry, signature)
 
     def _blank_or_ours(self, session: CardSession, entry: Entry, uid: str) -> bool:
-        """Read the tag first: a genuine, blank tag (or `entry`'s own torn write) goes on;
-        a card already issued, a foreign or counterfeit tag is put aside untouched."""
+        """Read the tag first: a genuine, blank tag (or `entry`'s own tag again) goes on; a
+        card already issued, a small or counterfeit chip is put aside untouched, a tag that
+        did not answer cleanly is asked for again."""
         try:
-            if session.chip not in SUPPORTED_CHIPS:
-                code = Code.CARD_TOO_SMALL if session.chip == "NTAG213" else Code.CARD_UNREADABLE
-                raise HCardError(code, chip=session.chip)
+            chip = session.chip
+            if chip == "NTAG213":
+                raise HCardError(Code.CARD_TOO_SMALL, chip=chip)
+            if chip not in SUPPORTED_CHIPS:
+                raise HCardError(Code.CARD_UNREADABLE, chip=chip)
             view = session.read(self.keys)
         except HCardError as error:
-            if error.code in (Code.CARD_NOT_ISSUED, Code.CARD_UNREADABLE) and "chip" not in (
-                error.details
-            ):
-                return True  # blank, or half-written: the chip itself passed its checks
-            self.report(Event(EventKind.TAG_REFUSED, None, uid, error.code))
+            if error.code is Code.CARD_NOT_ISSUED:
+                return True  # genuine chip, no issuer record: blank
+            if error.code is Code.CARD_UNREADABLE and entry.uid == uid:
+                return True  # this entry's own torn write: write it again
+            kind = (
+                EventKind.UNREADABLE
+                if error.code is Code.CARD_UNREADABLE
+                else EventKind.TAG_REFUSED
+            )
+            self.report(Event(kind, entry, uid, error.code))
             return False
         if view.card_number == entry.card_number and entry.uid == uid:
             # This entry's own tag from an attempt that tore late (the NDEF complete, the
