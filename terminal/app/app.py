@@ -162,6 +162,15 @@ class TillApp(App):
     def current_screen(self) -> str:
         return self.root.ids.screens.current
 
+    def _can_start(self) -> bool:
+        """True when a till call may start now; otherwise say why on the amount screen."""
+        if self.worker is None:
+            return False
+        if self.worker.busy:
+            self.notice = self.tr._("One moment, please…")
+            return False
+        return True
+
     # -------------------------------------------------------------- amount entry
     def key(self, target: str, key: str) -> None:
         """A keypad press: `target` is amount, tip or pin; `key` a digit, C or back."""
@@ -229,7 +238,7 @@ class TillApp(App):
         `amount_cents` excludes the tip here; the `Till` takes the total with
         the tip inside it (as the journal record does).
         """
-        if self.worker is None or self.worker.busy:
+        if not self._can_start():
             return
         self.tap_title = self.tr._("Please tap the card")
         self.tap_amount_text = self.money(amount_cents + tip_cents)
@@ -365,7 +374,7 @@ class TillApp(App):
 
     # ------------------------------------------------------------- balance check
     def start_balance(self) -> None:
-        if self.worker is None or self.worker.busy:
+        if not self._can_start():
             return
         self.balance = {"state": "waiting"}
         self.go("balance")
@@ -442,7 +451,7 @@ class TillApp(App):
 
     # --------------------------------------------------------------- today, void
     def open_today(self) -> None:
-        if self.worker is None or self.worker.busy:
+        if not self._can_start():
             return
         self.today_rows = []
         self.go("today")
@@ -505,7 +514,7 @@ class TillApp(App):
         self.go("dayclose")
 
     def run_day_close(self) -> None:
-        if self.worker is None or self.worker.busy:
+        if not self._can_start():
             return
         self.day_totals = {"state": "running"}
         self.worker.submit(self.worker.till.day_close, self._on_day_close, self._on_failure)
@@ -542,7 +551,7 @@ class TillApp(App):
                 "printed": self.tr._("Printer not reachable: receipt not printed."),
             }
 
-        self.worker.submit(lambda: printer.print_lines(spec, lines), done, failed)
+        self.worker.background(lambda: printer.print_lines(spec, lines), done, failed)
 
     # ------------------------------------------------------------------ settings
     def open_settings(self) -> None:
@@ -588,7 +597,7 @@ class TillApp(App):
     # ---------------------------------------------------------------- status bar
     def _refresh_status_now(self) -> None:
         if self.worker is not None:
-            self.worker.refresh_status(self._on_status)
+            self.worker.poke_status()
 
     def _on_status(self, status: Status) -> None:
         self.show_status(status)
@@ -629,9 +638,10 @@ class TillApp(App):
         self.notice = self.tr._("This till is not enrolled yet.")
 
     def sync_now(self) -> None:
-        if self.worker is None or self.worker.busy:
+        """A tap on the status bar: one sync round now, beside whatever the till does."""
+        if self.worker is None:
             return
-        self.worker.submit(
+        self.worker.background(
             self.worker.till.sync_now,
             lambda _none: self._refresh_status_now(),
             lambda error: log.warning("sync: %s", error),

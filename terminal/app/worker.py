@@ -1,9 +1,17 @@
 """Blocking `Till` calls run here, off the UI thread; results come back via Kivy's clock.
 
-Two threads, on purpose: one for the cashier's actions (pay, balance, void, day
-close, in order, one at a time, like the reader itself) and one that polls the
-till's status every few seconds, so the status bar keeps moving while a payment
-waits for a card. A callback always runs on the UI thread.
+Three threads, on purpose:
+
+- **actions**: the cashier's calls (pay, balance, void, today, day close), in
+  order, one at a time, like the reader itself. While one runs, `busy` is
+  True and the app does not start another.
+- **background**: sync-now and receipt printing. A hanging server or a printer
+  out of paper must never hold up the next payment.
+- **status**: polls `till.status()` every few seconds (and at once after
+  `poke_status`), so the status bar keeps moving while a payment waits for a
+  card.
+
+Every callback runs on the UI thread.
 """
 
 from __future__ import annotations
@@ -23,13 +31,34 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+def _on_ui(
+    future: Future[T],
+    on_done: Callable[[T], None],
+    on_error: Callable[[BaseException], None],
+    before: Callable[[], None] | None = None,
+) -> None:
+    """Hand a finished future's result or error to the UI thread."""
+
+    def deliver(_dt: float) -> None:
+        if before is not None:
+            before()
+        error = future.exception()
+        if error is not None:
+            on_error(error)
+        else:
+            on_done(future.result())
+
+    Clock.schedule_once(deliver)
+
+
 class TillWorker:
     def __init__(self, till: Till, status_interval_s: float = 2.0) -> None:
         self.till = till
         self._actions = ThreadPoolExecutor(max_workers=1, thread_name_prefix="till-action")
+        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="till-background")
         self._status_interval_s = status_interval_s
         self._stop = threading.Event()
-        self._status_thread: threading.Thread | None = None
+        self._poke = threading.Event()
         self.busy = False
 
     def submit(
@@ -38,22 +67,25 @@ class TillWorker:
         on_done: Callable[[T], None],
         on_error: Callable[[BaseException], None],
     ) -> Future[T]:
-        """Run `call` on the action thread; hand its result or error to the UI thread."""
+        """Run a cashier's call on the action thread; `busy` until its result is shown."""
         self.busy = True
 
-        def deliver(future: Future[T]) -> None:
-            def on_ui(_dt: float) -> None:
-                self.busy = False
-                error = future.exception()
-                if error is not None:
-                    on_error(error)
-                else:
-                    on_done(future.result())
-
-            Clock.schedule_once(on_ui)
+        def idle() -> None:
+            self.busy = False
 
         future = self._actions.submit(call)
-        future.add_done_callback(deliver)
+        future.add_done_callback(lambda f: _on_ui(f, on_done, on_error, before=idle))
+        return future
+
+    def background(
+        self,
+        call: Callable[[], T],
+        on_done: Callable[[T], None],
+        on_error: Callable[[BaseException], None],
+    ) -> Future[T]:
+        """Run `call` on the background thread (sync, printing); never makes the till busy."""
+        future = self._background.submit(call)
+        future.add_done_callback(lambda f: _on_ui(f, on_done, on_error))
         return future
 
     def start_status(self, on_status: Callable[[Status], None]) -> None:
@@ -61,28 +93,30 @@ class TillWorker:
 
         def loop() -> None:
             while not self._stop.is_set():
+                self._poke.clear()
                 try:
                     status = self.till.status()
                 except Exception:
                     log.exception("till status failed")
                 else:
                     Clock.schedule_once(lambda _dt, s=status: on_status(s))
-                self._stop.wait(self._status_interval_s)
+                self._poke.wait(self._status_interval_s)
 
-        self._status_thread = threading.Thread(target=loop, name="till-status", daemon=True)
-        self._status_thread.start()
+        threading.Thread(target=loop, name="till-status", daemon=True).start()
 
-    def refresh_status(self, on_status: Callable[[Status], None]) -> None:
-        """One extra status poll now (after a payment), on the action thread."""
-        self.submit(self.till.status, on_status, lambda exc: log.warning("status: %s", exc))
+    def poke_status(self) -> None:
+        """Ask for a status poll now (after a payment or a sync), not in two seconds."""
+        self._poke.set()
 
     def stop(self) -> None:
         self._stop.set()
+        self._poke.set()
         try:
             self.till.cancel()
         except Exception:
             log.exception("till cancel failed")
         self._actions.shutdown(wait=False, cancel_futures=True)
+        self._background.shutdown(wait=False, cancel_futures=True)
 
 
 def error_code(error: BaseException) -> Code:

@@ -1,6 +1,8 @@
 """The till app end to end: real window (Xvfb), real TerminalTill, emulated card over
 nfcpy udp:, real server on loopback. Everything is pressed through touch events."""
 
+from types import SimpleNamespace
+
 import pytest
 from fixtures.terminal import server_card
 
@@ -248,3 +250,36 @@ def test_settings_behind_the_pin_switch_the_language(enrolled_terminal, till_app
     assert state["texts"]["pay"] == "Pay"
     assert state["texts"]["amount"] == "€0.00"
     assert "To send:" in state["texts"]["status.unsynced"]
+
+
+def test_balance_check_shows_balance_and_recent_payments(
+    live_server, enrolled_terminal, card_emulator, till_app
+):
+    number, image = server_card(live_server, 5_000)
+    card_emulator.present(image)
+    app = till_app(enrolled_terminal, size=(1280, 800))
+    app.type_amount("1250")
+    app.press("pay")
+    app.wait_screen("result")
+    app.press("done")
+
+    app.press("balance")
+    state = app.wait(
+        lambda s: s["screen"] == "balance" and s["texts"]["amount"], "the balance to be shown"
+    )
+    assert state["texts"]["amount"] == "37,50\u00a0€"
+    assert state["texts"]["title"] == "•••• " + number.replace(" ", "")[-4:]
+    assert "12,50" in state["texts"]["recent"]
+    app.press("back")
+    app.wait_screen("amount")
+
+
+def test_a_till_that_is_not_enrolled_says_so(tmp_path, till_app):
+    app = till_app(SimpleNamespace(state_dir=tmp_path / "fresh"))
+    state = app.state()
+    assert state["texts"]["notice"] == "Diese Kasse ist noch nicht angemeldet."
+    app.type_amount("100")
+    app.press("pay")
+    state = app.state()
+    assert state["screen"] == "amount"
+    assert state["texts"]["notice"] == "Diese Kasse ist noch nicht angemeldet."
