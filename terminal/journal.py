@@ -70,6 +70,16 @@ class Entry:
     outcome: dict[str, Any] | None
 
 
+@dataclass(frozen=True)
+class CardPayment:
+    seq: int
+    mode: str
+    counter: int
+    amount_cents: int
+    state: str
+    day: str
+
+
 class Journal:
     """The journal of one terminal. Thread-safe: one connection behind a lock.
 
@@ -90,6 +100,10 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=5000")
+        # Checkpoints (copying the WAL into the database, with their own fsyncs)
+        # run in the sync agent's thread (`checkpoint`), not inside a payment's
+        # commit; closing the journal checkpoints too.
+        self._db.execute("PRAGMA wal_autocheckpoint=0")
         self._create()
         self._check_owner()
 
@@ -107,7 +121,8 @@ class Journal:
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS local (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL,"
                 " card TEXT, state TEXT, card_written INTEGER NOT NULL DEFAULT 0,"
-                " day TEXT NOT NULL, created_s REAL NOT NULL, outcome TEXT)"
+                " day TEXT NOT NULL, created_s REAL NOT NULL, outcome TEXT,"
+                " mode TEXT, counter INTEGER, amount_cents INTEGER)"
             )
             self._db.execute("CREATE INDEX IF NOT EXISTS local_card ON local (card, day)")
             self._db.execute(
@@ -130,23 +145,47 @@ class Journal:
             raise HCardError(Code.JOURNAL_FOREIGN, journal_terminal=owner, path=str(self.path))
 
     @contextmanager
-    def _tx(self) -> Iterator[None]:
-        """One IMMEDIATE transaction under the lock; committed (and fsynced) on exit."""
+    def _tx(self, durable: bool = True) -> Iterator[None]:
+        """One IMMEDIATE transaction under the lock; committed (and fsynced) on exit.
+
+        `durable=False` commits without the fsync (`synchronous=NORMAL` for
+        this one commit): the transaction is atomic and survives a crash of the
+        process, but a power cut may take it back, together with whatever else
+        is not yet fsynced. The next durable commit fsyncs the WAL, and with it
+        every commit before it: WAL frames reach the disk in order.
+        """
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            if not durable:
+                self._db.execute("PRAGMA synchronous=NORMAL")
             try:
-                yield
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            finally:
+                if not durable:
+                    self._db.execute("PRAGMA synchronous=FULL")
 
     def _meta(self, name: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE name = ?", [name]).fetchone()
         return None if row is None else row[0]
 
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database file, on a connection of its own.
+
+        PASSIVE: it never waits for the till; what it cannot copy now it copies
+        next time.
+        """
+        with sqlite3.connect(self.path, isolation_level=None) as connection:
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        connection.close()
+
     def close(self) -> None:
         with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.conn.close()
 
     # ----------------------------------------------------------- verification
@@ -193,9 +232,15 @@ class Journal:
         day: str,
         created_s: float,
         card_written: bool = False,
+        durable: bool = True,
     ) -> Record:
-        """Sign `body` as the next record and commit it (fsync) before returning."""
-        with self._tx():
+        """Sign `body` as the next record and commit it (fsync) before returning.
+
+        Only the intent of an offline payment is appended with `durable=False`
+        (see `hcard.terminal.payment`): nobody outside the terminal has seen it
+        before the `final` commit, which is durable and carries it to the disk.
+        """
+        with self._tx(durable):
             return self._append(kind, body, state, day, created_s, card_written)
 
     def _append(
@@ -215,9 +260,20 @@ class Journal:
         )
         self._db.execute("UPDATE head SET seq = ?, hash = ?", [record.seq, record.hash])
         self._db.execute(
-            "INSERT INTO local (seq, kind, card, state, card_written, day, created_s)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [record.seq, kind, body.get("card"), state, int(card_written), day, created_s],
+            "INSERT INTO local (seq, kind, card, state, card_written, day, created_s,"
+            " mode, counter, amount_cents) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                record.seq,
+                kind,
+                body.get("card"),
+                state,
+                int(card_written),
+                day,
+                created_s,
+                body.get("mode"),
+                body.get("counter"),
+                body.get("amount_cents"),
+            ],
         )
         return record
 
@@ -306,8 +362,19 @@ class Journal:
         where = "WHERE " + " AND ".join(clauses)
         return self._entries(where, params)
 
-    def card_entries(self, card: str) -> list[Entry]:
-        return self._entries("WHERE l.card = ?", [card])
+    def card_payments(self, card: str) -> list[CardPayment]:
+        """This terminal's payments of one card, from the bookkeeping table only.
+
+        Read at every tap, so it parses no record: the few fields the offline
+        decision needs are kept beside each record when it is appended.
+        """
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, mode, counter, amount_cents, state, day FROM local"
+                " WHERE card = ? AND kind = 'payment' ORDER BY seq",
+                [card],
+            ).fetchall()
+        return [CardPayment(*row) for row in rows]
 
     def _entries(self, where: str, params: list[Any]) -> list[Entry]:
         # `where` is built from fixed fragments only; every value is a bound parameter.

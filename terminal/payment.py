@@ -129,7 +129,7 @@ class Payments:
         self.terminal_id = journal.terminal_id
 
     # --------------------------------------------------------------- repair
-    def _repair(self, tap: CardView) -> tuple[int, int]:
+    def _repair(self, tap: CardView, history: list[jr.CardPayment]) -> tuple[int, int]:
         """(counter floor, refund) from this terminal's unfinished payments of the card.
 
         Counter floor: the highest counter used by our records of this card
@@ -143,22 +143,27 @@ class Payments:
         payment's amount is owed back to the purse.
         """
         floor, refund = 0, 0
-        for entry in self.journal.card_entries(tap.card_number):
-            if entry.record.kind != "payment" or entry.state not in _UNWRITTEN:
+        for paid in history:
+            if paid.state not in _UNWRITTEN:
                 continue
-            body = entry.record.body
-            floor = max(floor, body["counter"])
+            floor = max(floor, paid.counter)
             if (
-                entry.state == jr.CANCELLED
-                and body["counter"] == tap.counter
+                paid.state == jr.CANCELLED
+                and paid.counter == tap.counter
                 and tap.purse is not None
                 and tap.purse.terminal_id == self.terminal_id
             ):
-                refund = body["amount_cents"]
+                refund = paid.amount_cents
         return floor, refund
 
     # ------------------------------------------------------------- decision
-    def decide_offline(self, tap: CardView, amount_cents: int, refund_cents: int) -> Decision:
+    def decide_offline(
+        self,
+        tap: CardView,
+        amount_cents: int,
+        refund_cents: int,
+        history: list[jr.CardPayment] | None = None,
+    ) -> Decision:
         state = self.snapshot.state
         limits = state.limits
         known = state.balances.get(tap.card_number)
@@ -173,28 +178,25 @@ class Payments:
         else:
             purse = tap.purse.balance_cents + refund_cents
             balance = purse if known is None else min(purse, known.balance_cents)
+        if history is None:
+            history = self.journal.card_payments(tap.card_number)
         today = day_of(self.clock.now_s())
         spent_today, unsynced = 0, 0
         server_counter = known.counter if known else 0
         acked = self.journal.acked_seq()
-        for entry in self.journal.card_entries(tap.card_number):
-            body = entry.record.body
-            if entry.record.kind != "payment":
-                continue
-            seen = body["mode"] == "online" or entry.record.seq <= acked
+        for paid in history:
+            seen = paid.mode == "online" or paid.seq <= acked
             if seen:  # the server has seen this counter (or it never reached the card)
-                server_counter = max(server_counter, body["counter"])
-            if body["mode"] == "offline" and entry.state in (jr.FINAL, jr.APPROVED, jr.VOIDED):
-                spent_today += body["amount_cents"] if entry.day == today else 0
+                server_counter = max(server_counter, paid.counter)
+            if paid.mode == "offline" and paid.state in (jr.FINAL, jr.APPROVED, jr.VOIDED):
+                spent_today += paid.amount_cents if paid.day == today else 0
                 unsynced += 0 if seen else 1
         # Counters our own unanswered or declined online tries used up never
         # meant a purse write: they do not count as offline payments.
         skipped = sum(
             1
-            for entry in self.journal.card_entries(tap.card_number)
-            if entry.record.kind == "payment"
-            and entry.state in _UNWRITTEN
-            and server_counter < entry.record.body["counter"] <= tap.counter
+            for paid in history
+            if paid.state in _UNWRITTEN and server_counter < paid.counter <= tap.counter
         )
         consecutive = max(tap.counter - server_counter - skipped, unsynced)
         if consecutive >= limits.consecutive_offline:
@@ -215,14 +217,16 @@ class Payments:
     def pay(
         self, session: CardSession, tap: CardView, amount_cents: int, tip_cents: int
     ) -> PaymentResult:
-        floor, refund = self._repair(tap)
+        history = self.journal.card_payments(tap.card_number)
+        floor, refund = self._repair(tap, history)
         counter = max(tap.counter, floor) + 1
         if self.link.online:
             result = self._pay_online(session, tap, amount_cents, tip_cents, counter, refund)
             if result is not None:
                 return result
             counter += 1  # the online record may hold `counter` at the server: never reuse it
-        return self._pay_offline(session, tap, amount_cents, tip_cents, counter, refund)
+            history = self.journal.card_payments(tap.card_number)  # the try is in it now
+        return self._pay_offline(session, tap, amount_cents, tip_cents, counter, refund, history)
 
     def _known_balance(self, tap: CardView) -> int:
         """The terminal's estimate of the balance before an online payment."""
@@ -244,9 +248,11 @@ class Payments:
             "purse_cents": purse,
         }
 
-    def _append(self, body: dict[str, object], state: str) -> Record:
+    def _append(self, body: dict[str, object], state: str, durable: bool = True) -> Record:
         now_s = self.clock.now_s()
-        return self.journal.append("payment", body, state=state, day=day_of(now_s), created_s=now_s)
+        return self.journal.append(
+            "payment", body, state=state, day=day_of(now_s), created_s=now_s, durable=durable
+        )
 
     def _pay_online(
         self,
@@ -289,10 +295,12 @@ class Payments:
                 offline=False,
                 available_cents=available if isinstance(available, int) and available > 0 else None,
             )
-        self.journal.set_state(record.seq, jr.APPROVED, outcome=answer)
+        # No commit here: until `final`, a crash leaves the record `intent`, and
+        # the recovery asks the server again and voids it, as it would an
+        # `approved` one. One fsync less on the path the customer waits for.
         balance = answer.get("balance_cents")
         purse = balance if isinstance(balance, int) and not isinstance(balance, bool) else estimate
-        return self._write_and_finish(session, record, purse, offline=False)
+        return self._write_and_finish(session, record, purse, offline=False, outcome=answer)
 
     def _pay_offline(
         self,
@@ -302,8 +310,9 @@ class Payments:
         tip_cents: int,
         counter: int,
         refund: int,
+        history: list[jr.CardPayment],
     ) -> PaymentResult:
-        decision = self.decide_offline(tap, amount_cents, refund)
+        decision = self.decide_offline(tap, amount_cents, refund, history)
         if decision.code is not None:
             available = decision.available_cents
             return declined(
@@ -312,21 +321,35 @@ class Payments:
                 available_cents=available if available > 0 else None,
             )
         purse = decision.balance_cents - amount_cents
+        # Not fsynced: no one outside this terminal has seen it yet. The `final`
+        # commit below is durable and takes this one to the disk with it; a power
+        # cut before that can lose it, and then the till never showed it either
+        # (the card may keep the lower purse: the safe side, healed online).
         record = self._append(
-            self._body(tap, amount_cents, tip_cents, "offline", counter, purse), jr.APPROVED
+            self._body(tap, amount_cents, tip_cents, "offline", counter, purse),
+            jr.APPROVED,
+            durable=False,
         )
         return self._write_and_finish(session, record, purse, offline=True)
 
     def _write_and_finish(
-        self, session: CardSession, record: Record, purse: int, *, offline: bool
+        self,
+        session: CardSession,
+        record: Record,
+        purse: int,
+        *,
+        offline: bool,
+        outcome: dict[str, object] | None = None,
     ) -> PaymentResult:
         try:
             session.write_purse(Purse(purse, record.body["counter"], self.terminal_id), self._key)
         except (HCardError, ValueError) as exc:
             log.info("card write of seq %s failed (%s): payment cancelled", record.seq, exc)
+            if outcome is not None:
+                self.journal.set_state(record.seq, jr.APPROVED, outcome=outcome)
             self.cancel_unshown(record)
             return declined(Code.CARD_UNREADABLE, offline=offline)
-        self.journal.set_state(record.seq, jr.FINAL, card_written=True)
+        self.journal.set_state(record.seq, jr.FINAL, outcome=outcome, card_written=True)
         return PaymentResult(
             outcome=Outcome.APPROVED,
             code=None,

@@ -108,6 +108,7 @@ class SyncAgent:
             self.last_sync_s = now_s
             if uploaded.get("refused") is None and snapshot_error is None:
                 self.last_error = None
+            self.journal.checkpoint()
             return {"resolved": resolved, **uploaded, "snapshot_error": snapshot_error}
 
     def _upload(self) -> dict[str, Any]:
