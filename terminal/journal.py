@@ -284,8 +284,9 @@ class Journal:
         *,
         outcome: dict[str, Any] | None = None,
         card_written: bool | None = None,
+        durable: bool = True,
     ) -> None:
-        with self._tx():
+        with self._tx(durable):
             self._db.execute("UPDATE local SET state = ? WHERE seq = ?", [state, seq])
             if outcome is not None:
                 self._db.execute(
