@@ -34,6 +34,8 @@ def configure(size: tuple[int, int] | None = None) -> None:
         Config.set("graphics", "fullscreen", "auto")
         Config.set("graphics", "borderless", "1")
         Config.set("graphics", "show_cursor", "0")
+        # A touchscreen has no keyboard: text fields (settings) get Kivy's on-screen one.
+        Config.set("kivy", "keyboard_mode", "systemanddock")
     else:
         Config.set("graphics", "fullscreen", "0")
         Config.set("graphics", "width", str(size[0]))

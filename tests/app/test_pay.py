@@ -283,3 +283,12 @@ def test_a_till_that_is_not_enrolled_says_so(tmp_path, till_app):
     state = app.state()
     assert state["screen"] == "amount"
     assert state["texts"]["notice"] == "Diese Kasse ist noch nicht angemeldet."
+
+
+def test_no_card_within_the_timeout_goes_back_to_the_amount(enrolled_terminal, till_app):
+    app = till_app(enrolled_terminal, card_timeout_s=5)
+    app.type_amount("500")
+    app.press("pay")
+    app.wait_screen("tap")
+    state = app.wait(lambda s: s["screen"] == "amount", "the tap prompt to time out", timeout_s=60)
+    assert state["texts"]["notice"] == "Abgebrochen: keine Karte."
