@@ -33,8 +33,10 @@ def tap(reader):
     return session
 
 
-def test_writes_alternate_slots_and_the_newest_wins(card_emulator, reader):
-    card_emulator.present(put_purse(issued_card(ISSUER, NUMBER), OLD, TERMINALS[1], slot=0))
+@pytest.mark.parametrize("chip", ["NTAG215", "NTAG216"])
+def test_writes_alternate_slots_and_the_newest_wins(card_emulator, reader, chip):
+    card = issued_card(ISSUER, NUMBER, chip=chip)
+    card_emulator.present(put_purse(card, OLD, TERMINALS[1], slot=0))
     session = tap(reader)
     view = session.read(KEYS)
     assert view.purse == OLD
