@@ -144,3 +144,27 @@ def test_backup_timer_catches_up_after_downtime():
     timer = _unit("hcard-server-backup.timer")["Timer"]
     assert timer["Persistent"] == "true"
     assert timer["OnCalendar"]
+
+
+def test_caddy_site_is_valid_as_installed(tmp_path: Path):
+    """The example site, with the domain install-server.sh puts in, through `caddy validate`
+    (which loads and provisions the config without serving). Caddy is not installed by the
+    test set-up: its Debian package starts a web server on port 80 where systemd runs."""
+    caddy = shutil.which("caddy")
+    if caddy is None:
+        pytest.skip("caddy not installed (apt-get install caddy to run this check)")
+    site = (ROOT / "provisioning" / "install" / "Caddyfile").read_text()
+    assert "\nkarte.example.org {\n" in site  # what install-server.sh replaces
+    site = site.replace("\nkarte.example.org {\n", "\nkarte.hattingen.de {\n")
+    site = site.replace("/var/log/caddy/", f"{tmp_path}/")
+    (tmp_path / "hcard.caddy").write_text(site)
+    (tmp_path / "Caddyfile").write_text(f"import {tmp_path}/hcard.caddy\n")
+    done = subprocess.run(
+        [caddy, "validate", "--adapter", "caddyfile", "--config", str(tmp_path / "Caddyfile")],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Valid configuration" in done.stdout + done.stderr
