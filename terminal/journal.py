@@ -339,11 +339,20 @@ class Journal:
         return row[0] or 0
 
     def unsent(self, limit: int) -> list[Record]:
-        """Records after the acknowledged one, in order, at most `limit`."""
+        """Records after the acknowledged one, in order, at most `limit`.
+
+        Never one at or after an online payment still waiting for its answer
+        (`intent`): the server would take it, unauthorised, as declined, and
+        the till would then be told "declined" for a payment it is approving.
+        """
         with self._lock:
             acked = int(self._meta("acked_seq") or 0)
+            waiting = self._db.execute(
+                "SELECT min(seq) FROM local WHERE state = ?", [INTENT]
+            ).fetchone()[0]
             rows = self._db.execute(
-                "SELECT wire FROM records WHERE seq > ? ORDER BY seq LIMIT ?", [acked, limit]
+                "SELECT wire FROM records WHERE seq > ? AND seq < ? ORDER BY seq LIMIT ?",
+                [acked, waiting or 2**63 - 1, limit],
             ).fetchall()
         return [Record.from_wire(json.loads(bytes(row[0]))) for row in rows]
 

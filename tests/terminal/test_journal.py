@@ -150,3 +150,17 @@ def test_acknowledgement_never_moves_back(filled, key):
         assert journal.unsent_count() == 2
     finally:
         journal.close()
+
+
+def test_nothing_is_uploaded_from_an_online_payment_still_waiting(filled, key):
+    journal = jr.Journal(filled, TERMINAL_ID, key)
+    try:
+        waiting = journal.append(
+            "payment", {**_payment(5), "mode": "online"}, state=jr.INTENT, day="d", created_s=0.0
+        )
+        journal.append("payment", _payment(6), state=jr.FINAL, day="d", created_s=0.0)
+        assert [r.seq for r in journal.unsent(10)] == [1, 2, 3, 4, 5, 6]
+        journal.set_state(waiting.seq, jr.FINAL)
+        assert [r.seq for r in journal.unsent(10)][-2:] == [7, 8]
+    finally:
+        journal.close()
