@@ -139,6 +139,11 @@ def test_terminal_install_keeps_the_operators_settings(tmp_path: Path):
         (["--server-url", "http://karte.example.org"], "https://"),
         (["--reader", "pcsc"], "reader must be"),
         (["--frobnicate"], "unknown option"),
+        (["--enrol-code", "ABCD-EFGH"], "needs --server-url"),
+        (
+            ["--enrol-code", "ABCD-EFGH", "--server-url", "https://karte.example.org"],
+            "needs --card-secret-file",
+        ),
     ],
 )
 def test_terminal_install_refuses_bad_input_and_touches_nothing(tmp_path, args, message):
@@ -187,6 +192,18 @@ def test_server_install_writes_units_caddy_and_settings_and_is_idempotent(tmp_pa
     site = (root / "etc/caddy/hcard.caddy").read_text()
     assert "\nkarte.hattingen.de {\n" in site
     assert "example.org" not in site
+
+
+def test_server_install_with_postgresql_and_without_caddy(tmp_path: Path):
+    root = _fake_root(tmp_path / "root")
+    url = "postgresql+psycopg://hcard:geheim@db.example.org/hcard"
+    done = _run(
+        "install-server.sh", "--root", str(root), "--no-apt", "--no-venv", "--database-url", url
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"HCARD_DATABASE_URL={url}\n" in (root / "etc/hcard-server/server.env").read_text()
+    assert not (root / "etc/caddy").exists()
+    assert "geheim" not in done.stdout + done.stderr
 
 
 def test_server_install_adds_to_an_operators_caddyfile(tmp_path: Path):
