@@ -17,6 +17,7 @@ import argparse
 import getpass
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -76,6 +77,8 @@ def set_pin(state_dir: Path, from_stdin: bool) -> int:
 def run(state_dir: Path, size: tuple[int, int] | None) -> int:
     app_settings = settings.load(state_dir)
     kivyconfig.configure(size)
+    from kivy.clock import Clock
+
     from hcard.terminal.app.app import TillApp
     from hcard.terminal.app.control import ENV_VAR, ControlServer
 
@@ -87,6 +90,8 @@ def run(state_dir: Path, size: tuple[int, int] | None) -> int:
     app = TillApp(till, state_dir, app_settings)
     if till is None:
         app.bind(on_start=lambda *_: app.show_not_enrolled())
+    # systemd stops the kiosk with SIGTERM: end the Kivy loop so the till is closed cleanly.
+    signal.signal(signal.SIGTERM, lambda *_: Clock.schedule_once(lambda _dt: app.stop()))
     control = None
     if os.environ.get(ENV_VAR):
         control = ControlServer(app, Path(os.environ[ENV_VAR]))

@@ -109,13 +109,14 @@ class TillWorker:
         self._poke.set()
 
     def stop(self) -> None:
+        """Cancel a waiting tap and let a running call finish, so the till can be closed."""
         self._stop.set()
         self._poke.set()
         try:
             self.till.cancel()
         except Exception:
             log.exception("till cancel failed")
-        self._actions.shutdown(wait=False, cancel_futures=True)
+        self._actions.shutdown(wait=True, cancel_futures=True)
         self._background.shutdown(wait=False, cancel_futures=True)
 
 

@@ -43,6 +43,8 @@ def test_type_amount_pay_and_see_approved_while_the_ui_keeps_running(
     app.press("done")
     state = app.wait_screen("amount")
     assert state["texts"]["amount"] == "0,00\u00a0€"
+    app.stop()  # SIGTERM, as systemd sends it: the app closes the till and exits cleanly
+    assert app.process.returncode == 0, app.log()
 
 
 def test_cancel_on_the_tap_prompt_returns_to_the_amount(enrolled_terminal, till_app):
