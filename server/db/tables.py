@@ -215,7 +215,10 @@ journal = sa.Table(
     sa.Column("counter", sa.BigInteger, nullable=True),
     sa.Column("amount_cents", sa.BigInteger, nullable=True),
     sa.Column("mode", sa.String(10), nullable=True),
-    sa.Column("record", sa.Text, nullable=False),
+    # exactly the bytes the terminal signed (canonical JSON) and its signature, so an
+    # auditor can verify every stored record with the terminal's public key
+    sa.Column("signed", sa.Text, nullable=False),
+    sa.Column("sig", sa.String(128), nullable=False),
     # what the sync answered for it: applied, or refused for a business reason
     sa.Column("status", sa.String(10), nullable=False),
     sa.Column("code", sa.String(40), nullable=True),

@@ -21,8 +21,10 @@ in, so the sum of all balances is always zero.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -59,73 +61,108 @@ def system_account(conn: sa.Connection, kind: str) -> int:
     return conn.execute(sa.select(accounts.c.id).where(accounts.c.key == kind)).scalar_one()
 
 
-def post(
-    conn: sa.Connection,
-    kind: str,
-    entries: Sequence[Posting],
-    *,
-    now_s: float,
-    label: str = "",
-    terminal_id: int | None = None,
-    seq: int | None = None,
-    user_id: int | None = None,
-    reason: str | None = None,
-) -> int:
-    """Book one transaction inside the caller's write transaction; return its id.
+@dataclass(frozen=True)
+class Txn:
+    """One transaction to book: its kind, its postings, and what caused it."""
 
-    Raises HCardError(INSUFFICIENT_FUNDS) before changing anything when a floor
-    would be broken (the guarded posting is applied first).
-    """
+    kind: str
+    entries: Sequence[Posting]
+    label: str = ""
+    terminal_id: int | None = None
+    seq: int | None = None
+    user_id: int | None = None
+    reason: str | None = None
+
+
+def _assert_balanced(entries: Sequence[Posting]) -> None:
     ids = [entry.account_id for entry in entries]
     assert len(entries) >= 2, "a transaction moves money between at least two accounts"
     assert len(set(ids)) == len(ids), "each account at most once per transaction"
     assert all(entry.amount_cents != 0 for entry in entries), "no zero postings"
     assert sum(entry.amount_cents for entry in entries) == 0, "postings must sum to zero"
-    guarded = [entry for entry in entries if entry.floor_cents is not None]
+
+
+def post(
+    conn: sa.Connection, kind: str, entries: Sequence[Posting], *, now_s: float, **ref: Any
+) -> int:
+    """Book one transaction (see `post_many`); return its id."""
+    return post_many(conn, [Txn(kind, entries, **ref)], now_s=now_s)[0]
+
+
+def post_many(conn: sa.Connection, txns: Sequence[Txn], *, now_s: float) -> list[int]:
+    """Book transactions inside the caller's write transaction; return their ids in order.
+
+    A batch of a thousand synced records is a handful of statements, not
+    thousands: balances change by one UPDATE per account (executemany), rows
+    are inserted in bulk. A guarded posting (`floor_cents`) is applied first,
+    alone, in the statement that checks it, and raises
+    HCardError(INSUFFICIENT_FUNDS) before anything else changed.
+    """
+    if not txns:
+        return []
+    guarded: list[Posting] = []
+    deltas: dict[int, int] = defaultdict(int)
+    for txn in txns:
+        _assert_balanced(txn.entries)
+        for entry in txn.entries:
+            if entry.floor_cents is None:
+                deltas[entry.account_id] += entry.amount_cents
+            else:
+                guarded.append(entry)
     assert len(guarded) <= 1, "at most one guarded posting, applied first"
-    # Guarded first (so a refusal changes nothing), then by account id (a fixed
-    # lock order, so two transactions on PostgreSQL never wait for each other in a cycle).
-    ordered = guarded + sorted(
-        (entry for entry in entries if entry.floor_cents is None), key=lambda e: e.account_id
-    )
-    for entry in ordered:
-        statement = (
+    for entry in guarded:
+        debit = (
             sa.update(accounts)
-            .where(accounts.c.id == entry.account_id)
+            .where(
+                accounts.c.id == entry.account_id,
+                accounts.c.balance_cents + entry.amount_cents >= entry.floor_cents,
+            )
             .values(balance_cents=accounts.c.balance_cents + entry.amount_cents)
         )
-        if entry.floor_cents is not None:
-            statement = statement.where(
-                accounts.c.balance_cents + entry.amount_cents >= entry.floor_cents
-            )
-        if conn.execute(statement).rowcount != 1:
-            if entry.floor_cents is None:
-                raise AssertionError(f"account {entry.account_id} does not exist")
+        if conn.execute(debit).rowcount != 1:
             raise HCardError(Code.INSUFFICIENT_FUNDS)
-    txn_id = conn.execute(
-        sa.insert(transactions)
-        .values(
-            kind=kind,
-            created_s=now_s,
-            terminal_id=terminal_id,
-            seq=seq,
-            user_id=user_id,
-            reason=reason,
-            label=label,
+    # by account id: a fixed lock order, so two transactions on PostgreSQL never
+    # wait for each other in a cycle
+    changes = [{"aid": aid, "delta": delta} for aid, delta in sorted(deltas.items()) if delta]
+    if changes:
+        conn.execute(
+            sa.update(accounts)
+            .where(accounts.c.id == sa.bindparam("aid"))
+            .values(balance_cents=accounts.c.balance_cents + sa.bindparam("delta")),
+            changes,
         )
-        .returning(transactions.c.id)
-    ).scalar_one()
+    ids = list(
+        conn.execute(
+            sa.insert(transactions).returning(transactions.c.id, sort_by_parameter_order=True),
+            [
+                {
+                    "kind": txn.kind,
+                    "created_s": now_s,
+                    "terminal_id": txn.terminal_id,
+                    "seq": txn.seq,
+                    "user_id": txn.user_id,
+                    "reason": txn.reason,
+                    "label": txn.label,
+                }
+                for txn in txns
+            ],
+        ).scalars()
+    )
     conn.execute(
         sa.insert(postings),
         [
             {"txn_id": txn_id, "account_id": e.account_id, "amount_cents": e.amount_cents}
-            for e in entries
+            for txn_id, txn in zip(ids, txns, strict=True)
+            for e in txn.entries
         ],
     )
     # Terminals learn about every changed card balance from the next snapshot.
+    touched = {e.account_id for txn in txns for e in txn.entries}
     version = next_counter(conn, "version")
-    conn.execute(sa.update(cards).where(cards.c.account_id.in_(ids)).values(version=version))
-    return txn_id
+    conn.execute(
+        sa.update(cards).where(cards.c.account_id.in_(sorted(touched))).values(version=version)
+    )
+    return ids
 
 
 @dataclass

@@ -15,17 +15,23 @@ For each record, in order:
   debit the card even below zero (then the card is flagged and deny-listed),
   voids reverse their payment once, online payments and till top-ups were
   booked at authorisation and must be the very record that was authorised.
-  A void of an unknown payment or of an unknown card is refused for that
-  record alone (`refused` with its code); the chain still moves on, since the
-  terminal has the record and will never send another with that seq.
+  A void of an unknown payment or an offline payment of an unknown card is
+  refused for that record alone (`refused` with its code); the chain still
+  moves on, since the terminal has the record and will never send another
+  with that seq.
 - every payment's card counter is compared with all payments seen: the same
   card and counter twice means the card's memory was rolled back or copied.
+
+Speed: the batch is decided in Python against state loaded with a few bulk
+queries, then written with a few bulk statements (`ledger.post_many`), so the
+cost per record is dominated by its signature check, not by the database.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -36,8 +42,9 @@ from hcard.errors import Code, HCardError
 from hcard.records import Record, RecordError
 from hcard.server.context import Context
 from hcard.server.db import engine as db_engine
-from hcard.server.db.tables import authorisations, journal, merchants, terminals
-from hcard.server.services import alerts, authorise, ledger
+from hcard.server.db.tables import accounts, alerts, authorisations, cards, journal, merchants
+from hcard.server.db.tables import terminals as terminal_table
+from hcard.server.services import authorise, ledger
 from hcard.server.services import cards as card_service
 from hcard.server.services.terminals import Terminal, chain_head
 
@@ -51,12 +58,23 @@ _ALERT_FOR = {
 }
 
 
-@dataclass
-class _Booked:
-    status: str  # applied | refused
-    code: Code | None = None
-    txn_id: int | None = None
-    outcome: dict[str, Any] | None = None
+class CachedRecord(Record):
+    """A record that encodes itself once: signature check, hash and storage share the bytes."""
+
+    def signed_bytes(self) -> bytes:
+        cached = self.__dict__.get("_signed_bytes")
+        if cached is None:
+            cached = super().signed_bytes()
+            object.__setattr__(self, "_signed_bytes", cached)
+        return cached
+
+    @property
+    def hash(self) -> str:
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = super().hash
+            object.__setattr__(self, "_hash", cached)
+        return cached
 
 
 def _result(seq: Any, status: str, code: str | None, outcome: Any = None) -> dict[str, Any]:
@@ -75,7 +93,7 @@ def parse_batch(payload: Any, max_records: int) -> tuple[list[Record], list[Any]
     parsed: list[Record] = []
     for index, item in enumerate(raw):
         try:
-            parsed.append(Record.from_wire(item))
+            parsed.append(CachedRecord.from_wire(item))
         except RecordError as exc:
             return parsed, raw[index:], str(exc)
     return parsed, [], None
@@ -88,60 +106,56 @@ def sync(ctx: Context, terminal: Terminal, payload: Any) -> dict[str, Any]:
     with db_engine.write(ctx.engine) as conn:
         last_seq, last_hash = chain_head(conn, terminal.id, lock=True)
         # 1. records the server already has: answer as before, or catch a rewrite
+        known = [r for r in records if r.seq <= last_seq]
+        previous = _previous(conn, terminal.id, [r.seq for r in known]) if known else {}
         index = 0
         stop: tuple[int, Code, str] | None = None
         while index < len(records) and records[index].seq <= last_seq:
             record = records[index]
-            previous = _previous(conn, terminal.id, record.seq)
-            if previous is None or previous["hash"] != record.hash:
+            before = previous.get(record.seq)
+            if before is None or before["hash"] != record.hash:
                 stop = (record.seq, Code.CHAIN_FORK, "differs from the record applied before")
                 break
             results.append(
-                _result(record.seq, "already_applied", previous["code"], previous["outcome"])
+                _result(record.seq, "already_applied", before["code"], before["outcome"])
             )
             index += 1
         # 2. new records continue the chain; apply up to the first problem
         fresh = records[index:] if stop is None else []
-        if stop is None:
+        if fresh:
             problem = first_problem(fresh, terminal.public, terminal.id, last_seq, last_hash)
             if problem is not None:
                 stop = (problem.seq, problem.code, problem.detail)
-        for record in fresh:
-            if stop is not None and record.seq >= stop[0]:
-                break
-            booked = _apply(conn, ctx, terminal, record, now)
-            if booked.status == "refused" and booked.code is Code.SEQUENCE_CONFLICT:
-                stop = (record.seq, booked.code, "synced record differs from the authorised one")
-                break
-            conn.execute(
-                sa.insert(journal).values(
-                    terminal_id=terminal.id,
-                    seq=record.seq,
-                    hash=record.hash,
-                    kind=record.kind,
-                    card=record.body.get("card"),
-                    counter=record.body.get("counter"),
-                    amount_cents=record.body.get("amount_cents"),
-                    mode=record.body.get("mode"),
-                    record=json.dumps(record.to_wire(), sort_keys=True),
-                    status=booked.status,
-                    code=booked.code.value if booked.code else None,
-                    txn_id=booked.txn_id,
-                    received_s=now,
+                fresh = [r for r in fresh if r.seq < problem.seq]
+        if fresh:
+            batch = _Batch(conn, ctx, terminal, fresh, now)
+            applied = batch.apply()
+            for record, booked in zip(fresh, applied, strict=False):
+                results.append(
+                    _result(record.seq, booked.status, booked.code_value, booked.outcome)
                 )
-            )
-            status = "applied" if booked.status == "applied" else "refused"
-            code = booked.code.value if booked.code else None
-            results.append(_result(record.seq, status, code, booked.outcome))
-            last_seq, last_hash = record.seq, record.hash
-            index += 1
+            index += len(applied)
+            if applied:
+                last_seq, last_hash = fresh[len(applied) - 1].seq, fresh[len(applied) - 1].hash
+            if batch.conflict is not None:
+                stop = (
+                    batch.conflict,
+                    Code.SEQUENCE_CONFLICT,
+                    "differs from the authorised record",
+                )
         # 3. the problem record and everything after it: refused, reported, alerted
         if stop is None and parse_error is not None:
             stop = (last_seq + 1, Code.BAD_RECORD, parse_error)
         if stop is not None:
             seq, code, detail = stop
-            alerts.record(
-                conn, _ALERT_FOR[code], detail, now_s=now, terminal_id=terminal.id, seq=seq
+            conn.execute(
+                sa.insert(alerts).values(
+                    kind=_ALERT_FOR[code],
+                    detail=detail,
+                    terminal_id=terminal.id,
+                    seq=seq,
+                    created_s=now,
+                )
             )
             for record in records[index:]:
                 results.append(_result(record.seq, "refused", code.value))
@@ -151,16 +165,16 @@ def sync(ctx: Context, terminal: Terminal, payload: Any) -> dict[str, Any]:
                     _result(raw_seq if isinstance(raw_seq, int) else None, "refused", code.value)
                 )
         conn.execute(
-            sa.update(terminals)
-            .where(terminals.c.id == terminal.id)
+            sa.update(terminal_table)
+            .where(terminal_table.c.id == terminal.id)
             .values(last_seq=last_seq, last_hash=last_hash)
         )
     return {"results": results, "last_seq": last_seq, "last_hash": last_hash}
 
 
-def _previous(conn: sa.Connection, terminal_id: int, seq: int) -> dict[str, Any] | None:
-    row = conn.execute(
-        sa.select(journal.c.hash, journal.c.code, authorisations.c.answer)
+def _previous(conn: sa.Connection, terminal_id: int, seqs: list[int]) -> dict[int, dict[str, Any]]:
+    rows = conn.execute(
+        sa.select(journal.c.seq, journal.c.hash, journal.c.code, authorisations.c.answer)
         .select_from(
             journal.outerjoin(
                 authorisations,
@@ -170,174 +184,375 @@ def _previous(conn: sa.Connection, terminal_id: int, seq: int) -> dict[str, Any]
                 ),
             )
         )
-        .where(journal.c.terminal_id == terminal_id, journal.c.seq == seq)
-    ).first()
-    if row is None:
-        return None
-    outcome = json.loads(bytes(row.answer)) if row.answer is not None else None
-    return {"hash": row.hash, "code": row.code, "outcome": outcome}
+        .where(journal.c.terminal_id == terminal_id, journal.c.seq.in_(seqs))
+    )
+    return {
+        row.seq: {
+            "hash": row.hash,
+            "code": row.code,
+            "outcome": json.loads(bytes(row.answer)) if row.answer is not None else None,
+        }
+        for row in rows
+    }
 
 
-def _apply(
-    conn: sa.Connection, ctx: Context, terminal: Terminal, record: Record, now: float
-) -> _Booked:
-    body = record.body
-    if record.kind == "payment":
-        _check_counter(conn, terminal, record, now)
-    if record.kind == "topup_request" or (record.kind == "payment" and body["mode"] == "online"):
-        return _confirm_authorised(conn, ctx, terminal, record)
-    if record.kind == "payment":
-        return _book_offline_payment(conn, terminal, record, now)
-    if record.kind == "void":
-        return _book_void(conn, terminal, record, now)
-    return _Booked("applied")  # day_close: stored for the statement
+@dataclass
+class _Booked:
+    status: str  # applied | refused
+    code: Code | None = None
+    txn: int | None = None  # index into _Batch.txns, or
+    txn_id: int | None = None  # an existing transaction (booked at authorisation)
+    outcome: dict[str, Any] | None = None
+
+    @property
+    def code_value(self) -> str | None:
+        return self.code.value if self.code else None
 
 
-def _confirm_authorised(
-    conn: sa.Connection, ctx: Context, terminal: Terminal, record: Record
-) -> _Booked:
-    """The record was booked (or declined) at authorisation; it must be that very record.
+@dataclass
+class _Card:
+    id: int
+    number: str
+    uid: str | None
+    account_id: int
+    balance_cents: int
+    counter: int
+    flagged: bool
 
-    A record the server never saw at authorisation (the request never arrived)
-    is declined now and booked as such, so a later authorise of the same seq
-    answers the same: a customer is never charged for what the till could not
-    show as approved.
-    """
-    row = conn.execute(
-        sa.select(
-            authorisations.c.record_hash, authorisations.c.answer, authorisations.c.txn_id
-        ).where(authorisations.c.terminal_id == terminal.id, authorisations.c.seq == record.seq)
-    ).first()
-    if row is None:
-        result = authorise.answer(record.seq, "declined", Code.PAYMENT_NOT_FOUND)
-        conn.execute(
-            sa.insert(authorisations).values(
-                terminal_id=terminal.id,
+
+@dataclass
+class _Batch:
+    """One batch's records, decided against state loaded in bulk, then written in bulk."""
+
+    conn: sa.Connection
+    ctx: Context
+    terminal: Terminal
+    records: list[Record]
+    now: float
+    txns: list[ledger.Txn] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    declined: list[dict[str, Any]] = field(default_factory=list)
+    flags: dict[int, str] = field(default_factory=dict)
+    counters: dict[int, int] = field(default_factory=dict)
+    voided: dict[int, int] = field(default_factory=dict)  # payment seq → void seq
+    conflict: int | None = None
+
+    def apply(self) -> list[_Booked]:
+        self._load()
+        booked: list[_Booked] = []
+        for record in self.records:
+            outcome = self._decide(record)
+            if outcome.code is Code.SEQUENCE_CONFLICT:
+                self.conflict = record.seq
+                break
+            booked.append(outcome)
+        self._write(self.records[: len(booked)], booked)
+        return booked
+
+    # --- load ------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        conn, tid = self.conn, self.terminal.id
+        numbers = sorted({r.body["card"] for r in self.records if "card" in r.body})
+        self.cards: dict[str, _Card] = {}
+        if numbers:
+            rows = conn.execute(
+                sa.select(
+                    cards.c.id,
+                    cards.c.number,
+                    cards.c.uid,
+                    cards.c.account_id,
+                    cards.c.counter,
+                    cards.c.flagged,
+                    accounts.c.balance_cents,
+                )
+                .select_from(cards.join(accounts, accounts.c.id == cards.c.account_id))
+                .where(cards.c.number.in_(numbers))
+            )
+            self.cards = {
+                row.number: _Card(
+                    row.id,
+                    row.number,
+                    row.uid,
+                    row.account_id,
+                    row.balance_cents,
+                    row.counter,
+                    bool(row.flagged),
+                )
+                for row in rows
+            }
+        self.merchant = conn.execute(
+            sa.select(merchants.c.name, merchants.c.account_id).where(
+                merchants.c.id == self.terminal.merchant_id
+            )
+        ).one()
+        online = [r.seq for r in self.records if _authorised_kind(r)]
+        self.authorised: dict[int, sa.Row] = {}
+        if online:
+            rows = conn.execute(
+                sa.select(
+                    authorisations.c.seq,
+                    authorisations.c.record_hash,
+                    authorisations.c.answer,
+                    authorisations.c.txn_id,
+                ).where(authorisations.c.terminal_id == tid, authorisations.c.seq.in_(online))
+            )
+            self.authorised = {row.seq: row for row in rows}
+        # payments this batch may void: earlier ones from the journal, the rest from the batch
+        targets = [r.body["voids_seq"] for r in self.records if r.kind == "void"]
+        self.payments: dict[int, dict[str, Any]] = {}
+        if targets:
+            rows = conn.execute(
+                sa.select(
+                    journal.c.seq,
+                    journal.c.card,
+                    journal.c.amount_cents,
+                    journal.c.txn_id,
+                    journal.c.voided_by_seq,
+                ).where(
+                    journal.c.terminal_id == tid,
+                    journal.c.seq.in_(targets),
+                    journal.c.kind == "payment",
+                )
+            )
+            self.payments = {
+                row.seq: {
+                    "card": row.card,
+                    "amount_cents": row.amount_cents,
+                    "booked": row.txn_id is not None,
+                    "voided": row.voided_by_seq is not None,
+                }
+                for row in rows
+            }
+        pairs = [(r.body["card"], r.body["counter"]) for r in self.records if r.kind == "payment"]
+        self.seen_counters: dict[tuple[str, int], tuple[int, int]] = {}
+        if pairs:
+            rows = conn.execute(
+                sa.select(
+                    journal.c.card, journal.c.counter, journal.c.terminal_id, journal.c.seq
+                ).where(
+                    sa.tuple_(journal.c.card, journal.c.counter).in_(pairs),
+                    journal.c.kind == "payment",
+                )
+            )
+            for row in rows:
+                self.seen_counters.setdefault((row.card, row.counter), (row.terminal_id, row.seq))
+
+    # --- decide ----------------------------------------------------------------------
+
+    def _decide(self, record: Record) -> _Booked:
+        if record.kind == "payment":
+            self._check_counter(record)
+        if _authorised_kind(record):
+            return self._confirm_authorised(record)
+        if record.kind == "payment":
+            return self._offline_payment(record)
+        if record.kind == "void":
+            return self._void(record)
+        return _Booked("applied")  # day_close: stored for the statement
+
+    def _alert(self, kind: str, detail: str, record: Record, card: str | None) -> None:
+        self.alerts.append(
+            {
+                "kind": kind,
+                "detail": detail,
+                "terminal_id": self.terminal.id,
+                "seq": record.seq,
+                "card": card,
+                "created_s": self.now,
+            }
+        )
+
+    def _check_counter(self, record: Record) -> None:
+        """Same card + counter twice: the card's memory was rolled back or copied."""
+        number, counter = record.body["card"], record.body["counter"]
+        card = self.cards.get(number)
+        if card is None:
+            return
+        seen = self.seen_counters.get((number, counter))
+        if seen is not None:
+            self._alert(
+                "card_rollback",
+                f"counter {counter} already used by terminal {seen[0]} seq {seen[1]}",
+                record,
+                number,
+            )
+            self.flags[card.id] = "card_rollback"
+        else:
+            self.seen_counters[(number, counter)] = (self.terminal.id, record.seq)
+        if counter > max(card.counter, self.counters.get(card.id, 0)):
+            self.counters[card.id] = counter
+
+    def _confirm_authorised(self, record: Record) -> _Booked:
+        """The record was booked (or declined) at authorisation; it must be that very record.
+
+        A record the server never saw at authorisation (the request never
+        arrived) is declined now and stored as such, so a later authorise of the
+        same seq answers the same: a customer is never charged for what the till
+        could not show as approved.
+        """
+        row = self.authorised.get(record.seq)
+        if row is None:
+            result = authorise.answer(record.seq, "declined", Code.PAYMENT_NOT_FOUND)
+            self.declined.append(
+                {
+                    "terminal_id": self.terminal.id,
+                    "seq": record.seq,
+                    "record_hash": record.hash,
+                    "outcome": "declined",
+                    "answer": canonical_bytes(result),
+                    "txn_id": None,
+                    "created_s": self.now,
+                }
+            )
+            return _Booked("applied", outcome=result)
+        if row.record_hash != record.hash:
+            return _Booked("refused", Code.SEQUENCE_CONFLICT)
+        if record.kind == "payment":  # a later void in this batch may reverse it
+            self.payments[record.seq] = {
+                "card": record.body["card"],
+                "amount_cents": record.body["amount_cents"],
+                "booked": row.txn_id is not None,
+                "voided": False,
+            }
+        return _Booked("applied", txn_id=row.txn_id, outcome=json.loads(bytes(row.answer)))
+
+    def _book(self, txn: ledger.Txn) -> int:
+        self.txns.append(txn)
+        return len(self.txns) - 1
+
+    def _offline_payment(self, record: Record) -> _Booked:
+        """Booked even below zero: the till promised the merchant; then deny-list the card."""
+        body = record.body
+        card = self.cards.get(body["card"])
+        if card is None or card.uid is None:
+            self._alert(
+                "unknown_card",
+                "offline payment with a card the server does not know",
+                record,
+                body["card"],
+            )
+            return _Booked("refused", Code.UNKNOWN_CARD)
+        amount = body["amount_cents"]
+        txn = self._book(
+            ledger.Txn(
+                "payment",
+                [
+                    ledger.Posting(card.account_id, -amount),
+                    ledger.Posting(self.merchant.account_id, amount),
+                ],
+                label=self.merchant.name,
+                terminal_id=self.terminal.id,
                 seq=record.seq,
-                record_hash=record.hash,
-                outcome="declined",
-                answer=canonical_bytes(result),
-                txn_id=None,
-                created_s=ctx.now(),
             )
         )
-        return _Booked("applied", outcome=result)
-    if row.record_hash != record.hash:
-        return _Booked("refused", Code.SEQUENCE_CONFLICT)
-    return _Booked("applied", txn_id=row.txn_id, outcome=json.loads(bytes(row.answer)))
+        card.balance_cents -= amount
+        if card.balance_cents < 0:
+            self._alert(
+                "overdraw",
+                f"offline payment overdrew the card to {card.balance_cents} cents",
+                record,
+                card.number,
+            )
+            self.flags.setdefault(card.id, "overdraw")
+        self.payments[record.seq] = {
+            "card": card.number,
+            "amount_cents": amount,
+            "booked": True,
+            "voided": False,
+        }
+        return _Booked("applied", txn=txn)
 
-
-def _merchant(conn: sa.Connection, merchant_id: int) -> sa.Row:
-    return conn.execute(
-        sa.select(merchants.c.name, merchants.c.account_id).where(merchants.c.id == merchant_id)
-    ).one()
-
-
-def _book_offline_payment(
-    conn: sa.Connection, terminal: Terminal, record: Record, now: float
-) -> _Booked:
-    """Booked even below zero: the till promised the merchant; then deny-list the card."""
-    body = record.body
-    card = card_service.find(conn, body["card"])
-    if card is None or card.uid is None:
-        alerts.record(
-            conn,
-            "unknown_card",
-            "offline payment with a card the server does not know",
-            now_s=now,
-            terminal_id=terminal.id,
-            seq=record.seq,
-            card=body["card"],
+    def _void(self, record: Record) -> _Booked:
+        body = record.body
+        payment = self.payments.get(body["voids_seq"])
+        if payment is None or not payment["booked"] or payment["card"] != body["card"]:
+            return _Booked("refused", Code.PAYMENT_NOT_FOUND)
+        if payment["voided"]:
+            return _Booked("refused", Code.ALREADY_VOIDED)
+        if payment["amount_cents"] != body["amount_cents"]:
+            return _Booked("refused", Code.INVALID_AMOUNT)
+        card = self.cards[payment["card"]]
+        amount = body["amount_cents"]
+        txn = self._book(
+            ledger.Txn(
+                "void",
+                [
+                    ledger.Posting(self.merchant.account_id, -amount),
+                    ledger.Posting(card.account_id, amount),
+                ],
+                label=f"Storno {self.merchant.name}",
+                terminal_id=self.terminal.id,
+                seq=record.seq,
+            )
         )
-        return _Booked("refused", Code.UNKNOWN_CARD)
-    merchant = _merchant(conn, terminal.merchant_id)
-    amount = body["amount_cents"]
-    txn_id = ledger.post(
-        conn,
-        "payment",
-        [ledger.Posting(card.account_id, -amount), ledger.Posting(merchant.account_id, amount)],
-        now_s=now,
-        label=merchant.name,
-        terminal_id=terminal.id,
-        seq=record.seq,
+        card.balance_cents += amount
+        payment["voided"] = True
+        self.voided[body["voids_seq"]] = record.seq
+        return _Booked("applied", txn=txn)
+
+    # --- write -----------------------------------------------------------------------
+
+    def _write(self, records: list[Record], booked: list[_Booked]) -> None:
+        conn = self.conn
+        txn_ids = ledger.post_many(conn, self.txns, now_s=self.now)
+        if self.declined:
+            conn.execute(sa.insert(authorisations), self.declined)
+        rows = []
+        for record, result in zip(records, booked, strict=True):
+            body = record.body
+            rows.append(
+                {
+                    "terminal_id": self.terminal.id,
+                    "seq": record.seq,
+                    "hash": record.hash,
+                    "kind": record.kind,
+                    "card": body.get("card"),
+                    "counter": body.get("counter"),
+                    "amount_cents": body.get("amount_cents"),
+                    "mode": body.get("mode"),
+                    "signed": record.signed_bytes().decode("utf-8"),
+                    "sig": record.sig,
+                    "status": result.status,
+                    "code": result.code_value,
+                    "txn_id": txn_ids[result.txn] if result.txn is not None else result.txn_id,
+                    "voided_by_seq": self.voided.pop(record.seq, None),
+                    "received_s": self.now,
+                }
+            )
+        if rows:
+            conn.execute(sa.insert(journal), rows)
+        if self.voided:  # voids of payments synced in earlier batches
+            conn.execute(
+                sa.update(journal)
+                .where(
+                    journal.c.terminal_id == self.terminal.id,
+                    journal.c.seq == sa.bindparam("payment_seq"),
+                )
+                .values(voided_by_seq=sa.bindparam("void_seq")),
+                [{"payment_seq": p, "void_seq": v} for p, v in sorted(self.voided.items())],
+            )
+        if self.alerts:
+            conn.execute(sa.insert(alerts), self.alerts)
+        for card_id, reason in self.flags.items():
+            card_service.flag(conn, card_id, reason)
+        self._write_counters(self.counters.items())
+
+    def _write_counters(self, counters: Iterable[tuple[int, int]]) -> None:
+        changes = [{"card_id": c, "counter": n} for c, n in sorted(counters)]
+        if not changes:
+            return
+        version = ledger.next_counter(self.conn, "version")
+        self.conn.execute(
+            sa.update(cards)
+            .where(cards.c.id == sa.bindparam("card_id"), cards.c.counter < sa.bindparam("counter"))
+            .values(counter=sa.bindparam("counter"), version=version),
+            changes,
+        )
+
+
+def _authorised_kind(record: Record) -> bool:
+    """Online payments and till top-ups are decided by `authorise`, not by sync."""
+    return record.kind == "topup_request" or (
+        record.kind == "payment" and record.body["mode"] == "online"
     )
-    if card.balance_cents - amount < 0:
-        alerts.record(
-            conn,
-            "overdraw",
-            f"offline payment overdrew the card to {card.balance_cents - amount} cents",
-            now_s=now,
-            terminal_id=terminal.id,
-            seq=record.seq,
-            card=card.number,
-        )
-        card_service.flag(conn, card.id, "overdraw")
-    return _Booked("applied", txn_id=txn_id)
-
-
-def _book_void(conn: sa.Connection, terminal: Terminal, record: Record, now: float) -> _Booked:
-    body = record.body
-    payment = conn.execute(
-        sa.select(
-            journal.c.card, journal.c.amount_cents, journal.c.txn_id, journal.c.voided_by_seq
-        ).where(
-            journal.c.terminal_id == terminal.id,
-            journal.c.seq == body["voids_seq"],
-            journal.c.kind == "payment",
-        )
-    ).first()
-    if payment is None or payment.txn_id is None or payment.card != body["card"]:
-        return _Booked("refused", Code.PAYMENT_NOT_FOUND)
-    if payment.voided_by_seq is not None:
-        return _Booked("refused", Code.ALREADY_VOIDED)
-    if payment.amount_cents != body["amount_cents"]:
-        return _Booked("refused", Code.INVALID_AMOUNT)
-    card = card_service.find(conn, payment.card)
-    assert card is not None, "a booked payment's card exists"
-    merchant = _merchant(conn, terminal.merchant_id)
-    amount = body["amount_cents"]
-    txn_id = ledger.post(
-        conn,
-        "void",
-        [ledger.Posting(merchant.account_id, -amount), ledger.Posting(card.account_id, amount)],
-        now_s=now,
-        label=f"Storno {merchant.name}",
-        terminal_id=terminal.id,
-        seq=record.seq,
-    )
-    conn.execute(
-        sa.update(journal)
-        .where(journal.c.terminal_id == terminal.id, journal.c.seq == body["voids_seq"])
-        .values(voided_by_seq=record.seq)
-    )
-    return _Booked("applied", txn_id=txn_id)
-
-
-def _check_counter(conn: sa.Connection, terminal: Terminal, record: Record, now: float) -> None:
-    """Same card + counter twice: the card's memory was rolled back or copied."""
-    body = record.body
-    seen = conn.execute(
-        sa.select(journal.c.terminal_id, journal.c.seq)
-        .where(
-            journal.c.card == body["card"],
-            journal.c.counter == body["counter"],
-            journal.c.kind == "payment",
-        )
-        .limit(1)
-    ).first()
-    card = card_service.find(conn, body["card"])
-    if card is None:
-        return
-    if seen is not None:
-        alerts.record(
-            conn,
-            "card_rollback",
-            f"counter {body['counter']} already used by terminal {seen.terminal_id} seq {seen.seq}",
-            now_s=now,
-            terminal_id=terminal.id,
-            seq=record.seq,
-            card=body["card"],
-        )
-        card_service.flag(conn, card.id, "card_rollback")
-    if body["counter"] > card.counter:
-        card_service.bump(conn, card.id, counter=body["counter"])

@@ -1,0 +1,84 @@
+"""Journal ingest through the real HTTP sync endpoint, against the raw Ed25519 verify rate.
+
+Starts a real `hcard-server` (uvicorn subprocess, SQLite in a temporary
+folder), enrols one terminal, issues cards, and signs N offline payment
+records in advance (the till's work, not timed). Then:
+- `verify_per_s`: Ed25519 verifications per second of those records' bytes in
+  this process (the machine's raw rate, same run);
+- `ingest_per_s`: records per second through `POST /v1/terminal/sync` in
+  batches of 1000, each record signature-checked, chain-checked and booked
+  (journal row, ledger transaction with two postings, balances);
+- `ratio` = ingest / verify (target: at least 0.5).
+The last line of stdout is one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from fixtures.server import start_server
+
+from hcard import keys
+from hcard.encoding import canonical_bytes
+
+RECORDS = 20_000
+BATCH = 1_000
+CARDS = 200
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="hcard-bench-") as tmp:
+        server = start_server(Path(tmp))
+        try:
+            till = server.terminal()
+            cards = [server.new_card(1_000_000) for _ in range(CARDS)]
+            records = [
+                till.payment(
+                    cards[i % CARDS][0],
+                    cards[i % CARDS][1],
+                    100 + i % 900,
+                    mode="offline",
+                    counter=i + 1,
+                )
+                for i in range(RECORDS)
+            ]
+            bodies = [
+                canonical_bytes({"records": [r.to_wire() for r in records[i : i + BATCH]]})
+                for i in range(0, RECORDS, BATCH)
+            ]
+
+            messages = [(r.signed_bytes(), bytes.fromhex(r.sig)) for r in records]
+            public = till.key.public_key()
+            started = time.perf_counter()
+            for message, signature in messages:
+                assert keys.verify(public, message, signature)
+            verify_per_s = len(messages) / (time.perf_counter() - started)
+
+            till.sync(records[:0])  # warm the connection
+            started = time.perf_counter()
+            for body in bodies:
+                response = till.signed("POST", "/v1/terminal/sync", body)
+                assert response.status_code == 200, response.text[:500]
+                assert response.json()["results"][-1]["status"] == "applied"
+            ingest_per_s = RECORDS / (time.perf_counter() - started)
+            assert server.staff.ledger_check()["ok"]
+        finally:
+            server.stop()
+    result = {
+        "records": RECORDS,
+        "batch": BATCH,
+        "ingest_per_s": round(ingest_per_s, 1),
+        "verify_per_s": round(verify_per_s, 1),
+        "ratio": round(ingest_per_s / verify_per_s, 3),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
