@@ -41,6 +41,9 @@ from hcard.terminal.till import (
 
 log = logging.getLogger(__name__)
 
+# Offline, these leave the terminal without a balance it could show.
+_NO_BALANCE = (Code.UNKNOWN_CARD, Code.PURSE_INVALID, Code.CARD_BLOCKED)
+
 
 class TerminalTill:
     """The `Till` of one enrolled terminal (state directory)."""
@@ -183,7 +186,7 @@ class TerminalTill:
         blocked = view.card_number in self.snapshot.state.deny
         return CardInfo(
             card_number=view.card_number,
-            balance_cents=None if decision.code == Code.UNKNOWN_CARD else decision.balance_cents,
+            balance_cents=None if decision.code in _NO_BALANCE else decision.balance_cents,
             blocked=blocked,
             code=Code.CARD_BLOCKED if blocked else view.purse_code,
         )

@@ -129,6 +129,8 @@ def test_kill9_during_100_payments_loses_nothing_and_books_nothing_unshown(
     assert not card.get("denied"), card
     assert not card.get("flagged"), card
     assert server.staff.ledger_check()["ok"]
+    purse = _card_purse(card_emulator, terminal)
+    assert purse <= card["balance_cents"], "the card may only err low"
     offline = sum(1 for seq in final if payments[seq].record.body["mode"] == "offline")
     cancelled = sum(1 for e in payments.values() if e.state == jr.CANCELLED)
     print(
@@ -143,3 +145,17 @@ def _key(terminal):
     from hcard import keys
 
     return keys.load_private(terminal.state_dir / "terminal.key")
+
+
+def _card_purse(card_emulator, terminal):
+    from hcard.terminal.core import TerminalTill
+
+    till = TerminalTill(terminal.state_dir, start_sync=False)
+    try:
+        session = till.reader.wait_for_card(10)
+        try:
+            return session.read(till.card_keys()).purse.balance_cents
+        finally:
+            session.close()
+    finally:
+        till.close()
