@@ -110,28 +110,9 @@ system_user "$USER_NAME" /var/lib/hcard-terminal "Hattingen Card till" "${GROUPS
 # 3. The virtual environment with the till only (`app` extra: terminal core + Kivy).
 if [ "$DO_VENV" -eq 1 ]; then project_venv "$SOURCE" "$PREFIX/venv" app; fi
 
-# 4. Readers: USB readers usable by the group hcard, kernel NFC drivers kept off them.
-put_text /etc/udev/rules.d/60-hcard-nfc.rules 0644 <<'EOF'
-# Hattingen Card: NFC readers for nfcpy, usable by the group hcard (installed by
-# install-terminal.sh). The kernel's own NFC drivers are blacklisted in
-# /etc/modprobe.d/hcard-nfc.conf so that they do not claim the reader first.
-# ACS ACR122U
-SUBSYSTEM=="usb", ATTRS{idVendor}=="072f", ATTRS{idProduct}=="2200", GROUP="hcard", MODE="0660"
-# Sony RC-S380/S and RC-S380/P
-SUBSYSTEM=="usb", ATTRS{idVendor}=="054c", ATTRS{idProduct}=="06c1", GROUP="hcard", MODE="0660"
-SUBSYSTEM=="usb", ATTRS{idVendor}=="054c", ATTRS{idProduct}=="06c3", GROUP="hcard", MODE="0660"
-# NXP PN533 and SCM SCL3711 (PN533 inside)
-SUBSYSTEM=="usb", ATTRS{idVendor}=="04cc", ATTRS{idProduct}=="2533", GROUP="hcard", MODE="0660"
-SUBSYSTEM=="usb", ATTRS{idVendor}=="04e6", ATTRS{idProduct}=="5591", GROUP="hcard", MODE="0660"
-EOF
-put_text /etc/modprobe.d/hcard-nfc.conf 0644 <<'EOF'
-# Hattingen Card: nfcpy talks to the reader itself over USB; the kernel's NFC drivers
-# would claim it first and nfcpy would find "no reader" (installed by install-terminal.sh).
-blacklist pn533_usb
-blacklist pn533
-blacklist port100
-blacklist nfc
-EOF
+# 4. Readers: USB readers usable without root, kernel NFC drivers kept off them.
+put "$HERE/60-hcard-nfc.rules" /etc/udev/rules.d/60-hcard-nfc.rules 0644
+put "$HERE/hcard-nfc.conf" /etc/modprobe.d/hcard-nfc.conf 0644
 
 # 5. A PN532 HAT on the Pi's UART: the PL011 UART on GPIO 14/15 (Bluetooth moved off it) and
 # no login console on it.

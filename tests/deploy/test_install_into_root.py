@@ -95,7 +95,11 @@ def test_terminal_install_writes_what_a_till_needs_and_is_idempotent(tmp_path: P
     # The readers and the modules that would steal them.
     rules = (root / "etc/udev/rules.d/60-hcard-nfc.rules").read_text()
     for vendor, product in [("072f", "2200"), ("054c", "06c1"), ("054c", "06c3"), ("04cc", "2533")]:
-        assert f'ATTRS{{idVendor}}=="{vendor}", ATTRS{{idProduct}}=="{product}"' in rules
+        line = next(
+            r for r in rules.splitlines() if f'"{vendor}", ATTRS{{idProduct}}=="{product}"' in r
+        )
+        assert 'SUBSYSTEM=="usb"' in line
+        assert 'GROUP="plugdev", MODE="0660", TAG+="uaccess"' in line
     blacklist = (root / "etc/modprobe.d/hcard-nfc.conf").read_text().split("\n")
     for module in ("pn533_usb", "pn533", "port100", "nfc"):
         assert f"blacklist {module}" in blacklist
