@@ -7,6 +7,7 @@ from __future__ import annotations
 import configparser
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -168,3 +169,35 @@ def test_caddy_site_is_valid_as_installed(tmp_path: Path):
     )
     assert done.returncode == 0, done.stderr
     assert "Valid configuration" in done.stdout + done.stderr
+
+
+def _our_commands() -> list[list[str]]:
+    """Every command line the units and the kiosk session run from our venvs."""
+    lines = []
+    for unit in UNITS:
+        for line in unit.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key.startswith("Exec") and "/venv/bin/" in value:
+                lines.append(value)
+    kiosk = (ROOT / "provisioning" / "install" / "hcard-kiosk").read_text()
+    lines += [line.removeprefix("exec ") for line in kiosk.splitlines() if "/venv/bin/" in line]
+    return [line.split() for line in lines]
+
+
+@pytest.mark.parametrize("argv", _our_commands(), ids=lambda argv: " ".join(argv[:3]))
+def test_the_commands_in_units_exist_with_these_options(argv: list[str]):
+    """The units name commands and options of other parts (server CLI, till app): each
+    option must still be in the command's own help, so a rename cannot break a deployment
+    silently. The venv path on the target is this checkout's .venv here."""
+    program = Path(sys.executable).parent / Path(argv[0]).name
+    first_option = next(i for i, arg in enumerate(argv) if arg.startswith("--"))
+    done = subprocess.run(
+        [str(program), *argv[1:first_option], "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    for option in (arg for arg in argv[first_option:] if arg.startswith("--")):
+        assert option in done.stdout, f"{option} is not an option of {' '.join(argv[:3])}"
