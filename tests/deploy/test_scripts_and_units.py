@@ -201,3 +201,28 @@ def test_the_commands_in_units_exist_with_these_options(argv: list[str]):
     assert done.returncode == 0, done.stderr
     for option in (arg for arg in argv[first_option:] if arg.startswith("--")):
         assert option in done.stdout, f"{option} is not an option of {' '.join(argv[:3])}"
+
+
+@pytest.mark.parametrize(
+    ("script", "command", "options"),
+    [
+        ("install-server.sh", ["hcard-server", "init"], ["--admin-user"]),
+        ("install-terminal.sh", ["hcard-terminal"], ["--state", "--reader"]),
+        (
+            "install-terminal.sh",
+            ["hcard-terminal", "enrol"],
+            ["--server", "--code", "--name", "--card-secret"],
+        ),
+    ],
+)
+def test_the_commands_the_installers_run_have_these_options(script, command, options):
+    text = (ROOT / "provisioning" / "install" / script).read_text()
+    for option in options:
+        assert f"{option} " in text, f"{script} no longer uses {option}"
+    program = Path(sys.executable).parent / command[0]
+    done = subprocess.run(
+        [str(program), *command[1:], "--help"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    for option in options:
+        assert option in done.stdout, f"{option} is not an option of {' '.join(command)}"
