@@ -42,12 +42,14 @@ from typing import Any
 import requests
 
 from hcard import cardnumber, keys
+from hcard.errors import HCardError
 from hcard.money import format_cents
 from hcard.provisioning import issuance
 from hcard.provisioning.staff import StaffClient
 from hcard.terminal.card import TEST_PUBLIC_KEY_HEX, CardKeys, open_reader
 from hcard.terminal.card import image as images
 from hcard.terminal.card.emulator import EmulatorControl
+from hcard.terminal.client import ServerUnreachableError
 from hcard.terminal.config import write_atomic
 
 ADMIN_USER, ADMIN_PASSWORD = "admin", "hattingen-demo"
@@ -360,7 +362,7 @@ class Demo:
         for index, (number, _path) in enumerate(self.cards, start=1):
             try:
                 balance = format_cents(self.staff.card(number)["balance_cents"])
-            except Exception:  # the server may be switched off right now
+            except (HCardError, ServerUnreachableError):  # the server may be switched off
                 balance = "? (Server aus / server off)"
             lines.append(f"  Karte / card {index}: {cardnumber.pretty(number)}  {balance}")
         return lines
