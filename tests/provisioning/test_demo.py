@@ -60,7 +60,11 @@ def test_scripted_walk_through_pays_online_offline_and_syncs(tmp_path: Path):
 
 
 def test_the_menu_answers_and_quits(tmp_path: Path):
-    done = _demo(tmp_path, stdin="b\n1\nr\nq\n")
+    done = _demo(tmp_path, stdin="b\n1\nr\no\nb\no\nb\nq\n")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "Karte 1 liegt auf / card 1 on the reader" in done.stdout
-    assert done.stdout.count("50,00\xa0€") == 2  # shown at start and by `b`
+    out = done.stdout
+    assert "Karte 1 liegt auf / card 1 on the reader" in out
+    assert "Server aus: die Kasse zahlt offline" in out
+    assert "? (Server aus / server off)" in out
+    assert "Server an / server on" in out
+    assert out.count("50,00\xa0€") == 3  # at the start, by `b`, by `b` after the restart
