@@ -58,15 +58,31 @@ class SignedRequest:
     body: bytes
 
 
-def signed_request(
-    request: Request, ctx: ContextDep, body: Annotated[bytes, Depends(raw_body)]
+def _authenticate(
+    request: Request, ctx: Context, body: bytes, *, record_nonce: bool
 ) -> SignedRequest:
     """Authenticate a terminal request over exactly the bytes and path it signed."""
     path = request.scope.get("raw_path", request.url.path.encode()).decode("utf-8", "replace")
     if query := request.scope.get("query_string", b""):
         path = f"{path}?{query.decode('utf-8', 'replace')}"
-    terminal = terminals.authenticate(ctx, request.method, path, body, request.headers)
+    terminal = terminals.authenticate(
+        ctx, request.method, path, body, request.headers, record_nonce=record_nonce
+    )
     return SignedRequest(terminal=terminal, body=body)
 
 
+def signed_request(
+    request: Request, ctx: ContextDep, body: Annotated[bytes, Depends(raw_body)]
+) -> SignedRequest:
+    return _authenticate(request, ctx, body, record_nonce=True)
+
+
+def signed_booking(
+    request: Request, ctx: ContextDep, body: Annotated[bytes, Depends(raw_body)]
+) -> SignedRequest:
+    """For requests that book: the service records the nonce in its own transaction."""
+    return _authenticate(request, ctx, body, record_nonce=False)
+
+
 SignedDep = Annotated[SignedRequest, Depends(signed_request)]
+SignedBookingDep = Annotated[SignedRequest, Depends(signed_booking)]

@@ -8,7 +8,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 
 from hcard.errors import Code, HCardError
-from hcard.server.api.deps import ContextDep, SignedDep, parse_json, raw_body
+from hcard.server.api.deps import (
+    ContextDep,
+    SignedBookingDep,
+    SignedDep,
+    parse_json,
+    raw_body,
+)
 from hcard.server.services import authorise, cards, snapshot, sync, terminals
 
 router = APIRouter(prefix="/v1", tags=["terminal"])
@@ -29,14 +35,14 @@ def enrol(ctx: ContextDep, body: Annotated[bytes, Depends(raw_body)]) -> dict[st
 
 
 @router.post("/terminal/authorise")
-def authorise_record(ctx: ContextDep, signed: SignedDep) -> Response:
+def authorise_record(ctx: ContextDep, signed: SignedBookingDep) -> Response:
     """Decide one online payment / till top-up; the same record always gets the same bytes."""
     answer = authorise.authorise(ctx, signed.terminal, parse_json(signed.body))
     return Response(content=answer, media_type="application/json")
 
 
 @router.post("/terminal/sync")
-def sync_records(ctx: ContextDep, signed: SignedDep) -> Response:
+def sync_records(ctx: ContextDep, signed: SignedBookingDep) -> Response:
     """Apply a batch of journal records exactly once; one result per record."""
     answer = sync.sync(ctx, signed.terminal, parse_json(signed.body))
     # plain json.dumps: a thousand results need no pydantic round trip

@@ -25,7 +25,7 @@ from hcard.server.context import Context
 from hcard.server.db import engine as db_engine
 from hcard.server.db.tables import accounts, authorisations, merchants
 from hcard.server.services import cards, ledger
-from hcard.server.services.terminals import Terminal, chain_head
+from hcard.server.services.terminals import Terminal, chain_head, consume_nonce
 
 
 def parse_online_record(payload: Any, terminal: Terminal) -> Record:
@@ -66,7 +66,9 @@ def authorise(ctx: Context, terminal: Terminal, payload: Any) -> bytes:
     """Decide (or repeat the decision on) one online record; return the answer's bytes."""
     record = parse_online_record(payload, terminal)
     record_hash = record.hash
-    with db_engine.write(ctx.engine) as conn:
+
+    def book(conn: sa.Connection) -> bytes:
+        consume_nonce(conn, ctx, terminal)
         chain_head(conn, terminal.id, lock=True)
         previous = conn.execute(
             sa.select(authorisations.c.record_hash, authorisations.c.answer).where(
@@ -90,7 +92,9 @@ def authorise(ctx: Context, terminal: Terminal, payload: Any) -> bytes:
                 created_s=ctx.now(),
             )
         )
-    return body
+        return body
+
+    return db_engine.unit(ctx.engine, book)
 
 
 def decide(

@@ -36,7 +36,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hcard.chain import first_problem
+from hcard.chain import ChainProblem, first_problem
 from hcard.encoding import canonical_bytes
 from hcard.errors import Code, HCardError
 from hcard.records import Record, RecordError
@@ -46,7 +46,7 @@ from hcard.server.db.tables import accounts, alerts, authorisations, cards, jour
 from hcard.server.db.tables import terminals as terminal_table
 from hcard.server.services import authorise, ledger
 from hcard.server.services import cards as card_service
-from hcard.server.services.terminals import Terminal, chain_head
+from hcard.server.services.terminals import Terminal, chain_head, consume_nonce
 
 _ALERT_FOR = {
     Code.CHAIN_GAP: "chain_gap",
@@ -99,76 +99,107 @@ def parse_batch(payload: Any, max_records: int) -> tuple[list[Record], list[Any]
     return parsed, [], None
 
 
+@dataclass(frozen=True)
+class _Precheck:
+    """The chain check done before the write transaction, valid if the head did not move."""
+
+    head: tuple[int, str]
+    problem: ChainProblem | None
+
+
 def sync(ctx: Context, terminal: Terminal, payload: Any) -> dict[str, Any]:
     records, unparsed, parse_error = parse_batch(payload, ctx.settings.max_batch_records)
+    # Signatures are checked here, in the request's thread, so the write
+    # transaction (shared with other tills' authorisations) never waits for them.
+    with db_engine.read(ctx.engine) as conn:
+        head = chain_head(conn, terminal.id, lock=False)
+    known = 0
+    while known < len(records) and records[known].seq <= head[0]:
+        known += 1
+    fresh = records[known:]  # exactly what `_sync` checks when the head is unchanged
+    precheck = _Precheck(head, first_problem(fresh, terminal.public, terminal.id, *head))
+    return db_engine.unit(
+        ctx.engine,
+        lambda conn: _sync(conn, ctx, terminal, records, unparsed, parse_error, precheck),
+    )
+
+
+def _sync(
+    conn: sa.Connection,
+    ctx: Context,
+    terminal: Terminal,
+    records: list[Record],
+    unparsed: list[Any],
+    parse_error: str | None,
+    precheck: _Precheck,
+) -> dict[str, Any]:
     now = ctx.now()
     results: list[dict[str, Any]] = []
-    with db_engine.write(ctx.engine) as conn:
-        last_seq, last_hash = chain_head(conn, terminal.id, lock=True)
-        # 1. records the server already has: answer as before, or catch a rewrite
-        known = [r for r in records if r.seq <= last_seq]
-        previous = _previous(conn, terminal.id, [r.seq for r in known]) if known else {}
-        index = 0
-        stop: tuple[int, Code, str] | None = None
-        while index < len(records) and records[index].seq <= last_seq:
-            record = records[index]
-            before = previous.get(record.seq)
-            if before is None or before["hash"] != record.hash:
-                stop = (record.seq, Code.CHAIN_FORK, "differs from the record applied before")
-                break
-            results.append(
-                _result(record.seq, "already_applied", before["code"], before["outcome"])
-            )
-            index += 1
-        # 2. new records continue the chain; apply up to the first problem
-        fresh = records[index:] if stop is None else []
-        if fresh:
+    consume_nonce(conn, ctx, terminal)
+    last_seq, last_hash = chain_head(conn, terminal.id, lock=True)
+    # 1. records the server already has: answer as before, or catch a rewrite
+    known = [r for r in records if r.seq <= last_seq]
+    previous = _previous(conn, terminal.id, [r.seq for r in known]) if known else {}
+    index = 0
+    stop: tuple[int, Code, str] | None = None
+    while index < len(records) and records[index].seq <= last_seq:
+        record = records[index]
+        before = previous.get(record.seq)
+        if before is None or before["hash"] != record.hash:
+            stop = (record.seq, Code.CHAIN_FORK, "differs from the record applied before")
+            break
+        results.append(_result(record.seq, "already_applied", before["code"], before["outcome"]))
+        index += 1
+    # 2. new records continue the chain; apply up to the first problem
+    fresh = records[index:] if stop is None else []
+    if fresh:
+        if precheck.head == (last_seq, last_hash):
+            problem = precheck.problem  # the same records from the same head
+        else:
             problem = first_problem(fresh, terminal.public, terminal.id, last_seq, last_hash)
-            if problem is not None:
-                stop = (problem.seq, problem.code, problem.detail)
-                fresh = [r for r in fresh if r.seq < problem.seq]
-        if fresh:
-            batch = _Batch(conn, ctx, terminal, fresh, now)
-            applied = batch.apply()
-            for record, booked in zip(fresh, applied, strict=False):
-                results.append(
-                    _result(record.seq, booked.status, booked.code_value, booked.outcome)
-                )
-            index += len(applied)
-            if applied:
-                last_seq, last_hash = fresh[len(applied) - 1].seq, fresh[len(applied) - 1].hash
-            if batch.conflict is not None:
-                stop = (
-                    batch.conflict,
-                    Code.SEQUENCE_CONFLICT,
-                    "differs from the authorised record",
-                )
-        # 3. the problem record and everything after it: refused, reported, alerted
-        if stop is None and parse_error is not None:
-            stop = (last_seq + 1, Code.BAD_RECORD, parse_error)
-        if stop is not None:
-            seq, code, detail = stop
-            conn.execute(
-                sa.insert(alerts).values(
-                    kind=_ALERT_FOR[code],
-                    detail=detail,
-                    terminal_id=terminal.id,
-                    seq=seq,
-                    created_s=now,
-                )
+        if problem is not None:
+            stop = (problem.seq, problem.code, problem.detail)
+            fresh = [r for r in fresh if r.seq < problem.seq]
+    if fresh:
+        batch = _Batch(conn, ctx, terminal, fresh, now)
+        applied = batch.apply()
+        for record, booked in zip(fresh, applied, strict=False):
+            results.append(_result(record.seq, booked.status, booked.code_value, booked.outcome))
+        index += len(applied)
+        if applied:
+            last_seq, last_hash = fresh[len(applied) - 1].seq, fresh[len(applied) - 1].hash
+        if batch.conflict is not None:
+            stop = (
+                batch.conflict,
+                Code.SEQUENCE_CONFLICT,
+                "differs from the authorised record",
             )
-            for record in records[index:]:
-                results.append(_result(record.seq, "refused", code.value))
-            for item in unparsed:
-                raw_seq = item.get("seq") if isinstance(item, dict) else None
-                results.append(
-                    _result(raw_seq if isinstance(raw_seq, int) else None, "refused", code.value)
-                )
+    # 3. the problem record and everything after it: refused, reported, alerted
+    if stop is None and parse_error is not None:
+        stop = (last_seq + 1, Code.BAD_RECORD, parse_error)
+    if stop is not None:
+        seq, code, detail = stop
         conn.execute(
-            sa.update(terminal_table)
-            .where(terminal_table.c.id == terminal.id)
-            .values(last_seq=last_seq, last_hash=last_hash)
+            sa.insert(alerts).values(
+                kind=_ALERT_FOR[code],
+                detail=detail,
+                terminal_id=terminal.id,
+                seq=seq,
+                created_s=now,
+            )
         )
+        for record in records[index:]:
+            results.append(_result(record.seq, "refused", code.value))
+        for item in unparsed:
+            raw_seq = item.get("seq") if isinstance(item, dict) else None
+            results.append(
+                _result(raw_seq if isinstance(raw_seq, int) else None, "refused", code.value)
+            )
+    conn.execute(
+        sa.update(terminal_table)
+        .where(terminal_table.c.id == terminal.id)
+        .values(last_seq=last_seq, last_hash=last_hash)
+    )
     return {"results": results, "last_seq": last_seq, "last_hash": last_hash}
 
 
