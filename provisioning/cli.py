@@ -560,7 +560,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("new_card", type=_card_number, help="neue Karte / new card")
     p = command(card, "history", "Buchungen der Karte / the card's history", cmd_card_history)
     p.add_argument("card", type=_card_number, help="Kartennummer / card number")
+    _bilingual_help_option(parser)
     return parser
+
+
+def _bilingual_help_option(parser: argparse.ArgumentParser) -> None:
+    """argparse's own `-h` says "show this help message and exit" in English only."""
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction):
+            action.help = "diese Hilfe zeigen / show this help"
+        elif isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _bilingual_help_option(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

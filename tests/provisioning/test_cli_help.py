@@ -48,7 +48,7 @@ def test_every_command_has_german_and_english_help(path, parser, summary):
     assert parser.description
     assert " / " in parser.description
     for action in parser._actions:
-        if isinstance(action, argparse._HelpAction | argparse._SubParsersAction):
+        if isinstance(action, argparse._SubParsersAction):
             continue
         assert action.help, f"{' '.join(path)} {action.dest} has no help"
         assert " / " in action.help or action.help.startswith("id "), (path, action.help)
