@@ -112,41 +112,53 @@ class SyncAgent:
             return {"resolved": resolved, **uploaded, "snapshot_error": snapshot_error}
 
     def _upload(self) -> dict[str, Any]:
-        sent = 0
+        sent, booked_refusals = 0, []
         while True:
             batch = self.journal.unsent(BATCH_SIZE)
             if not batch:
-                return {"uploaded": sent, "refused": None}
+                refused = "; ".join(booked_refusals) or None
+                return {"uploaded": sent, "refused": refused}
             answer = self.client.sync(batch)
-            acked, refused = self._acknowledged(answer, batch)
+            acked, refusals = self._acknowledged(answer, batch)
             if acked:
                 self.journal.mark_acked(acked)
             sent += max(0, acked - batch[0].seq + 1)
-            if refused is not None:
-                self.last_error = refused
-                log.error("server refused a record: %s", refused)
-                return {"uploaded": sent, "refused": refused}
+            booked_refusals += [text for seq, text in refusals if seq <= acked]
+            stopped = [text for seq, text in refusals if seq > acked]
+            if stopped:
+                # the chain stops here (gap, fork, signature): retrying will not help,
+                # skipping would hide it; it stays unsent and is shown in the status
+                log.error("server refused the chain at %s", stopped[0])
+                self.last_error = stopped[0]
+                return {"uploaded": sent, "refused": stopped[0]}
             if acked < batch[-1].seq:
                 raise ServerUnreachableError("sync answer does not cover the batch")
+            for text in booked_refusals:
+                log.warning("server booked a record as refused: %s", text)
 
     @staticmethod
-    def _acknowledged(answer: dict[str, Any], batch: list[Any]) -> tuple[int, str | None]:
-        """(highest seq the server holds from this batch, first refusal or None)."""
-        wanted = {record.seq for record in batch}
-        acked, refused = 0, None
+    def _acknowledged(
+        answer: dict[str, Any], batch: list[Any]
+    ) -> tuple[int, list[tuple[int, str]]]:
+        """(highest seq of the batch the server's chain holds, refusals as (seq, text)).
+
+        The server's `last_seq`/`last_hash` is its head of this terminal's chain:
+        everything up to it is there, also a record it refused for itself (a
+        void of an unknown payment), which must not be sent again. The head must
+        be one of our records, same hash, or nothing is acknowledged.
+        """
+        by_seq = {record.seq: record for record in batch}
         try:
-            results = sorted(answer["results"], key=lambda r: r["seq"])
-            for result in results:
-                seq, status = result["seq"], result["status"]
-                if seq not in wanted:
-                    continue
-                if status in ("applied", "already_applied") and refused is None:
-                    acked = max(acked, seq)
-                elif status == "refused" and refused is None:
-                    refused = f"seq {seq}: {result.get('code')}"
+            head = by_seq.get(answer["last_seq"])
+            acked = head.seq if head is not None and head.hash == answer["last_hash"] else 0
+            refusals = [
+                (result["seq"], f"seq {result['seq']}: {result.get('code')}")
+                for result in answer["results"]
+                if result["status"] == "refused" and result["seq"] in by_seq
+            ]
         except (KeyError, TypeError) as exc:
             raise ServerUnreachableError("sync answer malformed") from exc
-        return acked, refused
+        return acked, refusals
 
     def _pull_snapshot(self) -> str | None:
         try:
