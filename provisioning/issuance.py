@@ -209,15 +209,16 @@ class Issuer:
             detail = f"{cardnumber.pretty(owner.card_number)} ({owner.status.value})"
             self.report(Event(EventKind.TAG_REFUSED, owner, uid, Code.CARD_ALREADY_EXISTS, detail))
             return
+        if not self._blank_or_ours(session, entry, uid):
+            return
         if entry.uid is not None and entry.uid != uid:
-            # The tag that failed for `entry` was put aside; this new tag takes the next number.
+            # A usable new tag instead of the one that failed for `entry`: that one was put
+            # aside, so its number is given up; the new tag takes the next number.
             self._give_up(entry, "another card was laid on instead")
             pending = self.batch.pending()
             if not pending:
                 return
             entry = pending[0]
-        if not self._blank_or_ours(session, entry, uid):
-            return
         entry.uid = uid
         entry.attempts += 1
         self.batch.save()  # the binding is on disk before the server makes it

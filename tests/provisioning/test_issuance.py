@@ -161,3 +161,34 @@ def test_a_write_torn_after_the_ndef_message_is_completed_on_retry(
     assert entry.attempts >= 2
     card = images.load(tag)
     assert card.page(card.chip.cfg0_page)[3] == layout.AUTH0
+
+
+def test_a_refused_tag_in_between_does_not_give_the_failed_number_up(
+    live_server, card_emulator, provision_login, tmp_path: Path
+):
+    """Tag A tears; the operator lays an already issued card on (refused), then A again: A's
+    number is kept and completed on A, nothing is blocked."""
+    client, _ = provision_login
+    operator = Operator(card_emulator, tmp_path, tear_on={0: 25})
+    torn = operator.blank()
+    _, issued = server_card(live_server)
+    images.save(issued, tmp_path / "issued.json")
+    operator.tags += [tmp_path / "issued.json", torn]
+    batch = issuance.Batch.reserve(tmp_path / "b.json", client, 1, BALANCE_URL)
+    reader = open_reader(card_emulator.reader_path)
+    try:
+        # The first RETRY (the torn write) is noted but not followed: the next tag comes.
+        def report(event: issuance.Event) -> None:
+            if event.kind is issuance.EventKind.RETRY and "retry" not in operator.kinds():
+                operator.events.append(event)
+                return
+            operator(event)
+
+        assert _issuer(batch, client, reader, live_server, report).run(CARD_TIMEOUT_S)
+    finally:
+        reader.close()
+    (entry,) = batch.entries
+    assert entry.status is issuance.Status.DONE
+    assert entry.uid == images.load(torn).uid.hex()
+    assert "tag_refused" in operator.kinds()
+    assert live_server.staff.card(entry.card_number)["blocked"] is False
