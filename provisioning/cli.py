@@ -23,6 +23,7 @@ import threading
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -135,6 +136,19 @@ def _write_secret(args: argparse.Namespace) -> bytes:
 def _client(args: argparse.Namespace) -> StaffClient:
     login = Login.load(args.login_file)
     return StaffClient(login.server_url, login.token)
+
+
+def _server_url(text: str) -> str:
+    """https only: the password and the token travel in it (plain http on loopback is allowed
+    for the demo and the tests)."""
+    parts = urlsplit(text)
+    loopback = parts.hostname in {"localhost", "127.0.0.1", "::1"}
+    if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+        raise argparse.ArgumentTypeError(
+            f"Server-Adresse muss mit https:// beginnen / server URL must start with https://: "
+            f"{text!r}"
+        )
+    return text.rstrip("/")
 
 
 def cmd_login(args: argparse.Namespace) -> int:
@@ -429,7 +443,12 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = command(sub, "login", "Am Server anmelden / log in to the server", cmd_login)
-    p.add_argument("--server", required=True, help="Server-Adresse / server URL (https://...)")
+    p.add_argument(
+        "--server",
+        type=_server_url,
+        required=True,
+        help="Server-Adresse / server URL (https://...)",
+    )
     p.add_argument("--user", required=True, help="Benutzername / user name")
     command(sub, "logout", "Abmelden, Anmeldung löschen / log out, forget the login", cmd_logout)
 

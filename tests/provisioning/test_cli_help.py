@@ -74,6 +74,7 @@ def test_help_runs_as_a_command():
         (["card", "topup", "9276 0000 0000 0016", "0,00"], "Betrag muss positiv"),
         (["merchant", "add", "--name", "X", "--iban", "DE89", "--fee", "150"], "Gebühr"),
         (["terminal", "revoke", "0"], "Zahl ab 1"),
+        (["login", "--server", "http://karte.example.org", "--user", "a"], "https://"),
     ],
 )
 def test_bad_arguments_are_refused_in_german_and_english(argv, german, capsys):
