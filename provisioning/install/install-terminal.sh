@@ -83,7 +83,7 @@ ROOT=$(cd "$ROOT" && pwd)
 . "$HERE/lib.sh"
 [ "$(id -u)" -eq 0 ] || die "bitte als root starten (sudo) / please run as root (sudo)"
 case $SERVER_URL in
-"" | https://* | http://localhost* | http://127.0.0.1*) ;;
+"" | https://* | http://localhost | http://localhost[:/]* | http://127.0.0.1 | http://127.0.0.1[:/]*) ;;
 *) die "Server-Adresse muss mit https:// beginnen / server URL must start with https://" ;;
 esac
 if [ -z "$READER" ]; then

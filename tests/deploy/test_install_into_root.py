@@ -141,6 +141,7 @@ def test_terminal_install_keeps_the_operators_settings(tmp_path: Path):
     ("args", "message"),
     [
         (["--server-url", "http://karte.example.org"], "https://"),
+        (["--server-url", "http://localhost.example.org"], "https://"),
         (["--reader", "pcsc"], "reader must be"),
         (["--frobnicate"], "unknown option"),
         (["--enrol-code", "ABCD-EFGH"], "needs --server-url"),
