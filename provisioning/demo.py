@@ -447,6 +447,17 @@ def _stop(process: subprocess.Popen[Any] | None) -> None:
         process.wait(timeout=15)
 
 
+def _port_free(port: int) -> bool:
+    """Whether 127.0.0.1:`port` can be bound (else the demo takes any free port)."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            print(f"Port {port} belegt, nehme einen freien / in use, taking a free one")
+            return False
+    return True
+
+
 @contextlib.contextmanager
 def _display() -> Iterator[tuple[str, bool]]:
     """The user's display, or a private Xvfb when there is none: (DISPLAY, headless)."""
@@ -480,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(args.dir, ignore_errors=True)
     for sub in ("server", "cards", "terminal"):
         (args.dir / sub).mkdir(parents=True, exist_ok=True)
-    demo = Demo(args.dir, args.port)
+    demo = Demo(args.dir, args.port if _port_free(args.port) else 0)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         code = demo.seed()
