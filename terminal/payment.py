@@ -5,11 +5,13 @@
     → write the new purse to the card (counter + 1) → mark final → result
 
 Ordering, and why nothing approved is lost and nothing unshown is charged:
-1. The payment record is committed (fsync, `synchronous=FULL`) *before* the
-   server is asked or the card is written. Whatever happens later, the journal
-   knows the payment under its sequence number.
-2. Only after the card write succeeded is the record marked `final` and the
-   result returned as approved. `final` is the till's promise to the customer.
+1. The payment record is committed *before* the server is asked or the card
+   is written: online with fsync (the server will know the seq, so it must
+   survive anything), offline without (nobody outside has seen it; the fsync
+   of step 2 carries it to the disk, WAL frames are written in order).
+2. Only after the card write succeeded is the record marked `final`, with
+   fsync, and the result returned as approved. `final` is the till's promise
+   to the customer: once it is on disk, the payment is too.
 3. At restart (`recover`), a payment journalled but not final was never shown
    as approved: it is voided by a void record, so the server, which may
    already have booked it (online) or will book it at sync (offline), reverses
@@ -88,6 +90,7 @@ class Decision:
 
 
 _UNWRITTEN = (jr.DECLINED, jr.UNSHOWN, jr.INTENT, jr.CANCELLED)
+_SHOWN = (jr.FINAL, jr.VOIDED)
 
 
 def day_of(now_s: float) -> str:
@@ -375,17 +378,8 @@ class Payments:
     def void(self, receipt_no: int) -> PaymentResult:
         """Void a payment of the current business day (since the last day close)."""
         entry = self.journal.entry(receipt_no)
-        if (
-            entry is None
-            or entry.record.kind != "payment"
-            or entry.state
-            in (
-                jr.DECLINED,
-                jr.CANCELLED,
-                jr.UNSHOWN,
-                jr.INTENT,
-            )
-        ):
+        # only what the till showed as approved can be voided by the cashier
+        if entry is None or entry.record.kind != "payment" or entry.state not in _SHOWN:
             return declined(Code.PAYMENT_NOT_FOUND, offline=not self.link.online)
         if entry.state == jr.VOIDED:
             return declined(Code.ALREADY_VOIDED, offline=not self.link.online)
