@@ -1,6 +1,7 @@
 """The till's day: voids by receipt number, today's list, day close; and the CLI on it."""
 
 import json
+import sqlite3
 import subprocess
 import sys
 
@@ -114,3 +115,11 @@ def test_cli_enrol_pay_balance_void_sync_status_day_close(live_server, card_emul
     bad = _cli(state, "pay", "zwölf")
     assert bad.returncode == 2
     assert "kein Betrag / not an amount" in bad.stderr
+
+    with sqlite3.connect(state / "journal.sqlite") as db:  # one flipped byte in record 2
+        wire = bytearray(db.execute("SELECT wire FROM records WHERE seq = 2").fetchone()[0])
+        wire[40] ^= 0x01
+        db.execute("UPDATE records SET wire = ? WHERE seq = 2", [bytes(wire)])
+    damaged = _cli(state, "status")
+    assert damaged.returncode == 3
+    assert "'seq': 2" in damaged.stderr
