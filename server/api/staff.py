@@ -129,6 +129,14 @@ def get_merchant(ctx: ContextDep, staff: StaffDep, merchant_id: int) -> dict[str
     return merchants.get_merchant(ctx, staff, merchant_id)
 
 
+@router.get("/merchants/{merchant_id}/payments")
+def merchant_payments(
+    ctx: ContextDep, staff: StaffDep, merchant_id: int, limit: int = 200
+) -> list[dict[str, object]]:
+    """Payments, voids and till top-ups in the merchant's shops (merchants: only their own)."""
+    return merchants.movements(ctx, staff, merchant_id, limit)
+
+
 @router.post("/merchants/{merchant_id}/terminals")
 def create_terminal(
     ctx: ContextDep, staff: StaffDep, merchant_id: int, body: TerminalIn

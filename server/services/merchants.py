@@ -16,7 +16,7 @@ from schwifty.exceptions import SchwiftyException
 from hcard.errors import Code, HCardError
 from hcard.server.context import Context
 from hcard.server.db import engine as db_engine
-from hcard.server.db.tables import accounts, merchants
+from hcard.server.db.tables import accounts, merchants, postings, transactions
 from hcard.server.services import ledger
 from hcard.server.services.users import Staff
 
@@ -109,3 +109,31 @@ def list_merchants(ctx: Context, actor: Staff) -> list[dict[str, object]]:
         query = query.where(merchants.c.id == actor.merchant_id)
     with db_engine.read(ctx.engine) as conn:
         return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def movements(
+    ctx: Context, actor: Staff, merchant_id: int, limit: int = 200
+) -> list[dict[str, object]]:
+    """What was paid (and voided, and taken as cash for top-ups) in the merchant's shops."""
+    actor.require_merchant_access(merchant_id)
+    with db_engine.read(ctx.engine) as conn:
+        account_id = conn.execute(
+            sa.select(merchants.c.account_id).where(merchants.c.id == merchant_id)
+        ).scalar_one_or_none()
+        if account_id is None:
+            raise HCardError(Code.NOT_FOUND, what="merchant")
+        rows = conn.execute(
+            sa.select(
+                transactions.c.id,
+                transactions.c.kind,
+                transactions.c.created_s,
+                transactions.c.terminal_id,
+                transactions.c.seq,
+                postings.c.amount_cents,
+            )
+            .select_from(postings.join(transactions, transactions.c.id == postings.c.txn_id))
+            .where(postings.c.account_id == account_id)
+            .order_by(transactions.c.id.desc())
+            .limit(max(1, min(limit, 1000)))
+        ).mappings()
+        return [dict(row) for row in rows]

@@ -436,6 +436,8 @@ def test_staff_authentication_and_roles(server):
     assert shop.call("GET", f"/v1/merchants/{mine}")["name"] == "Meins"
     assert_refused(shop.request("GET", f"/v1/merchants/{other}"), 403, "forbidden")
     assert_refused(shop.request("GET", f"/v1/merchants/{other}/terminals"), 403, "forbidden")
+    assert_refused(shop.request("GET", f"/v1/merchants/{other}/payments"), 403, "forbidden")
+    assert shop.call("GET", f"/v1/merchants/{mine}/payments") == []
     assert_refused(
         shop.request("POST", "/v1/cards", json={"uid": "04" + "11" * 6}), 403, "forbidden"
     )
