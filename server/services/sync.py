@@ -372,11 +372,13 @@ class _Batch:
     # --- decide ----------------------------------------------------------------------
 
     def _decide(self, record: Record) -> _Booked:
+        if _authorised_kind(record):
+            booked = self._confirm_authorised(record)
+            if _wrote_card(record, booked):
+                self._check_counter(record)
+            return booked
         if record.kind == "payment":
             self._check_counter(record)
-        if _authorised_kind(record):
-            return self._confirm_authorised(record)
-        if record.kind == "payment":
             return self._offline_payment(record)
         if record.kind == "void":
             return self._void(record)
@@ -539,7 +541,8 @@ class _Batch:
                     "hash": record.hash,
                     "kind": record.kind,
                     "card": body.get("card"),
-                    "counter": body.get("counter"),
+                    # only a counter the card really got counts for rollback detection
+                    "counter": body["counter"] if _wrote_card(record, result) else None,
                     "amount_cents": body.get("amount_cents"),
                     "mode": body.get("mode"),
                     "signed": record.signed_bytes().decode("utf-8"),
@@ -580,6 +583,17 @@ class _Batch:
             .values(counter=sa.bindparam("counter"), version=version),
             changes,
         )
+
+
+def _wrote_card(record: Record, booked: _Booked) -> bool:
+    """Did this payment write its counter to the card? Offline always; online if approved.
+
+    A declined online payment never touched the card, so its counter will be
+    written by the next payment, on this terminal or another: not a rollback.
+    """
+    if record.kind != "payment" or booked.status != "applied":
+        return False
+    return record.body["mode"] == "offline" or booked.txn_id is not None
 
 
 def _authorised_kind(record: Record) -> bool:

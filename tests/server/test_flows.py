@@ -70,6 +70,18 @@ def test_counter_rollback_is_alerted_and_deny_listed(server):
     assert any(a["kind"] == "card_rollback" and a["card"] == card for a in server.staff.alerts())
 
 
+def test_declined_online_counter_is_no_rollback(server):
+    card, uid = server.new_card(100)
+    first, second = server.terminal(), server.terminal()
+    declined = first.payment(card, uid, 500, counter=4)  # never written to the card
+    assert first.authorise(declined).json()["code"] == "insufficient_funds"
+    assert statuses(first.sync([declined])) == [("applied", None)]
+    offline = second.payment(card, uid, 50, mode="offline", counter=4)  # the card's next write
+    assert statuses(second.sync([offline])) == [("applied", None)]
+    state = server.staff.card(card)
+    assert (state["balance_cents"], state["flagged"], state["counter"]) == (50, False, 4)
+
+
 def test_void_reverses_once(server):
     card, uid = server.new_card(1_000)
     till = server.terminal()
