@@ -79,4 +79,5 @@ class Settings:
             database_url=database_url,
             limits=Limits.from_env(),
             enrolment_ttl_s=int(os.environ.get("HCARD_ENROLMENT_TTL_S", cls.enrolment_ttl_s)),
+            balance_page_url=os.environ.get("HCARD_BALANCE_PAGE_URL", cls.balance_page_url),
         )

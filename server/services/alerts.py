@@ -1,7 +1,7 @@
 """Alerts: what the server saw and a person must look at (gaps, forks, rollbacks, overdraws).
 
-Recorded inside the transaction that found the problem, so an alert exists
-exactly when the refusal or booking that it explains does.
+Written by `sync` inside the transaction that found the problem, so an alert
+exists exactly when the refusal or booking that it explains does.
 """
 
 from __future__ import annotations
@@ -12,23 +12,6 @@ from hcard.server.context import Context
 from hcard.server.db import engine as db_engine
 from hcard.server.db.tables import alerts
 from hcard.server.services.users import Staff
-
-
-def record(
-    conn: sa.Connection,
-    kind: str,
-    detail: str,
-    *,
-    now_s: float,
-    terminal_id: int | None = None,
-    seq: int | None = None,
-    card: str | None = None,
-) -> None:
-    conn.execute(
-        sa.insert(alerts).values(
-            kind=kind, detail=detail, terminal_id=terminal_id, seq=seq, card=card, created_s=now_s
-        )
-    )
 
 
 def list_alerts(ctx: Context, actor: Staff, limit: int = 200) -> list[dict[str, object]]:

@@ -118,7 +118,8 @@ def issue(ctx: Context, actor: Staff, uid_hex: str, number: str | None = None) -
         number = normalize_number(number)
     for _attempt in range(3):
         try:
-            return _issue_once(ctx, uid_hex, number)
+            card = _issue_once(ctx, uid_hex, number)
+            return {**card, "balance_url": balance_url(ctx, str(card["card_number"]))}
         except sa.exc.IntegrityError:
             continue  # a concurrent issue of the same tag won; read what it made
     raise HCardError(Code.CARD_ALREADY_EXISTS)
@@ -141,6 +142,11 @@ def _issue_once(ctx: Context, uid_hex: str, number: str | None) -> dict[str, obj
         signature = signed.sign_card(ctx.issuer_key, number, bytes.fromhex(uid_hex)).hex()
         bump(conn, card_id, uid=uid_hex, issuer_sig=signature)
         return {**as_json(_get(conn, number)), "created": True}
+
+
+def balance_url(ctx: Context, number: str) -> str:
+    """The URL written on the card: a phone that taps it opens the balance page."""
+    return f"{ctx.settings.balance_page_url.rstrip('/')}/c/{number}"
 
 
 def reserve(ctx: Context, actor: Staff, count: int) -> list[str]:

@@ -20,6 +20,11 @@ def test_issue_is_idempotent_per_uid_and_signed(server):
     issuer = keys.public_from_hex(server.issuer_public_key)
     assert signed.card_signature_ok(issuer, number, bytes.fromhex(uid), bytes.fromhex(sig))
     assert server.staff.card(number)["uid"] == uid
+    issued = server.staff.call("POST", "/v1/cards", json={"uid": uid})
+    assert (issued["created"], issued["balance_url"]) == (
+        False,
+        f"https://karte.hattingen.de/c/{number}",
+    )
 
 
 def test_reserved_numbers_are_bound_once(server):
