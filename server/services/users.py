@@ -23,6 +23,8 @@ from hcard.server.db.tables import ROLES, merchants, sessions, users
 
 _HASHER = PasswordHasher()
 MIN_PASSWORD_LENGTH = 8
+#: checked when the user name is unknown, so the answer takes as long as for a wrong password
+_DUMMY_HASH = _HASHER.hash("not a password of anyone")
 
 
 @dataclass(frozen=True)
@@ -105,9 +107,9 @@ def login(ctx: Context, username: str, password: str) -> dict[str, object]:
             sa.select(users).where(users.c.username == username, users.c.active)
         ).first()
     try:
+        _HASHER.verify(_DUMMY_HASH if row is None else row.password_hash, password)
         if row is None:
             raise VerificationError
-        _HASHER.verify(row.password_hash, password)
     except (VerificationError, InvalidHashError):
         raise HCardError(Code.BAD_CREDENTIALS) from None
     token = secrets.token_urlsafe(32)

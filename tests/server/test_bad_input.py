@@ -415,9 +415,10 @@ def test_staff_authentication_and_roles(server):
         401,
         "not_authenticated",
     )
-    with pytest.raises(ApiError) as refused:
-        StaffClient(server.url, "admin", "wrong-password")
-    assert refused.value.code == "bad_credentials"
+    for user, password in (("admin", "wrong-password"), ("nobody", "admin-test-password")):
+        with pytest.raises(ApiError) as refused:
+            StaffClient(server.url, user, password)
+        assert (refused.value.status, refused.value.code) == (401, "bad_credentials")
 
     mine = server.staff.create_merchant("Meins")
     other = server.staff.create_merchant("Fremd")
