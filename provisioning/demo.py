@@ -48,7 +48,7 @@ from hcard.provisioning import issuance
 from hcard.provisioning.staff import StaffClient
 from hcard.terminal.card import TEST_PUBLIC_KEY_HEX, CardKeys, open_reader
 from hcard.terminal.card import image as images
-from hcard.terminal.card.emulator import EmulatorControl
+from hcard.terminal.card.emulator import EmulatorControl, EmulatorProcess
 from hcard.terminal.client import ServerUnreachableError
 from hcard.terminal.config import write_atomic
 
@@ -139,7 +139,7 @@ class Demo:
         self.root = root.resolve()
         self.port = port
         self.server: subprocess.Popen[bytes] | None = None
-        self.emulator: subprocess.Popen[str] | None = None
+        self.emulator: EmulatorProcess | None = None
         self.app: subprocess.Popen[bytes] | None = None
         self.control: EmulatorControl | None = None
         self.reader_path = ""
@@ -194,26 +194,9 @@ class Demo:
     # --- cards -------------------------------------------------------------------------
 
     def start_emulator(self) -> None:
-        self.emulator = subprocess.Popen(
-            _python(
-                "hcard.terminal.card.emulator",
-                "--port",
-                "0",
-                "--control-port",
-                "0",
-                "--absent",
-                str(self.root / "cards" / "blank.json"),
-            ),
-            stdout=subprocess.PIPE,
-            stderr=(self.root / "emulator.log").open("ab"),
-            text=True,
-        )
-        assert self.emulator.stdout is not None
-        ports = json.loads(self.emulator.stdout.readline() or "{}")
-        if "port" not in ports:
-            raise RuntimeError("Kartenemulator startet nicht / card emulator did not start")
-        self.reader_path = f"udp:127.0.0.1:{ports['port']}"
-        self.control = EmulatorControl(ports["control_port"])
+        self.emulator = EmulatorProcess(self.root / "cards", log_path=self.root / "emulator.log")
+        self.reader_path = self.emulator.reader_path
+        self.control = self.emulator.control
 
     def tap(self, index: int) -> None:
         assert self.control is not None
@@ -351,8 +334,10 @@ class Demo:
         self.ui.connect()
 
     def close(self) -> None:
-        for process in (self.app, self.emulator, self.server):
-            _stop(process)
+        _stop(self.app)
+        if self.emulator is not None:
+            self.emulator.stop()
+        _stop(self.server)
 
     # --- what the user sees ------------------------------------------------------------
 
