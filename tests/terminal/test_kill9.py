@@ -43,8 +43,9 @@ def _start(terminal, *extra):
     lines: list[str] = []
 
     def read():
-        for line in process.stdout:
-            lines.append(line.strip())
+        with process.stdout:
+            for line in process.stdout:
+                lines.append(line.strip())
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
