@@ -73,10 +73,9 @@ class Link:
 
     def __init__(self) -> None:
         self.online = True
-        self.last_ok_s: float | None = None
 
-    def ok(self, now_s: float) -> None:
-        self.online, self.last_ok_s = True, now_s
+    def ok(self) -> None:
+        self.online = True
 
     def down(self) -> None:
         self.online = False
@@ -289,7 +288,7 @@ class Payments:
             log.warning("server refused authorisation of seq %s: %s", record.seq, exc.code)
             self.link.down()
             return None
-        self.link.ok(self.clock.now_s())
+        self.link.ok()
         if outcome == "declined":
             self.journal.set_state(record.seq, jr.DECLINED, outcome=answer)
             code = _code(answer.get("code"))

@@ -104,7 +104,7 @@ class SyncAgent:
             uploaded = self._upload()
             snapshot_error = self._pull_snapshot()
             now_s = self.payments.clock.now_s()
-            self.link.ok(now_s)
+            self.link.ok()
             self.last_sync_s = now_s
             if uploaded.get("refused") is None and snapshot_error is None:
                 self.last_error = None
