@@ -131,27 +131,39 @@ def post_many(conn: sa.Connection, txns: Sequence[Txn], *, now_s: float) -> list
             .values(balance_cents=accounts.c.balance_cents + sa.bindparam("delta")),
             changes,
         )
-    ids = list(
+    rows = [
+        {
+            "kind": txn.kind,
+            "created_s": now_s,
+            "terminal_id": txn.terminal_id,
+            "seq": txn.seq,
+            "user_id": txn.user_id,
+            "reason": txn.reason,
+            "label": txn.label,
+        }
+        for txn in txns
+    ]
+    if db_engine.is_sqlite(conn.engine):
+        # The caller holds SQLite's write lock (BEGIN IMMEDIATE): the next ids are ours,
+        # and one multi-row INSERT beats SQLAlchemy's row-at-a-time ordered RETURNING.
+        first = conn.execute(sa.select(sa.func.max(transactions.c.id))).scalar_one() or 0
+        ids = list(range(first + 1, first + 1 + len(rows)))
         conn.execute(
-            sa.insert(transactions).returning(transactions.c.id, sort_by_parameter_order=True),
-            [
-                {
-                    "kind": txn.kind,
-                    "created_s": now_s,
-                    "terminal_id": txn.terminal_id,
-                    "seq": txn.seq,
-                    "user_id": txn.user_id,
-                    "reason": txn.reason,
-                    "label": txn.label,
-                }
-                for txn in txns
-            ],
-        ).scalars()
-    )
-    conn.execute(
-        sa.insert(postings),
+            sa.insert(transactions), [{"id": i, **row} for i, row in zip(ids, rows, strict=True)]
+        )
+    else:
+        ids = list(
+            conn.execute(
+                sa.insert(transactions).returning(transactions.c.id, sort_by_parameter_order=True),
+                rows,
+            ).scalars()
+        )
+    db_engine.bulk_insert(
+        conn,
+        postings,
+        ("txn_id", "account_id", "amount_cents"),
         [
-            {"txn_id": txn_id, "account_id": e.account_id, "amount_cents": e.amount_cents}
+            (txn_id, e.account_id, e.amount_cents)
             for txn_id, txn in zip(ids, txns, strict=True)
             for e in txn.entries
         ],

@@ -555,7 +555,7 @@ class _Batch:
                 }
             )
         if rows:
-            conn.execute(sa.insert(journal), rows)
+            db_engine.bulk_insert(conn, journal, list(rows[0]), [row.values() for row in rows])
         if self.voided:  # voids of payments synced in earlier batches
             conn.execute(
                 sa.update(journal)
