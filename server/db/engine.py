@@ -158,7 +158,7 @@ class _GroupWriter:
                         try:
                             with connection.begin_nested():
                                 outcomes.append((future, fn(connection), None))
-                        except Exception as exc:  # goes back to the unit's caller
+                        except BaseException as exc:  # goes back to the unit's caller
                             outcomes.append((future, None, exc))
             except Exception as exc:  # the commit itself failed: nothing of the group stands
                 for _fn, future in group:
