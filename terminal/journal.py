@@ -312,6 +312,20 @@ class Journal:
             if seq > self.acked_seq():
                 self._db.execute("UPDATE meta SET value = ? WHERE name = 'acked_seq'", [str(seq)])
 
+    def rewind_acked(self, seq: int) -> None:
+        """The server holds only up to `seq` (restored from a backup): send the rest again."""
+        with self._tx():
+            if seq < self.acked_seq():
+                self._db.execute("UPDATE meta SET value = ? WHERE name = 'acked_seq'", [str(seq)])
+
+    def hash_of(self, seq: int) -> str | None:
+        """The hash of our record `seq` (`GENESIS_HASH` for 0), None when there is none."""
+        if seq == 0:
+            return GENESIS_HASH
+        with self._lock:
+            row = self._db.execute("SELECT wire FROM records WHERE seq = ?", [seq]).fetchone()
+        return None if row is None else Record.from_wire(json.loads(bytes(row[0]))).hash
+
     def set_meta(self, name: str, value: str) -> None:
         with self._tx():
             self._db.execute(

@@ -112,13 +112,16 @@ class SyncAgent:
             return {"resolved": resolved, **uploaded, "snapshot_error": snapshot_error}
 
     def _upload(self) -> dict[str, Any]:
-        sent, booked_refusals = 0, []
+        sent, booked_refusals, rewound = 0, [], False
         while True:
             batch = self.journal.unsent(BATCH_SIZE)
             if not batch:
                 refused = "; ".join(booked_refusals) or None
                 return {"uploaded": sent, "refused": refused}
             answer = self.client.sync(batch)
+            if not rewound and self._server_behind(answer, batch):
+                rewound = True
+                continue
             acked, refusals = self._acknowledged(answer, batch)
             if acked:
                 self.journal.mark_acked(acked)
@@ -135,6 +138,22 @@ class SyncAgent:
                 raise ServerUnreachableError("sync answer does not cover the batch")
             for text in booked_refusals:
                 log.warning("server booked a record as refused: %s", text)
+
+    def _server_behind(self, answer: dict[str, Any], batch: list[Any]) -> bool:
+        """The server's head is before what it once acknowledged, and on our chain.
+
+        That is a server restored from a backup: the records after its head are
+        sent again (they are signed, the server applies each once), instead of
+        reporting a gap that no retry could ever close.
+        """
+        head = answer.get("last_seq")
+        if not isinstance(head, int) or isinstance(head, bool) or head >= batch[0].seq - 1:
+            return False
+        if head < 0 or self.journal.hash_of(head) != answer.get("last_hash"):
+            return False
+        log.warning("server holds only up to seq %s (restored?): sending again from there", head)
+        self.journal.rewind_acked(head)
+        return True
 
     @staticmethod
     def _acknowledged(

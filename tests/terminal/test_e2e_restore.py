@@ -1,0 +1,49 @@
+"""A server restored from an older backup: the terminal sends again what the server lost."""
+
+from fixtures.server import start_server
+from fixtures.terminal import server_card
+
+from hcard.provisioning.backup import backup_sqlite
+from hcard.terminal.till import Outcome
+
+
+def test_terminal_resends_what_a_restored_server_lost(
+    tmp_path, card_emulator, terminal_factory, net_proxy
+):
+    data_dir = tmp_path / "server"
+    server = start_server(data_dir)
+    try:
+        proxy = net_proxy(server.url)
+        terminal = terminal_factory(server, card_emulator.reader_path, proxy=proxy)
+        number, image = server_card(server, 5_000)
+        card_emulator.present(image)
+        till = terminal.till()
+        till.sync_now()
+        backup = backup_sqlite(data_dir / "hcard.db", tmp_path / "backups")
+
+        till.link.down()
+        for amount in (100, 200, 300):
+            assert till.pay(amount, card_timeout_s=10).outcome == Outcome.APPROVED
+        till.sync_now()
+        assert till.journal.acked_seq() == 3
+        assert server.staff.card(number)["balance_cents"] == 4_400
+    finally:
+        server.stop()
+
+    database = data_dir / "hcard.db"
+    for suffix in ("-wal", "-shm"):
+        database.with_name(database.name + suffix).unlink(missing_ok=True)
+    database.write_bytes(backup.read_bytes())  # the office restores last night's backup
+    (data_dir / "port").unlink()  # the ready file of the first run
+    server = start_server(data_dir)
+    try:
+        proxy.retarget(server.url)
+        assert server.staff.card(number)["balance_cents"] == 5_000  # the payments are gone
+        till.link.down()
+        assert till.pay(400, card_timeout_s=10).outcome == Outcome.APPROVED
+        till.sync_now()
+        assert till.journal.unsent_count() == 0
+        assert server.staff.card(number)["balance_cents"] == 4_000
+        assert server.staff.ledger_check()["ok"]
+    finally:
+        server.stop()
