@@ -45,5 +45,8 @@ def test_terminal_resends_what_a_restored_server_lost(
         assert till.journal.unsent_count() == 0
         assert server.staff.card(number)["balance_cents"] == 4_000
         assert server.staff.ledger_check()["ok"]
+        server.staff.block(number)  # a change the restored server numbers below the old ones
+        till.sync_now()
+        assert number in till.snapshot.state.deny
     finally:
         server.stop()
