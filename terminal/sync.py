@@ -180,15 +180,9 @@ class SyncAgent:
         return acked, refusals
 
     def _pull_snapshot(self) -> str | None:
-        since = self.snapshot.since()
         try:
-            answer = self.client.snapshot(since)
-            snap = answer.get("snapshot")
-            version = snap.get("version") if isinstance(snap, dict) else None
-            if since and isinstance(version, int) and version < since:
-                # the server is behind what it told us (restored from a backup): a
-                # delta from its numbers would miss changes, so take everything
-                answer = self.client.snapshot(0)
+            # a server restored from a backup is behind `since`: it answers in full
+            answer = self.client.snapshot(self.snapshot.since())
             state = self.snapshot.apply(answer)
         except HCardError as exc:
             log.error("snapshot refused: %s", exc.code)
