@@ -20,7 +20,18 @@ from hcard.server.services import authorise, cards, snapshot, sync, terminals
 router = APIRouter(prefix="/v1", tags=["terminal"])
 
 
-@router.post("/enrol")
+def _body(description: str) -> dict[str, object]:
+    """OpenAPI text for a body the handler reads raw (it must hash the exact bytes)."""
+    return {
+        "requestBody": {
+            "required": True,
+            "description": f"{description} See docs/protocol.md.",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    }
+
+
+@router.post("/enrol", openapi_extra=_body('`{"code", "public_key", "name"}`.'))
 def enrol(ctx: ContextDep, body: Annotated[bytes, Depends(raw_body)]) -> dict[str, object]:
     """`{"code", "public_key", "name"}` → terminal id, merchant, issuer public key (not signed)."""
     payload = parse_json(body)
@@ -34,14 +45,19 @@ def enrol(ctx: ContextDep, body: Annotated[bytes, Depends(raw_body)]) -> dict[st
     return terminals.enrol(ctx, code, public_key, name)
 
 
-@router.post("/terminal/authorise")
+@router.post(
+    "/terminal/authorise",
+    openapi_extra=_body('`{"record": <signed payment (online) or topup_request record>}`.'),
+)
 def authorise_record(ctx: ContextDep, signed: SignedBookingDep) -> Response:
     """Decide one online payment / till top-up; the same record always gets the same bytes."""
     answer = authorise.authorise(ctx, signed.terminal, parse_json(signed.body))
     return Response(content=answer, media_type="application/json")
 
 
-@router.post("/terminal/sync")
+@router.post(
+    "/terminal/sync", openapi_extra=_body('`{"records": [<signed record>, ...]}`, at most 1000.')
+)
 def sync_records(ctx: ContextDep, signed: SignedBookingDep) -> Response:
     """Apply a batch of journal records exactly once; one result per record."""
     answer = sync.sync(ctx, signed.terminal, parse_json(signed.body))
