@@ -12,7 +12,11 @@ Why these SQLite settings:
 - `PRAGMA synchronous=FULL`: in WAL mode `NORMAL` does not fsync at each
   commit, so after a power loss the last commits can roll back although the
   cashier was already shown "approved". `FULL` fsyncs the WAL at every commit:
-  once `append` returns, the record survives a power cut.
+  once `append` returns, the record survives a power cut. (One commit is
+  deliberately made without: the intent of an offline payment, which the
+  durable `final` commit after it carries to the disk; see `_tx`.)
+- `wal_autocheckpoint=0`: checkpoints (with their own fsyncs) run in the sync
+  agent's thread (`checkpoint`) and at close, not inside a payment's commit.
 
 Tables:
 - `records`: insert-only. `seq` and the record's exact wire bytes (canonical
@@ -100,10 +104,7 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=5000")
-        # Checkpoints (copying the WAL into the database, with their own fsyncs)
-        # run in the sync agent's thread (`checkpoint`), not inside a payment's
-        # commit; closing the journal checkpoints too.
-        self._db.execute("PRAGMA wal_autocheckpoint=0")
+        self._db.execute("PRAGMA wal_autocheckpoint=0")  # see the module docstring
         self._create()
         self._check_owner()
 
