@@ -76,12 +76,13 @@ def test_kill9_during_100_payments_loses_nothing_and_books_nothing_unshown(
     started = time.monotonic()
     while len(printed) < TARGET_APPROVED or kills < MIN_KILLS:
         assert time.monotonic() - started < 120, "kill test too slow"
-        proxy.mode = "pass" if kills % 3 != 1 else "down"
+        # online, offline, and answers lost after the server acted (authorise, sync)
+        proxy.mode = ("pass", "down", "pass", "lose_answer")[kills % 4]
         process, lines, reader = _start(terminal)
         _wait_for(lines, "READY")
         time.sleep(rng.uniform(0.02, 0.4))
         if rng.random() < 0.3:
-            proxy.mode = "down" if proxy.mode == "pass" else "pass"
+            proxy.mode = rng.choice(["pass", "down", "lose_answer"])
             time.sleep(rng.uniform(0.0, 0.2))
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
