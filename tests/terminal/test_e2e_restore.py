@@ -34,7 +34,6 @@ def test_terminal_resends_what_a_restored_server_lost(
     for suffix in ("-wal", "-shm"):
         database.with_name(database.name + suffix).unlink(missing_ok=True)
     database.write_bytes(backup.read_bytes())  # the office restores last night's backup
-    (data_dir / "port").unlink()  # the ready file of the first run
     server = start_server(data_dir)
     try:
         proxy.retarget(server.url)
