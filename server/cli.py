@@ -36,6 +36,16 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings.build(args.data_dir, args.database_url)
 
 
+def _open(args: argparse.Namespace) -> Context:
+    settings = _settings(args)
+    if not settings.issuer_key_path.exists():
+        raise SystemExit(
+            f"Kein Ausstellerschlüssel in {settings.data_dir}: zuerst `hcard-server init`. / "
+            f"No issuer key in {settings.data_dir}: run `hcard-server init` first."
+        )
+    return Context.open(settings)
+
+
 def _admin_password(args: argparse.Namespace) -> str:
     password = args.admin_password or os.environ.get("HCARD_ADMIN_PASSWORD")
     if password:
@@ -154,10 +164,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ok: issuer key {settings.issuer_key_path} ({ctx.issuer_public_hex})")
         return 0
     if args.command == "serve":
-        serve(Context.open(_settings(args)), args.host, args.port, args.ready_file)
+        serve(_open(args), args.host, args.port, args.ready_file)
         return 0
     if args.command == "ledger":
-        report = ledger.check(Context.open(_settings(args)).engine)
+        report = ledger.check(_open(args).engine)
         print(json.dumps(report.as_json(), indent=2))
         return 0 if report.ok else 1
     demo(args.port)

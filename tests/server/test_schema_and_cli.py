@@ -78,3 +78,10 @@ def test_init_makes_key_0600_and_ledger_check_catches_damage(server_factory, dat
     report = json.loads(_cli("ledger", "check", *common, check=False).stdout)
     assert report["unbalanced_transactions"]
     engine.dispose()
+
+
+def test_serve_without_init_says_what_to_do(tmp_path):
+    result = _cli("serve", "--data-dir", str(tmp_path / "empty"), check=False)
+    assert result.returncode == 1
+    assert "hcard-server init" in result.stderr
+    assert not (tmp_path / "empty").exists()  # nothing half-made
