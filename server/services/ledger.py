@@ -110,6 +110,17 @@ def post_many(conn: sa.Connection, txns: Sequence[Txn], *, now_s: float) -> list
             else:
                 guarded.append(entry)
     assert len(guarded) <= 1, "at most one guarded posting, applied first"
+    touched = sorted({e.account_id for txn in txns for e in txn.entries})
+    if not db_engine.is_sqlite(conn.engine):
+        # Lock every account row in id order before changing any: two bookings on
+        # PostgreSQL (a payment and a sync touching the same card and merchant) then
+        # never wait for each other in a cycle. SQLite already runs one writer at a time.
+        conn.execute(
+            sa.select(accounts.c.id)
+            .where(accounts.c.id.in_(touched))
+            .order_by(accounts.c.id)
+            .with_for_update()
+        )
     for entry in guarded:
         debit = (
             sa.update(accounts)
@@ -121,8 +132,6 @@ def post_many(conn: sa.Connection, txns: Sequence[Txn], *, now_s: float) -> list
         )
         if conn.execute(debit).rowcount != 1:
             raise HCardError(Code.INSUFFICIENT_FUNDS)
-    # by account id: a fixed lock order, so two transactions on PostgreSQL never
-    # wait for each other in a cycle
     changes = [{"aid": aid, "delta": delta} for aid, delta in sorted(deltas.items()) if delta]
     if changes:
         conn.execute(
@@ -169,11 +178,8 @@ def post_many(conn: sa.Connection, txns: Sequence[Txn], *, now_s: float) -> list
         ],
     )
     # Terminals learn about every changed card balance from the next snapshot.
-    touched = {e.account_id for txn in txns for e in txn.entries}
     version = next_counter(conn, "version")
-    conn.execute(
-        sa.update(cards).where(cards.c.account_id.in_(sorted(touched))).values(version=version)
-    )
+    conn.execute(sa.update(cards).where(cards.c.account_id.in_(touched)).values(version=version))
     return ids
 
 

@@ -61,3 +61,26 @@ def test_concurrent_retries_of_one_authorisation_book_once(server):
     assert {a.status_code for a in answers} == {200}
     assert len({a.content for a in answers}) == 1
     assert server.staff.card(card)["balance_cents"] == 750
+
+
+def test_payments_and_syncs_on_one_card_and_merchant_at_once(server):
+    """Authorisations and syncs lock the same card and merchant rows: no deadlock, no 500."""
+    merchant_id = server.staff.create_merchant("Kreuzung KG")  # account id below the card's
+    card, uid = server.new_card(100_000)
+    tills = [server.terminal(merchant_id, f"Kasse {i}") for i in range(20)]
+    counter = iter(range(1, 1_000))
+    expected = 100_000
+    for _round in range(3):
+        work = []
+        for index, till in enumerate(tills):
+            if index % 2:
+                record = till.payment(card, uid, 100, counter=next(counter))
+                work.append(lambda till=till, record=record: till.authorise(record))
+            else:
+                record = till.payment(card, uid, 50, mode="offline", counter=next(counter))
+                work.append(lambda till=till, record=record: till.sync([record]))
+            expected -= 100 if index % 2 else 50
+        answers = _all_at_once(len(work), lambda i, work=work: work[i]())
+        assert [a.status_code for a in answers] == [200] * len(work), [a.text for a in answers]
+    assert server.staff.card(card)["balance_cents"] == expected
+    assert server.staff.ledger_check()["ok"]
