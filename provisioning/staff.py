@@ -22,7 +22,7 @@ from urllib.parse import quote
 import requests
 
 from hcard.errors import Code, HCardError
-from hcard.terminal.client import ServerUnreachableError, _error_from
+from hcard.terminal.client import ServerUnreachableError, error_from_response
 from hcard.terminal.config import write_atomic
 
 TIMEOUT_S = (3.0, 30.0)
@@ -72,7 +72,7 @@ class StaffClient:
         except requests.RequestException as exc:
             raise ServerUnreachableError(type(exc).__name__) from exc
         if not response.ok:
-            raise _error_from(response)
+            raise error_from_response(response)
         try:
             return response.json()
         except ValueError as exc:

@@ -54,8 +54,17 @@ class Clock:
             self.offset_s = float(server_time_s) - time.time()
 
 
-def _error_from(response: requests.Response) -> Exception:
-    """Turn a non-2xx answer into HCardError (our error body) or ServerUnreachableError."""
+def error_from_response(response: requests.Response) -> Exception:
+    """The exception for a non-2xx answer of our server, for every client of its API.
+
+    An answer with our error body (`{"code": ..., "details": {...}}`, docs/protocol.md)
+    becomes `HCardError` with that code and details ("the server said no, for this
+    reason"); a 5xx or a body that is not ours becomes `ServerUnreachableError` ("no
+    usable answer, try later"). The terminal's client and the staff client
+    (`hcard.provisioning.staff`) share it so both read refusals the same way. The
+    exception is returned, not raised, so a caller can look at it first (the clock
+    retry on `clock_skew`).
+    """
     if response.status_code >= 500:
         return ServerUnreachableError(f"server error {response.status_code}")
     try:
@@ -67,14 +76,10 @@ def _error_from(response: requests.Response) -> Exception:
     return HCardError(code, **details)
 
 
-def post_json(url: str, payload: dict[str, Any], timeout_s: float = 10.0) -> dict[str, Any]:
-    """An unsigned POST (only enrolment uses it); same error mapping as signed calls."""
-    try:
-        response = requests.post(url, json=payload, timeout=timeout_s)
-    except requests.RequestException as exc:
-        raise ServerUnreachableError(type(exc).__name__) from exc
+def _json_object(response: requests.Response) -> dict[str, Any]:
+    """The JSON object of a 2xx answer, else the error of `error_from_response`."""
     if not response.ok:
-        raise _error_from(response)
+        raise error_from_response(response)
     try:
         body = response.json()
     except ValueError as exc:
@@ -82,6 +87,15 @@ def post_json(url: str, payload: dict[str, Any], timeout_s: float = 10.0) -> dic
     if not isinstance(body, dict):
         raise ServerUnreachableError("answer is not a JSON object")
     return body
+
+
+def post_json(url: str, payload: dict[str, Any], timeout_s: float = 10.0) -> dict[str, Any]:
+    """An unsigned POST (only enrolment uses it); same error mapping as signed calls."""
+    try:
+        response = requests.post(url, json=payload, timeout=timeout_s)
+    except requests.RequestException as exc:
+        raise ServerUnreachableError(type(exc).__name__) from exc
+    return _json_object(response)
 
 
 class ServerClient:
@@ -123,24 +137,17 @@ class ServerClient:
                 )
             except requests.RequestException as exc:
                 raise ServerUnreachableError(type(exc).__name__) from exc
-            if response.ok:
-                try:
-                    answer = response.json()
-                except ValueError as exc:
-                    raise ServerUnreachableError("answer is not JSON") from exc
-                if not isinstance(answer, dict):
-                    raise ServerUnreachableError("answer is not a JSON object")
-                return answer
-            error = _error_from(response)
-            if (
-                attempt == 0
-                and isinstance(error, HCardError)
-                and error.code == Code.CLOCK_SKEW
-                and "server_time_s" in error.details
-            ):
-                self.clock.learn(error.details["server_time_s"])
-                continue
-            raise error
+            try:
+                return _json_object(response)
+            except HCardError as error:
+                if (
+                    attempt == 0
+                    and error.code == Code.CLOCK_SKEW
+                    and "server_time_s" in error.details
+                ):
+                    self.clock.learn(error.details["server_time_s"])
+                    continue
+                raise
         raise AssertionError("unreachable")  # pragma: no cover
 
     # ------------------------------------------------------------ endpoints
