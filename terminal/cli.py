@@ -202,6 +202,21 @@ def cmd_day_close(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_app(args: argparse.Namespace) -> int:
+    """The touchscreen app: its own parser reads everything after `app`, so its options
+    (`--fullscreen`, `--size`, `set-pin`) are defined once, in `hcard.terminal.app`."""
+    if args.reader:
+        print(
+            "FEHLER / ERROR: --reader gilt nicht für app, die App nimmt den Leser der Anmeldung"
+            " / --reader does not apply to app, the app uses the reader from enrolment",
+            file=sys.stderr,
+        )
+        return EXIT_BROKEN
+    from hcard.terminal.app.__main__ import main as app_main
+
+    return app_main(["--state-dir", str(args.state), *args.app_args], prog="hcard-terminal app")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hcard-terminal",
@@ -295,6 +310,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Tagessummen buchen, neuer Geschäftstag / journal the day's totals",
     )
     day_close.set_defaults(func=cmd_day_close)
+
+    app = commands.add_parser(
+        "app",
+        help="Touchscreen-Kasse starten / start the touchscreen till"
+        " (app --help: --fullscreen, --size WxH, set-pin)",
+        description="Die Kivy-App / the Kivy app (python -m hcard.terminal.app)",
+        add_help=False,  # `app --help` is the app's own help
+        prefix_chars="\0",  # every argument after `app` goes to the app's parser
+    )
+    app.add_argument("app_args", nargs=argparse.REMAINDER)
+    app.set_defaults(func=cmd_app)
     return parser
 
 

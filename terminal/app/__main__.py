@@ -2,6 +2,7 @@
 
     python -m hcard.terminal.app [--state-dir DIR] [--fullscreen | --size 800x480]
     python -m hcard.terminal.app set-pin [--state-dir DIR] [--stdin]
+    hcard-terminal [--state DIR] app [...]      # the same through the till's CLI
 
 The state directory is the terminal core's (`$HCARD_TERMINAL_STATE`, default
 /var/lib/hcard-terminal); the app keeps its own settings there in `app.json`.
@@ -28,9 +29,9 @@ from hcard.terminal.config import TerminalState, default_state_dir
 log = logging.getLogger(__name__)
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m hcard.terminal.app",
+        prog=prog,
         description="Hattingen-Card-Kasse (Touchscreen) / Hattingen Card till (touchscreen)",
     )
     parser.add_argument("command", nargs="?", choices=("run", "set-pin"), default="run")
@@ -106,8 +107,10 @@ def run(state_dir: Path, size: tuple[int, int] | None) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m hcard.terminal.app") -> int:
+    """Run the app (or `set-pin`); `prog` names the command in the help (`hcard-terminal
+    app` delegates here)."""
+    args = _parser(prog).parse_args(argv)
     state_dir = args.state_dir or default_state_dir()
     try:
         if args.command == "set-pin":

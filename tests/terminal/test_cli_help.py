@@ -7,7 +7,8 @@ import pytest
 
 from hcard.terminal.cli import build_parser
 
-COMMANDS = ["enrol", "pay", "void", "balance", "sync", "status", "day-close"]
+CLI = [sys.executable, "-m", "hcard.terminal.cli"]
+COMMANDS = ["enrol", "pay", "void", "balance", "sync", "status", "day-close", "app"]
 
 
 def test_every_subcommand_is_listed_with_a_bilingual_help():
@@ -41,3 +42,43 @@ def test_not_enrolled_status_says_so(tmp_path):
     )
     assert done.returncode == 3
     assert "Nicht angemeldet / not enrolled" in done.stdout
+
+
+def test_app_takes_the_apps_own_options():
+    """`hcard-terminal app --help` is the app's help: the options the kiosk uses."""
+    done = subprocess.run(
+        [*CLI, "app", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    for option in ("--fullscreen", "--size", "set-pin"):
+        assert option in done.stdout
+
+
+def test_app_set_pin_through_the_cli_writes_the_apps_settings(tmp_path):
+    from hcard.terminal.app import pin, settings
+
+    done = subprocess.run(
+        [*CLI, "--state", str(tmp_path), "app", "set-pin", "--stdin"],
+        input="4711\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Manager-PIN gesetzt / manager PIN set" in done.stdout
+    assert pin.check_pin("4711", settings.load(tmp_path).manager_pin_hash)
+
+
+def test_app_refuses_a_reader_option(tmp_path):
+    done = subprocess.run(
+        [*CLI, "--state", str(tmp_path), "--reader", "usb", "app", "--size", "800x480"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 3
+    assert "--reader" in done.stderr
+    assert " / " in done.stderr
