@@ -12,12 +12,30 @@ then the sync agent starts.
 
 One card operation at a time: `pay` and `balance` hold a lock for the tap, so
 a second front-end call waits rather than interleaving two card sessions.
+
+The reader is opened at start and looked at every `reader_check_interval_s`
+by a small thread, so `Status.reader_connected` says "no reader" before the
+first tap, and a reader unplugged while the till waits is noticed then, not at
+the next payment. The look takes the same lock as a tap, only when no card
+operation runs, and a tap cuts it short: nfcpy's ContactlessFrontend is never
+used by two threads, and a tap never waits for more than one sense cycle of a
+look. What a look can honestly tell depends on the driver:
+- `usb:`/`tty:`: a device that cannot be opened, or one that fails a sense
+  cycle (an unplugged USB reader), shows as not connected; it is reopened by
+  the next looks (the reader's own backoff).
+- `udp:` (the card emulator): there is no device to lose. Opening makes a
+  socket, and a stopped emulator is indistinguishable from an empty field
+  (silence), so it shows as connected. A look sends nothing on `udp:`: a sense
+  there waits 1 s for a card that is not there, and would use up frames of
+  the emulator's tear tests.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from hcard import keys
@@ -43,6 +61,26 @@ log = logging.getLogger(__name__)
 
 # Offline, these leave the terminal without a balance it could show.
 _NO_BALANCE = (Code.UNKNOWN_CARD, Code.PURSE_INVALID, Code.CARD_BLOCKED)
+# How long a look at a real reader may sense for a card: one sense cycle.
+READER_SENSE_WINDOW_S = 0.02
+
+
+class _OpenOnly(threading.Event):
+    """The `cancel` of a look that must not sense: reads "not set" once, then "set".
+
+    `Reader.wait_for_card` checks `cancel` before it (re)opens the device and
+    again (nfcpy's `terminate`) before each sense cycle, so the look opens a
+    closed device and then stops before the first frame reaches a card.
+    `test_reader_status.py` checks that no frame reaches the emulator.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._asked = False
+
+    def is_set(self) -> bool:
+        asked, self._asked = self._asked, True
+        return asked or super().is_set()
 
 
 class TerminalTill:
@@ -56,6 +94,7 @@ class TerminalTill:
         reader_path: str | None = None,
         start_sync: bool = True,
         sync_interval_s: float = 10.0,
+        reader_check_interval_s: float | None = 2.0,
     ) -> None:
         self.state = TerminalState(state_dir)
         self.config = self.state.load_config()
@@ -82,22 +121,28 @@ class TerminalTill:
         self._issuer = issuer
         self._tap_lock = threading.Lock()
         self._cancel = threading.Event()
-        self._reader = reader
-        self._reader_path = reader_path or self.config.reader
+        self.reader = reader or open_reader(reader_path or self.config.reader)
+        self._look_stop = threading.Event()  # a tap wants the reader: end the look
+        self._closing = threading.Event()
+        self._watch: threading.Thread | None = None
+        if reader_check_interval_s is not None:
+            self._watch = threading.Thread(
+                target=self._watch_reader,
+                args=(reader_check_interval_s,),
+                name="reader-watch",
+                daemon=True,
+            )
+            self._watch.start()
         if start_sync:
             self.agent.start()
 
-    @property
-    def reader(self) -> Reader:
-        """Opened at the first card operation: status, void and sync need no reader."""
-        if self._reader is None:
-            self._reader = open_reader(self._reader_path)
-        return self._reader
-
     def close(self) -> None:
+        self._closing.set()
+        self._look_stop.set()
+        if self._watch is not None:
+            self._watch.join()
         self.agent.stop()
-        if self._reader is not None:
-            self._reader.close()
+        self.reader.close()
         self.journal.set_meta("clock_offset_s", repr(self.clock.offset_s))
         self.journal.close()
 
@@ -120,6 +165,36 @@ class TerminalTill:
             ),
         )
 
+    def _watch_reader(self, interval_s: float) -> None:
+        while not self._closing.is_set():
+            self.look_at_reader()
+            self._closing.wait(interval_s)
+
+    def look_at_reader(self) -> bool:
+        """Open the reader if it is closed and, on a real device, sense once (module
+        docstring); skipped while a card operation runs. Returns `connected`."""
+        if not self._tap_lock.acquire(blocking=False):
+            return self.reader.connected
+        try:
+            if self.reader.path.startswith("udp:") or not self.reader.connected:
+                self.reader.wait_for_card(READER_SENSE_WINDOW_S, _OpenOnly())
+            elif not self._look_stop.is_set():
+                session = self.reader.wait_for_card(READER_SENSE_WINDOW_S, self._look_stop)
+                if session is not None:  # a card left on the reader between payments
+                    session.close()
+        finally:
+            self._tap_lock.release()
+        return self.reader.connected
+
+    @contextlib.contextmanager
+    def _card_operation(self) -> Iterator[None]:
+        """Hold the reader for one tap; a look in progress stops after its sense cycle."""
+        self._look_stop.set()
+        with self._tap_lock:
+            self._look_stop.clear()
+            self._cancel.clear()
+            yield
+
     def _tap(self, card_timeout_s: float) -> tuple[CardSession, CardView] | Code | None:
         """Wait for a card and read it: (session, view), a refusal code, or None (no card)."""
         session = self.reader.wait_for_card(card_timeout_s, self._cancel)
@@ -141,8 +216,7 @@ class TerminalTill:
             or not 0 <= tip_cents < amount_cents
         ):
             return declined(Code.INVALID_AMOUNT, offline=not self.link.online)
-        with self._tap_lock:
-            self._cancel.clear()
+        with self._card_operation():
             tapped = self._tap(card_timeout_s)
             if tapped is None:
                 return PaymentResult(
@@ -159,8 +233,7 @@ class TerminalTill:
         return result
 
     def balance(self, card_timeout_s: float = 30) -> CardInfo:
-        with self._tap_lock:
-            self._cancel.clear()
+        with self._card_operation():
             tapped = self._tap(card_timeout_s)
             if tapped is None:
                 return CardInfo("", None, False, code=None)
@@ -237,7 +310,7 @@ class TerminalTill:
         return Status(
             enrolled=True,
             online=self.link.online,
-            reader_connected=self._reader is not None and self._reader.connected,
+            reader_connected=self.reader.connected,
             unsynced_count=self.journal.unsent_count(),
             last_sync_s=self.agent.last_sync_s,
             terminal_id=self.config.terminal_id,
