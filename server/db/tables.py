@@ -39,6 +39,7 @@ ALERT_KINDS = (
     "card_rollback",
     "overdraw",
     "unknown_card",
+    "revoked_terminal",
 )
 
 
@@ -239,7 +240,12 @@ alerts = sa.Table(
     sa.Column("card", sa.String(16), nullable=True),
     sa.Column("detail", sa.Text, nullable=False),
     sa.Column("created_s", Time, nullable=False),
+    # an alert that keeps happening (a revoked terminal calling again) is one row:
+    # how often it was seen, and when last (NULL while seen once)
+    sa.Column("count", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("last_s", Time, nullable=True),
     sa.CheckConstraint(_in("kind", ALERT_KINDS), name="kind"),
+    sa.CheckConstraint("count >= 1", name="count"),
 )
 
 counters = sa.Table(

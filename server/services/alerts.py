@@ -1,4 +1,5 @@
-"""Alerts: what the server saw and a person must look at (gaps, forks, rollbacks, overdraws).
+"""Alerts: what the server saw and a person must look at (gaps, forks, rollbacks, overdraws,
+a revoked terminal that still calls).
 
 Written by `sync` inside the transaction that found the problem, so an alert
 exists exactly when the refusal or booking that it explains does.
@@ -10,8 +11,43 @@ import sqlalchemy as sa
 
 from hcard.server.context import Context
 from hcard.server.db import engine as db_engine
-from hcard.server.db.tables import alerts
+from hcard.server.db.tables import alerts, terminals
 from hcard.server.services.users import Staff
+
+#: what an alert's detail keeps of the request path (the query is the terminal's own text)
+_DETAIL_MAX = 200
+
+
+def revoked_terminal_called(ctx: Context, terminal_id: int, method: str, path: str) -> None:
+    """Record that a revoked terminal made a request that its own key signed.
+
+    The caller checks the signature first: only the lost or stolen device itself can
+    make this row change, never unauthenticated noise. One alert per terminal, counting
+    repeats (`count`, `last_s`, `detail` = the latest request), so a till that keeps
+    retrying its sync cannot fill the table.
+    """
+    now = ctx.now()
+    detail = f"revoked terminal {terminal_id} called {method} {path}"[:_DETAIL_MAX]
+
+    def record(conn: sa.Connection) -> None:
+        # The terminal's row lock (PostgreSQL; SQLite writers are serialised anyway) makes
+        # two requests at once find or make the same one alert.
+        conn.execute(
+            sa.select(terminals.c.id).where(terminals.c.id == terminal_id).with_for_update()
+        )
+        repeated = conn.execute(
+            sa.update(alerts)
+            .where(alerts.c.kind == "revoked_terminal", alerts.c.terminal_id == terminal_id)
+            .values(count=alerts.c.count + 1, last_s=now, detail=detail)
+        ).rowcount
+        if not repeated:
+            conn.execute(
+                sa.insert(alerts).values(
+                    kind="revoked_terminal", terminal_id=terminal_id, detail=detail, created_s=now
+                )
+            )
+
+    db_engine.unit(ctx.engine, record)
 
 
 def list_alerts(ctx: Context, actor: Staff, limit: int = 200) -> list[dict[str, object]]:

@@ -10,7 +10,9 @@ Every later request of a terminal is signed (`hcard.reqsign`); `authenticate`
 checks, in this order: well-formed headers, known and not revoked terminal,
 signature over method + path + body hash + timestamp + nonce, clock skew, and
 a nonce not seen before (kept in the database, so a restart does not open a
-replay window and several server processes agree).
+replay window and several server processes agree). A revoked terminal is
+refused whatever it sends; when its signature verifies (the lost or stolen
+device itself is calling) an alert is recorded too.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from hcard.records import GENESIS_HASH
 from hcard.server.context import Context
 from hcard.server.db import engine as db_engine
 from hcard.server.db.tables import enrolment_codes, merchants, nonces, terminals
+from hcard.server.services import alerts
 from hcard.server.services.users import Staff
 
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -198,12 +201,16 @@ def authenticate(
         ).first()
     if row is None or row.status == "pending":
         raise HCardError(Code.UNKNOWN_TERMINAL)
-    if row.status == "revoked":
-        raise HCardError(Code.TERMINAL_REVOKED)
     public = _public(row.public_key)
-    if not reqsign.signature_ok(
+    signature_ok = reqsign.signature_ok(
         public, method, path, body, terminal_id, timestamp_s, nonce, signature
-    ):
+    )
+    if row.status == "revoked":
+        # Refused either way; alerted only when its own key signed it (the device itself).
+        if signature_ok:
+            alerts.revoked_terminal_called(ctx, terminal_id, method, path)
+        raise HCardError(Code.TERMINAL_REVOKED)
+    if not signature_ok:
         raise HCardError(Code.BAD_SIGNATURE)
     now = ctx.now()
     if not reqsign.skew_ok(timestamp_s, now):

@@ -1,7 +1,7 @@
 """The issue's acceptance run: `hcard-provision cards issue` (the real command, in its own
 process) writes a batch of 20 emulated cards through nfcpy's udp driver against the real
 server; one write is torn and retried on the same card; the print file is right; every card
-then pays on an enrolled terminal. And a revoked terminal's upload is refused."""
+then pays on an enrolled terminal. And a revoked terminal's upload is refused and alerted."""
 
 from __future__ import annotations
 
@@ -216,3 +216,18 @@ def test_a_revoked_terminal_is_refused(
     ]
     assert listed["status"] == "revoked"
     assert live_server.staff.card(number)["balance_cents"] == 700
+
+    # Staff see it: one alert for the till (its own key signed the upload), repeats counted.
+    def revoked_alerts() -> list[dict]:
+        return [
+            a
+            for a in live_server.staff.alerts()
+            if a["kind"] == "revoked_terminal" and a["terminal_id"] == terminal.terminal_id
+        ]
+
+    (alert,) = revoked_alerts()
+    assert "/v1/terminal/sync" in alert["detail"]
+    with pytest.raises(HCardError):
+        till.sync_now()
+    (again,) = revoked_alerts()
+    assert again["count"] > alert["count"]

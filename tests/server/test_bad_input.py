@@ -189,8 +189,37 @@ def test_revoked_terminal(server):
     old = enrol(server.url, enrolment["code"])
     assert old.snapshot(0).status_code == 200
     server.staff.revoke_terminal(old.terminal_id)
+
+    def revoked_alerts() -> list[dict]:
+        return [
+            a
+            for a in server.staff.alerts()
+            if a["kind"] == "revoked_terminal" and a["terminal_id"] == old.terminal_id
+        ]
+
     with unchanged(server):
+        # Someone else's key (or garbage) under its id: refused, and no alert to fill up.
+        forged = old.signed("GET", "/v1/terminal/snapshot?since=0", key=keys.generate())
+        assert_refused(forged, 403, "terminal_revoked")
+        assert revoked_alerts() == []
+        # The device itself: refused and alerted, once per terminal, repeats counted.
         assert_refused(old.snapshot(0), 403, "terminal_revoked")
+        (alert,) = revoked_alerts()
+        assert alert["count"] == 1
+        assert alert["last_s"] is None
+        assert alert["detail"] == (
+            f"revoked terminal {old.terminal_id} called GET /v1/terminal/snapshot?since=0"
+        )
+        assert_refused(old.sync([]), 403, "terminal_revoked")
+        assert_refused(
+            old.signed("GET", "/v1/terminal/snapshot?since=0", key=keys.generate()),
+            403,
+            "terminal_revoked",
+        )
+        (alert,) = revoked_alerts()
+        assert alert["count"] == 2
+        assert alert["last_s"] >= alert["created_s"]
+        assert "/v1/terminal/sync" in alert["detail"]
     keys_now = server.terminal(merchant_id).snapshot(0).json()["snapshot"]["terminal_keys"]
     assert str(old.terminal_id) not in keys_now
 
