@@ -1,8 +1,9 @@
-"""`hcard-server`: init, serve, ledger check, demo.
+"""`hcard-server`: init, serve, ledger check, backup, demo.
 
     hcard-server init  [--data-dir D] [--database-url URL] [--admin-user admin]
     hcard-server serve [--data-dir D] [--host H] [--port P] [--ready-file F]
     hcard-server ledger check [--data-dir D]
+    hcard-server backup [--data-dir D] [--dest DIR] [--keep N]
     hcard-server demo  [--port P]
 
 The data dir holds the SQLite database (unless `--database-url` /
@@ -19,16 +20,19 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import sys
 from pathlib import Path
 
 from hcard import cardnumber
 from hcard.money import format_cents
+from hcard.server import backup
 from hcard.server.context import Context
 from hcard.server.services import cards, ledger, merchants, terminals, users
 from hcard.server.settings import Settings
 
 DEMO_DIR = Path(".demo") / "server"
+BACKUP_DIR_NAME = "backups"
 DEMO_ADMIN = ("admin", "hattingen-demo")
 
 
@@ -97,6 +101,30 @@ def serve(ctx: Context, host: str, port: int, ready_file: Path | None = None) ->
     uvicorn.Server(config).run(sockets=[sock])
 
 
+def run_backup(settings: Settings, dest: Path | None, keep: int) -> int:
+    """One backup generation of the server's own database; exit 1 with the reason if not."""
+    dest = dest or Path(os.environ.get("HCARD_BACKUP_DIR") or settings.data_dir / BACKUP_DIR_NAME)
+    try:
+        made = backup.backup(settings.database_url, dest, keep)
+    except (backup.BackupError, sqlite3.Error, OSError) as exc:
+        print(f"Sicherung fehlgeschlagen / backup failed: {exc}", file=sys.stderr)
+        return 1
+    print(made)
+    return 0
+
+
+def _keep(text: str) -> int:
+    try:
+        keep = int(text)
+    except ValueError:
+        keep = 0
+    if keep < 1:
+        raise argparse.ArgumentTypeError(
+            f"mindestens 1 Generation / at least 1 generation: {text!r}"
+        )
+    return keep
+
+
 def demo(port: int) -> None:
     """A throwaway SQLite server under .demo/ with a merchant, a terminal code and funded cards."""
     if DEMO_DIR.exists():
@@ -153,6 +181,22 @@ def main(argv: list[str] | None = None) -> int:
     p_ledger_sub = p_ledger.add_subparsers(dest="ledger_command", required=True)
     p_check = p_ledger_sub.add_parser("check", help="prove the ledger's invariants")
     common(p_check)
+    p_backup = sub.add_parser(
+        "backup",
+        help="Datenbank im laufenden Betrieb sichern / back the database up while it runs",
+    )
+    common(p_backup)
+    p_backup.add_argument(
+        "--dest",
+        type=Path,
+        help="Zielordner (HCARD_BACKUP_DIR, sonst <data-dir>/backups) / folder for the backups",
+    )
+    p_backup.add_argument(
+        "--keep",
+        type=_keep,
+        default=os.environ.get("HCARD_BACKUP_KEEP", str(backup.DEFAULT_KEEP)),
+        help=f"Generationen behalten (HCARD_BACKUP_KEEP, {backup.DEFAULT_KEEP}) / generations kept",
+    )
     p_demo = sub.add_parser("demo", help="throwaway demo server with seeded data")
     p_demo.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
@@ -170,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         report = ledger.check(_open(args).engine)
         print(json.dumps(report.as_json(), indent=2))
         return 0 if report.ok else 1
+    if args.command == "backup":
+        return run_backup(_settings(args), args.dest, args.keep)
     demo(args.port)
     return 0
 

@@ -1,8 +1,10 @@
-"""The database backup behind hcard-server-backup.timer, on real SQLite and PostgreSQL."""
+"""The database backup behind hcard-server-backup.timer (`hcard-server backup`), on real SQLite
+and PostgreSQL."""
 
 from __future__ import annotations
 
 import glob
+import os
 import sqlite3
 import subprocess
 import sys
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hcard.provisioning import backup
+from hcard.server import backup
 
 
 def _wal_database(path: Path, rows: int) -> None:
@@ -75,20 +77,44 @@ def test_keeps_only_the_newest_generations(tmp_path: Path):
     assert len(set(made)) == 6
 
 
-def test_cli_reports_a_missing_database_in_german_and_english(tmp_path: Path):
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hcard.provisioning.backup",
-            "--database",
-            f"sqlite:///{tmp_path}/nope.db",
-            "--dest",
-            str(tmp_path / "b"),
-        ],
+def _server_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "hcard.server.cli", *args],
         capture_output=True,
         text=True,
         check=False,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_hcard_server_backup_copies_the_servers_own_database(tmp_path: Path):
+    """What the unit runs: `hcard-server backup` finds the database from the server's own
+    settings (here `--data-dir`), the default folder is `<data dir>/backups`, and
+    `HCARD_BACKUP_KEEP` is obeyed."""
+    data_dir = tmp_path / "data"
+    env = {"HCARD_ADMIN_PASSWORD": "backup-test-pw", "HCARD_DATABASE_URL": ""}
+    assert _server_cli("init", "--data-dir", str(data_dir), env=env).returncode == 0
+    made = []
+    for _ in range(3):
+        done = _server_cli(
+            "backup", "--data-dir", str(data_dir), env={**env, "HCARD_BACKUP_KEEP": "2"}
+        )
+        assert done.returncode == 0, done.stderr
+        made.append(Path(done.stdout.strip()))
+    assert sorted((data_dir / "backups").iterdir()) == made[-2:]
+    copy = sqlite3.connect(made[-1])
+    assert copy.execute("SELECT username, role FROM users").fetchall() == [("admin", "admin")]
+    copy.close()
+
+
+def test_cli_reports_a_missing_database_in_german_and_english(tmp_path: Path):
+    done = _server_cli(
+        "backup",
+        "--database-url",
+        f"sqlite:///{tmp_path}/nope.db",
+        "--dest",
+        str(tmp_path / "b"),
     )
     assert done.returncode == 1
     assert "Datenbank nicht gefunden / database not found" in done.stderr
@@ -98,7 +124,12 @@ def test_cli_reports_a_missing_database_in_german_and_english(tmp_path: Path):
 def test_cli_refuses_keep_zero(tmp_path: Path):
     live = tmp_path / "hcard.db"
     _wal_database(live, 1)
-    assert backup.main(["--database", str(live), "--dest", str(tmp_path / "b"), "--keep", "0"]) == 1
+    done = _server_cli(
+        "backup", "--database-url", str(live), "--dest", str(tmp_path / "b"), "--keep", "0"
+    )
+    assert done.returncode == 2
+    assert "mindestens 1 Generation / at least 1 generation" in done.stderr
+    assert not (tmp_path / "b").exists()
 
 
 @pytest.mark.postgres

@@ -3,7 +3,7 @@
 from fixtures.server import start_server
 from fixtures.terminal import server_card
 
-from hcard.provisioning.backup import backup_sqlite
+from hcard.server.backup import backup_sqlite
 from hcard.terminal.till import Outcome
 
 

@@ -1,8 +1,9 @@
 """Back the server database up while the server keeps running, keeping N generations.
 
-Why a module of its own: the systemd timer (`systemd/hcard-server-backup.timer`) runs it on
-the server machine, where only the `server` extra is installed, so it needs nothing but the
-standard library (and `pg_dump` for PostgreSQL).
+`hcard-server backup` (run nightly by `systemd/hcard-server-backup.timer`) calls `backup`
+with the database the server itself uses (`Settings`: `--data-dir` / `HCARD_DATABASE_URL`),
+so the backup and the server can never disagree about which database that is. Only the
+standard library (and `pg_dump` for PostgreSQL) is used here.
 
 - SQLite: the online backup API (`sqlite3.Connection.backup`) copies a consistent snapshot
   page by page while the server goes on writing (WAL); a plain `cp` of a WAL database can
@@ -14,19 +15,14 @@ Every backup is written under a temporary name, fsync'd and then renamed, so a b
 with the final name is always complete; only then are generations beyond `keep` removed.
 The issuer key is NOT copied here: it never changes, so it is saved once, offline, at
 install time (see docs/deploy.md), instead of spreading a secret over every backup.
-
-    python -m hcard.provisioning.backup --database sqlite:////var/lib/hcard-server/hcard.db \
-        --dest /var/lib/hcard-server-backups --keep 14
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -174,42 +170,3 @@ def backup(database_url: str, dest: Path, keep: int, pg_dump: str = "pg_dump") -
         made = backup_sqlite(sqlite_path(database_url), dest)
     prune(dest, keep)
     return made
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m hcard.provisioning.backup",
-        description=(
-            "Sichert die Server-Datenbank im laufenden Betrieb und behält N Generationen. / "
-            "Backs the server database up while it runs and keeps N generations."
-        ),
-    )
-    parser.add_argument(
-        "--database",
-        default=os.environ.get("HCARD_DATABASE_URL"),
-        help="Datenbank-URL (Standard: $HCARD_DATABASE_URL) / database URL",
-    )
-    parser.add_argument(
-        "--dest", type=Path, required=True, help="Zielordner / folder for the backups"
-    )
-    parser.add_argument(
-        "--keep",
-        type=int,
-        default=DEFAULT_KEEP,
-        help=f"Anzahl Generationen (Standard {DEFAULT_KEEP}) / generations to keep",
-    )
-    parser.add_argument("--pg-dump", default="pg_dump", help="Pfad zu pg_dump / path of pg_dump")
-    args = parser.parse_args(argv)
-    if not args.database:
-        parser.error("--database oder $HCARD_DATABASE_URL fehlt / is missing")
-    try:
-        made = backup(args.database, args.dest, args.keep, pg_dump=args.pg_dump)
-    except (BackupError, sqlite3.Error, OSError) as exc:
-        print(f"Sicherung fehlgeschlagen / backup failed: {exc}", file=sys.stderr)
-        return 1
-    print(made)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
