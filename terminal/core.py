@@ -45,7 +45,7 @@ from hcard.terminal import journal as jr
 from hcard.terminal.card import CardKeys, CardSession, CardView, Reader, open_reader
 from hcard.terminal.client import Clock, ServerClient, ServerUnreachableError
 from hcard.terminal.config import TerminalState
-from hcard.terminal.payment import Link, Payments, day_of, declined
+from hcard.terminal.payment import Link, Payments, day_of
 from hcard.terminal.snapshot import SnapshotStore
 from hcard.terminal.sync import SyncAgent
 from hcard.terminal.till import (
@@ -55,6 +55,7 @@ from hcard.terminal.till import (
     PaymentResult,
     Status,
     TodayEntry,
+    declined,
 )
 
 log = logging.getLogger(__name__)

@@ -58,7 +58,7 @@ from hcard.terminal import journal as jr
 from hcard.terminal.card.model import CardSession, CardView, Purse
 from hcard.terminal.client import Clock, ServerClient, ServerUnreachableError
 from hcard.terminal.snapshot import SnapshotStore
-from hcard.terminal.till import Outcome, PaymentResult
+from hcard.terminal.till import Outcome, PaymentResult, declined
 
 log = logging.getLogger(__name__)
 
@@ -95,19 +95,6 @@ _SHOWN = (jr.FINAL, jr.VOIDED)
 def day_of(now_s: float) -> str:
     """The calendar day of a (server-corrected) time, local time zone."""
     return time.strftime("%Y-%m-%d", time.localtime(now_s))
-
-
-def declined(code: Code, *, offline: bool, available_cents: int | None = None) -> PaymentResult:
-    return PaymentResult(
-        outcome=Outcome.DECLINED,
-        code=code,
-        amount_cents=0,
-        tip_cents=0,
-        balance_cents=None,
-        receipt_no=None,
-        offline=offline,
-        available_cents=available_cents,
-    )
 
 
 class Payments:
@@ -292,12 +279,7 @@ class Payments:
         if outcome == "declined":
             self.journal.set_state(record.seq, jr.DECLINED, outcome=answer)
             code = _code(answer.get("code"))
-            available = answer.get("available_cents")
-            return declined(
-                code,
-                offline=False,
-                available_cents=available if isinstance(available, int) and available > 0 else None,
-            )
+            return declined(code, offline=False, available_cents=answer.get("available_cents"))
         # No commit here: until `final`, a crash leaves the record `intent`, and
         # the recovery asks the server again and voids it, as it would an
         # `approved` one. One fsync less on the path the customer waits for.
@@ -317,12 +299,7 @@ class Payments:
     ) -> PaymentResult:
         decision = self.decide_offline(tap, amount_cents, refund, history)
         if decision.code is not None:
-            available = decision.available_cents
-            return declined(
-                decision.code,
-                offline=True,
-                available_cents=available if available > 0 else None,
-            )
+            return declined(decision.code, offline=True, available_cents=decision.available_cents)
         purse = decision.balance_cents - amount_cents
         # Not fsynced: no one outside this terminal has seen it yet. The `final`
         # commit below is durable and takes this one to the disk with it; a power

@@ -40,6 +40,32 @@ class PaymentResult:
     available_cents: int | None = None
 
 
+def declined(code: Code, *, offline: bool, available_cents: object = None) -> PaymentResult:
+    """A refused payment: nothing charged, no receipt; the core and the front ends
+    (a call that failed in the app) build it here alike.
+
+    `available_cents` is kept only as a positive whole amount (it may come from the
+    server's answer): zero or anything else offers no partial payment.
+    """
+    positive = (
+        available_cents
+        if isinstance(available_cents, int)
+        and not isinstance(available_cents, bool)
+        and available_cents > 0
+        else None
+    )
+    return PaymentResult(
+        outcome=Outcome.DECLINED,
+        code=code,
+        amount_cents=0,
+        tip_cents=0,
+        balance_cents=None,
+        receipt_no=None,
+        offline=offline,
+        available_cents=positive,
+    )
+
+
 @dataclass(frozen=True)
 class CardInfo:
     card_number: str

@@ -41,6 +41,7 @@ from hcard.terminal.till import (
     Status,
     Till,
     TodayEntry,
+    declined,
 )
 
 log = logging.getLogger(__name__)
@@ -360,17 +361,7 @@ class TillApp(App):
         """An exception from the core: shown as a decline with its code, never swallowed."""
         log.error("till call failed: %r", error)
         code = error_code(error)
-        self.show_payment_result(
-            PaymentResult(
-                outcome=Outcome.DECLINED,
-                code=code,
-                amount_cents=0,
-                tip_cents=0,
-                balance_cents=None,
-                receipt_no=None,
-                offline=False,
-            )
-        )
+        self.show_payment_result(declined(code, offline=False))
 
     # ------------------------------------------------------------- balance check
     def start_balance(self) -> None:
