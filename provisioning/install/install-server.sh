@@ -64,11 +64,8 @@ while [ $# -gt 0 ]; do
 	esac
 done
 
-[ -d "$ROOT" ] || { echo "Wurzelverzeichnis fehlt / root folder missing: $ROOT" >&2; exit 2; }
-ROOT=$(cd "$ROOT" && pwd)
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
-[ "$(id -u)" -eq 0 ] || die "bitte als root starten (sudo) / please run as root (sudo)"
 [[ $DOMAIN =~ ^([a-z0-9-]+\.)+[a-z]{2,}$|^$ ]] ||
 	die "ungültiger DNS-Name / invalid DNS name: $DOMAIN"
 [[ $ADMIN =~ ^[a-z][a-z0-9._-]{1,31}$ ]] ||

@@ -77,11 +77,8 @@ while [ $# -gt 0 ]; do
 	esac
 done
 
-[ -d "$ROOT" ] || { echo "Wurzelverzeichnis fehlt / root folder missing: $ROOT" >&2; exit 2; }
-ROOT=$(cd "$ROOT" && pwd)
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
-[ "$(id -u)" -eq 0 ] || die "bitte als root starten (sudo) / please run as root (sudo)"
 case $SERVER_URL in
 "" | https://* | http://localhost | http://localhost[:/]* | http://127.0.0.1 | http://127.0.0.1[:/]*) ;;
 *) die "Server-Adresse muss mit https:// beginnen / server URL must start with https://" ;;

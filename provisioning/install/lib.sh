@@ -5,9 +5,12 @@
 # so an installer built from them is idempotent: the second run prints "nothing to do" and
 # leaves every byte and every modification time as it was.
 #
-# The caller sets ROOT (the target root, / for this machine) before sourcing; R is ROOT as a
-# path prefix ("" for /).
+# The caller sets ROOT (the target root, / for this machine) before sourcing, after reading its
+# options; sourcing checks that ROOT exists and that we run as root, makes ROOT absolute, and
+# sets R, ROOT as a path prefix ("" for /).
 
+[ -d "$ROOT" ] || { echo "Wurzelverzeichnis fehlt / root folder missing: $ROOT" >&2; exit 2; }
+ROOT=$(cd "$ROOT" && pwd)
 [ "$ROOT" = / ] && R="" || R=$ROOT
 # shellcheck disable=SC2034 # read by the installers that source this file
 CHANGED=0
@@ -24,6 +27,8 @@ die() {
 	printf 'Fehler / error: %s\n' "$*" >&2
 	exit 2
 }
+
+[ "$(id -u)" -eq 0 ] || die "bitte als root starten (sudo) / please run as root (sudo)"
 
 # in_root CMD...: run a command inside the target root (itself when the root is /).
 in_root() {
