@@ -44,9 +44,14 @@ def _amount(text: str) -> int:
 
 
 def _till(args: argparse.Namespace):
+    """The core for one command: no sync agent and no reader watch (`status`, `void`,
+    `sync` never touch the reader, which the running app may hold; `pay` and `balance`
+    open it when they wait for the card)."""
     from hcard.terminal.core import TerminalTill
 
-    return TerminalTill(args.state, reader_path=args.reader, start_sync=False)
+    return TerminalTill(
+        args.state, reader_path=args.reader, start_sync=False, reader_check_interval_s=None
+    )
 
 
 def _print_result(result: PaymentResult, what: str) -> int:

@@ -1,6 +1,8 @@
 """`Status.reader_connected` is current without a tap: the core opens the reader at
 start and looks at it in the background, never in a card operation's way."""
 
+import subprocess
+import sys
 import threading
 import time
 
@@ -69,3 +71,21 @@ def test_a_reader_that_cannot_be_opened_shows_as_missing(
     cancelled.start()
     assert till.pay(100, card_timeout_s=10).outcome == Outcome.CANCELLED
     cancelled.join()
+
+
+def test_cli_commands_without_a_card_leave_the_reader_alone(
+    live_server, card_emulator, terminal_factory
+):
+    """`status`, `sync`, `void` run while the app holds the reader: they must not try to
+    open it (an absent reader path would be tried and warned about)."""
+    terminal = terminal_factory(live_server, card_emulator.reader_path)
+    cli = [sys.executable, "-m", "hcard.terminal.cli", "--state", str(terminal.state_dir)]
+    for command in ("status", "sync", "day-close"):
+        done = subprocess.run(
+            [*cli, "--reader", "usb:ffff:ffff", command],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "usb:ffff:ffff" not in done.stderr, done.stderr
