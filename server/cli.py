@@ -26,7 +26,7 @@ from pathlib import Path
 
 from hcard import cardnumber
 from hcard.money import format_cents
-from hcard.server import backup
+from hcard.server import backup, card_secret
 from hcard.server.context import Context
 from hcard.server.services import cards, ledger, merchants, terminals, users
 from hcard.server.settings import Settings
@@ -61,8 +61,16 @@ def _admin_password(args: argparse.Namespace) -> str:
     return getpass.getpass("Passwort für den ersten Admin / first admin's password: ")
 
 
-def init(settings: Settings, admin_user: str, admin_password: str) -> Context:
-    """Create database (migrated), issuer key (0600) and the first admin, if not there yet."""
+def init(
+    settings: Settings,
+    admin_user: str,
+    admin_password: str,
+    card_secret_file: Path | None = None,
+) -> Context:
+    """Create database (migrated), issuer key (0600) and the first admin, if not there yet;
+    install the office's card write secret (0600) when given."""
+    if card_secret_file is not None:
+        card_secret.install(settings, card_secret_file)
     ctx = Context.open(settings, create_key=True)
     existing = {user["username"] for user in _all_users(ctx)}
     if admin_user not in existing:
@@ -172,6 +180,15 @@ def main(argv: list[str] | None = None) -> int:
     common(p_init)
     p_init.add_argument("--admin-user", default="admin")
     p_init.add_argument("--admin-password")
+    p_init.add_argument(
+        "--card-secret-file",
+        type=Path,
+        help=(
+            "Kartenschreibgeheimnis (von `hcard-provision cards new-secret`) übernehmen, die "
+            "Kassen bekommen es bei der Anmeldung / keep the card write secret; tills get it "
+            "at enrolment"
+        ),
+    )
     p_serve = sub.add_parser("serve", help="run the HTTP server")
     common(p_serve)
     p_serve.add_argument("--host", default="127.0.0.1")
@@ -200,12 +217,21 @@ def main(argv: list[str] | None = None) -> int:
     p_demo = sub.add_parser("demo", help="throwaway demo server with seeded data")
     p_demo.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except card_secret.CardSecretError as exc:
+        print(exc, file=sys.stderr)
+        return 2
 
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "init":
         settings = _settings(args)
-        ctx = init(settings, args.admin_user, _admin_password(args))
+        ctx = init(settings, args.admin_user, _admin_password(args), args.card_secret_file)
         print(f"ok: database {settings.database_url.split('@')[-1]}")
         print(f"ok: issuer key {settings.issuer_key_path} ({ctx.issuer_public_hex})")
+        if ctx.card_write_secret is not None:
+            print(f"ok: card write secret {card_secret.path(settings)} (0600)")
         return 0
     if args.command == "serve":
         serve(_open(args), args.host, args.port, args.ready_file)

@@ -7,12 +7,13 @@ for globals and tests can build their own.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hcard import keys
+from hcard.server import card_secret
 from hcard.server.db import engine as db_engine
 from hcard.server.db import migrate
 from hcard.server.settings import Settings
@@ -23,6 +24,9 @@ class Context:
     engine: sa.Engine
     settings: Settings
     issuer_key: Ed25519PrivateKey
+    #: the site's card write secret (hex) handed out at enrolment, if the server keeps one;
+    #: repr=False: never in a log line or a traceback's locals
+    card_write_secret: str | None = field(default=None, repr=False)
 
     @property
     def issuer_public_hex(self) -> str:
@@ -34,9 +38,15 @@ class Context:
 
     @classmethod
     def open(cls, settings: Settings, *, create_key: bool = False) -> Context:
-        """Open the database (migrating it to the newest schema) and load the issuer key."""
+        """Open the database (migrating it to the newest schema), load the issuer key and the
+        card write secret if there is one (CardSecretError when its file is unusable)."""
         engine = db_engine.make_engine(settings.database_url)
         migrate.upgrade(engine)
         path = settings.issuer_key_path
         key = keys.load_or_create_private(path) if create_key else keys.load_private(path)
-        return cls(engine=engine, settings=settings, issuer_key=key)
+        return cls(
+            engine=engine,
+            settings=settings,
+            issuer_key=key,
+            card_write_secret=card_secret.load(settings),
+        )

@@ -128,12 +128,17 @@ def enrol(ctx: Context, code: str, public_key_hex: str, name: str | None) -> dic
             .select_from(terminals.join(merchants, merchants.c.id == terminals.c.merchant_id))
             .where(terminals.c.id == used.terminal_id)
         ).one()
-    return {
+    answer: dict[str, object] = {
         "terminal_id": row.id,
         "merchant_id": row.merchant_id,
         "merchant_name": row.name,
         "issuer_public_key": ctx.issuer_public_hex,
     }
+    if ctx.card_write_secret is not None:
+        # only the holder of the one-time code gets it: the till then writes cards
+        # without anyone typing the secret on it (docs/protocol.md, POST /v1/enrol)
+        answer["card_write_secret"] = ctx.card_write_secret
+    return answer
 
 
 def revoke(ctx: Context, actor: Staff, terminal_id: int) -> dict[str, object]:
