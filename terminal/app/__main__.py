@@ -34,12 +34,19 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         prog=prog,
         description="Hattingen-Card-Kasse (Touchscreen) / Hattingen Card till (touchscreen)",
     )
-    parser.add_argument("command", nargs="?", choices=("run", "set-pin"), default="run")
+    parser.add_argument(
+        "command",
+        nargs="?",
+        choices=("run", "set-pin"),
+        default="run",
+        help="run: Kasse starten (Standard) / start the till (default);"
+        " set-pin: Manager-PIN setzen / set the manager PIN",
+    )
     parser.add_argument(
         "--state-dir",
         type=Path,
         default=None,
-        help="Zustandsordner des Terminals / terminal state folder (default: %(default)s → "
+        help="Zustandsordner des Terminals / terminal state folder (default: "
         "$HCARD_TERMINAL_STATE or /var/lib/hcard-terminal)",
     )
     size = parser.add_mutually_exclusive_group()
