@@ -14,9 +14,9 @@ One card operation at a time: `pay` and `balance` hold a lock for the tap, so
 a second front-end call waits rather than interleaving two card sessions.
 
 The reader is opened at start and looked at every `reader_check_interval_s`
-by a small thread, so `Status.reader_connected` says "no reader" before the
-first tap, and a reader unplugged while the till waits is noticed then, not at
-the next payment. The look takes the same lock as a tap, only when no card
+by a small thread, so `Status.reader_connected` is right before the first
+tap, and a reader unplugged between payments shows within seconds, not at the
+next payment. The look takes the same lock as a tap, only when no card
 operation runs, and a tap cuts it short: nfcpy's ContactlessFrontend is never
 used by two threads, and a tap never waits for more than one sense cycle of a
 look. What a look can honestly tell depends on the driver:
