@@ -20,12 +20,11 @@ How a card is never registered twice, whatever fails:
 
 The print file (CSV) has one row per card that was written *and verified*: card number,
 check code, balance-page URL, QR payload. The check code is derived from the card's issuer
-signature (see `check_code`), so the server can check it without storing anything new.
+signature (`hcard.signed.check_code`), so the server can check it without storing anything new.
 """
 
 from __future__ import annotations
 
-import base64
 import csv
 import json
 import os
@@ -38,6 +37,7 @@ from pathlib import Path
 from hcard import cardnumber
 from hcard.errors import Code, HCardError
 from hcard.provisioning.staff import StaffClient
+from hcard.signed import check_code
 from hcard.terminal.card import CardKeys, CardSession, Reader
 from hcard.terminal.config import write_atomic
 
@@ -51,17 +51,6 @@ class Status(StrEnum):
     RESERVED = "reserved"  # number reserved, not yet on a verified card
     DONE = "done"  # written and verified
     FAILED = "failed"  # given up and blocked on the server
-
-
-def check_code(issuer_signature: bytes) -> str:
-    """8 characters (base32 of the signature's first 5 bytes), printed as `ABCD-EFGH`.
-
-    The cardholder types it with the card number on the balance page. It cannot be guessed
-    from the number (it comes from the issuer's signature over number and tag UID), and the
-    server, which stores every card's issuer signature, can check it without a new secret.
-    """
-    code = base64.b32encode(issuer_signature[:5]).decode("ascii")
-    return f"{code[:4]}-{code[4:]}"
 
 
 def balance_url(base_url: str, card_number: str) -> str:

@@ -287,6 +287,39 @@ def for_terminal(ctx: Context, number: str) -> dict[str, object]:
     }
 
 
+#: how many movements the cardholder's balance page shows
+PUBLIC_RECENT = 5
+
+
+def for_cardholder(ctx: Context, number_text: str, code: str) -> dict[str, object] | None:
+    """The public balance page's data, or None unless the number is a card AND `code` is its
+    check code (`hcard.signed.check_code`).
+
+    One None for all of: not a card number, no such card, a number only reserved, a wrong
+    code. So a page without the right code says nothing about whether the card exists.
+    """
+    try:
+        number = cardnumber.normalize(number_text)
+    except ValueError:
+        return None
+    with db_engine.read(ctx.engine) as conn:
+        card = find(conn, number)
+        if card is None or card.issuer_sig is None:
+            return None
+        if not signed.check_code_ok(bytes.fromhex(card.issuer_sig), code):
+            return None
+        recent = history_rows(conn, card.account_id, PUBLIC_RECENT)
+    return {
+        "card_number": card.number,
+        "balance_cents": card.balance_cents,
+        "blocked": bool(card.blocked or card.flagged),
+        "recent": [
+            {"amount_cents": r["amount_cents"], "label": r["label"], "created_s": r["created_s"]}
+            for r in recent
+        ],
+    }
+
+
 def correct(
     ctx: Context, actor: Staff, number: str, amount_cents: int, reason: str
 ) -> dict[str, object]:
