@@ -51,9 +51,13 @@ def revoked_terminal_called(ctx: Context, terminal_id: int, method: str, path: s
 
 
 def list_alerts(ctx: Context, actor: Staff, limit: int = 200) -> list[dict[str, object]]:
+    """Newest activity first: an old alert that just happened again comes back to the top."""
     actor.require("admin", "marketing")
+    latest = sa.func.coalesce(alerts.c.last_s, alerts.c.created_s)
     with db_engine.read(ctx.engine) as conn:
         rows = conn.execute(
-            sa.select(alerts).order_by(alerts.c.id.desc()).limit(max(1, min(limit, 1000)))
+            sa.select(alerts)
+            .order_by(latest.desc(), alerts.c.id.desc())
+            .limit(max(1, min(limit, 1000)))
         ).mappings()
         return [dict(row) for row in rows]

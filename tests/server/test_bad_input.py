@@ -183,7 +183,8 @@ def test_unknown_terminal(server, till):
         assert_refused(response, 401, "bad_signature")
 
 
-def test_revoked_terminal(server):
+def test_revoked_terminal(server, card):
+    number, uid = card
     merchant_id = server.staff.create_merchant("Widerruf KG")
     enrolment = server.staff.create_terminal_full(merchant_id, "Alt")
     old = enrol(server.url, enrolment["code"])
@@ -210,6 +211,13 @@ def test_revoked_terminal(server):
         assert alert["detail"] == (
             f"revoked terminal {old.terminal_id} called GET /v1/terminal/snapshot?since=0"
         )
+        # Another alert after it (a chain gap of another till) ...
+        other = server.terminal(merchant_id)
+        other.payment(number, uid, 100, mode="offline", counter=201)
+        gap = other.payment(number, uid, 100, mode="offline", counter=202)
+        assert other.sync([gap]).json()["results"][0]["code"] == "chain_gap"
+        assert server.staff.alerts()[0]["kind"] == "chain_gap"
+        # ... and the stolen till calls again: the same alert, counted, back on top.
         assert_refused(old.sync([]), 403, "terminal_revoked")
         assert_refused(
             old.signed("GET", "/v1/terminal/snapshot?since=0", key=keys.generate()),
@@ -220,6 +228,7 @@ def test_revoked_terminal(server):
         assert alert["count"] == 2
         assert alert["last_s"] >= alert["created_s"]
         assert "/v1/terminal/sync" in alert["detail"]
+        assert server.staff.alerts()[0]["id"] == alert["id"]
     keys_now = server.terminal(merchant_id).snapshot(0).json()["snapshot"]["terminal_keys"]
     assert str(old.terminal_id) not in keys_now
 
