@@ -7,7 +7,9 @@
 # the user `hcard-server`, the virtual environment /opt/hcard-server/venv with the `server`
 # extra only, the settings file, the database (SQLite by default, or --database-url for
 # PostgreSQL), the issuer key and the first admin (`hcard-server init`; the admin's password
-# is made here and printed once), the server unit, the nightly backup timer, and Caddy in
+# is made here and printed once), with --card-secret-file the site's card write secret (from
+# `hcard-provision cards new-secret`; the server hands it to each till at enrolment, so it is
+# never copied to a till by hand), the server unit, the nightly backup timer, and Caddy in
 # front with a TLS certificate from Let's Encrypt. Each step runs only when it is not already
 # so: running it twice changes nothing.
 #
@@ -25,6 +27,7 @@ DO_VENV=1
 DOMAIN=""
 ADMIN="admin"
 DATABASE_URL=""
+SECRET_FILE=""
 KEEP=14
 PREFIX=/opt/hcard-server
 USER_NAME=hcard-server
@@ -39,6 +42,8 @@ Aufruf / usage: install-server.sh [Optionen / options]
   --admin NAME         erster Admin / first admin (Standard/default: admin)
   --database-url URL   PostgreSQL statt SQLite / PostgreSQL instead of SQLite
                        (postgresql+psycopg://user:pass@host/db)
+  --card-secret-file FILE  Kartenschreibgeheimnis (hcard-provision cards new-secret) für
+                       die Kassen / card write secret, handed to each till at enrolment
   --keep N             Sicherungen behalten / backup generations kept (default 14)
   --root DIR           in ein anderes Wurzelverzeichnis installieren / install into another
                        root (also DESTDIR=DIR)
@@ -54,6 +59,7 @@ while [ $# -gt 0 ]; do
 	--domain) DOMAIN=${2:?}; shift 2 ;;
 	--admin) ADMIN=${2:?}; shift 2 ;;
 	--database-url) DATABASE_URL=${2:?}; shift 2 ;;
+	--card-secret-file) SECRET_FILE=${2:?}; shift 2 ;;
 	--keep) KEEP=${2:?}; shift 2 ;;
 	--root) ROOT=${2:?}; shift 2 ;;
 	--source) SOURCE=${2:?}; shift 2 ;;
@@ -77,6 +83,18 @@ postgresql*://*) ;;
 *) die "nur PostgreSQL-URLs / only PostgreSQL URLs: postgresql+psycopg://..." ;;
 esac
 [[ $DATABASE_URL == *$'\n'* ]] && die "URL mit Zeilenumbruch / URL with a line break"
+# The secret's content is checked by `hcard-server init`; here only that it can be read and
+# that it is the one already installed, if any (it is never replaced: issued cards need it).
+INSTALLED_SECRET=$DATA_DIR/card-write-secret.hex
+if [ -n "$SECRET_FILE" ]; then
+	if [ ! -f "$SECRET_FILE" ] || [ ! -r "$SECRET_FILE" ]; then
+		die "--card-secret-file nicht lesbar / not readable: $SECRET_FILE"
+	fi
+	if [ -e "$R$INSTALLED_SECRET" ] &&
+		[ "$(tr -d ' \t\r\n' <"$SECRET_FILE" | tr 'A-F' 'a-f')" != "$(tr -d '\n' <"$R$INSTALLED_SECRET")" ]; then
+		die "$INSTALLED_SECRET enthält ein anderes Kartenschreibgeheimnis, es wird nie ersetzt / holds a different card write secret, it is never replaced"
+	fi
+fi
 
 echo "Hattingen Card: Server einrichten / setting up the server in $ROOT"
 
@@ -127,19 +145,34 @@ import /etc/caddy/hcard.caddy
 EOF
 fi
 
-# 7. Database, issuer key and first admin: once, on this machine.
+# 7. Database, issuer key, first admin and card write secret: once, on this machine. The
+# secret goes in through a pipe: the server's user cannot read the operator's file itself.
 if [ -n "$R" ] || [ "$DO_VENV" -eq 0 ]; then
 	note "Datenbank und Admin beim ersten Start anlegen / create database and admin at first start:"
 	note "  systemd-run --wait --pty -p User=$USER_NAME -p StateDirectory=hcard-server \\"
 	note "    -p EnvironmentFile=/etc/hcard-server/server.env $PREFIX/venv/bin/hcard-server init --admin-user $ADMIN"
-elif [ ! -e "$DATA_DIR/issuer.key" ]; then
+	if [ -n "$SECRET_FILE" ]; then
+		note "dann das Kartenschreibgeheimnis dort übernehmen / then install the card write secret there:"
+		note "  $0 --card-secret-file FILE"
+	fi
+elif [ ! -e "$DATA_DIR/issuer.key" ] || { [ -n "$SECRET_FILE" ] && [ ! -e "$INSTALLED_SECRET" ]; }; then
+	fresh=0
+	[ -e "$DATA_DIR/issuer.key" ] || fresh=1
 	install -d -o "$USER_NAME" -g "$USER_NAME" -m 0700 "$DATA_DIR"
+	# Only used when the admin is new; init leaves an existing admin as it is.
 	password=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
-	runuser -u "$USER_NAME" -- env HCARD_DATA_DIR="$DATA_DIR" HCARD_DATABASE_URL="$DATABASE_URL" \
-		HCARD_ADMIN_PASSWORD="$password" "$PREFIX/venv/bin/hcard-server" init --admin-user "$ADMIN"
-	changed "database, issuer key, admin $ADMIN"
-	echo "Erster Admin / first admin: $ADMIN  Passwort / password: $password"
-	echo "(nur jetzt angezeigt / shown only now; bitte nach der Anmeldung ändern / change it)"
+	secret_opt=()
+	[ -n "$SECRET_FILE" ] && secret_opt=(--card-secret-file /dev/stdin)
+	tr -d ' \t\r\n' <"${SECRET_FILE:-/dev/null}" |
+		runuser -u "$USER_NAME" -- env HCARD_DATA_DIR="$DATA_DIR" HCARD_DATABASE_URL="$DATABASE_URL" \
+			HCARD_ADMIN_PASSWORD="$password" "$PREFIX/venv/bin/hcard-server" init --admin-user "$ADMIN" \
+			"${secret_opt[@]}"
+	if [ "$fresh" -eq 1 ]; then
+		changed "database, issuer key, admin $ADMIN"
+		echo "Erster Admin / first admin: $ADMIN  Passwort / password: $password"
+		echo "(nur jetzt angezeigt / shown only now; bitte nach der Anmeldung ändern / change it)"
+	fi
+	if [ -n "$SECRET_FILE" ]; then changed "card write secret $INSTALLED_SECRET"; fi
 fi
 
 # 8. Apply on a running system.

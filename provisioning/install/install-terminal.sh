@@ -49,7 +49,8 @@ Aufruf / usage: install-terminal.sh [Optionen / options]
                      --pn532-uart: tty:AMA0:pn532)
   --pn532-uart       UART für ein PN532-HAT einrichten / set the UART up for a PN532 HAT
   --enrol-code CODE  gleich anmelden (Code aus hcard-provision terminal add) / enrol now
-  --card-secret-file FILE  Schreibgeheimnis der Karten (hex) / card write secret (hex)
+  --card-secret-file FILE  Schreibgeheimnis der Karten (hex), nur wenn der Server es nicht
+                     hat / card write secret (hex), only if the server does not hand it out
   --name NAME        Name der Kasse / till name (Standard/default: Kasse 1)
   --root DIR         in ein anderes Wurzelverzeichnis installieren / install into another
                      root (also DESTDIR=DIR)
@@ -93,7 +94,14 @@ esac
 
 if [ -n "$ENROL_CODE" ]; then
 	[ -n "$SERVER_URL" ] || die "--enrol-code braucht --server-url / needs --server-url"
-	[ -r "$SECRET_FILE" ] || die "--enrol-code braucht --card-secret-file / needs --card-secret-file"
+fi
+# Optional: a server set up with `install-server.sh --card-secret-file` hands the secret out at
+# enrolment; one given here is passed on all the same.
+if [ -n "$SECRET_FILE" ]; then
+	[ -n "$ENROL_CODE" ] || die "--card-secret-file nur mit --enrol-code / only with --enrol-code"
+	if [ ! -f "$SECRET_FILE" ] || [ ! -r "$SECRET_FILE" ]; then
+		die "--card-secret-file nicht lesbar / not readable: $SECRET_FILE"
+	fi
 fi
 
 echo "Hattingen Card: Kasse einrichten / setting up a till in $ROOT"
@@ -149,9 +157,13 @@ if [ -n "$ENROL_CODE" ] && [ ! -e "$R$state/config.json" ]; then
 		note "Anmeldung übersprungen (kein Live-System) / enrolment skipped (not a live system)"
 	else
 		install -d -o "$USER_NAME" -g "$USER_NAME" -m 0700 "$state"
+		secret_opt=()
+		if [ -n "$SECRET_FILE" ]; then
+			secret_opt=(--card-secret "$(tr -d ' \t\r\n' <"$SECRET_FILE")")
+		fi
 		runuser -u "$USER_NAME" -- "$PREFIX/venv/bin/hcard-terminal" --state "$state" \
 			--reader "$READER" enrol --server "$SERVER_URL" --code "$ENROL_CODE" \
-			--name "$TILL_NAME" --card-secret "$(tr -d ' \n' <"$SECRET_FILE")"
+			--name "$TILL_NAME" "${secret_opt[@]}"
 		changed "enrolled at $SERVER_URL"
 	fi
 fi
@@ -172,5 +184,5 @@ else
 fi
 if [ ! -e "$R$state/config.json" ]; then
 	echo "Noch nicht angemeldet / not enrolled yet (Code aus / code from: hcard-provision terminal add):"
-	echo "  $0 --server-url https://... --enrol-code ABCD-EFGH --card-secret-file FILE"
+	echo "  $0 --server-url https://... --enrol-code ABCD-EFGH"
 fi

@@ -146,9 +146,17 @@ def test_terminal_install_keeps_the_operators_settings(tmp_path: Path):
         (["--frobnicate"], "unknown option"),
         (["--enrol-code", "ABCD-EFGH"], "needs --server-url"),
         (
-            ["--enrol-code", "ABCD-EFGH", "--server-url", "https://karte.example.org"],
-            "needs --card-secret-file",
+            [
+                "--enrol-code",
+                "ABCD-EFGH",
+                "--server-url",
+                "https://karte.example.org",
+                "--card-secret-file",
+                "/nonexistent/secret.hex",
+            ],
+            "not readable",
         ),
+        (["--card-secret-file", "/etc/passwd"], "only with --enrol-code"),
     ],
 )
 def test_terminal_install_refuses_bad_input_and_touches_nothing(tmp_path, args, message):
@@ -158,6 +166,63 @@ def test_terminal_install_refuses_bad_input_and_touches_nothing(tmp_path, args, 
     assert done.returncode == 2
     assert message in done.stderr
     assert _tree(root) == before
+
+
+def test_terminal_install_enrols_without_a_secret_file(tmp_path: Path):
+    """The server hands the card write secret out at enrolment, so --enrol-code alone is
+    enough; one given with --card-secret-file is accepted too. (A prepared root skips the
+    enrolment itself: the till's key pair is made on the till.)"""
+    secret = tmp_path / "secret.hex"
+    secret.write_text("ab" * 16 + "\n")
+    for extra in ([], ["--card-secret-file", str(secret)]):
+        root = _fake_root(tmp_path / f"root{len(extra)}")
+        args = ("--root", str(root), "--no-apt", "--no-venv", "--enrol-code", "ABCD-EFGH")
+        args += ("--server-url", "https://karte.example.org", *extra)
+        first = _run("install-terminal.sh", *args)
+        assert first.returncode == 0, first.stderr
+        assert "enrolment skipped" in first.stdout
+        before = _tree(root)
+        second = _run("install-terminal.sh", *args)
+        assert second.returncode == 0, second.stderr
+        assert _tree(root) == before
+        assert "ab" * 16 not in first.stdout + second.stdout
+
+
+def _secret_file(path: Path, text: str) -> Path:
+    path.write_text(text)
+    path.chmod(0o600)
+    return path
+
+
+def test_server_install_takes_the_card_write_secret(tmp_path: Path):
+    root = _fake_root(tmp_path / "root")
+    secret = _secret_file(tmp_path / "secret.hex", "AB" * 16 + "\n")
+    args = ("--root", str(root), "--no-apt", "--no-venv", "--card-secret-file", str(secret))
+    first = _run("install-server.sh", *args)
+    assert first.returncode == 0, first.stderr
+    # A prepared root does not run init: the note says how to bring the secret in later.
+    assert "--card-secret-file FILE" in first.stdout
+    before = _tree(root)
+    second = _run("install-server.sh", *args)
+    assert second.returncode == 0, second.stderr
+    assert "nothing to do" in second.stdout
+    assert _tree(root) == before
+    assert "AB" * 16 not in first.stdout + second.stdout + first.stderr
+
+    # The same secret already installed (as `hcard-server init` writes it) is fine ...
+    installed = root / "var/lib/hcard-server/card-write-secret.hex"
+    installed.parent.mkdir(parents=True)
+    _secret_file(installed, "ab" * 16 + "\n")
+    assert _run("install-server.sh", *args).returncode == 0
+    # ... a different one is never replaced: refused before anything changes.
+    other = _secret_file(tmp_path / "other.hex", "cd" * 16 + "\n")
+    before = _tree(root)
+    refused = _run("install-server.sh", *args[:-1], str(other))
+    assert refused.returncode == 2
+    assert "never replaced" in refused.stderr
+    assert "cd" * 16 not in refused.stdout + refused.stderr
+    assert _tree(root) == before
+    assert installed.read_text() == "ab" * 16 + "\n"
 
 
 def test_server_install_writes_units_caddy_and_settings_and_is_idempotent(tmp_path: Path):
@@ -232,6 +297,7 @@ def test_server_install_adds_to_an_operators_caddyfile(tmp_path: Path):
         ["--database-url", "mysql://x@y/z"],
         ["--keep", "0"],
         ["--admin", "Robert'); DROP"],
+        ["--card-secret-file", "/nonexistent/secret.hex"],
     ],
 )
 def test_server_install_refuses_bad_input(tmp_path, args):

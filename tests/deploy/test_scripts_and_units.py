@@ -206,7 +206,7 @@ def test_the_commands_in_units_exist_with_these_options(argv: list[str]):
 @pytest.mark.parametrize(
     ("script", "command", "options"),
     [
-        ("install-server.sh", ["hcard-server", "init"], ["--admin-user"]),
+        ("install-server.sh", ["hcard-server", "init"], ["--admin-user", "--card-secret-file"]),
         ("install-terminal.sh", ["hcard-terminal"], ["--state", "--reader"]),
         (
             "install-terminal.sh",
