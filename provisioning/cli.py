@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from hcard import cardnumber, keys
+from hcard import cardnumber, cardsecret, keys
 from hcard.errors import HCardError, message
 from hcard.money import format_cents, parse_amount
 from hcard.provisioning import issuance
@@ -40,7 +40,6 @@ from hcard.terminal.config import write_atomic
 
 DEFAULT_BALANCE_URL = "https://karte.hattingen.de"
 WRITE_SECRET_ENV = "HCARD_CARD_WRITE_SECRET"  # noqa: S105 - the variable's name, not a secret
-WRITE_SECRET_BYTES = 16
 EXIT_REFUSED, EXIT_INPUT, EXIT_UNREACHABLE = 1, 2, 3
 
 console = Console(highlight=False, soft_wrap=True)  # long lines stay whole in logs
@@ -113,21 +112,15 @@ def _checked_bank(iban_text: str, bic_text: str) -> tuple[str, str]:
 
 
 def _write_secret(args: argparse.Namespace) -> bytes:
-    """The site's card write secret (hex, at least 16 bytes): it derives every card's NTAG
+    """The site's card write secret (`hcard.cardsecret`): it derives every card's NTAG
     password, and the tills need the same one to write the purse."""
     text = os.environ.get(WRITE_SECRET_ENV, "")
     if args.write_secret_file:
         text = Path(args.write_secret_file).read_text("utf-8")
     try:
-        secret = bytes.fromhex(text.strip())
-    except ValueError:
-        secret = b""
-    if len(secret) < WRITE_SECRET_BYTES:
-        raise InputError(
-            f"Schreibschlüssel fehlt oder zu kurz (--write-secret-file oder ${WRITE_SECRET_ENV},"
-            " mindestens 32 Hex-Zeichen) / card write secret missing or too short"
-        )
-    return secret
+        return cardsecret.parse(text)
+    except ValueError as exc:
+        raise InputError(f"{exc}: --write-secret-file / ${WRITE_SECRET_ENV}") from None
 
 
 # --- commands ----------------------------------------------------------------------------
@@ -335,11 +328,12 @@ def cmd_cards_new_secret(args: argparse.Namespace) -> int:
         raise InputError(
             f"{path} gibt es schon, wird nie überschrieben / exists, never overwritten"
         )
-    write_atomic(path, secrets.token_bytes(WRITE_SECRET_BYTES).hex().encode() + b"\n")
+    write_atomic(path, secrets.token_bytes(cardsecret.MIN_BYTES).hex().encode() + b"\n")
     console.print(
         f"Schreibgeheimnis in / card write secret in {path} (0600). Sicher aufbewahren; die "
-        "Kassen bekommen es bei der Anmeldung (--card-secret) / keep it safe; tills get it at "
-        "enrolment (--card-secret)"
+        "Kassen bekommen es bei der Anmeldung vom Server (hcard-server init --card-secret-file) "
+        "/ keep it safe; tills get it from the server at enrolment (hcard-server init "
+        "--card-secret-file)"
     )
     return 0
 

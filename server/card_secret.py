@@ -19,10 +19,9 @@ import hmac
 import os
 from pathlib import Path
 
+from hcard import cardsecret
 from hcard.server.settings import Settings
 
-#: the card layer refuses shorter ones (`hcard.terminal.card.layout.card_password`)
-MIN_BYTES = 16
 FILE_NAME = "card-write-secret.hex"
 
 
@@ -35,17 +34,12 @@ def path(settings: Settings) -> Path:
 
 
 def parse(text: str) -> str:
-    """The secret as lower-case hex; CardSecretError unless it is hex of at least 16 bytes."""
+    """The secret as lower-case hex (`hcard.cardsecret.parse`, shared with office and till);
+    CardSecretError when it is not a valid one."""
     try:
-        secret = bytes.fromhex(text.strip())
-    except ValueError:
-        secret = b""
-    if len(secret) < MIN_BYTES:
-        raise CardSecretError(
-            f"Kartenschreibgeheimnis ungültig (Hex, mindestens {MIN_BYTES} Bytes) / "
-            f"card write secret invalid (hex, at least {MIN_BYTES} bytes)"
-        )
-    return secret.hex()
+        return cardsecret.parse(text).hex()
+    except ValueError as exc:
+        raise CardSecretError(str(exc)) from None
 
 
 def install(settings: Settings, source: Path) -> Path:

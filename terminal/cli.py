@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from hcard import cardnumber
+from hcard import cardnumber, cardsecret
 from hcard.errors import Code, HCardError, message
 from hcard.money import format_cents, parse_amount
 from hcard.terminal import config as cfg
@@ -41,6 +41,15 @@ def _amount(text: str) -> int:
         raise argparse.ArgumentTypeError(
             f"kein Betrag / not an amount: {text!r} (z. B. / e.g. 12,50)"
         ) from exc
+
+
+def _card_secret(text: str) -> str:
+    """Checked before enrolling: the one-time code is spent once the server answers. The
+    message never shows the text (argparse would, for a plain ValueError)."""
+    try:
+        return cardsecret.parse(text).hex()
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _till(args: argparse.Namespace):
@@ -257,7 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
         " default: NXP",
     )
     enrol.add_argument(
-        "--card-secret", help="Schreibgeheimnis der Karten (hex) / card write secret (hex)"
+        "--card-secret",
+        type=_card_secret,
+        help="Schreibgeheimnis der Karten (hex) / card write secret (hex)",
     )
     enrol.set_defaults(func=cmd_enrol)
 

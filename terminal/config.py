@@ -24,7 +24,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hcard import keys
+from hcard import cardsecret, keys
 from hcard.errors import Code, HCardError
 from hcard.terminal.client import post_json
 
@@ -134,6 +134,8 @@ def enrol(
         {"code": code.strip().upper(), "public_key": keys.public_hex(key), "name": name},
     )
     try:
+        # The server's copy of the site secret wins (docs/protocol.md POST /v1/enrol).
+        secret = str(answer.get("card_write_secret", card_write_secret))
         config = TerminalConfig(
             server_url=server_url.rstrip("/"),
             terminal_id=int(answer["terminal_id"]),
@@ -143,7 +145,7 @@ def enrol(
             name=name,
             reader=reader,
             originality_key=originality_key,
-            card_write_secret=str(answer.get("card_write_secret", card_write_secret)),
+            card_write_secret=cardsecret.parse(secret).hex() if secret else "",
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise HCardError(Code.MALFORMED_REQUEST, reason="enrolment answer malformed") from exc

@@ -29,7 +29,7 @@ from enum import Enum
 import ndef
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from hcard import cardnumber, keys
+from hcard import cardnumber, cardsecret, keys
 from hcard.terminal.card.model import Purse
 from hcard.terminal.card.ntag import CC_PAGE, FIRST_USER_PAGE, PAGE_SIZE, UID_LENGTH, Chip
 
@@ -244,8 +244,8 @@ def choose(slots: tuple[Slot, Slot]) -> PurseChoice:
 
 def card_password(write_secret: bytes, uid: bytes) -> tuple[bytes, bytes]:
     """PWD (4 bytes) and PACK (2 bytes) of a card, derived from the site secret and UID."""
-    if len(write_secret) < 16:
-        raise ValueError("the card write secret needs at least 16 bytes")
+    if len(write_secret) < cardsecret.MIN_BYTES:
+        raise ValueError(cardsecret.INVALID)
     digest = hmac.new(write_secret, PASSWORD_DOMAIN + uid, hashlib.sha256).digest()
     return digest[0:4], digest[4:6]
 

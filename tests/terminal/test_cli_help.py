@@ -82,3 +82,24 @@ def test_app_refuses_a_reader_option(tmp_path):
     assert done.returncode == 3
     assert "--reader" in done.stderr
     assert " / " in done.stderr
+
+
+def test_enrol_refuses_a_bad_card_secret_before_spending_the_code(tmp_path):
+    """Checked by `hcard.cardsecret` before the server is asked (a code works only once):
+    no key made, the text not repeated (it may be a mistyped real secret)."""
+    short = "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5"  # 15 bytes
+    done = subprocess.run(
+        [
+            *CLI,
+            *("--state", str(tmp_path / "till"), "enrol", "--server", "http://127.0.0.1:9"),
+            *("--code", "ABCD-EFGH", "--card-secret", short),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "Kartenschreibgeheimnis ungültig" in done.stderr
+    assert "card write secret invalid" in done.stderr
+    assert short not in done.stderr + done.stdout
+    assert not (tmp_path / "till").exists()
