@@ -21,7 +21,7 @@ from hcard.errors import Code, HCardError
 from hcard.money import MAX_AMOUNT_CENTS, is_valid_amount
 from hcard.server.context import Context
 from hcard.server.db import engine as db_engine
-from hcard.server.db.tables import accounts, cards, postings, transactions
+from hcard.server.db.tables import accounts, cards
 from hcard.server.services import ledger
 from hcard.server.services.users import Staff
 
@@ -245,32 +245,13 @@ def transfer(ctx: Context, actor: Staff, number: str, to_number: str) -> dict[st
         }
 
 
-def history_rows(conn: sa.Connection, account_id: int, limit: int) -> list[dict[str, object]]:
-    rows = conn.execute(
-        sa.select(
-            transactions.c.id,
-            transactions.c.kind,
-            transactions.c.created_s,
-            transactions.c.label,
-            transactions.c.terminal_id,
-            transactions.c.seq,
-            postings.c.amount_cents,
-        )
-        .select_from(postings.join(transactions, transactions.c.id == postings.c.txn_id))
-        .where(postings.c.account_id == account_id)
-        .order_by(transactions.c.id.desc())
-        .limit(limit)
-    ).mappings()
-    return [dict(row) for row in rows]
-
-
 def history(ctx: Context, actor: Staff, number: str, limit: int = 100) -> dict[str, object]:
     actor.require("admin", "marketing")
     with db_engine.read(ctx.engine) as conn:
         card = _get(conn, normalize_number(number))
         return {
             **as_json(card),
-            "history": history_rows(conn, card.account_id, max(1, min(limit, 1000))),
+            "history": ledger.account_history(conn, card.account_id, limit),
         }
 
 
@@ -278,7 +259,7 @@ def for_terminal(ctx: Context, number: str) -> dict[str, object]:
     """The balance check on the till: balance, denied or not, the last few movements."""
     with db_engine.read(ctx.engine) as conn:
         card = _get(conn, normalize_number(number))
-        recent = history_rows(conn, card.account_id, 5)
+        recent = ledger.account_history(conn, card.account_id, 5)
     return {
         "card_number": card.number,
         "balance_cents": card.balance_cents,
@@ -308,7 +289,7 @@ def for_cardholder(ctx: Context, number_text: str, code: str) -> dict[str, objec
             return None
         if not signed.check_code_ok(bytes.fromhex(card.issuer_sig), code):
             return None
-        recent = history_rows(conn, card.account_id, PUBLIC_RECENT)
+        recent = ledger.account_history(conn, card.account_id, PUBLIC_RECENT)
     return {
         "card_number": card.number,
         "balance_cents": card.balance_cents,

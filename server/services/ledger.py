@@ -183,6 +183,31 @@ def post_many(conn: sa.Connection, txns: Sequence[Txn], *, now_s: float) -> list
     return ids
 
 
+#: the most movements one history lists
+MAX_HISTORY = 1000
+
+
+def account_history(conn: sa.Connection, account_id: int, limit: int) -> list[dict[str, object]]:
+    """An account's movements, newest first, one row per posting with its transaction: a
+    card's history and balance, a merchant's payments. `limit` is kept to 1..MAX_HISTORY."""
+    rows = conn.execute(
+        sa.select(
+            transactions.c.id,
+            transactions.c.kind,
+            transactions.c.created_s,
+            transactions.c.label,
+            transactions.c.terminal_id,
+            transactions.c.seq,
+            postings.c.amount_cents,
+        )
+        .select_from(postings.join(transactions, transactions.c.id == postings.c.txn_id))
+        .where(postings.c.account_id == account_id)
+        .order_by(transactions.c.id.desc())
+        .limit(max(1, min(limit, MAX_HISTORY)))
+    ).mappings()
+    return [dict(row) for row in rows]
+
+
 @dataclass
 class CheckReport:
     transactions: int = 0

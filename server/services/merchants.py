@@ -16,7 +16,7 @@ from schwifty.exceptions import SchwiftyException
 from hcard.errors import Code, HCardError
 from hcard.server.context import Context
 from hcard.server.db import engine as db_engine
-from hcard.server.db.tables import accounts, merchants, postings, transactions
+from hcard.server.db.tables import accounts, merchants
 from hcard.server.services import ledger
 from hcard.server.services.users import Staff
 
@@ -122,18 +122,4 @@ def movements(
         ).scalar_one_or_none()
         if account_id is None:
             raise HCardError(Code.NOT_FOUND, what="merchant")
-        rows = conn.execute(
-            sa.select(
-                transactions.c.id,
-                transactions.c.kind,
-                transactions.c.created_s,
-                transactions.c.terminal_id,
-                transactions.c.seq,
-                postings.c.amount_cents,
-            )
-            .select_from(postings.join(transactions, transactions.c.id == postings.c.txn_id))
-            .where(postings.c.account_id == account_id)
-            .order_by(transactions.c.id.desc())
-            .limit(max(1, min(limit, 1000)))
-        ).mappings()
-        return [dict(row) for row in rows]
+        return ledger.account_history(conn, account_id, limit)

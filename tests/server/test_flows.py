@@ -157,8 +157,9 @@ def test_till_topup_moves_cash_from_merchant_to_card(server):
     assert (answer["outcome"], answer["balance_cents"]) == ("approved", 2_000)
     assert server.staff.call("GET", f"/v1/merchants/{merchant_id}")["payable_cents"] == -2_000
     moves = server.staff.call("GET", f"/v1/merchants/{merchant_id}/payments")
-    assert [(m["kind"], m["amount_cents"], m["seq"]) for m in moves] == [
-        ("till_topup", -2_000, request.seq)
+    # the same rows as a card's history (`ledger.account_history`), label included
+    assert [(m["kind"], m["amount_cents"], m["seq"], m["label"]) for m in moves] == [
+        ("till_topup", -2_000, request.seq, "Aufladung Kiosk")
     ]
     assert statuses(till.sync([request])) == [("applied", None)]
     assert server.staff.card(card)["balance_cents"] == 2_000
