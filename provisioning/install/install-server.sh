@@ -87,9 +87,7 @@ esac
 # that it is the one already installed, if any (it is never replaced: issued cards need it).
 INSTALLED_SECRET=$DATA_DIR/card-write-secret.hex
 if [ -n "$SECRET_FILE" ]; then
-	if [ ! -f "$SECRET_FILE" ] || [ ! -r "$SECRET_FILE" ]; then
-		die "--card-secret-file nicht lesbar / not readable: $SECRET_FILE"
-	fi
+	readable_file --card-secret-file "$SECRET_FILE"
 	if [ -e "$R$INSTALLED_SECRET" ] &&
 		[ "$(tr -d ' \t\r\n' <"$SECRET_FILE" | tr 'A-F' 'a-f')" != "$(tr -d '\n' <"$R$INSTALLED_SECRET")" ]; then
 		die "$INSTALLED_SECRET enthält ein anderes Kartenschreibgeheimnis, es wird nie ersetzt / holds a different card write secret, it is never replaced"

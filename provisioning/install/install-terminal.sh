@@ -99,9 +99,7 @@ fi
 # enrolment; one given here is passed on all the same.
 if [ -n "$SECRET_FILE" ]; then
 	[ -n "$ENROL_CODE" ] || die "--card-secret-file nur mit --enrol-code / only with --enrol-code"
-	if [ ! -f "$SECRET_FILE" ] || [ ! -r "$SECRET_FILE" ]; then
-		die "--card-secret-file nicht lesbar / not readable: $SECRET_FILE"
-	fi
+	readable_file --card-secret-file "$SECRET_FILE"
 fi
 
 echo "Hattingen Card: Kasse einrichten / setting up a till in $ROOT"

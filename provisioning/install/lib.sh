@@ -30,6 +30,12 @@ die() {
 
 [ "$(id -u)" -eq 0 ] || die "bitte als root starten (sudo) / please run as root (sudo)"
 
+# readable_file OPTION FILE: refuse (before anything changes) a file option that names no
+# readable file.
+readable_file() {
+	if [ ! -f "$2" ] || [ ! -r "$2" ]; then die "$1 nicht lesbar / not readable: $2"; fi
+}
+
 # in_root CMD...: run a command inside the target root (itself when the root is /).
 in_root() {
 	if [ -z "$R" ]; then "$@"; else chroot "$ROOT" "$@"; fi
