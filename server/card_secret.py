@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import sys
 from pathlib import Path
 
 from hcard import cardsecret
@@ -42,11 +43,17 @@ def parse(text: str) -> str:
         raise CardSecretError(str(exc)) from None
 
 
+#: `--card-secret-file -`: read standard input. An installer pipes in a file only root may
+#: read; the server's own user cannot open that file, nor re-open root's pipe as /dev/stdin.
+STDIN = Path("-")
+
+
 def install(settings: Settings, source: Path) -> Path:
-    """Copy the office's secret file into the data dir (0600); the same one again is a no-op,
-    a different one is refused (cards already issued depend on the installed one)."""
+    """Copy the office's secret file (or STDIN) into the data dir (0600); the same one again
+    is a no-op, a different one is refused (cards already issued depend on the installed one)."""
     try:
-        secret = parse(source.read_bytes().decode("ascii", "replace"))
+        raw = sys.stdin.buffer.read() if source == STDIN else source.read_bytes()
+        secret = parse(raw.decode("ascii", "replace"))
     except OSError as exc:
         raise CardSecretError(
             f"Kartenschreibgeheimnis nicht lesbar / card write secret not readable: {source} "

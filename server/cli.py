@@ -185,8 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help=(
             "Kartenschreibgeheimnis (von `hcard-provision cards new-secret`) übernehmen, die "
-            "Kassen bekommen es bei der Anmeldung / keep the card write secret; tills get it "
-            "at enrolment"
+            "Kassen bekommen es bei der Anmeldung; - liest die Standardeingabe / keep the card "
+            "write secret; tills get it at enrolment; - reads standard input"
         ),
     )
     p_serve = sub.add_parser("serve", help="run the HTTP server")

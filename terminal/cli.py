@@ -52,6 +52,20 @@ def _card_secret(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _card_secret_file(name: str) -> str:
+    """The secret from a file, so it is not on the command line (`ps` shows that to every
+    user); `-` reads standard input, so an installer can pipe in a file only root may read
+    (the till's user could not open it, nor re-open root's pipe as /dev/stdin)."""
+    try:
+        raw = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+        text = raw.decode("ascii", "replace")
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(
+            f"nicht lesbar / not readable: {name} ({type(exc).__name__})"
+        ) from None
+    return _card_secret(text)
+
+
 def _till(args: argparse.Namespace):
     """The core for one command: no sync agent and no reader watch (`status`, `void`,
     `sync` never touch the reader, which the running app may hold; `pay` and `balance`
@@ -95,7 +109,7 @@ def cmd_enrol(args: argparse.Namespace) -> int:
         name=args.name,
         reader=args.reader or "usb",
         originality_key=args.originality_key,
-        card_write_secret=args.card_secret or "",
+        card_write_secret=args.card_secret or args.card_secret_file or "",
     )
     print(
         f"Angemeldet / enrolled: Terminal {config.terminal_id} — {config.merchant_name}"
@@ -265,10 +279,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="vertrauter NXP-Originalitätsschlüssel (hex) / trusted originality key (hex);"
         " default: NXP",
     )
-    enrol.add_argument(
+    secret = enrol.add_mutually_exclusive_group()
+    secret.add_argument(
         "--card-secret",
         type=_card_secret,
         help="Schreibgeheimnis der Karten (hex) / card write secret (hex)",
+    )
+    secret.add_argument(
+        "--card-secret-file",
+        type=_card_secret_file,
+        help="... aus einer Datei, - ist die Standardeingabe / ... from a file, - is stdin",
     )
     enrol.set_defaults(func=cmd_enrol)
 

@@ -144,7 +144,7 @@ EOF
 fi
 
 # 7. Database, issuer key, first admin and card write secret: once, on this machine. The
-# secret goes in through a pipe: the server's user cannot read the operator's file itself.
+# secret goes in through a pipe (`-`): the server's user cannot read the operator's file.
 if [ -n "$R" ] || [ "$DO_VENV" -eq 0 ]; then
 	note "Datenbank und Admin beim ersten Start anlegen / create database and admin at first start:"
 	note "  systemd-run --wait --pty -p User=$USER_NAME -p StateDirectory=hcard-server \\"
@@ -160,7 +160,7 @@ elif [ ! -e "$DATA_DIR/issuer.key" ] || { [ -n "$SECRET_FILE" ] && [ ! -e "$INST
 	# Only used when the admin is new; init leaves an existing admin as it is.
 	password=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
 	secret_opt=()
-	[ -n "$SECRET_FILE" ] && secret_opt=(--card-secret-file /dev/stdin)
+	[ -n "$SECRET_FILE" ] && secret_opt=(--card-secret-file -)
 	tr -d ' \t\r\n' <"${SECRET_FILE:-/dev/null}" |
 		runuser -u "$USER_NAME" -- env HCARD_DATA_DIR="$DATA_DIR" HCARD_DATABASE_URL="$DATABASE_URL" \
 			HCARD_ADMIN_PASSWORD="$password" "$PREFIX/venv/bin/hcard-server" init --admin-user "$ADMIN" \

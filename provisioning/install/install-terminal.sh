@@ -155,13 +155,14 @@ if [ -n "$ENROL_CODE" ] && [ ! -e "$R$state/config.json" ]; then
 		note "Anmeldung übersprungen (kein Live-System) / enrolment skipped (not a live system)"
 	else
 		install -d -o "$USER_NAME" -g "$USER_NAME" -m 0700 "$state"
+		# The secret goes in through a pipe: not on the command line, and the till's user
+		# cannot read the operator's file itself.
 		secret_opt=()
-		if [ -n "$SECRET_FILE" ]; then
-			secret_opt=(--card-secret "$(tr -d ' \t\r\n' <"$SECRET_FILE")")
-		fi
-		runuser -u "$USER_NAME" -- "$PREFIX/venv/bin/hcard-terminal" --state "$state" \
-			--reader "$READER" enrol --server "$SERVER_URL" --code "$ENROL_CODE" \
-			--name "$TILL_NAME" "${secret_opt[@]}"
+		[ -n "$SECRET_FILE" ] && secret_opt=(--card-secret-file -)
+		cat -- "${SECRET_FILE:-/dev/null}" |
+			runuser -u "$USER_NAME" -- "$PREFIX/venv/bin/hcard-terminal" --state "$state" \
+				--reader "$READER" enrol --server "$SERVER_URL" --code "$ENROL_CODE" \
+				--name "$TILL_NAME" "${secret_opt[@]}"
 		changed "enrolled at $SERVER_URL"
 	fi
 fi

@@ -211,7 +211,7 @@ def test_the_commands_in_units_exist_with_these_options(argv: list[str]):
         (
             "install-terminal.sh",
             ["hcard-terminal", "enrol"],
-            ["--server", "--code", "--name", "--card-secret"],
+            ["--server", "--code", "--name", "--card-secret-file"],
         ),
     ],
 )

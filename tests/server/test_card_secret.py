@@ -121,3 +121,26 @@ def test_init_refuses_a_bad_or_different_secret_and_a_readable_file(tmp_path):
     assert done.returncode == 2
     assert "0600" in done.stderr
     assert first not in done.stderr + done.stdout
+
+
+STDIN = ("--card-secret-file", "-")
+
+
+def test_init_reads_the_secret_from_standard_input(tmp_path):
+    """`--card-secret-file -`: how install-server.sh hands over a file only root may read."""
+    data_dir = tmp_path / "data"
+    secret = secrets.token_hex(16)
+    done = subprocess.run(
+        [sys.executable, "-m", "hcard.server.cli", "init", "--data-dir", str(data_dir), *STDIN],
+        input=secret.upper() + "\n",
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env={**os.environ, "HCARD_ADMIN_PASSWORD": ADMIN_PASSWORD, "HCARD_DATABASE_URL": ""},
+    )
+    assert done.returncode == 0, done.stderr
+    installed = data_dir / card_secret.FILE_NAME
+    assert installed.read_text() == secret + "\n"
+    assert installed.stat().st_mode & 0o777 == 0o600
+    assert secret not in done.stdout + done.stderr

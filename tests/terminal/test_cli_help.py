@@ -103,3 +103,29 @@ def test_enrol_refuses_a_bad_card_secret_before_spending_the_code(tmp_path):
     assert "card write secret invalid" in done.stderr
     assert short not in done.stderr + done.stdout
     assert not (tmp_path / "till").exists()
+
+
+def test_enrol_takes_the_card_secret_from_a_file_or_standard_input(tmp_path):
+    """`--card-secret-file` keeps the secret off the command line; `-` is what
+    install-terminal.sh pipes into (its till user cannot open the operator's file)."""
+    secret = "00112233445566778899AABBCCDDEEFF"
+    path = tmp_path / "secret.hex"
+    path.write_text(f"  {secret}\n")
+    base = ["enrol", "--server", "https://karte.example.org", "--code", "ABCD-EFGH"]
+    args = build_parser().parse_args([*base, "--card-secret-file", str(path)])
+    assert args.card_secret_file == secret.lower()
+    for extra, stdin, message in [
+        (["--card-secret-file", "-"], "not hex\n", "card write secret invalid"),
+        (["--card-secret-file", str(tmp_path / "missing")], "", "not readable"),
+        (["--card-secret", secret, "--card-secret-file", str(path)], "", "not allowed with"),
+    ]:
+        done = subprocess.run(
+            [*CLI, "--state", str(tmp_path / "till"), *base, *extra],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2, extra
+        assert message in done.stderr
+        assert not (tmp_path / "till").exists()
