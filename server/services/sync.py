@@ -15,6 +15,10 @@ For each record, in order:
   debit the card even below zero (then the card is flagged and deny-listed),
   voids reverse their payment once, online payments and till top-ups were
   booked at authorisation and must be the very record that was authorised.
+  A void may also name an approved till top-up of the same terminal (the till
+  could not show it): it takes the money back from the card, even below zero
+  when it was spent elsewhere meanwhile, then the card is flagged and
+  deny-listed like an offline overdraw.
   A void of an unknown payment or an offline payment of an unknown card is
   refused for that record alone (`refused` with its code); the chain still
   moves on, since the terminal has the record and will never send another
@@ -265,7 +269,7 @@ class _Batch:
     declined: list[dict[str, Any]] = field(default_factory=list)
     flags: dict[int, str] = field(default_factory=dict)
     counters: dict[int, int] = field(default_factory=dict)
-    voided: dict[int, int] = field(default_factory=dict)  # payment seq → void seq
+    voided: dict[int, int] = field(default_factory=dict)  # payment/top-up seq → void seq
     conflict: int | None = None
 
     def apply(self) -> list[_Booked]:
@@ -329,13 +333,15 @@ class _Batch:
                 ).where(authorisations.c.terminal_id == tid, authorisations.c.seq.in_(online))
             )
             self.authorised = {row.seq: row for row in rows}
-        # payments this batch may void: earlier ones from the journal, the rest from the batch
+        # payments and till top-ups this batch may void: earlier ones from the
+        # journal, the rest from the batch (`_confirm_authorised`, `_offline_payment`)
         targets = [r.body["voids_seq"] for r in self.records if r.kind == "void"]
         self.payments: dict[int, dict[str, Any]] = {}
         if targets:
             rows = conn.execute(
                 sa.select(
                     journal.c.seq,
+                    journal.c.kind,
                     journal.c.card,
                     journal.c.amount_cents,
                     journal.c.txn_id,
@@ -343,11 +349,12 @@ class _Batch:
                 ).where(
                     journal.c.terminal_id == tid,
                     journal.c.seq.in_(targets),
-                    journal.c.kind == "payment",
+                    journal.c.kind.in_(("payment", "topup_request")),
                 )
             )
             self.payments = {
                 row.seq: {
+                    "kind": row.kind,
                     "card": row.card,
                     "amount_cents": row.amount_cents,
                     "booked": row.txn_id is not None,
@@ -441,13 +448,14 @@ class _Batch:
             return _Booked("applied", outcome=result)
         if row.record_hash != record.hash:
             return _Booked("refused", Code.SEQUENCE_CONFLICT)
-        if record.kind == "payment":  # a later void in this batch may reverse it
-            self.payments[record.seq] = {
-                "card": record.body["card"],
-                "amount_cents": record.body["amount_cents"],
-                "booked": row.txn_id is not None,
-                "voided": False,
-            }
+        # a later void in this batch may reverse it
+        self.payments[record.seq] = {
+            "kind": record.kind,
+            "card": record.body["card"],
+            "amount_cents": record.body["amount_cents"],
+            "booked": row.txn_id is not None,
+            "voided": False,
+        }
         return _Booked("applied", txn_id=row.txn_id, outcome=json.loads(bytes(row.answer)))
 
     def _book(self, txn: ledger.Txn) -> int:
@@ -479,22 +487,27 @@ class _Batch:
                 seq=record.seq,
             )
         )
-        card.balance_cents -= amount
-        if card.balance_cents < 0:
-            self._alert(
-                "overdraw",
-                f"offline payment overdrew the card to {card.balance_cents} cents",
-                record,
-                card.number,
-            )
-            self.flags.setdefault(card.id, "overdraw")
+        self._debit(card, amount, record, "offline payment")
         self.payments[record.seq] = {
+            "kind": "payment",
             "card": card.number,
             "amount_cents": amount,
             "booked": True,
             "voided": False,
         }
         return _Booked("applied", txn=txn)
+
+    def _debit(self, card: _Card, amount: int, record: Record, what: str) -> None:
+        """Take `amount` off the card as booked; below zero, alert and deny-list the card."""
+        card.balance_cents -= amount
+        if card.balance_cents < 0:
+            self._alert(
+                "overdraw",
+                f"{what} overdrew the card to {card.balance_cents} cents",
+                record,
+                card.number,
+            )
+            self.flags.setdefault(card.id, "overdraw")
 
     def _void(self, record: Record) -> _Booked:
         body = record.body
@@ -507,19 +520,25 @@ class _Batch:
             return _Booked("refused", Code.INVALID_AMOUNT)
         card = self.cards[payment["card"]]
         amount = body["amount_cents"]
+        # a payment goes back to the card; a till top-up's cash goes back to the merchant
+        sign = 1 if payment["kind"] == "payment" else -1
+        label = "Storno" if sign == 1 else "Storno Aufladung"
         txn = self._book(
             ledger.Txn(
                 "void",
                 [
-                    ledger.Posting(self.merchant.account_id, -amount),
-                    ledger.Posting(card.account_id, amount),
+                    ledger.Posting(self.merchant.account_id, -sign * amount),
+                    ledger.Posting(card.account_id, sign * amount),
                 ],
-                label=f"Storno {self.merchant.name}",
+                label=f"{label} {self.merchant.name}",
                 terminal_id=self.terminal.id,
                 seq=record.seq,
             )
         )
-        card.balance_cents += amount
+        if sign == 1:
+            card.balance_cents += amount
+        else:
+            self._debit(card, amount, record, "void of a till top-up")
         payment["voided"] = True
         self.voided[body["voids_seq"]] = record.seq
         return _Booked("applied", txn=txn)

@@ -165,6 +165,64 @@ def test_till_topup_moves_cash_from_merchant_to_card(server):
     assert server.staff.card(card)["balance_cents"] == 2_000
 
 
+def test_void_of_till_topup_gives_the_cash_back_once(server):
+    card, _uid = server.new_card(100)
+    merchant_id = server.staff.create_merchant("Bude")
+    till = server.terminal(merchant_id)
+    request = till.record("topup_request", {"card": card, "amount_cents": 2_000})
+    assert till.authorise(request).json()["outcome"] == "approved"
+    wrong = till.record("void", {"card": card, "voids_seq": request.seq, "amount_cents": 1_999})
+    void = till.record("void", {"card": card, "voids_seq": request.seq, "amount_cents": 2_000})
+    again = till.record("void", {"card": card, "voids_seq": request.seq, "amount_cents": 2_000})
+    assert statuses(till.sync([request, wrong, void, again])) == [
+        ("applied", None),
+        ("refused", "invalid_amount"),
+        ("applied", None),
+        ("refused", "already_voided"),
+    ]
+    state = server.staff.card(card)
+    assert (state["balance_cents"], state["flagged"]) == (100, False)
+    assert server.staff.call("GET", f"/v1/merchants/{merchant_id}")["payable_cents"] == 0
+    moves = server.staff.call("GET", f"/v1/merchants/{merchant_id}/payments")
+    assert [(m["kind"], m["amount_cents"], m["label"]) for m in moves] == [
+        ("void", 2_000, "Storno Aufladung Bude"),
+        ("till_topup", -2_000, "Aufladung Bude"),
+    ]
+    # another terminal cannot void it; a declined top-up cannot be voided
+    other = server.terminal(merchant_id)
+    foreign = other.record("void", {"card": card, "voids_seq": request.seq, "amount_cents": 2_000})
+    assert statuses(other.sync([foreign])) == [("refused", "payment_not_found")]
+    server.staff.block(card)
+    declined = till.record("topup_request", {"card": card, "amount_cents": 500})
+    assert till.authorise(declined).json()["code"] == "card_blocked"
+    late = till.record("void", {"card": card, "voids_seq": declined.seq, "amount_cents": 500})
+    assert statuses(till.sync([declined, late])) == [
+        ("applied", None),
+        ("refused", "payment_not_found"),
+    ]
+    assert server.staff.card(card)["balance_cents"] == 100
+    assert server.staff.ledger_check()["ok"]
+
+
+def test_void_of_spent_till_topup_overdraws_flags_and_deny_lists(server):
+    card, uid = server.new_card(0)
+    till, shop = server.terminal(), server.terminal()
+    version = till.snapshot(0).json()["snapshot"]["version"]
+    request = till.record("topup_request", {"card": card, "amount_cents": 1_000})
+    assert till.authorise(request).json()["outcome"] == "approved"
+    spent = shop.payment(card, uid, 700)  # spent elsewhere before the void arrives
+    assert shop.authorise(spent).json()["outcome"] == "approved"
+    void = till.record("void", {"card": card, "voids_seq": request.seq, "amount_cents": 1_000})
+    assert statuses(till.sync([request])) == [("applied", None)]
+    assert statuses(till.sync([void])) == [("applied", None)]  # a later batch
+    state = server.staff.card(card)
+    assert (state["balance_cents"], state["flagged"], state["denied"]) == (-700, True, True)
+    assert state["flag_reason"] == "overdraw"
+    assert card in till.snapshot(version).json()["snapshot"]["deny_add"]
+    assert any(a["kind"] == "overdraw" and a["card"] == card for a in server.staff.alerts())
+    assert server.staff.ledger_check()["ok"]
+
+
 def test_transfer_moves_balance_to_replacement(server):
     lost, _ = server.new_card(3_300)
     new, _ = server.new_card(200)
