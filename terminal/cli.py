@@ -6,7 +6,7 @@ English second, like everywhere on the till. Exit status: 0 approved / done,
 terminal cannot work (not enrolled, journal damaged, reader missing).
 
 The CLI runs one command and exits, so it does not keep a sync agent running:
-`pay` and `void` journal their records and `sync` (or the app's agent) uploads
+`pay`, `topup` and `void` journal their records and `sync` (or the app's agent) uploads
 them.
 """
 
@@ -124,6 +124,16 @@ def cmd_pay(args: argparse.Namespace) -> int:
         print("Karte auflegen … / tap card …", file=sys.stderr, flush=True)
         result = till.pay(args.amount + args.tip, args.tip, card_timeout_s=args.timeout)
         return _print_result(result, "Zahlung / payment")
+    finally:
+        till.close()
+
+
+def cmd_topup(args: argparse.Namespace) -> int:
+    till = _till(args)
+    try:
+        print("Karte auflegen … / tap card …", file=sys.stderr, flush=True)
+        result = till.topup(args.amount, card_timeout_s=args.timeout)
+        return _print_result(result, "Aufladung / top-up")
     finally:
         till.close()
 
@@ -305,6 +315,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=30.0, help="Sekunden auf Karte warten / seconds to wait"
     )
     pay.set_defaults(func=cmd_pay)
+
+    topup = commands.add_parser(
+        "topup",
+        help="Bargeld aufladen / top up with cash",
+        description="Bar kassierten Betrag auf die Karte laden, Karte auflegen (nur online)"
+        " / load cash taken at the till onto the card, tap the card (online only)",
+    )
+    topup.add_argument("amount", type=_amount, help="Betrag / amount, z. B. / e.g. 20,00")
+    topup.add_argument(
+        "--timeout", type=float, default=30.0, help="Sekunden auf Karte warten / seconds to wait"
+    )
+    topup.set_defaults(func=cmd_topup)
 
     void = commands.add_parser(
         "void",

@@ -35,7 +35,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from hcard import keys
@@ -217,6 +217,26 @@ class TerminalTill:
             or not 0 <= tip_cents < amount_cents
         ):
             return declined(Code.INVALID_AMOUNT, offline=not self.link.online)
+        return self._with_card(
+            card_timeout_s,
+            lambda session, view: self.payments.pay(session, view, amount_cents, tip_cents),
+        )
+
+    def topup(self, amount_cents: int, card_timeout_s: float = 30) -> PaymentResult:
+        """Cash onto the card: online only (`Payments.topup`)."""
+        if not is_valid_amount(amount_cents):
+            return declined(Code.INVALID_AMOUNT, offline=not self.link.online)
+        return self._with_card(
+            card_timeout_s,
+            lambda session, view: self.payments.topup(session, view, amount_cents),
+        )
+
+    def _with_card(
+        self,
+        card_timeout_s: float,
+        act: Callable[[CardSession, CardView], PaymentResult],
+    ) -> PaymentResult:
+        """Wait for a card, run `act` on it, then let the sync agent carry the record."""
         with self._card_operation():
             tapped = self._tap(card_timeout_s)
             if tapped is None:
@@ -227,7 +247,7 @@ class TerminalTill:
                 return declined(tapped, offline=not self.link.online)
             session, view = tapped
             try:
-                result = self.payments.pay(session, view, amount_cents, tip_cents)
+                result = act(session, view)
             finally:
                 session.close()
         self.agent.wake()

@@ -24,6 +24,18 @@ Ordering, and why nothing approved is lost and nothing unshown is charged:
    although the payment was voided, the voided amount is given back to the
    purse in the next write.
 
+Top-up (cash at the till): online only, the same path as an online payment.
+The `topup_request` is journalled (fsync) before the server is asked; with no
+answer in time it is declined `SERVER_UNREACHABLE` and left `unshown` for the
+sync agent, which voids it if the server did approve it after all (the server
+reverses an approved till top-up by a void, once). Approved: the server's new
+balance is written to the card with the next counter, then `final`. A failed
+card write, or a crash before `final`, voids it like a payment: the till never
+showed it, so the cashier hands the cash back. The top-up's counter is not in
+its record, so until the card's next online payment the offline decision sees
+that write as one the server has not seen (one more toward the consecutive
+offline limit, and the snapshot's balance caps the purse): the safe side.
+
 Offline decision (server unreachable or slower than the short timeout):
 - deny-listed → `CARD_BLOCKED`.
 - available balance: when the snapshot's counter for the card is at least the
@@ -237,11 +249,33 @@ class Payments:
             "purse_cents": purse,
         }
 
-    def _append(self, body: dict[str, object], state: str, durable: bool = True) -> Record:
+    def _append(
+        self, body: dict[str, object], state: str, durable: bool = True, kind: str = "payment"
+    ) -> Record:
         now_s = self.clock.now_s()
         return self.journal.append(
-            "payment", body, state=state, day=day_of(now_s), created_s=now_s, durable=durable
+            kind, body, state=state, day=day_of(now_s), created_s=now_s, durable=durable
         )
+
+    def _ask(self, record: Record) -> dict[str, object] | None:
+        """The server's answer to an online record, or None: no answer in time (`unshown`).
+
+        A refusal of the request itself (revoked, conflict) raises `HCardError`;
+        the caller leaves the record `unshown` for the sync agent to settle.
+        """
+        try:
+            answer = self.client.authorise(record)
+            outcome = answer["outcome"]
+            if outcome not in ("approved", "declined"):
+                raise ServerUnreachableError(f"unknown outcome {outcome!r}")
+        except (ServerUnreachableError, KeyError, TypeError) as exc:
+            log.info("online authorisation of seq %s failed (%s)", record.seq, exc)
+            self.link.down()
+            # no fsync needed: after a crash an `intent` becomes `unshown` anyway
+            self.journal.set_state(record.seq, jr.UNSHOWN, durable=False)
+            return None
+        self.link.ok()
+        return answer
 
     def _pay_online(
         self,
@@ -258,16 +292,7 @@ class Payments:
             self._body(tap, amount_cents, tip_cents, "online", counter, estimate), jr.INTENT
         )
         try:
-            answer = self.client.authorise(record)
-            outcome = answer["outcome"]
-            if outcome not in ("approved", "declined"):
-                raise ServerUnreachableError(f"unknown outcome {outcome!r}")
-        except (ServerUnreachableError, KeyError, TypeError) as exc:
-            log.info("online authorisation of seq %s failed (%s): offline", record.seq, exc)
-            self.link.down()
-            # no fsync needed: after a crash an `intent` becomes `unshown` anyway
-            self.journal.set_state(record.seq, jr.UNSHOWN, durable=False)
-            return None
+            answer = self._ask(record)
         except HCardError as exc:
             self.journal.set_state(record.seq, jr.UNSHOWN)
             if exc.code in (Code.TERMINAL_REVOKED, Code.UNKNOWN_TERMINAL):
@@ -275,8 +300,9 @@ class Payments:
             log.warning("server refused authorisation of seq %s: %s", record.seq, exc.code)
             self.link.down()
             return None
-        self.link.ok()
-        if outcome == "declined":
+        if answer is None:
+            return None  # decide offline
+        if answer["outcome"] == "declined":
             self.journal.set_state(record.seq, jr.DECLINED, outcome=answer)
             code = _code(answer.get("code"))
             return declined(code, offline=False, available_cents=answer.get("available_cents"))
@@ -285,7 +311,36 @@ class Payments:
         # `approved` one. One fsync less on the path the customer waits for.
         balance = answer.get("balance_cents")
         purse = balance if isinstance(balance, int) and not isinstance(balance, bool) else estimate
-        return self._write_and_finish(session, record, purse, offline=False, outcome=answer)
+        return self._write_and_finish(
+            session, record, purse, counter, offline=False, outcome=answer
+        )
+
+    # --------------------------------------------------------------- top-up
+    def topup(self, session: CardSession, tap: CardView, amount_cents: int) -> PaymentResult:
+        """Cash taken at the till onto the card: the server decides, or it is declined."""
+        floor, _refund = self._repair(tap, self.journal.card_payments(tap.card_number))
+        counter = max(tap.counter, floor) + 1
+        body = {"card": tap.card_number, "amount_cents": amount_cents}
+        record = self._append(body, jr.INTENT, kind="topup_request")
+        try:
+            answer = self._ask(record)
+        except HCardError as exc:
+            log.warning("server refused top-up seq %s: %s", record.seq, exc.code)
+            self.journal.set_state(record.seq, jr.UNSHOWN)
+            return declined(exc.code, offline=False)
+        if answer is None:
+            return declined(Code.SERVER_UNREACHABLE, offline=True)
+        if answer["outcome"] == "declined":
+            self.journal.set_state(record.seq, jr.DECLINED, outcome=answer)
+            return declined(_code(answer.get("code")), offline=False)
+        balance = answer.get("balance_cents")
+        if not isinstance(balance, int) or isinstance(balance, bool):
+            # approved, but no balance to write: never shown, so the sync agent voids it
+            self.journal.set_state(record.seq, jr.UNSHOWN)
+            return declined(Code.SERVER_UNREACHABLE, offline=False)
+        return self._write_and_finish(
+            session, record, balance, counter, offline=False, outcome=answer
+        )
 
     def _pay_offline(
         self,
@@ -310,21 +365,23 @@ class Payments:
             jr.APPROVED,
             durable=False,
         )
-        return self._write_and_finish(session, record, purse, offline=True)
+        return self._write_and_finish(session, record, purse, counter, offline=True)
 
     def _write_and_finish(
         self,
         session: CardSession,
         record: Record,
         purse: int,
+        counter: int,
         *,
         offline: bool,
         outcome: dict[str, object] | None = None,
     ) -> PaymentResult:
+        """Write the purse; approved once `final`, else voided (never shown: nothing owed)."""
         try:
-            session.write_purse(Purse(purse, record.body["counter"], self.terminal_id), self._key)
+            session.write_purse(Purse(purse, counter, self.terminal_id), self._key)
         except (HCardError, ValueError) as exc:
-            log.info("card write of seq %s failed (%s): payment cancelled", record.seq, exc)
+            log.info("card write of seq %s failed (%s): cancelled", record.seq, exc)
             if outcome is not None:
                 self.journal.set_state(record.seq, jr.APPROVED, outcome=outcome)
             self.cancel_unshown(record)
@@ -334,7 +391,7 @@ class Payments:
             outcome=Outcome.APPROVED,
             code=None,
             amount_cents=record.body["amount_cents"],
-            tip_cents=record.body["tip_cents"],
+            tip_cents=record.body.get("tip_cents", 0),
             balance_cents=purse,
             receipt_no=record.seq,
             offline=offline,
@@ -342,7 +399,7 @@ class Payments:
 
     # ---------------------------------------------------------------- voids
     def cancel_unshown(self, record: Record) -> None:
-        """Void a payment the till never showed as approved (state `cancelled`)."""
+        """Void a payment or top-up the till never showed as approved (state `cancelled`)."""
         now_s = self.clock.now_s()
         body = {
             "card": record.body["card"],

@@ -4,11 +4,14 @@ The front ends hold no payment logic: they call a `Till` and show its results.
 This module pins the shapes both sides code against; the core implements
 `Till` (see `hcard.terminal.core`), tests may drive either front end through it.
 
-Blocking calls (`pay`, `balance`) wait for a card on the reader for at most
+Blocking calls (`pay`, `topup`, `balance`) wait for a card on the reader for at most
 `card_timeout_s` and must be called off the UI thread; `cancel()` may be called
 from any thread and makes a waiting call return CANCELLED. `void` needs no card:
 the amount goes back to the card's account on the server (the purse on the card
 stays lower until its next online payment, which errs on the safe side).
+`topup` (cash taken at the till onto the card) is online only: without the
+server's answer in time it is declined `server_unreachable` and nothing is
+booked (a late approval is voided by the terminal).
 """
 
 from __future__ import annotations
@@ -111,6 +114,7 @@ class Till(Protocol):
     def pay(
         self, amount_cents: int, tip_cents: int = 0, card_timeout_s: float = 30
     ) -> PaymentResult: ...
+    def topup(self, amount_cents: int, card_timeout_s: float = 30) -> PaymentResult: ...
     def balance(self, card_timeout_s: float = 30) -> CardInfo: ...
     def void(self, receipt_no: int) -> PaymentResult: ...
     def today(self) -> list[TodayEntry]: ...

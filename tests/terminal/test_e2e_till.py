@@ -65,7 +65,9 @@ def _cli(state, *args, timeout=60):
     )
 
 
-def test_cli_enrol_pay_balance_void_sync_status_day_close(live_server, card_emulator, tmp_path):
+def test_cli_enrol_pay_balance_void_sync_status_topup_day_close(
+    live_server, card_emulator, tmp_path
+):
     state = tmp_path / "till"
     merchant = live_server.staff.create_merchant("CLI-Laden")
     code = live_server.staff.create_terminal(merchant, "CLI")
@@ -108,10 +110,14 @@ def test_cli_enrol_pay_balance_void_sync_status_day_close(live_server, card_emul
     assert _cli(state, "sync").returncode == 0
     status = _cli(state, "status", "--json")
     assert json.loads(status.stdout)["unsent"] == 0
+    topup = _cli(state, "topup", "10,00", "--timeout", "10")
+    assert topup.returncode == 0, topup.stdout + topup.stderr
+    assert "GENEHMIGT / APPROVED Aufladung / top-up 10,00" in topup.stdout
+    assert "60,00" in topup.stdout  # the new balance, as written to the card
     close = _cli(state, "day-close")
     assert close.returncode == 0
     assert "Tagesabschluss / day close" in close.stdout
-    assert live_server.staff.card(number)["balance_cents"] == 5_000
+    assert live_server.staff.card(number)["balance_cents"] == 6_000
     bad = _cli(state, "pay", "zwölf")
     assert bad.returncode == 2
     assert "kein Betrag / not an amount" in bad.stderr
