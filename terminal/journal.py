@@ -401,6 +401,26 @@ class Journal:
             ).fetchall()
         return [CardPayment(*row) for row in rows]
 
+    def unsettled_topups_cents(self, card: str) -> int:
+        """Top-ups of `card` the server may still count although the till never showed them.
+
+        `unshown` ones (the server may have approved them) and `cancelled` ones whose
+        void the server has not acknowledged: until the void arrives, the server's
+        balance of the card includes them, so a purse written from that balance
+        must leave them out. Read before asking the server, this errs low only.
+        """
+        with self._lock:
+            acked = int(self._meta("acked_seq") or 0)
+            row = self._db.execute(
+                "SELECT sum(t.amount_cents) FROM local t WHERE t.card = ?"
+                " AND t.kind = 'topup_request' AND (t.state = ? OR (t.state = ? AND EXISTS"
+                " (SELECT 1 FROM local v JOIN records r ON r.seq = v.seq"
+                "  WHERE v.card = t.card AND v.kind = 'void' AND v.seq > ?"
+                "  AND json_extract(CAST(r.wire AS TEXT), '$.body.voids_seq') = t.seq)))",
+                [card, UNSHOWN, CANCELLED, acked],
+            ).fetchone()
+        return row[0] or 0
+
     def _entries(self, where: str, params: list[Any]) -> list[Entry]:
         # `where` is built from fixed fragments only; every value is a bound parameter.
         sql = (

@@ -31,7 +31,11 @@ sync agent, which voids it if the server did approve it after all (the server
 reverses an approved till top-up by a void, once). Approved: the server's new
 balance is written to the card with the next counter, then `final`. A failed
 card write, or a crash before `final`, voids it like a payment: the till never
-showed it, so the cashier hands the cash back. The top-up's counter is not in
+showed it, so the cashier hands the cash back. Until such a void reaches the
+server, its balance of the card still holds that top-up: every purse written
+from the server's balance (top-ups, online payments), and the snapshot's
+balance offline, leave this terminal's unsettled top-ups out
+(`Journal.unsettled_topups_cents`). The top-up's counter is not in
 its record, so until the card's next online payment the offline decision sees
 that write as one the server has not seen (one more toward the consecutive
 offline limit, and the snapshot's balance caps the purse): the safe side.
@@ -174,11 +178,13 @@ class Payments:
             return Decision(0, 0, tap.purse_code)
         if tap.purse is None and known is None:
             return Decision(0, 0, Code.UNKNOWN_CARD)
+        # the snapshot may count top-ups this till voided but has not sent yet
+        unsettled = self.journal.unsettled_topups_cents(tap.card_number) if known else 0
         if tap.purse is None or (known is not None and known.counter >= tap.counter):
-            balance = known.balance_cents
+            balance = known.balance_cents - unsettled
         else:
             purse = tap.purse.balance_cents + refund_cents
-            balance = purse if known is None else min(purse, known.balance_cents)
+            balance = purse if known is None else min(purse, known.balance_cents - unsettled)
         if history is None:
             history = self.journal.card_payments(tap.card_number)
         today = day_of(self.clock.now_s())
@@ -288,6 +294,7 @@ class Payments:
     ) -> PaymentResult | None:
         """Authorise with the server; None means "no answer in time: decide offline"."""
         estimate = self._known_balance(tap) + refund - amount_cents
+        unsettled = self.journal.unsettled_topups_cents(tap.card_number)  # before asking
         record = self._append(
             self._body(tap, amount_cents, tip_cents, "online", counter, estimate), jr.INTENT
         )
@@ -310,7 +317,8 @@ class Payments:
         # the recovery asks the server again and voids it, as it would an
         # `approved` one. One fsync less on the path the customer waits for.
         balance = answer.get("balance_cents")
-        purse = balance if isinstance(balance, int) and not isinstance(balance, bool) else estimate
+        usable = isinstance(balance, int) and not isinstance(balance, bool)
+        purse = balance - unsettled if usable else estimate
         return self._write_and_finish(
             session, record, purse, counter, offline=False, outcome=answer
         )
@@ -321,6 +329,7 @@ class Payments:
         floor, _refund = self._repair(tap, self.journal.card_payments(tap.card_number))
         counter = max(tap.counter, floor) + 1
         body = {"card": tap.card_number, "amount_cents": amount_cents}
+        unsettled = self.journal.unsettled_topups_cents(tap.card_number)  # before asking
         record = self._append(body, jr.INTENT, kind="topup_request")
         try:
             answer = self._ask(record)
@@ -339,7 +348,7 @@ class Payments:
             self.journal.set_state(record.seq, jr.UNSHOWN)
             return declined(Code.SERVER_UNREACHABLE, offline=False)
         return self._write_and_finish(
-            session, record, balance, counter, offline=False, outcome=answer
+            session, record, balance - unsettled, counter, offline=False, outcome=answer
         )
 
     def _pay_offline(

@@ -14,7 +14,7 @@ from hcard.terminal.till import Outcome
 
 @pytest.fixture
 def proxied(live_server, card_emulator, terminal_factory, net_proxy):
-    """(terminal behind a proxy, its till with a first snapshot, card number).
+    """(terminal behind a proxy, its till with a first snapshot, card number, card path).
 
     The card holds 500 on the server and in its purse (one online payment wrote it).
     """
@@ -24,9 +24,9 @@ def proxied(live_server, card_emulator, terminal_factory, net_proxy):
     )
     till = terminal.till()
     till.sync_now()
-    card_emulator.present(image)
+    path = card_emulator.present(image)
     assert till.pay(100, card_timeout_s=10).balance_cents == 500
-    return terminal, till, number
+    return terminal, till, number, path
 
 
 def purse_cents(till) -> int:
@@ -38,7 +38,7 @@ def purse_cents(till) -> int:
 
 
 def test_topup_reaches_server_and_purse_then_pays_offline(live_server, proxied):
-    terminal, till, number = proxied
+    terminal, till, number, _path = proxied
     result = till.topup(2_000, card_timeout_s=10)
     assert (result.outcome, result.amount_cents, result.balance_cents) == (
         Outcome.APPROVED,
@@ -68,7 +68,7 @@ def test_topup_reaches_server_and_purse_then_pays_offline(live_server, proxied):
 
 
 def test_topup_with_server_down_is_declined_and_books_nothing(live_server, proxied):
-    terminal, till, number = proxied
+    terminal, till, number, _path = proxied
     terminal.proxy.mode = "down"
     result = till.topup(1_000, card_timeout_s=10)
     assert (result.outcome, result.code, result.amount_cents) == (
@@ -90,19 +90,24 @@ def test_topup_with_server_down_is_declined_and_books_nothing(live_server, proxi
 
 
 def test_topup_answer_lost_is_voided_later(live_server, proxied):
-    terminal, till, number = proxied
+    terminal, till, number, _path = proxied
     terminal.proxy.mode = "lose_answer"
     result = till.topup(1_000, card_timeout_s=10)
     assert (result.outcome, result.code) == (Outcome.DECLINED, Code.SERVER_UNREACHABLE)
     assert live_server.staff.card(number)["balance_cents"] == 1_500  # booked, not shown
     (entry,) = till.journal.entries(states=(jr.UNSHOWN,))
     terminal.proxy.mode = "pass"
+    # before the sync agent settles it: the server still counts the lost one, the purse not
+    second = till.topup(200, card_timeout_s=10)
+    assert (second.outcome, second.balance_cents) == (Outcome.APPROVED, 700)
+    assert live_server.staff.card(number)["balance_cents"] == 1_700
+    assert purse_cents(till) == 700
     till.sync_now()
     assert till.journal.entry(entry.record.seq).state == jr.CANCELLED
     assert till.journal.unsent_count() == 0
     state = live_server.staff.card(number)
-    assert (state["balance_cents"], state["flagged"]) == (500, False)
-    assert purse_cents(till) == 500
+    assert (state["balance_cents"], state["flagged"]) == (700, False)
+    assert purse_cents(till) == 700
     assert live_server.staff.ledger_check()["ok"]
 
 
@@ -115,7 +120,7 @@ def test_topup_approved_but_never_shown_is_voided_after_restart(
     live_server, proxied, monkeypatch, left
 ):
     """The server approved; the till died before the card write and the display."""
-    terminal, till, number = proxied
+    terminal, till, number, _path = proxied
 
     def crash(session, record, *args, **kwargs):
         if left == jr.APPROVED:
@@ -140,7 +145,41 @@ def test_topup_approved_but_never_shown_is_voided_after_restart(
 
 
 def test_topup_of_an_invalid_amount_never_asks(proxied):
-    _terminal, till, _number = proxied
+    _terminal, till, _number, _path = proxied
     result = till.topup(0, card_timeout_s=10)
     assert (result.outcome, result.code) == (Outcome.DECLINED, Code.INVALID_AMOUNT)
     assert till.journal.last_seq() == 1  # the fixture's payment only
+
+
+def test_card_pulled_away_at_every_point_of_a_topup(live_server, proxied, card_emulator):
+    """Tear the card after 0, 4, 8, ... frames of a top-up; tap again.
+
+    Whatever the till showed is what the server books; the card always reads, and the
+    next approved top-up writes the server's balance to it.
+    """
+    _terminal, till, number, path = proxied
+    shown_cents = 500
+    start = card_emulator.status()["frames"]
+    assert till.topup(10, card_timeout_s=10).outcome == Outcome.APPROVED
+    shown_cents += 10
+    frames = card_emulator.status()["frames"] - start
+    for after in range(0, frames + 2, 4):
+        card_emulator.tear(after)
+        result = till.topup(10, card_timeout_s=0.5)
+        if result.outcome == Outcome.APPROVED:
+            shown_cents += 10
+        else:
+            assert result.outcome == Outcome.CANCELLED or result.code == Code.CARD_UNREADABLE, (
+                result
+            )
+        card_emulator.present(path)
+    last = till.topup(10, card_timeout_s=10)
+    assert last.outcome == Outcome.APPROVED, last
+    shown_cents += 10
+    till.sync_now()
+    assert till.journal.unsent_count() == 0
+    card = live_server.staff.card(number)
+    assert card["balance_cents"] == shown_cents == last.balance_cents
+    assert not card["denied"], card
+    assert purse_cents(till) == shown_cents
+    assert live_server.staff.ledger_check()["ok"]
