@@ -22,7 +22,7 @@ in, so the sum of all balances is always zero.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,6 +82,28 @@ def _assert_balanced(entries: Sequence[Posting]) -> None:
     assert sum(entry.amount_cents for entry in entries) == 0, "postings must sum to zero"
 
 
+def lock_accounts(
+    conn: sa.Connection, account_ids: Iterable[int], card_numbers: Iterable[str] = ()
+) -> None:
+    """Lock account rows on PostgreSQL in id order, the ledger's one lock order.
+
+    `account_ids` plus the accounts of the cards `card_numbers`, in one
+    statement. Every booking locks its accounts here before changing any, and
+    a sync batch locks all of its accounts here before it reads the balances
+    and card counters it decides on: two transactions on the same card and
+    merchant then see each other's result and never wait for each other in a
+    cycle. Rows already held stay held. SQLite runs one writer at a time.
+    """
+    if db_engine.is_sqlite(conn.engine):
+        return
+    numbers = sorted(set(card_numbers))
+    wanted = accounts.c.id.in_(sorted(set(account_ids)))
+    if numbers:
+        of_cards = sa.select(cards.c.account_id).where(cards.c.number.in_(numbers))
+        wanted = sa.or_(wanted, accounts.c.id.in_(of_cards))
+    conn.execute(sa.select(accounts.c.id).where(wanted).order_by(accounts.c.id).with_for_update())
+
+
 def post(
     conn: sa.Connection, kind: str, entries: Sequence[Posting], *, now_s: float, **ref: Any
 ) -> int:
@@ -111,16 +133,7 @@ def post_many(conn: sa.Connection, txns: Sequence[Txn], *, now_s: float) -> list
                 guarded.append(entry)
     assert len(guarded) <= 1, "at most one guarded posting, applied first"
     touched = sorted({e.account_id for txn in txns for e in txn.entries})
-    if not db_engine.is_sqlite(conn.engine):
-        # Lock every account row in id order before changing any: two bookings on
-        # PostgreSQL (a payment and a sync touching the same card and merchant) then
-        # never wait for each other in a cycle. SQLite already runs one writer at a time.
-        conn.execute(
-            sa.select(accounts.c.id)
-            .where(accounts.c.id.in_(touched))
-            .order_by(accounts.c.id)
-            .with_for_update()
-        )
+    lock_accounts(conn, touched)
     for entry in guarded:
         debit = (
             sa.update(accounts)

@@ -289,6 +289,14 @@ class _Batch:
     def _load(self) -> None:
         conn, tid = self.conn, self.terminal.id
         numbers = sorted({r.body["card"] for r in self.records if "card" in r.body})
+        self.merchant = conn.execute(
+            sa.select(merchants.c.name, merchants.c.account_id).where(
+                merchants.c.id == self.terminal.merchant_id
+            )
+        ).one()
+        # Before reading balances and counters seen: another till's batch on the
+        # same card must commit first, or both miss the overdraw and the rollback.
+        ledger.lock_accounts(conn, [self.merchant.account_id], numbers)
         self.cards: dict[str, _Card] = {}
         if numbers:
             rows = conn.execute(
@@ -316,11 +324,6 @@ class _Batch:
                 )
                 for row in rows
             }
-        self.merchant = conn.execute(
-            sa.select(merchants.c.name, merchants.c.account_id).where(
-                merchants.c.id == self.terminal.merchant_id
-            )
-        ).one()
         online = [r.seq for r in self.records if _authorised_kind(r)]
         self.authorised: dict[int, sa.Row] = {}
         if online:
