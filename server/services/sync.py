@@ -23,8 +23,10 @@ For each record, in order:
   refused for that record alone (`refused` with its code); the chain still
   moves on, since the terminal has the record and will never send another
   with that seq.
-- every payment's card counter is compared with all payments seen: the same
-  card and counter twice means the card's memory was rolled back or copied.
+- after every record is decided, each payment that wrote the card and was not
+  voided (in this batch or before) has its card counter compared with all such
+  payments seen: the same card and counter twice means the card's memory was
+  rolled back or copied.
 
 Speed: the batch is decided in Python against state loaded with a few bulk
 queries, then written with a few bulk statements (`ledger.post_many`), so the
@@ -281,6 +283,10 @@ class _Batch:
                 self.conflict = record.seq
                 break
             booked.append(outcome)
+        # after every record is decided: a payment voided later in the batch never counts
+        for record, outcome in zip(self.records, booked, strict=False):
+            if _wrote_card(record, outcome) and record.seq not in self.voided:
+                self._check_counter(record)
         self._write(self.records[: len(booked)], booked)
         return booked
 
@@ -366,29 +372,29 @@ class _Batch:
                 for row in rows
             }
         pairs = [(r.body["card"], r.body["counter"]) for r in self.records if r.kind == "payment"]
-        self.seen_counters: dict[tuple[str, int], tuple[int, int]] = {}
+        # (card, counter) → payments that wrote it, as (terminal id, seq); voided ones never count
+        self.seen_counters: dict[tuple[str, int], list[tuple[int, int]]] = {}
         if pairs:
             rows = conn.execute(
-                sa.select(
-                    journal.c.card, journal.c.counter, journal.c.terminal_id, journal.c.seq
-                ).where(
+                sa.select(journal.c.card, journal.c.counter, journal.c.terminal_id, journal.c.seq)
+                .where(
                     sa.tuple_(journal.c.card, journal.c.counter).in_(pairs),
                     journal.c.kind == "payment",
+                    journal.c.voided_by_seq.is_(None),
                 )
+                .order_by(journal.c.terminal_id, journal.c.seq)
             )
             for row in rows:
-                self.seen_counters.setdefault((row.card, row.counter), (row.terminal_id, row.seq))
+                self.seen_counters.setdefault((row.card, row.counter), []).append(
+                    (row.terminal_id, row.seq)
+                )
 
     # --- decide ----------------------------------------------------------------------
 
     def _decide(self, record: Record) -> _Booked:
         if _authorised_kind(record):
-            booked = self._confirm_authorised(record)
-            if _wrote_card(record, booked):
-                self._check_counter(record)
-            return booked
+            return self._confirm_authorised(record)
         if record.kind == "payment":
-            self._check_counter(record)
             return self._offline_payment(record)
         if record.kind == "void":
             return self._void(record)
@@ -407,22 +413,30 @@ class _Batch:
         )
 
     def _check_counter(self, record: Record) -> None:
-        """Same card + counter twice: the card's memory was rolled back or copied."""
+        """Same card + counter twice: the card's memory was rolled back or copied.
+
+        Only payments that wrote the card and were not voided count: a till
+        voids a payment whose card write failed, and the card still holds the
+        counter before it, so the next payment (at any till) honestly uses it.
+        """
         number, counter = record.body["card"], record.body["counter"]
         card = self.cards.get(number)
         if card is None:
             return
-        seen = self.seen_counters.get((number, counter))
-        if seen is not None:
+        seen = [
+            (tid, seq)
+            for tid, seq in self.seen_counters.setdefault((number, counter), [])
+            if not (tid == self.terminal.id and seq in self.voided)  # voided by this batch
+        ]
+        if seen:
             self._alert(
                 "card_rollback",
-                f"counter {counter} already used by terminal {seen[0]} seq {seen[1]}",
+                f"counter {counter} already used by terminal {seen[0][0]} seq {seen[0][1]}",
                 record,
                 number,
             )
             self.flags[card.id] = "card_rollback"
-        else:
-            self.seen_counters[(number, counter)] = (self.terminal.id, record.seq)
+        self.seen_counters[(number, counter)].append((self.terminal.id, record.seq))
         if counter > max(card.counter, self.counters.get(card.id, 0)):
             self.counters[card.id] = counter
 

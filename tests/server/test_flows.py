@@ -87,6 +87,34 @@ def test_declined_online_counter_is_no_rollback(server):
     assert (state["balance_cents"], state["flagged"], state["counter"]) == (50, False, 4)
 
 
+@pytest.mark.parametrize("void_alone", [False, True], ids=["void-in-batch", "void-earlier"])
+def test_voided_payment_counter_is_no_rollback(server, void_alone):
+    """A till voids its approved payment when the card write failed: the card still holds the
+    counter before it, so the next payment (at another till) honestly uses that counter."""
+    card, uid = server.new_card(5_000)
+    first, second = server.terminal(), server.terminal()
+    pay = first.payment(card, uid, 300, counter=6)
+    assert first.authorise(pay).json()["outcome"] == "approved"
+    void = first.record("void", {"card": card, "voids_seq": pay.seq, "amount_cents": 300})
+    if void_alone:
+        assert statuses(first.sync([pay])) == [("applied", None)]
+        assert statuses(first.sync([void])) == [("applied", None)]
+    else:
+        assert statuses(first.sync([pay, void])) == [("applied", None), ("applied", None)]
+    following = second.payment(card, uid, 100, mode="offline", counter=6)
+    assert statuses(second.sync([following])) == [("applied", None)]
+    # and a synced payment voided in the batch of the till's next payment
+    again = first.payment(card, uid, 300, counter=7)
+    assert first.authorise(again).json()["outcome"] == "approved"
+    assert statuses(first.sync([again])) == [("applied", None)]
+    void_again = first.record("void", {"card": card, "voids_seq": again.seq, "amount_cents": 300})
+    retry = first.payment(card, uid, 200, mode="offline", counter=7)
+    assert statuses(first.sync([void_again, retry])) == [("applied", None)] * 2
+    state = server.staff.card(card)
+    assert (state["flagged"], state["balance_cents"], state["counter"]) == (False, 4_700, 7)
+    assert not [a for a in server.staff.alerts() if a["card"] == card]
+
+
 def test_void_reverses_once(server):
     card, uid = server.new_card(1_000)
     till = server.terminal()
