@@ -318,15 +318,39 @@ class Payments:
         # `approved` one. One fsync less on the path the customer waits for.
         balance = answer.get("balance_cents")
         usable = isinstance(balance, int) and not isinstance(balance, bool)
-        purse = balance - unsettled if usable else estimate
+        purse = (
+            self._purse_after(tap, balance, unsettled, refund - amount_cents)
+            if usable
+            else estimate
+        )
         return self._write_and_finish(
             session, record, purse, counter, offline=False, outcome=answer
         )
 
+    @staticmethod
+    def _purse_after(
+        tap: CardView, balance_cents: int, unsettled_cents: int, change_cents: int
+    ) -> int:
+        """The purse written after an online approval: the server's balance, at most the card's.
+
+        The server's balance leaves out offline payments it has not seen yet
+        (made at other tills, recorded only in the card's purse): writing it
+        would erase them, and the next offline till would let the card spend
+        that money again. So the lower of the server's balance (less this
+        till's unsettled top-ups) and the card's own purse moved by this
+        payment or top-up (`change_cents`, with any refund owed) is written.
+        A top-up the card does not show yet still reaches offline tills
+        through the snapshot, whose counter then covers the card's.
+        """
+        server = balance_cents - unsettled_cents
+        if tap.purse is None:
+            return server
+        return min(server, tap.purse.balance_cents + change_cents)
+
     # --------------------------------------------------------------- top-up
     def topup(self, session: CardSession, tap: CardView, amount_cents: int) -> PaymentResult:
         """Cash taken at the till onto the card: the server decides, or it is declined."""
-        floor, _refund = self._repair(tap, self.journal.card_payments(tap.card_number))
+        floor, refund = self._repair(tap, self.journal.card_payments(tap.card_number))
         counter = max(tap.counter, floor) + 1
         body = {"card": tap.card_number, "amount_cents": amount_cents}
         unsettled = self.journal.unsettled_topups_cents(tap.card_number)  # before asking
@@ -347,8 +371,9 @@ class Payments:
             # approved, but no balance to write: never shown, so the sync agent voids it
             self.journal.set_state(record.seq, jr.UNSHOWN)
             return declined(Code.SERVER_UNREACHABLE, offline=False)
+        purse = self._purse_after(tap, balance, unsettled, refund + amount_cents)
         return self._write_and_finish(
-            session, record, balance - unsettled, counter, offline=False, outcome=answer
+            session, record, purse, counter, offline=False, outcome=answer
         )
 
     def _pay_offline(
@@ -368,7 +393,7 @@ class Payments:
         # Not fsynced: no one outside this terminal has seen it yet. The `final`
         # commit below is durable and takes this one to the disk with it; a power
         # cut before that can lose it, and then the till never showed it either
-        # (the card may keep the lower purse: the safe side, healed online).
+        # (the card may keep the lower purse: the safe side).
         record = self._append(
             self._body(tap, amount_cents, tip_cents, "offline", counter, purse),
             jr.APPROVED,

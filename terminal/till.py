@@ -8,7 +8,7 @@ Blocking calls (`pay`, `topup`, `balance`) wait for a card on the reader for at 
 `card_timeout_s` and must be called off the UI thread; `cancel()` may be called
 from any thread and makes a waiting call return CANCELLED. `void` needs no card:
 the amount goes back to the card's account on the server (the purse on the card
-stays lower until its next online payment, which errs on the safe side).
+stays lower, which errs on the safe side).
 `topup` (cash taken at the till onto the card) is online only: without the
 server's answer in time it is declined `server_unreachable` and nothing is
 booked (a late approval is voided by the terminal).
