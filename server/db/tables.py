@@ -40,6 +40,7 @@ ALERT_KINDS = (
     "overdraw",
     "unknown_card",
     "revoked_terminal",
+    "card_copied",
 )
 
 
@@ -143,7 +144,7 @@ cards = sa.Table(
     sa.Column("issuer_sig", sa.String(128), nullable=True),
     sa.Column("account_id", sa.BigInteger, sa.ForeignKey("accounts.id"), nullable=False),
     sa.Column("blocked", sa.Boolean, nullable=False, server_default=sa.false()),
-    # set by the server: overdrawn offline or memory rolled back; deny-listed until cleared
+    # set by the server: overdrawn offline, memory rolled back, tag copied; deny-listed
     sa.Column("flagged", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("flag_reason", sa.String(40), nullable=True),
     sa.Column("counter", sa.BigInteger, nullable=False, server_default="0"),

@@ -12,7 +12,8 @@ For each record, in order:
   refuses that record and every one after it, and is recorded as an alert;
   nothing after the problem is applied.
 - applied records are booked by kind (see docs/protocol.md): offline payments
-  debit the card even below zero (then the card is flagged and deny-listed),
+  debit the card even below zero or when the tag's UID is not the card's (then
+  the card is flagged and deny-listed, alert `overdraw` / `card_copied`),
   voids reverse their payment once, online payments and till top-ups were
   booked at authorisation and must be the very record that was authorised.
   A void may also name an approved till top-up of the same terminal (the till
@@ -480,7 +481,8 @@ class _Batch:
         return len(self.txns) - 1
 
     def _offline_payment(self, record: Record) -> _Booked:
-        """Booked even below zero: the till promised the merchant; then deny-list the card."""
+        """Booked even below zero or from a foreign tag (the till promised the merchant);
+        then alert and deny-list the card."""
         body = record.body
         card = self.cards.get(body["card"])
         if card is None or card.uid is None:
@@ -491,6 +493,15 @@ class _Batch:
                 body["card"],
             )
             return _Booked("refused", Code.UNKNOWN_CARD)
+        if body["uid"] != card.uid:
+            # online this tag is declined `card_copied`; offline the merchant was promised
+            self._alert(
+                "card_copied",
+                "offline payment with a tag that is not the card's",
+                record,
+                card.number,
+            )
+            self.flags[card.id] = "card_copied"
         amount = body["amount_cents"]
         txn = self._book(
             ledger.Txn(

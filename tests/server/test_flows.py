@@ -75,6 +75,22 @@ def test_counter_rollback_is_alerted_and_deny_listed(server):
     assert any(a["kind"] == "card_rollback" and a["card"] == card for a in server.staff.alerts())
 
 
+def test_offline_payment_from_a_foreign_tag_is_booked_flagged_and_alerted(server):
+    card, uid = server.new_card(5_000)
+    till = server.terminal()
+    foreign = "04ffffffffffff" if uid != "04ffffffffffff" else "04fffffffffffe"
+    online = till.payment(card, foreign, 100, counter=1)
+    assert till.authorise(online).json()["code"] == "card_copied"
+    offline = till.payment(card, foreign, 100, mode="offline", counter=1)
+    assert statuses(till.sync([online, offline])) == [("applied", None), ("applied", None)]
+    state = server.staff.card(card)
+    assert state["balance_cents"] == 4_900  # the merchant was promised it
+    assert (state["flagged"], state["flag_reason"], state["denied"]) == (True, "card_copied", True)
+    alerts = [a for a in server.staff.alerts() if a["card"] == card]
+    assert [(a["kind"], a["seq"]) for a in alerts] == [("card_copied", offline.seq)]
+    assert server.staff.ledger_check()["ok"]
+
+
 def test_declined_online_counter_is_no_rollback(server):
     card, uid = server.new_card(100)
     first, second = server.terminal(), server.terminal()
