@@ -15,9 +15,10 @@ Ordering, and why nothing approved is lost and nothing unshown is charged:
 3. At restart (`recover`), a payment journalled but not final was never shown
    as approved: it is voided by a void record, so the server, which may
    already have booked it (online) or will book it at sync (offline), reverses
-   it. An online payment whose answer never arrived is resolved by the sync
-   agent: it asks again (the server answers a repeated record identically and
-   books nothing twice) and voids it if it was approved.
+   it. An online payment whose answer never arrived is settled by the sync
+   agent: it uploads it, and the server answers with the outcome it gave at
+   authorisation (approved: voided) or, never having seen it, stores it as
+   declined, booking nothing (`settle_unshown`).
 4. A card write that did not finish is repaired at the card's next tap on this
    terminal: the counter used by the unfinished payment is never used again
    (the server sees every counter once), and if the write did land on the card
@@ -488,30 +489,37 @@ class Payments:
                 cancelled.append(entry.record.seq)
         return cancelled
 
-    def resolve_unshown(self) -> int:
-        """Ask the server again about each `unshown` online payment; void approved ones.
+    def settle_unshown(self, results: list[dict[str, object]]) -> int:
+        """Settle `unshown` online records by the server's sync answer; void approved ones.
 
-        Raises ServerUnreachableError when the server cannot be asked; returns
-        how many were resolved. Called by the sync agent before uploading, so no
-        such record reaches the server by sync before its outcome is settled.
+        An unanswered online record is uploaded like any other instead of being
+        asked about again: the server answers one it authorised with that
+        original outcome (approved: the till voids it, it never showed it), and
+        stores one it never saw as declined (`payment_not_found`), booking
+        nothing. Asking `authorise` again would instead approve it late, and an
+        offline payment of the same tap, in the same sync, would take the
+        balance below zero and flag an honest card. An answer without an
+        outcome settles nothing: the record stays `unshown` for the status.
+        Returns how many were settled.
         """
-        resolved = 0
-        for entry in self.journal.entries(states=(jr.UNSHOWN,)):
-            try:
-                answer = self.client.resolve(entry.record)
-            except HCardError as exc:
-                # The server will not authorise it (e.g. revoked, conflict): nothing booked.
-                log.warning("seq %s not resolvable: %s", entry.record.seq, exc.code)
-                self.journal.set_state(entry.record.seq, jr.DECLINED, outcome={"code": exc.code})
-                resolved += 1
+        unshown = {entry.record.seq: entry for entry in self.journal.entries(states=(jr.UNSHOWN,))}
+        settled = 0
+        for result in results if unshown else []:
+            seq, outcome = result.get("seq"), result.get("outcome")
+            entry = unshown.get(seq)
+            if entry is None or result.get("status") not in ("applied", "already_applied"):
                 continue
-            if answer.get("outcome") == "approved":
-                self.journal.set_state(entry.record.seq, jr.APPROVED, outcome=answer)
+            if not isinstance(outcome, dict):
+                continue
+            if outcome.get("outcome") == "approved":
+                self.journal.set_state(seq, jr.APPROVED, outcome=outcome)
                 self.cancel_unshown(entry.record)
+            elif outcome.get("outcome") == "declined":
+                self.journal.set_state(seq, jr.DECLINED, outcome=outcome)
             else:
-                self.journal.set_state(entry.record.seq, jr.DECLINED, outcome=answer)
-            resolved += 1
-        return resolved
+                continue
+            settled += 1
+        return settled
 
 
 def _code(value: object) -> Code:

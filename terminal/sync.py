@@ -1,8 +1,9 @@
 """The sync agent: a background thread that brings the server up to date.
 
-Each round: settle online payments whose answer never arrived (ask again,
-void the approved ones), upload the unsent records in sequence order in
-batches, mark them acknowledged, then pull the snapshot. A failed round is
+Each round: upload the unsent records in sequence order in batches, mark
+them acknowledged, settle online payments whose answer never arrived by the
+outcome the server answers for them (void the approved ones), then pull the
+snapshot. A failed round is
 retried with exponential backoff and jitter (so that fifty tills coming back
 after an outage do not knock on the server in step).
 
@@ -100,7 +101,6 @@ class SyncAgent:
     def run_once(self) -> dict[str, Any]:
         """One full round; raises ServerUnreachableError when the server is not there."""
         with self._round_lock:
-            resolved = self.payments.resolve_unshown()
             uploaded = self._upload()
             snapshot_error = self._pull_snapshot()
             now_s = self.payments.clock.now_s()
@@ -109,15 +109,15 @@ class SyncAgent:
             if uploaded.get("refused") is None and snapshot_error is None:
                 self.last_error = None
             self.journal.checkpoint()
-            return {"resolved": resolved, **uploaded, "snapshot_error": snapshot_error}
+            return {**uploaded, "snapshot_error": snapshot_error}
 
     def _upload(self) -> dict[str, Any]:
-        sent, booked_refusals, rewound = 0, [], False
+        sent, settled, booked_refusals, rewound = 0, 0, [], False
         while True:
             batch = self.journal.unsent(BATCH_SIZE)
             if not batch:
                 refused = "; ".join(booked_refusals) or None
-                return {"uploaded": sent, "refused": refused}
+                return {"uploaded": sent, "resolved": settled, "refused": refused}
             answer = self.client.sync(batch)
             if not rewound and self._server_behind(answer, batch):
                 rewound = True
@@ -125,6 +125,8 @@ class SyncAgent:
             acked, refusals = self._acknowledged(answer, batch)
             if acked:
                 self.journal.mark_acked(acked)
+                # unanswered online records: the void of an approved one goes in the next batch
+                settled += self.payments.settle_unshown(answer["results"])
             sent += max(0, acked - batch[0].seq + 1)
             booked_refusals += [text for seq, text in refusals if seq <= acked]
             stopped = [text for seq, text in refusals if seq > acked]
@@ -133,7 +135,7 @@ class SyncAgent:
                 # skipping would hide it; it stays unsent and is shown in the status
                 log.error("server refused the chain at %s", stopped[0])
                 self.last_error = stopped[0]
-                return {"uploaded": sent, "refused": stopped[0]}
+                return {"uploaded": sent, "resolved": settled, "refused": stopped[0]}
             if acked < batch[-1].seq:
                 raise ServerUnreachableError("sync answer does not cover the batch")
             for text in booked_refusals:

@@ -82,6 +82,34 @@ def test_authorisation_answer_lost_is_resolved_and_voided(live_server, proxied):
     assert till.journal.unsent_count() == 0
 
 
+def test_unanswered_online_try_is_declined_at_sync_not_approved_late(
+    live_server, proxied, card_emulator
+):
+    """The online try never reached the server; the same tap paid offline. Settled by sync:
+    the server declines the try it never saw, so the card is charged once and not flagged
+    (asking `authorise` again approved it late: both in one sync overdrew an honest card)."""
+    terminal, till, _number, _path = proxied
+    number, image = server_card(live_server, 1_000)
+    card_emulator.present(image)
+    till.sync_now()  # the snapshot knows the new card
+    terminal.proxy.mode = "down"
+    result = till.pay(800, card_timeout_s=10)
+    assert (result.outcome, result.offline, result.balance_cents) == (Outcome.APPROVED, True, 200)
+    unanswered = till.journal.entry(result.receipt_no - 1)
+    assert (unanswered.state, unanswered.record.body["mode"]) == (jr.UNSHOWN, "online")
+    terminal.proxy.mode = "pass"
+    till.sync_now()
+    settled = till.journal.entry(unanswered.record.seq)
+    assert settled.state == jr.DECLINED
+    assert settled.outcome["code"] == Code.PAYMENT_NOT_FOUND.value
+    assert till.journal.last_seq() == result.receipt_no  # nothing to void
+    assert till.journal.unsent_count() == 0
+    card = live_server.staff.card(number)
+    assert card["balance_cents"] == 200
+    assert not card["flag_reason"]
+    assert live_server.staff.ledger_check()["ok"]
+
+
 def test_restart_voids_an_approved_payment_the_till_never_showed(live_server, proxied):
     terminal, till, number, path = proxied
     payments = till.payments
