@@ -3,7 +3,9 @@
 Keyed by (terminal, seq): the answer's bytes are stored with the decision, so
 a till that lost the answer (crash, timeout) asks again and gets the very same
 bytes, and nothing is booked twice. The same seq with another record is a
-`sequence_conflict` (409): a terminal must never reuse a sequence number.
+`sequence_conflict` (409): a terminal must never reuse a sequence number. So is
+a seq the terminal already synced without it having been authorised (an offline
+payment, a void): every online record that reached sync has its row here.
 
 Decisions: an unknown or unissued card → `unknown_card`; a tag whose UID is
 not the card's → `card_copied`; a blocked or flagged card → `card_blocked`;
@@ -69,7 +71,7 @@ def authorise(ctx: Context, terminal: Terminal, payload: Any) -> bytes:
 
     def book(conn: sa.Connection) -> bytes:
         consume_nonce(conn, ctx, terminal)
-        chain_head(conn, terminal.id, lock=True)
+        last_seq, _last_hash = chain_head(conn, terminal.id, lock=True)
         previous = conn.execute(
             sa.select(authorisations.c.record_hash, authorisations.c.answer).where(
                 authorisations.c.terminal_id == terminal.id, authorisations.c.seq == record.seq
@@ -79,6 +81,9 @@ def authorise(ctx: Context, terminal: Terminal, payload: Any) -> bytes:
             if previous.record_hash != record_hash:
                 raise HCardError(Code.SEQUENCE_CONFLICT, seq=record.seq)
             return bytes(previous.answer)
+        if record.seq <= last_seq:
+            # synced already as another record: every synced online record has a row above
+            raise HCardError(Code.SEQUENCE_CONFLICT, seq=record.seq)
         result, txn_id = decide(conn, ctx, terminal, record)
         body = canonical_bytes(result)
         conn.execute(

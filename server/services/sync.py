@@ -166,7 +166,9 @@ def _sync(
             problem = first_problem(fresh, terminal.public, terminal.id, last_seq, last_hash)
         if problem is not None:
             stop = (problem.seq, problem.code, problem.detail)
-            fresh = [r for r in fresh if r.seq < problem.seq]
+            # by position: the records before the problem continue the chain one by one
+            # (a later record may carry a lower seq, e.g. [5, 1'], and was never checked)
+            fresh = fresh[: problem.seq - last_seq - 1]
     if fresh:
         batch = _Batch(conn, ctx, terminal, fresh, now)
         applied = batch.apply()

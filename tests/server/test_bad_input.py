@@ -16,6 +16,7 @@ from fixtures.server import ApiError, StaffClient, enrol
 from hcard import cardnumber, keys, reqsign
 from hcard.encoding import canonical_bytes
 from hcard.errors import MESSAGES, Code
+from hcard.records import Record
 
 
 def assert_refused(response: requests.Response, status: int, code: str) -> dict:
@@ -303,6 +304,36 @@ def test_record_out_of_order_is_refused_and_alerted(server, card):
     ]
 
 
+def test_record_after_the_problem_is_never_booked_even_with_a_lower_seq(server):
+    """[2, 1'] after 1: the chain check stops at 1' (a gap); 1' was never checked (its
+    signature is garbage) and must not reach booking by its seq being below the problem's."""
+    number, uid = server.new_card(5_000)
+    till = server.terminal()
+    first = till.payment(number, uid, 100, mode="offline", counter=1)
+    second = till.payment(number, uid, 100, mode="offline", counter=2)
+    assert till.sync([first]).json()["results"][0]["status"] == "applied"
+    forged = Record(
+        till.terminal_id,
+        1,
+        first.prev,
+        "void",
+        {"card": number, "voids_seq": 1, "amount_cents": 100},
+        sig="0" * 128,
+    )
+    answer = till.sync([second, forged])
+    assert answer.status_code == 200, answer.text
+    assert [(r["seq"], r["status"], r["code"]) for r in answer.json()["results"]] == [
+        (2, "applied", None),
+        (1, "refused", "chain_gap"),
+    ]
+    assert server.staff.card(number)["balance_cents"] == 4_800
+    assert any(
+        a["kind"] == "chain_gap" and a["terminal_id"] == till.terminal_id
+        for a in server.staff.alerts()
+    )
+    assert server.staff.ledger_check()["ok"]
+
+
 def test_fork_is_refused_and_alerted(server, card):
     number, uid = card
     till = server.terminal()
@@ -328,6 +359,17 @@ def test_sequence_conflict_on_authorise(server, card):
     other = till.payment(number, uid, 200)
     with unchanged(server):
         assert_refused(till.authorise(other), 409, "sequence_conflict")
+
+
+def test_authorise_of_an_already_synced_seq_is_a_sequence_conflict(server, card):
+    number, uid = card
+    till = server.terminal()
+    offline = till.payment(number, uid, 100, mode="offline", counter=250)
+    assert till.sync([offline]).json()["results"][0]["status"] == "applied"
+    till.seq, till.prev = 0, offline.prev
+    again = till.payment(number, uid, 700, counter=251)  # the same seq, now online
+    with unchanged(server):
+        assert_refused(till.authorise(again), 409, "sequence_conflict")
 
 
 def test_batch_over_limit_is_refused(server, till, card):
