@@ -26,6 +26,7 @@ import threading
 from typing import Any
 
 from hcard.errors import Code, HCardError
+from hcard.terminal import journal as jr
 from hcard.terminal.client import ServerClient, ServerUnreachableError
 from hcard.terminal.journal import Journal
 from hcard.terminal.payment import Link, Payments
@@ -121,6 +122,12 @@ class SyncAgent:
             answer = self.client.sync(batch)
             if not rewound and self._server_behind(answer, batch):
                 rewound = True
+                # first, so a round that fails here does it all again
+                lost = self._authorise_shown_again(answer["last_seq"])
+                if lost:
+                    self.last_error = "; ".join(lost)
+                booked_refusals += lost
+                self.journal.rewind_acked(answer["last_seq"])
                 continue
             acked, refusals = self._acknowledged(answer, batch)
             if acked:
@@ -154,8 +161,33 @@ class SyncAgent:
         if head < 0 or self.journal.hash_of(head) != answer.get("last_hash"):
             return False
         log.warning("server holds only up to seq %s (restored?): sending again from there", head)
-        self.journal.rewind_acked(head)
         return True
+
+    def _authorise_shown_again(self, head: int) -> list[str]:
+        """Authorise again the online records after `head` that the till showed as approved.
+
+        The restored server would store each such record it no longer knows as
+        declined at upload: a payment the customer was shown as paid would never
+        be booked, a top-up whose cash the till took never credited. Asked first,
+        it books them; a later void record still reverses a voided one. Asking
+        twice books nothing twice (the server answers a repeated record
+        identically). Returns the refusals, for the status.
+        """
+        refusals = []
+        for entry in self.journal.entries(after_seq=head, states=(jr.FINAL, jr.VOIDED)):
+            record = entry.record
+            online = record.kind == "topup_request" or record.body.get("mode") == "online"
+            if record.kind not in ("payment", "topup_request") or not online:
+                continue
+            try:
+                answer = self.client.resolve(record)
+            except HCardError as exc:
+                answer = {"outcome": "declined", "code": exc.code.value}
+            if answer.get("outcome") != "approved":
+                # shown as approved here, refused now: only the office can settle it
+                log.error("restored server refuses shown seq %s: %s", record.seq, answer)
+                refusals.append(f"seq {record.seq}: {answer.get('code')}")
+        return refusals
 
     @staticmethod
     def _acknowledged(

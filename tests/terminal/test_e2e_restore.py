@@ -1,4 +1,8 @@
-"""A server restored from an older backup: the terminal sends again what the server lost."""
+"""A server restored from an older backup: the terminal sends again what the server lost.
+
+Offline payments are resent; online payments and top-ups the till showed as approved are
+authorised again first, so the restored server books them instead of declining them.
+"""
 
 from fixtures.server import start_server
 from fixtures.terminal import server_card
@@ -21,12 +25,20 @@ def test_terminal_resends_what_a_restored_server_lost(
         till.sync_now()
         backup = backup_sqlite(data_dir / "hcard.db", tmp_path / "backups")
 
+        # online, shown as approved: the backup has none of them
+        paid = till.pay(500, card_timeout_s=10)
+        assert (paid.outcome, paid.offline) == (Outcome.APPROVED, False)
+        voided = till.pay(250, card_timeout_s=10)
+        assert (voided.outcome, voided.offline) == (Outcome.APPROVED, False)
+        assert till.void(voided.receipt_no).outcome == Outcome.APPROVED
+        assert till.topup(1_000, card_timeout_s=10).outcome == Outcome.APPROVED
         till.link.down()
-        for amount in (100, 200, 300):
-            assert till.pay(amount, card_timeout_s=10).outcome == Outcome.APPROVED
+        for amount in (100, 200):  # the top-up's write counts toward the offline limit
+            result = till.pay(amount, card_timeout_s=10)
+            assert result.outcome == Outcome.APPROVED, result
         till.sync_now()
-        assert till.journal.acked_seq() == 3
-        assert server.staff.card(number)["balance_cents"] == 4_400
+        assert till.journal.acked_seq() == 6
+        assert server.staff.card(number)["balance_cents"] == 5_200
     finally:
         server.stop()
 
@@ -42,7 +54,10 @@ def test_terminal_resends_what_a_restored_server_lost(
         assert till.pay(400, card_timeout_s=10).outcome == Outcome.APPROVED
         till.sync_now()
         assert till.journal.unsent_count() == 0
-        assert server.staff.card(number)["balance_cents"] == 4_000
+        # all the till showed is booked again: online ones too (authorised again before the
+        # resend; the void still reverses the voided one), not declined as unknown
+        assert server.staff.card(number)["balance_cents"] == 4_800
+        assert till.agent.last_error is None
         assert server.staff.ledger_check()["ok"]
         server.staff.block(number)  # a change the restored server numbers below the old ones
         till.sync_now()
