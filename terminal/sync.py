@@ -102,7 +102,11 @@ class SyncAgent:
     def run_once(self) -> dict[str, Any]:
         """One full round; raises ServerUnreachableError when the server is not there."""
         with self._round_lock:
-            uploaded = self._upload()
+            try:
+                uploaded = self._upload()
+            except HCardError as exc:  # refused as a whole (revoked): nothing is settled
+                self.last_error = exc.code.value
+                raise
             snapshot_error = self._pull_snapshot()
             now_s = self.payments.clock.now_s()
             self.link.ok()

@@ -110,6 +110,26 @@ def test_unanswered_online_try_is_declined_at_sync_not_approved_late(
     assert live_server.staff.ledger_check()["ok"]
 
 
+def test_revoked_terminal_leaves_a_booked_unanswered_payment_unsettled(live_server, proxied):
+    """The server booked the online try (answer lost), then the terminal was revoked: the
+    refusal proves nothing about the booking, so the record stays `unshown` (not declined
+    as if never charged) and the reason is kept for the status."""
+    terminal, till, number, _path = proxied
+    terminal.proxy.mode = "lose_answer"
+    result = till.pay(1_000, card_timeout_s=10)
+    assert (result.outcome, result.offline) == (Outcome.APPROVED, True)
+    assert live_server.staff.card(number)["balance_cents"] == 9_000  # the unanswered one
+    unanswered = result.receipt_no - 1
+    live_server.staff.revoke_terminal(terminal.terminal_id)
+    terminal.proxy.mode = "pass"
+    with pytest.raises(HCardError) as refused:
+        till.sync_now()
+    assert refused.value.code == Code.TERMINAL_REVOKED
+    assert till.journal.entry(unanswered).state == jr.UNSHOWN
+    assert till.agent.last_error == Code.TERMINAL_REVOKED.value
+    assert till.status().unsynced_count > 0
+
+
 def test_restart_voids_an_approved_payment_the_till_never_showed(live_server, proxied):
     terminal, till, number, path = proxied
     payments = till.payments
