@@ -27,7 +27,7 @@ For each record, in order:
 - after every record is decided, each payment that wrote the card and was not
   voided (in this batch or before) has its card counter compared with all such
   payments seen: the same card and counter twice means the card's memory was
-  rolled back or copied.
+  rolled back or copied. (A voided payment still moves the card's counter on.)
 
 Speed: the batch is decided in Python against state loaded with a few bulk
 queries, then written with a few bulk statements (`ledger.post_many`), so the
@@ -286,9 +286,9 @@ class _Batch:
                 self.conflict = record.seq
                 break
             booked.append(outcome)
-        # after every record is decided: a payment voided later in the batch never counts
+        # after every record is decided: a payment voided later in the batch is no rollback
         for record, outcome in zip(self.records, booked, strict=False):
-            if _wrote_card(record, outcome) and record.seq not in self.voided:
+            if _wrote_card(record, outcome):
                 self._check_counter(record)
         self._write(self.records[: len(booked)], booked)
         return booked
@@ -418,13 +418,19 @@ class _Batch:
     def _check_counter(self, record: Record) -> None:
         """Same card + counter twice: the card's memory was rolled back or copied.
 
-        Only payments that wrote the card and were not voided count: a till
-        voids a payment whose card write failed, and the card still holds the
-        counter before it, so the next payment (at any till) honestly uses it.
+        Voided payments are left out of the comparison: a till voids a payment
+        whose card write failed, the card still holds the counter before it, so
+        the next payment (at any till) honestly uses it again. The card's
+        counter still moves on: a void of a shown payment (its write landed)
+        must not make the tills count one more write the server has not seen.
         """
         number, counter = record.body["card"], record.body["counter"]
         card = self.cards.get(number)
         if card is None:
+            return
+        if counter > max(card.counter, self.counters.get(card.id, 0)):
+            self.counters[card.id] = counter
+        if record.seq in self.voided:
             return
         seen = [
             (tid, seq)
@@ -440,8 +446,6 @@ class _Batch:
             )
             self.flags[card.id] = "card_rollback"
         self.seen_counters[(number, counter)].append((self.terminal.id, record.seq))
-        if counter > max(card.counter, self.counters.get(card.id, 0)):
-            self.counters[card.id] = counter
 
     def _confirm_authorised(self, record: Record) -> _Booked:
         """The record was booked (or declined) at authorisation; it must be that very record.
