@@ -50,6 +50,7 @@ class Code(StrEnum):
     CHAIN_FORK = "chain_fork"
     SEQUENCE_CONFLICT = "sequence_conflict"
     SNAPSHOT_BAD_SIGNATURE = "snapshot_bad_signature"
+    SNAPSHOT_STALE = "snapshot_stale"
     JOURNAL_FOREIGN = "journal_foreign"
     JOURNAL_CORRUPT = "journal_corrupt"
     PAYMENT_NOT_FOUND = "payment_not_found"
@@ -141,6 +142,10 @@ MESSAGES: dict[Code, tuple[str, str]] = {
     Code.SNAPSHOT_BAD_SIGNATURE: (
         "Stammdaten vom Server nicht vertrauenswürdig.",
         "Snapshot signature invalid.",
+    ),
+    Code.SNAPSHOT_STALE: (
+        "Stammdaten vom Server älter als die vorhandenen.",
+        "Snapshot older than the one the terminal has.",
     ),
     Code.JOURNAL_FOREIGN: (
         "Journal gehört zu einem anderen Terminal.",

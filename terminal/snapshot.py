@@ -91,6 +91,30 @@ def _merge(state: SnapshotState, snap: dict[str, Any]) -> SnapshotState:
     )
 
 
+SERVER_TIME_SLACK_S = 300.0
+
+
+def _stale(old: SnapshotState, new: SnapshotState, full: bool) -> bool:
+    """A correctly signed snapshot older than the one held: a replay, refused.
+
+    Replaying an old answer could lift deny-list entries and set the clock
+    back. A lower version is accepted only as a full snapshot with a newer
+    `server_time_s`: a server restored from a backup numbers its changes
+    below the old ones again and answers the higher `since` in full. Any
+    snapshot whose `server_time_s` is more than `SERVER_TIME_SLACK_S` before
+    the held one is refused. Within the slack, and for an old full snapshot of
+    the same version, a replay still gets in: the answer carries no nonce of
+    the request (a protocol change would be needed).
+    """
+    old_s, new_s = old.server_time_s, new.server_time_s
+    timed = isinstance(old_s, int | float) and isinstance(new_s, int | float)
+    if timed and new_s < old_s - SERVER_TIME_SLACK_S:
+        return True
+    if new.version >= old.version:
+        return False
+    return not (full and timed and new_s > old_s)
+
+
 class SnapshotStore:
     """The current verified snapshot, in memory and in `snapshot.json`. Thread-safe.
 
@@ -143,6 +167,8 @@ class SnapshotStore:
         with self._lock:
             new = self._verified(answer, self.state)
             full = bool(answer["snapshot"]["full"])
+            if self._answers and _stale(self.state, new, full):
+                raise HCardError(Code.SNAPSHOT_STALE, version=new.version)
             answers = [answer] if full else [*self._answers, answer]
             write_atomic(self.path, json.dumps({"answers": answers}).encode())
             self._answers, self.state = answers, new

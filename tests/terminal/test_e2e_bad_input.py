@@ -158,6 +158,25 @@ def test_restart_voids_an_approved_payment_the_till_never_showed(live_server, pr
     assert again.journal.entry(record.seq).state == jr.CANCELLED
 
 
+def test_replayed_older_snapshot_is_refused(live_server, proxied):
+    """A correctly signed but older answer (full or delta) must not lift a block again."""
+    _terminal, till, number, _path = proxied
+    old_full = till.client.snapshot(0)
+    old_delta = till.client.snapshot(till.snapshot.since())
+    live_server.staff.block(number)
+    till.sync_now()
+    assert number in till.snapshot.state.deny
+    current = till.snapshot.state
+    for replay in (old_full, old_delta):
+        assert replay["snapshot"]["version"] < current.version
+        with pytest.raises(HCardError) as raised:
+            till.snapshot.apply(replay)
+        assert raised.value.code == Code.SNAPSHOT_STALE
+    assert till.snapshot.state is current
+    till.snapshot.apply(till.client.snapshot(0))  # a fresh full one still gets in
+    assert number in till.snapshot.state.deny
+
+
 def test_snapshot_with_a_bad_signature_is_ignored(proxied):
     _terminal, till, _number, _path = proxied
     answer = till.client.snapshot(0)
