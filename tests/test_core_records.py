@@ -209,3 +209,18 @@ def test_every_code_has_both_messages():
         "message_en": "Card blocked.",
         "details": {"card": "x"},
     }
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_parallel_signature_checks_give_the_same_first_problem(workers):
+    good = _chain(chain.PARALLEL_MIN_RECORDS * 3)
+    assert chain.first_problem(good, PUBLIC, 3, workers=workers) is None
+    tampered = list(good)
+    bad = tampered[150]
+    tampered[150] = records.Record(3, bad.seq, bad.prev, bad.kind, bad.body, "00" * 64)
+    problem = chain.first_problem(tampered, PUBLIC, 3, workers=workers)
+    assert (problem.seq, problem.code) == (151, Code.BAD_SIGNATURE)
+    # an earlier gap is still the first problem, whatever the later signatures say
+    gapped = tampered[:100] + tampered[101:]
+    problem = chain.first_problem(gapped, PUBLIC, 3, workers=workers)
+    assert (problem.seq, problem.code) == (101, Code.CHAIN_GAP)

@@ -37,6 +37,7 @@ cost per record is dominated by its signature check, not by the database.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +55,9 @@ from hcard.server.db.tables import terminals as terminal_table
 from hcard.server.services import authorise, ledger
 from hcard.server.services import cards as card_service
 from hcard.server.services.terminals import Terminal, chain_head, consume_nonce
+
+#: Signature checks of a batch run on every core (Ed25519 releases the GIL).
+_VERIFY_WORKERS = os.cpu_count() or 1
 
 _ALERT_FOR = {
     Code.CHAIN_GAP: "chain_gap",
@@ -124,7 +128,9 @@ def sync(ctx: Context, terminal: Terminal, payload: Any) -> dict[str, Any]:
     while known < len(records) and records[known].seq <= head[0]:
         known += 1
     fresh = records[known:]  # exactly what `_sync` checks when the head is unchanged
-    precheck = _Precheck(head, first_problem(fresh, terminal.public, terminal.id, *head))
+    precheck = _Precheck(
+        head, first_problem(fresh, terminal.public, terminal.id, *head, workers=_VERIFY_WORKERS)
+    )
     return db_engine.unit(
         ctx.engine,
         lambda conn: _sync(conn, ctx, terminal, records, unparsed, parse_error, precheck),
@@ -163,7 +169,9 @@ def _sync(
         if precheck.head == (last_seq, last_hash):
             problem = precheck.problem  # the same records from the same head
         else:
-            problem = first_problem(fresh, terminal.public, terminal.id, last_seq, last_hash)
+            problem = first_problem(
+                fresh, terminal.public, terminal.id, last_seq, last_hash, workers=_VERIFY_WORKERS
+            )
         if problem is not None:
             stop = (problem.seq, problem.code, problem.detail)
             # by position: the records before the problem continue the chain one by one
