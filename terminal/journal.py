@@ -35,6 +35,7 @@ Tables:
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -210,7 +211,8 @@ class Journal:
                     expected_seq, Code.JOURNAL_CORRUPT, f"record unreadable: {exc}"
                 )
             parsed.append(record)
-        problem = first_problem(parsed, self._public, self.terminal_id)
+        # on every core: a busy year is ~70,000 records, checked at each start-up
+        problem = first_problem(parsed, self._public, self.terminal_id, workers=os.cpu_count() or 1)
         if problem is not None:
             return problem
         last_seq = parsed[-1].seq if parsed else 0
