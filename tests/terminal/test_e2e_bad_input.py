@@ -4,7 +4,7 @@ import shutil
 import time
 
 import pytest
-from fixtures.terminal import server_card
+from fixtures.terminal import server_card, tear_at_every_point
 
 from hcard.errors import Code, HCardError
 from hcard.terminal import journal as jr
@@ -260,27 +260,19 @@ def test_card_pulled_away_at_every_point_of_a_payment(live_server, proxied, card
     _terminal, till, number, path = proxied
     if not online:
         till.link.down()
-    approved_cents = 0
-    start = card_emulator.status()["frames"]
-    assert till.pay(10, card_timeout_s=10).outcome == Outcome.APPROVED
-    approved_cents += 10
-    frames = card_emulator.status()["frames"] - start
-    for after in range(0, frames + 2, 2 if not online else 4):
+
+    def keep_offline() -> None:
         if not online:
             till.sync_now()  # keeps the consecutive-offline count low
             till.link.down()
-        card_emulator.tear(after)
-        result = till.pay(10, card_timeout_s=0.5)
-        if result.outcome == Outcome.APPROVED:
-            approved_cents += 10
-        else:
-            assert result.outcome == Outcome.CANCELLED or result.code == Code.CARD_UNREADABLE, (
-                result
-            )
-        card_emulator.present(path)
-    last = till.pay(10, card_timeout_s=10)
-    assert last.outcome == Outcome.APPROVED, last
-    approved_cents += 10
+
+    approved_cents = tear_at_every_point(
+        card_emulator,
+        path,
+        lambda timeout_s: till.pay(10, card_timeout_s=timeout_s),
+        step=2 if not online else 4,
+        before_each=keep_offline,
+    )
     till.sync_now()
     assert till.journal.unsent_count() == 0
     card = live_server.staff.card(number)
