@@ -27,6 +27,7 @@ simply its own transaction; row locks let units run side by side.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -63,7 +64,7 @@ def make_engine(url: str) -> sa.Engine:
     if parsed.get_backend_name() != "sqlite":
         return sa.create_engine(url, pool_size=20, max_overflow=40, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        _create_private(Path(parsed.database))
     engine = sa.create_engine(url, pool_size=20, max_overflow=40)
 
     @event.listens_for(engine, "connect")
@@ -84,6 +85,25 @@ def make_engine(url: str) -> sa.Engine:
         connection.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
+
+
+def _create_private(database: Path) -> None:
+    """Create a missing SQLite file empty with mode 0600, whatever the process's umask.
+
+    `hcard-server init` runs with the caller's umask (root's 022 in install-server.sh; only
+    the unit has UMask=0077), and SQLite would make the file 0644. SQLite gives the -wal,
+    -shm and -journal files the mode of the database file itself, so they follow. An
+    existing file keeps the mode it has (an operator may have chosen it).
+    """
+    database.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, 0o600)  # the umask may have taken more than group and other bits
+    finally:
+        os.close(fd)
 
 
 @contextmanager

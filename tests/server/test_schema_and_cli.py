@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -85,3 +87,17 @@ def test_serve_without_init_says_what_to_do(tmp_path):
     assert result.returncode == 1
     assert "hcard-server init" in result.stderr
     assert not (tmp_path / "empty").exists()  # nothing half-made
+
+
+def test_the_sqlite_files_are_0600_whatever_the_umask(server_factory):
+    """`hcard-server init` runs with root's umask (022) in install-server.sh; only the unit
+    has UMask=0077. The database and its -wal/-shm hold every balance: 0600 all the same."""
+    previous = os.umask(0o022)
+    try:
+        server = server_factory()  # init and serve, both under umask 022
+    finally:
+        os.umask(previous)
+    server.new_card(1_000)  # a booking, so the WAL is in use
+    database = server.data_dir / "hcard.db"
+    for path in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
