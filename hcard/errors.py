@@ -17,6 +17,8 @@ class Code(StrEnum):
     BATCH_TOO_LARGE = "batch_too_large"
     INVALID_AMOUNT = "invalid_amount"
     NOT_FOUND = "not_found"
+    INVALID_NAME = "invalid_name"
+    TOO_MANY_ATTEMPTS = "too_many_attempts"
     # staff authentication
     NOT_AUTHENTICATED = "not_authenticated"
     FORBIDDEN = "forbidden"
@@ -58,6 +60,7 @@ class Code(StrEnum):
     VOID_TOO_LATE = "void_too_late"
     # ledger
     SAME_CARD = "same_card"
+    BELOW_ZERO_NOT_CONFIRMED = "below_zero_not_confirmed"
     INTERNAL_ERROR = "internal_error"
 
 
@@ -73,6 +76,14 @@ MESSAGES: dict[Code, tuple[str, str]] = {
         "Invalid amount (1 cent to €10,000).",
     ),
     Code.NOT_FOUND: ("Nicht gefunden.", "Not found."),
+    Code.INVALID_NAME: (
+        "Ungültiger Name: druckbare Zeichen in sinnvoller Länge, keine Steuerzeichen.",
+        "Invalid name: printable characters of sensible length, no control characters.",
+    ),
+    Code.TOO_MANY_ATTEMPTS: (
+        "Zu viele Fehlversuche. Bitte etwas später erneut versuchen.",
+        "Too many failed attempts. Please try again a little later.",
+    ),
     Code.NOT_AUTHENTICATED: ("Bitte anmelden.", "Please log in."),
     Code.FORBIDDEN: ("Keine Berechtigung.", "Not permitted."),
     Code.BAD_CREDENTIALS: (
@@ -159,6 +170,12 @@ MESSAGES: dict[Code, tuple[str, str]] = {
         "Only today's payments can be voided.",
     ),
     Code.SAME_CARD: ("Alte und neue Karte sind gleich.", "Old and new card are the same."),
+    Code.BELOW_ZERO_NOT_CONFIRMED: (
+        "Die Korrektur brächte die Karte unter null. Nur mit ausdrücklicher Bestätigung; "
+        "die Karte wird dann gesperrt.",
+        "The correction would take the card below zero. Only when confirmed explicitly; "
+        "the card is then deny-listed.",
+    ),
     Code.INTERNAL_ERROR: ("Interner Fehler.", "Internal error."),
 }
 

@@ -5,14 +5,10 @@ made for one purpose can ever be replayed as another.
   signed in canonical bytes by the server's issuer key.
 - `issuer_message`: what the issuer signs on a card: card number bound to the
   tag's 7-byte UID, so the card's content copied to another tag is refused.
-- `check_code`: the code printed on a card that unlocks its balance page, derived
-  from the card's issuer signature (provisioning prints it, the server checks it).
 """
 
 from __future__ import annotations
 
-import base64
-import hmac
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -23,7 +19,6 @@ from hcard.encoding import canonical_bytes
 DOMAIN_SNAPSHOT = b"HCARD-SNAPSHOT-1\n"
 DOMAIN_ISSUE = b"HCARD-ISSUE-1\n"
 UID_LENGTH = 7
-CHECK_CODE_BYTES = 5  # 40 bits: 8 base32 characters
 
 
 def sign_document(key: Ed25519PrivateKey, domain: bytes, value: Any) -> str:
@@ -55,24 +50,3 @@ def card_signature_ok(
     public: Ed25519PublicKey, card_number: str, uid: bytes, signature: bytes
 ) -> bool:
     return keys.verify(public, issuer_message(card_number, uid), signature)
-
-
-def check_code(issuer_signature: bytes) -> str:
-    """8 characters (base32 of the signature's first 5 bytes), printed as `ABCD-EFGH`.
-
-    The cardholder types it with the card number on the balance page. It cannot be guessed
-    from the number (it comes from the issuer's signature over number and tag UID), and the
-    server, which stores every card's issuer signature, can check it without a new secret.
-    """
-    code = base64.b32encode(issuer_signature[:CHECK_CODE_BYTES]).decode("ascii")
-    return f"{code[:4]}-{code[4:]}"
-
-
-def check_code_ok(issuer_signature: bytes, typed: str) -> bool:
-    """Does `typed` (any case, with or without the dash and spaces) match the card's code?
-
-    Compared in constant time, so the answer's timing tells nothing about how much matched.
-    """
-    compact = "".join(ch for ch in typed if ch not in " -").upper()
-    expected = check_code(issuer_signature).replace("-", "")
-    return hmac.compare_digest(compact.encode("utf-8"), expected.encode("ascii"))

@@ -19,8 +19,8 @@ How a card is never registered twice, whatever fails:
   not a genuine NXP NTAG215/216 is refused before the server hears of it.
 
 The print file (CSV) has one row per card that was written *and verified*: card number,
-check code, balance-page URL, QR payload. The check code is derived from the card's issuer
-signature (`hcard.signed.check_code`), so the server can check it without storing anything new.
+check code, balance-page URL, QR payload. The check code comes from the server with the card
+(an HMAC under a server secret, `hcard.server.check_code`): it is printed, never on the chip.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ from pathlib import Path
 from hcard import cardnumber
 from hcard.errors import Code, HCardError
 from hcard.provisioning.staff import StaffClient
-from hcard.signed import check_code
 from hcard.terminal.card import CardKeys, CardSession, Reader
 from hcard.terminal.config import write_atomic
 
@@ -219,6 +218,7 @@ class Issuer:
             self._already_bound(entry, uid, error)
             return
         signature = bytes.fromhex(str(answer["issuer_signature"]))
+        code = str(answer["check_code"])
         try:
             session.format_new_card(
                 entry.card_number,
@@ -237,7 +237,7 @@ class Issuer:
                 self.batch.save()
                 self.report(Event(EventKind.RETRY, entry, uid, error.code, str(entry.attempts)))
             return
-        self._done(entry, signature)
+        self._done(entry, code)
 
     def _blank_or_ours(self, session: CardSession, entry: Entry, uid: str) -> bool:
         """Read the tag first: a genuine, blank tag (or `entry`'s own tag again) goes on; a
@@ -286,9 +286,9 @@ class Issuer:
             Event(EventKind.TAG_REFUSED, None, uid, Code.CARD_ALREADY_EXISTS, str(bound_number))
         )
 
-    def _done(self, entry: Entry, signature: bytes) -> None:
+    def _done(self, entry: Entry, code: str) -> None:
         entry.status = Status.DONE
-        entry.check_code = check_code(signature)
+        entry.check_code = code
         entry.error = None
         self.batch.save()
         self.report(Event(EventKind.DONE, entry, entry.uid))

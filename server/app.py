@@ -14,6 +14,10 @@ def create_app(ctx: Context) -> FastAPI:
         title="Hattingen Card server",
         version="1",
         description="Ledger, terminal sync protocol (docs/protocol.md) and staff API.",
+        # Swagger UI and ReDoc load their scripts from a CDN: a blank page offline and
+        # third-party JavaScript on the staff server. The description stays at /openapi.json.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.context = ctx
     errors.install(app)

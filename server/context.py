@@ -13,10 +13,11 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hcard import keys
-from hcard.server import card_secret
+from hcard.server import card_secret, check_code
 from hcard.server.db import engine as db_engine
 from hcard.server.db import migrate
 from hcard.server.settings import Settings
+from hcard.server.throttle import Throttle
 
 
 @dataclass
@@ -27,6 +28,14 @@ class Context:
     #: the site's card write secret (hex) handed out at enrolment, if the server keeps one;
     #: repr=False: never in a log line or a traceback's locals
     card_write_secret: str | None = field(default=None, repr=False)
+    #: failed logins, enrolment codes and check codes, counted per user, card and address
+    throttle: Throttle = field(init=False, repr=False)
+    #: the HMAC key of the printed check codes, derived from the issuer key
+    check_code_key: bytes = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.throttle = Throttle(self.settings.throttle)
+        self.check_code_key = check_code.key_from_issuer(self.issuer_key)
 
     @property
     def issuer_public_hex(self) -> str:

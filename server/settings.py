@@ -7,8 +7,10 @@ database, so that an operator sees them in one place (the systemd unit).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+
+from hcard.server.throttle import ThrottleLimits
 
 DEFAULT_DATA_DIR = Path("hcard-data")
 
@@ -60,6 +62,8 @@ class Settings:
     nonce_keep_s: int = 900
     #: the URL written on cards; the balance page is `<this>/c/<card number>`
     balance_page_url: str = "https://karte.hattingen.de"
+    #: failures allowed per user, card and address (server/throttle.py)
+    throttle: ThrottleLimits = field(default_factory=ThrottleLimits)
 
     @property
     def issuer_key_path(self) -> Path:
@@ -80,4 +84,15 @@ class Settings:
             limits=Limits.from_env(),
             enrolment_ttl_s=int(os.environ.get("HCARD_ENROLMENT_TTL_S", cls.enrolment_ttl_s)),
             balance_page_url=os.environ.get("HCARD_BALANCE_PAGE_URL", cls.balance_page_url),
+            throttle=_throttle_from_env(),
         )
+
+
+def _throttle_from_env() -> ThrottleLimits:
+    """`HCARD_THROTTLE_LOGIN_USER="10 per 10 minutes"` and so on, one per limit."""
+    env = {
+        f.name: os.environ[f"HCARD_THROTTLE_{f.name.upper()}"]
+        for f in fields(ThrottleLimits)
+        if f"HCARD_THROTTLE_{f.name.upper()}" in os.environ
+    }
+    return ThrottleLimits(**env)

@@ -50,6 +50,17 @@ def parse_json(body: bytes) -> Any:
         return json.loads(body)
     except (UnicodeDecodeError, ValueError):
         raise HCardError(Code.MALFORMED_REQUEST, reason="body is not JSON") from None
+    except RecursionError:  # nested deeper than the parser's stack: no request of ours is
+        raise HCardError(Code.MALFORMED_REQUEST, reason="body nested too deeply") from None
+
+
+def client_address(request: Request) -> str:
+    """The client's address, what throttling counts by; behind the local reverse proxy the
+    one it forwarded (uvicorn's proxy headers, trusted from 127.0.0.1 only)."""
+    return request.client.host if request.client else "unknown"
+
+
+AddressDep = Annotated[str, Depends(client_address)]
 
 
 @dataclass(frozen=True)

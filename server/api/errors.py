@@ -3,12 +3,14 @@
 Installed on the app for our own refusals (`HCardError`), for FastAPI's request
 validation (422 → 400 `malformed_request`, or `invalid_amount` when the bad
 field is an amount), for Starlette's 404/405, and for anything unexpected
-(500 `internal_error`, details only in the server log).
+(500 `internal_error`, details only in the server log). A throttled answer (429)
+carries `Retry-After`.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -37,6 +39,7 @@ STATUS: dict[Code, int] = {
     Code.INSUFFICIENT_FUNDS: 409,
     Code.BODY_TOO_LARGE: 413,
     Code.BATCH_TOO_LARGE: 413,
+    Code.TOO_MANY_ATTEMPTS: 429,
     Code.INTERNAL_ERROR: 500,
 }
 
@@ -45,8 +48,16 @@ def status_of(code: Code) -> int:
     return STATUS.get(code, 400)
 
 
+def retry_headers(details: dict[str, object]) -> dict[str, str]:
+    """`Retry-After` for a throttled answer (TOO_MANY_ATTEMPTS carries `retry_after_s`)."""
+    retry_after_s = details.get("retry_after_s")
+    return {"Retry-After": str(retry_after_s)} if isinstance(retry_after_s, int) else {}
+
+
 def error_response(code: Code, **details: object) -> JSONResponse:
-    return JSONResponse(error_body(code, **details), status_code=status_of(code))
+    return JSONResponse(
+        error_body(code, **details), status_code=status_of(code), headers=retry_headers(details)
+    )
 
 
 async def _hcard_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -54,15 +65,22 @@ async def _hcard_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.code, **exc.details)
 
 
+def _bad_name_text(problem: Any) -> bool:
+    """A name that is a string but too short or too long (a wrong type stays malformed)."""
+    field = str(problem.get("loc", ("",))[-1])
+    return field.endswith("name") and problem.get("type") in ("string_too_short", "string_too_long")
+
+
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     problems = exc.errors()
     fields = [".".join(str(part) for part in problem.get("loc", ())) for problem in problems]
-    code = (
-        Code.INVALID_AMOUNT
-        if any(field.endswith("amount_cents") for field in fields)
-        else Code.MALFORMED_REQUEST
-    )
+    if any(field.endswith("amount_cents") for field in fields):
+        code = Code.INVALID_AMOUNT
+    elif any(_bad_name_text(problem) for problem in problems):
+        code = Code.INVALID_NAME
+    else:
+        code = Code.MALFORMED_REQUEST
     return error_response(code, fields=fields)
 
 

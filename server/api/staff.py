@@ -9,17 +9,28 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from hcard.errors import Code, HCardError
 from hcard.money import MAX_AMOUNT_CENTS
-from hcard.server.api.deps import SESSION_COOKIE, ContextDep, StaffDep, bearer_token
+from hcard.server.api.deps import (
+    SESSION_COOKIE,
+    AddressDep,
+    ContextDep,
+    StaffDep,
+    bearer_token,
+)
 from hcard.server.services import alerts, cards, ledger, merchants, terminals, users
 
 router = APIRouter(prefix="/v1", tags=["staff"])
 
 Amount = Annotated[StrictInt, Field(gt=0, le=MAX_AMOUNT_CENTS)]
+#: every id is a positive 64-bit integer in both databases: checked before they see it
+MAX_ID = 2**63 - 1
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+IdBody = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
+Limit = Annotated[int, Query(ge=1, le=ledger.MAX_HISTORY)]
 
 
 class Strict(BaseModel):
@@ -35,7 +46,7 @@ class UserIn(Strict):
     username: Annotated[StrictStr, Field(min_length=1, max_length=80)]
     password: Annotated[StrictStr, Field(min_length=users.MIN_PASSWORD_LENGTH)]
     role: Literal["admin", "marketing", "merchant"]
-    merchant_id: StrictInt | None = None
+    merchant_id: IdBody | None = None
 
 
 class MerchantIn(Strict):
@@ -73,17 +84,24 @@ class CorrectionIn(Strict):
     card_number: StrictStr
     amount_cents: Annotated[StrictInt, Field(ge=-MAX_AMOUNT_CENTS, le=MAX_AMOUNT_CENTS)]
     reason: Annotated[StrictStr, Field(min_length=3, max_length=500)]
+    #: a correction that takes the card below zero must say so; the card is then flagged
+    allow_below_zero: bool = False
 
 
 @router.post("/auth/login")
-def login(ctx: ContextDep, body: LoginIn, response: Response) -> dict[str, object]:
-    session = users.login(ctx, body.username, body.password)
+def login(
+    ctx: ContextDep, body: LoginIn, request: Request, address: AddressDep, response: Response
+) -> dict[str, object]:
+    """A bearer token, also set as an HttpOnly cookie (`Secure` whenever the request came
+    over TLS, directly or through the reverse proxy's `X-Forwarded-Proto`)."""
+    session = users.login(ctx, body.username, body.password, address)
     response.set_cookie(
         SESSION_COOKIE,
         str(session["token"]),
         max_age=ctx.settings.session_ttl_s,
         httponly=True,
         samesite="strict",
+        secure=request.url.scheme == "https",
     )
     return session
 
@@ -125,13 +143,13 @@ def list_merchants(ctx: ContextDep, staff: StaffDep) -> list[dict[str, object]]:
 
 
 @router.get("/merchants/{merchant_id}")
-def get_merchant(ctx: ContextDep, staff: StaffDep, merchant_id: int) -> dict[str, object]:
+def get_merchant(ctx: ContextDep, staff: StaffDep, merchant_id: IdPath) -> dict[str, object]:
     return merchants.get_merchant(ctx, staff, merchant_id)
 
 
 @router.get("/merchants/{merchant_id}/payments")
 def merchant_payments(
-    ctx: ContextDep, staff: StaffDep, merchant_id: int, limit: int = 200
+    ctx: ContextDep, staff: StaffDep, merchant_id: IdPath, limit: Limit = 200
 ) -> list[dict[str, object]]:
     """Payments, voids and till top-ups in the merchant's shops (merchants: only their own)."""
     return merchants.movements(ctx, staff, merchant_id, limit)
@@ -139,19 +157,21 @@ def merchant_payments(
 
 @router.post("/merchants/{merchant_id}/terminals")
 def create_terminal(
-    ctx: ContextDep, staff: StaffDep, merchant_id: int, body: TerminalIn
+    ctx: ContextDep, staff: StaffDep, merchant_id: IdPath, body: TerminalIn
 ) -> dict[str, object]:
     """A pending terminal and its one-time enrolment code."""
     return terminals.create_terminal(ctx, staff, merchant_id, body.name)
 
 
 @router.get("/merchants/{merchant_id}/terminals")
-def list_terminals(ctx: ContextDep, staff: StaffDep, merchant_id: int) -> list[dict[str, object]]:
+def list_terminals(
+    ctx: ContextDep, staff: StaffDep, merchant_id: IdPath
+) -> list[dict[str, object]]:
     return terminals.list_terminals(ctx, staff, merchant_id)
 
 
 @router.post("/terminals/{terminal_id}/revoke")
-def revoke_terminal(ctx: ContextDep, staff: StaffDep, terminal_id: int) -> dict[str, object]:
+def revoke_terminal(ctx: ContextDep, staff: StaffDep, terminal_id: IdPath) -> dict[str, object]:
     return terminals.revoke(ctx, staff, terminal_id)
 
 
@@ -169,6 +189,13 @@ def reserve_cards(ctx: ContextDep, staff: StaffDep, body: ReserveIn) -> dict[str
 @router.get("/cards/{card_number}")
 def get_card(ctx: ContextDep, staff: StaffDep, card_number: str) -> dict[str, object]:
     return cards.get(ctx, staff, card_number)
+
+
+@router.post("/cards/{card_number}/check-code")
+def renew_check_code(ctx: ContextDep, staff: StaffDep, card_number: str) -> dict[str, object]:
+    """The check code to print for the card; a card issued before check codes came from the
+    server's secret loses its old code (readable from the chip) with this call."""
+    return cards.renew_check_code(ctx, staff, card_number)
 
 
 @router.post("/cards/{card_number}/topup")
@@ -196,7 +223,7 @@ def transfer(
 
 @router.get("/cards/{card_number}/history")
 def history(
-    ctx: ContextDep, staff: StaffDep, card_number: str, limit: int = 100
+    ctx: ContextDep, staff: StaffDep, card_number: str, limit: Limit = 100
 ) -> dict[str, object]:
     return cards.history(ctx, staff, card_number, limit)
 
@@ -206,7 +233,14 @@ def correction(ctx: ContextDep, staff: StaffDep, body: CorrectionIn) -> dict[str
     """A manual correction (admin): a new transaction with reason and author, never an edit."""
     if body.amount_cents == 0:
         raise HCardError(Code.INVALID_AMOUNT)
-    return cards.correct(ctx, staff, body.card_number, body.amount_cents, body.reason)
+    return cards.correct(
+        ctx,
+        staff,
+        body.card_number,
+        body.amount_cents,
+        body.reason,
+        allow_below_zero=body.allow_below_zero,
+    )
 
 
 @router.get("/ledger/check")
@@ -216,5 +250,5 @@ def ledger_check(ctx: ContextDep, staff: StaffDep) -> dict[str, object]:
 
 
 @router.get("/alerts")
-def list_alerts(ctx: ContextDep, staff: StaffDep, limit: int = 200) -> list[dict[str, object]]:
+def list_alerts(ctx: ContextDep, staff: StaffDep, limit: Limit = 200) -> list[dict[str, object]]:
     return alerts.list_alerts(ctx, staff, limit)

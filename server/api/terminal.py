@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from hcard.errors import Code, HCardError
 from hcard.server.api.deps import (
+    AddressDep,
     ContextDep,
     SignedBookingDep,
     SignedDep,
@@ -32,7 +33,9 @@ def _body(description: str) -> dict[str, object]:
 
 
 @router.post("/enrol", openapi_extra=_body('`{"code", "public_key", "name"}`.'))
-def enrol(ctx: ContextDep, body: Annotated[bytes, Depends(raw_body)]) -> dict[str, object]:
+def enrol(
+    ctx: ContextDep, address: AddressDep, body: Annotated[bytes, Depends(raw_body)]
+) -> dict[str, object]:
     """`{"code", "public_key", "name"}` → terminal id, merchant, issuer public key (not signed)."""
     payload = parse_json(body)
     if not isinstance(payload, dict) or not {"code", "public_key"} <= set(payload):
@@ -42,7 +45,7 @@ def enrol(ctx: ContextDep, body: Annotated[bytes, Depends(raw_body)]) -> dict[st
         raise HCardError(Code.MALFORMED_REQUEST, reason="code and public_key are strings")
     if name is not None and not isinstance(name, str):
         raise HCardError(Code.MALFORMED_REQUEST, field="name")
-    return terminals.enrol(ctx, code, public_key, name)
+    return terminals.enrol(ctx, code, public_key, name, address)
 
 
 @router.post(
@@ -67,7 +70,7 @@ def sync_records(ctx: ContextDep, signed: SignedBookingDep) -> Response:
 
 @router.get("/terminal/snapshot")
 def get_snapshot(
-    ctx: ContextDep, signed: SignedDep, since: Annotated[int, Query(ge=0)] = 0
+    ctx: ContextDep, signed: SignedDep, since: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0
 ) -> dict[str, object]:
     """Deny-list, balances, limits, terminal keys; only changes after `since` unless full."""
     del signed  # authenticated; the snapshot is the same for every terminal

@@ -152,6 +152,10 @@ cards = sa.Table(
     sa.Column("version", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("replaced_by", sa.BigInteger, sa.ForeignKey("cards.id"), nullable=True),
     sa.Column("created_s", Time, nullable=False),
+    # issued before check codes came from the server's secret: the old code, derived from
+    # the issuer signature on the chip, still opens the balance page until staff print a
+    # new one (`services.cards.renew_check_code`)
+    sa.Column("legacy_check_code", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.UniqueConstraint("account_id"),
     sa.CheckConstraint("(uid IS NULL) = (issuer_sig IS NULL)", name="issued"),
     sa.Index(None, "version"),
@@ -169,7 +173,8 @@ terminals = sa.Table(
     sa.Column("last_hash", sa.String(64), nullable=False, server_default="0" * 64),
     sa.Column("created_s", Time, nullable=False),
     sa.CheckConstraint(_in("status", ("pending", "active", "revoked")), name="status"),
-    sa.CheckConstraint("status = 'pending' OR public_key IS NOT NULL", name="key"),
+    # an active terminal has a key; one revoked before it enrolled never got one
+    sa.CheckConstraint("status <> 'active' OR public_key IS NOT NULL", name="key"),
     sa.CheckConstraint("last_seq >= 0", name="last_seq"),
 )
 

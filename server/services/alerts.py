@@ -18,6 +18,17 @@ from hcard.server.services.users import Staff
 _DETAIL_MAX = 200
 
 
+def record(
+    conn: sa.Connection, ctx: Context, kind: str, detail: str, *, card: str | None = None
+) -> None:
+    """One alert written in the caller's transaction (a staff action that needs a look)."""
+    conn.execute(
+        sa.insert(alerts).values(
+            kind=kind, card=card, detail=detail[:_DETAIL_MAX], created_s=ctx.now()
+        )
+    )
+
+
 def revoked_terminal_called(ctx: Context, terminal_id: int, method: str, path: str) -> None:
     """Record that a revoked terminal made a request that its own key signed.
 

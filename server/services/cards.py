@@ -19,13 +19,21 @@ import sqlalchemy as sa
 from hcard import cardnumber, signed
 from hcard.errors import Code, HCardError
 from hcard.money import MAX_AMOUNT_CENTS, is_valid_amount
+from hcard.server import check_code
 from hcard.server.context import Context
 from hcard.server.db import engine as db_engine
 from hcard.server.db.tables import accounts, cards
-from hcard.server.services import ledger
+from hcard.server.services import alerts, ledger
 from hcard.server.services.users import Staff
+from hcard.server.throttle import Guard, Key
 
 TOPUP_SOURCES = ("cash", "bank", "online")
+#: what the cardholder and the office read for a top-up, by source: German, like every label
+TOPUP_LABELS = {
+    "cash": "Aufladung (bar)",
+    "bank": "Aufladung (Überweisung)",
+    "online": "Aufladung (online)",
+}
 MAX_RESERVE = 1000
 _UID = re.compile(r"^[0-9a-f]{14}$")
 
@@ -119,7 +127,12 @@ def issue(ctx: Context, actor: Staff, uid_hex: str, number: str | None = None) -
     for _attempt in range(3):
         try:
             card = _issue_once(ctx, uid_hex, number)
-            return {**card, "balance_url": balance_url(ctx, str(card["card_number"]))}
+            number = str(card["card_number"])
+            return {
+                **card,
+                "balance_url": balance_url(ctx, number),
+                "check_code": check_code.check_code(ctx.check_code_key, number),
+            }
         except sa.exc.IntegrityError:
             continue  # a concurrent issue of the same tag won; read what it made
     raise HCardError(Code.CARD_ALREADY_EXISTS)
@@ -165,6 +178,22 @@ def get(ctx: Context, actor: Staff, number: str) -> dict[str, object]:
         return as_json(_get(conn, normalize_number(number)))
 
 
+def renew_check_code(ctx: Context, actor: Staff, number: str) -> dict[str, object]:
+    """The card's check code to print again; for a card issued before the server's secret,
+    this also ends its old code (derived from the chip's signature): print it right away."""
+    actor.require("admin", "marketing")
+    with db_engine.write(ctx.engine) as conn:
+        card = _get(conn, normalize_number(number))
+        if card.uid is None:
+            raise HCardError(Code.CARD_NOT_ISSUED)
+        conn.execute(sa.update(cards).where(cards.c.id == card.id).values(legacy_check_code=False))
+    return {
+        "card_number": card.number,
+        "check_code": check_code.check_code(ctx.check_code_key, card.number),
+        "balance_url": balance_url(ctx, card.number),
+    }
+
+
 def topup(
     ctx: Context, actor: Staff, number: str, amount_cents: int, source: str
 ) -> dict[str, object]:
@@ -185,7 +214,7 @@ def topup(
                 ledger.Posting(card.account_id, amount_cents),
             ],
             now_s=ctx.now(),
-            label=f"Aufladung ({source})",
+            label=TOPUP_LABELS[source],
             user_id=actor.user_id,
         )
         return {**as_json(_get(conn, card.number)), "txn_id": txn_id}
@@ -272,22 +301,32 @@ def for_terminal(ctx: Context, number: str) -> dict[str, object]:
 PUBLIC_RECENT = 5
 
 
-def for_cardholder(ctx: Context, number_text: str, code: str) -> dict[str, object] | None:
-    """The public balance page's data, or None unless the number is a card AND `code` is its
-    check code (`hcard.signed.check_code`).
+def _code_opens(ctx: Context, card: sa.Row, typed: str) -> bool:
+    """The card's check code (`server/check_code.py`), or its old one while it has one."""
+    if check_code.matches(check_code.check_code(ctx.check_code_key, card.number), typed):
+        return True
+    legacy = check_code.legacy_check_code(bytes.fromhex(card.issuer_sig))
+    return bool(card.legacy_check_code) and check_code.matches(legacy, typed)
 
-    One None for all of: not a card number, no such card, a number only reserved, a wrong
-    code. So a page without the right code says nothing about whether the card exists.
+
+def for_cardholder(ctx: Context, number: str, code: str, address: str) -> dict[str, object] | None:
+    """The public balance page's data, or None unless `number` (normalised) is a card AND
+    `code` is its check code.
+
+    One None for all of: no such card, a number only reserved, a wrong code. So a page
+    without the right code says nothing about whether the card exists. Wrong codes are
+    throttled per card number and per client `address` (TOO_MANY_ATTEMPTS).
     """
-    try:
-        number = cardnumber.normalize(number_text)
-    except ValueError:
-        return None
+    keys = (Key(Guard.BALANCE_CARD, number), Key(Guard.BALANCE_ADDRESS, address))
+    ctx.throttle.check(*keys)
     with db_engine.read(ctx.engine) as conn:
-        card = find(conn, number)
-        if card is None or card.issuer_sig is None:
-            return None
-        if not signed.check_code_ok(bytes.fromhex(card.issuer_sig), code):
+        card = conn.execute(
+            sa.select(*_CARD_COLUMNS, cards.c.legacy_check_code)
+            .select_from(cards.join(accounts, accounts.c.id == cards.c.account_id))
+            .where(cards.c.number == number)
+        ).first()
+        if card is None or card.issuer_sig is None or not _code_opens(ctx, card, code):
+            ctx.throttle.fail(*keys)
             return None
         recent = ledger.account_history(conn, card.account_id, PUBLIC_RECENT)
     return {
@@ -302,29 +341,56 @@ def for_cardholder(ctx: Context, number_text: str, code: str) -> dict[str, objec
 
 
 def correct(
-    ctx: Context, actor: Staff, number: str, amount_cents: int, reason: str
+    ctx: Context,
+    actor: Staff,
+    number: str,
+    amount_cents: int,
+    reason: str,
+    *,
+    allow_below_zero: bool = False,
 ) -> dict[str, object]:
     """A manual correction of a card's balance (admin only), against the correction account.
 
-    Never an edit: a new transaction with the reason and the admin who made it.
+    Never an edit: a new transaction with the reason and the admin who made it. One that
+    would take the card below zero is refused (BELOW_ZERO_NOT_CONFIRMED, checked in the
+    debit's own statement) unless `allow_below_zero`; then it is booked and the card is
+    flagged, deny-listed and alerted like an offline overdraw.
     """
     actor.require("admin")
     if amount_cents == 0 or abs(amount_cents) > MAX_AMOUNT_CENTS:
         raise HCardError(Code.INVALID_AMOUNT)
     if not reason.strip():
         raise HCardError(Code.MALFORMED_REQUEST, field="reason")
+    floor_cents = None if allow_below_zero or amount_cents > 0 else 0
     with db_engine.write(ctx.engine) as conn:
         card = _get(conn, normalize_number(number))
-        txn_id = ledger.post(
-            conn,
-            "correction",
-            [
-                ledger.Posting(ledger.system_account(conn, "correction"), -amount_cents),
-                ledger.Posting(card.account_id, amount_cents),
-            ],
-            now_s=ctx.now(),
-            label="Korrektur",
-            user_id=actor.user_id,
-            reason=reason.strip(),
-        )
+        try:
+            txn_id = ledger.post(
+                conn,
+                "correction",
+                [
+                    ledger.Posting(card.account_id, amount_cents, floor_cents=floor_cents),
+                    ledger.Posting(ledger.system_account(conn, "correction"), -amount_cents),
+                ],
+                now_s=ctx.now(),
+                label="Korrektur",
+                user_id=actor.user_id,
+                reason=reason.strip(),
+            )
+        except HCardError as error:
+            if error.code is Code.INSUFFICIENT_FUNDS:
+                raise HCardError(
+                    Code.BELOW_ZERO_NOT_CONFIRMED, balance_cents=card.balance_cents
+                ) from None
+            raise
+        after = _get(conn, card.number)
+        if after.balance_cents < 0:
+            flag(conn, card.id, "overdraw")
+            alerts.record(
+                conn,
+                ctx,
+                "overdraw",
+                f"correction by {actor.username} took the card to {after.balance_cents} cents",
+                card=card.number,
+            )
         return {**as_json(_get(conn, card.number)), "txn_id": txn_id}

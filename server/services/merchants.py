@@ -14,11 +14,16 @@ from schwifty import BIC, IBAN
 from schwifty.exceptions import SchwiftyException
 
 from hcard.errors import Code, HCardError
+from hcard.server import names
 from hcard.server.context import Context
 from hcard.server.db import engine as db_engine
 from hcard.server.db.tables import accounts, merchants
 from hcard.server.services import ledger
 from hcard.server.services.users import Staff
+
+NAME_MAX_CHARS = 200
+#: an address or a contact line: one line, a little longer than a name
+TEXT_MAX_CHARS = 500
 
 _COLUMNS = (
     merchants.c.id,
@@ -53,6 +58,9 @@ def create_merchant(
     fee_bp: int = 0,
 ) -> dict[str, object]:
     actor.require("admin", "marketing")
+    name = names.printable(name, field="name", max_chars=NAME_MAX_CHARS)
+    address = names.printable(address, field="address", max_chars=TEXT_MAX_CHARS, required=False)
+    contact = names.printable(contact, field="contact", max_chars=TEXT_MAX_CHARS, required=False)
     iban, bic = _validated_bank(iban, bic)
     with db_engine.write(ctx.engine) as conn:
         account_id = ledger.create_account(conn, f"merchant:new:{secrets.token_hex(8)}", "merchant")

@@ -30,14 +30,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from hcard import keys, reqsign
 from hcard.errors import Code, HCardError
 from hcard.records import GENESIS_HASH
+from hcard.server import names
 from hcard.server.context import Context
 from hcard.server.db import engine as db_engine
 from hcard.server.db.tables import enrolment_codes, merchants, nonces, terminals
 from hcard.server.services import alerts
 from hcard.server.services.users import Staff
+from hcard.server.throttle import Guard, Key
 
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 CODE_LENGTH = 8
+NAME_MAX_CHARS = 100
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ def normalize_code(text: str) -> str:
 def create_terminal(ctx: Context, actor: Staff, merchant_id: int, name: str) -> dict[str, object]:
     """Make a pending terminal for the merchant and its one-time enrolment code."""
     actor.require("admin", "marketing")
+    name = names.printable(name, field="name", max_chars=NAME_MAX_CHARS)
     raw = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
     code = f"{raw[:4]}-{raw[4:]}"
     now = ctx.now()
@@ -91,9 +95,27 @@ def create_terminal(ctx: Context, actor: Staff, merchant_id: int, name: str) -> 
     return {"terminal_id": terminal_id, "code": code, "expires_s": expires_s}
 
 
-def enrol(ctx: Context, code: str, public_key_hex: str, name: str | None) -> dict[str, object]:
-    """Bind the terminal's public key to the pending terminal behind `code` (once)."""
+def enrol(
+    ctx: Context, code: str, public_key_hex: str, name: str | None, address: str
+) -> dict[str, object]:
+    """Bind the terminal's public key to the pending terminal behind `code` (once).
+
+    Wrong codes are throttled per client `address` (`server/throttle.py`).
+    """
+    guard = Key(Guard.ENROL_ADDRESS, address)
+    ctx.throttle.check(guard)
+    try:
+        return _enrol(ctx, code, public_key_hex, name)
+    except HCardError as error:
+        if error.code is Code.ENROLMENT_CODE_INVALID:
+            ctx.throttle.fail(guard)
+        raise
+
+
+def _enrol(ctx: Context, code: str, public_key_hex: str, name: str | None) -> dict[str, object]:
     code = normalize_code(code)
+    if name is not None:
+        name = names.printable(name, field="name", max_chars=NAME_MAX_CHARS, required=False)
     try:
         keys.public_from_hex(public_key_hex)
     except ValueError:
@@ -121,8 +143,16 @@ def enrol(ctx: Context, code: str, public_key_hex: str, name: str | None) -> dic
             raise HCardError(Code.MALFORMED_REQUEST, field="public_key", reason="already enrolled")
         values: dict[str, object] = {"public_key": public_key_hex, "status": "active"}
         if name:
-            values["name"] = name[:100]
-        conn.execute(sa.update(terminals).where(terminals.c.id == used.terminal_id).values(values))
+            values["name"] = name
+        # Only a terminal still pending becomes active: a revoked one stays revoked even if
+        # its code were somehow still unused (revoke marks it used in the same transaction).
+        enrolled = conn.execute(
+            sa.update(terminals)
+            .where(terminals.c.id == used.terminal_id, terminals.c.status == "pending")
+            .values(values)
+        ).rowcount
+        if enrolled != 1:
+            raise HCardError(Code.ENROLMENT_CODE_INVALID)
         row = conn.execute(
             sa.select(terminals.c.id, terminals.c.merchant_id, merchants.c.name)
             .select_from(terminals.join(merchants, merchants.c.id == terminals.c.merchant_id))
@@ -142,6 +172,8 @@ def enrol(ctx: Context, code: str, public_key_hex: str, name: str | None) -> dic
 
 
 def revoke(ctx: Context, actor: Staff, terminal_id: int) -> dict[str, object]:
+    """Revoke a terminal, enrolled or not: its key is refused from now on, and a code it
+    has not used yet dies with it (a pending terminal can never become active)."""
     actor.require("admin", "marketing")
     with db_engine.write(ctx.engine) as conn:
         done = conn.execute(
@@ -206,6 +238,8 @@ def authenticate(
         ).first()
     if row is None or row.status == "pending":
         raise HCardError(Code.UNKNOWN_TERMINAL)
+    if row.public_key is None:  # revoked before it ever enrolled: no key to check
+        raise HCardError(Code.TERMINAL_REVOKED)
     public = _public(row.public_key)
     signature_ok = reqsign.signature_ok(
         public, method, path, body, terminal_id, timestamp_s, nonce, signature

@@ -17,12 +17,15 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from hcard.errors import Code, HCardError
+from hcard.server import names
 from hcard.server.context import Context
 from hcard.server.db import engine as db_engine
 from hcard.server.db.tables import ROLES, merchants, sessions, users
+from hcard.server.throttle import Guard, Key
 
 _HASHER = PasswordHasher()
 MIN_PASSWORD_LENGTH = 8
+USERNAME_MAX_CHARS = 80
 #: checked when the user name is unknown, so the answer takes as long as for a wrong password
 _DUMMY_HASH = _HASHER.hash("not a password of anyone")
 
@@ -63,7 +66,8 @@ def create_user(
         actor.require("admin")
     if role not in ROLES or (role == "merchant") != (merchant_id is not None):
         raise HCardError(Code.MALFORMED_REQUEST, field="role")
-    if not username or len(username) > 80 or len(password) < MIN_PASSWORD_LENGTH:
+    username = names.printable(username, field="username", max_chars=USERNAME_MAX_CHARS)
+    if len(password) < MIN_PASSWORD_LENGTH:
         raise HCardError(Code.MALFORMED_REQUEST, field="password", min_length=MIN_PASSWORD_LENGTH)
     with db_engine.write(ctx.engine) as conn:
         if (
@@ -100,8 +104,15 @@ def list_users(ctx: Context, actor: Staff) -> list[dict[str, object]]:
         return [dict(row) for row in rows]
 
 
-def login(ctx: Context, username: str, password: str) -> dict[str, object]:
-    """Check the password; return a new bearer token and who it belongs to."""
+def login(ctx: Context, username: str, password: str, address: str) -> dict[str, object]:
+    """Check the password; return a new bearer token and who it belongs to.
+
+    Wrong passwords are throttled per user name and per client `address`
+    (`server/throttle.py`): past the limit the answer is TOO_MANY_ATTEMPTS, before
+    argon2 runs, even for the right password, until the window has passed.
+    """
+    keys = (Key(Guard.LOGIN_USER, username.casefold()), Key(Guard.LOGIN_ADDRESS, address))
+    ctx.throttle.check(*keys)
     with db_engine.read(ctx.engine) as conn:
         row = conn.execute(
             sa.select(users).where(users.c.username == username, users.c.active)
@@ -111,6 +122,7 @@ def login(ctx: Context, username: str, password: str) -> dict[str, object]:
         if row is None:
             raise VerificationError
     except (VerificationError, InvalidHashError):
+        ctx.throttle.fail(*keys)
         raise HCardError(Code.BAD_CREDENTIALS) from None
     token = secrets.token_urlsafe(32)
     with db_engine.write(ctx.engine) as conn:

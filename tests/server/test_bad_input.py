@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 
 import pytest
 import requests
-from fixtures.server import ApiError, StaffClient, enrol
+from fixtures.server import DEMO_IBAN, ApiError, StaffClient, TerminalClient, enrol
 
 from hcard import cardnumber, keys, reqsign
 from hcard.encoding import canonical_bytes
@@ -535,3 +535,130 @@ def test_invalid_iban_is_refused(server):
         "POST", "/v1/merchants", json={"name": "Tippfehler", "iban": "DE89370400440532013001"}
     )
     assert_refused(response, 400, "malformed_request")
+
+
+# --- found by trying the API as an attacker would (issue 8) ------------------------
+
+MAX_ID = 2**63 - 1
+
+
+def test_a_pending_terminal_can_be_revoked_and_its_code_dies(server):
+    merchant_id = server.staff.create_merchant("Noch nicht eingerichtet")
+    pending = server.staff.create_terminal_full(merchant_id, "Kasse 2")
+    revoked = server.staff.revoke_terminal(pending["terminal_id"])
+    assert revoked == {"terminal_id": pending["terminal_id"], "status": "revoked"}
+    response = requests.post(
+        f"{server.url}/v1/enrol",
+        json={"code": pending["code"], "public_key": keys.public_hex(keys.generate())},
+        timeout=30,
+    )
+    assert_refused(response, 400, "enrolment_code_invalid")
+    (listed,) = server.staff.terminals(merchant_id)
+    assert (listed["status"], listed["public_key"]) == ("revoked", None)
+    # requests under its id are refused as revoked, not a server error
+    forged = TerminalClient(
+        url=server.url,
+        terminal_id=pending["terminal_id"],
+        merchant_id=merchant_id,
+        key=keys.generate(),
+        issuer_public_key=server.issuer_public_key,
+    )
+    assert_refused(forged.snapshot(0), 403, "terminal_revoked")
+    # revoking twice is harmless
+    assert server.staff.revoke_terminal(pending["terminal_id"])["status"] == "revoked"
+
+
+def test_deeply_nested_json_is_refused_everywhere(server, till):
+    nested = b"[" * 100_000 + b"]" * 100_000
+    with unchanged(server):
+        for response in (
+            requests.post(f"{server.url}/v1/enrol", data=nested, timeout=30),
+            requests.post(f"{server.url}/v1/auth/login", data=nested, timeout=30),
+            till.signed("POST", "/v1/terminal/sync", nested),
+            till.signed("POST", "/v1/terminal/authorise", nested),
+        ):
+            assert_refused(response, 400, "malformed_request")
+    assert "Traceback" not in server.log()
+
+
+def test_ids_beyond_64_bits_are_refused_before_the_database(server):
+    staff = server.staff
+    for too_big in (MAX_ID + 1, 2**64, 10**30):
+        for method, path in (
+            ("GET", f"/v1/merchants/{too_big}"),
+            ("GET", f"/v1/merchants/{too_big}/payments"),
+            ("GET", f"/v1/merchants/{too_big}/terminals"),
+            ("POST", f"/v1/terminals/{too_big}/revoke"),
+        ):
+            assert_refused(staff.request(method, path), 400, "malformed_request")
+        user = {"username": "x-big", "password": "long-enough-1", "role": "merchant"}
+        response = staff.request("POST", "/v1/users", json={**user, "merchant_id": too_big})
+        assert_refused(response, 400, "malformed_request")
+    for bad_limit in (0, -1, 10**6, MAX_ID + 1):
+        response = staff.request("GET", "/v1/alerts", params={"limit": bad_limit})
+        assert_refused(response, 400, "malformed_request")
+    # at the edge: a well-formed id that does not exist
+    assert_refused(staff.request("GET", f"/v1/merchants/{MAX_ID}"), 404, "not_found")
+    spec = requests.get(f"{server.url}/openapi.json", timeout=30).json()
+    (param,) = spec["paths"]["/v1/merchants/{merchant_id}"]["get"]["parameters"]
+    assert (param["schema"]["minimum"], param["schema"]["maximum"]) == (1, MAX_ID)
+    assert "Traceback" not in server.log()
+
+
+@pytest.mark.parametrize("name", ["Kasse\x00", "Bäcker\nei", "a\x1b[31m", "\u202eevil", " ", ""])
+def test_names_must_be_printable(server, name):
+    staff = server.staff
+    merchant = staff.request("POST", "/v1/merchants", json={"name": name, "iban": DEMO_IBAN})
+    assert_refused(merchant, 400, "invalid_name")
+    merchant_id = staff.create_merchant("Druckbar & Co")
+    till = staff.request("POST", f"/v1/merchants/{merchant_id}/terminals", json={"name": name})
+    assert_refused(till, 400, "invalid_name")
+    user = staff.request(
+        "POST",
+        "/v1/users",
+        json={"username": name, "password": "long-enough-1", "role": "marketing"},
+    )
+    assert_refused(user, 400, "invalid_name")
+    if name.strip():  # an empty name at enrolment means "keep the one staff gave"
+        code = staff.create_terminal(merchant_id)
+        enrolled = requests.post(
+            f"{server.url}/v1/enrol",
+            json={"code": code, "public_key": keys.public_hex(keys.generate()), "name": name},
+            timeout=30,
+        )
+        assert_refused(enrolled, 400, "invalid_name")
+
+
+def test_names_of_sensible_length_only(server):
+    long_name = "Ä" * 201
+    response = server.staff.request(
+        "POST", "/v1/merchants", json={"name": long_name, "iban": DEMO_IBAN}
+    )
+    assert_refused(response, 400, "invalid_name")
+    ok = server.staff.call(
+        "POST", "/v1/merchants", json={"name": "  Café Ünal  ", "iban": DEMO_IBAN}
+    )
+    assert ok["name"] == "Café Ünal"
+
+
+def test_api_docs_load_nothing_from_a_cdn(server):
+    for path in ("/docs", "/redoc"):
+        assert requests.get(f"{server.url}{path}", timeout=30).status_code == 404
+    assert requests.get(f"{server.url}/openapi.json", timeout=30).status_code == 200
+
+
+def test_session_cookie_is_secure_behind_tls(server):
+    login = {"username": "admin", "password": "admin-test-password"}
+    plain = requests.post(f"{server.url}/v1/auth/login", json=login, timeout=30)
+    tls = requests.post(
+        f"{server.url}/v1/auth/login",
+        json=login,
+        headers={"X-Forwarded-Proto": "https"},  # what the reverse proxy on 127.0.0.1 sends
+        timeout=30,
+    )
+    for response in (plain, tls):
+        cookie = response.headers["set-cookie"]
+        assert "HttpOnly" in cookie
+        assert "SameSite=strict" in cookie
+    assert "Secure" not in plain.headers["set-cookie"]
+    assert "Secure" in tls.headers["set-cookie"]

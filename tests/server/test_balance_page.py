@@ -1,16 +1,25 @@
 """The cardholder's balance page `GET /c/<number>?k=<check code>` over real HTTP: balance and
 last movements with the right code only; without it a page asking for the code that is the
-same whether the card exists or not."""
+same whether the card exists or not; the code comes from the server's secret, never from
+what the chip holds; wrong codes are throttled."""
 
 from __future__ import annotations
 
+import base64
 import secrets
+import time
 
 import pytest
 import requests
+import sqlalchemy as sa
 
-from hcard import cardnumber, signed
-from hcard.signed import check_code
+from hcard import cardnumber
+from hcard.server import check_code as codes
+
+
+def _random_code() -> str:
+    raw = base64.b32encode(secrets.token_bytes(5)).decode("ascii")
+    return f"{raw[:4]}-{raw[4:]}"
 
 
 @pytest.fixture(scope="module")
@@ -19,11 +28,11 @@ def paid_card(server):
     merchant_id = server.staff.create_merchant("Eiscafé <&> Untermarkt")
     till = server.terminal(merchant_id)
     uid = "04" + secrets.token_hex(6)
-    number, sig = server.staff.issue_card(uid)
+    number, _sig = server.staff.issue_card(uid)
     server.staff.topup(number, 2_000)
     answer = till.authorise(till.payment(number, uid, 250)).json()
     assert answer["outcome"] == "approved"
-    return number, check_code(bytes.fromhex(sig))
+    return number, server.staff.check_code(number)
 
 
 def _page(server, number: str, code: str | None = None) -> requests.Response:
@@ -60,7 +69,7 @@ def test_the_right_code_shows_balance_and_payments(server, paid_card):
 
 def test_a_wrong_or_missing_code_shows_nothing_and_asks_for_it(server, paid_card):
     number, code = paid_card
-    wrong = check_code(secrets.token_bytes(64))
+    wrong = _random_code()
     assert wrong != code
     asked = _page(server, number)
     refused = _page(server, number, wrong)
@@ -87,7 +96,7 @@ def test_the_refusal_does_not_tell_whether_the_card_exists(server, paid_card):
     number, _code = paid_card
     reserved = server.staff.reserve_cards(1)[0]
     unknown = _unused_number(server)
-    some_code = check_code(secrets.token_bytes(64))
+    some_code = _random_code()
     pages = {n: _page(server, n, some_code) for n in (number, reserved, unknown)}
     bare = {n: _page(server, n) for n in (number, reserved, unknown)}
     for answers in (pages, bare):
@@ -116,10 +125,10 @@ def test_not_a_card_number(server):
 
 def test_spaces_in_the_number_and_a_blocked_card(server):
     uid = "04" + secrets.token_hex(6)
-    number, sig = server.staff.issue_card(uid)
+    number, _sig = server.staff.issue_card(uid)
     server.staff.topup(number, 500)
     server.staff.block(number)
-    code = signed.check_code(bytes.fromhex(sig))
+    code = server.staff.check_code(number)
     page = _page(server, cardnumber.pretty(number), code)
     assert page.status_code == 200
     assert "5,00\u00a0€" in page.text
@@ -128,11 +137,90 @@ def test_spaces_in_the_number_and_a_blocked_card(server):
 
 
 def test_check_code_is_the_printed_format():
-    sig = bytes(range(64))
-    code = check_code(sig)
+    key = secrets.token_bytes(32)
+    code = codes.check_code(key, "9276000000000018")
     assert len(code) == 9
     assert code[4] == "-"
-    assert signed.check_code_ok(sig, code)
-    assert signed.check_code_ok(sig, code.lower().replace("-", " "))
-    assert not signed.check_code_ok(sig, code[:-1])
-    assert not signed.check_code_ok(bytes(64), code)
+    assert codes.matches(code, code)
+    assert codes.matches(code, code.lower().replace("-", " "))
+    assert not codes.matches(code, code[:-1])
+    assert code != codes.check_code(secrets.token_bytes(32), "9276000000000018")
+    assert code != codes.check_code(key, "9276000000000026")
+
+
+def test_the_code_cannot_be_derived_from_what_the_chip_holds(server):
+    """The chip holds the number, the UID and the issuer signature; the old code came from
+    the signature. A card issued now opens only with the code from the server's secret."""
+    uid = "04" + secrets.token_hex(6)
+    number, sig = server.staff.issue_card(uid)
+    from_chip = codes.legacy_check_code(bytes.fromhex(sig))
+    assert _page(server, number, from_chip).status_code == 403
+    printed = server.staff.check_code(number)
+    assert printed != from_chip
+    assert _page(server, number, printed).status_code == 200
+
+
+def test_a_card_issued_before_keeps_its_old_code_until_a_new_one_is_printed(server):
+    """Migration 0004 marks every card issued before it `legacy_check_code`: the code
+    printed on it then (from the signature) still works, and so does the new one, until
+    staff print the new code (`POST /v1/cards/<n>/check-code`), which ends the old one."""
+    uid = "04" + secrets.token_hex(6)
+    number, sig = server.staff.issue_card(uid)
+    old = codes.legacy_check_code(bytes.fromhex(sig))
+    engine = sa.create_engine(server.database_url)
+    with engine.begin() as conn:  # what the migration does to a card issued before it
+        conn.execute(
+            sa.text("UPDATE cards SET legacy_check_code = TRUE WHERE number = :n"), {"n": number}
+        )
+    engine.dispose()
+    assert _page(server, number, old).status_code == 200
+    new = server.staff.check_code(number)
+    assert _page(server, number, new).status_code == 200
+    assert _page(server, number, old).status_code == 403
+
+
+def test_wrong_codes_are_throttled_per_card(server_factory):
+    server = server_factory(env={"HCARD_THROTTLE_BALANCE_CARD": "3 per 2 seconds"})
+    uid = "04" + secrets.token_hex(6)
+    number, _sig = server.staff.issue_card(uid)
+    right = server.staff.check_code(number)
+    for _ in range(3):
+        assert _page(server, number, _random_code()).status_code == 403
+    throttled = _page(server, number, right)  # even the right code waits now
+    assert throttled.status_code == 429
+    assert 1 <= int(throttled.headers["retry-after"]) <= 2
+    assert "Zu viele falsche Prüfcodes" in throttled.text
+    assert "Too many wrong check codes" in throttled.text
+    assert "Guthaben" not in throttled.text.split("<body>")[1].split("Prüfcode")[0]
+    # another card from the same address is not affected
+    other, _ = server.new_card(100)
+    assert _page(server, other, server.staff.check_code(other)).status_code == 200
+    # the guessing stops: the right code works again once the window has passed
+    deadline = time.monotonic() + 5
+    while _page(server, number, right).status_code != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+
+def test_wrong_codes_are_throttled_per_address(server_factory):
+    server = server_factory(env={"HCARD_THROTTLE_BALANCE_ADDRESS": "5 per 10 minutes"})
+    cards = [server.new_card(100)[0] for _ in range(3)]
+    guesser = {"X-Forwarded-For": "198.51.100.7"}
+    statuses = [
+        requests.get(
+            f"{server.url}/c/{cards[i % 3]}",
+            params={"k": _random_code()},
+            headers=guesser,
+            timeout=30,
+        ).status_code
+        for i in range(8)
+    ]
+    assert statuses == [403] * 5 + [429] * 3
+    # a cardholder at another address still sees their balance
+    neighbour = requests.get(
+        f"{server.url}/c/{cards[0]}",
+        params={"k": server.staff.check_code(cards[0])},
+        headers={"X-Forwarded-For": "198.51.100.8"},
+        timeout=30,
+    )
+    assert neighbour.status_code == 200

@@ -320,3 +320,28 @@ def test_day_close_is_stored(server):
         {"count": 0, "sum_cents": 0, "void_count": 0, "void_sum_cents": 0, "offline_count": 0},
     )
     assert statuses(till.sync([close])) == [("applied", None)]
+
+
+def test_correction_below_zero_needs_confirmation_and_flags_the_card(server):
+    card, _ = server.new_card(500)
+    correction = {"card_number": card, "amount_cents": -100_000, "reason": "Fehlbuchung"}
+    refused = server.staff.request("POST", "/v1/ledger/corrections", json=correction)
+    assert refused.status_code == 400
+    assert refused.json()["code"] == "below_zero_not_confirmed"
+    assert refused.json()["details"] == {"balance_cents": 500}
+    assert server.staff.card(card)["balance_cents"] == 500
+    # to exactly zero needs no confirmation and flags nothing
+    to_zero = {"card_number": card, "amount_cents": -500, "reason": "Auszahlung bar"}
+    assert server.staff.call("POST", "/v1/ledger/corrections", json=to_zero)["flagged"] is False
+    done = server.staff.call(
+        "POST", "/v1/ledger/corrections", json={**correction, "allow_below_zero": True}
+    )
+    assert (done["balance_cents"], done["flagged"], done["denied"]) == (-100_000, True, True)
+    assert done["flag_reason"] == "overdraw"
+    (alert,) = [a for a in server.staff.alerts() if a["card"] == card]
+    assert alert["kind"] == "overdraw"
+    assert "correction by admin" in alert["detail"]
+    till = server.terminal()
+    snapshot = till.snapshot(0).json()["snapshot"]
+    assert card in snapshot["deny_add"]
+    assert server.staff.ledger_check()["ok"]
