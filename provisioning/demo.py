@@ -4,7 +4,8 @@
 
 1. the server (`hcard-server init` + `serve`, SQLite under `.demo/server/`),
 2. seed data through the staff API as the marketing office would enter it: a merchant,
-   a terminal with its one-time enrolment code,
+   its merchant login (`eiscafe` / `eiscafe-demo`), a terminal with its one-time enrolment
+   code,
 3. the card emulator (`hcard-card-emulator`) and three demo cards *issued through
    `hcard.provisioning.issuance`* (reserved, written over nfcpy's `udp:` driver, verified,
    password-protected) and topped up with 50,00 €, 20,00 € and 5,00 €,
@@ -19,7 +20,12 @@ and on (the till keeps taking payments offline and syncs when the server is back
 saving a screenshot of each step, and exits: what the demo test runs.
 
 Everything under `.demo/` is thrown away at the next start; nothing here is fit for a shop
-(fixed demo passwords, test originality key, the app's test-only control socket).
+(fixed demo passwords, test originality key, the app's test-only control socket). While a demo
+runs, it holds its folder (`hcard.server.cli.hold_demo_folder`, a lock released when the
+process ends): a second demo in the same folder, `--script` or `hcard-server demo` (which uses
+`.demo/server`), is refused instead of deleting the running demo's database and socket.
+Port 8000 is taken unless something listens on it; a connection the last demo left in
+TIME-WAIT does not count (the server binds with SO_REUSEADDR as well).
 """
 
 from __future__ import annotations
@@ -29,7 +35,6 @@ import contextlib
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -46,6 +51,7 @@ from hcard.errors import HCardError
 from hcard.money import format_cents
 from hcard.provisioning import issuance
 from hcard.provisioning.staff import StaffClient
+from hcard.server.cli import clear_demo_folder, hold_demo_folder
 from hcard.terminal.card import TEST_PUBLIC_KEY_HEX, CardKeys, open_reader
 from hcard.terminal.card import image as images
 from hcard.terminal.card.emulator import EmulatorControl, EmulatorProcess
@@ -53,6 +59,7 @@ from hcard.terminal.client import ServerUnreachableError
 from hcard.terminal.config import write_atomic
 
 ADMIN_USER, ADMIN_PASSWORD = "admin", "hattingen-demo"
+MERCHANT_USER, MERCHANT_PASSWORD = "eiscafe", "eiscafe-demo"
 MANAGER_PIN = "1234"
 DEMO_IBAN = "DE89370400440532013000"
 CARD_BALANCES_CENTS = (5_000, 2_000, 500)
@@ -265,6 +272,16 @@ class Demo:
             contact="info@eiscafe.example",
             fee_bp=150,
         )
+        staff.request(
+            "POST",
+            "/v1/users",
+            {
+                "username": MERCHANT_USER,
+                "password": MERCHANT_PASSWORD,
+                "role": "merchant",
+                "merchant_id": int(merchant["id"]),
+            },
+        )
         code = str(staff.create_terminal(int(merchant["id"]), "Kasse 1")["code"])
         secret = secrets.token_bytes(16)
         write_atomic(self.root / "card-write-secret.hex", secret.hex().encode())
@@ -433,8 +450,13 @@ def _stop(process: subprocess.Popen[Any] | None) -> None:
 
 
 def _port_free(port: int) -> bool:
-    """Whether 127.0.0.1:`port` can be bound (else the demo takes any free port)."""
+    """Whether the server could bind 127.0.0.1:`port` (else the demo takes any free port).
+
+    With SO_REUSEADDR, as `hcard-server serve` binds: connections of a demo that just quit
+    wait in TIME-WAIT for a minute and do not count, a socket listening there does.
+    """
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -473,7 +495,10 @@ def main(argv: list[str] | None = None) -> int:
         help="Rundgang selbst ablaufen lassen und beenden / run the walk-through and exit",
     )
     args = parser.parse_args(argv)
-    shutil.rmtree(args.dir, ignore_errors=True)
+    # Held until this process ends (the descriptor stays open); refused while another demo
+    # (`make demo`, `--script`, `hcard-server demo`) uses the folder, before anything is deleted.
+    hold_demo_folder(args.dir, (" oder --dir ANDERER_ORDNER", " or use --dir OTHER_FOLDER"))
+    clear_demo_folder(args.dir)
     for sub in ("server", "cards", "terminal"):
         (args.dir / sub).mkdir(parents=True, exist_ok=True)
     demo = Demo(args.dir, args.port if _port_free(args.port) else 0)
@@ -485,7 +510,10 @@ def main(argv: list[str] | None = None) -> int:
             demo.start_app(display, headless)
             shot = demo.screenshot("0-start")
             print("Hattingen Card Demo läuft / demo running")
-            print(f"  Server:          {demo.url}/docs  (admin / {ADMIN_PASSWORD})")
+            print(f"  Server:          {demo.url}/docs  ({ADMIN_USER} / {ADMIN_PASSWORD})")
+            print(
+                f"  Händler-Login:   {MERCHANT_USER} / {MERCHANT_PASSWORD}  (Eiscafé am Untermarkt)"
+            )
             print(f"  Kasse / till:    Kasse 1, angemeldet mit / enrolled with {code}")
             print(f"  Manager-PIN:     {MANAGER_PIN}")
             print("\n".join(demo.balances()))

@@ -15,6 +15,8 @@ The data dir holds the SQLite database (unless `--database-url` /
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import getpass
 import json
 import os
@@ -31,7 +33,9 @@ from hcard.server.context import Context
 from hcard.server.services import cards, ledger, merchants, terminals, users
 from hcard.server.settings import Settings
 
-DEMO_DIR = Path(".demo") / "server"
+DEMO_ROOT = Path(".demo")
+DEMO_DIR = DEMO_ROOT / "server"
+DEMO_LOCK = ".demo.lock"
 BACKUP_DIR_NAME = "backups"
 DEMO_ADMIN = ("admin", "hattingen-demo")
 
@@ -133,9 +137,52 @@ def _keep(text: str) -> int:
     return keep
 
 
+def hold_demo_folder(folder: Path, hint: tuple[str, str] = ("", "")) -> int:
+    """Hold `folder` for this demo's lifetime, or exit with a message if another demo does.
+
+    `make demo` (python -m hcard.provisioning.demo) empties its folder at start and
+    `hcard-server demo` its `.demo/server`; while a demo runs there, that would delete its
+    database, control socket and card images. So each takes an exclusive `flock` on
+    `<folder>/.demo.lock` first (`.demo` for both by default). The kernel releases it when the
+    process ends, however it ends, so a crashed demo never leaves a stale lock behind. The lock
+    file itself is never deleted (a new file under the same name would be another lock).
+    Returns the open file descriptor, which must stay open while the demo runs. `hint` is
+    what else the user can do, in German and English (" oder ...", " or ...").
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / DEMO_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise SystemExit(
+            f"Eine andere Demo läuft schon in {folder}/ (Prozess {holder}); erst beenden (q, "
+            f"Strg-C){hint[0]}. / Another demo is running in {folder}/ (process {holder}); "
+            f"quit it first (q, Ctrl-C){hint[1]}."
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def clear_demo_folder(folder: Path) -> None:
+    """Empty a folder held with `hold_demo_folder`, keeping its lock file."""
+    for entry in folder.iterdir():
+        if entry.name == DEMO_LOCK:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
 def demo(port: int) -> None:
-    """A throwaway SQLite server under .demo/ with a merchant, a terminal code and funded cards."""
-    if DEMO_DIR.exists():
+    """A throwaway SQLite server under .demo/server with a merchant, its merchant login, a
+    terminal code and funded cards. Holds .demo like `make demo` does, so the two never
+    delete each other's files."""
+    hold_demo_folder(DEMO_ROOT)  # held until this process ends: the descriptor stays open
+    with contextlib.suppress(FileNotFoundError):
         shutil.rmtree(DEMO_DIR)
     settings = Settings.build(DEMO_DIR, f"sqlite:///{(DEMO_DIR / 'hcard.db').resolve()}")
     ctx = init(settings, *DEMO_ADMIN)
