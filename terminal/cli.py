@@ -231,11 +231,16 @@ def cmd_day_close(args: argparse.Namespace) -> int:
         totals = till.day_close()
     finally:
         till.close()
+    receipts = (
+        ""
+        if totals.first_receipt_no is None
+        else f", Belege / receipts {totals.first_receipt_no}–{totals.last_receipt_no}"
+    )
     print(
         f"Tagesabschluss / day close: {totals.count} Zahlungen / payments"
         f" {format_cents(totals.sum_cents)}, {totals.void_count} Stornos / voids"
         f" {format_cents(totals.void_sum_cents)}, offline {totals.offline_count},"
-        f" nicht synchronisiert / unsynced {totals.unsynced_count}"
+        f" nicht synchronisiert / unsynced {totals.unsynced_count}{receipts}"
     )
     return EXIT_OK
 
@@ -334,7 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Zahlung von heute per Belegnummer stornieren (ohne Karte)"
         " / void today's payment by receipt number (no card needed)",
     )
-    void.add_argument("receipt", type=int, help="Belegnummer / receipt number")
+    void.add_argument(
+        "receipt", type=int, help="Belegnummer wie angezeigt / receipt number as shown"
+    )
     void.set_defaults(func=cmd_void)
 
     balance = commands.add_parser(

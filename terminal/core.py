@@ -295,21 +295,25 @@ class TerminalTill:
         return self.journal.entries(after_seq=after)
 
     def today(self) -> list[TodayEntry]:
+        """The business day's receipts in order: payments, and top-ups (marked `topup`), so
+        the numbers the cashier saw are all in the list."""
         return [
             TodayEntry(
-                receipt_no=e.record.seq,
+                receipt_no=e.receipt_no,
                 amount_cents=e.record.body["amount_cents"],
-                tip_cents=e.record.body["tip_cents"],
+                tip_cents=e.record.body.get("tip_cents", 0),
                 card_number=e.record.body["card"],
-                offline=e.record.body["mode"] == "offline",
+                offline=e.record.body.get("mode") == "offline",
                 voided=e.state == jr.VOIDED,
+                topup=e.record.kind == "topup_request",
             )
             for e in self._business_day()
-            if e.record.kind == "payment" and e.state in (jr.FINAL, jr.VOIDED)
+            if e.receipt_no is not None
         ]
 
-    def _totals(self) -> dict[str, int]:
-        entries = self.today()
+    def _totals(self, entries: list[TodayEntry]) -> dict[str, int]:
+        """The day-close record's totals: payments only (the record's signed body)."""
+        entries = [e for e in entries if not e.topup]
         voided = [e for e in entries if e.voided]
         return {
             "count": len(entries),
@@ -320,12 +324,24 @@ class TerminalTill:
         }
 
     def day_close(self) -> DayTotals:
-        """Journal the day's totals (a `day_close` record) and start a new business day."""
-        totals = self._totals()
+        """Journal the day's totals (a `day_close` record) and start a new business day.
+
+        The totals count payments (top-ups are not sales); the receipt numbers of
+        the day (payments and top-ups) come with the answer, for the screen and the
+        printed receipt, but not into the record.
+        """
+        entries = self.today()
+        totals = self._totals(entries)
         now_s = self.clock.now_s()
         self.journal.append("day_close", totals, state=None, day=day_of(now_s), created_s=now_s)
         self.agent.wake()
-        return DayTotals(**totals, unsynced_count=self.journal.unsent_count())
+        numbers = [e.receipt_no for e in entries]
+        return DayTotals(
+            **totals,
+            unsynced_count=self.journal.unsent_count(),
+            first_receipt_no=min(numbers) if numbers else None,
+            last_receipt_no=max(numbers) if numbers else None,
+        )
 
     def status(self) -> Status:
         return Status(

@@ -30,6 +30,20 @@ Tables:
   the terminal: the payment's progress (intent, approved, final, voided, ...),
   whether the card was written, the (server-corrected) wall-clock day. It is
   what the restart recovery and the offline limits read.
+
+Receipt numbers (`local.receipt_no`): what the cashier sees, and voids by, is
+not the seq. A failed online try, a decline, a cancelled card write, a void
+and a day close each use up a seq, so seqs shown as receipt numbers skipped
+(1, 3, ...). A payment or top-up gets the next receipt number (highest + 1)
+in the same transaction that makes it `final`, the commit that is fsynced
+before the till shows "approved": a number is given only to what the till
+shows, and once shown it never changes (it is only ever set where it is
+NULL). Numbers run on over day closes for the life of the journal. They are
+local bookkeeping: the signed records and the protocol keep the seq.
+A journal made before receipt numbers is given them once, when it is opened:
+its shown payments and top-ups keep the number they were shown with (their
+seq), and new numbers continue after its last seq (`receipt_base`), so no
+number the old version showed (a void's seq too) is given again.
 """
 
 from __future__ import annotations
@@ -61,6 +75,9 @@ FINAL = "final"  # card written and the result handed to the front end as approv
 VOIDED = "voided"  # shown as approved, later voided by the cashier (receipt number)
 CANCELLED = "cancelled"  # never shown as approved: voided by the terminal itself
 UNSHOWN = "unshown"  # online outcome unknown, till moved on: the sync agent resolves it
+# What the till showed as approved: these states carry a receipt number.
+SHOWN = (FINAL, VOIDED)
+RECEIPT_KINDS = ("payment", "topup_request")
 
 
 @dataclass(frozen=True)
@@ -73,6 +90,7 @@ class Entry:
     day: str
     created_s: float
     outcome: dict[str, Any] | None
+    receipt_no: int | None = None  # set once the till showed it approved (payments, top-ups)
 
 
 @dataclass(frozen=True)
@@ -124,9 +142,14 @@ class Journal:
                 "CREATE TABLE IF NOT EXISTS local (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL,"
                 " card TEXT, state TEXT, card_written INTEGER NOT NULL DEFAULT 0,"
                 " day TEXT NOT NULL, created_s REAL NOT NULL, outcome TEXT,"
-                " mode TEXT, counter INTEGER, amount_cents INTEGER)"
+                " mode TEXT, counter INTEGER, amount_cents INTEGER, receipt_no INTEGER)"
             )
             self._db.execute("CREATE INDEX IF NOT EXISTS local_card ON local (card, day)")
+            self._add_receipt_numbers()
+            self._db.execute(
+                "CREATE UNIQUE INDEX IF NOT EXISTS local_receipt ON local (receipt_no)"
+                " WHERE receipt_no IS NOT NULL"
+            )
             self._db.execute(
                 "INSERT OR IGNORE INTO meta (name, value) VALUES ('terminal_id', ?)",
                 [str(self.terminal_id)],
@@ -139,6 +162,43 @@ class Journal:
             self._db.execute(
                 "INSERT OR IGNORE INTO head (id, seq, hash) VALUES (1, 0, ?)", [GENESIS_HASH]
             )
+
+    def _add_receipt_numbers(self) -> None:
+        """Give a journal from before receipt numbers its column, once (module docstring).
+
+        In the set-up transaction, so two processes opening the same old journal
+        (the app and a CLI command) cannot both add it.
+        """
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(local)").fetchall()}
+        if "receipt_no" in columns:
+            return
+        self._db.execute("ALTER TABLE local ADD COLUMN receipt_no INTEGER")
+        kinds, shown = ",".join("?" * len(RECEIPT_KINDS)), ",".join("?" * len(SHOWN))
+        self._db.execute(
+            f"UPDATE local SET receipt_no = seq WHERE kind IN ({kinds})"  # noqa: S608
+            f" AND state IN ({shown})",
+            [*RECEIPT_KINDS, *SHOWN],
+        )
+        self._db.execute(
+            "INSERT OR REPLACE INTO meta (name, value)"
+            " SELECT 'receipt_base', CAST(coalesce(max(seq), 0) AS TEXT) FROM records"
+        )
+
+    def _number(self, seq: int) -> None:
+        """Give record `seq` the next receipt number if it is a shown payment or top-up.
+
+        Inside the caller's transaction: the number is committed together with
+        the state that shows the payment. Never changes a number once given.
+        """
+        kinds, shown = ",".join("?" * len(RECEIPT_KINDS)), ",".join("?" * len(SHOWN))
+        self._db.execute(
+            "UPDATE local SET receipt_no = max("  # noqa: S608
+            " coalesce((SELECT max(receipt_no) FROM local), 0),"
+            " coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE name = 'receipt_base'), 0)"
+            f") + 1 WHERE seq = ? AND receipt_no IS NULL AND kind IN ({kinds})"
+            f" AND state IN ({shown})",
+            [seq, *RECEIPT_KINDS, *SHOWN],
+        )
 
     def _check_owner(self) -> None:
         owner = self._meta("terminal_id")
@@ -278,6 +338,8 @@ class Journal:
                 body.get("amount_cents"),
             ],
         )
+        if state in SHOWN:
+            self._number(record.seq)
         return record
 
     def set_state(
@@ -289,16 +351,37 @@ class Journal:
         card_written: bool | None = None,
         durable: bool = True,
     ) -> None:
+        """Set a record's state; one that becomes shown gets its receipt number (`finish`)."""
         with self._tx(durable):
-            self._db.execute("UPDATE local SET state = ? WHERE seq = ?", [state, seq])
-            if outcome is not None:
-                self._db.execute(
-                    "UPDATE local SET outcome = ? WHERE seq = ?", [json.dumps(outcome), seq]
-                )
-            if card_written is not None:
-                self._db.execute(
-                    "UPDATE local SET card_written = ? WHERE seq = ?", [int(card_written), seq]
-                )
+            self._set_state(seq, state, outcome, card_written)
+
+    def _set_state(
+        self, seq: int, state: str, outcome: dict[str, Any] | None, card_written: bool | None
+    ) -> None:
+        self._db.execute("UPDATE local SET state = ? WHERE seq = ?", [state, seq])
+        if outcome is not None:
+            self._db.execute(
+                "UPDATE local SET outcome = ? WHERE seq = ?", [json.dumps(outcome), seq]
+            )
+        if card_written is not None:
+            self._db.execute(
+                "UPDATE local SET card_written = ? WHERE seq = ?", [int(card_written), seq]
+            )
+        if state in SHOWN:
+            self._number(seq)
+
+    def finish(self, seq: int, *, outcome: dict[str, Any] | None = None) -> int:
+        """Mark a payment or top-up `final` (card written) and return its receipt number.
+
+        One durable commit: the state, and the number the till then shows, are
+        on the disk before the result is returned.
+        """
+        with self._tx():
+            self._set_state(seq, FINAL, outcome, True)
+            row = self._db.execute("SELECT receipt_no FROM local WHERE seq = ?", [seq]).fetchone()
+        if row is None or row[0] is None:
+            raise ValueError(f"seq {seq} is not a payment or top-up of this journal")
+        return int(row[0])
 
     def void(
         self, seq: int, body: dict[str, Any], *, day: str, created_s: float, state: str
@@ -381,6 +464,11 @@ class Journal:
         entries = self._entries("WHERE r.seq = ?", [seq])
         return entries[0] if entries else None
 
+    def by_receipt(self, receipt_no: int) -> Entry | None:
+        """The payment or top-up the till showed under `receipt_no`, or None."""
+        entries = self._entries("WHERE l.receipt_no = ?", [receipt_no])
+        return entries[0] if entries else None
+
     def entries(self, *, after_seq: int = 0, states: tuple[str, ...] = ()) -> list[Entry]:
         clauses, params = ["r.seq > ?"], [after_seq]
         if states:
@@ -426,7 +514,8 @@ class Journal:
     def _entries(self, where: str, params: list[Any]) -> list[Entry]:
         # `where` is built from fixed fragments only; every value is a bound parameter.
         sql = (
-            "SELECT r.wire, l.state, l.card_written, l.day, l.created_s, l.outcome"  # noqa: S608
+            "SELECT r.wire, l.state, l.card_written, l.day, l.created_s, l.outcome,"  # noqa: S608
+            " l.receipt_no"
             f" FROM records r JOIN local l ON l.seq = r.seq {where} ORDER BY r.seq"
         )
         with self._lock:
@@ -439,8 +528,9 @@ class Journal:
                 day=day,
                 created_s=created_s,
                 outcome=json.loads(outcome) if outcome else None,
+                receipt_no=receipt_no,
             )
-            for wire, state, written, day, created_s, outcome in rows
+            for wire, state, written, day, created_s, outcome, receipt_no in rows
         ]
 
 

@@ -106,7 +106,7 @@ class Decision:
 
 
 _UNWRITTEN = (jr.DECLINED, jr.UNSHOWN, jr.INTENT, jr.CANCELLED)
-_SHOWN = (jr.FINAL, jr.VOIDED)
+_SHOWN = jr.SHOWN
 
 
 def day_of(now_s: float) -> str:
@@ -421,15 +421,16 @@ class Payments:
                 self.journal.set_state(record.seq, jr.APPROVED, outcome=outcome)
             self.cancel_unshown(record)
             return declined(Code.CARD_UNREADABLE, offline=offline)
-        self.journal.set_state(record.seq, jr.FINAL, outcome=outcome, card_written=True)
+        receipt_no = self.journal.finish(record.seq, outcome=outcome)
         return PaymentResult(
             outcome=Outcome.APPROVED,
             code=None,
             amount_cents=record.body["amount_cents"],
             tip_cents=record.body.get("tip_cents", 0),
             balance_cents=purse,
-            receipt_no=record.seq,
+            receipt_no=receipt_no,
             offline=offline,
+            seq=record.seq,
         )
 
     # ---------------------------------------------------------------- voids
@@ -444,20 +445,27 @@ class Payments:
         self.journal.void(record.seq, body, day=day_of(now_s), created_s=now_s, state=jr.CANCELLED)
 
     def void(self, receipt_no: int) -> PaymentResult:
-        """Void a payment of the current business day (since the last day close)."""
-        entry = self.journal.entry(receipt_no)
+        """Void a payment of the current business day (since the last day close).
+
+        `receipt_no` is the number the till showed (`Journal.by_receipt`), not
+        the seq; the void record names the payment by its seq (`voids_seq`).
+        The result carries the voided payment's receipt number, which is what
+        the cashier asked for; a void gets no receipt number of its own.
+        """
+        entry = self.journal.by_receipt(receipt_no)
         # only what the till showed as approved can be voided by the cashier
         if entry is None or entry.record.kind != "payment" or entry.state not in _SHOWN:
             return declined(Code.PAYMENT_NOT_FOUND, offline=not self.link.online)
         if entry.state == jr.VOIDED:
             return declined(Code.ALREADY_VOIDED, offline=not self.link.online)
-        if receipt_no <= self.journal.last_day_close_seq():
+        seq = entry.record.seq
+        if seq <= self.journal.last_day_close_seq():
             return declined(Code.VOID_TOO_LATE, offline=not self.link.online)
         body = entry.record.body
         now_s = self.clock.now_s()
         record = self.journal.void(
-            receipt_no,
-            {"card": body["card"], "voids_seq": receipt_no, "amount_cents": body["amount_cents"]},
+            seq,
+            {"card": body["card"], "voids_seq": seq, "amount_cents": body["amount_cents"]},
             day=day_of(now_s),
             created_s=now_s,
             state=jr.VOIDED,
@@ -468,8 +476,9 @@ class Payments:
             amount_cents=body["amount_cents"],
             tip_cents=body["tip_cents"],
             balance_cents=None,
-            receipt_no=record.seq,
+            receipt_no=receipt_no,
             offline=body["mode"] == "offline",
+            seq=record.seq,
         )
 
     # ------------------------------------------------------------- recovery

@@ -36,11 +36,17 @@ class PaymentResult:
     amount_cents: int  # charged (tip included); 0 unless approved
     tip_cents: int
     balance_cents: int | None  # the card's balance after, when known
-    receipt_no: int | None  # the journal sequence number, printed on the receipt
+    # The receipt number the cashier sees and voids by: payments and top-ups the
+    # till showed as approved are numbered 1, 2, 3, ... without gaps (a void
+    # answers with the voided payment's number). Not the journal's seq.
+    receipt_no: int | None
     offline: bool
     # On INSUFFICIENT_FUNDS: what the card could pay, so the till can offer a
     # partial payment of exactly this amount.
     available_cents: int | None = None
+    # The journal record's sequence number (the payment, top-up or void record),
+    # for support and tests; failed tries use seqs too, so it is never shown.
+    seq: int | None = None
 
 
 def declined(code: Code, *, offline: bool, available_cents: object = None) -> PaymentResult:
@@ -86,6 +92,7 @@ class TodayEntry:
     card_number: str
     offline: bool
     voided: bool
+    topup: bool = False  # cash loaded onto the card: listed, never voided by the cashier
 
 
 @dataclass(frozen=True)
@@ -96,6 +103,9 @@ class DayTotals:
     void_sum_cents: int
     offline_count: int
     unsynced_count: int
+    # the business day's receipt numbers (payments and top-ups), None without any
+    first_receipt_no: int | None = None
+    last_receipt_no: int | None = None
 
 
 @dataclass(frozen=True)

@@ -453,6 +453,8 @@ class TillApp(App):
 
     def _today_row(self, entry: TodayEntry) -> dict[str, object]:
         flags = []
+        if entry.topup:
+            flags.append(self.tr._("top-up"))
         if entry.tip_cents:
             flags.append(self.tr._("tip {amount}").format(amount=self.money(entry.tip_cents)))
         if entry.offline:
@@ -466,7 +468,8 @@ class TillApp(App):
             + mask_card(entry.card_number),
             "amount": self.money(entry.amount_cents),
             "flags": ", ".join(flags),
-            "voidable": not entry.voided,
+            # a top-up is listed (it has a receipt number) but never voided at the till
+            "voidable": not entry.voided and not entry.topup,
         }
 
     def void_pressed(self, receipt_no: int) -> None:
@@ -513,6 +516,11 @@ class TillApp(App):
     def _on_day_close(self, totals: DayTotals) -> None:
         self.day_totals = {
             "state": "done",
+            "receipts": (
+                "–"
+                if totals.first_receipt_no is None
+                else f"{totals.first_receipt_no} – {totals.last_receipt_no}"
+            ),
             "count": str(totals.count),
             "sum": self.money(totals.sum_cents),
             "voids": f"{totals.void_count}  ({self.money(totals.void_sum_cents)})",

@@ -72,10 +72,16 @@ def day_close_lines(
     def money(cents: int) -> str:
         return format_cents(cents, locale).replace("\u00a0", " ")  # printers lack NBSP
 
+    receipts = (
+        "-"
+        if totals.first_receipt_no is None
+        else f"{totals.first_receipt_no}-{totals.last_receipt_no}"
+    )
     return [
         header[:RECEIPT_WIDTH],
         _("Day close"),
         "-" * RECEIPT_WIDTH,
+        row(_("Receipts"), receipts),
         row(_("Payments"), str(totals.count)),
         row(_("Total"), money(totals.sum_cents)),
         row(_("Voids"), str(totals.void_count)),

@@ -47,6 +47,7 @@ TODAY = [
     TodayEntry(42, 880, 80, "4800 0000 0007 1117", offline=True, voided=False),
     TodayEntry(43, 2390, 0, "4800 0000 0003 5551", offline=False, voided=True),
     TodayEntry(44, 450, 0, "4800 0000 0001 2342", offline=False, voided=False),
+    TodayEntry(45, 2000, 0, "4800 0000 0007 1117", offline=False, voided=False, topup=True),
 ]
 
 
@@ -114,7 +115,7 @@ def scenes(app):
         app._pin_key("2")
 
     def dayclose():
-        app._on_day_close(DayTotals(38, 61230, 1, 2390, 5, 4))
+        app._on_day_close(DayTotals(38, 61230, 1, 2390, 5, 4, 7, 45))
         app.go("dayclose")
 
     def settings_screen():

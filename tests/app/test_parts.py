@@ -100,7 +100,14 @@ def test_printer_specs():
 
 
 TOTALS = DayTotals(
-    count=38, sum_cents=61230, void_count=1, void_sum_cents=2390, offline_count=5, unsynced_count=4
+    count=38,
+    sum_cents=61230,
+    void_count=1,
+    void_sum_cents=2390,
+    offline_count=5,
+    unsynced_count=4,
+    first_receipt_no=1007,
+    last_receipt_no=1045,
 )
 
 
@@ -108,6 +115,7 @@ def test_day_close_receipt_fits_a_58mm_roll():
     lines = printer.day_close_lines(TOTALS, "Café am Untermarkt", lambda text: text, "de")
     assert all(len(line) <= printer.RECEIPT_WIDTH for line in lines)
     assert any(line.startswith("Total") and line.endswith("612,30 €") for line in lines)
+    assert any(line.startswith("Receipts") and line.endswith(" 1007-1045") for line in lines)
 
 
 def test_receipt_reaches_a_network_printer():

@@ -82,6 +82,8 @@ def test_offline_payment_then_sync_from_the_status_bar(
     state = app.wait_screen("result")
     assert state["texts"]["title"] == "Bezahlt", state["texts"]
     assert "Offline: wird später übertragen" in state["texts"]["details"]
+    # the failed online try before it used up a journal seq, not a receipt number
+    assert receipt_no(state["texts"]["details"]) == 1
     assert live_server.staff.card(number)["balance_cents"] == 5_000  # not there yet
     state = app.wait(
         lambda s: (
@@ -202,8 +204,10 @@ def test_day_close_shows_totals_and_prints_them(
     )
     texts = state["texts"]
     assert (texts["count"], texts["sum"], texts["offline"]) == ("2", "17,30\u00a0€", "0")
+    assert texts["receipts"] == "1 – 2"
     receipt = printer_file.read_bytes()
     assert b"Tagesabschluss" in receipt
+    assert b"1-2" in receipt
     assert b"17,30" in receipt
     assert receipt.endswith(b"\x1dV\x00")  # ESC/POS full cut
 

@@ -3,7 +3,7 @@
     python kill_driver.py STATE_DIR READER_PATH          pay until killed
     python kill_driver.py STATE_DIR READER_PATH --settle  recover, sync everything, exit
 
-"APPROVED <seq>" is printed (and flushed) only after `pay` returned it as
+"APPROVED <seq> <receipt number>" is printed (and flushed) only after `pay` returned it as
 approved: the moment the till would show it to the cashier.
 """
 
@@ -37,7 +37,7 @@ def main() -> int:
     while True:
         result = till.pay(random.randint(1, 99), card_timeout_s=10)
         if result.outcome == Outcome.APPROVED:
-            sys.stdout.write(f"APPROVED {result.receipt_no}\n")
+            sys.stdout.write(f"APPROVED {result.seq} {result.receipt_no}\n")
             sys.stdout.flush()
         else:
             print(f"NOT {result.outcome.value} {result.code}", flush=True)

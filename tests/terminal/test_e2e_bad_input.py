@@ -73,7 +73,7 @@ def test_authorisation_answer_lost_is_resolved_and_voided(live_server, proxied):
     assert result.outcome == Outcome.APPROVED
     assert result.offline
     assert live_server.staff.card(number)["balance_cents"] == 9_000  # the unanswered one
-    unanswered = till.journal.entry(result.receipt_no - 1)
+    unanswered = till.journal.entry(result.seq - 1)
     assert unanswered.state == jr.UNSHOWN
     terminal.proxy.mode = "pass"
     till.sync_now()
@@ -95,14 +95,14 @@ def test_unanswered_online_try_is_declined_at_sync_not_approved_late(
     terminal.proxy.mode = "down"
     result = till.pay(800, card_timeout_s=10)
     assert (result.outcome, result.offline, result.balance_cents) == (Outcome.APPROVED, True, 200)
-    unanswered = till.journal.entry(result.receipt_no - 1)
+    unanswered = till.journal.entry(result.seq - 1)
     assert (unanswered.state, unanswered.record.body["mode"]) == (jr.UNSHOWN, "online")
     terminal.proxy.mode = "pass"
     till.sync_now()
     settled = till.journal.entry(unanswered.record.seq)
     assert settled.state == jr.DECLINED
     assert settled.outcome["code"] == Code.PAYMENT_NOT_FOUND.value
-    assert till.journal.last_seq() == result.receipt_no  # nothing to void
+    assert till.journal.last_seq() == result.seq  # nothing to void
     assert till.journal.unsent_count() == 0
     card = live_server.staff.card(number)
     assert card["balance_cents"] == 200
@@ -119,7 +119,7 @@ def test_revoked_terminal_leaves_a_booked_unanswered_payment_unsettled(live_serv
     result = till.pay(1_000, card_timeout_s=10)
     assert (result.outcome, result.offline) == (Outcome.APPROVED, True)
     assert live_server.staff.card(number)["balance_cents"] == 9_000  # the unanswered one
-    unanswered = result.receipt_no - 1
+    unanswered = result.seq - 1
     live_server.staff.revoke_terminal(terminal.terminal_id)
     terminal.proxy.mode = "pass"
     with pytest.raises(HCardError) as refused:

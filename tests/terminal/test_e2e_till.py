@@ -56,6 +56,63 @@ def test_void_today_and_day_close(live_server, card_emulator, enrolled_terminal)
     assert live_server.staff.ledger_check()["ok"]
 
 
+def test_receipt_numbers_have_no_gaps_when_an_online_try_falls_back_offline(
+    live_server, card_emulator, terminal_factory, net_proxy
+):
+    """A failed online try, a decline and a cancelled card write use up journal seqs, never
+    receipt numbers: the cashier sees 1, 2, 3, 4; a void by number hits the right payment."""
+    proxy = net_proxy(live_server.url)
+    terminal = terminal_factory(live_server, card_emulator.reader_path, proxy=proxy)
+    number, image = server_card(live_server, 10_000)
+    path = card_emulator.present(image)
+    till = terminal.till()
+    till.sync_now()
+
+    proxy.mode = "down"  # the online try fails (its seq is used), the tap pays offline
+    first = till.pay(1_000, card_timeout_s=10)
+    assert (first.outcome, first.offline, first.receipt_no) == (Outcome.APPROVED, True, 1)
+    assert first.seq == 2  # the journal keeps its own numbering
+    proxy.mode = "hang"  # slow server: the next online try times out as well
+    till.link.ok()
+    second = till.pay(500, card_timeout_s=10)
+    assert (second.outcome, second.offline, second.receipt_no) == (Outcome.APPROVED, True, 2)
+    proxy.mode = "pass"
+    till.sync_now()
+    declined = till.pay(50_000, card_timeout_s=10)  # online, refused: no receipt
+    assert (declined.outcome, declined.receipt_no) == (Outcome.DECLINED, None)
+    frames = card_emulator.status()["frames"]
+    third = till.pay(300, card_timeout_s=10)
+    assert (third.outcome, third.offline, third.receipt_no) == (Outcome.APPROVED, False, 3)
+    card_emulator.tear(card_emulator.status()["frames"] - frames - 3)  # pulled mid-write
+    torn = till.pay(200, card_timeout_s=2)
+    assert (torn.code, torn.receipt_no) == (Code.CARD_UNREADABLE, None)
+    card_emulator.present(path)
+    topup = till.topup(2_000, card_timeout_s=10)
+    assert (topup.outcome, topup.receipt_no) == (Outcome.APPROVED, 4)
+
+    voided = till.void(2)  # receipt 2, the 5,00 payment (journal seq 4)
+    assert (voided.outcome, voided.amount_cents, voided.receipt_no) == (Outcome.APPROVED, 500, 2)
+    assert till.void(2).code == Code.ALREADY_VOIDED
+    assert till.void(4).code == Code.PAYMENT_NOT_FOUND  # a top-up is not voided by the cashier
+    assert till.void(5).code == Code.PAYMENT_NOT_FOUND
+
+    today = till.today()
+    assert [entry.receipt_no for entry in today] == [1, 2, 3, 4]
+    assert [entry.voided for entry in today] == [False, True, False, False]
+    assert [entry.topup for entry in today] == [False, False, False, True]
+    totals = till.day_close()
+    assert (totals.count, totals.sum_cents, totals.void_count) == (3, 1_800, 1)
+    assert (totals.first_receipt_no, totals.last_receipt_no) == (1, 4)
+
+    till.close()
+    reopened = terminal.till()  # the numbers survive a restart
+    assert reopened.void(1).code == Code.VOID_TOO_LATE
+    assert [e.receipt_no for e in reopened.journal.entries() if e.receipt_no] == [1, 2, 3, 4]
+    reopened.sync_now()
+    assert live_server.staff.card(number)["balance_cents"] == 10_000 - 1_000 - 300 + 2_000
+    assert live_server.staff.ledger_check()["ok"]
+
+
 def _cli(state, *args, timeout=60):
     return subprocess.run(
         [sys.executable, "-m", "hcard.terminal.cli", "--state", str(state), *args],
@@ -98,6 +155,7 @@ def test_cli_enrol_pay_balance_void_sync_status_topup_day_close(
     assert paid.returncode == 0, paid.stdout + paid.stderr
     assert "GENEHMIGT / APPROVED" in paid.stdout
     assert "13,50" in paid.stdout
+    assert "Beleg / receipt 1 " in paid.stdout
     too_much = _cli(state, "pay", "99,00", "--timeout", "10")
     assert too_much.returncode == 1
     assert "insufficient_funds" in too_much.stdout
@@ -107,18 +165,21 @@ def test_cli_enrol_pay_balance_void_sync_status_topup_day_close(
     assert "36,50" in balance.stdout
     void = _cli(state, "void", "1")
     assert void.returncode == 0, void.stdout
+    assert "Storno / void 13,50\u00a0€ — Beleg / receipt 1 " in void.stdout  # the voided one
     assert _cli(state, "sync").returncode == 0
     status = _cli(state, "status", "--json")
     assert json.loads(status.stdout)["unsent"] == 0
     topup = _cli(state, "topup", "10,00", "--timeout", "10")
     assert topup.returncode == 0, topup.stdout + topup.stderr
     assert "GENEHMIGT / APPROVED Aufladung / top-up 10,00" in topup.stdout
+    assert "Beleg / receipt 2 " in topup.stdout  # the declined try and the void use none
     # written to the card: its purse + 10 (the void of 13,50 is not on the card; the server's
     # 60,00 is never written over the card's lower purse, which may hold unsynced payments)
     assert "46,50" in topup.stdout
     close = _cli(state, "day-close")
     assert close.returncode == 0
     assert "Tagesabschluss / day close" in close.stdout
+    assert "Belege / receipts 1–2" in close.stdout
     assert live_server.staff.card(number)["balance_cents"] == 6_000
     bad = _cli(state, "pay", "zwölf")
     assert bad.returncode == 2

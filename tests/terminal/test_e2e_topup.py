@@ -48,7 +48,7 @@ def test_topup_reaches_server_and_purse_then_pays_offline(live_server, proxied):
     assert not result.offline
     assert live_server.staff.card(number)["balance_cents"] == 2_500
     assert purse_cents(till) == 2_500
-    assert till.journal.entry(result.receipt_no).state == jr.FINAL
+    assert till.journal.entry(result.seq).state == jr.FINAL
     till.sync_now()  # the snapshot now knows the top-up too
 
     terminal.proxy.mode = "down"

@@ -164,3 +164,71 @@ def test_nothing_is_uploaded_from_an_online_payment_still_waiting(filled, key):
         assert [r.seq for r in journal.unsent(10)][-2:] == [7, 8]
     finally:
         journal.close()
+
+
+def test_an_older_journal_gets_receipt_numbers_once_and_keeps_those_shown(tmp_path, key):
+    """A journal from before receipt numbers (no column): the payments and top-ups it showed
+    keep the number they were shown with (their seq); new ones continue after its last seq,
+    so no number the old version showed is given to another payment."""
+    path = tmp_path / "journal.sqlite"
+    journal = jr.Journal(path, TERMINAL_ID, key)
+    states = [jr.UNSHOWN, jr.FINAL, jr.FINAL, jr.DECLINED]  # seq 1..4
+    for n, state in enumerate(states, start=1):
+        journal.append("payment", _payment(n), state=state, day="2026-11-25", created_s=0.0)
+    journal.void(
+        3,
+        {"card": CARD, "voids_seq": 3, "amount_cents": 103},
+        day="d",
+        created_s=0,
+        state=jr.VOIDED,
+    )  # seq 5
+    journal.append(
+        "topup_request", {"card": CARD, "amount_cents": 500}, state=jr.FINAL, day="d", created_s=0
+    )  # seq 6
+    journal.close()
+    with sqlite3.connect(path) as db:  # what the version before receipt numbers left
+        db.execute("DROP INDEX local_receipt")
+        db.execute("ALTER TABLE local DROP COLUMN receipt_no")
+        db.execute("DELETE FROM meta WHERE name = 'receipt_base'")
+    db.close()
+
+    for _ in range(2):  # numbered once: opening it again changes nothing
+        journal = jr.open_verified(path, TERMINAL_ID, key)
+        numbers = {e.record.seq: e.receipt_no for e in journal.entries()}
+        assert numbers == {1: None, 2: 2, 3: 3, 4: None, 5: None, 6: 6}
+        journal.close()
+
+    journal = jr.open_verified(path, TERMINAL_ID, key)
+    journal.append("payment", _payment(7), state=jr.APPROVED, day="d", created_s=0.0)
+    assert journal.finish(7) == 7  # after seq 6: the void's seq 5 was shown as a number too
+    journal.append("payment", _payment(8), state=jr.INTENT, day="d", created_s=0.0)
+    journal.set_state(8, jr.UNSHOWN)
+    journal.append("payment", _payment(9), state=jr.APPROVED, day="d", created_s=0.0)
+    assert journal.finish(9) == 8
+    assert journal.by_receipt(3).record.seq == 3
+    assert journal.by_receipt(8).record.seq == 9
+    assert journal.by_receipt(5) is None
+    journal.close()
+
+
+def test_receipt_numbers_follow_what_was_shown_not_the_seq(tmp_path, key):
+    journal = jr.Journal(tmp_path / "journal.sqlite", TERMINAL_ID, key)
+    journal.append("payment", _payment(1), state=jr.INTENT, day="d", created_s=0.0)
+    journal.set_state(1, jr.UNSHOWN)  # an online try without answer
+    journal.append("payment", _payment(2), state=jr.APPROVED, day="d", created_s=0.0)
+    assert journal.finish(2) == 1
+    journal.append("payment", _payment(3), state=jr.APPROVED, day="d", created_s=0.0)
+    journal.void(
+        3,
+        {"card": CARD, "voids_seq": 3, "amount_cents": 103},
+        day="d",
+        created_s=0,
+        state=jr.CANCELLED,
+    )  # card pulled away: never shown
+    journal.append("payment", _payment(5), state=jr.APPROVED, day="d", created_s=0.0)
+    assert journal.finish(5) == 2
+    journal.set_state(5, jr.VOIDED)  # voided by the cashier: keeps its number
+    journal.set_state(5, jr.FINAL)
+    assert journal.entry(5).receipt_no == 2
+    assert [e.receipt_no for e in journal.entries()] == [None, 1, None, None, 2]
+    journal.close()

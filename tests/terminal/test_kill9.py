@@ -6,7 +6,10 @@ Checked against the server's ledger after sync:
 - none is booked that the till never showed as approved: booked (net of the
   terminal's own voids) equals the journal's `final` payments, and a final
   payment without its printed line can only be the one a kill hit between
-  `pay` returning and the print (at most one per kill).
+  `pay` returning and the print (at most one per kill);
+- receipt numbers: each printed number is the one the journal keeps for that
+  payment after every later kill, and the final payments are numbered 1..n
+  without a gap (cancelled and unanswered tries take none).
 """
 
 import os
@@ -72,6 +75,7 @@ def test_kill9_during_100_payments_loses_nothing_and_books_nothing_unshown(
     card_emulator.present(image)
 
     printed: set[int] = set()
+    receipts: dict[int, int] = {}  # seq -> receipt number printed
     kills = 0
     started = time.monotonic()
     while len(printed) < TARGET_APPROVED or kills < MIN_KILLS:
@@ -90,9 +94,11 @@ def test_kill9_during_100_payments_loses_nothing_and_books_nothing_unshown(
         kills += 1
         for line in lines:
             if line.startswith("APPROVED "):
-                seq = int(line.split()[1])
+                seq, receipt = map(int, line.split()[1:3])
                 assert seq not in printed, f"seq {seq} approved twice"
+                assert receipt not in receipts.values(), f"receipt {receipt} shown twice"
                 printed.add(seq)
+                receipts[seq] = receipt
 
     proxy.mode = "pass"
     process, lines, reader = _start(terminal, "--settle")
@@ -117,6 +123,9 @@ def test_kill9_during_100_payments_loses_nothing_and_books_nothing_unshown(
 
     assert printed <= final, sorted(printed - final)
     assert len(final - printed) <= kills
+    assert {seq: payments[seq].receipt_no for seq in printed} == receipts
+    assert sorted(payments[seq].receipt_no for seq in final) == list(range(1, len(final) + 1))
+    assert all(e.receipt_no is None for seq, e in payments.items() if seq not in final)
 
     history = server.staff.call("GET", f"/v1/cards/{number}/history?limit=1000")["history"]
     mine = [h for h in history if h["terminal_id"] == terminal.terminal_id]
