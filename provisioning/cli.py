@@ -288,6 +288,19 @@ def cmd_card_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_card_check_code(args: argparse.Namespace) -> int:
+    answer = _client(args).check_code(args.card)
+    console.print(
+        f"{cardnumber.pretty(answer['card_number'])}  Prüfcode / check code: "
+        f"[bold]{answer['check_code']}[/bold]  {answer['balance_url']}"
+    )
+    console.print(
+        "Diesen Code für die Karte drucken; ein alter Code (vor Dezember 2026) gilt nicht mehr. "
+        "/ Print this code for the card; an old code (before December 2026) no longer works."
+    )
+    return 0
+
+
 def _originality_key(text: str) -> str:
     if text == "nxp":
         return NXP_PUBLIC_KEY_HEX
@@ -572,6 +585,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("card", type=_card_number, help="alte Karte / old card")
     p.add_argument("new_card", type=_card_number, help="neue Karte / new card")
     p = command(card, "history", "Buchungen der Karte / the card's history", cmd_card_history)
+    p.add_argument("card", type=_card_number, help="Kartennummer / card number")
+    p = command(
+        card,
+        "check-code",
+        "Prüfcode zum Drucken (Guthabenseite); alter Code endet / check code to print "
+        "(balance page); an old code ends",
+        cmd_card_check_code,
+    )
     p.add_argument("card", type=_card_number, help="Kartennummer / card number")
     _bilingual_help_option(parser)
     return parser

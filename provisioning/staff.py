@@ -136,5 +136,9 @@ class StaffClient:
     def transfer(self, number: str, to_number: str) -> dict[str, Any]:
         return self.request("POST", f"/v1/cards/{quote(number)}/transfer", {"to_card": to_number})
 
+    def check_code(self, number: str) -> dict[str, Any]:
+        """The check code to print; ends a card's old chip-derived code (issued before)."""
+        return self.request("POST", f"/v1/cards/{quote(number)}/check-code")
+
     def history(self, number: str) -> dict[str, Any]:
         return self.request("GET", f"/v1/cards/{quote(number)}/history")

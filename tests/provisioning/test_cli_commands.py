@@ -80,6 +80,28 @@ def test_topup_block_replace_history(live_server, provision_login, capsys):
     )
 
 
+def test_a_pending_terminal_is_revoked_and_its_code_dies(live_server, provision_login, capsys):
+    _, login_file = provision_login
+    merchant_id = live_server.staff.create_merchant("Noch zu")
+    assert _run(login_file, "terminal", "add", "--merchant", str(merchant_id), "--name", "K") == 0
+    code = re.search(r"([A-Z0-9]{4}-[A-Z0-9]{4})", capsys.readouterr().out).group(1)
+    (pending,) = live_server.staff.terminals(merchant_id)
+    assert _run(login_file, "terminal", "revoke", str(pending["id"])) == 0
+    assert "unreachable" not in capsys.readouterr().out
+    with pytest.raises(Exception, match="enrolment_code_invalid"):
+        enrol(live_server.url, code, "K")
+    assert live_server.staff.terminals(merchant_id)[0]["status"] == "revoked"
+
+
+def test_card_check_code_to_print(live_server, provision_login, capsys):
+    _, login_file = provision_login
+    number, _ = server_card(live_server)
+    assert _run(login_file, "card", "check-code", number) == 0
+    out = capsys.readouterr().out
+    code = re.search(r"check code: ([A-Z2-7]{4}-[A-Z2-7]{4})", out).group(1)
+    assert code == live_server.staff.check_code(number)
+
+
 def test_logout_ends_the_session_on_the_server(live_server, provision_login):
     _, login_file = provision_login
     token = Login.load(login_file).token

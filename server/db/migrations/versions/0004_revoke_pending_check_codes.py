@@ -11,6 +11,8 @@ Create Date: 2026-12-01
   signature, which anyone can read off the chip. New codes are an HMAC under a server
   secret. Cards issued before this revision keep their old code working (flag set here)
   until staff print them a new one.
+- Top-up labels said "Aufladung (cash)": English in German text on the balance page. The
+  label is display text, not money (amounts and postings stay untouched): it is rewritten.
 """
 
 from collections.abc import Sequence
@@ -22,6 +24,12 @@ revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+
+_TOPUP_LABELS = (
+    ("Aufladung (cash)", "Aufladung (bar)"),
+    ("Aufladung (bank)", "Aufladung (Überweisung)"),
+)
 
 
 def upgrade() -> None:
@@ -37,6 +45,12 @@ def upgrade() -> None:
             sa.Column("legacy_check_code", sa.Boolean(), server_default=sa.false(), nullable=False)
         )
     op.execute("UPDATE cards SET legacy_check_code = TRUE WHERE issuer_sig IS NOT NULL")
+    for old, new in _TOPUP_LABELS:
+        op.execute(
+            sa.text(
+                "UPDATE transactions SET label = :new WHERE kind = 'topup' AND label = :old"
+            ).bindparams(old=old, new=new)
+        )
 
 
 def downgrade() -> None:
