@@ -94,6 +94,9 @@ if [ -n "$SECRET_FILE" ]; then
 	fi
 fi
 
+# Everything this script runs on this machine is there, before anything changes.
+if [ -z "$R" ] && [ "$DO_VENV" -eq 1 ]; then need_tools runuser:util-linux; else need_tools; fi
+
 echo "Hattingen Card: Server einrichten / setting up the server in $ROOT"
 
 # 1. System packages.

@@ -31,10 +31,14 @@ SECRET_FILE=""
 TILL_NAME="Kasse 1"
 PREFIX=/opt/hcard
 USER_NAME=hcard
+# Named one by one: apt_install uses --no-install-recommends. X runs without root through the
+# logind session of hcard-till.service (PAMName=login), which takes pam_systemd
+# (libpam-systemd) and the system bus (dbus); Xorg only recommends them.
 PACKAGES=(
 	python3 python3-venv python3-pip
 	libusb-1.0-0
 	xserver-xorg-core xserver-xorg-input-libinput xinit x11-xserver-utils
+	libpam-systemd dbus
 	libgl1 libgles2 libegl1 libgl1-mesa-dri libmtdev1
 	fonts-dejavu-core
 )
@@ -100,6 +104,13 @@ fi
 if [ -n "$SECRET_FILE" ]; then
 	[ -n "$ENROL_CODE" ] || die "--card-secret-file nur mit --enrol-code / only with --enrol-code"
 	readable_file --card-secret-file "$SECRET_FILE"
+fi
+
+# Everything this script runs on this machine is there, before anything changes.
+if [ -z "$R" ] && [ "$DO_VENV" -eq 1 ] && [ -n "$ENROL_CODE" ]; then
+	need_tools runuser:util-linux
+else
+	need_tools
 fi
 
 echo "Hattingen Card: Kasse einrichten / setting up a till in $ROOT"

@@ -30,6 +30,30 @@ die() {
 
 [ "$(id -u)" -eq 0 ] || die "bitte als root starten (sudo) / please run as root (sudo)"
 
+# need_tools [COMMAND:PACKAGE...]: refuse, before anything changes, a machine that lacks a
+# command the installer will run, in one sentence naming it and its Debian package (a Debian
+# container, say, has no systemctl: the script used to write user and units and then stop with
+# exit 127). Checks what every installer runs here, from DO_APT and DO_VENV (set by the
+# caller), and the commands given.
+need_tools() {
+	local spec de="" en=""
+	local tools=(systemctl:systemd useradd:passwd groupadd:passwd usermod:passwd "$@")
+	if [ -n "$R" ]; then
+		# apt and pip run inside the target root, through chroot.
+		if [ "$DO_APT" -eq 1 ] || [ "$DO_VENV" -eq 1 ]; then tools+=(chroot:coreutils); fi
+	else
+		if [ "$DO_APT" -eq 1 ]; then tools+=(apt-get:apt dpkg-query:dpkg); fi
+		if [ "$DO_APT" -eq 0 ] && [ "$DO_VENV" -eq 1 ]; then tools+=(python3:python3-venv); fi
+	fi
+	for spec in "${tools[@]}"; do
+		command -v "${spec%%:*}" >/dev/null 2>&1 && continue
+		de+="${de:+, }${spec%%:*} (Paket ${spec#*:})"
+		en+="${en:+, }${spec%%:*} (package ${spec#*:})"
+	done
+	[ -z "$de" ] && return 0
+	die "es fehlt $de; dieses Skript braucht Debian oder Raspberry Pi OS mit systemd, nichts wurde geändert / missing $en: this script needs Debian or Raspberry Pi OS with systemd; nothing was changed"
+}
+
 # readable_file OPTION FILE: refuse (before anything changes) a file option that names no
 # readable file.
 readable_file() {

@@ -59,14 +59,32 @@ def _tree(root: Path) -> dict[str, tuple[str, int, int]]:
     return state
 
 
-def _run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+def _run(script: str, *args: str, path: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = None if path is None else {**os.environ, "PATH": path}
     return subprocess.run(
         ["bash", str(INSTALL / script), *args],
         capture_output=True,
         text=True,
         check=False,
         timeout=120,
+        env=env,
     )
+
+
+def _path_without(folder: Path, *missing: str) -> str:
+    """A PATH of one folder linking every command of this PATH except `missing`: a machine
+    without them (as a Debian container has no systemctl)."""
+    folder.mkdir()
+    for directory in os.environ["PATH"].split(os.pathsep):
+        if not Path(directory).is_dir():
+            continue
+        for command in Path(directory).iterdir():
+            link = folder / command.name
+            if command.name in missing or link.is_symlink() or command.is_dir():
+                continue
+            if os.access(command, os.X_OK):
+                link.symlink_to(command)
+    return str(folder)
 
 
 def test_terminal_install_writes_what_a_till_needs_and_is_idempotent(tmp_path: Path):
@@ -307,3 +325,60 @@ def test_server_install_refuses_bad_input(tmp_path, args):
     assert done.returncode == 2, done.stdout
     assert "Fehler / error" in done.stderr
     assert _tree(root) == before
+
+
+@pytest.mark.parametrize("script", ["install-terminal.sh", "install-server.sh"])
+def test_a_machine_without_systemd_is_refused_before_anything_changes(tmp_path, script):
+    """It used to write packages, user, venv and units and then stop with `systemctl: command
+    not found` (exit 127). Now what the script needs is checked first, and said."""
+    root = _fake_root(tmp_path / "root")
+    before = _tree(root)
+    path = _path_without(tmp_path / "bin", "systemctl")
+    done = _run(script, "--root", str(root), "--no-apt", "--no-venv", path=path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "systemctl (Paket systemd)" in done.stderr
+    assert "systemctl (package systemd)" in done.stderr
+    assert "nichts wurde geändert" in done.stderr
+    assert "nothing was changed" in done.stderr
+    assert "command not found" not in done.stderr
+    assert _tree(root) == before
+
+
+def test_the_till_asks_apt_for_what_the_rootless_kiosk_needs(tmp_path: Path):
+    """X runs without root through a logind session (PAMName=login): that takes pam_systemd
+    (libpam-systemd) and the system bus (dbus), which Xorg only recommends, and apt_install
+    uses --no-install-recommends. apt runs in the target root through chroot; a stand-in
+    chroot records what is asked (nothing counts as installed)."""
+    root = _fake_root(tmp_path / "root")
+    stubs = tmp_path / "stubs"
+    stubs.mkdir()
+    calls = tmp_path / "calls"
+    (stubs / "chroot").write_text(
+        "#!/bin/sh\n"
+        f'printf "%s\\n" "$*" >>{calls}\n'
+        'case "$2" in dpkg-query) exit 1 ;; esac\n'
+        "exit 0\n"
+    )
+    (stubs / "chroot").chmod(0o755)
+    done = _run(
+        "install-terminal.sh",
+        "--root",
+        str(root),
+        "--no-venv",
+        path=f"{stubs}{os.pathsep}{os.environ['PATH']}",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    install = next(line for line in calls.read_text().splitlines() if " install " in line)
+    assert f"{root} env DEBIAN_FRONTEND=noninteractive apt-get install" in install
+    assert "--no-install-recommends" in install
+    packages = install.split("--no-install-recommends")[1].split()
+    for package in (
+        "libpam-systemd",  # pam_systemd: the logind session that lets X run without root
+        "dbus",  # the system bus logind is reached over
+        "xserver-xorg-core",
+        "xserver-xorg-input-libinput",
+        "xinit",
+        "python3-venv",
+        "libusb-1.0-0",
+    ):
+        assert package in packages, (package, packages)
