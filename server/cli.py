@@ -106,7 +106,7 @@ def serve(ctx: Context, host: str, port: int, ready_file: Path | None = None) ->
         tmp = ready_file.with_suffix(".tmp")
         tmp.write_text(str(bound))
         tmp.replace(ready_file)
-    print(f"hcard-server: http://{host}:{bound}/docs", flush=True)
+    print(f"hcard-server: http://{host}:{bound}/ (OpenAPI: /openapi.json)", flush=True)
     config = uvicorn.Config(
         create_app(ctx), log_level="warning", access_log=False, timeout_keep_alive=30
     )
