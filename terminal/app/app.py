@@ -121,6 +121,7 @@ class TillApp(App):
         self._pin_locked_until = 0.0
         self._entering_tip = False
         self._idle_event = None
+        self._last_status: Status | None = None
         self._render_amount()
 
     # ----------------------------------------------------------------- lifecycle
@@ -572,6 +573,8 @@ class TillApp(App):
         self.gastronomy = new.mode == "gastronomy"
         self.tr.switch(new.language)
         self._render_amount()
+        if self._last_status is not None:
+            self.show_status(self._last_status)  # its texts are rendered here, not in kv
         self._refresh_settings_view()
 
     def _refresh_settings_view(self) -> None:
@@ -602,23 +605,53 @@ class TillApp(App):
         self.show_status(status)
 
     def show_status(self, status: Status) -> None:
-        last_sync = (
-            time.strftime("%H:%M", time.localtime(status.last_sync_s))
-            if status.last_sync_s
-            else self.tr._("never")
-        )
+        """Fill the status bar, in the cashier's words (`status_texts`)."""
+        self._last_status = status
         self.status = {
             "enrolled": status.enrolled,
             "online": status.online,
             "reader": status.reader_connected,
             "unsynced": status.unsynced_count,
-            "last_sync": last_sync,
             "terminal_id": status.terminal_id,
             "merchant": status.merchant_name or "",
             "server_url": status.server_url or "",
+            **self.status_texts(status),
         }
         if self.current_screen == "settings":
             self._refresh_settings_view()
+
+    def status_texts(self, status: Status) -> dict[str, str]:
+        """The status bar's words: `online_text`, `sent_text`, `reader_text`.
+
+        - "● Online", or "✗ OFFLINE seit 12:52": offline, with the time of the last
+          successful sync, i.e. when the server was last reached (the sync agent syncs
+          every few seconds while online); "✗ OFFLINE" before the first one.
+        - "✓ Alles übertragen" when nothing waits, else "3 Buchungen warten auf
+          Übertragung": the journal records not yet acknowledged by the server.
+          "Buchungen" (transactions), not "Zahlungen": voids and day closes wait too,
+          and "1 Zahlung wartet" after a day close would be wrong.
+        - "✓ Kartenleser" or "✗ KEIN KARTENLESER".
+        """
+        _ = self.tr._
+        if status.online:
+            online = "● " + _("Online")
+        elif status.last_sync_s:
+            since = time.strftime("%H:%M", time.localtime(status.last_sync_s))
+            online = "✗ " + _("OFFLINE since {time}").format(time=since)
+        else:
+            online = "✗ " + _("OFFLINE")
+        count = status.unsynced_count
+        sent = (
+            self.tr.ngettext(
+                "{count} transaction waiting to be sent",
+                "{count} transactions waiting to be sent",
+                count,
+            ).format(count=count)
+            if count
+            else "✓ " + _("All sent")
+        )
+        reader = "✓ " + _("Card reader") if status.reader_connected else "✗ " + _("NO CARD READER")
+        return {"online_text": online, "sent_text": sent, "reader_text": reader}
 
     def show_not_enrolled(self) -> None:
         """A till without enrolment: say so instead of offering to pay."""

@@ -10,7 +10,10 @@ then `pybabel update -i … -d terminal/app/locale`.
 
 `tr._("Pay")` works in Python and in kv rules; in kv the text is re-evaluated
 when the language is switched (the observable pattern from the Kivy wiki), so
-the whole screen changes language without a restart.
+the whole screen changes language without a restart. `tr.ngettext(singular,
+plural, n)` is for a count ("1 Buchung wartet", "3 Buchungen warten"), with the
+catalogue's plural rule (Babel's extractor knows the name); it is called from
+Python, which renders such texts again on a switch.
 """
 
 from __future__ import annotations
@@ -48,15 +51,18 @@ class Translator(Observable):
         self._observers: dict[int, tuple[Callable[..., Any], tuple[Any, ...]]] = {}
         self._next_uid = 0
         self.language = language
-        self._gettext = load_catalogue(language).gettext
+        self._catalogue = load_catalogue(language)
 
     def _(self, text: str) -> str:
-        return self._gettext(text)
+        return self._catalogue.gettext(text)
+
+    def ngettext(self, singular: str, plural: str, n: int) -> str:
+        return self._catalogue.ngettext(singular, plural, n)
 
     def switch(self, language: str) -> None:
         if language == self.language:
             return
-        self._gettext = load_catalogue(language).gettext
+        self._catalogue = load_catalogue(language)
         self.language = language
         for func, args in list(self._observers.values()):
             func(*args, self, None)

@@ -158,12 +158,43 @@ def test_every_text_in_code_and_kv_is_translated_in_both_catalogues():
     in_code = {message for _, _, message, _, _ in extract_from_dir(APP_DIR, method_map)}
     assert "Pay" in in_code  # from layout.kv: the extractor reads kv rules too
     assert "Please tap the card" in in_code  # from app.py
+    assert any(isinstance(m, tuple) for m in in_code)  # ngettext: (singular, plural)
     for language in ("de", "en"):
         catalogue = _catalogue(language)
-        translated = {m.id: m.string for m in catalogue if m.id and not m.fuzzy and m.string}
-        missing = sorted(in_code - set(translated))
+        # a plural entry's id and string are tuples: every form must be there
+        translated = {
+            m.id: m.string
+            for m in catalogue
+            if m.id and not m.fuzzy and m.string and all(_as_tuple(m.string))
+        }
+        missing = sorted(in_code - set(translated), key=str)
         assert not missing, f"{language}: not translated: {missing}"
         for msgid, text in translated.items():
             for field in ("{amount}", "{number}", "{count}", "{time}", "{seconds}"):
-                assert (field in msgid) == (field in text), (language, msgid, text)
+                for form in _as_tuple(text):
+                    assert (field in _as_tuple(msgid)[0]) == (field in form), (language, msgid)
     assert _catalogue("de").get("Please tap the card").string == "Karte auflegen"
+
+
+def _as_tuple(text):
+    return text if isinstance(text, tuple) else (text,)
+
+
+@pytest.mark.parametrize(
+    ("language", "count", "text"),
+    [
+        ("de", 1, "1 Buchung wartet auf Übertragung"),
+        ("de", 3, "3 Buchungen warten auf Übertragung"),
+        ("en", 1, "1 transaction waiting to be sent"),
+        ("en", 3, "3 transactions waiting to be sent"),
+    ],
+)
+def test_waiting_records_are_counted_in_singular_and_plural(language, count, text):
+    from hcard.terminal.app.i18n import Translator
+
+    tr = Translator(language)
+    said = tr.ngettext(
+        "{count} transaction waiting to be sent", "{count} transactions waiting to be sent", count
+    )
+    assert said.format(count=count) == text
+    assert tr._("All sent") == {"de": "Alles übertragen", "en": "All sent"}[language]

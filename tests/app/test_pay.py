@@ -1,6 +1,7 @@
 """The till app end to end: real window (Xvfb), real TerminalTill, emulated card over
 nfcpy udp:, real server on loopback. Everything is pressed through touch events."""
 
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -74,7 +75,11 @@ def test_offline_payment_then_sync_from_the_status_bar(
     card_emulator.present(image)
     app = till_app(terminal)
     # The sync agent fetches the snapshot (offline limits, keys) when the till starts.
-    app.wait(lambda s: s["texts"]["status.last_sync"] != "Sync nie", "a first sync")
+    app.wait(lambda _s: (terminal.state_dir / "snapshot.json").exists(), "a first sync")
+    state = app.state()
+    assert state["texts"]["status.online"] == "● Online"
+    assert state["texts"]["status.unsynced"] == "✓ Alles übertragen"
+    assert "last_sync" not in state["texts"]  # no "Sync 12:52": the time goes with OFFLINE
 
     proxy.mode = "down"
     app.type_amount("800")
@@ -88,17 +93,20 @@ def test_offline_payment_then_sync_from_the_status_bar(
     state = app.wait(
         lambda s: (
             "OFFLINE" in s["texts"]["status.online"]
-            and s["texts"]["status.unsynced"] != "Zu senden: 0"
+            and s["texts"]["status.unsynced"] != "✓ Alles übertragen"
         ),
         "the status bar to show offline with records waiting",
     )
+    # the failed online try and the offline payment: two records, in the cashier's words
+    assert state["texts"]["status.unsynced"] == "2 Buchungen warten auf Übertragung"
+    assert re.fullmatch(r"✗ OFFLINE seit \d\d:\d\d", state["texts"]["status.online"])
 
     proxy.mode = "pass"
     app.press("status")  # tap the bar: sync now
     app.wait(
         lambda s: (
-            s["texts"]["status.unsynced"] == "Zu senden: 0"
-            and "Online" in s["texts"]["status.online"]
+            s["texts"]["status.unsynced"] == "✓ Alles übertragen"
+            and s["texts"]["status.online"] == "● Online"
         ),
         "the status bar to show everything sent",
     )
@@ -173,7 +181,7 @@ def test_void_needs_the_manager_pin(live_server, enrolled_terminal, card_emulato
     assert state["texts"]["amount"] == "12,50\u00a0€"
 
     app.press("status")  # sync now: the server books the void
-    app.wait(lambda s: s["texts"]["status.unsynced"] == "Zu senden: 0", "the void to be sent")
+    app.wait(lambda s: s["texts"]["status.unsynced"] == "✓ Alles übertragen", "the void to be sent")
     assert live_server.staff.card(number)["balance_cents"] == 5_000
     app.press("done")
     app.press("today")
@@ -255,7 +263,8 @@ def test_settings_behind_the_pin_switch_the_language(enrolled_terminal, till_app
     state = app.wait_screen("amount")
     assert state["texts"]["pay"] == "Pay"
     assert state["texts"]["amount"] == "€0.00"
-    assert "To send:" in state["texts"]["status.unsynced"]
+    assert state["texts"]["status.unsynced"] == "✓ All sent"
+    assert state["texts"]["status.reader"] == "✓ Card reader"
 
 
 def test_balance_check_shows_balance_and_recent_payments(
