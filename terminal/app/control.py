@@ -13,6 +13,9 @@ request is one JSON line, each answer one JSON line:
   `"within": {"receipt_no": 17}` picks a row of a list first.
 - `{"op": "type", "id": "printer", "text": "..."}` → sets a text field.
 - `{"op": "screenshot", "path": "..."}` → PNG of the whole window content.
+- `{"op": "geometry", "id": "amount"}` → where a widget is and where its text is
+  drawn, in window pixels (`box`, `text`: [x, y, width, height], y upwards), and
+  its `text`: for layout tests (texts that overlap or touch at 800x480).
 
 Every operation runs on the UI thread (Kivy's clock); the socket thread waits
 for it, so a test sees the UI exactly as a cashier would, never half-updated.
@@ -162,7 +165,27 @@ class ControlServer:
         if op == "screenshot":
             self.app.root.export_to_png(str(request["path"]))
             return str(request["path"])
+        if op == "geometry":
+            return self.geometry(request["id"], request.get("within"))
         raise ControlError(f"unknown op {op!r}")
+
+    def geometry(self, path: str, within: dict[str, Any] | None) -> dict[str, Any]:
+        """The widget's box and its text's box in window coordinates.
+
+        A Label draws its texture centred on the widget (halign and valign act
+        inside `text_size`), so the text's box is the texture's size around the
+        centre; it may stick out of the widget, which is what a test looks for.
+        """
+        widget = self._widget(path, within)
+        x, y = widget.to_window(widget.x, widget.y)
+        width, height = widget.size
+        text_w, text_h = getattr(widget, "texture_size", (0, 0))
+        text = getattr(widget, "text", None)
+        return {
+            "box": [x, y, width, height],
+            "text": [x + (width - text_w) / 2, y + (height - text_h) / 2, text_w, text_h],
+            "value": text if isinstance(text, str) else None,
+        }
 
     def state(self) -> dict[str, Any]:
         app = self.app

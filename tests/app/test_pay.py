@@ -59,6 +59,9 @@ def test_cancel_on_the_tap_prompt_returns_to_the_amount(enrolled_terminal, till_
     assert state["texts"]["amount"] == "5,00\u00a0€"  # kept for the next try
 
 
+RESULT_TEXTS = ["title", "amount", "details", "reason", "still_to_pay"]  # top to bottom
+
+
 def receipt_no(details: str) -> int:
     for line in details.splitlines():
         if line.startswith("Beleg-Nr. "):
@@ -89,6 +92,8 @@ def test_offline_payment_then_sync_from_the_status_bar(
     assert "Offline: wird später übertragen" in state["texts"]["details"]
     # the failed online try before it used up a journal seq, not a receipt number
     assert receipt_no(state["texts"]["details"]) == 1
+    # 800x480: the amount, the three lines under it and the button do not touch
+    app.assert_texts_apart(RESULT_TEXTS, below="done", min_gap=6)
     assert live_server.staff.card(number)["balance_cents"] == 5_000  # not there yet
     state = app.wait(
         lambda s: (
@@ -145,6 +150,7 @@ def test_short_balance_offers_partial_payment_and_shows_the_rest(
     texts = state["texts"]
     assert (texts["title"], texts["reason"]) == ("Abgelehnt", "Guthaben reicht nicht.")
     assert texts["still_to_pay"] == "7,00\u00a0€ jetzt abbuchen, 3,00\u00a0€ anders bezahlen"
+    app.assert_texts_apart(RESULT_TEXTS, below="done", min_gap=6)
 
     app.press("partial")
     state = app.wait(
@@ -153,6 +159,7 @@ def test_short_balance_offers_partial_payment_and_shows_the_rest(
     )
     assert state["texts"]["amount"] == "7,00\u00a0€"
     assert state["texts"]["still_to_pay"] == "Noch anders zu bezahlen: 3,00\u00a0€"
+    app.assert_texts_apart(RESULT_TEXTS, below="done", min_gap=6)
     assert live_server.staff.card(number)["balance_cents"] == 0
 
 
