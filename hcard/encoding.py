@@ -13,6 +13,9 @@ import json
 from typing import Any
 
 _ALLOWED_SCALARS = (str, int, bool, type(None))
+#: the largest id, sequence number or timestamp anywhere: a signed 64-bit integer, what both
+#: databases store; checked at every edge before a database sees it
+MAX_ID = 2**63 - 1
 
 
 def _check(value: Any, path: str = "$") -> None:

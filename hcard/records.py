@@ -20,7 +20,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from hcard import cardnumber, keys
-from hcard.encoding import canonical_bytes
+from hcard.encoding import MAX_ID, canonical_bytes
 from hcard.money import MAX_AMOUNT_CENTS, is_valid_amount
 
 VERSION = 1
@@ -91,13 +91,13 @@ def validate_body(kind: str, body: Any) -> None:
     elif kind == "void":
         _card(body)
         _amount(body)
-        _int(body, "voids_seq", 1, 2**63 - 1)
+        _int(body, "voids_seq", 1, MAX_ID)
     elif kind == "topup_request":
         _card(body)
         _amount(body)
     else:
         for name in _FIELDS["day_close"]:
-            _int(body, name, 0, 2**63 - 1)
+            _int(body, name, 0, MAX_ID)
 
 
 @dataclass(frozen=True)
@@ -140,8 +140,8 @@ class Record:
             raise RecordError(f"a record has exactly the fields {sorted(expected)}")
         if data["v"] != VERSION:
             raise RecordError(f"unsupported record version {data['v']!r}")
-        _int(data, "terminal_id", 1, 2**63 - 1)
-        _int(data, "seq", 1, 2**63 - 1)
+        _int(data, "terminal_id", 1, MAX_ID)
+        _int(data, "seq", 1, MAX_ID)
         for name, pattern in (("prev", _HEX64), ("sig", _HEX128)):
             if not isinstance(data[name], str) or not pattern.match(data[name]):
                 raise RecordError(f"{name} has the wrong form")

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from hcard import keys
+from hcard.encoding import MAX_ID
 
 MAX_CLOCK_SKEW_S = 300
 HEADER_TERMINAL = "X-HCard-Terminal"
@@ -80,6 +81,9 @@ def parse_headers(headers: Mapping[str, str]) -> tuple[int, int, str, bytes]:
         raise ValueError("malformed nonce")
     if len(signature) != 64:
         raise ValueError("malformed signature")
+    # ids are positive 64-bit integers in both databases; a timestamp is seconds since 1970
+    if not (1 <= terminal_id <= MAX_ID and 0 <= timestamp_s <= MAX_ID):
+        raise ValueError("terminal id or timestamp out of range")
     return terminal_id, timestamp_s, nonce, signature
 
 

@@ -295,8 +295,9 @@ def cmd_card_check_code(args: argparse.Namespace) -> int:
         f"[bold]{answer['check_code']}[/bold]  {answer['balance_url']}"
     )
     console.print(
-        "Diesen Code für die Karte drucken; ein alter Code (vor Dezember 2026) gilt nicht mehr. "
-        "/ Print this code for the card; an old code (before December 2026) no longer works."
+        "Diesen Code für die Karte drucken. Ein Code, der vor dieser Version aus der Karte "
+        "abgeleitet gedruckt wurde, gilt ab jetzt nicht mehr. / Print this code for the card. "
+        "A code printed before this version (derived from the card) no longer works.\n"
     )
     return 0
 

@@ -56,7 +56,7 @@ from hcard.terminal.card import TEST_PUBLIC_KEY_HEX, CardKeys, open_reader
 from hcard.terminal.card import image as images
 from hcard.terminal.card.emulator import EmulatorControl, EmulatorProcess
 from hcard.terminal.client import ServerUnreachableError
-from hcard.terminal.config import write_atomic
+from hcard.terminal.config import SNAPSHOT_FILE, write_atomic
 
 ADMIN_USER, ADMIN_PASSWORD = "admin", "hattingen-demo"
 MERCHANT_USER, MERCHANT_PASSWORD = "eiscafe", "eiscafe-demo"
@@ -386,7 +386,10 @@ class Demo:
         """The README walk-through: first payment, offline payment, sync."""
         ui = self.ui
         assert ui is not None
-        ui.wait(lambda s: s["texts"].get("status.last_sync") != "Sync nie", "the first sync")
+        # before its first snapshot the till's offline limits are zero: wait for it
+        snapshot = self.root / "terminal" / SNAPSHOT_FILE
+        _wait(snapshot.exists, "the first sync")
+        ui.wait(lambda s: s["texts"].get("status.online") == "● Online", "the first sync")
         result = self.pay(0, "1250")
         print(f"1. Zahlung / payment: {result['texts'].get('title')} – 12,50 € mit Karte 1")
         self.screenshot("1-payment")
@@ -401,7 +404,7 @@ class Demo:
         self.remove()
         self.start_server()
         ui.press("status")  # tap the status bar: sync now
-        ui.wait(lambda s: s["texts"].get("status.unsynced") == "Zu senden: 0", "the sync")
+        ui.wait(lambda s: s["texts"].get("status.unsynced") == "✓ Alles übertragen", "the sync")
         self.screenshot("3-synced")
         print("3. Sync: alles übertragen / everything sent")
         print("\n".join(self.balances()))

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from hcard.errors import Code, HCardError
+from hcard.server import throttle
 from hcard.server.context import Context
 from hcard.server.services import terminals, users
 from hcard.server.services.users import Staff
@@ -55,9 +56,9 @@ def parse_json(body: bytes) -> Any:
 
 
 def client_address(request: Request) -> str:
-    """The client's address, what throttling counts by; behind the local reverse proxy the
-    one it forwarded (uvicorn's proxy headers, trusted from 127.0.0.1 only)."""
-    return request.client.host if request.client else "unknown"
+    """The client's address as throttling counts it (`throttle.address_key`); behind the
+    local reverse proxy the one it forwarded (uvicorn's proxy headers, from 127.0.0.1 only)."""
+    return throttle.address_key(request.client.host) if request.client else "unknown"
 
 
 AddressDep = Annotated[str, Depends(client_address)]

@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
+from hcard.encoding import MAX_ID
 from hcard.errors import Code, HCardError
 from hcard.money import MAX_AMOUNT_CENTS
 from hcard.server.api.deps import (
@@ -27,7 +28,6 @@ router = APIRouter(prefix="/v1", tags=["staff"])
 
 Amount = Annotated[StrictInt, Field(gt=0, le=MAX_AMOUNT_CENTS)]
 #: every id is a positive 64-bit integer in both databases: checked before they see it
-MAX_ID = 2**63 - 1
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 IdBody = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
 Limit = Annotated[int, Query(ge=1, le=ledger.MAX_HISTORY)]
@@ -38,13 +38,16 @@ class Strict(BaseModel):
 
 
 class LoginIn(Strict):
-    username: StrictStr
-    password: StrictStr
+    username: Annotated[StrictStr, Field(max_length=users.USERNAME_MAX_CHARS)]
+    password: Annotated[StrictStr, Field(max_length=users.MAX_PASSWORD_LENGTH)]
 
 
 class UserIn(Strict):
     username: Annotated[StrictStr, Field(min_length=1, max_length=80)]
-    password: Annotated[StrictStr, Field(min_length=users.MIN_PASSWORD_LENGTH)]
+    password: Annotated[
+        StrictStr,
+        Field(min_length=users.MIN_PASSWORD_LENGTH, max_length=users.MAX_PASSWORD_LENGTH),
+    ]
     role: Literal["admin", "marketing", "merchant"]
     merchant_id: IdBody | None = None
 
@@ -85,7 +88,7 @@ class CorrectionIn(Strict):
     amount_cents: Annotated[StrictInt, Field(ge=-MAX_AMOUNT_CENTS, le=MAX_AMOUNT_CENTS)]
     reason: Annotated[StrictStr, Field(min_length=3, max_length=500)]
     #: a correction that takes the card below zero must say so; the card is then flagged
-    allow_below_zero: bool = False
+    allow_below_zero: StrictBool = False
 
 
 @router.post("/auth/login")

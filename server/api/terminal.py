@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 
+from hcard.encoding import MAX_ID
 from hcard.errors import Code, HCardError
 from hcard.server.api.deps import (
     AddressDep,
@@ -70,7 +71,7 @@ def sync_records(ctx: ContextDep, signed: SignedBookingDep) -> Response:
 
 @router.get("/terminal/snapshot")
 def get_snapshot(
-    ctx: ContextDep, signed: SignedDep, since: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0
+    ctx: ContextDep, signed: SignedDep, since: Annotated[int, Query(ge=0, le=MAX_ID)] = 0
 ) -> dict[str, object]:
     """Deny-list, balances, limits, terminal keys; only changes after `since` unless full."""
     del signed  # authenticated; the snapshot is the same for every terminal

@@ -35,11 +35,32 @@ def current(engine: sa.Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
-def upgrade(engine: sa.Engine) -> None:
-    """Run every migration not yet applied, in one transaction per run."""
+def upgrade(engine: sa.Engine, revision: str = "head") -> None:
+    """Run every migration not yet applied (up to `revision`), in one transaction per run.
+
+    On SQLite a migration that changes a CHECK constraint copies the table and drops the
+    old one, which `PRAGMA foreign_keys=ON` refuses as soon as any row refers to it (every
+    till has its enrolment code). So foreign keys are off while migrating (SQLite ignores
+    the pragma inside a transaction: it is set before) and every reference is checked with
+    `PRAGMA foreign_key_check` before the commit: a migration that broke one rolls back.
+    """
     if current(engine) == head():
         return
-    with engine.begin() as connection:
-        config = _config()
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as connection:
+        # on the driver's connection: SQLAlchemy's own would begin a transaction first
+        raw = connection.connection.driver_connection
+        if sqlite:
+            raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with connection.begin():
+                config = _config()
+                config.attributes["connection"] = connection
+                command.upgrade(config, revision)
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                    if broken:
+                        raise RuntimeError(f"migration broke foreign keys: {broken[:5]}")
+        finally:
+            if sqlite:
+                raw.execute("PRAGMA foreign_keys=ON")

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from hcard import cardnumber, signed
 from hcard.errors import Code, HCardError
 from hcard.money import MAX_AMOUNT_CENTS, is_valid_amount
-from hcard.server import check_code
+from hcard.server import check_code, names
 from hcard.server.context import Context
 from hcard.server.db import engine as db_engine
 from hcard.server.db.tables import accounts, cards
@@ -28,6 +28,7 @@ from hcard.server.services.users import Staff
 from hcard.server.throttle import Guard, Key
 
 TOPUP_SOURCES = ("cash", "bank", "online")
+REASON_MAX_CHARS = 500
 #: what the cardholder and the office read for a top-up, by source: German, like every label
 TOPUP_LABELS = {
     "cash": "Aufladung (bar)",
@@ -309,6 +310,21 @@ def _code_opens(ctx: Context, card: sa.Row, typed: str) -> bool:
     return bool(card.legacy_check_code) and check_code.matches(legacy, typed)
 
 
+def _cardholder_view(
+    ctx: Context, number: str, code: str
+) -> tuple[sa.Row, list[dict[str, object]]]:
+    """The card and its last movements; UNKNOWN_CARD for every way of not opening it."""
+    with db_engine.read(ctx.engine) as conn:
+        card = conn.execute(
+            sa.select(*_CARD_COLUMNS, cards.c.legacy_check_code)
+            .select_from(cards.join(accounts, accounts.c.id == cards.c.account_id))
+            .where(cards.c.number == number)
+        ).first()
+        if card is None or card.issuer_sig is None or not _code_opens(ctx, card, code):
+            raise HCardError(Code.UNKNOWN_CARD)
+        return card, ledger.account_history(conn, card.account_id, PUBLIC_RECENT)
+
+
 def for_cardholder(ctx: Context, number: str, code: str, address: str) -> dict[str, object] | None:
     """The public balance page's data, or None unless `number` (normalised) is a card AND
     `code` is its check code.
@@ -318,17 +334,13 @@ def for_cardholder(ctx: Context, number: str, code: str, address: str) -> dict[s
     throttled per card number and per client `address` (TOO_MANY_ATTEMPTS).
     """
     keys = (Key(Guard.BALANCE_CARD, number), Key(Guard.BALANCE_ADDRESS, address))
-    ctx.throttle.check(*keys)
-    with db_engine.read(ctx.engine) as conn:
-        card = conn.execute(
-            sa.select(*_CARD_COLUMNS, cards.c.legacy_check_code)
-            .select_from(cards.join(accounts, accounts.c.id == cards.c.account_id))
-            .where(cards.c.number == number)
-        ).first()
-        if card is None or card.issuer_sig is None or not _code_opens(ctx, card, code):
-            ctx.throttle.fail(*keys)
+    try:
+        with ctx.throttle.attempt(*keys, failed=lambda e: e.code is Code.UNKNOWN_CARD):
+            card, recent = _cardholder_view(ctx, number, code)
+    except HCardError as error:
+        if error.code is Code.UNKNOWN_CARD:
             return None
-        recent = ledger.account_history(conn, card.account_id, PUBLIC_RECENT)
+        raise
     return {
         "card_number": card.number,
         "balance_cents": card.balance_cents,
@@ -359,8 +371,7 @@ def correct(
     actor.require("admin")
     if amount_cents == 0 or abs(amount_cents) > MAX_AMOUNT_CENTS:
         raise HCardError(Code.INVALID_AMOUNT)
-    if not reason.strip():
-        raise HCardError(Code.MALFORMED_REQUEST, field="reason")
+    reason = names.printable(reason, field="reason", max_chars=REASON_MAX_CHARS)
     floor_cents = None if allow_below_zero or amount_cents > 0 else 0
     with db_engine.write(ctx.engine) as conn:
         card = _get(conn, normalize_number(number))
@@ -375,7 +386,7 @@ def correct(
                 now_s=ctx.now(),
                 label="Korrektur",
                 user_id=actor.user_id,
-                reason=reason.strip(),
+                reason=reason,
             )
         except HCardError as error:
             if error.code is Code.INSUFFICIENT_FUNDS:
@@ -384,8 +395,11 @@ def correct(
                 ) from None
             raise
         after = _get(conn, card.number)
-        if after.balance_cents < 0:
-            flag(conn, card.id, "overdraw")
+        if amount_cents < 0 and after.balance_cents < 0:
+            # a debit that took the card below zero, or deeper: flagged (keeping a reason it
+            # was flagged for before, such as a copied card) and alerted
+            if not card.flagged:
+                flag(conn, card.id, "overdraw")
             alerts.record(
                 conn,
                 ctx,

@@ -103,13 +103,8 @@ def enrol(
     Wrong codes are throttled per client `address` (`server/throttle.py`).
     """
     guard = Key(Guard.ENROL_ADDRESS, address)
-    ctx.throttle.check(guard)
-    try:
+    with ctx.throttle.attempt(guard, failed=lambda e: e.code is Code.ENROLMENT_CODE_INVALID):
         return _enrol(ctx, code, public_key_hex, name)
-    except HCardError as error:
-        if error.code is Code.ENROLMENT_CODE_INVALID:
-            ctx.throttle.fail(guard)
-        raise
 
 
 def _enrol(ctx: Context, code: str, public_key_hex: str, name: str | None) -> dict[str, object]:
@@ -123,6 +118,16 @@ def _enrol(ctx: Context, code: str, public_key_hex: str, name: str | None) -> di
     public_key_hex = public_key_hex.lower()
     now = ctx.now()
     with db_engine.write(ctx.engine) as conn:
+        # The terminal's row first, like revoke and every booking (terminal row, then the
+        # rest): an enrolment racing a revocation waits instead of deadlocking.
+        owner = conn.execute(
+            sa.select(enrolment_codes.c.terminal_id).where(
+                enrolment_codes.c.code_sha256 == _code_hash(code)
+            )
+        ).scalar_one_or_none()
+        if owner is None:
+            raise HCardError(Code.ENROLMENT_CODE_INVALID)
+        conn.execute(sa.select(terminals.c.id).where(terminals.c.id == owner).with_for_update())
         # Mark the code used in the statement that checks it: two racing
         # enrolments with one code cannot both win.
         used = conn.execute(

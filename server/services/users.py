@@ -25,6 +25,8 @@ from hcard.server.throttle import Guard, Key
 
 _HASHER = PasswordHasher()
 MIN_PASSWORD_LENGTH = 8
+#: argon2 hashes any length; a megabyte of password is an attack on the CPU, not a password
+MAX_PASSWORD_LENGTH = 1024
 USERNAME_MAX_CHARS = 80
 #: checked when the user name is unknown, so the answer takes as long as for a wrong password
 _DUMMY_HASH = _HASHER.hash("not a password of anyone")
@@ -67,7 +69,7 @@ def create_user(
     if role not in ROLES or (role == "merchant") != (merchant_id is not None):
         raise HCardError(Code.MALFORMED_REQUEST, field="role")
     username = names.printable(username, field="username", max_chars=USERNAME_MAX_CHARS)
-    if len(password) < MIN_PASSWORD_LENGTH:
+    if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
         raise HCardError(Code.MALFORMED_REQUEST, field="password", min_length=MIN_PASSWORD_LENGTH)
     with db_engine.write(ctx.engine) as conn:
         if (
@@ -104,6 +106,24 @@ def list_users(ctx: Context, actor: Staff) -> list[dict[str, object]]:
         return [dict(row) for row in rows]
 
 
+def _check_password(ctx: Context, username: str, password: str) -> sa.Row:
+    """The active user with this name and password, else BAD_CREDENTIALS (in the same time
+    whether the name exists or not; a name no user can have never reaches the database)."""
+    row = None
+    if len(username) <= USERNAME_MAX_CHARS and names.is_printable(username):
+        with db_engine.read(ctx.engine) as conn:
+            row = conn.execute(
+                sa.select(users).where(users.c.username == username, users.c.active)
+            ).first()
+    try:
+        _HASHER.verify(_DUMMY_HASH if row is None else row.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        raise HCardError(Code.BAD_CREDENTIALS) from None
+    if row is None:
+        raise HCardError(Code.BAD_CREDENTIALS)
+    return row
+
+
 def login(ctx: Context, username: str, password: str, address: str) -> dict[str, object]:
     """Check the password; return a new bearer token and who it belongs to.
 
@@ -112,18 +132,8 @@ def login(ctx: Context, username: str, password: str, address: str) -> dict[str,
     argon2 runs, even for the right password, until the window has passed.
     """
     keys = (Key(Guard.LOGIN_USER, username.casefold()), Key(Guard.LOGIN_ADDRESS, address))
-    ctx.throttle.check(*keys)
-    with db_engine.read(ctx.engine) as conn:
-        row = conn.execute(
-            sa.select(users).where(users.c.username == username, users.c.active)
-        ).first()
-    try:
-        _HASHER.verify(_DUMMY_HASH if row is None else row.password_hash, password)
-        if row is None:
-            raise VerificationError
-    except (VerificationError, InvalidHashError):
-        ctx.throttle.fail(*keys)
-        raise HCardError(Code.BAD_CREDENTIALS) from None
+    with ctx.throttle.attempt(*keys, failed=lambda e: e.code is Code.BAD_CREDENTIALS):
+        row = _check_password(ctx, username, password)
     token = secrets.token_urlsafe(32)
     with db_engine.write(ctx.engine) as conn:
         now = ctx.now()

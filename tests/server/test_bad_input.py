@@ -597,6 +597,15 @@ def test_ids_beyond_64_bits_are_refused_before_the_database(server):
     for bad_limit in (0, -1, 10**6, MAX_ID + 1):
         response = staff.request("GET", "/v1/alerts", params={"limit": bad_limit})
         assert_refused(response, 400, "malformed_request")
+    # a terminal id beyond 64 bits in the signature header
+    till = server.terminal()
+    for header_id in (MAX_ID + 1, 2**64, 0, -1):
+        headers = reqsign.sign_request(
+            till.key, till.terminal_id, "GET", "/v1/terminal/snapshot", b""
+        )
+        headers[reqsign.HEADER_TERMINAL] = str(header_id)
+        response = requests.get(f"{server.url}/v1/terminal/snapshot", headers=headers, timeout=30)
+        assert_refused(response, 401, "bad_signature")
     # at the edge: a well-formed id that does not exist
     assert_refused(staff.request("GET", f"/v1/merchants/{MAX_ID}"), 404, "not_found")
     spec = requests.get(f"{server.url}/openapi.json", timeout=30).json()
@@ -627,6 +636,32 @@ def test_names_must_be_printable(server, name):
             timeout=30,
         )
         assert_refused(enrolled, 400, "invalid_name")
+
+
+def test_nul_and_control_characters_never_reach_the_database(server):
+    """PostgreSQL refuses NUL in text with an error: each is refused before, never a 500."""
+    login = requests.post(
+        f"{server.url}/v1/auth/login",
+        json={"username": "adm\x00in", "password": "whatever-it-is"},
+        timeout=30,
+    )
+    assert_refused(login, 401, "bad_credentials")
+    too_long = requests.post(
+        f"{server.url}/v1/auth/login", json={"username": "u" * 81, "password": "x"}, timeout=30
+    )
+    assert_refused(too_long, 400, "invalid_name")
+    card, _ = server.new_card(100)
+    for reason in ("Fehl\x00buchung", "\x1b[2J", "\u3164\u3164\u3164"):
+        correction = {"card_number": card, "amount_cents": 5, "reason": reason}
+        response = server.staff.request("POST", "/v1/ledger/corrections", json=correction)
+        assert_refused(response, 400, "invalid_name")
+    assert "Traceback" not in server.log()
+
+
+@pytest.mark.parametrize("name", ["\u3164", "\u2800\u2800", "\u0301", "\u200b"])
+def test_names_that_show_nothing_are_refused(server, name):
+    response = server.staff.request("POST", "/v1/merchants", json={"name": name, "iban": DEMO_IBAN})
+    assert_refused(response, 400, "invalid_name")
 
 
 def test_names_of_sensible_length_only(server):

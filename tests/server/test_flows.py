@@ -345,3 +345,31 @@ def test_correction_below_zero_needs_confirmation_and_flags_the_card(server):
     snapshot = till.snapshot(0).json()["snapshot"]
     assert card in snapshot["deny_add"]
     assert server.staff.ledger_check()["ok"]
+
+
+def test_a_correction_keeps_an_earlier_flag_reason_and_a_credit_alerts_nothing(server):
+    """A copied card taken below zero by an admin keeps its flag reason `card_copied`; a
+    credit afterwards writes no "took the card to" alert; `allow_below_zero` must be true."""
+    card, uid = server.new_card(100)
+    till = server.terminal()
+    foreign = "04ffffffffffff" if uid != "04ffffffffffff" else "04fffffffffffe"
+    offline = till.payment(card, foreign, 50, mode="offline", counter=1)
+    assert statuses(till.sync([offline])) == [("applied", None)]
+    assert server.staff.card(card)["flag_reason"] == "card_copied"
+    debit = {"card_number": card, "amount_cents": -2_050, "reason": "Rückbuchung"}
+    for flag_value in ("yes", 1, "true"):
+        response = server.staff.request(
+            "POST", "/v1/ledger/corrections", json={**debit, "allow_below_zero": flag_value}
+        )
+        assert response.status_code == 400, flag_value  # an explicit true, nothing else
+    state = server.staff.call(
+        "POST", "/v1/ledger/corrections", json={**debit, "allow_below_zero": True}
+    )
+    assert (state["balance_cents"], state["flag_reason"]) == (-2_000, "card_copied")
+    kinds = [a["kind"] for a in server.staff.alerts() if a["card"] == card]
+    assert sorted(kinds) == ["card_copied", "overdraw"]
+    credit = {"card_number": card, "amount_cents": 1_000, "reason": "Teilausgleich"}
+    state = server.staff.call("POST", "/v1/ledger/corrections", json=credit)
+    assert (state["balance_cents"], state["flag_reason"]) == (-1_000, "card_copied")
+    assert len([a for a in server.staff.alerts() if a["card"] == card]) == 2
+    assert server.staff.ledger_check()["ok"]

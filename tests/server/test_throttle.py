@@ -8,12 +8,15 @@ the test. Addresses are told apart the way the reverse proxy does it, by
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 from fixtures.server import ADMIN_PASSWORD, ADMIN_USER
 
 from hcard import keys
-from hcard.errors import MESSAGES, Code
+from hcard.errors import MESSAGES, Code, HCardError
+from hcard.server.throttle import Guard, Key, Throttle, ThrottleLimits, address_key
 
 
 def _login(url: str, password: str, address: str, user: str = ADMIN_USER) -> requests.Response:
@@ -88,3 +91,52 @@ def test_wrong_enrolment_codes_are_throttled_per_address(server_factory):
     _assert_throttled(enrol(code, "198.51.100.50"), 600)
     # the till being set up elsewhere enrols with its real code
     assert enrol(code, "198.51.100.51").status_code == 200
+
+
+def test_wrong_passwords_sent_at_once_reach_argon2_only_up_to_the_limit(server_factory):
+    """The attempt is reserved before argon2 runs: 40 wrong passwords in parallel get 5
+    checks, not 40 (the review saw 44 of 60 checked when check and count were apart)."""
+    server = server_factory(env={"HCARD_THROTTLE_LOGIN_USER": "5 per 10 minutes"})
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        answers = list(
+            pool.map(lambda i: _login(server.url, "wrong", f"203.0.113.{i}").status_code, range(40))
+        )
+    assert sorted(answers) == [401] * 5 + [429] * 35
+
+
+def test_ipv6_clients_count_by_their_64_network():
+    assert address_key("2001:db8:1:2:aaaa::1") == address_key("2001:db8:1:2:ffff::9")
+    assert address_key("2001:db8:1:2::1") == "2001:db8:1:2::/64"
+    assert address_key("2001:db8:1:3::1") != address_key("2001:db8:1:2::1")
+    assert address_key("::ffff:192.0.2.7") == "192.0.2.7"
+    assert address_key("192.0.2.7") == "192.0.2.7"
+
+
+def test_expired_windows_are_forgotten_and_keys_are_small():
+    throttle = Throttle(ThrottleLimits(login_user="2 per 1 second"))
+    storage = throttle._storage
+    for i in range(500):
+        key = Key(Guard.LOGIN_USER, f"{i}-" + "x" * 10_000)
+        with pytest.raises(HCardError), throttle.attempt(key, failed=lambda e: True):
+            raise HCardError(Code.BAD_CREDENTIALS)
+    assert len(storage.storage) == 500
+    assert max(len(k) for k in storage.storage) < 100
+    time.sleep(1.1)  # the window ends; the next attempt sweeps the expired ones away
+    with throttle.attempt(Key(Guard.LOGIN_USER, "next"), failed=lambda e: True):
+        pass
+    deadline = time.monotonic() + 5
+    while len(storage.storage) > 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_a_right_answer_hands_its_attempt_back():
+    throttle = Throttle(ThrottleLimits(login_user="2 per 10 minutes"))
+    key = Key(Guard.LOGIN_USER, "buero")
+    for _ in range(10):
+        with throttle.attempt(key, failed=lambda e: True):
+            pass  # a right password
+    with pytest.raises(HCardError), throttle.attempt(key, failed=lambda e: True):
+        raise HCardError(Code.BAD_CREDENTIALS)
+    with throttle.attempt(key, failed=lambda e: True):
+        pass  # one failure of two: still allowed
