@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -25,8 +26,26 @@ from hcard.money import MAX_AMOUNT_CENTS, is_valid_amount
 
 VERSION = 1
 GENESIS_HASH = "0" * 64
-KINDS = ("payment", "void", "topup_request", "day_close")
-MODES = ("online", "offline")
+
+
+class RecordKind(StrEnum):
+    """What a journal record is; the value is the `kind` on the wire and in both databases."""
+
+    PAYMENT = "payment"
+    VOID = "void"
+    TOPUP_REQUEST = "topup_request"
+    DAY_CLOSE = "day_close"
+
+
+class PaymentMode(StrEnum):
+    """How a payment was decided: by the server before the card showed it, or by the till."""
+
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+KINDS = tuple(kind.value for kind in RecordKind)
+MODES = tuple(mode.value for mode in PaymentMode)
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _HEX128 = re.compile(r"^[0-9a-f]{128}$")
@@ -53,11 +72,19 @@ def _amount(body: dict[str, Any]) -> None:
         raise RecordError("body.amount_cents must be 1..MAX_AMOUNT_CENTS")
 
 
-_FIELDS = {
-    "payment": {"card", "uid", "amount_cents", "tip_cents", "mode", "counter", "purse_cents"},
-    "void": {"card", "voids_seq", "amount_cents"},
-    "topup_request": {"card", "amount_cents"},
-    "day_close": {"count", "sum_cents", "void_count", "void_sum_cents", "offline_count"},
+_FIELDS: dict[str, set[str]] = {
+    RecordKind.PAYMENT: {
+        "card",
+        "uid",
+        "amount_cents",
+        "tip_cents",
+        "mode",
+        "counter",
+        "purse_cents",
+    },
+    RecordKind.VOID: {"card", "voids_seq", "amount_cents"},
+    RecordKind.TOPUP_REQUEST: {"card", "amount_cents"},
+    RecordKind.DAY_CLOSE: {"count", "sum_cents", "void_count", "void_sum_cents", "offline_count"},
 }
 
 
@@ -76,7 +103,7 @@ def validate_body(kind: str, body: Any) -> None:
         raise RecordError(f"kind must be one of {KINDS}")
     if not isinstance(body, dict) or set(body) != _FIELDS[kind]:
         raise RecordError(f"body of {kind} needs exactly {sorted(_FIELDS[kind])}")
-    if kind == "payment":
+    if kind == RecordKind.PAYMENT:
         _card(body)
         _amount(body)
         if not isinstance(body["uid"], str) or not _UID.match(body["uid"]):
@@ -88,15 +115,15 @@ def validate_body(kind: str, body: Any) -> None:
             raise RecordError(f"body.mode must be one of {MODES}")
         _int(body, "counter", 1, 2**31 - 1)
         _int(body, "purse_cents", -MAX_AMOUNT_CENTS * 100, MAX_AMOUNT_CENTS * 100)
-    elif kind == "void":
+    elif kind == RecordKind.VOID:
         _card(body)
         _amount(body)
         _int(body, "voids_seq", 1, MAX_ID)
-    elif kind == "topup_request":
+    elif kind == RecordKind.TOPUP_REQUEST:
         _card(body)
         _amount(body)
     else:
-        for name in _FIELDS["day_close"]:
+        for name in _FIELDS[RecordKind.DAY_CLOSE]:
             _int(body, name, 0, MAX_ID)
 
 
