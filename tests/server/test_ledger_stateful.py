@@ -37,7 +37,7 @@ class Till:
     def __init__(self, ctx: Context, admin: Staff, merchant_id: int) -> None:
         self.key = keys.generate()
         code = terminals.create_terminal(ctx, admin, merchant_id, "Kasse")["code"]
-        enrolled = terminals.enrol(ctx, str(code), keys.public_hex(self.key), None)
+        enrolled = terminals.enrol(ctx, str(code), keys.public_hex(self.key), None, "127.0.0.1")
         self.auth = terminals.Terminal(
             id=int(str(enrolled["terminal_id"])),
             merchant_id=merchant_id,
