@@ -1,5 +1,6 @@
 # One command for the demo, one for the tests; each sets up what it needs.
 #   make demo   server + seed data, card emulator with demo cards, the till app (Xvfb if headless)
+#               (the demo lives in tests/demo/, not in the package; options: make demo ARGS=--script)
 #   make test   lint + the whole test suite (what .ci/run calls)
 PYTHON ?= python3
 VENV := .venv
@@ -22,7 +23,7 @@ test: $(STAMP) system-packages
 	$(VENV)/bin/python -m pytest
 
 demo: $(STAMP) system-packages
-	$(VENV)/bin/python -m hcard.provisioning.demo
+	PYTHONPATH=tests $(VENV)/bin/python -m demo $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check --fix .

@@ -1,43 +1,37 @@
-"""`hcard-server`: init, serve, ledger check, backup, demo.
+"""`hcard-server`: init, serve, ledger check, backup.
 
     hcard-server init  [--data-dir D] [--database-url URL] [--admin-user admin]
     hcard-server serve [--data-dir D] [--host H] [--port P] [--ready-file F]
     hcard-server ledger check [--data-dir D]
     hcard-server backup [--data-dir D] [--dest DIR] [--keep N]
-    hcard-server demo  [--port P]
 
 The data dir holds the SQLite database (unless `--database-url` /
 `HCARD_DATABASE_URL` points elsewhere, e.g. PostgreSQL) and the issuer key
 (`issuer.key`, mode 0600). The first admin's password comes from
 `--admin-password`, `HCARD_ADMIN_PASSWORD`, or a prompt; never from a log.
+
+There is no demo command: a server with fixed demo passwords is no part of an installed
+server. The throwaway demo server is `make demo` beside the tests
+(`PYTHONPATH=tests python -m demo --server-only`).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import getpass
 import json
 import os
-import shutil
 import socket
 import sqlite3
 import sys
 from pathlib import Path
 
-from hcard import cardnumber
-from hcard.money import format_cents
 from hcard.server import backup, card_secret
 from hcard.server.context import Context
-from hcard.server.services import cards, ledger, merchants, terminals, users
+from hcard.server.services import ledger, users
 from hcard.server.settings import Settings
 
-DEMO_ROOT = Path(".demo")
-DEMO_DIR = DEMO_ROOT / "server"
-DEMO_LOCK = ".demo.lock"
 BACKUP_DIR_NAME = "backups"
-DEMO_ADMIN = ("admin", "hattingen-demo")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -137,84 +131,6 @@ def _keep(text: str) -> int:
     return keep
 
 
-def hold_demo_folder(folder: Path, hint: tuple[str, str] = ("", "")) -> int:
-    """Hold `folder` for this demo's lifetime, or exit with a message if another demo does.
-
-    `make demo` (python -m hcard.provisioning.demo) empties its folder at start and
-    `hcard-server demo` its `.demo/server`; while a demo runs there, that would delete its
-    database, control socket and card images. So each takes an exclusive `flock` on
-    `<folder>/.demo.lock` first (`.demo` for both by default). The kernel releases it when the
-    process ends, however it ends, so a crashed demo never leaves a stale lock behind. The lock
-    file itself is never deleted (a new file under the same name would be another lock).
-    Returns the open file descriptor, which must stay open while the demo runs. `hint` is
-    what else the user can do, in German and English (" oder ...", " or ...").
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / DEMO_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
-        os.close(fd)
-        raise SystemExit(
-            f"Eine andere Demo läuft schon in {folder}/ (Prozess {holder}); erst beenden (q, "
-            f"Strg-C){hint[0]}. / Another demo is running in {folder}/ (process {holder}); "
-            f"quit it first (q, Ctrl-C){hint[1]}."
-        ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
-
-
-def clear_demo_folder(folder: Path) -> None:
-    """Empty a folder held with `hold_demo_folder`, keeping its lock file."""
-    for entry in folder.iterdir():
-        if entry.name == DEMO_LOCK:
-            continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
-
-
-def demo(port: int) -> None:
-    """A throwaway SQLite server under .demo/server with a merchant, its merchant login, a
-    terminal code and funded cards. Holds .demo like `make demo` does, so the two never
-    delete each other's files."""
-    hold_demo_folder(DEMO_ROOT)  # held until this process ends: the descriptor stays open
-    with contextlib.suppress(FileNotFoundError):
-        shutil.rmtree(DEMO_DIR)
-    settings = Settings.build(DEMO_DIR, f"sqlite:///{(DEMO_DIR / 'hcard.db').resolve()}")
-    ctx = init(settings, *DEMO_ADMIN)
-    admin = users.Staff(user_id=1, username=DEMO_ADMIN[0], role="admin", merchant_id=None)
-    shop = merchants.create_merchant(
-        ctx,
-        admin,
-        name="Eiscafé am Untermarkt",
-        iban="DE89370400440532013000",
-        address="Untermarkt 1, 45525 Hattingen",
-        contact="info@eiscafe.example",
-        fee_bp=150,
-    )
-    merchant_id = int(str(shop["id"]))
-    enrolment = terminals.create_terminal(ctx, admin, merchant_id, "Kasse 1")
-    users.create_user(ctx, admin, "eiscafe", "eiscafe-demo", "merchant", merchant_id)
-    made = []
-    for index, amount in enumerate((5_000, 2_000, 500), start=1):
-        card = cards.issue(ctx, admin, f"04a1b2c3d4e5{index:02x}")
-        cards.topup(ctx, admin, str(card["card_number"]), amount, "cash")
-        made.append((str(card["card_number"]), amount))
-    print("Hattingen Card demo server")
-    print(f"  data:          {DEMO_DIR}/")
-    print(f"  staff login:   {DEMO_ADMIN[0]} / {DEMO_ADMIN[1]}  (merchant: eiscafe / eiscafe-demo)")
-    print(f"  merchant:      {shop['name']} (id {merchant_id})")
-    print(f"  enrolment:     {enrolment['code']}  (terminal 'Kasse 1')")
-    for number, amount in made:
-        print(f"  card:          {cardnumber.pretty(number)}  {format_cents(amount)}")
-    print(f"  issuer key:    {ctx.issuer_public_hex}")
-    serve(ctx, "127.0.0.1", port)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hcard-server", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -261,8 +177,6 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("HCARD_BACKUP_KEEP", str(backup.DEFAULT_KEEP)),
         help=f"Generationen behalten (HCARD_BACKUP_KEEP, {backup.DEFAULT_KEEP}) / generations kept",
     )
-    p_demo = sub.add_parser("demo", help="throwaway demo server with seeded data")
-    p_demo.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
     try:
         return _run(args)
@@ -287,10 +201,7 @@ def _run(args: argparse.Namespace) -> int:
         report = ledger.check(_open(args).engine)
         print(json.dumps(report.as_json(), indent=2))
         return 0 if report.ok else 1
-    if args.command == "backup":
-        return run_backup(_settings(args), args.dest, args.keep)
-    demo(args.port)
-    return 0
+    return run_backup(_settings(args), args.dest, args.keep)
 
 
 if __name__ == "__main__":

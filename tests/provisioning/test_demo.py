@@ -1,10 +1,13 @@
-"""`make demo` (python -m hcard.provisioning.demo) on this machine: server, card emulator with
-demo cards issued through the provisioning path, the Kivy till enrolled with its code, under
-Xvfb; the scripted walk-through pays online, offline and syncs. And what keeps two demos apart:
-the demo folder is held for a demo's lifetime, and the port a demo just left is free again."""
+"""`make demo` (`PYTHONPATH=tests python -m demo`, tests/demo/) on this machine: server, card
+emulator with demo cards issued through the provisioning path, the Kivy till enrolled with its
+code, under Xvfb; the scripted walk-through pays online, offline and syncs; `--server-only` is
+the throwaway server alone. What keeps two demos apart: the demo folder is held for a demo's
+lifetime, and the port a demo just left is free again. And that the demo, with its fixed
+passwords, is no part of the installed package or of `hcard-server`."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import socket
@@ -13,24 +16,29 @@ import sys
 import time
 from pathlib import Path
 
+import demo
 import pytest
 
-from hcard.provisioning import demo
 from hcard.provisioning.staff import StaffClient
+from hcard.server import cli as server_cli
 
+TESTS = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 240
 BUSY = "Eine andere Demo läuft schon"
 
 
 def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    """No display (the demo starts its own Xvfb), `tests/` on the path as `make demo` sets it."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env["PYTHONPATH"] = str(TESTS)
+    return env
 
 
 def _demo_command(folder: Path, *args: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "hcard.provisioning.demo",
+        "demo",
         "--dir",
         str(folder),
         "--port",
@@ -51,11 +59,10 @@ def _demo(tmp_path: Path, *args: str, stdin: str | None = None) -> subprocess.Co
     )
 
 
-def _server_demo(cwd: Path) -> subprocess.Popen[str]:
-    """`hcard-server demo` in `cwd`: its throwaway server under cwd/.demo/server."""
+def _server_demo(folder: Path) -> subprocess.Popen[str]:
+    """`--server-only`: the throwaway server alone, under folder/server."""
     return subprocess.Popen(
-        [sys.executable, "-m", "hcard.server.cli", "demo", "--port", "0"],
-        cwd=cwd,
+        _demo_command(folder, "--server-only"),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -98,7 +105,7 @@ def test_scripted_walk_through_pays_online_offline_and_syncs(tmp_path: Path):
 @pytest.mark.gui
 def test_the_menu_answers_and_quits_and_the_running_demo_is_left_alone(tmp_path: Path):
     """The interactive demo, as `make demo` runs it. While it runs: the merchant login it
-    printed works, and neither the README's `--script` nor `hcard-server demo` (both in the
+    printed works, and neither the README's `--script` nor `--server-only` (both in the
     same .demo folder) may delete what it is using."""
     folder = tmp_path / ".demo"
     process = subprocess.Popen(
@@ -112,7 +119,7 @@ def test_the_menu_answers_and_quits_and_the_running_demo_is_left_alone(tmp_path:
     try:
         start = _read_until(process, "Befehle / commands:")
         assert "eiscafe / eiscafe-demo" in start, start
-        url = re.search(r"Server: +(http://127\.0\.0\.1:\d+)/docs", start)
+        url = re.search(r"Server: +(http://127\.0\.0\.1:\d+)/openapi\.json", start)
         assert url, start
         merchant = StaffClient(url.group(1))
         merchant.login("eiscafe", "eiscafe-demo")
@@ -132,7 +139,7 @@ def test_the_menu_answers_and_quits_and_the_running_demo_is_left_alone(tmp_path:
         assert script.returncode != 0
         assert BUSY in script.stderr
         assert "Another demo is running" in script.stderr
-        server_demo = _server_demo(tmp_path)
+        server_demo = _server_demo(folder)
         assert server_demo.wait(timeout=60) != 0
         assert server_demo.stdout is not None
         assert BUSY in server_demo.stdout.read()
@@ -151,13 +158,29 @@ def test_the_menu_answers_and_quits_and_the_running_demo_is_left_alone(tmp_path:
     assert (start + out).count("50,00\xa0€") == 3  # at the start, by `b`, by `b` after restart
 
 
-def test_a_running_server_demo_holds_the_demo_folder(tmp_path: Path):
-    """`hcard-server demo` serves from .demo/server; `make demo`'s start (which empties
-    .demo) and a second `hcard-server demo` are refused while it runs, and leave it alone."""
-    first = _server_demo(tmp_path)
+def test_the_server_only_demo_serves_the_demo_data_and_holds_the_demo_folder(tmp_path: Path):
+    """`--server-only` (what `hcard-server demo` was) serves from .demo/server with the
+    logins it prints, the merchant, a working enrolment code and three funded cards;
+    `make demo`'s start (which empties .demo) and a second `--server-only` are refused while
+    it runs, and leave it alone."""
+    first = _server_demo(tmp_path / ".demo")
     try:
-        start = _read_until(first, "hcard-server: http://")
+        start = _read_until(first, "läuft bis Strg-C / running until Ctrl-C")
         assert "eiscafe / eiscafe-demo" in start
+        assert "admin / hattingen-demo" in start
+        url = re.search(r"Server: +(http://127\.0\.0\.1:\d+)/openapi\.json", start)
+        assert url, start
+        assert re.search(r"enrolment code: [A-Z0-9]{4}-[A-Z0-9]{4}  \(Kasse 1\)", start), start
+        for amount in ("50,00", "20,00", "5,00"):
+            assert f" {amount}\xa0€" in start, start
+        staff = StaffClient(url.group(1))
+        staff.login("admin", "hattingen-demo")
+        [shop] = staff.merchants()
+        assert shop["name"] == "Eiscafé am Untermarkt"
+        assert [t["name"] for t in staff.terminals(int(shop["id"]))] == ["Kasse 1"]
+        merchant = StaffClient(url.group(1))
+        merchant.login("eiscafe", "eiscafe-demo")
+        assert merchant.request("GET", "/v1/me")["role"] == "merchant"
         database = tmp_path / ".demo" / "server" / "hcard.db"
         assert database.exists()
 
@@ -171,7 +194,7 @@ def test_a_running_server_demo_holds_the_demo_folder(tmp_path: Path):
         )
         assert make_demo.returncode != 0
         assert BUSY in make_demo.stderr, make_demo.stderr
-        second = _server_demo(tmp_path)
+        second = _server_demo(tmp_path / ".demo")
         assert second.wait(timeout=60) != 0
         assert second.stdout is not None
         message = second.stdout.read()
@@ -205,9 +228,19 @@ def _time_wait_port() -> int:
 
 
 def test_a_port_left_in_time_wait_is_free_a_listening_one_is_taken():
-    assert demo._port_free(_time_wait_port())
+    assert demo.port_free(_time_wait_port())
     with socket.socket() as listener:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", 0))
         listener.listen()
-        assert not demo._port_free(listener.getsockname()[1])
+        assert not demo.port_free(listener.getsockname()[1])
+
+
+def test_the_demo_is_not_installed_and_the_server_has_no_demo_command(capsys):
+    """Fixed demo passwords must not land on a production server or an office PC."""
+    assert importlib.util.find_spec("hcard.provisioning.demo") is None
+    assert Path(demo.__file__).resolve().is_relative_to(TESTS)
+    with pytest.raises(SystemExit) as refused:
+        server_cli.main(["demo"])
+    assert refused.value.code == 2
+    assert "invalid choice: 'demo'" in capsys.readouterr().err

@@ -1,37 +1,16 @@
-"""`make demo`: the whole Hattingen Card on one machine, through its real paths.
+"""The demo system: server, seed data, card emulator with demo cards, the enrolled till app.
 
-    python -m hcard.provisioning.demo [--port 8000] [--dir .demo] [--script]
-
-1. the server (`hcard-server init` + `serve`, SQLite under `.demo/server/`),
-2. seed data through the staff API as the marketing office would enter it: a merchant,
-   its merchant login (`eiscafe` / `eiscafe-demo`), a terminal with its one-time enrolment
-   code,
-3. the card emulator (`hcard-card-emulator`) and three demo cards *issued through
-   `hcard.provisioning.issuance`* (reserved, written over nfcpy's `udp:` driver, verified,
-   password-protected) and topped up with 50,00 €, 20,00 € and 5,00 €,
-4. the till enrolled with `hcard-terminal enrol` and the enrolment code (its key pair is made
-   in `.demo/terminal/` and only the public half goes to the server),
-5. the Kivy till app; without a display it runs under Xvfb and a screenshot is saved to
-   `.demo/screenshots/`.
-
-Then a menu in the terminal lays cards on the emulated reader and switches the server off
-and on (the till keeps taking payments offline and syncs when the server is back).
-`--script` runs the README's walk-through by itself (first payment, offline payment, sync),
-saving a screenshot of each step, and exits: what the demo test runs.
-
-Everything under `.demo/` is thrown away at the next start; nothing here is fit for a shop
-(fixed demo passwords, test originality key, the app's test-only control socket). While a demo
-runs, it holds its folder (`hcard.server.cli.hold_demo_folder`, a lock released when the
-process ends): a second demo in the same folder, `--script` or `hcard-server demo` (which uses
-`.demo/server`), is refused instead of deleting the running demo's database and socket.
-Port 8000 is taken unless something listens on it; a connection the last demo left in
-TIME-WAIT does not count (the server binds with SO_REUSEADDR as well).
+Each part goes through the real paths: `hcard-server init` + `serve` (SQLite under
+`<dir>/server/`); seed data through the staff API as the marketing office would enter it; demo
+cards *issued through `hcard.provisioning.issuance`* over nfcpy's `udp:` driver and the card
+emulator; the till enrolled with `hcard-terminal enrol`; the Kivy app driven through its
+test-only control socket. Nothing here is fit for a shop: fixed demo passwords, the test
+originality key, the app's control socket. That is why it lives beside the tests and is not
+part of the installed package.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import json
 import os
 import secrets
@@ -40,7 +19,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +30,6 @@ from hcard.errors import HCardError
 from hcard.money import format_cents
 from hcard.provisioning import issuance
 from hcard.provisioning.staff import StaffClient
-from hcard.server.cli import clear_demo_folder, hold_demo_folder
 from hcard.terminal.card import TEST_PUBLIC_KEY_HEX, CardKeys, open_reader
 from hcard.terminal.card import image as images
 from hcard.terminal.card.emulator import EmulatorControl, EmulatorProcess
@@ -61,7 +39,14 @@ from hcard.terminal.config import SNAPSHOT_FILE, write_atomic
 ADMIN_USER, ADMIN_PASSWORD = "admin", "hattingen-demo"
 MERCHANT_USER, MERCHANT_PASSWORD = "eiscafe", "eiscafe-demo"
 MANAGER_PIN = "1234"
-DEMO_IBAN = "DE89370400440532013000"
+MERCHANT = {
+    "name": "Eiscafé am Untermarkt",
+    "iban": "DE89370400440532013000",
+    "address": "Untermarkt 1, 45525 Hattingen",
+    "contact": "info@eiscafe.example",
+    "fee_bp": 150,
+}
+TILL_NAME = "Kasse 1"
 CARD_BALANCES_CENTS = (5_000, 2_000, 500)
 BALANCE_URL = "https://karte.hattingen.de"
 START_TIMEOUT_S = 90.0
@@ -142,6 +127,8 @@ class AppControl:
 
 
 class Demo:
+    """One demo in its folder `root`: start the parts, drive them, stop them (`close`)."""
+
     def __init__(self, root: Path, port: int) -> None:
         self.root = root.resolve()
         self.port = port
@@ -151,7 +138,8 @@ class Demo:
         self.control: EmulatorControl | None = None
         self.reader_path = ""
         self.staff: StaffClient | None = None
-        self.cards: list[tuple[str, Path]] = []
+        self.cards: list[str] = []  # card numbers, in the order of CARD_BALANCES_CENTS
+        self.card_images: list[Path] = []  # their emulated tags (not with --server-only)
         self.ui: AppControl | None = None
         self.server_env = {
             **os.environ,
@@ -207,7 +195,7 @@ class Demo:
 
     def tap(self, index: int) -> None:
         assert self.control is not None
-        self.control.present(self.cards[index][1])
+        self.control.present(self.card_images[index])
 
     def remove(self) -> None:
         assert self.control is not None
@@ -248,14 +236,29 @@ class Demo:
         finally:
             reader.close()
         batch.write_csv(self.root / "cards" / "print.csv")
-        for entry, path, balance in zip(batch.entries, blanks, CARD_BALANCES_CENTS, strict=True):
-            staff.topup(entry.card_number, balance, "cash")
-            self.cards.append((entry.card_number, path))
+        self.card_images = blanks
+        self._fund([entry.card_number for entry in batch.entries])
+
+    def register_cards(self) -> None:
+        """`--server-only`: the demo cards on the server alone, bound to made-up tag UIDs
+        (no emulator, nothing written), funded like the written ones."""
+        assert self.staff is not None
+        numbers = self.staff.reserve_cards(len(CARD_BALANCES_CENTS))
+        for index, number in enumerate(numbers, start=1):
+            self.staff.issue_card(f"04a1b2c3d4e5{index:02x}", number)
+        self._fund(numbers)
+
+    def _fund(self, numbers: list[str]) -> None:
+        assert self.staff is not None
+        for number, balance in zip(numbers, CARD_BALANCES_CENTS, strict=True):
+            self.staff.topup(number, balance, "cash")
+            self.cards.append(number)
 
     # --- seed, till ----------------------------------------------------------------------
 
-    def seed(self) -> str:
-        """Server data as the office enters it; returns the till's enrolment code."""
+    def seed_server(self) -> str:
+        """Start the server with the data the office enters; returns the till's enrolment
+        code. `self.staff` is then logged in as the demo admin."""
         subprocess.run(
             _python("hcard.server.cli", "init", "--admin-user", ADMIN_USER),
             env={**self.server_env, "HCARD_ADMIN_PASSWORD": ADMIN_PASSWORD},
@@ -265,13 +268,7 @@ class Demo:
         self.start_server()
         staff = StaffClient(self.url)
         staff.login(ADMIN_USER, ADMIN_PASSWORD)
-        merchant = staff.create_merchant(
-            name="Eiscafé am Untermarkt",
-            iban=DEMO_IBAN,
-            address="Untermarkt 1, 45525 Hattingen",
-            contact="info@eiscafe.example",
-            fee_bp=150,
-        )
+        merchant = staff.create_merchant(**MERCHANT)
         staff.request(
             "POST",
             "/v1/users",
@@ -282,12 +279,18 @@ class Demo:
                 "merchant_id": int(merchant["id"]),
             },
         )
-        code = str(staff.create_terminal(int(merchant["id"]), "Kasse 1")["code"])
+        self.staff = staff
+        return str(staff.create_terminal(int(merchant["id"]), TILL_NAME)["code"])
+
+    def seed(self) -> str:
+        """The server with its data, the emulator and the written demo cards; returns the
+        till's enrolment code."""
+        code = self.seed_server()
+        assert self.staff is not None
         secret = secrets.token_bytes(16)
         write_atomic(self.root / "card-write-secret.hex", secret.hex().encode())
         self.start_emulator()
-        self.issue_cards(staff, secret)
-        self.staff = staff
+        self.issue_cards(self.staff, secret)
         return code
 
     def enrol_till(self, code: str) -> None:
@@ -306,7 +309,7 @@ class Demo:
                 "--code",
                 code,
                 "--name",
-                "Kasse 1",
+                TILL_NAME,
                 "--originality-key",
                 TEST_PUBLIC_KEY_HEX,
                 "--card-secret",
@@ -361,7 +364,7 @@ class Demo:
     def balances(self) -> list[str]:
         assert self.staff is not None
         lines = []
-        for index, (number, _path) in enumerate(self.cards, start=1):
+        for index, number in enumerate(self.cards, start=1):
             try:
                 balance = format_cents(self.staff.card(number)["balance_cents"])
             except (HCardError, ServerUnreachableError):  # the server may be switched off
@@ -435,10 +438,15 @@ class Demo:
             elif command:
                 print(MENU)
         # No terminal to read from (stdin closed): keep running until Ctrl-C / SIGTERM.
-        stop = {signal.SIGINT, signal.SIGTERM}
-        signal.pthread_sigmask(signal.SIG_BLOCK, stop)
-        print("läuft bis Strg-C / running until Ctrl-C", flush=True)
-        signal.sigwait(stop)
+        run_until_stopped()
+
+
+def run_until_stopped() -> None:
+    """Return at Ctrl-C or SIGTERM (the caller then closes the demo)."""
+    stop = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+    print("läuft bis Strg-C / running until Ctrl-C", flush=True)
+    signal.sigwait(stop)
 
 
 def _stop(process: subprocess.Popen[Any] | None) -> None:
@@ -450,92 +458,3 @@ def _stop(process: subprocess.Popen[Any] | None) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=15)
-
-
-def _port_free(port: int) -> bool:
-    """Whether the server could bind 127.0.0.1:`port` (else the demo takes any free port).
-
-    With SO_REUSEADDR, as `hcard-server serve` binds: connections of a demo that just quit
-    wait in TIME-WAIT for a minute and do not count, a socket listening there does.
-    """
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            print(f"Port {port} belegt, nehme einen freien / in use, taking a free one")
-            return False
-    return True
-
-
-@contextlib.contextmanager
-def _display() -> Iterator[tuple[str, bool]]:
-    """The user's display, or a private Xvfb when there is none: (DISPLAY, headless)."""
-    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
-        yield os.environ.get("DISPLAY", ""), False
-        return
-    from hcard.terminal.app.headless import virtual_display
-
-    with virtual_display() as display:
-        yield display, True
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m hcard.provisioning.demo",
-        description=(
-            "Startet Server, Kartenemulator mit Demo-Karten und die Kasse. / "
-            "Starts the server, the card emulator with demo cards and the till."
-        ),
-    )
-    parser.add_argument("--dir", type=Path, default=Path(".demo"), help="Arbeitsordner / folder")
-    parser.add_argument(
-        "--port", type=int, default=8000, help="Server-Port (0: frei) / server port (0: any)"
-    )
-    parser.add_argument(
-        "--script",
-        action="store_true",
-        help="Rundgang selbst ablaufen lassen und beenden / run the walk-through and exit",
-    )
-    args = parser.parse_args(argv)
-    # Held until this process ends (the descriptor stays open); refused while another demo
-    # (`make demo`, `--script`, `hcard-server demo`) uses the folder, before anything is deleted.
-    hold_demo_folder(args.dir, (" oder --dir ANDERER_ORDNER", " or use --dir OTHER_FOLDER"))
-    clear_demo_folder(args.dir)
-    for sub in ("server", "cards", "terminal"):
-        (args.dir / sub).mkdir(parents=True, exist_ok=True)
-    demo = Demo(args.dir, args.port if _port_free(args.port) else 0)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
-        code = demo.seed()
-        demo.enrol_till(code)
-        with _display() as (display, headless):
-            demo.start_app(display, headless)
-            shot = demo.screenshot("0-start")
-            print("Hattingen Card Demo läuft / demo running")
-            print(f"  Server:          {demo.url}/docs  ({ADMIN_USER} / {ADMIN_PASSWORD})")
-            print(
-                f"  Händler-Login:   {MERCHANT_USER} / {MERCHANT_PASSWORD}  (Eiscafé am Untermarkt)"
-            )
-            print(f"  Kasse / till:    Kasse 1, angemeldet mit / enrolled with {code}")
-            print(f"  Manager-PIN:     {MANAGER_PIN}")
-            print("\n".join(demo.balances()))
-            if headless:
-                print(f"  ohne Bildschirm / no display: Xvfb, Bildschirmfoto / screenshot {shot}")
-            if args.script:
-                demo.script()
-            else:
-                demo.interactive()
-    except (RuntimeError, TimeoutError, subprocess.CalledProcessError, OSError) as error:
-        print(f"Demo fehlgeschlagen / demo failed: {error}", file=sys.stderr)
-        print(f"Protokolle / logs: {args.dir}/*.log", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        pass
-    finally:
-        demo.close()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
