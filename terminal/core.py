@@ -41,6 +41,7 @@ from pathlib import Path
 from hcard import keys
 from hcard.errors import Code, HCardError
 from hcard.money import is_valid_amount
+from hcard.records import PaymentMode, RecordKind
 from hcard.terminal import journal as jr
 from hcard.terminal.card import CardKeys, CardSession, CardView, Reader, open_reader
 from hcard.terminal.client import Clock, ServerClient, ServerUnreachableError
@@ -303,9 +304,9 @@ class TerminalTill:
                 amount_cents=e.record.body["amount_cents"],
                 tip_cents=e.record.body.get("tip_cents", 0),
                 card_number=e.record.body["card"],
-                offline=e.record.body.get("mode") == "offline",
-                voided=e.state == jr.VOIDED,
-                topup=e.record.kind == "topup_request",
+                offline=e.record.body.get("mode") == PaymentMode.OFFLINE,
+                voided=e.state == jr.State.VOIDED,
+                topup=e.record.kind == RecordKind.TOPUP_REQUEST,
             )
             for e in self._business_day()
             if e.receipt_no is not None
@@ -333,7 +334,9 @@ class TerminalTill:
         entries = self.today()
         totals = self._totals(entries)
         now_s = self.clock.now_s()
-        self.journal.append("day_close", totals, state=None, day=day_of(now_s), created_s=now_s)
+        self.journal.append(
+            RecordKind.DAY_CLOSE, totals, state=None, day=day_of(now_s), created_s=now_s
+        )
         self.agent.wake()
         numbers = [e.receipt_no for e in entries]
         return DayTotals(

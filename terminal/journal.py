@@ -65,19 +65,11 @@ from hcard import keys
 from hcard.chain import ChainProblem, first_problem
 from hcard.encoding import canonical_bytes
 from hcard.errors import Code, HCardError
-from hcard.records import GENESIS_HASH, Record, RecordError, make_record
+from hcard.records import GENESIS_HASH, PaymentMode, Record, RecordError, RecordKind, make_record
+from hcard.terminal.states import SHOWN, State
 
-# Progress of a payment on this terminal (column `local.state`).
-INTENT = "intent"  # online: journalled, the server's answer is not known yet
-APPROVED = "approved"  # decided (online by the server, or offline here); card not yet written
-DECLINED = "declined"  # online, the server declined: books nothing
-FINAL = "final"  # card written and the result handed to the front end as approved
-VOIDED = "voided"  # shown as approved, later voided by the cashier (receipt number)
-CANCELLED = "cancelled"  # never shown as approved: voided by the terminal itself
-UNSHOWN = "unshown"  # online outcome unknown, till moved on: the sync agent resolves it
-# What the till showed as approved: these states carry a receipt number.
-SHOWN = (FINAL, VOIDED)
-RECEIPT_KINDS = ("payment", "topup_request")
+# What gets a receipt number once shown: payments and top-ups.
+RECEIPT_KINDS = (RecordKind.PAYMENT, RecordKind.TOPUP_REQUEST)
 
 
 @dataclass(frozen=True)
@@ -85,7 +77,7 @@ class Entry:
     """One journalled record with its local bookkeeping."""
 
     record: Record
-    state: str | None
+    state: State | None  # None for voids and day closes
     card_written: bool
     day: str
     created_s: float
@@ -96,10 +88,10 @@ class Entry:
 @dataclass(frozen=True)
 class CardPayment:
     seq: int
-    mode: str
+    mode: PaymentMode
     counter: int
     amount_cents: int
-    state: str
+    state: State
     day: str
 
 
@@ -288,10 +280,10 @@ class Journal:
     # ---------------------------------------------------------------- writing
     def append(
         self,
-        kind: str,
+        kind: RecordKind,
         body: dict[str, Any],
         *,
-        state: str | None,
+        state: State | None,
         day: str,
         created_s: float,
         card_written: bool = False,
@@ -308,9 +300,9 @@ class Journal:
 
     def _append(
         self,
-        kind: str,
+        kind: RecordKind,
         body: dict[str, Any],
-        state: str | None,
+        state: State | None,
         day: str,
         created_s: float,
         card_written: bool,
@@ -345,7 +337,7 @@ class Journal:
     def set_state(
         self,
         seq: int,
-        state: str,
+        state: State,
         *,
         outcome: dict[str, Any] | None = None,
         card_written: bool | None = None,
@@ -356,7 +348,7 @@ class Journal:
             self._set_state(seq, state, outcome, card_written)
 
     def _set_state(
-        self, seq: int, state: str, outcome: dict[str, Any] | None, card_written: bool | None
+        self, seq: int, state: State, outcome: dict[str, Any] | None, card_written: bool | None
     ) -> None:
         self._db.execute("UPDATE local SET state = ? WHERE seq = ?", [state, seq])
         if outcome is not None:
@@ -377,18 +369,18 @@ class Journal:
         on the disk before the result is returned.
         """
         with self._tx():
-            self._set_state(seq, FINAL, outcome, True)
+            self._set_state(seq, State.FINAL, outcome, True)
             row = self._db.execute("SELECT receipt_no FROM local WHERE seq = ?", [seq]).fetchone()
         if row is None or row[0] is None:
             raise ValueError(f"seq {seq} is not a payment or top-up of this journal")
         return int(row[0])
 
     def void(
-        self, seq: int, body: dict[str, Any], *, day: str, created_s: float, state: str
+        self, seq: int, body: dict[str, Any], *, day: str, created_s: float, state: State
     ) -> Record:
         """Append a void record for payment `seq` and set the payment's state, atomically."""
         with self._tx():
-            record = self._append("void", body, None, day, created_s, False)
+            record = self._append(RecordKind.VOID, body, None, day, created_s, False)
             self._db.execute("UPDATE local SET state = ? WHERE seq = ?", [state, seq])
         return record
 
@@ -435,7 +427,9 @@ class Journal:
 
     def last_day_close_seq(self) -> int:
         with self._lock:
-            row = self._db.execute("SELECT max(seq) FROM local WHERE kind = 'day_close'").fetchone()
+            row = self._db.execute(
+                "SELECT max(seq) FROM local WHERE kind = ?", [RecordKind.DAY_CLOSE]
+            ).fetchone()
         return row[0] or 0
 
     def unsent(self, limit: int) -> list[Record]:
@@ -448,7 +442,7 @@ class Journal:
         with self._lock:
             acked = int(self._meta("acked_seq") or 0)
             waiting = self._db.execute(
-                "SELECT min(seq) FROM local WHERE state = ?", [INTENT]
+                "SELECT min(seq) FROM local WHERE state = ?", [State.INTENT]
             ).fetchone()[0]
             rows = self._db.execute(
                 "SELECT wire FROM records WHERE seq > ? AND seq < ? ORDER BY seq LIMIT ?",
@@ -469,7 +463,7 @@ class Journal:
         entries = self._entries("WHERE l.receipt_no = ?", [receipt_no])
         return entries[0] if entries else None
 
-    def entries(self, *, after_seq: int = 0, states: tuple[str, ...] = ()) -> list[Entry]:
+    def entries(self, *, after_seq: int = 0, states: tuple[State, ...] = ()) -> list[Entry]:
         clauses, params = ["r.seq > ?"], [after_seq]
         if states:
             clauses.append(f"l.state IN ({','.join('?' * len(states))})")
@@ -486,10 +480,13 @@ class Journal:
         with self._lock:
             rows = self._db.execute(
                 "SELECT seq, mode, counter, amount_cents, state, day FROM local"
-                " WHERE card = ? AND kind = 'payment' ORDER BY seq",
-                [card],
+                " WHERE card = ? AND kind = ? ORDER BY seq",
+                [card, RecordKind.PAYMENT],
             ).fetchall()
-        return [CardPayment(*row) for row in rows]
+        return [
+            CardPayment(seq, PaymentMode(mode), counter, amount_cents, State(state), day)
+            for seq, mode, counter, amount_cents, state, day in rows
+        ]
 
     def unsettled_topups_cents(self, card: str) -> int:
         """Top-ups of `card` the server may still count although the till never showed them.
@@ -503,11 +500,18 @@ class Journal:
             acked = int(self._meta("acked_seq") or 0)
             row = self._db.execute(
                 "SELECT sum(t.amount_cents) FROM local t WHERE t.card = ?"
-                " AND t.kind = 'topup_request' AND (t.state = ? OR (t.state = ? AND EXISTS"
+                " AND t.kind = ? AND (t.state = ? OR (t.state = ? AND EXISTS"
                 " (SELECT 1 FROM local v JOIN records r ON r.seq = v.seq"
-                "  WHERE v.card = t.card AND v.kind = 'void' AND v.seq > ?"
+                "  WHERE v.card = t.card AND v.kind = ? AND v.seq > ?"
                 "  AND json_extract(CAST(r.wire AS TEXT), '$.body.voids_seq') = t.seq)))",
-                [card, UNSHOWN, CANCELLED, acked],
+                [
+                    card,
+                    RecordKind.TOPUP_REQUEST,
+                    State.UNSHOWN,
+                    State.CANCELLED,
+                    RecordKind.VOID,
+                    acked,
+                ],
             ).fetchone()
         return row[0] or 0
 
@@ -523,7 +527,7 @@ class Journal:
         return [
             Entry(
                 record=Record.from_wire(json.loads(bytes(wire))),
-                state=state,
+                state=None if state is None else State(state),
                 card_written=bool(written),
                 day=day,
                 created_s=created_s,

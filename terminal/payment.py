@@ -70,11 +70,18 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hcard.errors import Code, HCardError
-from hcard.records import Record
+from hcard.records import PaymentMode, Record, RecordKind
 from hcard.terminal import journal as jr
 from hcard.terminal.card.model import CardSession, CardView, Purse
-from hcard.terminal.client import Clock, ServerClient, ServerUnreachableError
+from hcard.terminal.client import (
+    Clock,
+    ServerClient,
+    ServerOutcome,
+    ServerUnreachableError,
+    SyncStatus,
+)
 from hcard.terminal.snapshot import SnapshotStore
+from hcard.terminal.states import SHOWN, SPENT, UNWRITTEN, State
 from hcard.terminal.till import Outcome, PaymentResult, declined
 
 log = logging.getLogger(__name__)
@@ -103,10 +110,6 @@ class Decision:
     available_cents: int  # what the card may spend offline right now (limits applied)
     balance_cents: int  # the balance the purse is based on
     code: Code | None  # why not (None: approved)
-
-
-_UNWRITTEN = (jr.DECLINED, jr.UNSHOWN, jr.INTENT, jr.CANCELLED)
-_SHOWN = jr.SHOWN
 
 
 def day_of(now_s: float) -> str:
@@ -150,11 +153,11 @@ class Payments:
         """
         floor, refund = 0, 0
         for paid in history:
-            if paid.state not in _UNWRITTEN:
+            if paid.state not in UNWRITTEN:
                 continue
             floor = max(floor, paid.counter)
             if (
-                paid.state == jr.CANCELLED
+                paid.state == State.CANCELLED
                 and paid.counter == tap.counter
                 and tap.purse is not None
                 and tap.purse.terminal_id == self.terminal_id
@@ -193,10 +196,10 @@ class Payments:
         server_counter = known.counter if known else 0
         acked = self.journal.acked_seq()
         for paid in history:
-            seen = paid.mode == "online" or paid.seq <= acked
+            seen = paid.mode == PaymentMode.ONLINE or paid.seq <= acked
             if seen:  # the server has seen this counter (or it never reached the card)
                 server_counter = max(server_counter, paid.counter)
-            if paid.mode == "offline" and paid.state in (jr.FINAL, jr.APPROVED, jr.VOIDED):
+            if paid.mode == PaymentMode.OFFLINE and paid.state in SPENT:
                 spent_today += paid.amount_cents if paid.day == today else 0
                 unsynced += 0 if seen else 1
         # Counters our own unanswered or declined online tries used up never
@@ -204,7 +207,7 @@ class Payments:
         skipped = sum(
             1
             for paid in history
-            if paid.state in _UNWRITTEN and server_counter < paid.counter <= tap.counter
+            if paid.state in UNWRITTEN and server_counter < paid.counter <= tap.counter
         )
         consecutive = max(tap.counter - server_counter - skipped, unsynced)
         if consecutive >= limits.consecutive_offline:
@@ -244,7 +247,13 @@ class Payments:
         return known.balance_cents if known else 0
 
     def _body(
-        self, tap: CardView, amount_cents: int, tip_cents: int, mode: str, counter: int, purse: int
+        self,
+        tap: CardView,
+        amount_cents: int,
+        tip_cents: int,
+        mode: PaymentMode,
+        counter: int,
+        purse: int,
     ) -> dict[str, object]:
         return {
             "card": tap.card_number,
@@ -257,7 +266,11 @@ class Payments:
         }
 
     def _append(
-        self, body: dict[str, object], state: str, durable: bool = True, kind: str = "payment"
+        self,
+        body: dict[str, object],
+        state: State,
+        durable: bool = True,
+        kind: RecordKind = RecordKind.PAYMENT,
     ) -> Record:
         now_s = self.clock.now_s()
         return self.journal.append(
@@ -273,13 +286,13 @@ class Payments:
         try:
             answer = self.client.authorise(record)
             outcome = answer["outcome"]
-            if outcome not in ("approved", "declined"):
+            if outcome not in (ServerOutcome.APPROVED, ServerOutcome.DECLINED):
                 raise ServerUnreachableError(f"unknown outcome {outcome!r}")
         except (ServerUnreachableError, KeyError, TypeError) as exc:
             log.info("online authorisation of seq %s failed (%s)", record.seq, exc)
             self.link.down()
             # no fsync needed: after a crash an `intent` becomes `unshown` anyway
-            self.journal.set_state(record.seq, jr.UNSHOWN, durable=False)
+            self.journal.set_state(record.seq, State.UNSHOWN, durable=False)
             return None
         self.link.ok()
         return answer
@@ -297,12 +310,13 @@ class Payments:
         estimate = self._known_balance(tap) + refund - amount_cents
         unsettled = self.journal.unsettled_topups_cents(tap.card_number)  # before asking
         record = self._append(
-            self._body(tap, amount_cents, tip_cents, "online", counter, estimate), jr.INTENT
+            self._body(tap, amount_cents, tip_cents, PaymentMode.ONLINE, counter, estimate),
+            State.INTENT,
         )
         try:
             answer = self._ask(record)
         except HCardError as exc:
-            self.journal.set_state(record.seq, jr.UNSHOWN)
+            self.journal.set_state(record.seq, State.UNSHOWN)
             if exc.code in (Code.TERMINAL_REVOKED, Code.UNKNOWN_TERMINAL):
                 return declined(exc.code, offline=False)
             log.warning("server refused authorisation of seq %s: %s", record.seq, exc.code)
@@ -310,8 +324,8 @@ class Payments:
             return None
         if answer is None:
             return None  # decide offline
-        if answer["outcome"] == "declined":
-            self.journal.set_state(record.seq, jr.DECLINED, outcome=answer)
+        if answer["outcome"] == ServerOutcome.DECLINED:
+            self.journal.set_state(record.seq, State.DECLINED, outcome=answer)
             code = _code(answer.get("code"))
             return declined(code, offline=False, available_cents=answer.get("available_cents"))
         # No commit here: until `final`, a crash leaves the record `intent`, and
@@ -355,22 +369,22 @@ class Payments:
         counter = max(tap.counter, floor) + 1
         body = {"card": tap.card_number, "amount_cents": amount_cents}
         unsettled = self.journal.unsettled_topups_cents(tap.card_number)  # before asking
-        record = self._append(body, jr.INTENT, kind="topup_request")
+        record = self._append(body, State.INTENT, kind=RecordKind.TOPUP_REQUEST)
         try:
             answer = self._ask(record)
         except HCardError as exc:
             log.warning("server refused top-up seq %s: %s", record.seq, exc.code)
-            self.journal.set_state(record.seq, jr.UNSHOWN)
+            self.journal.set_state(record.seq, State.UNSHOWN)
             return declined(exc.code, offline=False)
         if answer is None:
             return declined(Code.SERVER_UNREACHABLE, offline=True)
-        if answer["outcome"] == "declined":
-            self.journal.set_state(record.seq, jr.DECLINED, outcome=answer)
+        if answer["outcome"] == ServerOutcome.DECLINED:
+            self.journal.set_state(record.seq, State.DECLINED, outcome=answer)
             return declined(_code(answer.get("code")), offline=False)
         balance = answer.get("balance_cents")
         if not isinstance(balance, int) or isinstance(balance, bool):
             # approved, but no balance to write: never shown, so the sync agent voids it
-            self.journal.set_state(record.seq, jr.UNSHOWN)
+            self.journal.set_state(record.seq, State.UNSHOWN)
             return declined(Code.SERVER_UNREACHABLE, offline=False)
         purse = self._purse_after(tap, balance, unsettled, refund + amount_cents)
         return self._write_and_finish(
@@ -396,8 +410,8 @@ class Payments:
         # cut before that can lose it, and then the till never showed it either
         # (the card may keep the lower purse: the safe side).
         record = self._append(
-            self._body(tap, amount_cents, tip_cents, "offline", counter, purse),
-            jr.APPROVED,
+            self._body(tap, amount_cents, tip_cents, PaymentMode.OFFLINE, counter, purse),
+            State.APPROVED,
             durable=False,
         )
         return self._write_and_finish(session, record, purse, counter, offline=True)
@@ -418,7 +432,7 @@ class Payments:
         except (HCardError, ValueError) as exc:
             log.info("card write of seq %s failed (%s): cancelled", record.seq, exc)
             if outcome is not None:
-                self.journal.set_state(record.seq, jr.APPROVED, outcome=outcome)
+                self.journal.set_state(record.seq, State.APPROVED, outcome=outcome)
             self.cancel_unshown(record)
             return declined(Code.CARD_UNREADABLE, offline=offline)
         receipt_no = self.journal.finish(record.seq, outcome=outcome)
@@ -442,7 +456,9 @@ class Payments:
             "voids_seq": record.seq,
             "amount_cents": record.body["amount_cents"],
         }
-        self.journal.void(record.seq, body, day=day_of(now_s), created_s=now_s, state=jr.CANCELLED)
+        self.journal.void(
+            record.seq, body, day=day_of(now_s), created_s=now_s, state=State.CANCELLED
+        )
 
     def void(self, receipt_no: int) -> PaymentResult:
         """Void a payment of the current business day (since the last day close).
@@ -454,9 +470,9 @@ class Payments:
         """
         entry = self.journal.by_receipt(receipt_no)
         # only what the till showed as approved can be voided by the cashier
-        if entry is None or entry.record.kind != "payment" or entry.state not in _SHOWN:
+        if entry is None or entry.record.kind != RecordKind.PAYMENT or entry.state not in SHOWN:
             return declined(Code.PAYMENT_NOT_FOUND, offline=not self.link.online)
-        if entry.state == jr.VOIDED:
+        if entry.state == State.VOIDED:
             return declined(Code.ALREADY_VOIDED, offline=not self.link.online)
         seq = entry.record.seq
         if seq <= self.journal.last_day_close_seq():
@@ -468,7 +484,7 @@ class Payments:
             {"card": body["card"], "voids_seq": seq, "amount_cents": body["amount_cents"]},
             day=day_of(now_s),
             created_s=now_s,
-            state=jr.VOIDED,
+            state=State.VOIDED,
         )
         return PaymentResult(
             outcome=Outcome.APPROVED,
@@ -477,7 +493,7 @@ class Payments:
             tip_cents=body["tip_cents"],
             balance_cents=None,
             receipt_no=receipt_no,
-            offline=body["mode"] == "offline",
+            offline=body["mode"] == PaymentMode.OFFLINE,
             seq=record.seq,
         )
 
@@ -490,9 +506,9 @@ class Payments:
         the sync agent.
         """
         cancelled = []
-        for entry in self.journal.entries(states=(jr.APPROVED, jr.INTENT)):
-            if entry.state == jr.INTENT:
-                self.journal.set_state(entry.record.seq, jr.UNSHOWN)
+        for entry in self.journal.entries(states=(State.APPROVED, State.INTENT)):
+            if entry.state == State.INTENT:
+                self.journal.set_state(entry.record.seq, State.UNSHOWN)
             else:
                 self.cancel_unshown(entry.record)
                 cancelled.append(entry.record.seq)
@@ -511,20 +527,25 @@ class Payments:
         outcome settles nothing: the record stays `unshown` for the status.
         Returns how many were settled.
         """
-        unshown = {entry.record.seq: entry for entry in self.journal.entries(states=(jr.UNSHOWN,))}
+        unshown = {
+            entry.record.seq: entry for entry in self.journal.entries(states=(State.UNSHOWN,))
+        }
         settled = 0
         for result in results if unshown else []:
             seq, outcome = result.get("seq"), result.get("outcome")
             entry = unshown.get(seq)
-            if entry is None or result.get("status") not in ("applied", "already_applied"):
+            if entry is None or result.get("status") not in (
+                SyncStatus.APPLIED,
+                SyncStatus.ALREADY_APPLIED,
+            ):
                 continue
             if not isinstance(outcome, dict):
                 continue
-            if outcome.get("outcome") == "approved":
-                self.journal.set_state(seq, jr.APPROVED, outcome=outcome)
+            if outcome.get("outcome") == ServerOutcome.APPROVED:
+                self.journal.set_state(seq, State.APPROVED, outcome=outcome)
                 self.cancel_unshown(entry.record)
-            elif outcome.get("outcome") == "declined":
-                self.journal.set_state(seq, jr.DECLINED, outcome=outcome)
+            elif outcome.get("outcome") == ServerOutcome.DECLINED:
+                self.journal.set_state(seq, State.DECLINED, outcome=outcome)
             else:
                 continue
             settled += 1

@@ -26,11 +26,12 @@ import threading
 from typing import Any
 
 from hcard.errors import Code, HCardError
-from hcard.terminal import journal as jr
-from hcard.terminal.client import ServerClient, ServerUnreachableError
+from hcard.records import PaymentMode, RecordKind
+from hcard.terminal.client import ServerClient, ServerOutcome, ServerUnreachableError, SyncStatus
 from hcard.terminal.journal import Journal
 from hcard.terminal.payment import Link, Payments
 from hcard.terminal.snapshot import SnapshotStore
+from hcard.terminal.states import SHOWN
 
 log = logging.getLogger(__name__)
 
@@ -178,16 +179,19 @@ class SyncAgent:
         identically). Returns the refusals, for the status.
         """
         refusals = []
-        for entry in self.journal.entries(after_seq=head, states=(jr.FINAL, jr.VOIDED)):
+        for entry in self.journal.entries(after_seq=head, states=tuple(SHOWN)):
             record = entry.record
-            online = record.kind == "topup_request" or record.body.get("mode") == "online"
-            if record.kind not in ("payment", "topup_request") or not online:
+            online = (
+                record.kind == RecordKind.TOPUP_REQUEST
+                or record.body.get("mode") == PaymentMode.ONLINE
+            )
+            if record.kind not in (RecordKind.PAYMENT, RecordKind.TOPUP_REQUEST) or not online:
                 continue
             try:
                 answer = self.client.resolve(record)
             except HCardError as exc:
-                answer = {"outcome": "declined", "code": exc.code.value}
-            if answer.get("outcome") != "approved":
+                answer = {"outcome": ServerOutcome.DECLINED, "code": exc.code.value}
+            if answer.get("outcome") != ServerOutcome.APPROVED:
                 # shown as approved here, refused now: only the office can settle it
                 log.error("restored server refuses shown seq %s: %s", record.seq, answer)
                 refusals.append(f"seq {record.seq}: {answer.get('code')}")
@@ -211,7 +215,7 @@ class SyncAgent:
             refusals = [
                 (result["seq"], f"seq {result['seq']}: {result.get('code')}")
                 for result in answer["results"]
-                if result["status"] == "refused" and result["seq"] in by_seq
+                if result["status"] == SyncStatus.REFUSED and result["seq"] in by_seq
             ]
         except (KeyError, TypeError) as exc:
             raise ServerUnreachableError("sync answer malformed") from exc

@@ -111,7 +111,7 @@ class TillApp(App):
         self.data_dir = Path(data_dir)
         self.settings = app_settings
         self.tr = Translator(app_settings.language)
-        self.gastronomy = app_settings.mode == "gastronomy"
+        self.gastronomy = app_settings.mode == settings.TillMode.GASTRONOMY
         self.worker = TillWorker(till, status_interval_s) if till is not None else None
         self.sounds: Sounds | None = None
         self.ready_at: float | None = None
@@ -295,7 +295,7 @@ class TillApp(App):
             lines.append(self.tr._("Offline: will be sent later"))
         self.partial_offer_cents = offer
         self.result = {
-            "kind": "approved" if approved else "declined",
+            "kind": Outcome.APPROVED if approved else Outcome.DECLINED,
             "title": title,
             "amount": self.money(result.amount_cents) if approved else self.money(asked_cents),
             "details": "\n".join(lines),
@@ -317,7 +317,7 @@ class TillApp(App):
         }
         self.go("result")
         if self.sounds is not None:
-            self.sounds.play("approved" if approved else "declined")
+            self.sounds.play(Outcome.APPROVED if approved else Outcome.DECLINED)
         if approved:
             self._clear_sale()
             self._schedule_idle()
@@ -335,7 +335,7 @@ class TillApp(App):
         self.start_payment(offer, 0)
 
     def result_done(self) -> None:
-        if self.result.get("kind") != "approved":
+        if self.result.get("kind") != Outcome.APPROVED:
             self.still_to_pay_cents = 0
         self._cancel_idle()
         self.go("amount")
@@ -398,7 +398,7 @@ class TillApp(App):
     def _on_balance_error(self, code: Code) -> None:
         self.balance = {"state": "error", "reason": message(code, self.lang)}
         if self.sounds is not None:
-            self.sounds.play("declined")
+            self.sounds.play(Outcome.DECLINED)
 
     # --------------------------------------------------------------- manager PIN
     def ask_pin(self, then: Callable[[], None]) -> None:
@@ -488,7 +488,7 @@ class TillApp(App):
         approved = result.outcome == Outcome.APPROVED
         self.partial_offer_cents = 0
         self.result = {
-            "kind": "approved" if approved else "declined",
+            "kind": Outcome.APPROVED if approved else Outcome.DECLINED,
             "title": self.tr._("Voided") if approved else self.tr._("Not voided"),
             "amount": self.money(result.amount_cents),
             "details": self.tr._("Receipt no. {number}").format(number=result.receipt_no)
@@ -500,7 +500,7 @@ class TillApp(App):
         }
         self.go("result")
         if self.sounds is not None:
-            self.sounds.play("approved" if approved else "declined")
+            self.sounds.play(Outcome.APPROVED if approved else Outcome.DECLINED)
         self._refresh_status_now()
 
     # ----------------------------------------------------------------- day close
@@ -570,7 +570,7 @@ class TillApp(App):
             return
         settings.save(self.data_dir, new)
         self.settings = new
-        self.gastronomy = new.mode == "gastronomy"
+        self.gastronomy = new.mode == settings.TillMode.GASTRONOMY
         self.tr.switch(new.language)
         self._render_amount()
         if self._last_status is not None:

@@ -16,12 +16,17 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 
 from hcard.money import format_cents
 from hcard.terminal.till import DayTotals
 
-_KINDS = ("file", "net")
 RECEIPT_WIDTH = 32  # characters on a 58 mm roll; 80 mm rolls print it with a margin
+
+
+class PrinterKind(StrEnum):
+    FILE = "file"  # a device file (usblp)
+    NET = "net"  # raw TCP, port 9100 by default
 
 
 class PrinterError(Exception):
@@ -30,7 +35,7 @@ class PrinterError(Exception):
 
 @dataclass(frozen=True)
 class PrinterSpec:
-    kind: str
+    kind: PrinterKind
     target: str
     port: int = 9100
 
@@ -41,20 +46,20 @@ def parse_printer_spec(spec: str) -> PrinterSpec | None:
     if not spec:
         return None
     kind, sep, target = spec.partition(":")
-    if not sep or kind not in _KINDS or not target:
+    if not sep or kind not in tuple(PrinterKind) or not target:
         raise ValueError(
             f"Drucker {spec!r} ungültig: file:/dev/usb/lp0 oder net:HOST[:PORT] / "
             f"invalid printer {spec!r}: file:/dev/usb/lp0 or net:HOST[:PORT]"
         )
-    if kind == "file":
-        return PrinterSpec("file", target)
+    if kind == PrinterKind.FILE:
+        return PrinterSpec(PrinterKind.FILE, target)
     host, _, port_text = target.partition(":")
     if port_text and not port_text.isdigit():
         raise ValueError(f"Drucker {spec!r}: Port ungültig / invalid port")
     port = int(port_text) if port_text else 9100
     if not 0 < port < 65536 or not host:
         raise ValueError(f"Drucker {spec!r}: Port ungültig / invalid port")
-    return PrinterSpec("net", host, port)
+    return PrinterSpec(PrinterKind.NET, host, port)
 
 
 def day_close_lines(
@@ -97,7 +102,7 @@ def print_lines(spec: PrinterSpec, lines: list[str], timeout_s: float = 10) -> N
     from escpos import printer as escpos_printer  # imported late: start-up time
     from escpos.exceptions import Error as EscposError
 
-    if spec.kind == "file":
+    if spec.kind == PrinterKind.FILE:
         device = escpos_printer.File(spec.target)
     else:
         device = escpos_printer.Network(spec.target, port=spec.port, timeout=timeout_s)

@@ -153,12 +153,12 @@ def take(out_dir: Path, language: str) -> list[Path]:
 
     from hcard.terminal.app.app import TillApp
     from hcard.terminal.app.pin import hash_pin
-    from hcard.terminal.app.settings import AppSettings
+    from hcard.terminal.app.settings import AppSettings, TillMode
 
     out_dir.mkdir(parents=True, exist_ok=True)
     data_dir = Path(tempfile.mkdtemp(prefix="hcard-shots-"))
     app_settings = AppSettings(
-        language=language, mode="gastronomy", manager_pin_hash=hash_pin("0000")
+        language=language, mode=TillMode.GASTRONOMY, manager_pin_hash=hash_pin("0000")
     )
     app = TillApp(None, data_dir, app_settings)
     saved: list[Path] = []

@@ -11,32 +11,48 @@ import json
 import os
 import tempfile
 from dataclasses import asdict, dataclass, replace
+from enum import StrEnum
 from pathlib import Path
 
 from hcard.terminal.app.printer import parse_printer_spec
 
-LANGUAGES = ("de", "en")
-MODES = ("shop", "gastronomy")
 FILE_NAME = "app.json"
+
+
+class Language(StrEnum):
+    """The till's language: the catalogue `locale/<value>` and the money format."""
+
+    DE = "de"
+    EN = "en"
+
+
+class TillMode(StrEnum):
+    """Shop: amount, then card. Gastronomy: a tip step between them."""
+
+    SHOP = "shop"
+    GASTRONOMY = "gastronomy"
 
 
 @dataclass(frozen=True)
 class AppSettings:
-    language: str = "de"
-    mode: str = "shop"
+    language: Language = Language.DE
+    mode: TillMode = TillMode.SHOP
     printer: str = ""  # "" = none; see hcard.terminal.app.printer for the forms
     manager_pin_hash: str | None = None
     card_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
-        if self.language not in LANGUAGES:
+        # the file and the settings screen give plain strings: stored as the enum members
+        if self.language not in tuple(Language):
             raise ValueError(
                 f"Sprache {self.language!r} unbekannt (de, en) / unknown language {self.language!r}"
             )
-        if self.mode not in MODES:
+        if self.mode not in tuple(TillMode):
             raise ValueError(
                 f"Modus {self.mode!r} unbekannt (shop, gastronomy) / unknown mode {self.mode!r}"
             )
+        object.__setattr__(self, "language", Language(self.language))
+        object.__setattr__(self, "mode", TillMode(self.mode))
         parse_printer_spec(self.printer)  # raises with a clear message
         if not 5 <= self.card_timeout_s <= 300:
             raise ValueError(

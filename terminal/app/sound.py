@@ -15,13 +15,15 @@ import struct
 import wave
 from pathlib import Path
 
+from hcard.terminal.till import Outcome
+
 log = logging.getLogger(__name__)
 
 RATE_HZ = 22050
 # (frequency in Hz or 0 for a pause, duration in s)
-PATTERNS: dict[str, list[tuple[int, float]]] = {
-    "approved": [(1047, 0.11), (0, 0.05), (1568, 0.22)],
-    "declined": [(196, 0.7)],
+PATTERNS: dict[Outcome, list[tuple[int, float]]] = {
+    Outcome.APPROVED: [(1047, 0.11), (0, 0.05), (1568, 0.22)],
+    Outcome.DECLINED: [(196, 0.7)],
 }
 
 
@@ -52,14 +54,14 @@ class Sounds:
     """Loads the two sounds once; `play` never raises."""
 
     def __init__(self, directory: Path) -> None:
-        self._sounds: dict[str, object] = {}
-        self.last_played: str | None = None  # what the test control hook reports
+        self._sounds: dict[Outcome, object] = {}
+        self.last_played: Outcome | None = None  # what the test control hook reports
         try:
             from kivy.core.audio import SoundLoader
         except ImportError:  # pragma: no cover - kivy without any audio provider
             return
         for name, pattern in PATTERNS.items():
-            path = Path(directory) / f"{name}.wav"
+            path = Path(directory) / f"{name.value}.wav"
             try:
                 if not path.exists():
                     write_wav(path, pattern)
@@ -70,13 +72,13 @@ class Sounds:
             if sound is not None:
                 self._sounds[name] = sound
 
-    def play(self, name: str) -> None:
-        self.last_played = name
-        sound = self._sounds.get(name)
+    def play(self, outcome: Outcome) -> None:
+        self.last_played = outcome
+        sound = self._sounds.get(outcome)
         if sound is None:
             return
         try:
             sound.stop()
             sound.play()
         except Exception as exc:  # an audio device can vanish; the till must not
-            log.warning("sound %s failed: %s", name, exc)
+            log.warning("sound %s failed: %s", outcome, exc)

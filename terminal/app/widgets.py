@@ -15,6 +15,8 @@ from kivy.graphics import Color, Ellipse, Line, RoundedRectangle
 from kivy.properties import BooleanProperty, NumericProperty, OptionProperty
 from kivy.uix.widget import Widget
 
+from hcard.terminal.till import Outcome
+
 GREEN = (0.12, 0.55, 0.27, 1)
 RED = (0.78, 0.16, 0.16, 1)
 WHITE = (1, 1, 1, 1)
@@ -28,7 +30,7 @@ def pick(values: dict[str, Any], key: str, default: Any = "") -> Any:
 class ResultSymbol(Widget):
     """approved: green circle with a tick; declined: red square with a cross."""
 
-    kind = OptionProperty("approved", options=["approved", "declined"])
+    kind = OptionProperty(Outcome.APPROVED, options=[Outcome.APPROVED, Outcome.DECLINED])
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)
@@ -42,7 +44,7 @@ class ResultSymbol(Widget):
         stroke = max(2.0, side * 0.07)
         self.canvas.clear()
         with self.canvas:
-            if self.kind == "approved":
+            if self.kind == Outcome.APPROVED:
                 Color(*GREEN)
                 Ellipse(pos=(x0, y0), size=(side, side))
                 Color(*WHITE)

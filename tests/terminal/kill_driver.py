@@ -26,7 +26,7 @@ def main() -> int:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             till.sync_now()
-            pending = till.journal.entries(states=(jr.UNSHOWN, jr.INTENT))
+            pending = till.journal.entries(states=(jr.State.UNSHOWN, jr.State.INTENT))
             if till.journal.unsent_count() == 0 and not pending:
                 print("SETTLED", flush=True)
                 till.close()

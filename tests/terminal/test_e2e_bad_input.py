@@ -74,10 +74,10 @@ def test_authorisation_answer_lost_is_resolved_and_voided(live_server, proxied):
     assert result.offline
     assert live_server.staff.card(number)["balance_cents"] == 9_000  # the unanswered one
     unanswered = till.journal.entry(result.seq - 1)
-    assert unanswered.state == jr.UNSHOWN
+    assert unanswered.state == jr.State.UNSHOWN
     terminal.proxy.mode = "pass"
     till.sync_now()
-    assert till.journal.entry(unanswered.record.seq).state == jr.CANCELLED
+    assert till.journal.entry(unanswered.record.seq).state == jr.State.CANCELLED
     assert live_server.staff.card(number)["balance_cents"] == 9_000  # charged once
     assert till.journal.unsent_count() == 0
 
@@ -96,11 +96,11 @@ def test_unanswered_online_try_is_declined_at_sync_not_approved_late(
     result = till.pay(800, card_timeout_s=10)
     assert (result.outcome, result.offline, result.balance_cents) == (Outcome.APPROVED, True, 200)
     unanswered = till.journal.entry(result.seq - 1)
-    assert (unanswered.state, unanswered.record.body["mode"]) == (jr.UNSHOWN, "online")
+    assert (unanswered.state, unanswered.record.body["mode"]) == (jr.State.UNSHOWN, "online")
     terminal.proxy.mode = "pass"
     till.sync_now()
     settled = till.journal.entry(unanswered.record.seq)
-    assert settled.state == jr.DECLINED
+    assert settled.state == jr.State.DECLINED
     assert settled.outcome["code"] == Code.PAYMENT_NOT_FOUND.value
     assert till.journal.last_seq() == result.seq  # nothing to void
     assert till.journal.unsent_count() == 0
@@ -125,7 +125,7 @@ def test_revoked_terminal_leaves_a_booked_unanswered_payment_unsettled(live_serv
     with pytest.raises(HCardError) as refused:
         till.sync_now()
     assert refused.value.code == Code.TERMINAL_REVOKED
-    assert till.journal.entry(unanswered).state == jr.UNSHOWN
+    assert till.journal.entry(unanswered).state == jr.State.UNSHOWN
     assert till.agent.last_error == Code.TERMINAL_REVOKED.value
     assert till.status().unsynced_count > 0
 
@@ -143,11 +143,11 @@ def test_restart_voids_an_approved_payment_the_till_never_showed(live_server, pr
             "counter": 1,
             "purse_cents": 8_500,
         },
-        jr.INTENT,
+        jr.State.INTENT,
     )
     answer = till.client.authorise(record)
     assert answer["outcome"] == "approved"
-    payments.journal.set_state(record.seq, jr.APPROVED, outcome=answer)
+    payments.journal.set_state(record.seq, jr.State.APPROVED, outcome=answer)
     assert live_server.staff.card(number)["balance_cents"] == 8_500
     till.close()  # the power goes before the card write and the display
 
@@ -155,7 +155,7 @@ def test_restart_voids_an_approved_payment_the_till_never_showed(live_server, pr
     assert again.recovered == [record.seq]
     again.sync_now()
     assert live_server.staff.card(number)["balance_cents"] == 10_000
-    assert again.journal.entry(record.seq).state == jr.CANCELLED
+    assert again.journal.entry(record.seq).state == jr.State.CANCELLED
 
 
 def test_replayed_older_snapshot_is_refused(live_server, proxied):

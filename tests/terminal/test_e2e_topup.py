@@ -48,7 +48,7 @@ def test_topup_reaches_server_and_purse_then_pays_offline(live_server, proxied):
     assert not result.offline
     assert live_server.staff.card(number)["balance_cents"] == 2_500
     assert purse_cents(till) == 2_500
-    assert till.journal.entry(result.seq).state == jr.FINAL
+    assert till.journal.entry(result.seq).state == jr.State.FINAL
     till.sync_now()  # the snapshot now knows the top-up too
 
     terminal.proxy.mode = "down"
@@ -79,11 +79,11 @@ def test_topup_with_server_down_is_declined_and_books_nothing(live_server, proxi
     assert result.receipt_no is None
     assert live_server.staff.card(number)["balance_cents"] == 500
     assert purse_cents(till) == 500
-    (entry,) = till.journal.entries(states=(jr.UNSHOWN,))
+    (entry,) = till.journal.entries(states=(jr.State.UNSHOWN,))
     assert entry.record.kind == "topup_request"
     terminal.proxy.mode = "pass"
     till.sync_now()  # asked again: whatever the server says now, it is not kept
-    assert till.journal.entry(entry.record.seq).state in (jr.CANCELLED, jr.DECLINED)
+    assert till.journal.entry(entry.record.seq).state in (jr.State.CANCELLED, jr.State.DECLINED)
     assert till.journal.unsent_count() == 0
     assert live_server.staff.card(number)["balance_cents"] == 500
     assert live_server.staff.ledger_check()["ok"]
@@ -95,7 +95,7 @@ def test_topup_answer_lost_is_voided_later(live_server, proxied):
     result = till.topup(1_000, card_timeout_s=10)
     assert (result.outcome, result.code) == (Outcome.DECLINED, Code.SERVER_UNREACHABLE)
     assert live_server.staff.card(number)["balance_cents"] == 1_500  # booked, not shown
-    (entry,) = till.journal.entries(states=(jr.UNSHOWN,))
+    (entry,) = till.journal.entries(states=(jr.State.UNSHOWN,))
     terminal.proxy.mode = "pass"
     # before the sync agent settles it: the server still counts the lost one, the purse not
     second = till.topup(200, card_timeout_s=10)
@@ -103,7 +103,7 @@ def test_topup_answer_lost_is_voided_later(live_server, proxied):
     assert live_server.staff.card(number)["balance_cents"] == 1_700
     assert purse_cents(till) == 700
     till.sync_now()
-    assert till.journal.entry(entry.record.seq).state == jr.CANCELLED
+    assert till.journal.entry(entry.record.seq).state == jr.State.CANCELLED
     assert till.journal.unsent_count() == 0
     state = live_server.staff.card(number)
     assert (state["balance_cents"], state["flagged"]) == (700, False)
@@ -115,7 +115,7 @@ class _PowerCut(BaseException):
     """Stops the till where it stands, like a crash (nothing catches it)."""
 
 
-@pytest.mark.parametrize("left", [jr.INTENT, jr.APPROVED])
+@pytest.mark.parametrize("left", [jr.State.INTENT, jr.State.APPROVED])
 def test_topup_approved_but_never_shown_is_voided_after_restart(
     live_server, proxied, monkeypatch, left
 ):
@@ -123,8 +123,8 @@ def test_topup_approved_but_never_shown_is_voided_after_restart(
     terminal, till, number, _path = proxied
 
     def crash(session, record, *args, **kwargs):
-        if left == jr.APPROVED:
-            till.journal.set_state(record.seq, jr.APPROVED)
+        if left == jr.State.APPROVED:
+            till.journal.set_state(record.seq, jr.State.APPROVED)
         raise _PowerCut
 
     monkeypatch.setattr(till.payments, "_write_and_finish", crash)
@@ -135,9 +135,9 @@ def test_topup_approved_but_never_shown_is_voided_after_restart(
     till.close()
 
     again = terminal.till()
-    assert again.recovered == ([seq] if left == jr.APPROVED else [])
+    assert again.recovered == ([seq] if left == jr.State.APPROVED else [])
     again.sync_now()
-    assert again.journal.entry(seq).state == jr.CANCELLED
+    assert again.journal.entry(seq).state == jr.State.CANCELLED
     assert again.journal.unsent_count() == 0
     assert live_server.staff.card(number)["balance_cents"] == 500
     assert purse_cents(again) == 500

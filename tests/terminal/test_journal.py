@@ -35,13 +35,15 @@ def filled(tmp_path, key):
     path = tmp_path / "journal.sqlite"
     journal = jr.Journal(path, TERMINAL_ID, key)
     for n in range(1, 5):
-        journal.append("payment", _payment(n), state=jr.FINAL, day="2026-11-25", created_s=0.0)
+        journal.append(
+            "payment", _payment(n), state=jr.State.FINAL, day="2026-11-25", created_s=0.0
+        )
     journal.void(
         2,
         {"card": CARD, "voids_seq": 2, "amount_cents": 102},
         day="2026-11-25",
         created_s=0.0,
-        state=jr.VOIDED,
+        state=jr.State.VOIDED,
     )
     journal.append(
         "day_close",
@@ -52,7 +54,7 @@ def filled(tmp_path, key):
     )
     assert journal.verify() is None
     assert journal.last_seq() == 6
-    assert journal.entry(2).state == jr.VOIDED
+    assert journal.entry(2).state == jr.State.VOIDED
     journal.close()
     return path
 
@@ -156,11 +158,15 @@ def test_nothing_is_uploaded_from_an_online_payment_still_waiting(filled, key):
     journal = jr.Journal(filled, TERMINAL_ID, key)
     try:
         waiting = journal.append(
-            "payment", {**_payment(5), "mode": "online"}, state=jr.INTENT, day="d", created_s=0.0
+            "payment",
+            {**_payment(5), "mode": "online"},
+            state=jr.State.INTENT,
+            day="d",
+            created_s=0.0,
         )
-        journal.append("payment", _payment(6), state=jr.FINAL, day="d", created_s=0.0)
+        journal.append("payment", _payment(6), state=jr.State.FINAL, day="d", created_s=0.0)
         assert [r.seq for r in journal.unsent(10)] == [1, 2, 3, 4, 5, 6]
-        journal.set_state(waiting.seq, jr.FINAL)
+        journal.set_state(waiting.seq, jr.State.FINAL)
         assert [r.seq for r in journal.unsent(10)][-2:] == [7, 8]
     finally:
         journal.close()
@@ -172,7 +178,7 @@ def test_an_older_journal_gets_receipt_numbers_once_and_keeps_those_shown(tmp_pa
     so no number the old version showed is given to another payment."""
     path = tmp_path / "journal.sqlite"
     journal = jr.Journal(path, TERMINAL_ID, key)
-    states = [jr.UNSHOWN, jr.FINAL, jr.FINAL, jr.DECLINED]  # seq 1..4
+    states = [jr.State.UNSHOWN, jr.State.FINAL, jr.State.FINAL, jr.State.DECLINED]  # seq 1..4
     for n, state in enumerate(states, start=1):
         journal.append("payment", _payment(n), state=state, day="2026-11-25", created_s=0.0)
     journal.void(
@@ -180,10 +186,14 @@ def test_an_older_journal_gets_receipt_numbers_once_and_keeps_those_shown(tmp_pa
         {"card": CARD, "voids_seq": 3, "amount_cents": 103},
         day="d",
         created_s=0,
-        state=jr.VOIDED,
+        state=jr.State.VOIDED,
     )  # seq 5
     journal.append(
-        "topup_request", {"card": CARD, "amount_cents": 500}, state=jr.FINAL, day="d", created_s=0
+        "topup_request",
+        {"card": CARD, "amount_cents": 500},
+        state=jr.State.FINAL,
+        day="d",
+        created_s=0,
     )  # seq 6
     journal.close()
     with sqlite3.connect(path) as db:  # what the version before receipt numbers left
@@ -199,11 +209,11 @@ def test_an_older_journal_gets_receipt_numbers_once_and_keeps_those_shown(tmp_pa
         journal.close()
 
     journal = jr.open_verified(path, TERMINAL_ID, key)
-    journal.append("payment", _payment(7), state=jr.APPROVED, day="d", created_s=0.0)
+    journal.append("payment", _payment(7), state=jr.State.APPROVED, day="d", created_s=0.0)
     assert journal.finish(7) == 7  # after seq 6: the void's seq 5 was shown as a number too
-    journal.append("payment", _payment(8), state=jr.INTENT, day="d", created_s=0.0)
-    journal.set_state(8, jr.UNSHOWN)
-    journal.append("payment", _payment(9), state=jr.APPROVED, day="d", created_s=0.0)
+    journal.append("payment", _payment(8), state=jr.State.INTENT, day="d", created_s=0.0)
+    journal.set_state(8, jr.State.UNSHOWN)
+    journal.append("payment", _payment(9), state=jr.State.APPROVED, day="d", created_s=0.0)
     assert journal.finish(9) == 8
     assert journal.by_receipt(3).record.seq == 3
     assert journal.by_receipt(8).record.seq == 9
@@ -213,22 +223,22 @@ def test_an_older_journal_gets_receipt_numbers_once_and_keeps_those_shown(tmp_pa
 
 def test_receipt_numbers_follow_what_was_shown_not_the_seq(tmp_path, key):
     journal = jr.Journal(tmp_path / "journal.sqlite", TERMINAL_ID, key)
-    journal.append("payment", _payment(1), state=jr.INTENT, day="d", created_s=0.0)
-    journal.set_state(1, jr.UNSHOWN)  # an online try without answer
-    journal.append("payment", _payment(2), state=jr.APPROVED, day="d", created_s=0.0)
+    journal.append("payment", _payment(1), state=jr.State.INTENT, day="d", created_s=0.0)
+    journal.set_state(1, jr.State.UNSHOWN)  # an online try without answer
+    journal.append("payment", _payment(2), state=jr.State.APPROVED, day="d", created_s=0.0)
     assert journal.finish(2) == 1
-    journal.append("payment", _payment(3), state=jr.APPROVED, day="d", created_s=0.0)
+    journal.append("payment", _payment(3), state=jr.State.APPROVED, day="d", created_s=0.0)
     journal.void(
         3,
         {"card": CARD, "voids_seq": 3, "amount_cents": 103},
         day="d",
         created_s=0,
-        state=jr.CANCELLED,
+        state=jr.State.CANCELLED,
     )  # card pulled away: never shown
-    journal.append("payment", _payment(5), state=jr.APPROVED, day="d", created_s=0.0)
+    journal.append("payment", _payment(5), state=jr.State.APPROVED, day="d", created_s=0.0)
     assert journal.finish(5) == 2
-    journal.set_state(5, jr.VOIDED)  # voided by the cashier: keeps its number
-    journal.set_state(5, jr.FINAL)
+    journal.set_state(5, jr.State.VOIDED)  # voided by the cashier: keeps its number
+    journal.set_state(5, jr.State.FINAL)
     assert journal.entry(5).receipt_no == 2
     assert [e.receipt_no for e in journal.entries()] == [None, 1, None, None, 2]
     journal.close()

@@ -118,8 +118,10 @@ def test_kill9_during_100_payments_loses_nothing_and_books_nothing_unshown(
     voids_of = {
         e.record.seq: e.record.body["voids_seq"] for e in entries if e.record.kind == "void"
     }
-    final = {seq for seq, e in payments.items() if e.state == jr.FINAL}
-    assert not any(e.state in (jr.INTENT, jr.UNSHOWN, jr.APPROVED) for e in payments.values())
+    final = {seq for seq, e in payments.items() if e.state == jr.State.FINAL}
+    assert not any(
+        e.state in (jr.State.INTENT, jr.State.UNSHOWN, jr.State.APPROVED) for e in payments.values()
+    )
 
     assert printed <= final, sorted(printed - final)
     assert len(final - printed) <= kills
@@ -143,11 +145,11 @@ def test_kill9_during_100_payments_loses_nothing_and_books_nothing_unshown(
     purse = _card_purse(card_emulator, terminal)
     assert purse <= card["balance_cents"], "the card may only err low"
     offline = sum(1 for seq in final if payments[seq].record.body["mode"] == "offline")
-    cancelled = sum(1 for e in payments.values() if e.state == jr.CANCELLED)
+    cancelled = sum(1 for e in payments.values() if e.state == jr.State.CANCELLED)
     print(
         f"kills {kills}, final {len(final)} ({offline} offline), printed {len(printed)},"
         f" cancelled {cancelled}, declined/unanswered"
-        f" {sum(1 for e in payments.values() if e.state == jr.DECLINED)}"
+        f" {sum(1 for e in payments.values() if e.state == jr.State.DECLINED)}"
     )
     assert 0 < offline < len(final), "both online and offline payments must be exercised"
 
