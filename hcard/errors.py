@@ -58,6 +58,7 @@ class Code(StrEnum):
     PAYMENT_NOT_FOUND = "payment_not_found"
     ALREADY_VOIDED = "already_voided"
     VOID_TOO_LATE = "void_too_late"
+    STATE_TRANSITION_REFUSED = "state_transition_refused"
     # ledger
     SAME_CARD = "same_card"
     BELOW_ZERO_NOT_CONFIRMED = "below_zero_not_confirmed"
@@ -168,6 +169,10 @@ MESSAGES: dict[Code, tuple[str, str]] = {
     Code.VOID_TOO_LATE: (
         "Nur Zahlungen von heute können storniert werden.",
         "Only today's payments can be voided.",
+    ),
+    Code.STATE_TRANSITION_REFUSED: (
+        "Dieser Zustandswechsel einer Buchung ist nicht erlaubt.",
+        "This change of a journal record's state is not allowed.",
     ),
     Code.SAME_CARD: ("Alte und neue Karte sind gleich.", "Old and new card are the same."),
     Code.BELOW_ZERO_NOT_CONFIRMED: (
