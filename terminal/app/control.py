@@ -1,7 +1,8 @@
 """A test-only remote control: drive the running app through real touch events.
 
 Off unless the environment names a Unix socket in `HCARD_APP_CONTROL` (the GUI
-tests and `bench/app_start.py` set it; a till in a shop never does). Each
+tests, `make demo` and `bench/app_start.py` set it; a till in a shop never does). The
+client is `tests/fixtures/app_control.py` (`AppDriver`, for the tests and the demo). Each
 request is one JSON line, each answer one JSON line:
 
 - `{"op": "state"}` → current screen, readiness, the texts of every widget

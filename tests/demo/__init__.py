@@ -44,6 +44,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from fixtures.app_control import AppControlError
+
 from demo import folder
 from demo.system import (
     ADMIN_PASSWORD,
@@ -167,7 +169,13 @@ def main(argv: list[str] | None = None) -> int:
             server_only(demo)
         else:
             whole_system(demo, args.script)
-    except (RuntimeError, TimeoutError, subprocess.CalledProcessError, OSError) as error:
+    except (
+        RuntimeError,
+        TimeoutError,
+        AppControlError,
+        subprocess.CalledProcessError,
+        OSError,
+    ) as error:
         print(f"Demo fehlgeschlagen / demo failed: {error}", file=sys.stderr)
         print(f"Protokolle / logs: {args.dir}/*.log", file=sys.stderr)
         return 1

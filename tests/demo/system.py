@@ -4,18 +4,16 @@ Each part goes through the real paths: `hcard-server init` + `serve` (SQLite und
 `<dir>/server/`); seed data through the staff API as the marketing office would enter it; demo
 cards *issued through `hcard.provisioning.issuance`* over nfcpy's `udp:` driver and the card
 emulator; the till enrolled with `hcard-terminal enrol`; the Kivy app driven through its
-test-only control socket. Nothing here is fit for a shop: fixed demo passwords, the test
-originality key, the app's control socket. That is why it lives beside the tests and is not
-part of the installed package.
+test-only control socket by the GUI tests' own client (`fixtures.app_control`). Nothing here
+is fit for a shop: fixed demo passwords, the test originality key, the app's control socket.
+That is why it lives beside the tests and is not part of the installed package.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from fixtures.app_control import AppDriver, start_app
 
 from hcard import cardnumber, keys
 from hcard.errors import HCardError
@@ -78,54 +77,6 @@ def _wait(condition: Callable[[], Any], what: str, timeout_s: float = WAIT_TIMEO
         time.sleep(0.05)
 
 
-class AppControl:
-    """The till app's control socket (`HCARD_APP_CONTROL`): touches and screen state."""
-
-    def __init__(self, path: Path, process: subprocess.Popen[bytes]) -> None:
-        self.path = path
-        self.process = process
-        self._stream: Any = None
-
-    def call(self, **request: Any) -> Any:
-        if self._stream is None:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.connect(str(self.path))
-            sock.settimeout(60)
-            self._stream = sock.makefile("rwb")
-        self._stream.write(json.dumps(request).encode() + b"\n")
-        self._stream.flush()
-        answer = json.loads(self._stream.readline())
-        if not answer["ok"]:
-            raise RuntimeError(answer["error"])
-        return answer["result"]
-
-    def connect(self) -> None:
-        def try_state() -> bool:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"Kasse beendet / till app exited ({self.process.returncode})")
-            try:
-                return bool(self.call(op="state").get("ready"))
-            except OSError:
-                self._stream = None
-                return False
-
-        _wait(try_state, "the till app", START_TIMEOUT_S)
-
-    def state(self) -> dict[str, Any]:
-        return self.call(op="state")
-
-    def press(self, widget_id: str) -> None:
-        self.call(op="press", id=widget_id)
-
-    def wait(self, predicate: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
-        return _wait(lambda: (s := self.state()) and predicate(s) and s, what)
-
-    def screenshot(self, path: Path) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.call(op="screenshot", path=str(path.resolve()))
-        return path
-
-
 class Demo:
     """One demo in its folder `root`: start the parts, drive them, stop them (`close`)."""
 
@@ -134,13 +85,12 @@ class Demo:
         self.port = port
         self.server: subprocess.Popen[bytes] | None = None
         self.emulator: EmulatorProcess | None = None
-        self.app: subprocess.Popen[bytes] | None = None
         self.control: EmulatorControl | None = None
         self.reader_path = ""
         self.staff: StaffClient | None = None
         self.cards: list[str] = []  # card numbers, in the order of CARD_BALANCES_CENTS
         self.card_images: list[Path] = []  # their emulated tags (not with --server-only)
-        self.ui: AppControl | None = None
+        self.ui: AppDriver | None = None  # the till app, through its control socket
         self.server_env = {
             **os.environ,
             "HCARD_DATA_DIR": str(self.root / "server"),
@@ -326,35 +276,22 @@ class Demo:
         )
 
     def start_app(self, display: str, headless: bool) -> None:
-        control = self.root / "app.sock"
-        env = {
-            **os.environ,
-            "DISPLAY": display,
-            "KIVY_NO_ARGS": "1",
-            "KIVY_HOME": str(self.root / "kivy"),
-            "HCARD_TERMINAL_STATE": str(self.root / "terminal"),
-            "HCARD_APP_CONTROL": str(control),
-        }
-        if headless:
-            env["SDL_AUDIODRIVER"] = "dummy"
-        with (self.root / "app.log").open("ab") as log:
-            self.app = subprocess.Popen(
-                _python(
-                    "hcard.terminal.app",
-                    "--state-dir",
-                    str(self.root / "terminal"),
-                    "--size",
-                    "800x480",
-                ),
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self.ui = AppControl(control, self.app)
-        self.ui.connect()
+        """The till app on `display`, 800x480, driven through its control socket."""
+        self.ui = start_app(
+            self.root / "terminal",
+            self.root,
+            display,
+            (800, 480),
+            control=self.root / "app.sock",
+            output=self.root / "app.log",
+            env={"SDL_AUDIODRIVER": "dummy"} if headless else {},
+            wait_timeout_s=WAIT_TIMEOUT_S,
+        )
+        self.ui.wait_ready(START_TIMEOUT_S)
 
     def close(self) -> None:
-        _stop(self.app)
+        if self.ui is not None:
+            self.ui.stop()
         if self.emulator is not None:
             self.emulator.stop()
         _stop(self.server)
@@ -379,11 +316,10 @@ class Demo:
     def pay(self, card: int, digits: str) -> dict[str, Any]:
         """Type an amount on the till, lay the card on, wait for the result screen."""
         assert self.ui is not None
-        for digit in digits:
-            self.ui.press(f"keypad.k{digit}")
+        self.ui.type_amount(digits)
         self.tap(card)
         self.ui.press("pay")
-        return self.ui.wait(lambda s: s.get("screen") == "result", "the result screen")
+        return self.ui.wait_screen("result")
 
     def script(self) -> None:
         """The README walk-through: first payment, offline payment, sync."""
