@@ -30,6 +30,7 @@ from hcard.server import backup, card_secret
 from hcard.server.context import Context
 from hcard.server.services import ledger, users
 from hcard.server.settings import Settings
+from hcard.server.vocabulary import Role
 
 BACKUP_DIR_NAME = "backups"
 
@@ -72,12 +73,12 @@ def init(
     ctx = Context.open(settings, create_key=True)
     existing = {user["username"] for user in _all_users(ctx)}
     if admin_user not in existing:
-        users.create_user(ctx, None, admin_user, admin_password, "admin")
+        users.create_user(ctx, None, admin_user, admin_password, Role.ADMIN)
     return ctx
 
 
 def _all_users(ctx: Context) -> list[dict[str, object]]:
-    system = users.Staff(user_id=0, username="system", role="admin", merchant_id=None)
+    system = users.Staff(user_id=0, username="system", role=Role.ADMIN, merchant_id=None)
     return users.list_users(ctx, system)
 
 

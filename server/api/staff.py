@@ -7,7 +7,7 @@ looks like (strict ints: an amount is never a string or a float).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
@@ -23,6 +23,7 @@ from hcard.server.api.deps import (
     bearer_token,
 )
 from hcard.server.services import alerts, cards, ledger, merchants, terminals, users
+from hcard.server.vocabulary import OFFICE, Role, TopupSource
 
 router = APIRouter(prefix="/v1", tags=["staff"])
 
@@ -48,7 +49,7 @@ class UserIn(Strict):
         StrictStr,
         Field(min_length=users.MIN_PASSWORD_LENGTH, max_length=users.MAX_PASSWORD_LENGTH),
     ]
-    role: Literal["admin", "marketing", "merchant"]
+    role: Role
     merchant_id: IdBody | None = None
 
 
@@ -76,7 +77,7 @@ class ReserveIn(Strict):
 
 class TopupIn(Strict):
     amount_cents: Amount
-    source: Literal["cash", "bank", "online"] = "cash"
+    source: TopupSource = TopupSource.CASH
 
 
 class TransferIn(Strict):
@@ -248,7 +249,7 @@ def correction(ctx: ContextDep, staff: StaffDep, body: CorrectionIn) -> dict[str
 
 @router.get("/ledger/check")
 def ledger_check(ctx: ContextDep, staff: StaffDep) -> dict[str, object]:
-    staff.require("admin", "marketing")
+    staff.require(*OFFICE)
     return ledger.check(ctx.engine).as_json()
 
 

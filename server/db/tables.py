@@ -12,7 +12,20 @@ compares the two so they cannot drift apart.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from enum import StrEnum
+
 import sqlalchemy as sa
+
+from hcard.server.vocabulary import (
+    JOURNAL_STATUSES,
+    AccountKind,
+    AlertKind,
+    Outcome,
+    Role,
+    TerminalStatus,
+    TxnKind,
+)
 
 metadata = sa.MetaData(
     naming_convention={
@@ -24,28 +37,10 @@ metadata = sa.MetaData(
     }
 )
 
-#: Account kinds. `card` and `merchant` accounts belong to one card / merchant;
-#: the others exist once (system accounts, created by the first migration).
-ACCOUNT_KINDS = ("card", "merchant", "cash", "bank", "online", "bonus_pool", "fees", "correction")
-SYSTEM_ACCOUNTS = ("cash", "bank", "online", "bonus_pool", "fees", "correction")
-TXN_KINDS = ("topup", "payment", "void", "transfer", "correction", "till_topup")
-ROLES = ("admin", "marketing", "merchant")
-ALERT_KINDS = (
-    "chain_gap",
-    "chain_fork",
-    "bad_signature",
-    "bad_record",
-    "journal_foreign",
-    "card_rollback",
-    "overdraw",
-    "unknown_card",
-    "revoked_terminal",
-    "card_copied",
-)
 
-
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+def _in(column: str, values: Iterable[StrEnum]) -> str:
+    """`kind IN ('card', 'merchant', ...)`: the words of `hcard.server.vocabulary`."""
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
 
 
 BigInt = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -59,7 +54,7 @@ accounts = sa.Table(
     sa.Column("key", sa.String(40), nullable=False, unique=True),
     sa.Column("kind", sa.String(20), nullable=False),
     sa.Column("balance_cents", sa.BigInteger, nullable=False, server_default="0"),
-    sa.CheckConstraint(_in("kind", ACCOUNT_KINDS), name="kind"),
+    sa.CheckConstraint(_in("kind", AccountKind), name="kind"),
 )
 
 transactions = sa.Table(
@@ -75,10 +70,10 @@ transactions = sa.Table(
     sa.Column("reason", sa.Text, nullable=True),
     sa.Column("label", sa.String(200), nullable=False, server_default=""),
     sa.UniqueConstraint("terminal_id", "seq"),
-    sa.CheckConstraint(_in("kind", TXN_KINDS), name="kind"),
+    sa.CheckConstraint(_in("kind", TxnKind), name="kind"),
     sa.CheckConstraint("(terminal_id IS NULL) = (seq IS NULL)", name="record_ref"),
     sa.CheckConstraint(
-        "kind <> 'correction' OR (reason IS NOT NULL AND user_id IS NOT NULL)",
+        f"kind <> '{TxnKind.CORRECTION}' OR (reason IS NOT NULL AND user_id IS NOT NULL)",
         name="correction_reason",
     ),
 )
@@ -121,8 +116,10 @@ users = sa.Table(
     sa.Column("merchant_id", sa.BigInteger, sa.ForeignKey("merchants.id"), nullable=True),
     sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("created_s", Time, nullable=False),
-    sa.CheckConstraint(_in("role", ROLES), name="role"),
-    sa.CheckConstraint("(role = 'merchant') = (merchant_id IS NOT NULL)", name="merchant_role"),
+    sa.CheckConstraint(_in("role", Role), name="role"),
+    sa.CheckConstraint(
+        f"(role = '{Role.MERCHANT}') = (merchant_id IS NOT NULL)", name="merchant_role"
+    ),
 )
 
 sessions = sa.Table(
@@ -168,13 +165,15 @@ terminals = sa.Table(
     sa.Column("merchant_id", sa.BigInteger, sa.ForeignKey("merchants.id"), nullable=False),
     sa.Column("name", sa.String(100), nullable=False),
     sa.Column("public_key", sa.String(64), nullable=True, unique=True),
-    sa.Column("status", sa.String(10), nullable=False, server_default="pending"),
+    sa.Column("status", sa.String(10), nullable=False, server_default=TerminalStatus.PENDING.value),
     sa.Column("last_seq", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("last_hash", sa.String(64), nullable=False, server_default="0" * 64),
     sa.Column("created_s", Time, nullable=False),
-    sa.CheckConstraint(_in("status", ("pending", "active", "revoked")), name="status"),
+    sa.CheckConstraint(_in("status", TerminalStatus), name="status"),
     # an active terminal has a key; one revoked before it enrolled never got one
-    sa.CheckConstraint("status <> 'active' OR public_key IS NOT NULL", name="key"),
+    sa.CheckConstraint(
+        f"status <> '{TerminalStatus.ACTIVE}' OR public_key IS NOT NULL", name="key"
+    ),
     sa.CheckConstraint("last_seq >= 0", name="last_seq"),
 )
 
@@ -207,8 +206,8 @@ authorisations = sa.Table(
     sa.Column("answer", sa.LargeBinary, nullable=False),
     sa.Column("txn_id", sa.BigInteger, sa.ForeignKey("transactions.id"), nullable=True),
     sa.Column("created_s", Time, nullable=False),
-    sa.CheckConstraint(_in("outcome", ("approved", "declined")), name="outcome"),
-    sa.CheckConstraint("(outcome = 'approved') = (txn_id IS NOT NULL)", name="booked"),
+    sa.CheckConstraint(_in("outcome", Outcome), name="outcome"),
+    sa.CheckConstraint(f"(outcome = '{Outcome.APPROVED}') = (txn_id IS NOT NULL)", name="booked"),
 )
 
 journal = sa.Table(
@@ -232,7 +231,7 @@ journal = sa.Table(
     sa.Column("txn_id", sa.BigInteger, sa.ForeignKey("transactions.id"), nullable=True),
     sa.Column("voided_by_seq", sa.BigInteger, nullable=True),
     sa.Column("received_s", Time, nullable=False),
-    sa.CheckConstraint(_in("status", ("applied", "refused")), name="status"),
+    sa.CheckConstraint(_in("status", JOURNAL_STATUSES), name="status"),
     sa.Index(None, "card", "counter"),
 )
 
@@ -250,7 +249,7 @@ alerts = sa.Table(
     # how often it was seen, and when last (NULL while seen once)
     sa.Column("count", sa.Integer, nullable=False, server_default="1"),
     sa.Column("last_s", Time, nullable=True),
-    sa.CheckConstraint(_in("kind", ALERT_KINDS), name="kind"),
+    sa.CheckConstraint(_in("kind", AlertKind), name="kind"),
     sa.CheckConstraint("count >= 1", name="count"),
 )
 

@@ -13,13 +13,14 @@ from hcard.server.context import Context
 from hcard.server.db import engine as db_engine
 from hcard.server.db.tables import alerts, terminals
 from hcard.server.services.users import Staff
+from hcard.server.vocabulary import OFFICE, AlertKind
 
 #: what an alert's detail keeps of the request path (the query is the terminal's own text)
 _DETAIL_MAX = 200
 
 
 def record(
-    conn: sa.Connection, ctx: Context, kind: str, detail: str, *, card: str | None = None
+    conn: sa.Connection, ctx: Context, kind: AlertKind, detail: str, *, card: str | None = None
 ) -> None:
     """One alert written in the caller's transaction (a staff action that needs a look)."""
     conn.execute(
@@ -48,13 +49,16 @@ def revoked_terminal_called(ctx: Context, terminal_id: int, method: str, path: s
         )
         repeated = conn.execute(
             sa.update(alerts)
-            .where(alerts.c.kind == "revoked_terminal", alerts.c.terminal_id == terminal_id)
+            .where(alerts.c.kind == AlertKind.REVOKED_TERMINAL, alerts.c.terminal_id == terminal_id)
             .values(count=alerts.c.count + 1, last_s=now, detail=detail)
         ).rowcount
         if not repeated:
             conn.execute(
                 sa.insert(alerts).values(
-                    kind="revoked_terminal", terminal_id=terminal_id, detail=detail, created_s=now
+                    kind=AlertKind.REVOKED_TERMINAL,
+                    terminal_id=terminal_id,
+                    detail=detail,
+                    created_s=now,
                 )
             )
 
@@ -63,7 +67,7 @@ def revoked_terminal_called(ctx: Context, terminal_id: int, method: str, path: s
 
 def list_alerts(ctx: Context, actor: Staff, limit: int = 200) -> list[dict[str, object]]:
     """Newest activity first: an old alert that just happened again comes back to the top."""
-    actor.require("admin", "marketing")
+    actor.require(*OFFICE)
     latest = sa.func.coalesce(alerts.c.last_s, alerts.c.created_s)
     with db_engine.read(ctx.engine) as conn:
         rows = conn.execute(

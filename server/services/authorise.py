@@ -22,12 +22,13 @@ import sqlalchemy as sa
 
 from hcard.encoding import canonical_bytes
 from hcard.errors import Code, HCardError
-from hcard.records import Record, RecordError
+from hcard.records import PaymentMode, Record, RecordError, RecordKind
 from hcard.server.context import Context
 from hcard.server.db import engine as db_engine
 from hcard.server.db.tables import accounts, authorisations, merchants
 from hcard.server.services import cards, ledger
 from hcard.server.services.terminals import Terminal, chain_head, consume_nonce
+from hcard.server.vocabulary import Outcome, TxnKind
 
 
 def parse_online_record(payload: Any, terminal: Terminal) -> Record:
@@ -40,8 +41,8 @@ def parse_online_record(payload: Any, terminal: Terminal) -> Record:
         raise HCardError(Code.BAD_RECORD, reason=str(exc)) from None
     if record.terminal_id != terminal.id:
         raise HCardError(Code.JOURNAL_FOREIGN)
-    online_payment = record.kind == "payment" and record.body["mode"] == "online"
-    if not (online_payment or record.kind == "topup_request"):
+    online_payment = record.kind == RecordKind.PAYMENT and record.body["mode"] == PaymentMode.ONLINE
+    if not (online_payment or record.kind == RecordKind.TOPUP_REQUEST):
         raise HCardError(Code.BAD_RECORD, reason="only online payments and top-ups are authorised")
     if not record.signature_ok(terminal.public):
         raise HCardError(Code.BAD_SIGNATURE, reason="record signature")
@@ -50,7 +51,7 @@ def parse_online_record(payload: Any, terminal: Terminal) -> Record:
 
 def answer(
     seq: int,
-    outcome: str,
+    outcome: Outcome,
     code: Code | None = None,
     balance_cents: int | None = None,
     available_cents: int | None = None,
@@ -109,11 +110,11 @@ def decide(
     body = record.body
     card = cards.find(conn, body["card"])
     if card is None or card.uid is None:
-        return answer(record.seq, "declined", Code.UNKNOWN_CARD), None
-    if record.kind == "payment" and card.uid != body["uid"]:
-        return answer(record.seq, "declined", Code.CARD_COPIED), None
+        return answer(record.seq, Outcome.DECLINED, Code.UNKNOWN_CARD), None
+    if record.kind == RecordKind.PAYMENT and card.uid != body["uid"]:
+        return answer(record.seq, Outcome.DECLINED, Code.CARD_COPIED), None
     if card.blocked or card.flagged:
-        return answer(record.seq, "declined", Code.CARD_BLOCKED), None
+        return answer(record.seq, Outcome.DECLINED, Code.CARD_BLOCKED), None
     merchant = conn.execute(
         sa.select(merchants.c.name, merchants.c.account_id).where(
             merchants.c.id == terminal.merchant_id
@@ -121,19 +122,19 @@ def decide(
     ).one()
     amount = body["amount_cents"]
     try:
-        if record.kind == "payment":
+        if record.kind == RecordKind.PAYMENT:
             entries = [
                 ledger.Posting(card.account_id, -amount, floor_cents=0),
                 ledger.Posting(merchant.account_id, amount),
             ]
-            kind, label = "payment", merchant.name
+            kind, label = TxnKind.PAYMENT, merchant.name
         else:
             # cash taken at the till: the merchant now owes it to the scheme
             entries = [
                 ledger.Posting(merchant.account_id, -amount),
                 ledger.Posting(card.account_id, amount),
             ]
-            kind, label = "till_topup", f"Aufladung {merchant.name}"
+            kind, label = TxnKind.TILL_TOPUP, f"Aufladung {merchant.name}"
         txn_id = ledger.post(
             conn,
             kind,
@@ -148,10 +149,10 @@ def decide(
             raise
         balance = _balance(conn, card.account_id)
         return answer(
-            record.seq, "declined", Code.INSUFFICIENT_FUNDS, balance, max(balance, 0)
+            record.seq, Outcome.DECLINED, Code.INSUFFICIENT_FUNDS, balance, max(balance, 0)
         ), None
     balance = _balance(conn, card.account_id)
-    return answer(record.seq, "approved", None, balance, balance), txn_id
+    return answer(record.seq, Outcome.APPROVED, None, balance, balance), txn_id
 
 
 def _balance(conn: sa.Connection, account_id: int) -> int:

@@ -26,14 +26,24 @@ from hcard.server.db.tables import accounts, cards
 from hcard.server.services import alerts, ledger
 from hcard.server.services.users import Staff
 from hcard.server.throttle import Guard, Key
+from hcard.server.vocabulary import (
+    OFFICE,
+    AccountKind,
+    AlertKind,
+    CounterName,
+    FlagReason,
+    Role,
+    TopupSource,
+    TxnKind,
+)
 
-TOPUP_SOURCES = ("cash", "bank", "online")
+TOPUP_SOURCES = tuple(TopupSource)
 REASON_MAX_CHARS = 500
 #: what the cardholder and the office read for a top-up, by source: German, like every label
 TOPUP_LABELS = {
-    "cash": "Aufladung (bar)",
-    "bank": "Aufladung (Überweisung)",
-    "online": "Aufladung (online)",
+    TopupSource.CASH: "Aufladung (bar)",
+    TopupSource.BANK: "Aufladung (Überweisung)",
+    TopupSource.ONLINE: "Aufladung (online)",
 }
 MAX_RESERVE = 1000
 _UID = re.compile(r"^[0-9a-f]{14}$")
@@ -93,19 +103,19 @@ def as_json(row: sa.Row) -> dict[str, object]:
 
 def bump(conn: sa.Connection, card_id: int, **values: object) -> None:
     """Change a card so that terminals learn it from the next snapshot."""
-    version = ledger.next_counter(conn, "version")
+    version = ledger.next_counter(conn, CounterName.VERSION)
     conn.execute(sa.update(cards).where(cards.c.id == card_id).values(version=version, **values))
 
 
-def flag(conn: sa.Connection, card_id: int, reason: str) -> None:
+def flag(conn: sa.Connection, card_id: int, reason: FlagReason) -> None:
     """Deny-list a card on the server's own initiative (overdraw, rollback)."""
     bump(conn, card_id, flagged=True, flag_reason=reason)
 
 
 def _new_card(conn: sa.Connection, now: float) -> tuple[int, str]:
-    serial = ledger.next_counter(conn, "card_serial")
+    serial = ledger.next_counter(conn, CounterName.CARD_SERIAL)
     number = cardnumber.from_serial(serial)
-    account_id = ledger.create_account(conn, f"card:{number}", "card")
+    account_id = ledger.create_account(conn, f"card:{number}", AccountKind.CARD)
     card_id = conn.execute(
         sa.insert(cards)
         .values(serial=serial, number=number, account_id=account_id, created_s=now)
@@ -119,7 +129,7 @@ def issue(ctx: Context, actor: Staff, uid_hex: str, number: str | None = None) -
 
     Returns the card with `created` False when this tag was registered before.
     """
-    actor.require("admin", "marketing")
+    actor.require(*OFFICE)
     uid_hex = str(uid_hex).lower()
     if not _UID.match(uid_hex):
         raise HCardError(Code.MALFORMED_REQUEST, field="uid", reason="14 hex characters")
@@ -165,7 +175,7 @@ def balance_url(ctx: Context, number: str) -> str:
 
 def reserve(ctx: Context, actor: Staff, count: int) -> list[str]:
     """Reserve `count` card numbers for tags not yet written (print file first)."""
-    actor.require("admin", "marketing")
+    actor.require(*OFFICE)
     if not 1 <= count <= MAX_RESERVE:
         raise HCardError(Code.MALFORMED_REQUEST, field="count", maximum=MAX_RESERVE)
     with db_engine.write(ctx.engine) as conn:
@@ -174,7 +184,7 @@ def reserve(ctx: Context, actor: Staff, count: int) -> list[str]:
 
 
 def get(ctx: Context, actor: Staff, number: str) -> dict[str, object]:
-    actor.require("admin", "marketing")
+    actor.require(*OFFICE)
     with db_engine.read(ctx.engine) as conn:
         return as_json(_get(conn, normalize_number(number)))
 
@@ -182,7 +192,7 @@ def get(ctx: Context, actor: Staff, number: str) -> dict[str, object]:
 def renew_check_code(ctx: Context, actor: Staff, number: str) -> dict[str, object]:
     """The card's check code to print again; for a card issued before the server's secret,
     this also ends its old code (derived from the chip's signature): print it right away."""
-    actor.require("admin", "marketing")
+    actor.require(*OFFICE)
     with db_engine.write(ctx.engine) as conn:
         card = _get(conn, normalize_number(number))
         if card.uid is None:
@@ -196,22 +206,23 @@ def renew_check_code(ctx: Context, actor: Staff, number: str) -> dict[str, objec
 
 
 def topup(
-    ctx: Context, actor: Staff, number: str, amount_cents: int, source: str
+    ctx: Context, actor: Staff, number: str, amount_cents: int, source: TopupSource | str
 ) -> dict[str, object]:
     """Money paid in at the office (cash), by transfer (bank) or online → the card."""
-    actor.require("admin", "marketing")
+    actor.require(*OFFICE)
     if not is_valid_amount(amount_cents):
         raise HCardError(Code.INVALID_AMOUNT)
     if source not in TOPUP_SOURCES:
         raise HCardError(Code.MALFORMED_REQUEST, field="source", allowed=list(TOPUP_SOURCES))
+    source = TopupSource(source)
     with db_engine.write(ctx.engine) as conn:
         card = _get(conn, normalize_number(number))
         _require_usable(card)
         txn_id = ledger.post(
             conn,
-            "topup",
+            TxnKind.TOPUP,
             [
-                ledger.Posting(ledger.system_account(conn, source), -amount_cents),
+                ledger.Posting(ledger.system_account(conn, source.account), -amount_cents),
                 ledger.Posting(card.account_id, amount_cents),
             ],
             now_s=ctx.now(),
@@ -230,7 +241,7 @@ def _require_usable(card: sa.Row) -> None:
 
 def set_blocked(ctx: Context, actor: Staff, number: str, blocked: bool) -> dict[str, object]:
     """Block a lost card, or unblock it (which also clears a server flag, after review)."""
-    actor.require("admin", "marketing")
+    actor.require(*OFFICE)
     with db_engine.write(ctx.engine) as conn:
         card = _get(conn, normalize_number(number))
         if blocked:
@@ -242,7 +253,7 @@ def set_blocked(ctx: Context, actor: Staff, number: str, blocked: bool) -> dict[
 
 def transfer(ctx: Context, actor: Staff, number: str, to_number: str) -> dict[str, object]:
     """Move the whole balance of a (lost) card to its replacement; the old card is blocked."""
-    actor.require("admin", "marketing")
+    actor.require(*OFFICE)
     number, to_number = normalize_number(number), normalize_number(to_number)
     if number == to_number:
         raise HCardError(Code.SAME_CARD)
@@ -256,7 +267,7 @@ def transfer(ctx: Context, actor: Staff, number: str, to_number: str) -> dict[st
         if amount > 0:
             txn_id = ledger.post(
                 conn,
-                "transfer",
+                TxnKind.TRANSFER,
                 [
                     # the floor re-checks the balance at the moment of the debit
                     ledger.Posting(old.account_id, -amount, floor_cents=0),
@@ -276,7 +287,7 @@ def transfer(ctx: Context, actor: Staff, number: str, to_number: str) -> dict[st
 
 
 def history(ctx: Context, actor: Staff, number: str, limit: int = 100) -> dict[str, object]:
-    actor.require("admin", "marketing")
+    actor.require(*OFFICE)
     with db_engine.read(ctx.engine) as conn:
         card = _get(conn, normalize_number(number))
         return {
@@ -368,7 +379,7 @@ def correct(
     debit's own statement) unless `allow_below_zero`; then it is booked and the card is
     flagged, deny-listed and alerted like an offline overdraw.
     """
-    actor.require("admin")
+    actor.require(Role.ADMIN)
     if amount_cents == 0 or abs(amount_cents) > MAX_AMOUNT_CENTS:
         raise HCardError(Code.INVALID_AMOUNT)
     reason = names.printable(reason, field="reason", max_chars=REASON_MAX_CHARS)
@@ -378,10 +389,12 @@ def correct(
         try:
             txn_id = ledger.post(
                 conn,
-                "correction",
+                TxnKind.CORRECTION,
                 [
                     ledger.Posting(card.account_id, amount_cents, floor_cents=floor_cents),
-                    ledger.Posting(ledger.system_account(conn, "correction"), -amount_cents),
+                    ledger.Posting(
+                        ledger.system_account(conn, AccountKind.CORRECTION), -amount_cents
+                    ),
                 ],
                 now_s=ctx.now(),
                 label="Korrektur",
@@ -399,11 +412,11 @@ def correct(
             # a debit that took the card below zero, or deeper: flagged (keeping a reason it
             # was flagged for before, such as a copied card) and alerted
             if not card.flagged:
-                flag(conn, card.id, "overdraw")
+                flag(conn, card.id, FlagReason.OVERDRAW)
             alerts.record(
                 conn,
                 ctx,
-                "overdraw",
+                AlertKind.OVERDRAW,
                 f"correction by {actor.username} took the card to {after.balance_cents} cents",
                 card=card.number,
             )

@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from hcard.errors import Code, HCardError
 from hcard.server.db import engine as db_engine
 from hcard.server.db.tables import accounts, cards, counters, postings, transactions
+from hcard.server.vocabulary import AccountKind, CounterName, TxnKind
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class Posting:
     floor_cents: int | None = None
 
 
-def next_counter(conn: sa.Connection, name: str) -> int:
+def next_counter(conn: sa.Connection, name: CounterName) -> int:
     """Atomically increment and return a named counter (card serials, snapshot versions)."""
     return conn.execute(
         sa.update(counters)
@@ -51,13 +52,13 @@ def next_counter(conn: sa.Connection, name: str) -> int:
     ).scalar_one()
 
 
-def create_account(conn: sa.Connection, key: str, kind: str) -> int:
+def create_account(conn: sa.Connection, key: str, kind: AccountKind) -> int:
     return conn.execute(
         sa.insert(accounts).values(key=key, kind=kind).returning(accounts.c.id)
     ).scalar_one()
 
 
-def system_account(conn: sa.Connection, kind: str) -> int:
+def system_account(conn: sa.Connection, kind: AccountKind) -> int:
     return conn.execute(sa.select(accounts.c.id).where(accounts.c.key == kind)).scalar_one()
 
 
@@ -65,7 +66,7 @@ def system_account(conn: sa.Connection, kind: str) -> int:
 class Txn:
     """One transaction to book: its kind, its postings, and what caused it."""
 
-    kind: str
+    kind: TxnKind
     entries: Sequence[Posting]
     label: str = ""
     terminal_id: int | None = None
@@ -105,7 +106,7 @@ def lock_accounts(
 
 
 def post(
-    conn: sa.Connection, kind: str, entries: Sequence[Posting], *, now_s: float, **ref: Any
+    conn: sa.Connection, kind: TxnKind, entries: Sequence[Posting], *, now_s: float, **ref: Any
 ) -> int:
     """Book one transaction (see `post_many`); return its id."""
     return post_many(conn, [Txn(kind, entries, **ref)], now_s=now_s)[0]
@@ -191,7 +192,7 @@ def post_many(conn: sa.Connection, txns: Sequence[Txn], *, now_s: float) -> list
         ],
     )
     # Terminals learn about every changed card balance from the next snapshot.
-    version = next_counter(conn, "version")
+    version = next_counter(conn, CounterName.VERSION)
     conn.execute(sa.update(cards).where(cards.c.account_id.in_(touched)).values(version=version))
     return ids
 

@@ -20,6 +20,7 @@ from hcard.server.db import engine as db_engine
 from hcard.server.db.tables import accounts, merchants
 from hcard.server.services import ledger
 from hcard.server.services.users import Staff
+from hcard.server.vocabulary import OFFICE, AccountKind, Role
 
 NAME_MAX_CHARS = 200
 #: an address or a contact line: one line, a little longer than a name
@@ -57,13 +58,15 @@ def create_merchant(
     contact: str = "",
     fee_bp: int = 0,
 ) -> dict[str, object]:
-    actor.require("admin", "marketing")
+    actor.require(*OFFICE)
     name = names.printable(name, field="name", max_chars=NAME_MAX_CHARS)
     address = names.printable(address, field="address", max_chars=TEXT_MAX_CHARS, required=False)
     contact = names.printable(contact, field="contact", max_chars=TEXT_MAX_CHARS, required=False)
     iban, bic = _validated_bank(iban, bic)
     with db_engine.write(ctx.engine) as conn:
-        account_id = ledger.create_account(conn, f"merchant:new:{secrets.token_hex(8)}", "merchant")
+        account_id = ledger.create_account(
+            conn, f"merchant:new:{secrets.token_hex(8)}", AccountKind.MERCHANT
+        )
         merchant_id = conn.execute(
             sa.insert(merchants)
             .values(
@@ -113,7 +116,7 @@ def list_merchants(ctx: Context, actor: Staff) -> list[dict[str, object]]:
         .select_from(merchants.join(accounts, accounts.c.id == merchants.c.account_id))
         .order_by(merchants.c.id)
     )
-    if actor.role == "merchant":
+    if actor.role == Role.MERCHANT:
         query = query.where(merchants.c.id == actor.merchant_id)
     with db_engine.read(ctx.engine) as conn:
         return [dict(row) for row in conn.execute(query).mappings()]

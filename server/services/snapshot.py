@@ -14,12 +14,13 @@ from hcard import signed
 from hcard.server.context import Context
 from hcard.server.db import engine as db_engine
 from hcard.server.db.tables import accounts, cards, counters, terminals
+from hcard.server.vocabulary import CounterName, TerminalStatus
 
 
 def build(ctx: Context, since: int) -> dict[str, object]:
     with db_engine.read(ctx.engine) as conn:
         version = conn.execute(
-            sa.select(counters.c.value).where(counters.c.name == "version")
+            sa.select(counters.c.value).where(counters.c.name == CounterName.VERSION)
         ).scalar_one()
         full = since <= 0 or since > version
         query = (
@@ -38,7 +39,9 @@ def build(ctx: Context, since: int) -> dict[str, object]:
             query = query.where(cards.c.version > since)
         rows = conn.execute(query).all()
         keys = conn.execute(
-            sa.select(terminals.c.id, terminals.c.public_key).where(terminals.c.status == "active")
+            sa.select(terminals.c.id, terminals.c.public_key).where(
+                terminals.c.status == TerminalStatus.ACTIVE
+            )
         ).all()
     denied = [row.number for row in rows if row.blocked or row.flagged]
     snapshot = {

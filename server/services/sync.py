@@ -47,7 +47,7 @@ import sqlalchemy as sa
 from hcard.chain import ChainProblem, first_problem
 from hcard.encoding import canonical_bytes
 from hcard.errors import Code, HCardError
-from hcard.records import Record, RecordError
+from hcard.records import PaymentMode, Record, RecordError, RecordKind
 from hcard.server.context import Context
 from hcard.server.db import engine as db_engine
 from hcard.server.db.tables import accounts, alerts, authorisations, cards, journal, merchants
@@ -55,17 +55,26 @@ from hcard.server.db.tables import terminals as terminal_table
 from hcard.server.services import authorise, ledger
 from hcard.server.services import cards as card_service
 from hcard.server.services.terminals import Terminal, chain_head, consume_nonce
+from hcard.server.vocabulary import (
+    AlertKind,
+    CounterName,
+    FlagReason,
+    Outcome,
+    SyncStatus,
+    TxnKind,
+)
 
 #: Signature checks of a batch run on every core (Ed25519 releases the GIL).
 _VERIFY_WORKERS = os.cpu_count() or 1
 
+#: the alert raised for a chain problem that stops a batch
 _ALERT_FOR = {
-    Code.CHAIN_GAP: "chain_gap",
-    Code.CHAIN_FORK: "chain_fork",
-    Code.BAD_SIGNATURE: "bad_signature",
-    Code.BAD_RECORD: "bad_record",
-    Code.JOURNAL_FOREIGN: "journal_foreign",
-    Code.SEQUENCE_CONFLICT: "chain_fork",
+    Code.CHAIN_GAP: AlertKind.CHAIN_GAP,
+    Code.CHAIN_FORK: AlertKind.CHAIN_FORK,
+    Code.BAD_SIGNATURE: AlertKind.BAD_SIGNATURE,
+    Code.BAD_RECORD: AlertKind.BAD_RECORD,
+    Code.JOURNAL_FOREIGN: AlertKind.JOURNAL_FOREIGN,
+    Code.SEQUENCE_CONFLICT: AlertKind.CHAIN_FORK,
 }
 
 
@@ -88,7 +97,7 @@ class CachedRecord(Record):
         return cached
 
 
-def _result(seq: Any, status: str, code: str | None, outcome: Any = None) -> dict[str, Any]:
+def _result(seq: Any, status: SyncStatus, code: str | None, outcome: Any = None) -> dict[str, Any]:
     return {"seq": seq, "status": status, "code": code, "outcome": outcome}
 
 
@@ -161,7 +170,9 @@ def _sync(
         if before is None or before["hash"] != record.hash:
             stop = (record.seq, Code.CHAIN_FORK, "differs from the record applied before")
             break
-        results.append(_result(record.seq, "already_applied", before["code"], before["outcome"]))
+        results.append(
+            _result(record.seq, SyncStatus.ALREADY_APPLIED, before["code"], before["outcome"])
+        )
         index += 1
     # 2. new records continue the chain; apply up to the first problem
     fresh = records[index:] if stop is None else []
@@ -206,11 +217,13 @@ def _sync(
             )
         )
         for record in records[index:]:
-            results.append(_result(record.seq, "refused", code.value))
+            results.append(_result(record.seq, SyncStatus.REFUSED, code.value))
         for item in unparsed:
             raw_seq = item.get("seq") if isinstance(item, dict) else None
             results.append(
-                _result(raw_seq if isinstance(raw_seq, int) else None, "refused", code.value)
+                _result(
+                    raw_seq if isinstance(raw_seq, int) else None, SyncStatus.REFUSED, code.value
+                )
             )
     conn.execute(
         sa.update(terminal_table)
@@ -246,7 +259,7 @@ def _previous(conn: sa.Connection, terminal_id: int, seqs: list[int]) -> dict[in
 
 @dataclass
 class _Booked:
-    status: str  # applied | refused
+    status: SyncStatus  # APPLIED or REFUSED (what the journal stores)
     code: Code | None = None
     txn: int | None = None  # index into _Batch.txns, or
     txn_id: int | None = None  # an existing transaction (booked at authorisation)
@@ -280,7 +293,7 @@ class _Batch:
     txns: list[ledger.Txn] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     declined: list[dict[str, Any]] = field(default_factory=list)
-    flags: dict[int, str] = field(default_factory=dict)
+    flags: dict[int, FlagReason] = field(default_factory=dict)
     counters: dict[int, int] = field(default_factory=dict)
     voided: dict[int, int] = field(default_factory=dict)  # payment/top-up seq → void seq
     conflict: int | None = None
@@ -355,7 +368,7 @@ class _Batch:
             self.authorised = {row.seq: row for row in rows}
         # payments and till top-ups this batch may void: earlier ones from the
         # journal, the rest from the batch (`_confirm_authorised`, `_offline_payment`)
-        targets = [r.body["voids_seq"] for r in self.records if r.kind == "void"]
+        targets = [r.body["voids_seq"] for r in self.records if r.kind == RecordKind.VOID]
         self.payments: dict[int, dict[str, Any]] = {}
         if targets:
             rows = conn.execute(
@@ -369,7 +382,7 @@ class _Batch:
                 ).where(
                     journal.c.terminal_id == tid,
                     journal.c.seq.in_(targets),
-                    journal.c.kind.in_(("payment", "topup_request")),
+                    journal.c.kind.in_((RecordKind.PAYMENT, RecordKind.TOPUP_REQUEST)),
                 )
             )
             self.payments = {
@@ -382,7 +395,11 @@ class _Batch:
                 }
                 for row in rows
             }
-        pairs = [(r.body["card"], r.body["counter"]) for r in self.records if r.kind == "payment"]
+        pairs = [
+            (r.body["card"], r.body["counter"])
+            for r in self.records
+            if r.kind == RecordKind.PAYMENT
+        ]
         # (card, counter) → payments that wrote it, as (terminal id, seq); voided ones never count
         self.seen_counters: dict[tuple[str, int], list[tuple[int, int]]] = {}
         if pairs:
@@ -390,7 +407,7 @@ class _Batch:
                 sa.select(journal.c.card, journal.c.counter, journal.c.terminal_id, journal.c.seq)
                 .where(
                     sa.tuple_(journal.c.card, journal.c.counter).in_(pairs),
-                    journal.c.kind == "payment",
+                    journal.c.kind == RecordKind.PAYMENT,
                     journal.c.voided_by_seq.is_(None),
                 )
                 .order_by(journal.c.terminal_id, journal.c.seq)
@@ -405,13 +422,13 @@ class _Batch:
     def _decide(self, record: Record) -> _Booked:
         if _authorised_kind(record):
             return self._confirm_authorised(record)
-        if record.kind == "payment":
+        if record.kind == RecordKind.PAYMENT:
             return self._offline_payment(record)
-        if record.kind == "void":
+        if record.kind == RecordKind.VOID:
             return self._void(record)
-        return _Booked("applied")  # day_close: stored for the statement
+        return _Booked(SyncStatus.APPLIED)  # day_close: stored for the statement
 
-    def _alert(self, kind: str, detail: str, record: Record, card: str | None) -> None:
+    def _alert(self, kind: AlertKind, detail: str, record: Record, card: str | None) -> None:
         self.alerts.append(
             {
                 "kind": kind,
@@ -447,12 +464,12 @@ class _Batch:
         ]
         if seen:
             self._alert(
-                "card_rollback",
+                AlertKind.CARD_ROLLBACK,
                 f"counter {counter} already used by terminal {seen[0][0]} seq {seen[0][1]}",
                 record,
                 number,
             )
-            self.flags[card.id] = "card_rollback"
+            self.flags[card.id] = FlagReason.CARD_ROLLBACK
         self.seen_counters[(number, counter)].append((self.terminal.id, record.seq))
 
     def _confirm_authorised(self, record: Record) -> _Booked:
@@ -465,21 +482,21 @@ class _Batch:
         """
         row = self.authorised.get(record.seq)
         if row is None:
-            result = authorise.answer(record.seq, "declined", Code.PAYMENT_NOT_FOUND)
+            result = authorise.answer(record.seq, Outcome.DECLINED, Code.PAYMENT_NOT_FOUND)
             self.declined.append(
                 {
                     "terminal_id": self.terminal.id,
                     "seq": record.seq,
                     "record_hash": record.hash,
-                    "outcome": "declined",
+                    "outcome": Outcome.DECLINED,
                     "answer": canonical_bytes(result),
                     "txn_id": None,
                     "created_s": self.now,
                 }
             )
-            return _Booked("applied", outcome=result)
+            return _Booked(SyncStatus.APPLIED, outcome=result)
         if row.record_hash != record.hash:
-            return _Booked("refused", Code.SEQUENCE_CONFLICT)
+            return _Booked(SyncStatus.REFUSED, Code.SEQUENCE_CONFLICT)
         # a later void in this batch may reverse it
         self.payments[record.seq] = {
             "kind": record.kind,
@@ -488,7 +505,7 @@ class _Batch:
             "booked": row.txn_id is not None,
             "voided": False,
         }
-        return _Booked("applied", txn_id=row.txn_id, outcome=json.loads(bytes(row.answer)))
+        return _Booked(SyncStatus.APPLIED, txn_id=row.txn_id, outcome=json.loads(bytes(row.answer)))
 
     def _book(self, txn: ledger.Txn) -> int:
         self.txns.append(txn)
@@ -501,25 +518,25 @@ class _Batch:
         card = self.cards.get(body["card"])
         if card is None or card.uid is None:
             self._alert(
-                "unknown_card",
+                AlertKind.UNKNOWN_CARD,
                 "offline payment with a card the server does not know",
                 record,
                 body["card"],
             )
-            return _Booked("refused", Code.UNKNOWN_CARD)
+            return _Booked(SyncStatus.REFUSED, Code.UNKNOWN_CARD)
         if body["uid"] != card.uid:
             # online this tag is declined `card_copied`; offline the merchant was promised
             self._alert(
-                "card_copied",
+                AlertKind.CARD_COPIED,
                 "offline payment with a tag that is not the card's",
                 record,
                 card.number,
             )
-            self.flags[card.id] = "card_copied"
+            self.flags[card.id] = FlagReason.CARD_COPIED
         amount = body["amount_cents"]
         txn = self._book(
             ledger.Txn(
-                "payment",
+                TxnKind.PAYMENT,
                 [
                     ledger.Posting(card.account_id, -amount),
                     ledger.Posting(self.merchant.account_id, amount),
@@ -531,43 +548,43 @@ class _Batch:
         )
         self._debit(card, amount, record, "offline payment")
         self.payments[record.seq] = {
-            "kind": "payment",
+            "kind": RecordKind.PAYMENT,
             "card": card.number,
             "amount_cents": amount,
             "booked": True,
             "voided": False,
         }
-        return _Booked("applied", txn=txn)
+        return _Booked(SyncStatus.APPLIED, txn=txn)
 
     def _debit(self, card: _Card, amount: int, record: Record, what: str) -> None:
         """Take `amount` off the card as booked; below zero, alert and deny-list the card."""
         card.balance_cents -= amount
         if card.balance_cents < 0:
             self._alert(
-                "overdraw",
+                AlertKind.OVERDRAW,
                 f"{what} overdrew the card to {card.balance_cents} cents",
                 record,
                 card.number,
             )
-            self.flags.setdefault(card.id, "overdraw")
+            self.flags.setdefault(card.id, FlagReason.OVERDRAW)
 
     def _void(self, record: Record) -> _Booked:
         body = record.body
         payment = self.payments.get(body["voids_seq"])
         if payment is None or not payment["booked"] or payment["card"] != body["card"]:
-            return _Booked("refused", Code.PAYMENT_NOT_FOUND)
+            return _Booked(SyncStatus.REFUSED, Code.PAYMENT_NOT_FOUND)
         if payment["voided"]:
-            return _Booked("refused", Code.ALREADY_VOIDED)
+            return _Booked(SyncStatus.REFUSED, Code.ALREADY_VOIDED)
         if payment["amount_cents"] != body["amount_cents"]:
-            return _Booked("refused", Code.INVALID_AMOUNT)
+            return _Booked(SyncStatus.REFUSED, Code.INVALID_AMOUNT)
         card = self.cards[payment["card"]]
         amount = body["amount_cents"]
         # a payment goes back to the card; a till top-up's cash goes back to the merchant
-        sign = 1 if payment["kind"] == "payment" else -1
+        sign = 1 if payment["kind"] == RecordKind.PAYMENT else -1
         label = "Storno" if sign == 1 else "Storno Aufladung"
         txn = self._book(
             ledger.Txn(
-                "void",
+                TxnKind.VOID,
                 [
                     ledger.Posting(self.merchant.account_id, -sign * amount),
                     ledger.Posting(card.account_id, sign * amount),
@@ -583,7 +600,7 @@ class _Batch:
             self._debit(card, amount, record, "void of a till top-up")
         payment["voided"] = True
         self.voided[body["voids_seq"]] = record.seq
-        return _Booked("applied", txn=txn)
+        return _Booked(SyncStatus.APPLIED, txn=txn)
 
     # --- write -----------------------------------------------------------------------
 
@@ -637,7 +654,7 @@ class _Batch:
         changes = [{"card_id": c, "counter": n} for c, n in sorted(counters)]
         if not changes:
             return
-        version = ledger.next_counter(self.conn, "version")
+        version = ledger.next_counter(self.conn, CounterName.VERSION)
         self.conn.execute(
             sa.update(cards)
             .where(cards.c.id == sa.bindparam("card_id"), cards.c.counter < sa.bindparam("counter"))
@@ -652,13 +669,13 @@ def _wrote_card(record: Record, booked: _Booked) -> bool:
     A declined online payment never touched the card, so its counter will be
     written by the next payment, on this terminal or another: not a rollback.
     """
-    if record.kind != "payment" or booked.status != "applied":
+    if record.kind != RecordKind.PAYMENT or booked.status != SyncStatus.APPLIED:
         return False
-    return record.body["mode"] == "offline" or booked.txn_id is not None
+    return record.body["mode"] == PaymentMode.OFFLINE or booked.txn_id is not None
 
 
 def _authorised_kind(record: Record) -> bool:
     """Online payments and till top-ups are decided by `authorise`, not by sync."""
-    return record.kind == "topup_request" or (
-        record.kind == "payment" and record.body["mode"] == "online"
+    return record.kind == RecordKind.TOPUP_REQUEST or (
+        record.kind == RecordKind.PAYMENT and record.body["mode"] == PaymentMode.ONLINE
     )

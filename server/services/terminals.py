@@ -37,6 +37,7 @@ from hcard.server.db.tables import enrolment_codes, merchants, nonces, terminals
 from hcard.server.services import alerts
 from hcard.server.services.users import Staff
 from hcard.server.throttle import Guard, Key
+from hcard.server.vocabulary import OFFICE, TerminalStatus
 
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 CODE_LENGTH = 8
@@ -73,7 +74,7 @@ def normalize_code(text: str) -> str:
 
 def create_terminal(ctx: Context, actor: Staff, merchant_id: int, name: str) -> dict[str, object]:
     """Make a pending terminal for the merchant and its one-time enrolment code."""
-    actor.require("admin", "marketing")
+    actor.require(*OFFICE)
     name = names.printable(name, field="name", max_chars=NAME_MAX_CHARS)
     raw = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
     code = f"{raw[:4]}-{raw[4:]}"
@@ -84,7 +85,9 @@ def create_terminal(ctx: Context, actor: Staff, merchant_id: int, name: str) -> 
             raise HCardError(Code.NOT_FOUND, what="merchant")
         terminal_id = conn.execute(
             sa.insert(terminals)
-            .values(merchant_id=merchant_id, name=name, status="pending", created_s=now)
+            .values(
+                merchant_id=merchant_id, name=name, status=TerminalStatus.PENDING, created_s=now
+            )
             .returning(terminals.c.id)
         ).scalar_one()
         conn.execute(
@@ -146,14 +149,17 @@ def _enrol(ctx: Context, code: str, public_key_hex: str, name: str | None) -> di
             sa.select(terminals.c.id).where(terminals.c.public_key == public_key_hex)
         ).first():
             raise HCardError(Code.MALFORMED_REQUEST, field="public_key", reason="already enrolled")
-        values: dict[str, object] = {"public_key": public_key_hex, "status": "active"}
+        values: dict[str, object] = {"public_key": public_key_hex, "status": TerminalStatus.ACTIVE}
         if name:
             values["name"] = name
         # Only a terminal still pending becomes active: a revoked one stays revoked even if
         # its code were somehow still unused (revoke marks it used in the same transaction).
         enrolled = conn.execute(
             sa.update(terminals)
-            .where(terminals.c.id == used.terminal_id, terminals.c.status == "pending")
+            .where(
+                terminals.c.id == used.terminal_id,
+                terminals.c.status == TerminalStatus.PENDING,
+            )
             .values(values)
         ).rowcount
         if enrolled != 1:
@@ -179,12 +185,12 @@ def _enrol(ctx: Context, code: str, public_key_hex: str, name: str | None) -> di
 def revoke(ctx: Context, actor: Staff, terminal_id: int) -> dict[str, object]:
     """Revoke a terminal, enrolled or not: its key is refused from now on, and a code it
     has not used yet dies with it (a pending terminal can never become active)."""
-    actor.require("admin", "marketing")
+    actor.require(*OFFICE)
     with db_engine.write(ctx.engine) as conn:
         done = conn.execute(
             sa.update(terminals)
             .where(terminals.c.id == terminal_id)
-            .values(status="revoked")
+            .values(status=TerminalStatus.REVOKED)
             .returning(terminals.c.id)
         ).first()
         if done is None:
@@ -195,7 +201,7 @@ def revoke(ctx: Context, actor: Staff, terminal_id: int) -> dict[str, object]:
             .where(enrolment_codes.c.terminal_id == terminal_id, enrolment_codes.c.used_s.is_(None))
             .values(used_s=ctx.now())
         )
-    return {"terminal_id": terminal_id, "status": "revoked"}
+    return {"terminal_id": terminal_id, "status": TerminalStatus.REVOKED}
 
 
 def list_terminals(ctx: Context, actor: Staff, merchant_id: int) -> list[dict[str, object]]:
@@ -241,7 +247,7 @@ def authenticate(
                 terminals.c.id == terminal_id
             )
         ).first()
-    if row is None or row.status == "pending":
+    if row is None or row.status == TerminalStatus.PENDING:
         raise HCardError(Code.UNKNOWN_TERMINAL)
     if row.public_key is None:  # revoked before it ever enrolled: no key to check
         raise HCardError(Code.TERMINAL_REVOKED)
@@ -249,7 +255,7 @@ def authenticate(
     signature_ok = reqsign.signature_ok(
         public, method, path, body, terminal_id, timestamp_s, nonce, signature
     )
-    if row.status == "revoked":
+    if row.status == TerminalStatus.REVOKED:
         # Refused either way; alerted only when its own key signed it (the device itself).
         if signature_ok:
             alerts.revoked_terminal_called(ctx, terminal_id, method, path)

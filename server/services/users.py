@@ -20,8 +20,9 @@ from hcard.errors import Code, HCardError
 from hcard.server import names
 from hcard.server.context import Context
 from hcard.server.db import engine as db_engine
-from hcard.server.db.tables import ROLES, merchants, sessions, users
+from hcard.server.db.tables import merchants, sessions, users
 from hcard.server.throttle import Guard, Key
+from hcard.server.vocabulary import Role
 
 _HASHER = PasswordHasher()
 MIN_PASSWORD_LENGTH = 8
@@ -38,16 +39,16 @@ class Staff:
 
     user_id: int
     username: str
-    role: str
+    role: Role
     merchant_id: int | None
 
-    def require(self, *roles: str) -> None:
+    def require(self, *roles: Role) -> None:
         if self.role not in roles:
             raise HCardError(Code.FORBIDDEN)
 
     def require_merchant_access(self, merchant_id: int) -> None:
         """Admin and marketing see every merchant; a merchant only their own."""
-        if self.role == "merchant" and self.merchant_id != merchant_id:
+        if self.role == Role.MERCHANT and self.merchant_id != merchant_id:
             raise HCardError(Code.FORBIDDEN)
 
 
@@ -60,14 +61,15 @@ def create_user(
     actor: Staff | None,
     username: str,
     password: str,
-    role: str,
+    role: Role | str,
     merchant_id: int | None = None,
 ) -> dict[str, object]:
     """Create a staff user; `actor` None only for `hcard-server init` (the first admin)."""
     if actor is not None:
-        actor.require("admin")
-    if role not in ROLES or (role == "merchant") != (merchant_id is not None):
+        actor.require(Role.ADMIN)
+    if role not in tuple(Role) or (role == Role.MERCHANT) != (merchant_id is not None):
         raise HCardError(Code.MALFORMED_REQUEST, field="role")
+    role = Role(role)
     username = names.printable(username, field="username", max_chars=USERNAME_MAX_CHARS)
     if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
         raise HCardError(Code.MALFORMED_REQUEST, field="password", min_length=MIN_PASSWORD_LENGTH)
@@ -96,7 +98,7 @@ def create_user(
 
 
 def list_users(ctx: Context, actor: Staff) -> list[dict[str, object]]:
-    actor.require("admin")
+    actor.require(Role.ADMIN)
     with db_engine.read(ctx.engine) as conn:
         rows = conn.execute(
             sa.select(users.c.id, users.c.username, users.c.role, users.c.merchant_id).order_by(
@@ -168,7 +170,9 @@ def authenticate(ctx: Context, token: str) -> Staff:
         ).first()
     if row is None:
         raise HCardError(Code.NOT_AUTHENTICATED)
-    return Staff(user_id=row.id, username=row.username, role=row.role, merchant_id=row.merchant_id)
+    return Staff(
+        user_id=row.id, username=row.username, role=Role(row.role), merchant_id=row.merchant_id
+    )
 
 
 def logout(ctx: Context, token: str) -> None:

@@ -1,0 +1,137 @@
+"""The server's words, each defined once: what a column may hold and what the wire says.
+
+Every enum is a `StrEnum`: a member *is* its string, so the database values, the JSON on
+the wire and the CHECK constraints in `db/tables.py` (built from these enums) are exactly
+the strings they were before the enums existed. Compare, store and send the members; never
+write the bare string in a service. Journal record kinds and payment modes are the shared
+core's (`hcard.records.RecordKind`, `PaymentMode`): the tills use the same words.
+
+The migrations in `db/migrations/versions` keep their own literal copies on purpose: a
+migration describes the schema of its day and must not change when a word is added here.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class AccountKind(StrEnum):
+    """What an account is. `card` and `merchant` accounts belong to one card / merchant;
+    the others exist once (system accounts: key == kind, made by the first migration)."""
+
+    CARD = "card"
+    MERCHANT = "merchant"
+    CASH = "cash"
+    BANK = "bank"
+    ONLINE = "online"
+    BONUS_POOL = "bonus_pool"
+    FEES = "fees"
+    CORRECTION = "correction"
+
+
+SYSTEM_ACCOUNTS = (
+    AccountKind.CASH,
+    AccountKind.BANK,
+    AccountKind.ONLINE,
+    AccountKind.BONUS_POOL,
+    AccountKind.FEES,
+    AccountKind.CORRECTION,
+)
+
+
+class TopupSource(StrEnum):
+    """Where money paid in at the office came from; each is the system account it moves from
+    (`AccountKind` of the same value)."""
+
+    CASH = "cash"
+    BANK = "bank"
+    ONLINE = "online"
+
+    @property
+    def account(self) -> AccountKind:
+        return AccountKind(self.value)
+
+
+class TxnKind(StrEnum):
+    """A ledger transaction's kind (`transactions.kind`); its postings: `services/booking.py`."""
+
+    TOPUP = "topup"
+    PAYMENT = "payment"
+    VOID = "void"
+    TRANSFER = "transfer"
+    CORRECTION = "correction"
+    TILL_TOPUP = "till_topup"
+
+
+class Role(StrEnum):
+    """A staff user's role: admin (everything), marketing (merchants, terminals, cards,
+    top-ups, alerts), merchant (reads only its own merchant)."""
+
+    ADMIN = "admin"
+    MARKETING = "marketing"
+    MERCHANT = "merchant"
+
+
+#: the roles that run the scheme (everything but a merchant's own view)
+OFFICE = (Role.ADMIN, Role.MARKETING)
+
+
+class TerminalStatus(StrEnum):
+    """pending (made, code not yet used) → active (enrolled) → revoked (lost, stolen, gone)."""
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    REVOKED = "revoked"
+
+
+class Outcome(StrEnum):
+    """An online authorisation's decision (`authorisations.outcome`, `outcome` on the wire)."""
+
+    APPROVED = "approved"
+    DECLINED = "declined"
+
+
+class SyncStatus(StrEnum):
+    """A synced record's answer (`status` on the wire). The journal stores `applied` or
+    `refused` (`JOURNAL_STATUSES`); `already_applied` is only ever an answer."""
+
+    APPLIED = "applied"
+    ALREADY_APPLIED = "already_applied"
+    REFUSED = "refused"
+
+
+JOURNAL_STATUSES = (SyncStatus.APPLIED, SyncStatus.REFUSED)
+
+
+class AlertKind(StrEnum):
+    """What an alert is about (`alerts.kind`): chain problems of a sync, and what a person
+    must look at (a rolled-back, copied or overdrawn card, a revoked terminal calling)."""
+
+    CHAIN_GAP = "chain_gap"
+    CHAIN_FORK = "chain_fork"
+    BAD_SIGNATURE = "bad_signature"
+    BAD_RECORD = "bad_record"
+    JOURNAL_FOREIGN = "journal_foreign"
+    CARD_ROLLBACK = "card_rollback"
+    OVERDRAW = "overdraw"
+    UNKNOWN_CARD = "unknown_card"
+    REVOKED_TERMINAL = "revoked_terminal"
+    CARD_COPIED = "card_copied"
+
+
+class FlagReason(StrEnum):
+    """Why the server deny-listed a card (`cards.flag_reason`); each comes with the alert
+    of the same kind (`AlertKind`)."""
+
+    OVERDRAW = "overdraw"
+    CARD_ROLLBACK = "card_rollback"
+    CARD_COPIED = "card_copied"
+
+
+class CounterName(StrEnum):
+    """The rows of the `counters` table."""
+
+    #: the snapshot version, moved by every change a till must learn (`services/snapshot.py`)
+    VERSION = "version"
+    #: the last card serial handed out (`hcard.cardnumber.from_serial`)
+    CARD_SERIAL = "card_serial"
