@@ -66,7 +66,7 @@ from hcard.chain import ChainProblem, first_problem
 from hcard.encoding import canonical_bytes
 from hcard.errors import Code, HCardError
 from hcard.records import GENESIS_HASH, PaymentMode, Record, RecordError, RecordKind, make_record
-from hcard.terminal.states import SHOWN, State
+from hcard.terminal.states import SHOWN, State, check_start, check_transition
 
 # What gets a receipt number once shown: payments and top-ups.
 RECEIPT_KINDS = (RecordKind.PAYMENT, RecordKind.TOPUP_REQUEST)
@@ -291,9 +291,11 @@ class Journal:
     ) -> Record:
         """Sign `body` as the next record and commit it (fsync) before returning.
 
-        Only the intent of an offline payment is appended with `durable=False`
-        (see `hcard.terminal.payment`): nobody outside the terminal has seen it
-        before the `final` commit, which is durable and carries it to the disk.
+        A payment or top-up starts in a state of `states.START`, any other record
+        without one (`STATE_TRANSITION_REFUSED` otherwise). Only the intent of an
+        offline payment is appended with `durable=False` (see
+        `hcard.terminal.payment`): nobody outside the terminal has seen it before
+        the `final` commit, which is durable and carries it to the disk.
         """
         with self._tx(durable):
             return self._append(kind, body, state, day, created_s, card_written)
@@ -307,6 +309,7 @@ class Journal:
         created_s: float,
         card_written: bool,
     ) -> Record:
+        check_start(kind, state)
         head_seq, head_hash = self._db.execute("SELECT seq, hash FROM head").fetchone()
         record = make_record(self._key, self.terminal_id, head_seq + 1, head_hash, kind, body)
         self._db.execute(
@@ -330,8 +333,6 @@ class Journal:
                 body.get("amount_cents"),
             ],
         )
-        if state in SHOWN:
-            self._number(record.seq)
         return record
 
     def set_state(
@@ -343,14 +344,18 @@ class Journal:
         card_written: bool | None = None,
         durable: bool = True,
     ) -> None:
-        """Set a record's state; one that becomes shown gets its receipt number (`finish`)."""
+        """Move a record to `state`; one that becomes shown gets its receipt number (`finish`).
+
+        Only a move that `states.TRANSITIONS` lists: anything else raises
+        `HCardError(STATE_TRANSITION_REFUSED)` and changes nothing.
+        """
         with self._tx(durable):
             self._set_state(seq, state, outcome, card_written)
 
     def _set_state(
         self, seq: int, state: State, outcome: dict[str, Any] | None, card_written: bool | None
     ) -> None:
-        self._db.execute("UPDATE local SET state = ? WHERE seq = ?", [state, seq])
+        self._move(seq, state)
         if outcome is not None:
             self._db.execute(
                 "UPDATE local SET outcome = ? WHERE seq = ?", [json.dumps(outcome), seq]
@@ -378,11 +383,17 @@ class Journal:
     def void(
         self, seq: int, body: dict[str, Any], *, day: str, created_s: float, state: State
     ) -> Record:
-        """Append a void record for payment `seq` and set the payment's state, atomically."""
+        """Append a void record for payment `seq` and move the payment to `state` (`voided`
+        or `cancelled`), atomically; refused like `set_state`."""
         with self._tx():
-            record = self._append(RecordKind.VOID, body, None, day, created_s, False)
-            self._db.execute("UPDATE local SET state = ? WHERE seq = ?", [state, seq])
-        return record
+            self._move(seq, state)
+            return self._append(RecordKind.VOID, body, None, day, created_s, False)
+
+    def _move(self, seq: int, state: State) -> None:
+        """Inside the caller's transaction: check the move against the table, then make it."""
+        row = self._db.execute("SELECT state FROM local WHERE seq = ?", [seq]).fetchone()
+        check_transition(seq, None if row is None or row[0] is None else State(row[0]), state)
+        self._db.execute("UPDATE local SET state = ? WHERE seq = ?", [state, seq])
 
     def mark_acked(self, seq: int) -> None:
         """The server has the records up to `seq` (never moves backwards)."""

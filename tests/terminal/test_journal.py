@@ -36,8 +36,9 @@ def filled(tmp_path, key):
     journal = jr.Journal(path, TERMINAL_ID, key)
     for n in range(1, 5):
         journal.append(
-            "payment", _payment(n), state=jr.State.FINAL, day="2026-11-25", created_s=0.0
+            "payment", _payment(n), state=jr.State.APPROVED, day="2026-11-25", created_s=0.0
         )
+        journal.finish(n)
     journal.void(
         2,
         {"card": CARD, "voids_seq": 2, "amount_cents": 102},
@@ -164,7 +165,7 @@ def test_nothing_is_uploaded_from_an_online_payment_still_waiting(filled, key):
             day="d",
             created_s=0.0,
         )
-        journal.append("payment", _payment(6), state=jr.State.FINAL, day="d", created_s=0.0)
+        journal.append("payment", _payment(6), state=jr.State.APPROVED, day="d", created_s=0.0)
         assert [r.seq for r in journal.unsent(10)] == [1, 2, 3, 4, 5, 6]
         journal.set_state(waiting.seq, jr.State.FINAL)
         assert [r.seq for r in journal.unsent(10)][-2:] == [7, 8]
@@ -178,9 +179,15 @@ def test_an_older_journal_gets_receipt_numbers_once_and_keeps_those_shown(tmp_pa
     so no number the old version showed is given to another payment."""
     path = tmp_path / "journal.sqlite"
     journal = jr.Journal(path, TERMINAL_ID, key)
-    states = [jr.State.UNSHOWN, jr.State.FINAL, jr.State.FINAL, jr.State.DECLINED]  # seq 1..4
-    for n, state in enumerate(states, start=1):
-        journal.append("payment", _payment(n), state=state, day="2026-11-25", created_s=0.0)
+    moves = [  # seq 1..4: unshown, final, final, declined
+        (jr.State.INTENT, jr.State.UNSHOWN),
+        (jr.State.APPROVED, jr.State.FINAL),
+        (jr.State.APPROVED, jr.State.FINAL),
+        (jr.State.INTENT, jr.State.DECLINED),
+    ]
+    for n, (start, state) in enumerate(moves, start=1):
+        journal.append("payment", _payment(n), state=start, day="2026-11-25", created_s=0.0)
+        journal.set_state(n, state)
     journal.void(
         3,
         {"card": CARD, "voids_seq": 3, "amount_cents": 103},
@@ -191,10 +198,11 @@ def test_an_older_journal_gets_receipt_numbers_once_and_keeps_those_shown(tmp_pa
     journal.append(
         "topup_request",
         {"card": CARD, "amount_cents": 500},
-        state=jr.State.FINAL,
+        state=jr.State.INTENT,
         day="d",
         created_s=0,
     )  # seq 6
+    journal.set_state(6, jr.State.FINAL)
     journal.close()
     with sqlite3.connect(path) as db:  # what the version before receipt numbers left
         db.execute("DROP INDEX local_receipt")
@@ -238,7 +246,9 @@ def test_receipt_numbers_follow_what_was_shown_not_the_seq(tmp_path, key):
     journal.append("payment", _payment(5), state=jr.State.APPROVED, day="d", created_s=0.0)
     assert journal.finish(5) == 2
     journal.set_state(5, jr.State.VOIDED)  # voided by the cashier: keeps its number
-    journal.set_state(5, jr.State.FINAL)
-    assert journal.entry(5).receipt_no == 2
+    with pytest.raises(HCardError) as refused:  # and it is never shown again
+        journal.set_state(5, jr.State.FINAL)
+    assert refused.value.code == Code.STATE_TRANSITION_REFUSED
+    assert (journal.entry(5).state, journal.entry(5).receipt_no) == (jr.State.VOIDED, 2)
     assert [e.receipt_no for e in journal.entries()] == [None, 1, None, None, 2]
     journal.close()
