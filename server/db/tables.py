@@ -4,7 +4,7 @@ What the schema can hold, it holds: CHECK constraints for kinds, roles, statuses
 and signs, UNIQUE constraints for identities (a card number, a tag UID, a
 terminal's key, one booking per journal record). What it cannot hold (postings
 of a transaction sum to zero, a stored balance equals the sum of its postings)
-is asserted by `services.ledger.post` and proved by `services.ledger.check`.
+is checked by `services.ledger.post` before it writes and proved by `services.ledger.check`.
 
 The migrations in `migrations/versions` create exactly these tables; a test
 compares the two so they cannot drift apart.

@@ -1,8 +1,10 @@
 """The double-entry ledger: the one place that moves money, and the proof that it is right.
 
 `post` is the only function that writes postings or changes a stored balance.
-It asserts the invariants before it writes (postings sum to zero, at least two
-accounts, each once, no zero amount) and takes the card's floor in the same
+It checks the invariants before it writes (postings sum to zero, at least two
+accounts, each once, no zero amount; `check_balanced`) and refuses a transaction
+that breaks one with `LedgerInvariantError`, an exception that stays on under
+`python -O` (an `assert` would not), and takes the card's floor in the same
 statement that debits it: `UPDATE ... SET balance = balance - x WHERE id = ?
 AND balance - x >= floor`. On PostgreSQL that UPDATE waits for a concurrent
 debit of the same row and re-checks the condition afterwards; on SQLite the
@@ -75,12 +77,25 @@ class Txn:
     reason: str | None = None
 
 
-def _assert_balanced(entries: Sequence[Posting]) -> None:
+class LedgerInvariantError(RuntimeError):
+    """A booking that would break the ledger's invariants: a bug in the caller, never a
+    refusal a client could cause. Raised before anything is written; the request ends as
+    500 `internal_error` with the reason in the server log."""
+
+
+def check_balanced(entries: Sequence[Posting]) -> None:
+    """Raise LedgerInvariantError unless `entries` is a well-formed transaction: at least two
+    postings, each account once, no zero amount, and the amounts sum to zero."""
     ids = [entry.account_id for entry in entries]
-    assert len(entries) >= 2, "a transaction moves money between at least two accounts"
-    assert len(set(ids)) == len(ids), "each account at most once per transaction"
-    assert all(entry.amount_cents != 0 for entry in entries), "no zero postings"
-    assert sum(entry.amount_cents for entry in entries) == 0, "postings must sum to zero"
+    if len(entries) < 2:
+        raise LedgerInvariantError("a transaction moves money between at least two accounts")
+    if len(set(ids)) != len(ids):
+        raise LedgerInvariantError(f"each account at most once per transaction: {ids}")
+    if any(entry.amount_cents == 0 for entry in entries):
+        raise LedgerInvariantError("no zero postings")
+    total = sum(entry.amount_cents for entry in entries)
+    if total != 0:
+        raise LedgerInvariantError(f"postings must sum to zero, not {total}")
 
 
 def lock_accounts(
@@ -126,13 +141,15 @@ def post_many(conn: sa.Connection, txns: Sequence[Txn], *, now_s: float) -> list
     guarded: list[Posting] = []
     deltas: dict[int, int] = defaultdict(int)
     for txn in txns:
-        _assert_balanced(txn.entries)
+        check_balanced(txn.entries)
         for entry in txn.entries:
             if entry.floor_cents is None:
                 deltas[entry.account_id] += entry.amount_cents
             else:
                 guarded.append(entry)
-    assert len(guarded) <= 1, "at most one guarded posting, applied first"
+    if len(guarded) > 1:
+        # only one debit can be checked in the statement that makes it, before any change
+        raise LedgerInvariantError("at most one guarded posting per call, applied first")
     touched = sorted({e.account_id for txn in txns for e in txn.entries})
     lock_accounts(conn, touched)
     for entry in guarded:
