@@ -108,8 +108,9 @@ def _vocabulary_words() -> set[str]:
 
 
 def _literals(tree: ast.AST) -> list[ast.Constant]:
-    """String constants that are values: not docstrings, dict keys, subscripts or an
-    argparse `default=` (a user name such as `admin` is not a role)."""
+    """String constants that are values: not docstrings, dict keys, subscripts, an argparse
+    `default=` (a user name such as `admin` is not a role) or a class's own members (another
+    enum's word that happens to be spelt the same)."""
     skip: set[int] = set()
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
@@ -121,6 +122,12 @@ def _literals(tree: ast.AST) -> list[ast.Constant]:
             skip.add(id(node.slice))
         if isinstance(node, ast.keyword) and node.arg == "default":
             skip.add(id(node.value))
+        if isinstance(node, ast.ClassDef):  # defining a word (an enum member) is not using it
+            skip.update(
+                id(item.value)
+                for item in node.body
+                if isinstance(item, ast.Assign) and isinstance(item.value, ast.Constant)
+            )
     return [
         node
         for node in ast.walk(tree)
