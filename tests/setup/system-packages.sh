@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and the demo need, only when one is missing:
 # PostgreSQL (the second engine), Xvfb + Mesa (the Kivy app), shellcheck and systemd
-# (checking the install script and units). CI runs as root with apt; a developer who is
+# (checking the install script and units), Pango and DejaVu fonts (PDF statements). CI runs as root with apt; a developer who is
 # not root is told what to install.
 set -euo pipefail
 
@@ -12,6 +12,9 @@ command -v Xvfb >/dev/null || need+=(xvfb xauth)
 ldconfig -p | grep -q libmtdev.so.1 || need+=(libmtdev1)
 command -v shellcheck >/dev/null || need+=(shellcheck)
 command -v systemd-analyze >/dev/null || need+=(systemd)
+# WeasyPrint (settlement statements as PDF) renders with Pango, in DejaVu
+ldconfig -p | grep -q libpangoft2-1.0.so.0 || need+=(libpango-1.0-0 libpangoft2-1.0-0)
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
