@@ -122,7 +122,9 @@ def cmd_pay(args: argparse.Namespace) -> int:
     till = _till(args)
     try:
         print("Karte auflegen … / tap card …", file=sys.stderr, flush=True)
-        result = till.pay(args.amount + args.tip, args.tip, card_timeout_s=args.timeout)
+        result = till.pay(
+            args.amount_cents + args.tip_cents, args.tip_cents, card_timeout_s=args.timeout_s
+        )
         return _print_result(result, "Zahlung / payment")
     finally:
         till.close()
@@ -132,7 +134,7 @@ def cmd_topup(args: argparse.Namespace) -> int:
     till = _till(args)
     try:
         print("Karte auflegen … / tap card …", file=sys.stderr, flush=True)
-        result = till.topup(args.amount, card_timeout_s=args.timeout)
+        result = till.topup(args.amount_cents, card_timeout_s=args.timeout_s)
         return _print_result(result, "Aufladung / top-up")
     finally:
         till.close()
@@ -150,7 +152,7 @@ def cmd_balance(args: argparse.Namespace) -> int:
     till = _till(args)
     try:
         print("Karte auflegen … / tap card …", file=sys.stderr, flush=True)
-        info = till.balance(card_timeout_s=args.timeout)
+        info = till.balance(card_timeout_s=args.timeout_s)
     finally:
         till.close()
     if not info.card_number:
@@ -312,12 +314,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="Zahlung kassieren / take a payment",
         description="Betrag kassieren, Karte auflegen / charge an amount, tap the card",
     )
-    pay.add_argument("amount", type=_amount, help="Betrag / amount, z. B. / e.g. 12,50")
     pay.add_argument(
-        "--tip", type=_amount, default=0, help="Trinkgeld zusätzlich / tip on top (12,50)"
+        "amount_cents",
+        metavar="amount",
+        type=_amount,
+        help="Betrag / amount, z. B. / e.g. 12,50",
     )
     pay.add_argument(
-        "--timeout", type=float, default=30.0, help="Sekunden auf Karte warten / seconds to wait"
+        "--tip",
+        dest="tip_cents",
+        metavar="TIP",
+        type=_amount,
+        default=0,
+        help="Trinkgeld zusätzlich / tip on top (12,50)",
+    )
+    pay.add_argument(
+        "--timeout",
+        dest="timeout_s",
+        metavar="TIMEOUT",
+        type=float,
+        default=30.0,
+        help="Sekunden auf Karte warten / seconds to wait",
     )
     pay.set_defaults(func=cmd_pay)
 
@@ -327,9 +344,19 @@ def build_parser() -> argparse.ArgumentParser:
         description="Bar kassierten Betrag auf die Karte laden, Karte auflegen (nur online)"
         " / load cash taken at the till onto the card, tap the card (online only)",
     )
-    topup.add_argument("amount", type=_amount, help="Betrag / amount, z. B. / e.g. 20,00")
     topup.add_argument(
-        "--timeout", type=float, default=30.0, help="Sekunden auf Karte warten / seconds to wait"
+        "amount_cents",
+        metavar="amount",
+        type=_amount,
+        help="Betrag / amount, z. B. / e.g. 20,00",
+    )
+    topup.add_argument(
+        "--timeout",
+        dest="timeout_s",
+        metavar="TIMEOUT",
+        type=float,
+        default=30.0,
+        help="Sekunden auf Karte warten / seconds to wait",
     )
     topup.set_defaults(func=cmd_topup)
 
@@ -350,7 +377,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Karte auflegen, Guthaben anzeigen / tap a card, show its balance",
     )
     balance.add_argument(
-        "--timeout", type=float, default=30.0, help="Sekunden auf Karte warten / seconds to wait"
+        "--timeout",
+        dest="timeout_s",
+        metavar="TIMEOUT",
+        type=float,
+        default=30.0,
+        help="Sekunden auf Karte warten / seconds to wait",
     )
     balance.set_defaults(func=cmd_balance)
 

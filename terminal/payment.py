@@ -151,7 +151,7 @@ class Payments:
         cancelled before the till showed it (written by us, same counter), that
         payment's amount is owed back to the purse.
         """
-        floor, refund = 0, 0
+        floor, refund_cents = 0, 0
         for paid in history:
             if paid.state not in UNWRITTEN:
                 continue
@@ -162,8 +162,8 @@ class Payments:
                 and tap.purse is not None
                 and tap.purse.terminal_id == self.terminal_id
             ):
-                refund = paid.amount_cents
-        return floor, refund
+                refund_cents = paid.amount_cents
+        return floor, refund_cents
 
     # ------------------------------------------------------------- decision
     def decide_offline(
@@ -183,16 +183,20 @@ class Payments:
         if tap.purse is None and known is None:
             return Decision(0, 0, Code.UNKNOWN_CARD)
         # the snapshot may count top-ups this till voided but has not sent yet
-        unsettled = self.journal.unsettled_topups_cents(tap.card_number) if known else 0
+        unsettled_cents = self.journal.unsettled_topups_cents(tap.card_number) if known else 0
         if tap.purse is None or (known is not None and known.counter >= tap.counter):
-            balance = known.balance_cents - unsettled
+            balance_cents = known.balance_cents - unsettled_cents
         else:
-            purse = tap.purse.balance_cents + refund_cents
-            balance = purse if known is None else min(purse, known.balance_cents - unsettled)
+            purse_cents = tap.purse.balance_cents + refund_cents
+            balance_cents = (
+                purse_cents
+                if known is None
+                else min(purse_cents, known.balance_cents - unsettled_cents)
+            )
         if history is None:
             history = self.journal.card_payments(tap.card_number)
         today = day_of(self.clock.now_s())
-        spent_today, unsynced = 0, 0
+        spent_today_cents, unsynced = 0, 0
         server_counter = known.counter if known else 0
         acked = self.journal.acked_seq()
         for paid in history:
@@ -200,7 +204,7 @@ class Payments:
             if seen:  # the server has seen this counter (or it never reached the card)
                 server_counter = max(server_counter, paid.counter)
             if paid.mode == PaymentMode.OFFLINE and paid.state in SPENT:
-                spent_today += paid.amount_cents if paid.day == today else 0
+                spent_today_cents += paid.amount_cents if paid.day == today else 0
                 unsynced += 0 if seen else 1
         # Counters our own unanswered or declined online tries used up never
         # meant a purse write: they do not count as offline payments.
@@ -211,35 +215,37 @@ class Payments:
         )
         consecutive = max(tap.counter - server_counter - skipped, unsynced)
         if consecutive >= limits.consecutive_offline:
-            return Decision(0, balance, Code.OFFLINE_LIMIT_COUNT)
-        day_left = limits.per_card_day_cents - spent_today
-        if day_left <= 0:
-            return Decision(0, balance, Code.OFFLINE_LIMIT_DAY)
-        available = max(0, min(balance, limits.per_payment_cents, day_left))
+            return Decision(0, balance_cents, Code.OFFLINE_LIMIT_COUNT)
+        day_left_cents = limits.per_card_day_cents - spent_today_cents
+        if day_left_cents <= 0:
+            return Decision(0, balance_cents, Code.OFFLINE_LIMIT_DAY)
+        available_cents = max(0, min(balance_cents, limits.per_payment_cents, day_left_cents))
         if amount_cents > limits.per_payment_cents:
-            return Decision(available, balance, Code.OFFLINE_LIMIT_PAYMENT)
-        if amount_cents > day_left:
-            return Decision(available, balance, Code.OFFLINE_LIMIT_DAY)
-        if amount_cents > balance:
-            return Decision(available, balance, Code.INSUFFICIENT_FUNDS)
-        return Decision(available, balance, None)
+            return Decision(available_cents, balance_cents, Code.OFFLINE_LIMIT_PAYMENT)
+        if amount_cents > day_left_cents:
+            return Decision(available_cents, balance_cents, Code.OFFLINE_LIMIT_DAY)
+        if amount_cents > balance_cents:
+            return Decision(available_cents, balance_cents, Code.INSUFFICIENT_FUNDS)
+        return Decision(available_cents, balance_cents, None)
 
     # ------------------------------------------------------------------ pay
     def pay(
         self, session: CardSession, tap: CardView, amount_cents: int, tip_cents: int
     ) -> PaymentResult:
         history = self.journal.card_payments(tap.card_number)
-        floor, refund = self._repair(tap, history)
+        floor, refund_cents = self._repair(tap, history)
         counter = max(tap.counter, floor) + 1
         if self.link.online:
-            result = self._pay_online(session, tap, amount_cents, tip_cents, counter, refund)
+            result = self._pay_online(session, tap, amount_cents, tip_cents, counter, refund_cents)
             if result is not None:
                 return result
             counter += 1  # the online record may hold `counter` at the server: never reuse it
             history = self.journal.card_payments(tap.card_number)  # the try is in it now
-        return self._pay_offline(session, tap, amount_cents, tip_cents, counter, refund, history)
+        return self._pay_offline(
+            session, tap, amount_cents, tip_cents, counter, refund_cents, history
+        )
 
-    def _known_balance(self, tap: CardView) -> int:
+    def _known_balance_cents(self, tap: CardView) -> int:
         """The terminal's estimate of the balance before an online payment."""
         if tap.purse is not None:
             return tap.purse.balance_cents
@@ -253,7 +259,7 @@ class Payments:
         tip_cents: int,
         mode: PaymentMode,
         counter: int,
-        purse: int,
+        purse_cents: int,
     ) -> dict[str, object]:
         return {
             "card": tap.card_number,
@@ -262,7 +268,7 @@ class Payments:
             "tip_cents": tip_cents,
             "mode": mode,
             "counter": counter,
-            "purse_cents": purse,
+            "purse_cents": purse_cents,
         }
 
     def _append(
@@ -304,13 +310,13 @@ class Payments:
         amount_cents: int,
         tip_cents: int,
         counter: int,
-        refund: int,
+        refund_cents: int,
     ) -> PaymentResult | None:
         """Authorise with the server; None means "no answer in time: decide offline"."""
-        estimate = self._known_balance(tap) + refund - amount_cents
-        unsettled = self.journal.unsettled_topups_cents(tap.card_number)  # before asking
+        estimate_cents = self._known_balance_cents(tap) + refund_cents - amount_cents
+        unsettled_cents = self.journal.unsettled_topups_cents(tap.card_number)  # before asking
         record = self._append(
-            self._body(tap, amount_cents, tip_cents, PaymentMode.ONLINE, counter, estimate),
+            self._body(tap, amount_cents, tip_cents, PaymentMode.ONLINE, counter, estimate_cents),
             State.INTENT,
         )
         try:
@@ -331,19 +337,21 @@ class Payments:
         # No commit here: until `final`, a crash leaves the record `intent`, and
         # the recovery asks the server again and voids it, as it would an
         # `approved` one. One fsync less on the path the customer waits for.
-        balance = answer.get("balance_cents")
-        usable = isinstance(balance, int) and not isinstance(balance, bool)
-        purse = (
-            self._purse_after(tap, balance, unsettled, refund - amount_cents)
+        balance_cents = answer.get("balance_cents")
+        usable = isinstance(balance_cents, int) and not isinstance(balance_cents, bool)
+        purse_cents = (
+            self._purse_after_cents(
+                tap, balance_cents, unsettled_cents, refund_cents - amount_cents
+            )
             if usable
-            else estimate
+            else estimate_cents
         )
         return self._write_and_finish(
-            session, record, purse, counter, offline=False, outcome=answer
+            session, record, purse_cents, counter, offline=False, outcome=answer
         )
 
     @staticmethod
-    def _purse_after(
+    def _purse_after_cents(
         tap: CardView, balance_cents: int, unsettled_cents: int, change_cents: int
     ) -> int:
         """The purse written after an online approval: the server's balance, at most the card's.
@@ -357,18 +365,18 @@ class Payments:
         A top-up the card does not show yet still reaches offline tills
         through the snapshot, whose counter then covers the card's.
         """
-        server = balance_cents - unsettled_cents
+        server_cents = balance_cents - unsettled_cents
         if tap.purse is None:
-            return server
-        return min(server, tap.purse.balance_cents + change_cents)
+            return server_cents
+        return min(server_cents, tap.purse.balance_cents + change_cents)
 
     # --------------------------------------------------------------- top-up
     def topup(self, session: CardSession, tap: CardView, amount_cents: int) -> PaymentResult:
         """Cash taken at the till onto the card: the server decides, or it is declined."""
-        floor, refund = self._repair(tap, self.journal.card_payments(tap.card_number))
+        floor, refund_cents = self._repair(tap, self.journal.card_payments(tap.card_number))
         counter = max(tap.counter, floor) + 1
         body = {"card": tap.card_number, "amount_cents": amount_cents}
-        unsettled = self.journal.unsettled_topups_cents(tap.card_number)  # before asking
+        unsettled_cents = self.journal.unsettled_topups_cents(tap.card_number)  # before asking
         record = self._append(body, State.INTENT, kind=RecordKind.TOPUP_REQUEST)
         try:
             answer = self._ask(record)
@@ -381,14 +389,16 @@ class Payments:
         if answer["outcome"] == ServerOutcome.DECLINED:
             self.journal.set_state(record.seq, State.DECLINED, outcome=answer)
             return declined(_code(answer.get("code")), offline=False)
-        balance = answer.get("balance_cents")
-        if not isinstance(balance, int) or isinstance(balance, bool):
+        balance_cents = answer.get("balance_cents")
+        if not isinstance(balance_cents, int) or isinstance(balance_cents, bool):
             # approved, but no balance to write: never shown, so the sync agent voids it
             self.journal.set_state(record.seq, State.UNSHOWN)
             return declined(Code.SERVER_UNREACHABLE, offline=False)
-        purse = self._purse_after(tap, balance, unsettled, refund + amount_cents)
+        purse_cents = self._purse_after_cents(
+            tap, balance_cents, unsettled_cents, refund_cents + amount_cents
+        )
         return self._write_and_finish(
-            session, record, purse, counter, offline=False, outcome=answer
+            session, record, purse_cents, counter, offline=False, outcome=answer
         )
 
     def _pay_offline(
@@ -398,29 +408,29 @@ class Payments:
         amount_cents: int,
         tip_cents: int,
         counter: int,
-        refund: int,
+        refund_cents: int,
         history: list[jr.CardPayment],
     ) -> PaymentResult:
-        decision = self.decide_offline(tap, amount_cents, refund, history)
+        decision = self.decide_offline(tap, amount_cents, refund_cents, history)
         if decision.code is not None:
             return declined(decision.code, offline=True, available_cents=decision.available_cents)
-        purse = decision.balance_cents - amount_cents
+        purse_cents = decision.balance_cents - amount_cents
         # Not fsynced: no one outside this terminal has seen it yet. The `final`
         # commit below is durable and takes this one to the disk with it; a power
         # cut before that can lose it, and then the till never showed it either
         # (the card may keep the lower purse: the safe side).
         record = self._append(
-            self._body(tap, amount_cents, tip_cents, PaymentMode.OFFLINE, counter, purse),
+            self._body(tap, amount_cents, tip_cents, PaymentMode.OFFLINE, counter, purse_cents),
             State.APPROVED,
             durable=False,
         )
-        return self._write_and_finish(session, record, purse, counter, offline=True)
+        return self._write_and_finish(session, record, purse_cents, counter, offline=True)
 
     def _write_and_finish(
         self,
         session: CardSession,
         record: Record,
-        purse: int,
+        purse_cents: int,
         counter: int,
         *,
         offline: bool,
@@ -428,7 +438,7 @@ class Payments:
     ) -> PaymentResult:
         """Write the purse; approved once `final`, else voided (never shown: nothing owed)."""
         try:
-            session.write_purse(Purse(purse, counter, self.terminal_id), self._key)
+            session.write_purse(Purse(purse_cents, counter, self.terminal_id), self._key)
         except (HCardError, ValueError) as exc:
             log.info("card write of seq %s failed (%s): cancelled", record.seq, exc)
             if outcome is not None:
@@ -441,7 +451,7 @@ class Payments:
             code=None,
             amount_cents=record.body["amount_cents"],
             tip_cents=record.body.get("tip_cents", 0),
-            balance_cents=purse,
+            balance_cents=purse_cents,
             receipt_no=receipt_no,
             offline=offline,
             seq=record.seq,

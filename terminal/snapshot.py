@@ -121,11 +121,11 @@ class SnapshotStore:
     The terminal cannot sign the merged view itself, so the file holds the
     server's signed answers (the last full one and the deltas after it), and
     loading replays them, verifying each: the file is as untrusted as the
-    network. After `MAX_DELTAS` deltas the next pull asks for a full snapshot,
+    network. After `DELTAS_MAX` deltas the next pull asks for a full snapshot,
     which keeps the file small.
     """
 
-    MAX_DELTAS = 50
+    DELTAS_MAX = 50
 
     def __init__(self, path: Path, issuer: Ed25519PublicKey) -> None:
         self.path = path
@@ -177,6 +177,6 @@ class SnapshotStore:
     def since(self) -> int:
         """The version to ask changes after (0: send everything)."""
         with self._lock:
-            if not self._answers or len(self._answers) > self.MAX_DELTAS:
+            if not self._answers or len(self._answers) > self.DELTAS_MAX:
                 return 0
             return self.state.version

@@ -37,8 +37,8 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 200
 IDLE_INTERVAL_S = 10.0
-MIN_BACKOFF_S = 0.5
-MAX_BACKOFF_S = 60.0
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 60.0
 
 
 class SyncAgent:
@@ -80,22 +80,22 @@ class SyncAgent:
         self._wake.set()
 
     def _run(self) -> None:
-        backoff_s = MIN_BACKOFF_S
+        backoff_s = BACKOFF_FIRST_S
         while not self._stop.is_set():
             try:
                 self.run_once()
-                backoff_s = MIN_BACKOFF_S
+                backoff_s = BACKOFF_FIRST_S
                 delay_s = self.idle_interval_s
             except ServerUnreachableError as exc:
                 self.link.down()
                 self.last_error = f"{Code.SERVER_UNREACHABLE.value}: {exc}"
                 delay_s = backoff_s * random.uniform(0.5, 1.5)
-                backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
+                backoff_s = min(backoff_s * 2, BACKOFF_MAX_S)
             except Exception as exc:  # keep the thread alive whatever happens; say why
                 log.exception("sync round failed")
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 delay_s = backoff_s * random.uniform(0.5, 1.5)
-                backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
+                backoff_s = min(backoff_s * 2, BACKOFF_MAX_S)
             self._wake.wait(delay_s)
             self._wake.clear()
 

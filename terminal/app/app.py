@@ -114,11 +114,11 @@ class TillApp(App):
         self.gastronomy = app_settings.mode == settings.TillMode.GASTRONOMY
         self.worker = TillWorker(till, status_interval_s) if till is not None else None
         self.sounds: Sounds | None = None
-        self.ready_at: float | None = None
+        self.ready_at_s: float | None = None
         self._pin_entry = ""
         self._pin_then: Callable[[], None] | None = None
         self._pin_failures = 0
-        self._pin_locked_until = 0.0
+        self._pin_locked_until_s = 0.0
         self._entering_tip = False
         self._idle_event = None
         self._last_status: Status | None = None
@@ -138,7 +138,7 @@ class TillApp(App):
         Clock.schedule_once(self._mark_ready)
 
     def _mark_ready(self, _dt: float) -> None:
-        self.ready_at = time.monotonic()
+        self.ready_at_s = time.monotonic()
         log.info("till ready")
 
     def on_stop(self) -> None:
@@ -270,18 +270,20 @@ class TillApp(App):
     def show_payment_result(self, result: PaymentResult) -> None:
         """Fill the result screen from a `PaymentResult` and play its sound."""
         approved = result.outcome == Outcome.APPROVED
-        still_to_pay = 0
-        offer = 0
+        still_to_pay_cents = 0
+        offer_cents = 0
         asked_cents = self.amount_cents + self.tip_cents
         if approved:
-            still_to_pay = max(0, self.still_to_pay_cents or 0)
-            title = self.tr._("Partial payment approved") if still_to_pay else self.tr._("Paid")
+            still_to_pay_cents = max(0, self.still_to_pay_cents or 0)
+            title = (
+                self.tr._("Partial payment approved") if still_to_pay_cents else self.tr._("Paid")
+            )
             reason = ""
         else:
             title = self.tr._("Declined")
             reason = message(result.code or Code.INTERNAL_ERROR, self.lang)
             if result.code == Code.INSUFFICIENT_FUNDS and (result.available_cents or 0) > 0:
-                offer = min(result.available_cents, asked_cents)
+                offer_cents = min(result.available_cents, asked_cents)
         lines = []
         if result.balance_cents is not None:
             lines.append(
@@ -293,7 +295,7 @@ class TillApp(App):
             lines.append(self.tr._("Receipt no. {number}").format(number=result.receipt_no))
         if result.offline and approved:
             lines.append(self.tr._("Offline: will be sent later"))
-        self.partial_offer_cents = offer
+        self.partial_offer_cents = offer_cents
         self.result = {
             "kind": Outcome.APPROVED if approved else Outcome.DECLINED,
             "title": title,
@@ -302,16 +304,16 @@ class TillApp(App):
             "reason": reason,
             "offer": (
                 self.tr._("Take {available} now, {rest} by other means").format(
-                    available=self.money(offer), rest=self.money(asked_cents - offer)
+                    available=self.money(offer_cents), rest=self.money(asked_cents - offer_cents)
                 )
-                if offer
+                if offer_cents
                 else ""
             ),
             "still_to_pay": (
                 self.tr._("Still to pay by other means: {amount}").format(
-                    amount=self.money(still_to_pay)
+                    amount=self.money(still_to_pay_cents)
                 )
-                if still_to_pay
+                if still_to_pay_cents
                 else ""
             ),
         }
@@ -328,11 +330,11 @@ class TillApp(App):
         A partial payment carries no tip: the card pays part of the bill, and
         the tip is part of what the guest pays by other means.
         """
-        offer = self.partial_offer_cents
-        if offer <= 0:
+        offer_cents = self.partial_offer_cents
+        if offer_cents <= 0:
             return
-        self.still_to_pay_cents = self.amount_cents + self.tip_cents - offer
-        self.start_payment(offer, 0)
+        self.still_to_pay_cents = self.amount_cents + self.tip_cents - offer_cents
+        self.start_payment(offer_cents, 0)
 
     def result_done(self) -> None:
         if self.result.get("kind") != Outcome.APPROVED:
@@ -422,10 +424,10 @@ class TillApp(App):
         self.pin_dots = "●" * len(self._pin_entry)
 
     def pin_ok(self) -> None:
-        now = time.monotonic()
-        if now < self._pin_locked_until:
+        now_s = time.monotonic()
+        if now_s < self._pin_locked_until_s:
             self.pin_message = self.tr._("Too many wrong PINs. Wait {seconds} s.").format(
-                seconds=int(self._pin_locked_until - now) + 1
+                seconds=int(self._pin_locked_until_s - now_s) + 1
             )
             return
         entry, self._pin_entry, self.pin_dots = self._pin_entry, "", ""
@@ -438,7 +440,7 @@ class TillApp(App):
         self._pin_failures += 1
         if self._pin_failures >= PIN_MAX_TRIES:
             self._pin_failures = 0
-            self._pin_locked_until = now + PIN_LOCK_S
+            self._pin_locked_until_s = now_s + PIN_LOCK_S
         self.pin_message = self.tr._("Wrong PIN.")
 
     # --------------------------------------------------------------- today, void

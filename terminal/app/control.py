@@ -196,7 +196,7 @@ class ControlServer:
         texts = _texts("", screen)
         texts.update(_texts("status.", app.root.ids.statusbar))
         return {
-            "ready": app.ready_at is not None,
+            "ready": app.ready_at_s is not None,
             "screen": screen.name,
             "texts": texts,
             "sound": app.sounds.last_played if app.sounds else None,

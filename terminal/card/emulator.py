@@ -40,7 +40,7 @@ log = logging.getLogger("hcard.card-emulator")
 
 BRTY = b"106A"
 RFOFF = b"RFOFF"
-MAX_DATAGRAM = 4096
+DATAGRAM_MAX_BYTES = 4096
 
 
 class Emulator:
@@ -162,9 +162,9 @@ class Emulator:
             except InterruptedError:
                 continue
             if self.frames in ready:
-                self.on_frame(*self.frames.recvfrom(MAX_DATAGRAM))
+                self.on_frame(*self.frames.recvfrom(DATAGRAM_MAX_BYTES))
             if self.control in ready:
-                self.on_control(*self.control.recvfrom(MAX_DATAGRAM))
+                self.on_control(*self.control.recvfrom(DATAGRAM_MAX_BYTES))
         self.remove()
         self.frames.close()
         self.control.close()
@@ -181,7 +181,7 @@ class EmulatorControl:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.settimeout(self.timeout_s)
             sock.sendto(json.dumps({"op": op, **args}).encode(), self.address)
-            reply = json.loads(sock.recv(MAX_DATAGRAM))
+            reply = json.loads(sock.recv(DATAGRAM_MAX_BYTES))
         if not reply.get("ok"):
             raise RuntimeError(f"card emulator refused {op}: {reply.get('error')}")
         return reply

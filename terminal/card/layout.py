@@ -40,7 +40,7 @@ SLOT_FIRST_PAGES = (NDEF_FIRST_PAGE + NDEF_PAGES, NDEF_FIRST_PAGE + NDEF_PAGES +
 LAST_LAYOUT_PAGE = SLOT_FIRST_PAGES[1] + SLOT_PAGES - 1  # 103: a tap reads pages 0..103
 SLOT_BYTES = SLOT_PAGES * PAGE_SIZE
 NDEF_AREA_BYTES = NDEF_PAGES * PAGE_SIZE
-MAX_MESSAGE_BYTES = NDEF_AREA_BYTES - 3  # TLV tag + 1-byte length + terminator
+MESSAGE_MAX_BYTES = NDEF_AREA_BYTES - 3  # TLV tag + 1-byte length + terminator
 # First page that needs the password for writes; page 3 (the capability
 # container, one-time programmable) included, so nobody can OR bits into it.
 AUTH0 = CC_PAGE
@@ -103,7 +103,7 @@ def ndef_area(url: str, record: IssuerRecord) -> bytes:
             [ndef.UriRecord(url), ndef.Record(ISSUER_RECORD_TYPE, "", record.payload())]
         )
     )
-    if len(message) > MAX_MESSAGE_BYTES:
+    if len(message) > MESSAGE_MAX_BYTES:
         raise ValueError(f"NDEF message of {len(message)} bytes does not fit the card")
     area = bytes([0x03, len(message)]) + message + b"\xfe"
     return area + bytes(NDEF_AREA_BYTES - len(area))
@@ -186,9 +186,9 @@ def decode_slot(
         raise ValueError("a purse slot has 80 bytes")
     if not any(raw):
         return Slot(SlotStatus.EMPTY)
-    version, counter, balance, terminal_id = _PURSE_HEADER.unpack(raw[: _PURSE_HEADER.size])
+    version, counter, balance_cents, terminal_id = _PURSE_HEADER.unpack(raw[: _PURSE_HEADER.size])
     try:
-        purse = Purse(balance, counter, terminal_id)
+        purse = Purse(balance_cents, counter, terminal_id)
     except ValueError:
         return Slot(SlotStatus.INVALID)
     if version != PURSE_VERSION or raw[13:16] != b"\0\0\0":

@@ -138,7 +138,7 @@ class NfcpyReader:
         self._clf: nfc.ContactlessFrontend | None = None
         self._lock = threading.Lock()
         self._backoff_s = 0.0
-        self._next_open = 0.0
+        self._next_open_s = 0.0
 
     @property
     def path(self) -> str:
@@ -151,13 +151,13 @@ class NfcpyReader:
     def _open(self) -> nfc.ContactlessFrontend | None:
         if self._clf is not None:
             return self._clf
-        if time.monotonic() < self._next_open:
+        if time.monotonic() < self._next_open_s:
             return None
         try:
             self._clf = nfc.ContactlessFrontend(self._path)
         except Exception as error:
             self._backoff_s = min(BACKOFF_MAX_S, max(BACKOFF_FIRST_S, 2 * self._backoff_s))
-            self._next_open = time.monotonic() + self._backoff_s
+            self._next_open_s = time.monotonic() + self._backoff_s
             log.warning(
                 "reader %s not available (%s); retry in %.1f s", self._path, error, self._backoff_s
             )
@@ -175,29 +175,29 @@ class NfcpyReader:
             except Exception:
                 log.debug("close of a lost reader failed", exc_info=True)
         self._backoff_s = BACKOFF_FIRST_S
-        self._next_open = time.monotonic() + self._backoff_s
+        self._next_open_s = time.monotonic() + self._backoff_s
 
     def wait_for_card(
         self, timeout_s: float, cancel: threading.Event | None = None
     ) -> TagSession | None:
         cancel = cancel or threading.Event()
-        deadline = time.monotonic() + timeout_s
-        last_poll = [0.0]
+        deadline_s = time.monotonic() + timeout_s
+        last_poll_s = [0.0]
 
         def terminate() -> bool:
             # Called by nfcpy between sense cycles: stop on deadline or cancel,
             # and pace the polling so a fast USB reader does not spin a core.
-            pause = last_poll[0] + self._poll_interval_s - time.monotonic()
-            if pause > 0:
-                cancel.wait(min(pause, max(0.0, deadline - time.monotonic())))
-            last_poll[0] = time.monotonic()
-            return cancel.is_set() or time.monotonic() >= deadline
+            pause_s = last_poll_s[0] + self._poll_interval_s - time.monotonic()
+            if pause_s > 0:
+                cancel.wait(min(pause_s, max(0.0, deadline_s - time.monotonic())))
+            last_poll_s[0] = time.monotonic()
+            return cancel.is_set() or time.monotonic() >= deadline_s
 
         with self._lock:
-            while not cancel.is_set() and time.monotonic() < deadline:
+            while not cancel.is_set() and time.monotonic() < deadline_s:
                 clf = self._open()
                 if clf is None:
-                    cancel.wait(max(0.0, min(self._next_open, deadline) - time.monotonic()))
+                    cancel.wait(max(0.0, min(self._next_open_s, deadline_s) - time.monotonic()))
                     continue
                 try:
                     tag = clf.connect(

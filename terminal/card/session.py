@@ -208,7 +208,7 @@ class TagSession:
     # --- the end of a tap --------------------------------------------------------
 
     def wait_removed(self, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
+        deadline_s = time.monotonic() + timeout_s
         while True:
             try:
                 present = self._io.is_present()
@@ -216,7 +216,7 @@ class TagSession:
                 present = False
             if not present:
                 return True
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline_s:
                 return False
             time.sleep(REMOVAL_POLL_S)
 
