@@ -10,8 +10,9 @@ payment, a void): every online record that reached sync has its row here.
 Decisions: an unknown or unissued card → `unknown_card`; a tag whose UID is
 not the card's → `card_copied`; a blocked or flagged card → `card_blocked`;
 a payment the balance does not cover → `insufficient_funds` with
-`available_cents` so the till can offer a partial payment. The debit itself
-is the guarded `ledger.post`, so concurrent payments never overdraw.
+`available_cents` so the till can offer a partial payment. The postings come
+from `booking` (the same as a payment booked at sync); the online debit is
+guarded in `ledger.post`, so concurrent payments never overdraw.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from hcard.records import PaymentMode, Record, RecordError, RecordKind
 from hcard.server.context import Context
 from hcard.server.db import engine as db_engine
 from hcard.server.db.tables import accounts, authorisations, merchants
-from hcard.server.services import cards, ledger
+from hcard.server.services import booking, cards, ledger
 from hcard.server.services.terminals import Terminal, chain_head, consume_nonce
-from hcard.server.vocabulary import Outcome, TxnKind
+from hcard.server.vocabulary import Outcome
 
 
 def parse_online_record(payload: Any, terminal: Terminal) -> Record:
@@ -120,30 +121,14 @@ def decide(
             merchants.c.id == terminal.merchant_id
         )
     ).one()
+    till = booking.Till(terminal.id, merchant.account_id, merchant.name)
     amount = body["amount_cents"]
+    if record.kind == RecordKind.PAYMENT:
+        txn = booking.payment(till, record.seq, card.account_id, amount, body["mode"])
+    else:
+        txn = booking.till_topup(till, record.seq, card.account_id, amount)
     try:
-        if record.kind == RecordKind.PAYMENT:
-            entries = [
-                ledger.Posting(card.account_id, -amount, floor_cents=0),
-                ledger.Posting(merchant.account_id, amount),
-            ]
-            kind, label = TxnKind.PAYMENT, merchant.name
-        else:
-            # cash taken at the till: the merchant now owes it to the scheme
-            entries = [
-                ledger.Posting(merchant.account_id, -amount),
-                ledger.Posting(card.account_id, amount),
-            ]
-            kind, label = TxnKind.TILL_TOPUP, f"Aufladung {merchant.name}"
-        txn_id = ledger.post(
-            conn,
-            kind,
-            entries,
-            now_s=ctx.now(),
-            label=label,
-            terminal_id=terminal.id,
-            seq=record.seq,
-        )
+        txn_id = ledger.post(conn, txn, now_s=ctx.now())
     except HCardError as exc:
         if exc.code is not Code.INSUFFICIENT_FUNDS:
             raise

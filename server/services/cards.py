@@ -23,7 +23,7 @@ from hcard.server import check_code, names
 from hcard.server.context import Context
 from hcard.server.db import engine as db_engine
 from hcard.server.db.tables import accounts, cards
-from hcard.server.services import alerts, ledger
+from hcard.server.services import alerts, booking, ledger
 from hcard.server.services.users import Staff
 from hcard.server.throttle import Guard, Key
 from hcard.server.vocabulary import (
@@ -34,17 +34,10 @@ from hcard.server.vocabulary import (
     FlagReason,
     Role,
     TopupSource,
-    TxnKind,
 )
 
 TOPUP_SOURCES = tuple(TopupSource)
 REASON_MAX_CHARS = 500
-#: what the cardholder and the office read for a top-up, by source: German, like every label
-TOPUP_LABELS = {
-    TopupSource.CASH: "Aufladung (bar)",
-    TopupSource.BANK: "Aufladung (Überweisung)",
-    TopupSource.ONLINE: "Aufladung (online)",
-}
 MAX_RESERVE = 1000
 _UID = re.compile(r"^[0-9a-f]{14}$")
 
@@ -218,17 +211,9 @@ def topup(
     with db_engine.write(ctx.engine) as conn:
         card = _get(conn, normalize_number(number))
         _require_usable(card)
-        txn_id = ledger.post(
-            conn,
-            TxnKind.TOPUP,
-            [
-                ledger.Posting(ledger.system_account(conn, source.account), -amount_cents),
-                ledger.Posting(card.account_id, amount_cents),
-            ],
-            now_s=ctx.now(),
-            label=TOPUP_LABELS[source],
-            user_id=actor.user_id,
-        )
+        source_account_id = ledger.system_account(conn, source.account)
+        txn = booking.topup(source, source_account_id, card.account_id, amount_cents, actor.user_id)
+        txn_id = ledger.post(conn, txn, now_s=ctx.now())
         return {**as_json(_get(conn, card.number)), "txn_id": txn_id}
 
 
@@ -265,18 +250,10 @@ def transfer(ctx: Context, actor: Staff, number: str, to_number: str) -> dict[st
             raise HCardError(Code.INSUFFICIENT_FUNDS, available_cents=amount)
         txn_id = None
         if amount > 0:
-            txn_id = ledger.post(
-                conn,
-                TxnKind.TRANSFER,
-                [
-                    # the floor re-checks the balance at the moment of the debit
-                    ledger.Posting(old.account_id, -amount, floor_cents=0),
-                    ledger.Posting(new.account_id, amount),
-                ],
-                now_s=ctx.now(),
-                label=f"Übertrag {old.number} → {new.number}",
-                user_id=actor.user_id,
+            txn = booking.transfer(
+                old.account_id, new.account_id, amount, old.number, new.number, actor.user_id
             )
+            txn_id = ledger.post(conn, txn, now_s=ctx.now())
         bump(conn, old.id, blocked=True, replaced_by=new.id)
         return {
             "from": as_json(_get(conn, number)),
@@ -383,24 +360,18 @@ def correct(
     if amount_cents == 0 or abs(amount_cents) > MAX_AMOUNT_CENTS:
         raise HCardError(Code.INVALID_AMOUNT)
     reason = names.printable(reason, field="reason", max_chars=REASON_MAX_CHARS)
-    floor_cents = None if allow_below_zero or amount_cents > 0 else 0
     with db_engine.write(ctx.engine) as conn:
         card = _get(conn, normalize_number(number))
+        txn = booking.correction(
+            card.account_id,
+            ledger.system_account(conn, AccountKind.CORRECTION),
+            amount_cents,
+            reason,
+            actor.user_id,
+            allow_below_zero=allow_below_zero,
+        )
         try:
-            txn_id = ledger.post(
-                conn,
-                TxnKind.CORRECTION,
-                [
-                    ledger.Posting(card.account_id, amount_cents, floor_cents=floor_cents),
-                    ledger.Posting(
-                        ledger.system_account(conn, AccountKind.CORRECTION), -amount_cents
-                    ),
-                ],
-                now_s=ctx.now(),
-                label="Korrektur",
-                user_id=actor.user_id,
-                reason=reason,
-            )
+            txn_id = ledger.post(conn, txn, now_s=ctx.now())
         except HCardError as error:
             if error.code is Code.INSUFFICIENT_FUNDS:
                 raise HCardError(

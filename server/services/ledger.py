@@ -26,7 +26,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import sqlalchemy as sa
 
@@ -76,6 +75,10 @@ class Txn:
     user_id: int | None = None
     reason: str | None = None
 
+    def change_of(self, account_id: int) -> int:
+        """What this transaction does to the account's balance (0 if it does not touch it)."""
+        return sum(e.amount_cents for e in self.entries if e.account_id == account_id)
+
 
 class LedgerInvariantError(RuntimeError):
     """A booking that would break the ledger's invariants: a bug in the caller, never a
@@ -120,11 +123,9 @@ def lock_accounts(
     conn.execute(sa.select(accounts.c.id).where(wanted).order_by(accounts.c.id).with_for_update())
 
 
-def post(
-    conn: sa.Connection, kind: TxnKind, entries: Sequence[Posting], *, now_s: float, **ref: Any
-) -> int:
+def post(conn: sa.Connection, txn: Txn, *, now_s: float) -> int:
     """Book one transaction (see `post_many`); return its id."""
-    return post_many(conn, [Txn(kind, entries, **ref)], now_s=now_s)[0]
+    return post_many(conn, [txn], now_s=now_s)[0]
 
 
 def post_many(conn: sa.Connection, txns: Sequence[Txn], *, now_s: float) -> list[int]:

@@ -52,7 +52,7 @@ from hcard.server.context import Context
 from hcard.server.db import engine as db_engine
 from hcard.server.db.tables import accounts, alerts, authorisations, cards, journal, merchants
 from hcard.server.db.tables import terminals as terminal_table
-from hcard.server.services import authorise, ledger
+from hcard.server.services import authorise, booking, ledger
 from hcard.server.services import cards as card_service
 from hcard.server.services.terminals import Terminal, chain_head, consume_nonce
 from hcard.server.vocabulary import (
@@ -61,7 +61,6 @@ from hcard.server.vocabulary import (
     FlagReason,
     Outcome,
     SyncStatus,
-    TxnKind,
 )
 
 #: Signature checks of a batch run on every core (Ed25519 releases the GIL).
@@ -327,6 +326,7 @@ class _Batch:
         # Before reading balances and counters seen: another till's batch on the
         # same card must commit first, or both miss the overdraw and the rollback.
         ledger.lock_accounts(conn, [self.merchant.account_id], numbers)
+        self.till = booking.Till(tid, self.merchant.account_id, self.merchant.name)
         self.cards: dict[str, _Card] = {}
         if numbers:
             rows = conn.execute(
@@ -534,19 +534,8 @@ class _Batch:
             )
             self.flags[card.id] = FlagReason.CARD_COPIED
         amount = body["amount_cents"]
-        txn = self._book(
-            ledger.Txn(
-                TxnKind.PAYMENT,
-                [
-                    ledger.Posting(card.account_id, -amount),
-                    ledger.Posting(self.merchant.account_id, amount),
-                ],
-                label=self.merchant.name,
-                terminal_id=self.terminal.id,
-                seq=record.seq,
-            )
-        )
-        self._debit(card, amount, record, "offline payment")
+        txn = booking.payment(self.till, record.seq, card.account_id, amount, PaymentMode.OFFLINE)
+        self._apply(card, txn, record, "offline payment")
         self.payments[record.seq] = {
             "kind": RecordKind.PAYMENT,
             "card": card.number,
@@ -554,12 +543,14 @@ class _Batch:
             "booked": True,
             "voided": False,
         }
-        return _Booked(SyncStatus.APPLIED, txn=txn)
+        return _Booked(SyncStatus.APPLIED, txn=self._book(txn))
 
-    def _debit(self, card: _Card, amount: int, record: Record, what: str) -> None:
-        """Take `amount` off the card as booked; below zero, alert and deny-list the card."""
-        card.balance_cents -= amount
-        if card.balance_cents < 0:
+    def _apply(self, card: _Card, txn: ledger.Txn, record: Record, what: str) -> None:
+        """Follow the card's balance as `txn` will book it; a debit that leaves it below
+        zero alerts and deny-lists the card."""
+        change = txn.change_of(card.account_id)
+        card.balance_cents += change
+        if change < 0 and card.balance_cents < 0:
             self._alert(
                 AlertKind.OVERDRAW,
                 f"{what} overdrew the card to {card.balance_cents} cents",
@@ -578,29 +569,14 @@ class _Batch:
         if payment["amount_cents"] != body["amount_cents"]:
             return _Booked(SyncStatus.REFUSED, Code.INVALID_AMOUNT)
         card = self.cards[payment["card"]]
-        amount = body["amount_cents"]
         # a payment goes back to the card; a till top-up's cash goes back to the merchant
-        sign = 1 if payment["kind"] == RecordKind.PAYMENT else -1
-        label = "Storno" if sign == 1 else "Storno Aufladung"
-        txn = self._book(
-            ledger.Txn(
-                TxnKind.VOID,
-                [
-                    ledger.Posting(self.merchant.account_id, -sign * amount),
-                    ledger.Posting(card.account_id, sign * amount),
-                ],
-                label=f"{label} {self.merchant.name}",
-                terminal_id=self.terminal.id,
-                seq=record.seq,
-            )
+        txn = booking.void(
+            self.till, record.seq, card.account_id, body["amount_cents"], payment["kind"]
         )
-        if sign == 1:
-            card.balance_cents += amount
-        else:
-            self._debit(card, amount, record, "void of a till top-up")
+        self._apply(card, txn, record, "void of a till top-up")
         payment["voided"] = True
         self.voided[body["voids_seq"]] = record.seq
-        return _Booked(SyncStatus.APPLIED, txn=txn)
+        return _Booked(SyncStatus.APPLIED, txn=self._book(txn))
 
     # --- write -----------------------------------------------------------------------
 

@@ -65,7 +65,7 @@ def test_two_guarded_debits_in_one_call_are_refused(db):
 def test_a_balanced_transaction_is_booked(db):
     card, _other, shop = _accounts(db)
     with db_engine.write(db) as conn:
-        ledger.post(conn, TxnKind.TOPUP, [P(shop, -5), P(card, 5)], now_s=0.0)
+        ledger.post(conn, ledger.Txn(TxnKind.TOPUP, [P(shop, -5), P(card, 5)]), now_s=0.0)
     report = ledger.check(db)
     assert report.ok
     assert (report.transactions, report.postings) == (1, 2)
