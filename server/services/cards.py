@@ -21,9 +21,10 @@ from hcard.errors import Code, HCardError
 from hcard.money import MAX_AMOUNT_CENTS, is_valid_amount
 from hcard.server import check_code, names
 from hcard.server.context import Context
+from hcard.server.db import counters
 from hcard.server.db import engine as db_engine
 from hcard.server.db.tables import accounts, cards
-from hcard.server.services import alerts, booking, ledger
+from hcard.server.services import alerts, booking, ledger, snapshot
 from hcard.server.services.users import Staff
 from hcard.server.throttle import Guard, Key
 from hcard.server.vocabulary import (
@@ -96,8 +97,7 @@ def as_json(row: sa.Row) -> dict[str, object]:
 
 def bump(conn: sa.Connection, card_id: int, **values: object) -> None:
     """Change a card so that terminals learn it from the next snapshot."""
-    version = ledger.next_counter(conn, CounterName.VERSION)
-    conn.execute(sa.update(cards).where(cards.c.id == card_id).values(version=version, **values))
+    snapshot.cards_changed(conn, cards.c.id == card_id, values)
 
 
 def flag(conn: sa.Connection, card_id: int, reason: FlagReason) -> None:
@@ -106,7 +106,7 @@ def flag(conn: sa.Connection, card_id: int, reason: FlagReason) -> None:
 
 
 def _new_card(conn: sa.Connection, now: float) -> tuple[int, str]:
-    serial = ledger.next_counter(conn, CounterName.CARD_SERIAL)
+    serial = counters.next_value(conn, CounterName.CARD_SERIAL)
     number = cardnumber.from_serial(serial)
     account_id = ledger.create_account(conn, f"card:{number}", AccountKind.CARD)
     card_id = conn.execute(

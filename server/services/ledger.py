@@ -31,8 +31,9 @@ import sqlalchemy as sa
 
 from hcard.errors import Code, HCardError
 from hcard.server.db import engine as db_engine
-from hcard.server.db.tables import accounts, cards, counters, postings, transactions
-from hcard.server.vocabulary import AccountKind, CounterName, TxnKind
+from hcard.server.db.tables import accounts, cards, postings, transactions
+from hcard.server.services import snapshot
+from hcard.server.vocabulary import AccountKind, TxnKind
 
 
 @dataclass(frozen=True)
@@ -41,16 +42,6 @@ class Posting:
     amount_cents: int
     #: refuse the whole transaction when this account's balance would end below it
     floor_cents: int | None = None
-
-
-def next_counter(conn: sa.Connection, name: CounterName) -> int:
-    """Atomically increment and return a named counter (card serials, snapshot versions)."""
-    return conn.execute(
-        sa.update(counters)
-        .where(counters.c.name == name)
-        .values(value=counters.c.value + 1)
-        .returning(counters.c.value)
-    ).scalar_one()
 
 
 def create_account(conn: sa.Connection, key: str, kind: AccountKind) -> int:
@@ -210,8 +201,7 @@ def post_many(conn: sa.Connection, txns: Sequence[Txn], *, now_s: float) -> list
         ],
     )
     # Terminals learn about every changed card balance from the next snapshot.
-    version = next_counter(conn, CounterName.VERSION)
-    conn.execute(sa.update(cards).where(cards.c.account_id.in_(touched)).values(version=version))
+    snapshot.cards_changed(conn, cards.c.account_id.in_(touched))
     return ids
 
 

@@ -1,27 +1,53 @@
 """The snapshot terminals cache for offline decisions, signed with the issuer key.
 
 Versioned by one counter that every change a terminal must learn about bumps
-(a card's balance, its deny status): `since=<version>` returns only cards
-changed after that version. The counter is read before the cards, so a change
-committed in between is sent again next time rather than missed.
+(a card's balance, its deny status, its counter): `since=<version>` returns only
+cards changed after that version. `cards_changed` is the one function that moves
+it (the ledger for balances, `cards.bump` for status, sync for counters). The
+counter is read before the cards, so a change committed in between is sent again
+next time rather than missed.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 
 from hcard import signed
 from hcard.server.context import Context
+from hcard.server.db import counters
 from hcard.server.db import engine as db_engine
-from hcard.server.db.tables import accounts, cards, counters, terminals
+from hcard.server.db.tables import accounts, cards, terminals
 from hcard.server.vocabulary import CounterName, TerminalStatus
+
+
+def cards_changed(
+    conn: sa.Connection,
+    where: sa.ColumnElement[bool],
+    values: Mapping[str, Any] | None = None,
+    *,
+    rows: Sequence[Mapping[str, Any]] = (),
+) -> int:
+    """Update the cards `where` selects with `values` and give them a new snapshot version,
+    so that the tills learn the change from their next snapshot; return that version.
+
+    The one place the version moves: one new version per call, however many cards.
+    `rows` runs the statement once per row (executemany) with bound parameters.
+    """
+    version = counters.next_value(conn, CounterName.VERSION)
+    statement = sa.update(cards).where(where).values(version=version, **(values or {}))
+    if rows:
+        conn.execute(statement, list(rows))
+    else:
+        conn.execute(statement)
+    return version
 
 
 def build(ctx: Context, since: int) -> dict[str, object]:
     with db_engine.read(ctx.engine) as conn:
-        version = conn.execute(
-            sa.select(counters.c.value).where(counters.c.name == CounterName.VERSION)
-        ).scalar_one()
+        version = counters.current(conn, CounterName.VERSION)
         full = since <= 0 or since > version
         query = (
             sa.select(

@@ -52,12 +52,11 @@ from hcard.server.context import Context
 from hcard.server.db import engine as db_engine
 from hcard.server.db.tables import accounts, alerts, authorisations, cards, journal, merchants
 from hcard.server.db.tables import terminals as terminal_table
-from hcard.server.services import authorise, booking, ledger
+from hcard.server.services import authorise, booking, ledger, snapshot
 from hcard.server.services import cards as card_service
 from hcard.server.services.terminals import Terminal, chain_head, consume_nonce
 from hcard.server.vocabulary import (
     AlertKind,
-    CounterName,
     FlagReason,
     Outcome,
     SyncStatus,
@@ -627,15 +626,17 @@ class _Batch:
         self._write_counters(self.counters.items())
 
     def _write_counters(self, counters: Iterable[tuple[int, int]]) -> None:
+        """The card counters this batch moved on (never back), for the tills' next snapshot."""
         changes = [{"card_id": c, "counter": n} for c, n in sorted(counters)]
         if not changes:
             return
-        version = ledger.next_counter(self.conn, CounterName.VERSION)
-        self.conn.execute(
-            sa.update(cards)
-            .where(cards.c.id == sa.bindparam("card_id"), cards.c.counter < sa.bindparam("counter"))
-            .values(counter=sa.bindparam("counter"), version=version),
-            changes,
+        snapshot.cards_changed(
+            self.conn,
+            sa.and_(
+                cards.c.id == sa.bindparam("card_id"), cards.c.counter < sa.bindparam("counter")
+            ),
+            {"counter": sa.bindparam("counter")},
+            rows=changes,
         )
 
 
