@@ -61,8 +61,6 @@ from hcard.terminal.till import (
 
 log = logging.getLogger(__name__)
 
-# Offline, these leave the terminal without a balance it could show.
-_NO_BALANCE = (Code.UNKNOWN_CARD, Code.PURSE_INVALID, Code.CARD_BLOCKED)
 # How long a look at a real reader may sense for a card: one sense cycle.
 READER_SENSE_WINDOW_S = 0.02
 
@@ -277,11 +275,13 @@ class TerminalTill:
                 self.link.down()
             except (HCardError, KeyError, TypeError, ValueError) as exc:
                 log.info("balance from server failed: %s", exc)
+        # offline: the balance the offline decision would use; None when it has none it
+        # can trust (deny-listed, purse invalid, unknown card)
         decision = self.payments.decide_offline(view, 1, 0)
         blocked = view.card_number in self.snapshot.state.deny
         return CardInfo(
             card_number=view.card_number,
-            balance_cents=None if decision.code in _NO_BALANCE else decision.balance_cents,
+            balance_cents=decision.balance_cents,
             blocked=blocked,
             code=Code.CARD_BLOCKED if blocked else view.purse_code,
         )

@@ -66,6 +66,7 @@ from hcard.chain import ChainProblem, first_problem
 from hcard.encoding import canonical_bytes
 from hcard.errors import Code, HCardError
 from hcard.records import GENESIS_HASH, PaymentMode, Record, RecordError, RecordKind, make_record
+from hcard.terminal.offline import CardPayment
 from hcard.terminal.states import SHOWN, State, check_start, check_transition
 
 # What gets a receipt number once shown: payments and top-ups.
@@ -83,16 +84,6 @@ class Entry:
     created_s: float
     outcome: dict[str, Any] | None
     receipt_no: int | None = None  # set once the till showed it approved (payments, top-ups)
-
-
-@dataclass(frozen=True)
-class CardPayment:
-    seq: int
-    mode: PaymentMode
-    counter: int
-    amount_cents: int
-    state: State
-    day: str
 
 
 class Journal:

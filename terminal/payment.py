@@ -41,37 +41,25 @@ its record, so until the card's next online payment the offline decision sees
 that write as one the server has not seen (one more toward the consecutive
 offline limit, and the snapshot's balance caps the purse): the safe side.
 
-Offline decision (server unreachable or slower than the short timeout):
-- deny-listed → `CARD_BLOCKED`.
-- available balance: when the snapshot's counter for the card is at least the
-  card's, the server has seen every purse write: its balance is the truth
-  (it includes top-ups, and catches a purse restored to an older state).
-  Otherwise offline payments happened after the snapshot and only the card
-  knows them, while the snapshot may know a block or a debit the card does not:
-  the lower of the two is taken. Erring low can only refuse a payment; erring
-  high would let the card overdraw.
-- limits from the snapshot: per payment, per card per (calendar) day on this
-  terminal (from the journal), consecutive offline payments per card: the purse
-  counter minus the counter the server last knew counts the writes that no
-  server has seen yet, whichever terminal made them; this terminal's own
-  unsynced offline payments of the card are counted too, the larger wins.
-  (A counter used up by another terminal's unanswered online try counts as an
-  offline payment there: it errs on the safe side.)
-- short balance → `INSUFFICIENT_FUNDS` with `available_cents`: what the card
-  can pay right now within the limits, so the front end can offer exactly that.
+Offline decision (server unreachable or slower than the short timeout): the
+rules are the pure function `hcard.terminal.offline.decide`; this module only
+gathers its inputs (the tap, the snapshot, this till's journal entries of the
+card) in `decide_offline`, and the counter floor and refund of unfinished
+payments come from `offline.repair`. A refusal the card could partly pay
+carries `available_cents`, so the front end can offer exactly that.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hcard.errors import Code, HCardError
 from hcard.records import PaymentMode, Record, RecordKind
 from hcard.terminal import journal as jr
+from hcard.terminal import offline
 from hcard.terminal.card.model import CardSession, CardView, Purse
 from hcard.terminal.client import (
     Clock,
@@ -80,8 +68,16 @@ from hcard.terminal.client import (
     ServerUnreachableError,
     SyncStatus,
 )
+from hcard.terminal.offline import (
+    CardFacts,
+    CardPayment,
+    Decision,
+    JournalFacts,
+    SnapshotFacts,
+    Verdict,
+)
 from hcard.terminal.snapshot import SnapshotStore
-from hcard.terminal.states import SHOWN, SPENT, UNWRITTEN, State
+from hcard.terminal.states import SHOWN, State
 from hcard.terminal.till import Outcome, PaymentResult, declined
 
 log = logging.getLogger(__name__)
@@ -103,13 +99,6 @@ class Link:
 
     def down(self) -> None:
         self.online = False
-
-
-@dataclass(frozen=True)
-class Decision:
-    available_cents: int  # what the card may spend offline right now (limits applied)
-    balance_cents: int  # the balance the purse is based on
-    code: Code | None  # why not (None: approved)
 
 
 def day_of(now_s: float) -> str:
@@ -137,112 +126,52 @@ class Payments:
         self.link = link
         self.terminal_id = journal.terminal_id
 
-    # --------------------------------------------------------------- repair
-    def _repair(self, tap: CardView, history: list[jr.CardPayment]) -> tuple[int, int]:
-        """(counter floor, refund) from this terminal's unfinished payments of the card.
-
-        Counter floor: the highest counter used by our records of this card
-        that never reached the card as a shown payment (declined, unanswered,
-        cancelled): it must not be used again, or the server would see it twice
-        and flag the card as rolled back. Counters of payments that did reach
-        the card are not skipped, so a card whose memory was restored to an
-        older state repeats a counter and is caught by the server.
-        Refund: when the card holds exactly the purse of a payment that was
-        cancelled before the till showed it (written by us, same counter), that
-        payment's amount is owed back to the purse.
-        """
-        floor, refund_cents = 0, 0
-        for paid in history:
-            if paid.state not in UNWRITTEN:
-                continue
-            floor = max(floor, paid.counter)
-            if (
-                paid.state == State.CANCELLED
-                and paid.counter == tap.counter
-                and tap.purse is not None
-                and tap.purse.terminal_id == self.terminal_id
-            ):
-                refund_cents = paid.amount_cents
-        return floor, refund_cents
-
     # ------------------------------------------------------------- decision
     def decide_offline(
         self,
         tap: CardView,
         amount_cents: int,
         refund_cents: int,
-        history: list[jr.CardPayment] | None = None,
+        history: list[CardPayment] | None = None,
     ) -> Decision:
+        """Gather what the card, the snapshot and the journal say; `offline.decide` decides."""
         state = self.snapshot.state
-        limits = state.limits
         known = state.balances.get(tap.card_number)
-        if tap.card_number in state.deny:
-            return Decision(0, 0, Code.CARD_BLOCKED)
-        if tap.purse_code is not None:
-            return Decision(0, 0, tap.purse_code)
-        if tap.purse is None and known is None:
-            return Decision(0, 0, Code.UNKNOWN_CARD)
-        # the snapshot may count top-ups this till voided but has not sent yet
-        unsettled_cents = self.journal.unsettled_topups_cents(tap.card_number) if known else 0
-        if tap.purse is None or (known is not None and known.counter >= tap.counter):
-            balance_cents = known.balance_cents - unsettled_cents
-        else:
-            purse_cents = tap.purse.balance_cents + refund_cents
-            balance_cents = (
-                purse_cents
-                if known is None
-                else min(purse_cents, known.balance_cents - unsettled_cents)
-            )
-        if history is None:
-            history = self.journal.card_payments(tap.card_number)
-        today = day_of(self.clock.now_s())
-        spent_today_cents, unsynced = 0, 0
-        server_counter = known.counter if known else 0
-        acked = self.journal.acked_seq()
-        for paid in history:
-            seen = paid.mode == PaymentMode.ONLINE or paid.seq <= acked
-            if seen:  # the server has seen this counter (or it never reached the card)
-                server_counter = max(server_counter, paid.counter)
-            if paid.mode == PaymentMode.OFFLINE and paid.state in SPENT:
-                spent_today_cents += paid.amount_cents if paid.day == today else 0
-                unsynced += 0 if seen else 1
-        # Counters our own unanswered or declined online tries used up never
-        # meant a purse write: they do not count as offline payments.
-        skipped = sum(
-            1
-            for paid in history
-            if paid.state in UNWRITTEN and server_counter < paid.counter <= tap.counter
+        snapshot = SnapshotFacts(
+            limits=state.limits,
+            deny_listed=tap.card_number in state.deny,
+            balance_cents=None if known is None else known.balance_cents,
+            counter=0 if known is None else known.counter,
         )
-        consecutive = max(tap.counter - server_counter - skipped, unsynced)
-        if consecutive >= limits.consecutive_offline:
-            return Decision(0, balance_cents, Code.OFFLINE_LIMIT_COUNT)
-        day_left_cents = limits.per_card_day_cents - spent_today_cents
-        if day_left_cents <= 0:
-            return Decision(0, balance_cents, Code.OFFLINE_LIMIT_DAY)
-        available_cents = max(0, min(balance_cents, limits.per_payment_cents, day_left_cents))
-        if amount_cents > limits.per_payment_cents:
-            return Decision(available_cents, balance_cents, Code.OFFLINE_LIMIT_PAYMENT)
-        if amount_cents > day_left_cents:
-            return Decision(available_cents, balance_cents, Code.OFFLINE_LIMIT_DAY)
-        if amount_cents > balance_cents:
-            return Decision(available_cents, balance_cents, Code.INSUFFICIENT_FUNDS)
-        return Decision(available_cents, balance_cents, None)
+        journal = JournalFacts(
+            payments=self.journal.card_payments(tap.card_number) if history is None else history,
+            acked_seq=self.journal.acked_seq(),
+            today=day_of(self.clock.now_s()),
+            # the snapshot may count top-ups this till voided but has not sent yet
+            unsettled_topups_cents=(
+                0 if known is None else self.journal.unsettled_topups_cents(tap.card_number)
+            ),
+            refund_cents=refund_cents,
+        )
+        return offline.decide(amount_cents, _card_facts(tap), snapshot, journal)
 
     # ------------------------------------------------------------------ pay
     def pay(
         self, session: CardSession, tap: CardView, amount_cents: int, tip_cents: int
     ) -> PaymentResult:
         history = self.journal.card_payments(tap.card_number)
-        floor, refund_cents = self._repair(tap, history)
-        counter = max(tap.counter, floor) + 1
+        fix = offline.repair(_card_facts(tap), history, self.terminal_id)
+        counter = max(tap.counter, fix.counter_floor) + 1
         if self.link.online:
-            result = self._pay_online(session, tap, amount_cents, tip_cents, counter, refund_cents)
+            result = self._pay_online(
+                session, tap, amount_cents, tip_cents, counter, fix.refund_cents
+            )
             if result is not None:
                 return result
             counter += 1  # the online record may hold `counter` at the server: never reuse it
             history = self.journal.card_payments(tap.card_number)  # the try is in it now
         return self._pay_offline(
-            session, tap, amount_cents, tip_cents, counter, refund_cents, history
+            session, tap, amount_cents, tip_cents, counter, fix.refund_cents, history
         )
 
     def _known_balance_cents(self, tap: CardView) -> int:
@@ -373,8 +302,10 @@ class Payments:
     # --------------------------------------------------------------- top-up
     def topup(self, session: CardSession, tap: CardView, amount_cents: int) -> PaymentResult:
         """Cash taken at the till onto the card: the server decides, or it is declined."""
-        floor, refund_cents = self._repair(tap, self.journal.card_payments(tap.card_number))
-        counter = max(tap.counter, floor) + 1
+        fix = offline.repair(
+            _card_facts(tap), self.journal.card_payments(tap.card_number), self.terminal_id
+        )
+        counter = max(tap.counter, fix.counter_floor) + 1
         body = {"card": tap.card_number, "amount_cents": amount_cents}
         unsettled_cents = self.journal.unsettled_topups_cents(tap.card_number)  # before asking
         record = self._append(body, State.INTENT, kind=RecordKind.TOPUP_REQUEST)
@@ -395,7 +326,7 @@ class Payments:
             self.journal.set_state(record.seq, State.UNSHOWN)
             return declined(Code.SERVER_UNREACHABLE, offline=False)
         purse_cents = self._purse_after_cents(
-            tap, balance_cents, unsettled_cents, refund_cents + amount_cents
+            tap, balance_cents, unsettled_cents, fix.refund_cents + amount_cents
         )
         return self._write_and_finish(
             session, record, purse_cents, counter, offline=False, outcome=answer
@@ -409,12 +340,13 @@ class Payments:
         tip_cents: int,
         counter: int,
         refund_cents: int,
-        history: list[jr.CardPayment],
+        history: list[CardPayment],
     ) -> PaymentResult:
         decision = self.decide_offline(tap, amount_cents, refund_cents, history)
-        if decision.code is not None:
-            return declined(decision.code, offline=True, available_cents=decision.available_cents)
-        purse_cents = decision.balance_cents - amount_cents
+        if decision.verdict != Verdict.APPROVE or decision.purse_after_cents is None:
+            code = decision.code or Code.INTERNAL_ERROR
+            return declined(code, offline=True, available_cents=decision.available_cents)
+        purse_cents = decision.purse_after_cents
         # Not fsynced: no one outside this terminal has seen it yet. The `final`
         # commit below is durable and takes this one to the disk with it; a power
         # cut before that can lose it, and then the till never showed it either
@@ -560,6 +492,17 @@ class Payments:
                 continue
             settled += 1
         return settled
+
+
+def _card_facts(tap: CardView) -> CardFacts:
+    """What the offline decision and the repair read of a tap."""
+    return CardFacts(
+        card_number=tap.card_number,
+        counter=tap.counter,
+        purse_cents=None if tap.purse is None else tap.purse.balance_cents,
+        purse_terminal_id=None if tap.purse is None else tap.purse.terminal_id,
+        purse_code=tap.purse_code,
+    )
 
 
 def _code(value: object) -> Code:

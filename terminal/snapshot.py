@@ -28,13 +28,7 @@ from hcard import cardnumber, keys
 from hcard.errors import Code, HCardError
 from hcard.signed import DOMAIN_SNAPSHOT, verify_document
 from hcard.terminal.config import write_atomic
-
-
-@dataclass(frozen=True)
-class Limits:
-    per_payment_cents: int = 0
-    per_card_day_cents: int = 0
-    consecutive_offline: int = 0
+from hcard.terminal.offline import Limits
 
 
 @dataclass(frozen=True)
