@@ -6,6 +6,8 @@ card and day, 3 consecutive offline payments. The e2e tests (test_e2e_cards.py,
 test_e2e_tills.py, ...) prove the till uses it unchanged.
 """
 
+import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
@@ -222,3 +224,13 @@ REPAIRS = [
 )
 def test_repair(card_facts, payments, expected):
     assert repair(card_facts, payments, US) == expected
+
+
+def test_the_decision_needs_no_database_reader_or_network():
+    script = (
+        "import sys, hcard.terminal.offline\n"
+        "heavy = ('sqlite3', 'sqlite_utils', 'nfc', 'requests')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert run.stdout.strip() == "[]", run.stderr
