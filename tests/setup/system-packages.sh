@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and the demo need, only when one is missing:
 # PostgreSQL (the second engine), Xvfb + Mesa (the Kivy app), shellcheck and systemd
-# (checking the install script and units), Pango and DejaVu fonts (PDF statements). CI runs as root with apt; a developer who is
-# not root is told what to install.
+# (checking the install script and units), Pango, HarfBuzz and DejaVu fonts (PDF
+# statements). CI runs as root with apt; a developer who is not root is told what to install.
 set -euo pipefail
 
 need=()
@@ -14,6 +14,7 @@ command -v shellcheck >/dev/null || need+=(shellcheck)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 # WeasyPrint (settlement statements as PDF) renders with Pango, in DejaVu
 ldconfig -p | grep -q libpangoft2-1.0.so.0 || need+=(libpango-1.0-0 libpangoft2-1.0-0)
+ldconfig -p | grep -q libharfbuzz-subset.so.0 || need+=(libharfbuzz-subset0)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 
 [ ${#need[@]} -eq 0 ] && exit 0
