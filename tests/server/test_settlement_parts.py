@@ -393,7 +393,7 @@ def test_statement_pdf_is_an_invoice_with_the_sums():
         "Große Weilstraße 12a",
         "01.11.2026 – 30.11.2026",  # the service period
         "0,20\u00a0€",  # net
-        "19 %",  # rate
+        "19\u00a0%",  # rate
         "0,04\u00a0€",  # VAT
         "0,24\u00a0€",  # gross
         "7,76\u00a0€",  # payout
