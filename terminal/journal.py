@@ -73,6 +73,13 @@ from hcard.terminal.states import SHOWN, State, check_start, check_transition
 RECEIPT_KINDS = (RecordKind.PAYMENT, RecordKind.TOPUP_REQUEST)
 
 
+def decode(wire: bytes) -> Record:
+    """A stored record from its exact wire bytes (canonical JSON in UTF-8, `records.wire`):
+    the one way the journal reads a record back. Raises ValueError (not UTF-8, not JSON)
+    or RecordError (not a well-formed record)."""
+    return Record.from_wire(json.loads(bytes(wire).decode("utf-8")))
+
+
 @dataclass(frozen=True)
 class Entry:
     """One journalled record with its local bookkeeping."""
@@ -247,7 +254,7 @@ class Journal:
         parsed: list[Record] = []
         for expected_seq, (wire,) in enumerate(rows, start=1):
             try:
-                record = Record.from_wire(json.loads(bytes(wire).decode("utf-8")))
+                record = decode(wire)
             except (ValueError, RecordError) as exc:  # JSONDecodeError and UnicodeError too
                 problem = first_problem(parsed, self._public, self.terminal_id)
                 return problem or ChainProblem(
@@ -404,7 +411,7 @@ class Journal:
             return GENESIS_HASH
         with self._lock:
             row = self._db.execute("SELECT wire FROM records WHERE seq = ?", [seq]).fetchone()
-        return None if row is None else Record.from_wire(json.loads(bytes(row[0]))).hash
+        return None if row is None else decode(row[0]).hash
 
     def set_meta(self, name: str, value: str) -> None:
         with self._tx():
@@ -450,7 +457,7 @@ class Journal:
                 "SELECT wire FROM records WHERE seq > ? AND seq < ? ORDER BY seq LIMIT ?",
                 [acked, waiting or 2**63 - 1, limit],
             ).fetchall()
-        return [Record.from_wire(json.loads(bytes(row[0]))) for row in rows]
+        return [decode(row[0]) for row in rows]
 
     def unsent_count(self) -> int:
         with self._lock:
@@ -528,7 +535,7 @@ class Journal:
             rows = self._db.execute(sql, params).fetchall()
         return [
             Entry(
-                record=Record.from_wire(json.loads(bytes(wire))),
+                record=decode(wire),
                 state=None if state is None else State(state),
                 card_written=bool(written),
                 day=day,

@@ -47,7 +47,6 @@ from hcard.terminal.till import (
 log = logging.getLogger(__name__)
 # Not "till.kv": Kivy would load that a second time on its own (TillApp → till.kv).
 KV_FILE = Path(__file__).with_name("layout.kv")
-TIP_PERCENTS = (5, 10, 15)
 PIN_MAX_TRIES = 3
 PIN_LOCK_S = 30.0
 RESULT_IDLE_S = 20.0  # an approved result goes back to amount entry by itself

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from hcard.money import MAX_AMOUNT_CENTS
 
+# The tip buttons of the gastronomy mode (layout.kv reads them from here), beside "no tip".
+TIP_PERCENTS = (5, 10, 15)
+
 
 def push_digit(amount_cents: int, digit: int, max_cents: int = MAX_AMOUNT_CENTS) -> int:
     """Shift `digit` in on the right; a digit that would pass `max_cents` is ignored."""

@@ -17,7 +17,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from hcard.errors import Code
-from hcard.terminal.app import kivyconfig
+from hcard.terminal.app import keypad, kivyconfig
 from hcard.terminal.app.headless import virtual_display
 from hcard.terminal.till import (
     CardInfo,
@@ -62,7 +62,7 @@ def scenes(app):
 
     def tip():
         app.amount_cents = 4280
-        app.set_tip_percent(10)
+        app.set_tip_percent(keypad.TIP_PERCENTS[1])
         app.go("tip")
 
     def tap():

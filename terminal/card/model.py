@@ -18,7 +18,7 @@ from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from hcard.errors import Code, HCardError
+from hcard.errors import Code
 from hcard.terminal.card.originality import NXP_PUBLIC_KEY_HEX
 
 PURSE_MAX_COUNTER = 2**31 - 1  # the journal's `counter` field allows the same range
@@ -74,7 +74,7 @@ class CardView:
     card that was never written. `purse_code` is PURSE_INVALID when the card
     carries purse data that cannot be trusted (forged, or signed by a terminal
     this till does not know yet): an online payment can still go ahead and write
-    a fresh purse; an offline decision must refuse (`require_purse`). `counter`
+    a fresh purse; the offline decision refuses (`hcard.terminal.offline`). `counter`
     also counts a newer purse by a terminal not known yet, so the next write
     (`next_counter`) never reuses a counter.
     """
@@ -96,12 +96,6 @@ class CardView:
     def next_counter(self) -> int:
         """The counter the next purse write must carry."""
         return self.counter + 1
-
-    def require_purse(self) -> Purse | None:
-        """The purse, or HCardError(PURSE_INVALID) if the card's purse is untrusted."""
-        if self.purse_code is not None:
-            raise HCardError(self.purse_code)
-        return self.purse
 
 
 class TagIOError(Exception):

@@ -246,7 +246,7 @@ def test_gastronomy_tip_is_added_before_paying(
     app.press("pay")
     state = app.wait_screen("tip")
     assert state["texts"]["total"] == "42,80\u00a0€"
-    app.press("tip10")
+    app.press("tip_2")  # keypad.TIP_PERCENTS[1]: 10 %
     assert app.text("tip") == "4,28\u00a0€"
     app.type_amount("500")  # a free tip replaces the percentage
     state = app.state()

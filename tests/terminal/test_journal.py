@@ -252,3 +252,17 @@ def test_receipt_numbers_follow_what_was_shown_not_the_seq(tmp_path, key):
     assert (journal.entry(5).state, journal.entry(5).receipt_no) == (jr.State.VOIDED, 2)
     assert [e.receipt_no for e in journal.entries()] == [None, 1, None, None, 2]
     journal.close()
+
+
+def test_records_are_read_back_one_way(filled, key):
+    """`decode` is how every reader (verify, unsent, entries, hash_of) gets a record back."""
+    journal = jr.Journal(filled, TERMINAL_ID, key)
+    try:
+        records = [entry.record for entry in journal.entries()]
+        assert [jr.decode(_wire(filled, seq)) for seq in range(1, 7)] == records
+        assert journal.unsent(10) == records
+        assert [journal.hash_of(seq) for seq in range(1, 7)] == [r.hash for r in records]
+    finally:
+        journal.close()
+    with pytest.raises(UnicodeDecodeError):
+        jr.decode(b"\xff" + _wire(filled, 1))
