@@ -122,6 +122,11 @@ def write(engine: sa.Engine) -> Iterator[sa.Connection]:
             lock.release()
 
 
+def in_write_transaction(conn: sa.Connection) -> bool:
+    """Was `conn` opened by `write` (or `unit`), the door for transactions that change data?"""
+    return bool(conn.get_execution_options().get(_WRITE))
+
+
 def bulk_insert(
     conn: sa.Connection, table: sa.Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
 ) -> None:

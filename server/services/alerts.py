@@ -11,7 +11,8 @@ import sqlalchemy as sa
 
 from hcard.server.context import Context
 from hcard.server.db import engine as db_engine
-from hcard.server.db.tables import alerts, terminals
+from hcard.server.db import locking
+from hcard.server.db.tables import alerts
 from hcard.server.services.users import Staff
 from hcard.server.vocabulary import OFFICE, AlertKind
 
@@ -44,9 +45,7 @@ def revoked_terminal_called(ctx: Context, terminal_id: int, method: str, path: s
     def record(conn: sa.Connection) -> None:
         # The terminal's row lock (PostgreSQL; SQLite writers are serialised anyway) makes
         # two requests at once find or make the same one alert.
-        conn.execute(
-            sa.select(terminals.c.id).where(terminals.c.id == terminal_id).with_for_update()
-        )
+        locking.terminal(conn, terminal_id)
         repeated = conn.execute(
             sa.update(alerts)
             .where(alerts.c.kind == AlertKind.REVOKED_TERMINAL, alerts.c.terminal_id == terminal_id)

@@ -6,7 +6,8 @@ accounts, each once, no zero amount; `check_balanced`) and refuses a transaction
 that breaks one with `LedgerInvariantError`, an exception that stays on under
 `python -O` (an `assert` would not), and takes the card's floor in the same
 statement that debits it: `UPDATE ... SET balance = balance - x WHERE id = ?
-AND balance - x >= floor`. On PostgreSQL that UPDATE waits for a concurrent
+AND balance - x >= floor`. The accounts are locked first, in id order
+(`db/locking.py`). On PostgreSQL that UPDATE waits for a concurrent
 debit of the same row and re-checks the condition afterwards; on SQLite the
 caller's `BEGIN IMMEDIATE` already serialises writers. Either way fifty tills
 paying from one card at once cannot take it below zero.
@@ -24,13 +25,14 @@ in, so the sum of all balances is always zero.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
 from hcard.errors import Code, HCardError
 from hcard.server.db import engine as db_engine
+from hcard.server.db import locking
 from hcard.server.db.tables import accounts, cards, postings, transactions
 from hcard.server.services import snapshot
 from hcard.server.vocabulary import AccountKind, TxnKind
@@ -92,28 +94,6 @@ def check_balanced(entries: Sequence[Posting]) -> None:
         raise LedgerInvariantError(f"postings must sum to zero, not {total}")
 
 
-def lock_accounts(
-    conn: sa.Connection, account_ids: Iterable[int], card_numbers: Iterable[str] = ()
-) -> None:
-    """Lock account rows on PostgreSQL in id order, the ledger's one lock order.
-
-    `account_ids` plus the accounts of the cards `card_numbers`, in one
-    statement. Every booking locks its accounts here before changing any, and
-    a sync batch locks all of its accounts here before it reads the balances
-    and card counters it decides on: two transactions on the same card and
-    merchant then see each other's result and never wait for each other in a
-    cycle. Rows already held stay held. SQLite runs one writer at a time.
-    """
-    if db_engine.is_sqlite(conn.engine):
-        return
-    numbers = sorted(set(card_numbers))
-    wanted = accounts.c.id.in_(sorted(set(account_ids)))
-    if numbers:
-        of_cards = sa.select(cards.c.account_id).where(cards.c.number.in_(numbers))
-        wanted = sa.or_(wanted, accounts.c.id.in_(of_cards))
-    conn.execute(sa.select(accounts.c.id).where(wanted).order_by(accounts.c.id).with_for_update())
-
-
 def post(conn: sa.Connection, txn: Txn, *, now_s: float) -> int:
     """Book one transaction (see `post_many`); return its id."""
     return post_many(conn, [txn], now_s=now_s)[0]
@@ -143,7 +123,7 @@ def post_many(conn: sa.Connection, txns: Sequence[Txn], *, now_s: float) -> list
         # only one debit can be checked in the statement that makes it, before any change
         raise LedgerInvariantError("at most one guarded posting per call, applied first")
     touched = sorted({e.account_id for txn in txns for e in txn.entries})
-    lock_accounts(conn, touched)
+    locking.accounts(conn, touched)
     for entry in guarded:
         debit = (
             sa.update(accounts)

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from hcard import signed
 from hcard.server.context import Context
-from hcard.server.db import counters
+from hcard.server.db import counters, locking
 from hcard.server.db import engine as db_engine
 from hcard.server.db.tables import accounts, cards, terminals
 from hcard.server.vocabulary import CounterName, TerminalStatus
@@ -36,6 +36,7 @@ def cards_changed(
     The one place the version moves: one new version per call, however many cards.
     `rows` runs the statement once per row (executemany) with bound parameters.
     """
+    locking.version_counter(conn)
     version = counters.next_value(conn, CounterName.VERSION)
     statement = sa.update(cards).where(where).values(version=version, **(values or {}))
     if rows:

@@ -50,6 +50,7 @@ from hcard.errors import Code, HCardError
 from hcard.records import PaymentMode, Record, RecordError, RecordKind
 from hcard.server.context import Context
 from hcard.server.db import engine as db_engine
+from hcard.server.db import locking
 from hcard.server.db.tables import accounts, alerts, authorisations, cards, journal, merchants
 from hcard.server.db.tables import terminals as terminal_table
 from hcard.server.services import authorise, booking, ledger, snapshot
@@ -324,7 +325,7 @@ class _Batch:
         ).one()
         # Before reading balances and counters seen: another till's batch on the
         # same card must commit first, or both miss the overdraw and the rollback.
-        ledger.lock_accounts(conn, [self.merchant.account_id], numbers)
+        locking.accounts(conn, [self.merchant.account_id], numbers)
         self.till = booking.Till(tid, self.merchant.account_id, self.merchant.name)
         self.cards: dict[str, _Card] = {}
         if numbers:

@@ -33,6 +33,7 @@ from hcard.records import GENESIS_HASH
 from hcard.server import names
 from hcard.server.context import Context
 from hcard.server.db import engine as db_engine
+from hcard.server.db import locking
 from hcard.server.db.tables import enrolment_codes, merchants, nonces, terminals
 from hcard.server.services import alerts
 from hcard.server.services.users import Staff
@@ -130,7 +131,7 @@ def _enrol(ctx: Context, code: str, public_key_hex: str, name: str | None) -> di
         ).scalar_one_or_none()
         if owner is None:
             raise HCardError(Code.ENROLMENT_CODE_INVALID)
-        conn.execute(sa.select(terminals.c.id).where(terminals.c.id == owner).with_for_update())
+        locking.terminal(conn, owner)
         # Mark the code used in the statement that checks it: two racing
         # enrolments with one code cannot both win.
         used = conn.execute(
@@ -187,14 +188,13 @@ def revoke(ctx: Context, actor: Staff, terminal_id: int) -> dict[str, object]:
     has not used yet dies with it (a pending terminal can never become active)."""
     actor.require(*OFFICE)
     with db_engine.write(ctx.engine) as conn:
-        done = conn.execute(
+        if locking.terminal(conn, terminal_id) is None:
+            raise HCardError(Code.NOT_FOUND, what="terminal")
+        conn.execute(
             sa.update(terminals)
             .where(terminals.c.id == terminal_id)
             .values(status=TerminalStatus.REVOKED)
-            .returning(terminals.c.id)
-        ).first()
-        if done is None:
-            raise HCardError(Code.NOT_FOUND, what="terminal")
+        )
         # a code not yet used must not bring a revoked terminal back
         conn.execute(
             sa.update(enrolment_codes)
@@ -295,10 +295,11 @@ def chain_head(conn: sa.Connection, terminal_id: int, *, lock: bool) -> tuple[in
     On PostgreSQL the row lock makes two syncs (or authorisations) of one
     terminal run one after the other; on SQLite `BEGIN IMMEDIATE` already did.
     """
-    query = sa.select(terminals.c.last_seq, terminals.c.last_hash).where(
-        terminals.c.id == terminal_id
-    )
+    columns = (terminals.c.last_seq, terminals.c.last_hash)
     if lock:
-        query = query.with_for_update()
-    row = conn.execute(query).one()
+        row = locking.terminal(conn, terminal_id, *columns)
+    else:
+        row = conn.execute(sa.select(*columns).where(terminals.c.id == terminal_id)).first()
+    if row is None:
+        raise LookupError(f"terminal {terminal_id}")  # authenticated requests only
     return row.last_seq, row.last_hash or GENESIS_HASH

@@ -27,23 +27,23 @@ def test_each_change_is_one_new_version_on_the_cards_it_changed(db):
         (a, _), (b, _) = card_service._new_card(conn, 0.0), card_service._new_card(conn, 0.0)
         start = counters.current(conn, CounterName.VERSION)
         assert _versions(conn) == {a: 0, b: 0}
-
-        # a status change (cards.bump)
-        card_service.bump(conn, a, blocked=True)
-        assert _versions(conn) == {a: start + 1, b: 0}
-
-        # a balance change (ledger.post_many): every card it touched
         account = conn.execute(sa.select(cards.c.account_id).where(cards.c.id == b)).scalar_one()
-        cash = ledger.system_account(conn, AccountKind.CASH)
         user = conn.execute(
             sa.insert(users)
             .values(username="office", password_hash="-", role=Role.MARKETING, created_s=0.0)
             .returning(users.c.id)
         ).scalar_one()
+
+    with db_engine.write(db) as conn:  # a status change (cards.bump)
+        card_service.bump(conn, a, blocked=True)
+        assert _versions(conn) == {a: start + 1, b: 0}
+
+    with db_engine.write(db) as conn:  # a balance change (ledger.post_many): the cards it moved
+        cash = ledger.system_account(conn, AccountKind.CASH)
         ledger.post(conn, booking.topup(TopupSource.CASH, cash, account, 100, user), now_s=0.0)
         assert _versions(conn) == {a: start + 1, b: start + 2}
 
-        # counters of a sync batch: one version for all rows, only where the counter rises
+    with db_engine.write(db) as conn:  # a sync batch's counters: one version, only rising ones
         version = snapshot.cards_changed(
             conn,
             sa.and_(

@@ -1,0 +1,142 @@
+"""Row locks, taken in one place and in one order, inside a write transaction only.
+
+PostgreSQL runs transactions side by side; two that lock the same rows in opposite order
+deadlock. So every service that locks does it here, and this module keeps one order for
+the whole server:
+
+1. the terminal's row (`terminal`): sync, authorisation, enrolment, revocation and the
+   alert of a revoked terminal serialise per terminal on it. (A request's nonce is
+   recorded before it, `terminals.consume_nonce`: a row nobody else waits for, except a
+   replay of the same request, which then fails.)
+2. account rows, by id (`accounts`): the accounts a booking moves, and for a sync batch the
+   accounts of all its cards (by card number) and its merchant, before it reads the
+   balances and card counters it decides on. One statement, `ORDER BY id`.
+3. the `version` counter row (`version_counter`, called by `snapshot.cards_changed` right
+   before its `UPDATE counters ... RETURNING` takes it),
+4. card rows (updated by `snapshot.cards_changed` after the version row).
+
+A transaction may take each kind again (rows already held stay held) but never go back to
+an earlier kind, and within a kind ids only go up: an account id below one it holds, or
+the terminal after an account, is refused with `LockOrderError` on both engines (the order
+is tracked in the process, so the tests on SQLite catch it as well). Locking outside a
+write transaction (`db_engine.write` / `db_engine.unit`) is refused with
+`NotInWriteTransactionError`: a lock in a read transaction would be released at once on
+PostgreSQL, and SQLite would not even hold its writer lock yet. Both are bugs in the
+caller, never a client's doing: 500 `internal_error`, the reason in the log.
+
+On SQLite the write transaction itself (`BEGIN IMMEDIATE`, one writer at a time) already
+serialises everything: no `FOR UPDATE` is sent (SQLite has none), the order is still kept.
+
+The order is tracked per transaction, or per SAVEPOINT where one is open when the first
+lock is taken: on SQLite the group writer runs each unit of work in its own SAVEPOINT of a
+shared transaction (`db_engine.unit`), and each unit is its own lock sequence.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import sqlalchemy as sa
+
+from hcard.server.db import engine as db_engine
+from hcard.server.db.tables import accounts as account_table
+from hcard.server.db.tables import cards, terminals
+
+
+class LockingError(RuntimeError):
+    """A lock taken where or when it must not be: a bug in the caller."""
+
+
+class NotInWriteTransactionError(LockingError):
+    """A lock asked for outside `db_engine.write` / `db_engine.unit`."""
+
+
+class LockOrderError(LockingError):
+    """A lock asked for against the one order (terminal → accounts by id → version row)."""
+
+
+class Stage(IntEnum):
+    NONE = 0
+    TERMINAL = 1
+    ACCOUNTS = 2
+    VERSION_COUNTER = 3
+
+
+@dataclass
+class _Held:
+    stage: Stage = Stage.NONE
+    #: the highest terminal id held, the account ids held (ids are taken in increasing order)
+    terminal: int = 0
+    accounts: set[int] = field(default_factory=set)
+
+
+_HELD: weakref.WeakKeyDictionary[sa.engine.Transaction, _Held] = weakref.WeakKeyDictionary()
+
+
+def _held(conn: sa.Connection) -> _Held:
+    if not (conn.in_transaction() and db_engine.in_write_transaction(conn)):
+        raise NotInWriteTransactionError("locks are taken inside db_engine.write or db_engine.unit")
+    transaction = conn.get_nested_transaction() or conn.get_transaction()
+    held = _HELD.get(transaction)
+    if held is None:
+        held = _HELD[transaction] = _Held()
+    return held
+
+
+def _enter(held: _Held, stage: Stage) -> None:
+    if held.stage > stage:
+        raise LockOrderError(f"{stage.name.lower()} locked after {held.stage.name.lower()}")
+    held.stage = stage
+
+
+def terminal(conn: sa.Connection, terminal_id: int, *columns: sa.Column) -> sa.Row | None:
+    """Lock the terminal's row (first in every transaction that takes it) and return
+    `columns` of it (its id if none are named), or None when there is no such terminal."""
+    held = _held(conn)
+    _enter(held, Stage.TERMINAL)
+    if terminal_id < held.terminal:
+        raise LockOrderError(f"terminal {terminal_id} locked after terminal {held.terminal}")
+    held.terminal = terminal_id
+    query = sa.select(*(columns or (terminals.c.id,))).where(terminals.c.id == terminal_id)
+    return conn.execute(query.with_for_update()).first()
+
+
+def accounts(
+    conn: sa.Connection, account_ids: Iterable[int] = (), card_numbers: Iterable[str] = ()
+) -> None:
+    """Lock the accounts `account_ids` and those of the cards `card_numbers`, in id order,
+    in one statement, before any of them changes.
+
+    Every booking locks its accounts here (`ledger.post_many`), and a sync batch locks all
+    of its accounts here before it reads the balances and card counters it decides on: two
+    transactions on the same card and merchant then see each other's result and never wait
+    for each other in a cycle. Rows already held stay held; a new id below the highest one
+    held is a LockOrderError (that could deadlock).
+    """
+    held = _held(conn)
+    _enter(held, Stage.ACCOUNTS)
+    ids = sorted(set(account_ids))
+    numbers = sorted(set(card_numbers))
+    wanted = account_table.c.id.in_(ids)
+    if numbers:
+        of_cards = sa.select(cards.c.account_id).where(cards.c.number.in_(numbers))
+        wanted = sa.or_(wanted, account_table.c.id.in_(of_cards))
+    if numbers or not db_engine.is_sqlite(conn.engine):
+        # SQLite has no row locks: there the query only learns the ids of the cards'
+        # accounts, so the order is checked the same on both engines
+        query = sa.select(account_table.c.id).where(wanted).order_by(account_table.c.id)
+        ids = list(conn.execute(query.with_for_update()).scalars())
+    new = [account_id for account_id in ids if account_id not in held.accounts]
+    if new and held.accounts and min(new) < max(held.accounts):
+        raise LockOrderError(f"accounts {new} locked after account {max(held.accounts)}")
+    held.accounts.update(new)
+
+
+def version_counter(conn: sa.Connection) -> None:
+    """Check that the snapshot version's counter row may be taken now (after the terminal
+    and the accounts); `snapshot.cards_changed`'s `UPDATE counters ... RETURNING` takes it
+    right after, and updates card rows after that."""
+    _enter(_held(conn), Stage.VERSION_COUNTER)
