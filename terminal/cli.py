@@ -25,6 +25,7 @@ from hcard.errors import Code, HCardError, message
 from hcard.money import format_cents, parse_amount
 from hcard.terminal import config as cfg
 from hcard.terminal.client import ServerUnreachableError
+from hcard.terminal.parse import SettingError
 from hcard.terminal.till import Outcome, PaymentResult
 
 EXIT_OK, EXIT_DECLINED, EXIT_CANCELLED, EXIT_BROKEN = 0, 1, 2, 3
@@ -438,6 +439,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BROKEN
     except PermissionError as exc:
         print(f"FEHLER / ERROR: Zugriff verweigert / permission denied: {exc}", file=sys.stderr)
+        return EXIT_BROKEN
+    except SettingError as exc:  # a damaged config.json: the message names file and field
+        print(f"FEHLER / ERROR: {exc}", file=sys.stderr)
         return EXIT_BROKEN
 
 

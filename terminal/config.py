@@ -19,15 +19,19 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hcard import cardsecret, keys
+from hcard.encoding import MAX_ID
 from hcard.errors import Code, HCardError
+from hcard.terminal import parse
 from hcard.terminal.client import post_json
 
+STATE_ENV = "HCARD_TERMINAL_STATE"
 DEFAULT_STATE_DIR = Path("/var/lib/hcard-terminal")
 KEY_FILE = "terminal.key"
 CONFIG_FILE = "config.json"
@@ -36,7 +40,8 @@ SNAPSHOT_FILE = "snapshot.json"
 
 
 def default_state_dir() -> Path:
-    return Path(os.environ.get("HCARD_TERMINAL_STATE", DEFAULT_STATE_DIR))
+    """`$HCARD_TERMINAL_STATE`, or /var/lib/hcard-terminal when it is unset or empty."""
+    return Path(parse.environ(STATE_ENV) or DEFAULT_STATE_DIR)
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,44 @@ class TerminalConfig:
     # Hex of the secret the cards' NTAG write passwords derive from (see
     # `hcard.terminal.card.layout.card_password`); shared with card issuance.
     card_write_secret: str = ""
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> TerminalConfig:
+        """The config from `config.json`'s object; `parse.SettingError` names the field that
+        is missing, unknown or of the wrong type (`where` is the file)."""
+        if not isinstance(data, dict):
+            raise parse.expected(where, type(data).__name__, "ein JSON-Objekt", "a JSON object")
+        names = {field.name for field in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise parse.SettingError(
+                where, f"unbekannte Felder {unknown}", f"unknown fields {unknown}"
+            )
+        for name in ("server_url", "terminal_id", "merchant_id", "merchant_name",
+                     "issuer_public_key", "name"):  # fmt: skip
+            if name not in data:
+                raise parse.SettingError(where, f"{name} fehlt", f"{name} is missing")
+        field = f"{where}: {{}}".format
+        return cls(
+            server_url=parse.text(field("server_url"), data["server_url"]),
+            terminal_id=_id(field("terminal_id"), data["terminal_id"]),
+            merchant_id=_id(field("merchant_id"), data["merchant_id"]),
+            merchant_name=parse.text(field("merchant_name"), data["merchant_name"]),
+            issuer_public_key=parse.text(field("issuer_public_key"), data["issuer_public_key"]),
+            name=parse.text(field("name"), data["name"]),
+            reader=parse.text(field("reader"), data.get("reader", "usb")),
+            originality_key=parse.optional_text(
+                field("originality_key"), data.get("originality_key")
+            ),
+            card_write_secret=parse.text(
+                field("card_write_secret"), data.get("card_write_secret", "")
+            ),
+        )
+
+
+def _id(name: str, value: object) -> int:
+    """A terminal or merchant id: a whole number from 1 to the largest id (`MAX_ID`)."""
+    return parse.integer(name, value, minimum=1, maximum=MAX_ID)
 
 
 class TerminalState:
@@ -81,11 +124,19 @@ class TerminalState:
         return self.config_path.exists()
 
     def load_config(self) -> TerminalConfig:
+        """The config; HCardError(UNKNOWN_TERMINAL) when not enrolled, `parse.SettingError`
+        naming the file and the field when it is damaged."""
         try:
-            data = json.loads(self.config_path.read_text("utf-8"))
-            return TerminalConfig(**data)
+            raw = self.config_path.read_text("utf-8")
         except FileNotFoundError as exc:
             raise HCardError(Code.UNKNOWN_TERMINAL, state_dir=str(self.dir)) from exc
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise parse.SettingError(
+                str(self.config_path), f"kein gültiges JSON ({exc})", f"not valid JSON ({exc})"
+            ) from exc
+        return TerminalConfig.from_json(data, str(self.config_path))
 
     def save_config(self, config: TerminalConfig) -> None:
         write_atomic(self.config_path, json.dumps(asdict(config), indent=2).encode())
@@ -138,8 +189,8 @@ def enrol(
         secret = str(answer.get("card_write_secret", card_write_secret))
         config = TerminalConfig(
             server_url=server_url.rstrip("/"),
-            terminal_id=int(answer["terminal_id"]),
-            merchant_id=int(answer["merchant_id"]),
+            terminal_id=_id("terminal_id", answer["terminal_id"]),
+            merchant_id=_id("merchant_id", answer["merchant_id"]),
             merchant_name=str(answer["merchant_name"]),
             issuer_public_key=keys.public_hex(keys.public_from_hex(answer["issuer_public_key"])),
             name=name,
@@ -147,6 +198,10 @@ def enrol(
             originality_key=originality_key,
             card_write_secret=cardsecret.parse(secret).hex() if secret else "",
         )
+    except parse.SettingError as exc:  # says which field (never the card secret)
+        raise HCardError(
+            Code.MALFORMED_REQUEST, reason=f"enrolment answer malformed: {exc}"
+        ) from exc
     except (KeyError, TypeError, ValueError) as exc:
         raise HCardError(Code.MALFORMED_REQUEST, reason="enrolment answer malformed") from exc
     state.save_config(config)

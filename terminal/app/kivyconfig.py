@@ -10,22 +10,31 @@ from __future__ import annotations
 
 import os
 
+from hcard.terminal import parse
+
 SIZE_ENV = "HCARD_APP_SIZE"
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """`800x480` → (800, 480); ValueError with a clear message otherwise."""
+def parse_size(text: str, name: str = "--size") -> tuple[int, int]:
+    """`800x480` → (800, 480); `parse.SettingError` (a ValueError) naming `name` otherwise."""
     width, sep, height = text.lower().partition("x")
-    if not sep or not width.isdigit() or not height.isdigit():
-        raise ValueError(f"Größe {text!r} ungültig, z. B. 800x480 / invalid size {text!r}")
+    if not sep or not _pixels(width) or not _pixels(height):
+        raise parse.SettingError(
+            name, f"Größe {text!r} ungültig, z. B. 800x480", f"invalid size {text!r}, e.g. 800x480"
+        )
     return int(width), int(height)
 
 
+def _pixels(text: str) -> bool:
+    return text.isascii() and text.isdigit() and int(text) > 0
+
+
 def configure(size: tuple[int, int] | None = None) -> None:
-    """`size` None means kiosk (or `$HCARD_APP_SIZE` when set)."""
+    """`size` None means kiosk (or `$HCARD_APP_SIZE` when set and not empty)."""
     os.environ.setdefault("KIVY_NO_ARGS", "1")
-    if size is None and os.environ.get(SIZE_ENV):
-        size = parse_size(os.environ[SIZE_ENV])
+    from_env = parse.environ(SIZE_ENV)
+    if size is None and from_env is not None:
+        size = parse_size(from_env, f"${SIZE_ENV}")
     from kivy.config import Config
 
     Config.set("kivy", "exit_on_escape", "0")

@@ -54,7 +54,7 @@ def parse_printer_spec(spec: str) -> PrinterSpec | None:
     if kind == PrinterKind.FILE:
         return PrinterSpec(PrinterKind.FILE, target)
     host, _, port_text = target.partition(":")
-    if port_text and not port_text.isdigit():
+    if port_text and not (port_text.isascii() and port_text.isdigit()):
         raise ValueError(f"Drucker {spec!r}: Port ungültig / invalid port")
     port = int(port_text) if port_text else 9100
     if not 0 < port < 65536 or not host:

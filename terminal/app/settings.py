@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 
+from hcard.terminal import parse
 from hcard.terminal.app.printer import parse_printer_spec
 
 FILE_NAME = "app.json"
@@ -53,10 +54,18 @@ class AppSettings:
             )
         object.__setattr__(self, "language", Language(self.language))
         object.__setattr__(self, "mode", TillMode(self.mode))
-        parse_printer_spec(self.printer)  # raises with a clear message
-        if not 5 <= self.card_timeout_s <= 300:
-            raise ValueError(
-                "Wartezeit auf die Karte muss 5 bis 300 s sein / card timeout must be 5 to 300 s"
+        parse_printer_spec(parse.text("printer", self.printer))  # raises with a clear message
+        parse.optional_text("manager_pin_hash", self.manager_pin_hash)
+        timeout_s = self.card_timeout_s
+        if (
+            not isinstance(timeout_s, int | float)
+            or isinstance(timeout_s, bool)
+            or not 5 <= timeout_s <= 300
+        ):
+            raise parse.SettingError(
+                "card_timeout_s",
+                f"Wartezeit auf die Karte muss 5 bis 300 s sein, nicht {timeout_s!r}",
+                f"card timeout must be 5 to 300 s, not {timeout_s!r}",
             )
 
     def with_changes(self, **changes: object) -> AppSettings:

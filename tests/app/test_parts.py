@@ -11,7 +11,8 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
 from hcard.money import MAX_AMOUNT_CENTS
-from hcard.terminal.app import keypad, pin, printer, settings
+from hcard.terminal import parse
+from hcard.terminal.app import keypad, kivyconfig, pin, printer, settings
 from hcard.terminal.till import DayTotals
 
 APP_DIR = Path(__file__).resolve().parents[2] / "terminal" / "app"
@@ -74,12 +75,37 @@ def test_settings_round_trip_with_mode_0600(tmp_path):
         ({"printer": "usb:0x04b8"}, "Drucker 'usb:0x04b8' ungültig"),
         ({"printer": "net:host:99999"}, "Port ungültig"),
         ({"card_timeout_s": 1}, "Wartezeit auf die Karte"),
+        ({"card_timeout_s": "30"}, "card_timeout_s: Wartezeit auf die Karte"),
+        ({"card_timeout_s": True}, "card_timeout_s: Wartezeit auf die Karte"),
+        ({"printer": 5}, "printer: ein Text erwartet"),
+        ({"printer": "net:pos:²"}, "Port ungültig"),
+        ({"manager_pin_hash": 4711}, "manager_pin_hash: ein Text erwartet"),
     ],
 )
 def test_bad_settings_are_refused_in_german_and_english(changes, german):
     with pytest.raises(ValueError, match=german) as refused:
         settings.AppSettings().with_changes(**changes)
     assert " / " in str(refused.value)  # English follows
+
+
+def test_a_wrong_type_in_the_settings_file_names_the_field(tmp_path):
+    (tmp_path / settings.FILE_NAME).write_text('{"card_timeout_s": "lang"}')
+    with pytest.raises(ValueError, match="card_timeout_s: Wartezeit auf die Karte"):
+        settings.load(tmp_path)
+
+
+@pytest.mark.parametrize("bad", ["800", "800x", "x480", "0x480", "800x480x2", "８00x480", "²x1"])
+def test_window_size_is_refused_by_name(bad):
+    with pytest.raises(parse.SettingError, match=r"^--size: Größe .* ungültig, z. B. 800x480"):
+        kivyconfig.parse_size(bad)
+    assert kivyconfig.parse_size("800X480") == (800, 480)
+
+
+def test_window_size_from_the_environment_names_the_variable(monkeypatch):
+    monkeypatch.setenv("KIVY_NO_ARGS", "1")
+    monkeypatch.setenv(kivyconfig.SIZE_ENV, "800x")
+    with pytest.raises(parse.SettingError, match=r"^\$HCARD_APP_SIZE: Größe '800x' ungültig"):
+        kivyconfig.configure()  # refused before Kivy is even imported
 
 
 def test_unreadable_settings_file_says_so(tmp_path):
