@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -12,6 +12,7 @@ from hcard.errors import Code, HCardError
 from hcard.server import throttle
 from hcard.server.context import Context
 from hcard.server.services import terminals, users
+from hcard.server.services.terminals import SignedRequest, Terminal
 from hcard.server.services.users import Staff
 
 SESSION_COOKIE = "hcard_session"
@@ -64,37 +65,45 @@ def client_address(request: Request) -> str:
 AddressDep = Annotated[str, Depends(client_address)]
 
 
-@dataclass(frozen=True)
-class SignedRequest:
-    terminal: terminals.Terminal
-    body: bytes
+class NonceNotRecordedError(RuntimeError):
+    """A handler took a `SignedBookingDep` and returned without running its unit of work."""
 
 
-def _authenticate(
-    request: Request, ctx: Context, body: bytes, *, record_nonce: bool
-) -> SignedRequest:
+def _authenticate(request: Request, ctx: Context, body: bytes) -> SignedRequest:
     """Authenticate a terminal request over exactly the bytes and path it signed."""
     path = request.scope.get("raw_path", request.url.path.encode()).decode("utf-8", "replace")
     if query := request.scope.get("query_string", b""):
         path = f"{path}?{query.decode('utf-8', 'replace')}"
-    terminal = terminals.authenticate(
-        ctx, request.method, path, body, request.headers, record_nonce=record_nonce
-    )
-    return SignedRequest(terminal=terminal, body=body)
+    return terminals.authenticate(ctx, request.method, path, body, request.headers)
 
 
-def signed_request(
+def signed_terminal(
     request: Request, ctx: ContextDep, body: Annotated[bytes, Depends(raw_body)]
-) -> SignedRequest:
-    return _authenticate(request, ctx, body, record_nonce=True)
+) -> Terminal:
+    """For requests that only read: the nonce is recorded (its own commit) before the
+    handler runs, and the handler gets the terminal, nothing to write with."""
+    return _authenticate(request, ctx, body).record_nonce()
 
 
 def signed_booking(
     request: Request, ctx: ContextDep, body: Annotated[bytes, Depends(raw_body)]
-) -> SignedRequest:
-    """For requests that book: the service records the nonce in its own transaction."""
-    return _authenticate(request, ctx, body, record_nonce=False)
+) -> Iterator[SignedRequest]:
+    """For requests that book: the service runs the request's one unit of work
+    (`SignedRequest.unit`), which records the nonce in the booking's own transaction.
+
+    A handler that returns without having run it would leave the nonce free for a replay:
+    the nonce is recorded here then, and the answer is a 500 (a bug to fix, found by the
+    first test of the endpoint). A handler that raised (a refusal before any booking)
+    leaves it unrecorded, as a refused request books nothing.
+    """
+    signed = _authenticate(request, ctx, body)
+    yield signed
+    if not signed.opened:
+        signed.record_nonce()
+        raise NonceNotRecordedError(f"{request.method} {request.url.path} ran no unit of work")
 
 
-SignedDep = Annotated[SignedRequest, Depends(signed_request)]
-SignedBookingDep = Annotated[SignedRequest, Depends(signed_booking)]
+#: a terminal's request that only reads (its nonce already recorded)
+TerminalDep = Annotated[Terminal, Depends(signed_terminal)]
+#: a terminal's request that books: `SignedRequest.unit` is the only way to write for it
+SignedBookingDep = Annotated[SignedRequest, Depends(signed_booking, scope="function")]

@@ -13,7 +13,7 @@ from hcard.server.api.deps import (
     AddressDep,
     ContextDep,
     SignedBookingDep,
-    SignedDep,
+    TerminalDep,
     parse_json,
     raw_body,
 )
@@ -55,7 +55,7 @@ def enrol(
 )
 def authorise_record(ctx: ContextDep, signed: SignedBookingDep) -> Response:
     """Decide one online payment / till top-up; the same record always gets the same bytes."""
-    answer = authorise.authorise(ctx, signed.terminal, parse_json(signed.body))
+    answer = authorise.authorise(ctx, signed, parse_json(signed.body))
     return Response(content=answer, media_type="application/json")
 
 
@@ -64,21 +64,21 @@ def authorise_record(ctx: ContextDep, signed: SignedBookingDep) -> Response:
 )
 def sync_records(ctx: ContextDep, signed: SignedBookingDep) -> Response:
     """Apply a batch of journal records exactly once; one result per record."""
-    answer = sync.sync(ctx, signed.terminal, parse_json(signed.body))
+    answer = sync.sync(ctx, signed, parse_json(signed.body))
     # plain json.dumps: a thousand results need no pydantic round trip
     return Response(content=json.dumps(answer), media_type="application/json")
 
 
 @router.get("/terminal/snapshot")
 def get_snapshot(
-    ctx: ContextDep, signed: SignedDep, since: Annotated[int, Query(ge=0, le=MAX_ID)] = 0
+    ctx: ContextDep, terminal: TerminalDep, since: Annotated[int, Query(ge=0, le=MAX_ID)] = 0
 ) -> dict[str, object]:
     """Deny-list, balances, limits, terminal keys; only changes after `since` unless full."""
-    del signed  # authenticated; the snapshot is the same for every terminal
+    del terminal  # authenticated; the snapshot is the same for every terminal
     return snapshot.build(ctx, since)
 
 
 @router.get("/terminal/cards/{card_number}")
-def card_balance(ctx: ContextDep, signed: SignedDep, card_number: str) -> dict[str, object]:
-    del signed
+def card_balance(ctx: ContextDep, terminal: TerminalDep, card_number: str) -> dict[str, object]:
+    del terminal
     return cards.for_terminal(ctx, card_number)

@@ -6,7 +6,7 @@ the whole server:
 
 1. the terminal's row (`terminal`): sync, authorisation, enrolment, revocation and the
    alert of a revoked terminal serialise per terminal on it. (A request's nonce is
-   recorded before it, `terminals.consume_nonce`: a row nobody else waits for, except a
+   recorded before it by `SignedRequest.unit`: a row nobody else waits for, except a
    replay of the same request, which then fails.)
 2. account rows, by id (`accounts`): the accounts a booking moves, and for a sync batch the
    accounts of all its cards (by card number) and its merchant, before it reads the

@@ -25,10 +25,9 @@ from hcard.encoding import canonical_bytes
 from hcard.errors import Code, HCardError
 from hcard.records import PaymentMode, Record, RecordError, RecordKind
 from hcard.server.context import Context
-from hcard.server.db import engine as db_engine
 from hcard.server.db.tables import accounts, authorisations, merchants
 from hcard.server.services import booking, cards, ledger
-from hcard.server.services.terminals import Terminal, chain_head, consume_nonce
+from hcard.server.services.terminals import SignedRequest, Terminal, chain_head
 from hcard.server.vocabulary import Outcome
 
 
@@ -66,13 +65,15 @@ def answer(
     }
 
 
-def authorise(ctx: Context, terminal: Terminal, payload: Any) -> bytes:
-    """Decide (or repeat the decision on) one online record; return the answer's bytes."""
+def authorise(ctx: Context, signed: SignedRequest, payload: Any) -> bytes:
+    """Decide (or repeat the decision on) one online record; return the answer's bytes.
+
+    Booked in the request's unit of work, which records its nonce in the same commit."""
+    terminal = signed.terminal
     record = parse_online_record(payload, terminal)
     record_hash = record.hash
 
     def book(conn: sa.Connection) -> bytes:
-        consume_nonce(conn, ctx, terminal)
         last_seq, _last_hash = chain_head(conn, terminal.id, lock=True)
         previous = conn.execute(
             sa.select(authorisations.c.record_hash, authorisations.c.answer).where(
@@ -101,7 +102,7 @@ def authorise(ctx: Context, terminal: Terminal, payload: Any) -> bytes:
         )
         return body
 
-    return db_engine.unit(ctx.engine, book)
+    return signed.unit(book)
 
 
 def decide(

@@ -55,7 +55,7 @@ from hcard.server.db.tables import accounts, alerts, authorisations, cards, jour
 from hcard.server.db.tables import terminals as terminal_table
 from hcard.server.services import authorise, booking, ledger, snapshot
 from hcard.server.services import cards as card_service
-from hcard.server.services.terminals import Terminal, chain_head, consume_nonce
+from hcard.server.services.terminals import SignedRequest, Terminal, chain_head
 from hcard.server.vocabulary import (
     AlertKind,
     FlagReason,
@@ -126,7 +126,9 @@ class _Precheck:
     problem: ChainProblem | None
 
 
-def sync(ctx: Context, terminal: Terminal, payload: Any) -> dict[str, Any]:
+def sync(ctx: Context, signed: SignedRequest, payload: Any) -> dict[str, Any]:
+    """Apply a batch in the request's unit of work (its nonce recorded in the same commit)."""
+    terminal = signed.terminal
     records, unparsed, parse_error = parse_batch(payload, ctx.settings.max_batch_records)
     # Signatures are checked here, in the request's thread, so the write
     # transaction (shared with other tills' authorisations) never waits for them.
@@ -139,9 +141,8 @@ def sync(ctx: Context, terminal: Terminal, payload: Any) -> dict[str, Any]:
     precheck = _Precheck(
         head, first_problem(fresh, terminal.public, terminal.id, *head, workers=_VERIFY_WORKERS)
     )
-    return db_engine.unit(
-        ctx.engine,
-        lambda conn: _sync(conn, ctx, terminal, records, unparsed, parse_error, precheck),
+    return signed.unit(
+        lambda conn: _sync(conn, ctx, terminal, records, unparsed, parse_error, precheck)
     )
 
 
@@ -156,7 +157,6 @@ def _sync(
 ) -> dict[str, Any]:
     now = ctx.now()
     results: list[dict[str, Any]] = []
-    consume_nonce(conn, ctx, terminal)
     last_seq, last_hash = chain_head(conn, terminal.id, lock=True)
     # 1. records the server already has: answer as before, or catch a rewrite
     known = [r for r in records if r.seq <= last_seq]

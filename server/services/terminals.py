@@ -8,9 +8,10 @@ after `Settings.enrolment_ttl_s` anyway. Only the code's SHA-256 is stored.
 
 Every later request of a terminal is signed (`hcard.reqsign`); `authenticate`
 checks, in this order: well-formed headers, known and not revoked terminal,
-signature over method + path + body hash + timestamp + nonce, clock skew, and
-a nonce not seen before (kept in the database, so a restart does not open a
-replay window and several server processes agree). A revoked terminal is
+signature over method + path + body hash + timestamp + nonce, clock skew; and
+the request's unit of work (`SignedRequest.unit`) records the nonce first, in
+its own transaction, refusing one seen before (kept in the database, so a
+restart does not open a replay window and several server processes agree). A revoked terminal is
 refused whatever it sends; when its signature verifies (the lost or stolen
 device itself is calling) an alert is recorded too.
 """
@@ -20,9 +21,10 @@ from __future__ import annotations
 import hashlib
 import random
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TypeVar
 
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -40,6 +42,8 @@ from hcard.server.services.users import Staff
 from hcard.server.throttle import Guard, Key
 from hcard.server.vocabulary import OFFICE, TerminalStatus
 
+T = TypeVar("T")
+
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 CODE_LENGTH = 8
 NAME_MAX_CHARS = 100
@@ -52,8 +56,6 @@ class Terminal:
     id: int
     merchant_id: int
     public: Ed25519PublicKey
-    #: the request's nonce while not yet recorded (see `authenticate(record_nonce=False)`)
-    nonce: str | None = None
 
 
 @lru_cache(maxsize=4096)
@@ -222,20 +224,60 @@ def list_terminals(ctx: Context, actor: Staff, merchant_id: int) -> list[dict[st
         return [dict(row) for row in rows]
 
 
+class SignedRequest:
+    """An authenticated terminal request whose nonce is not recorded yet.
+
+    `unit(fn)` is the only way to write for it: it records the nonce first, in the same
+    transaction (and commit) as `fn`'s work, so a replayed request is refused
+    `nonce_reused` before it can book anything, and a service cannot forget to record it.
+    One unit per request: a second is refused (it would be a second commit, and the nonce
+    is spent). A request that only reads has its nonce recorded by `record_nonce` before
+    the handler runs (`api/deps.py`).
+    """
+
+    __slots__ = ("_ctx", "_nonce", "_opened", "body", "terminal")
+
+    def __init__(self, ctx: Context, terminal: Terminal, body: bytes, nonce: str) -> None:
+        self._ctx = ctx
+        self.terminal = terminal
+        self.body = body
+        self._nonce = nonce
+        self._opened = False
+
+    def __repr__(self) -> str:
+        return f"SignedRequest(terminal={self.terminal.id}, opened={self._opened})"
+
+    @property
+    def opened(self) -> bool:
+        """Was the request's unit run (its nonce recorded, or rolled back with its error)?"""
+        return self._opened
+
+    def unit(self, fn: Callable[[sa.Connection], T]) -> T:
+        """Run `fn(connection)` as the request's one unit of work (`db_engine.unit`: group
+        commit on SQLite), after recording its nonce in the same transaction."""
+        if self._opened:
+            raise RuntimeError("a signed request has one unit of work")
+        self._opened = True
+
+        def run(conn: sa.Connection) -> T:
+            _consume_nonce(conn, self._ctx, self.terminal.id, self._nonce)
+            return fn(conn)
+
+        return db_engine.unit(self._ctx.engine, run)
+
+    def record_nonce(self) -> Terminal:
+        """For requests that only read: record the nonce now, in its own commit."""
+        self.unit(lambda _conn: None)
+        return self.terminal
+
+
 def authenticate(
-    ctx: Context,
-    method: str,
-    path: str,
-    body: bytes,
-    headers: Mapping[str, str],
-    *,
-    record_nonce: bool = True,
-) -> Terminal:
+    ctx: Context, method: str, path: str, body: bytes, headers: Mapping[str, str]
+) -> SignedRequest:
     """Check a terminal request's signature headers; raise the protocol's refusal if not ok.
 
-    With `record_nonce=False` the nonce is left in the returned `Terminal` for the
-    service to record (`consume_nonce`) in the very transaction that books the
-    request: one commit per request instead of two.
+    The nonce is checked and recorded by the request's unit of work (`SignedRequest`), in
+    the very transaction that books the request: one commit per request, not two.
     """
     try:
         terminal_id, timestamp_s, nonce, signature = reqsign.parse_headers(headers)
@@ -265,23 +307,16 @@ def authenticate(
     now = ctx.now()
     if not reqsign.skew_ok(timestamp_s, now):
         raise HCardError(Code.CLOCK_SKEW, server_time_s=int(now))
-    terminal = Terminal(id=terminal_id, merchant_id=row.merchant_id, public=public, nonce=nonce)
-    if not record_nonce:
-        return terminal
-    db_engine.unit(ctx.engine, lambda conn: consume_nonce(conn, ctx, terminal))
-    return Terminal(id=terminal_id, merchant_id=row.merchant_id, public=public)
+    terminal = Terminal(id=terminal_id, merchant_id=row.merchant_id, public=public)
+    return SignedRequest(ctx, terminal, body, nonce)
 
 
-def consume_nonce(conn: sa.Connection, ctx: Context, terminal: Terminal) -> None:
+def _consume_nonce(conn: sa.Connection, ctx: Context, terminal_id: int, nonce: str) -> None:
     """Record the request's nonce; NONCE_REUSED if it was seen before (a replay)."""
-    if terminal.nonce is None:
-        return
     now = ctx.now()
     try:
         with conn.begin_nested():
-            conn.execute(
-                sa.insert(nonces).values(terminal_id=terminal.id, nonce=terminal.nonce, seen_s=now)
-            )
+            conn.execute(sa.insert(nonces).values(terminal_id=terminal_id, nonce=nonce, seen_s=now))
     except sa.exc.IntegrityError:
         raise HCardError(Code.NONCE_REUSED) from None
     # Now and then forget nonces older than any timestamp we still accept.

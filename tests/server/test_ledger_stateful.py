@@ -43,10 +43,15 @@ class Till:
             merchant_id=merchant_id,
             public=self.key.public_key(),
         )
+        self.ctx = ctx
         self.seq, self.prev = 0, GENESIS_HASH
         self.pending: list = []
         self.last_batch: list = []
         self.payments: list[tuple[int, int, int]] = []  # (seq, card index, amount)
+
+    def request(self) -> terminals.SignedRequest:
+        """What the API hands the services: an authenticated request with a fresh nonce."""
+        return terminals.SignedRequest(self.ctx, self.auth, b"", secrets.token_hex(16))
 
     def record(self, kind: str, body: dict):
         self.seq += 1
@@ -112,7 +117,9 @@ class LedgerMachine(RuleBasedStateMachine):
         t = self.tills[till]
         number, uid = self.cards[card]
         record = t.record("payment", self._payment(number, uid, amount, "online"))
-        answer = json.loads(authorise.authorise(self.ctx, t.auth, {"record": record.to_wire()}))
+        answer = json.loads(
+            authorise.authorise(self.ctx, t.request(), {"record": record.to_wire()})
+        )
         should = not self.blocked[card] and self.balance[card] >= amount
         assert (answer["outcome"] == "approved") == should, (answer, self.balance[card])
         if should:
@@ -139,7 +146,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def sync(self, till: int) -> None:
         t = self.tills[till]
         batch, t.pending = t.pending, []
-        answer = sync.sync(self.ctx, t.auth, {"records": [r.to_wire() for r in batch]})
+        answer = sync.sync(self.ctx, t.request(), {"records": [r.to_wire() for r in batch]})
         assert answer["last_seq"] == t.seq
         for record, result in zip(batch, answer["results"], strict=True):
             self._model_sync(t, record, result)
@@ -149,7 +156,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(till=st.integers(0, TILLS - 1))
     def resend(self, till: int) -> None:
         t = self.tills[till]
-        answer = sync.sync(self.ctx, t.auth, {"records": [r.to_wire() for r in t.last_batch]})
+        answer = sync.sync(self.ctx, t.request(), {"records": [r.to_wire() for r in t.last_batch]})
         assert {r["status"] for r in answer["results"]} <= {"already_applied"}
 
     # --- model -------------------------------------------------------------------

@@ -9,6 +9,7 @@ copied card (same counter from two tills) and its overdraw both go unnoticed.
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 import time
 
@@ -19,7 +20,7 @@ from fixtures.server import fresh_postgres_database, start_server
 from hcard.encoding import canonical_bytes
 from hcard.server.context import Context
 from hcard.server.services import sync as sync_service
-from hcard.server.services.terminals import Terminal
+from hcard.server.services.terminals import SignedRequest, Terminal
 from hcard.server.settings import Settings
 
 pytestmark = pytest.mark.postgres
@@ -77,7 +78,8 @@ def test_same_card_and_counter_from_two_tills_at_once_is_caught(server, monkeypa
     def run(till, record):
         terminal = Terminal(till.terminal_id, till.merchant_id, till.key.public_key())
         payload = json.loads(canonical_bytes({"records": [record.to_wire()]}))
-        answers[till.terminal_id] = sync_service.sync(ctx, terminal, payload)
+        signed = SignedRequest(ctx, terminal, b"", secrets.token_hex(16))
+        answers[till.terminal_id] = sync_service.sync(ctx, signed, payload)
 
     threads = [threading.Thread(target=run, args=batch) for batch in batches]
     for thread in threads:
