@@ -8,7 +8,9 @@
 The data dir holds the SQLite database (unless `--database-url` /
 `HCARD_DATABASE_URL` points elsewhere, e.g. PostgreSQL) and the issuer key
 (`issuer.key`, mode 0600). The first admin's password comes from
-`--admin-password`, `HCARD_ADMIN_PASSWORD`, or a prompt; never from a log.
+`--admin-password`, `HCARD_ADMIN_PASSWORD`, or a prompt; never from a log. An `HCARD_*`
+variable with a value it cannot have (`server/settings.py`) stops every command with one
+German / English line naming it, exit status 2.
 
 There is no demo command: a server with fixed demo passwords is no part of an installed
 server. The throwaway demo server is `make demo` beside the tests
@@ -29,7 +31,7 @@ from pathlib import Path
 from hcard.server import backup, card_secret
 from hcard.server.context import Context
 from hcard.server.services import ledger, users
-from hcard.server.settings import Settings
+from hcard.server.settings import Settings, SettingsError
 from hcard.server.vocabulary import Role
 
 BACKUP_DIR_NAME = "backups"
@@ -181,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return _run(args)
-    except card_secret.CardSecretError as exc:
+    except (card_secret.CardSecretError, SettingsError) as exc:
+        # a secret file or an HCARD_* variable that cannot be used: the message names it
         print(exc, file=sys.stderr)
         return 2
 

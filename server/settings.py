@@ -1,18 +1,38 @@
 """Server settings: where the data lives, the issuer key, and the limits terminals obey.
 
 Read from the command line and the environment (`HCARD_*`), never from the
-database, so that an operator sees them in one place (the systemd unit).
+database, so that an operator sees them in one place (the systemd unit). The
+environment is parsed by pydantic-settings (`_Environment`): a value that is not
+what its variable needs is refused at start with `SettingsError`, which names
+the variable, the value and what it must be, in German and English
+(`hcard-server` prints it and exits 2). An empty variable counts as unset.
+
+| variable | what | default |
+|---|---|---|
+| `HCARD_DATA_DIR` | folder for database and issuer key | `hcard-data` |
+| `HCARD_DATABASE_URL` | SQLAlchemy URL | `sqlite:///<data dir>/hcard.db` |
+| `HCARD_LIMIT_PER_PAYMENT_CENTS` | offline limit per payment | 2500 |
+| `HCARD_LIMIT_PER_CARD_DAY_CENTS` | offline limit per card and day | 5000 |
+| `HCARD_LIMIT_CONSECUTIVE_OFFLINE` | offline payments in a row per card | 3 |
+| `HCARD_ENROLMENT_TTL_S` | how long an enrolment code works | 7 days |
+| `HCARD_BALANCE_PAGE_URL` | the card URL is `<it>/c/<number>` | `https://karte.hattingen.de` |
+| `HCARD_THROTTLE_<GUARD>` | failures allowed, as `10 per 10 minutes` | `throttle.py` |
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
+
+import limits
+from pydantic import AfterValidator, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hcard.server.throttle import ThrottleLimits
 
 DEFAULT_DATA_DIR = Path("hcard-data")
+ENV_PREFIX = "HCARD_"
 
 
 @dataclass(frozen=True)
@@ -29,22 +49,6 @@ class Limits:
             "per_card_day_cents": self.per_card_day_cents,
             "consecutive_offline": self.consecutive_offline,
         }
-
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Limits:
-        env = dict(os.environ) if env is None else env
-        default = cls()
-        return cls(
-            per_payment_cents=int(
-                env.get("HCARD_LIMIT_PER_PAYMENT_CENTS", default.per_payment_cents)
-            ),
-            per_card_day_cents=int(
-                env.get("HCARD_LIMIT_PER_CARD_DAY_CENTS", default.per_card_day_cents)
-            ),
-            consecutive_offline=int(
-                env.get("HCARD_LIMIT_CONSECUTIVE_OFFLINE", default.consecutive_offline)
-            ),
-        )
 
 
 @dataclass(frozen=True)
@@ -71,28 +75,101 @@ class Settings:
 
     @classmethod
     def build(cls, data_dir: Path | str | None = None, database_url: str | None = None) -> Settings:
-        """Settings from explicit values, falling back to the `HCARD_*` environment."""
-        data_dir = Path(data_dir or os.environ.get("HCARD_DATA_DIR") or DEFAULT_DATA_DIR)
+        """Settings from explicit values, falling back to the `HCARD_*` environment;
+        SettingsError when a variable holds a value it cannot have."""
+        env = _Environment.read()
+        data_dir = Path(data_dir or env.data_dir)
         database_url = (
-            database_url
-            or os.environ.get("HCARD_DATABASE_URL")
-            or f"sqlite:///{data_dir.resolve() / 'hcard.db'}"
+            database_url or env.database_url or f"sqlite:///{data_dir.resolve() / 'hcard.db'}"
         )
         return cls(
             data_dir=data_dir.resolve(),
             database_url=database_url,
-            limits=Limits.from_env(),
-            enrolment_ttl_s=int(os.environ.get("HCARD_ENROLMENT_TTL_S", cls.enrolment_ttl_s)),
-            balance_page_url=os.environ.get("HCARD_BALANCE_PAGE_URL", cls.balance_page_url),
-            throttle=_throttle_from_env(),
+            limits=Limits(
+                per_payment_cents=env.limit_per_payment_cents,
+                per_card_day_cents=env.limit_per_card_day_cents,
+                consecutive_offline=env.limit_consecutive_offline,
+            ),
+            enrolment_ttl_s=env.enrolment_ttl_s,
+            balance_page_url=env.balance_page_url,
+            throttle=ThrottleLimits(
+                login_user=env.throttle_login_user,
+                login_address=env.throttle_login_address,
+                enrol_address=env.throttle_enrol_address,
+                balance_card=env.throttle_balance_card,
+                balance_address=env.throttle_balance_address,
+            ),
         )
 
 
-def _throttle_from_env() -> ThrottleLimits:
-    """`HCARD_THROTTLE_LOGIN_USER="10 per 10 minutes"` and so on, one per limit."""
-    env = {
-        f.name: os.environ[f"HCARD_THROTTLE_{f.name.upper()}"]
-        for f in fields(ThrottleLimits)
-        if f"HCARD_THROTTLE_{f.name.upper()}" in os.environ
-    }
-    return ThrottleLimits(**env)
+class SettingsError(ValueError):
+    """One or more `HCARD_*` variables with a value they cannot have: one line each,
+    German / English, naming the variable, its value and what it must be."""
+
+
+def _throttle_limit(value: str) -> str:
+    limits.parse(value)  # ValueError for anything that is not `N per <period>`
+    return value
+
+
+Count = Annotated[int, Field(ge=0)]
+ThrottleLimit = Annotated[str, AfterValidator(_throttle_limit)]
+_DEFAULT_SETTINGS = Settings(data_dir=DEFAULT_DATA_DIR, database_url="")
+_DEFAULT_THROTTLE = ThrottleLimits()
+
+#: what each variable must hold, German / English (the message of a refused value)
+_EXPECTED: dict[str, tuple[str, str]] = {
+    "limit_per_payment_cents": ("eine ganze Zahl ab 0 (Cent)", "a whole number from 0 (cents)"),
+    "limit_per_card_day_cents": ("eine ganze Zahl ab 0 (Cent)", "a whole number from 0 (cents)"),
+    "limit_consecutive_offline": ("eine ganze Zahl ab 0", "a whole number from 0"),
+    "enrolment_ttl_s": ("eine ganze Zahl ab 0 (Sekunden)", "a whole number from 0 (seconds)"),
+    **{
+        f"throttle_{name}": (
+            "eine Grenze wie „10 per 10 minutes“",
+            "a limit such as '10 per 10 minutes'",
+        )
+        for name in vars(_DEFAULT_THROTTLE)
+    },
+}
+
+
+class _Environment(BaseSettings):
+    """The `HCARD_*` variables, flat, each named after its field (`HCARD_` + upper case)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_ignore_empty=True, extra="ignore", frozen=True
+    )
+
+    data_dir: Path = DEFAULT_DATA_DIR
+    database_url: str | None = None
+    limit_per_payment_cents: Count = _DEFAULT_SETTINGS.limits.per_payment_cents
+    limit_per_card_day_cents: Count = _DEFAULT_SETTINGS.limits.per_card_day_cents
+    limit_consecutive_offline: Count = _DEFAULT_SETTINGS.limits.consecutive_offline
+    enrolment_ttl_s: Count = _DEFAULT_SETTINGS.enrolment_ttl_s
+    balance_page_url: str = _DEFAULT_SETTINGS.balance_page_url
+    throttle_login_user: ThrottleLimit = _DEFAULT_THROTTLE.login_user
+    throttle_login_address: ThrottleLimit = _DEFAULT_THROTTLE.login_address
+    throttle_enrol_address: ThrottleLimit = _DEFAULT_THROTTLE.enrol_address
+    throttle_balance_card: ThrottleLimit = _DEFAULT_THROTTLE.balance_card
+    throttle_balance_address: ThrottleLimit = _DEFAULT_THROTTLE.balance_address
+
+    @classmethod
+    def read(cls) -> _Environment:
+        try:
+            return cls()
+        except ValidationError as error:
+            raise SettingsError(_explain(error)) from None
+
+
+def _explain(error: ValidationError) -> str:
+    lines = []
+    for problem in error.errors():
+        name = str(problem["loc"][0]) if problem["loc"] else "?"
+        variable = f"{ENV_PREFIX}{name.upper()}"
+        value = str(problem.get("input", ""))[:60]
+        german, english = _EXPECTED.get(name, ("ein gültiger Wert", "a valid value"))
+        lines.append(
+            f"Einstellung {variable}={value!r} ungültig: erwartet {german}. / "
+            f"Setting {variable}={value!r} is invalid: expected {english}."
+        )
+    return "\n".join(lines)
