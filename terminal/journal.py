@@ -71,6 +71,8 @@ from hcard.terminal.states import SHOWN, State, check_start, check_transition
 
 # What gets a receipt number once shown: payments and top-ups.
 RECEIPT_KINDS = (RecordKind.PAYMENT, RecordKind.TOPUP_REQUEST)
+_STATES = {state.value: state for state in State}
+_MODES = {mode.value: mode for mode in PaymentMode}
 
 
 def decode(wire: bytes) -> Record:
@@ -492,8 +494,9 @@ class Journal:
                 " WHERE card = ? AND kind = ? ORDER BY seq",
                 [card, RecordKind.PAYMENT],
             ).fetchall()
+        # read at every tap, a row per payment of the card: dict lookups, not Enum calls
         return [
-            CardPayment(seq, PaymentMode(mode), counter, amount_cents, State(state), day)
+            CardPayment(seq, _MODES[mode], counter, amount_cents, _STATES[state], day)
             for seq, mode, counter, amount_cents, state, day in rows
         ]
 

@@ -15,8 +15,8 @@ snapshot says (`SnapshotFacts`) and what this till's journal says about the card
    off the snapshot's balance (the server still counts them until their void arrives), a
    refund owed to the purse is added to it. Erring low can only refuse a payment; erring
    high would let a card overdraw.
-3. Limits from the snapshot: consecutive offline payments (`consecutive_offline`), then
-   per card and calendar day on this till (`spent_today_cents`), then per payment.
+3. Limits from the snapshot (`limit_counts`): consecutive offline payments, then per card
+   and calendar day on this till, then per payment, then the balance.
 4. Before the first snapshot the limits are zero: no offline payments at all.
 
 A refused amount that the card could partly pay now is `PARTIAL` with `available_cents`
@@ -163,47 +163,42 @@ def balance_cents(card: CardFacts, snapshot: SnapshotFacts, journal: JournalFact
     return min(purse_cents, server_cents)
 
 
-def _seen(paid: CardPayment, acked_seq: int) -> bool:
-    """The server has seen this payment's counter (online, or uploaded), or it never
-    reached the card."""
-    return paid.mode == PaymentMode.ONLINE or paid.seq <= acked_seq
+# module constants: an Enum member looked up on its class costs more than the comparison,
+# and these loops run over every payment of the card at every tap
+_ONLINE, _OFFLINE = PaymentMode.ONLINE, PaymentMode.OFFLINE
 
 
-def consecutive_offline(card: CardFacts, snapshot: SnapshotFacts, journal: JournalFacts) -> int:
-    """Offline purse writes of the card no server has seen yet, whichever till made them.
+def limit_counts(
+    card: CardFacts, snapshot: SnapshotFacts, journal: JournalFacts
+) -> tuple[int, int]:
+    """What counts toward the limits: (consecutive offline payments, cents spent today).
 
-    The card's counter minus the highest counter the server is known to have seen (the
-    snapshot's, our online records', our acknowledged records'), minus the counters our
-    own unanswered or declined online tries used up in between (they never meant a purse
-    write); at least this till's own unsynced offline payments of the card. Another
-    till's unanswered online try counts as an offline payment: the safe side.
+    Consecutive: offline purse writes of the card no server has seen yet, whichever till
+    made them. The card's counter minus the highest counter the server is known to have
+    seen (the snapshot's, our online records', our acknowledged records'), minus the
+    counters our own unanswered, declined or cancelled records used up in between (they
+    never meant a purse write the server will see); at least this till's own unsynced
+    offline payments of the card. Another till's unanswered online try counts as an
+    offline payment: the safe side.
+    Spent today: this till's offline payments of the card today that took (or may take)
+    money. One pass over the records (read at every tap), then one for the skipped ones.
     """
+    acked_seq, today = journal.acked_seq, journal.today
     server_counter = snapshot.counter if snapshot.knows_card else 0
+    unsynced, spent_today_cents = 0, 0
     for paid in journal.payments:
-        if _seen(paid, journal.acked_seq):
+        seen = paid.mode == _ONLINE or paid.seq <= acked_seq
+        if seen:  # the server has seen this counter (or it never reached the card)
             server_counter = max(server_counter, paid.counter)
+        if paid.mode == _OFFLINE and paid.state in SPENT:
+            spent_today_cents += paid.amount_cents if paid.day == today else 0
+            unsynced += 0 if seen else 1
     skipped = sum(
         1
         for paid in journal.payments
         if paid.state in UNWRITTEN and server_counter < paid.counter <= card.counter
     )
-    unsynced = sum(
-        1
-        for paid in journal.payments
-        if paid.mode == PaymentMode.OFFLINE
-        and paid.state in SPENT
-        and not _seen(paid, journal.acked_seq)
-    )
-    return max(card.counter - server_counter - skipped, unsynced)
-
-
-def spent_today_cents(journal: JournalFacts) -> int:
-    """This till's offline payments of the card today that took (or may take) money."""
-    return sum(
-        paid.amount_cents
-        for paid in journal.payments
-        if paid.mode == PaymentMode.OFFLINE and paid.state in SPENT and paid.day == journal.today
-    )
+    return max(card.counter - server_counter - skipped, unsynced), spent_today_cents
 
 
 def decide(
@@ -218,9 +213,10 @@ def decide(
         return Decision(Verdict.DECLINE, Code.UNKNOWN_CARD, None)
     limits = snapshot.limits
     balance = balance_cents(card, snapshot, journal)
-    if consecutive_offline(card, snapshot, journal) >= limits.consecutive_offline:
+    consecutive, spent_today_cents = limit_counts(card, snapshot, journal)
+    if consecutive >= limits.consecutive_offline:
         return Decision(Verdict.DECLINE, Code.OFFLINE_LIMIT_COUNT, balance)
-    day_left_cents = limits.per_card_day_cents - spent_today_cents(journal)
+    day_left_cents = limits.per_card_day_cents - spent_today_cents
     if day_left_cents <= 0:
         return Decision(Verdict.DECLINE, Code.OFFLINE_LIMIT_DAY, balance)
     available_cents = max(0, min(balance, limits.per_payment_cents, day_left_cents))
