@@ -26,8 +26,8 @@ from fixtures.terminal import server_card
 from hcard.terminal import journal as jr
 
 DRIVER = Path(__file__).with_name("kill_driver.py")
-TARGET_APPROVED = 100
-MIN_KILLS = 20
+APPROVED_MIN = 100
+KILLS_MIN = 20
 INITIAL_CENTS = 500_000
 LIMITS = {
     "HCARD_LIMIT_PER_PAYMENT_CENTS": "100000",
@@ -78,7 +78,7 @@ def test_kill9_during_100_payments_loses_nothing_and_books_nothing_unshown(
     receipts: dict[int, int] = {}  # seq -> receipt number printed
     kills = 0
     started = time.monotonic()
-    while len(printed) < TARGET_APPROVED or kills < MIN_KILLS:
+    while len(printed) < APPROVED_MIN or kills < KILLS_MIN:
         assert time.monotonic() - started < 120, "kill test too slow"
         # online, offline, and answers lost after the server acted (authorise, sync)
         proxy.mode = ("pass", "down", "pass", "lose_answer")[kills % 4]
