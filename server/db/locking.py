@@ -120,13 +120,13 @@ def accounts(
     _enter(held, Stage.ACCOUNTS)
     ids = sorted(set(account_ids))
     numbers = sorted(set(card_numbers))
-    wanted = account_table.c.id.in_(ids)
-    if numbers:
-        of_cards = sa.select(cards.c.account_id).where(cards.c.number.in_(numbers))
-        wanted = sa.or_(wanted, account_table.c.id.in_(of_cards))
     if numbers or not db_engine.is_sqlite(conn.engine):
         # SQLite has no row locks: there the query only learns the ids of the cards'
         # accounts, so the order is checked the same on both engines
+        wanted = account_table.c.id.in_(ids)
+        if numbers:
+            of_cards = sa.select(cards.c.account_id).where(cards.c.number.in_(numbers))
+            wanted = sa.or_(wanted, account_table.c.id.in_(of_cards))
         query = sa.select(account_table.c.id).where(wanted).order_by(account_table.c.id)
         ids = list(conn.execute(query.with_for_update()).scalars())
     new = [account_id for account_id in ids if account_id not in held.accounts]
