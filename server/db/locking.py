@@ -18,7 +18,9 @@ the whole server:
 A transaction may take each kind again (rows already held stay held) but never go back to
 an earlier kind, and within a kind ids only go up: an account id below one it holds, or
 the terminal after an account, is refused with `LockOrderError` on both engines (the order
-is tracked in the process, so the tests on SQLite catch it as well). Locking outside a
+is tracked in the process, so the tests on SQLite catch it as well; there, accounts locked
+by card number are not looked up, so after such a lock only the kinds' order is checked,
+and PostgreSQL, which looks them up to lock them, checks the ids too). Locking outside a
 write transaction (`db_engine.write` / `db_engine.unit`) is refused with
 `NotInWriteTransactionError`: a lock in a read transaction would be released at once on
 PostgreSQL, and SQLite would not even hold its writer lock yet. Both are bugs in the
@@ -71,17 +73,23 @@ class _Held:
     #: the highest terminal id held, the account ids held (ids are taken in increasing order)
     terminal: int = 0
     accounts: set[int] = field(default_factory=set)
+    #: False once SQLite "locked" cards by number without learning their accounts' ids
+    ids_known: bool = True
 
 
 _HELD: weakref.WeakKeyDictionary[sa.engine.Transaction, _Held] = weakref.WeakKeyDictionary()
 
 
 def _held(conn: sa.Connection) -> _Held:
-    if not (conn.in_transaction() and db_engine.in_write_transaction(conn)):
-        raise NotInWriteTransactionError("locks are taken inside db_engine.write or db_engine.unit")
+    """The locks of `conn`'s current transaction (or SAVEPOINT); checked to be a write
+    transaction when it takes its first lock."""
     transaction = conn.get_nested_transaction() or conn.get_transaction()
-    held = _HELD.get(transaction)
+    held = _HELD.get(transaction) if transaction is not None else None
     if held is None:
+        if transaction is None or not db_engine.in_write_transaction(conn):
+            raise NotInWriteTransactionError(
+                "locks are taken inside db_engine.write or db_engine.unit"
+            )
         held = _HELD[transaction] = _Held()
     return held
 
@@ -120,9 +128,11 @@ def accounts(
     _enter(held, Stage.ACCOUNTS)
     ids = sorted(set(account_ids))
     numbers = sorted(set(card_numbers))
-    if numbers or not db_engine.is_sqlite(conn.engine):
-        # SQLite has no row locks: there the query only learns the ids of the cards'
-        # accounts, so the order is checked the same on both engines
+    if db_engine.is_sqlite(conn.engine):
+        # no row locks to take; cards' accounts are not looked up (a query per sync batch
+        # for nothing but the check), so their ids stay unknown: see the module's docstring
+        held.ids_known = held.ids_known and not numbers
+    else:
         wanted = account_table.c.id.in_(ids)
         if numbers:
             of_cards = sa.select(cards.c.account_id).where(cards.c.number.in_(numbers))
@@ -130,7 +140,7 @@ def accounts(
         query = sa.select(account_table.c.id).where(wanted).order_by(account_table.c.id)
         ids = list(conn.execute(query.with_for_update()).scalars())
     new = [account_id for account_id in ids if account_id not in held.accounts]
-    if new and held.accounts and min(new) < max(held.accounts):
+    if held.ids_known and new and held.accounts and min(new) < max(held.accounts):
         raise LockOrderError(f"accounts {new} locked after account {max(held.accounts)}")
     held.accounts.update(new)
 

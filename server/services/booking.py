@@ -36,6 +36,8 @@ TOPUP_LABELS = {
     TopupSource.ONLINE: "Aufladung (online)",
 }
 CORRECTION_LABEL = "Korrektur"
+#: bound once: sync builds a payment per record (an Enum class attribute costs ~60 ns on 3.11)
+_ONLINE = PaymentMode.ONLINE
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ def payment(till: Till, seq: int, card_account_id: int, amount_cents: int, mode:
     if the balance does not cover it, so concurrent payments never overdraw. Offline it is
     booked even below zero: the till promised the merchant (the caller flags the card).
     """
-    floor_cents = 0 if mode == PaymentMode.ONLINE else None
+    floor_cents = 0 if mode == _ONLINE else None
     return Txn(
         TxnKind.PAYMENT,
         [

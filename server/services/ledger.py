@@ -69,8 +69,12 @@ class Txn:
     reason: str | None = None
 
     def change_of(self, account_id: int) -> int:
-        """What this transaction does to the account's balance (0 if it does not touch it)."""
-        return sum(e.amount_cents for e in self.entries if e.account_id == account_id)
+        """What this transaction does to the account's balance (0 if it does not touch it;
+        an account has at most one posting in a transaction, `check_balanced`)."""
+        for entry in self.entries:
+            if entry.account_id == account_id:
+                return entry.amount_cents
+        return 0
 
 
 class LedgerInvariantError(RuntimeError):
