@@ -27,6 +27,8 @@ class AccountKind(StrEnum):
     BONUS_POOL = "bonus_pool"
     FEES = "fees"
     CORRECTION = "correction"
+    #: payouts of closed settlement runs the bank has not yet executed (or returned)
+    IN_TRANSIT = "in_transit"
 
 
 SYSTEM_ACCOUNTS = (
@@ -36,6 +38,7 @@ SYSTEM_ACCOUNTS = (
     AccountKind.BONUS_POOL,
     AccountKind.FEES,
     AccountKind.CORRECTION,
+    AccountKind.IN_TRANSIT,
 )
 
 
@@ -61,6 +64,14 @@ class TxnKind(StrEnum):
     TRANSFER = "transfer"
     CORRECTION = "correction"
     TILL_TOPUP = "till_topup"
+    #: a run closed for a merchant: payable → fees and → payouts in transit
+    SETTLEMENT = "settlement"
+    #: the bank executed a payout: in transit → bank
+    PAYOUT = "payout"
+    #: a payout came back (wrong IBAN, account closed): → the merchant's payable again
+    PAYOUT_RETURN = "payout_return"
+    #: the office's till cash paid into the bank: cash → bank
+    DEPOSIT = "deposit"
 
 
 class Role(StrEnum):
@@ -117,6 +128,8 @@ class AlertKind(StrEnum):
     UNKNOWN_CARD = "unknown_card"
     REVOKED_TERMINAL = "revoked_terminal"
     CARD_COPIED = "card_copied"
+    #: a settlement payout came back from the bank, with its reason code
+    PAYOUT_RETURNED = "payout_returned"
 
 
 class FlagReason(StrEnum):
@@ -135,3 +148,44 @@ class CounterName(StrEnum):
     VERSION = "version"
     #: the last card serial handed out (`hcard.cardnumber.from_serial`)
     CARD_SERIAL = "card_serial"
+    #: the last invoice number (each merchant's statement in a run is its fee invoice)
+    INVOICE = "invoice"
+
+
+class RunStatus(StrEnum):
+    """A settlement run: created (booked, files made) → downloaded (a bank file was taken,
+    the run can no longer be cancelled), or cancelled (reversed) before that."""
+
+    CREATED = "created"
+    DOWNLOADED = "downloaded"
+    CANCELLED = "cancelled"
+
+
+class PayoutStatus(StrEnum):
+    """A merchant's payout in a run: none (nothing transferred), sent (in the bank file),
+    executed (on the bank statement), returned (came back), cancelled (run cancelled)."""
+
+    NONE = "none"
+    SENT = "sent"
+    EXECUTED = "executed"
+    RETURNED = "returned"
+    CANCELLED = "cancelled"
+
+
+class PayoutOutcome(StrEnum):
+    """What a run decided for a merchant (`settlement.rules.Outcome`, stored)."""
+
+    TRANSFER = "transfer"
+    NOTHING_DUE = "nothing_due"
+    BELOW_MINIMUM = "below_minimum"
+    NO_VALID_IBAN = "no_valid_iban"
+
+
+class LineMatch(StrEnum):
+    """What a line of the bank's statement was found to be (`bank_lines.match`)."""
+
+    PAYOUT_EXECUTED = "payout_executed"
+    PAYOUT_RETURNED = "payout_returned"
+    CARD_TOPUP = "card_topup"
+    CASH_DEPOSIT = "cash_deposit"
+    UNMATCHED = "unmatched"

@@ -21,8 +21,12 @@ from hcard.server.vocabulary import (
     JOURNAL_STATUSES,
     AccountKind,
     AlertKind,
+    LineMatch,
     Outcome,
+    PayoutOutcome,
+    PayoutStatus,
     Role,
+    RunStatus,
     TerminalStatus,
     TxnKind,
 )
@@ -76,6 +80,8 @@ transactions = sa.Table(
         f"kind <> '{TxnKind.CORRECTION}' OR (reason IS NOT NULL AND user_id IS NOT NULL)",
         name="correction_reason",
     ),
+    # settlement's cut-off and every period query go by booking time
+    sa.Index(None, "created_s"),
 )
 
 postings = sa.Table(
@@ -102,6 +108,14 @@ merchants = sa.Table(
     sa.Column("fee_bp", sa.Integer, nullable=False, server_default="0"),
     sa.Column("account_id", sa.BigInteger, sa.ForeignKey("accounts.id"), nullable=False),
     sa.Column("created_s", Time, nullable=False),
+    # the account holder exactly as the bank knows it (payee check), and the structured
+    # address the SEPA file carries (required by German banks from November 2026)
+    sa.Column("holder_name", sa.String(70), nullable=False, server_default=""),
+    sa.Column("street", sa.String(70), nullable=False, server_default=""),
+    sa.Column("building_number", sa.String(16), nullable=False, server_default=""),
+    sa.Column("postcode", sa.String(16), nullable=False, server_default=""),
+    sa.Column("town", sa.String(35), nullable=False, server_default=""),
+    sa.Column("country", sa.String(2), nullable=False, server_default="DE"),
     sa.UniqueConstraint("account_id"),
     sa.CheckConstraint("fee_bp BETWEEN 0 AND 10000", name="fee_bp"),
 )
@@ -231,6 +245,9 @@ journal = sa.Table(
     sa.Column("txn_id", sa.BigInteger, sa.ForeignKey("transactions.id"), nullable=True),
     sa.Column("voided_by_seq", sa.BigInteger, nullable=True),
     sa.Column("received_s", Time, nullable=False),
+    # when the till says it journalled the record (its own clock, unsigned, informational:
+    # settlement lists a late offline payment with it)
+    sa.Column("recorded_s", Time, nullable=True),
     sa.CheckConstraint(_in("status", JOURNAL_STATUSES), name="status"),
     sa.Index(None, "card", "counter"),
 )
@@ -258,4 +275,132 @@ counters = sa.Table(
     metadata,
     sa.Column("name", sa.String(40), primary_key=True),
     sa.Column("value", sa.BigInteger, nullable=False),
+)
+
+# --- settlement (services/settlement.py, services/bank.py) ----------------------------
+
+settlement_runs = sa.Table(
+    "settlement_runs",
+    metadata,
+    sa.Column("id", BigInt, primary_key=True, autoincrement=True),
+    # whole days in Europe/Berlin, and the cut-off instants they stand for
+    sa.Column("first_day", sa.String(10), nullable=False),
+    sa.Column("last_day", sa.String(10), nullable=False),
+    sa.Column("start_s", Time, nullable=False),
+    sa.Column("end_s", Time, nullable=False),
+    sa.Column("status", sa.String(12), nullable=False),
+    sa.Column("schema", sa.String(20), nullable=False),
+    sa.Column("execution_date", sa.String(10), nullable=False),
+    sa.Column("vat_bp", sa.Integer, nullable=False),
+    sa.Column("minimum_payout_cents", sa.BigInteger, nullable=False),
+    sa.Column("created_s", Time, nullable=False),
+    sa.Column("created_by", sa.BigInteger, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("downloaded_s", Time, nullable=True),
+    sa.Column("downloaded_by", sa.BigInteger, sa.ForeignKey("users.id"), nullable=True),
+    sa.Column("cancelled_s", Time, nullable=True),
+    sa.Column("cancelled_by", sa.BigInteger, sa.ForeignKey("users.id"), nullable=True),
+    sa.CheckConstraint(_in("status", RunStatus), name="status"),
+    sa.CheckConstraint("start_s < end_s", name="period"),
+)
+
+settlement_lines = sa.Table(
+    "settlement_lines",
+    metadata,
+    sa.Column("id", BigInt, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.BigInteger, sa.ForeignKey("settlement_runs.id"), nullable=False),
+    sa.Column("merchant_id", sa.BigInteger, sa.ForeignKey("merchants.id"), nullable=False),
+    # the merchant as it was when the run was made (the statement must not change later)
+    sa.Column("merchant_name", sa.String(200), nullable=False),
+    sa.Column("holder_name", sa.String(200), nullable=False),
+    sa.Column("iban", sa.String(34), nullable=False),
+    sa.Column("bic", sa.String(11), nullable=False),
+    sa.Column("address", sa.Text, nullable=False),  # JSON list of lines
+    sa.Column("carry_in_cents", sa.BigInteger, nullable=False),
+    sa.Column("payments_cents", sa.BigInteger, nullable=False),
+    sa.Column("voids_cents", sa.BigInteger, nullable=False),
+    sa.Column("topups_cents", sa.BigInteger, nullable=False),
+    sa.Column("returns_cents", sa.BigInteger, nullable=False),
+    sa.Column("fee_rate_bp", sa.Integer, nullable=False),
+    sa.Column("fee_net_cents", sa.BigInteger, nullable=False),
+    sa.Column("vat_cents", sa.BigInteger, nullable=False),
+    sa.Column("payout_cents", sa.BigInteger, nullable=False),
+    sa.Column("carry_out_cents", sa.BigInteger, nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("hold_reason", sa.String(200), nullable=True),
+    sa.Column("end_to_end_id", sa.String(35), nullable=True, unique=True),
+    sa.Column("invoice_number", sa.String(20), nullable=False, unique=True),
+    sa.Column("payout_status", sa.String(10), nullable=False),
+    sa.Column("txn_id", sa.BigInteger, sa.ForeignKey("transactions.id"), nullable=True),
+    sa.Column("return_reason", sa.String(10), nullable=True),
+    sa.UniqueConstraint("run_id", "merchant_id"),
+    sa.CheckConstraint(_in("outcome", PayoutOutcome), name="outcome"),
+    sa.CheckConstraint(_in("payout_status", PayoutStatus), name="payout_status"),
+    sa.CheckConstraint("payout_cents >= 0", name="payout_not_negative"),
+    sa.CheckConstraint(
+        "carry_in_cents + payments_cents - voids_cents - topups_cents + returns_cents"
+        " = fee_net_cents + vat_cents + payout_cents + carry_out_cents",
+        name="adds_up",
+    ),
+    sa.Index(None, "merchant_id"),
+)
+
+# which transaction a run settled: each at most once, ever (the primary key)
+settlement_items = sa.Table(
+    "settlement_items",
+    metadata,
+    sa.Column("txn_id", sa.BigInteger, sa.ForeignKey("transactions.id"), primary_key=True),
+    sa.Column("run_id", sa.BigInteger, sa.ForeignKey("settlement_runs.id"), nullable=False),
+    sa.Column("merchant_id", sa.BigInteger, sa.ForeignKey("merchants.id"), nullable=False),
+    sa.Index(None, "run_id", "merchant_id"),
+)
+
+settlement_files = sa.Table(
+    "settlement_files",
+    metadata,
+    sa.Column("run_id", sa.BigInteger, sa.ForeignKey("settlement_runs.id"), primary_key=True),
+    sa.Column("number", sa.Integer, primary_key=True),
+    sa.Column("content", sa.LargeBinary, nullable=False),
+)
+
+statement_files = sa.Table(
+    "statement_files",
+    metadata,
+    sa.Column("line_id", sa.BigInteger, sa.ForeignKey("settlement_lines.id"), primary_key=True),
+    sa.Column("pdf", sa.LargeBinary, nullable=False),
+    sa.Column("created_s", Time, nullable=False),
+)
+
+bank_statements = sa.Table(
+    "bank_statements",
+    metadata,
+    sa.Column("id", BigInt, primary_key=True, autoincrement=True),
+    sa.Column("message", sa.String(10), nullable=False),
+    sa.Column("statement_id", sa.String(100), nullable=False),
+    sa.Column("iban", sa.String(34), nullable=False),
+    sa.Column("closing_balance_cents", sa.BigInteger, nullable=True),
+    sa.Column("closing_date", sa.String(10), nullable=True),
+    sa.Column("imported_s", Time, nullable=False),
+    sa.Column("imported_by", sa.BigInteger, sa.ForeignKey("users.id"), nullable=False),
+    sa.UniqueConstraint("iban", "message", "statement_id"),
+)
+
+bank_lines = sa.Table(
+    "bank_lines",
+    metadata,
+    sa.Column("key", sa.String(32), primary_key=True),
+    sa.Column("statement_row", sa.BigInteger, sa.ForeignKey("bank_statements.id"), nullable=False),
+    sa.Column("booking_date", sa.String(10), nullable=True),
+    sa.Column("amount_cents", sa.BigInteger, nullable=False),  # + in, − out
+    sa.Column("end_to_end_id", sa.String(35), nullable=True),
+    sa.Column("remittance", sa.Text, nullable=False),
+    sa.Column("counterparty", sa.String(140), nullable=False),
+    sa.Column("return_reason", sa.String(10), nullable=True),
+    sa.Column("bank_code", sa.String(40), nullable=False),
+    sa.Column("match", sa.String(20), nullable=False),
+    sa.Column("txn_id", sa.BigInteger, sa.ForeignKey("transactions.id"), nullable=True),
+    sa.Column("line_id", sa.BigInteger, sa.ForeignKey("settlement_lines.id"), nullable=True),
+    sa.Column("card_number", sa.String(16), nullable=True),
+    sa.CheckConstraint(_in("match", LineMatch), name="match"),
+    sa.CheckConstraint("amount_cents <> 0", name="nonzero"),
+    sa.Index(None, "match"),
 )

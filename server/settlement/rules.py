@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
-from enum import StrEnum
+
+from hcard.server.vocabulary import PayoutOutcome
 
 BP = 10_000  # basis points in one
 
@@ -53,15 +54,6 @@ def fee(base_cents: int, rate_bp: int, vat_bp: int) -> Fee:
     return Fee(base_cents=base_cents, rate_bp=rate_bp, net_cents=net, vat_bp=vat_bp, vat_cents=vat)
 
 
-class Outcome(StrEnum):
-    """What happens to a merchant's amount in a run."""
-
-    TRANSFER = "transfer"  # paid by SEPA transfer
-    NOTHING_DUE = "nothing_due"  # zero or negative: carried forward
-    BELOW_MINIMUM = "below_minimum"  # positive but below the minimum payout: carried forward
-    NO_VALID_IBAN = "no_valid_iban"  # held back until the IBAN is corrected
-
-
 @dataclass(frozen=True)
 class Movements:
     """A merchant's movements settled by one run (each as the merchant sees it: a payment
@@ -88,7 +80,7 @@ class Payout:
     fee: Fee
     #: what the merchant is owed after the fee (may be negative)
     due_cents: int
-    outcome: Outcome
+    outcome: PayoutOutcome
     #: transferred now (0 unless TRANSFER)
     payout_cents: int
     #: left on the merchant's account for the next run
@@ -108,14 +100,14 @@ def payout(
     charged = fee(movements.fee_base_cents, rate_bp, vat_bp)
     due = carry_in_cents + movements.net_cents - charged.gross_cents
     if due <= 0:
-        outcome = Outcome.NOTHING_DUE
+        outcome = PayoutOutcome.NOTHING_DUE
     elif not iban_valid:
-        outcome = Outcome.NO_VALID_IBAN
+        outcome = PayoutOutcome.NO_VALID_IBAN
     elif due < minimum_cents:
-        outcome = Outcome.BELOW_MINIMUM
+        outcome = PayoutOutcome.BELOW_MINIMUM
     else:
-        outcome = Outcome.TRANSFER
-    paid = due if outcome is Outcome.TRANSFER else 0
+        outcome = PayoutOutcome.TRANSFER
+    paid = due if outcome is PayoutOutcome.TRANSFER else 0
     result = Payout(
         carry_in_cents=carry_in_cents,
         movements=movements,

@@ -11,9 +11,12 @@ the till recorded them), because the merchant owes VAT on what was spent.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 import jinja2
@@ -37,10 +40,20 @@ class Party:
     iban: str = ""
 
 
+class ItemKind(StrEnum):
+    """What a line of the statement is, as the merchant sees it."""
+
+    PAYMENT = "payment"
+    VOID = "void"  # a payment given back
+    TILL_TOPUP = "till_topup"  # cash taken at the till for a card
+    TILL_TOPUP_VOID = "till_topup_void"
+    RETURN = "return"  # a payout of an earlier run that came back
+
+
 @dataclass(frozen=True)
 class Item:
     when: dt.datetime  # booked by the server (Europe/Berlin)
-    kind: str  # payment, void, till_topup, till_topup_void, return
+    kind: ItemKind
     label: str
     amount_cents: int  # as the merchant sees it: + owed to them, − owed by them
     terminal: str = ""
@@ -116,11 +129,11 @@ def movement_lines(items: Sequence[Item]) -> str:
 
 
 _KIND_TEXT = {
-    "payment": "Zahlung / payment",
-    "void": "Storno / void",
-    "till_topup": "Aufladung / top-up",
-    "till_topup_void": "Storno Aufladung / top-up void",
-    "return": "Rücküberweisung / return",
+    ItemKind.PAYMENT: "Zahlung / payment",
+    ItemKind.VOID: "Storno / void",
+    ItemKind.TILL_TOPUP: "Aufladung / top-up",
+    ItemKind.TILL_TOPUP_VOID: "Storno Aufladung / top-up void",
+    ItemKind.RETURN: "Rücküberweisung / return",
 }
 
 
@@ -128,6 +141,26 @@ def render_html(data: StatementData) -> str:
     return _TEMPLATES.get_template("statement.html").render(
         s=data, movements=movement_lines(data.items)
     )
+
+
+def render_csv(data: StatementData) -> str:
+    """The movements for a merchant's own bookkeeping: one row each, amounts in cents."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(["booked", "kind", "till", "receipt", "amount_cents", "late_recorded"])
+    for item in data.items:
+        late = item.late_recorded.isoformat() if item.late_recorded else ""
+        writer.writerow(
+            [
+                item.when.isoformat(sep=" "),
+                item.kind,
+                item.terminal,
+                item.receipt,
+                item.amount_cents,
+                late,
+            ]
+        )
+    return out.getvalue()
 
 
 def render_pdf(data: StatementData) -> bytes:

@@ -15,6 +15,7 @@ from pypdf import PdfReader
 
 from hcard.server.settlement import camt, exports, rules, sepa
 from hcard.server.settlement import statement as statements
+from hcard.server.vocabulary import PayoutOutcome
 
 OPERATOR_IBAN = "DE02120300000000202051"
 MERCHANT_IBAN = "DE89370400440532013000"
@@ -63,23 +64,23 @@ def _payout(carry=0, payments=10_000, voids=0, topups=0, returns=0, minimum=0, i
 def test_payout_outcomes():
     paid = _payout()
     assert (paid.outcome, paid.payout_cents, paid.carry_out_cents) == (
-        rules.Outcome.TRANSFER,
+        PayoutOutcome.TRANSFER,
         10_000 - 357,
         0,
     )
     negative = _payout(payments=1_000, topups=5_000)
-    assert negative.outcome is rules.Outcome.NOTHING_DUE
+    assert negative.outcome is PayoutOutcome.NOTHING_DUE
     assert negative.payout_cents == 0
     assert negative.carry_out_cents == 1_000 - 5_000 - 36
     small = _payout(payments=1_000, minimum=2_500)
     assert (small.outcome, small.payout_cents, small.carry_out_cents) == (
-        rules.Outcome.BELOW_MINIMUM,
+        PayoutOutcome.BELOW_MINIMUM,
         0,
         1_000 - 36,
     )
     held = _payout(iban=False)
     assert (held.outcome, held.payout_cents, held.carry_out_cents) == (
-        rules.Outcome.NO_VALID_IBAN,
+        PayoutOutcome.NO_VALID_IBAN,
         0,
         10_000 - 357,
     )
@@ -107,7 +108,7 @@ def test_every_payout_adds_up_to_the_cent(carry, payments, voids, topups, rate, 
         result.fee.gross_cents + result.payout_cents + result.carry_out_cents
     )
     assert result.payout_cents >= 0
-    assert (result.payout_cents > 0) == (result.outcome is rules.Outcome.TRANSFER)
+    assert (result.payout_cents > 0) == (result.outcome is PayoutOutcome.TRANSFER)
 
 
 # --- the SEPA file ---------------------------------------------------------------------
@@ -353,8 +354,22 @@ def test_statement_pdf_is_an_invoice_with_the_sums():
         ),
         merchant_id=3,
         items=[
-            statements.Item(dt.datetime(2026, 11, 3, 12, 0), "payment", "", 1_250, "Kasse 1", "7"),
-            statements.Item(dt.datetime(2026, 11, 3, 12, 5), "void", "", -1_250, "Kasse 1", "7"),
+            statements.Item(
+                dt.datetime(2026, 11, 3, 12, 0),
+                statements.ItemKind.PAYMENT,
+                "",
+                1_250,
+                "Kasse 1",
+                "7",
+            ),
+            statements.Item(
+                dt.datetime(2026, 11, 3, 12, 5),
+                statements.ItemKind.VOID,
+                "",
+                -1_250,
+                "Kasse 1",
+                "7",
+            ),
             statements.Item(
                 dt.datetime(2026, 11, 2, 8, 0),
                 "payment",

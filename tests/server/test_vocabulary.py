@@ -27,9 +27,21 @@ PINNED: dict[type[StrEnum], tuple[str, ...]] = {
         "bonus_pool",
         "fees",
         "correction",
+        "in_transit",
     ),
     v.TopupSource: ("cash", "bank", "online"),
-    v.TxnKind: ("topup", "payment", "void", "transfer", "correction", "till_topup"),
+    v.TxnKind: (
+        "topup",
+        "payment",
+        "void",
+        "transfer",
+        "correction",
+        "till_topup",
+        "settlement",
+        "payout",
+        "payout_return",
+        "deposit",
+    ),
     v.Role: ("admin", "marketing", "merchant"),
     v.TerminalStatus: ("pending", "active", "revoked"),
     v.Outcome: ("approved", "declined"),
@@ -45,9 +57,14 @@ PINNED: dict[type[StrEnum], tuple[str, ...]] = {
         "unknown_card",
         "revoked_terminal",
         "card_copied",
+        "payout_returned",
     ),
     v.FlagReason: ("overdraw", "card_rollback", "card_copied"),
-    v.CounterName: ("version", "card_serial"),
+    v.CounterName: ("version", "card_serial", "invoice"),
+    v.RunStatus: ("created", "downloaded", "cancelled"),
+    v.PayoutStatus: ("none", "sent", "executed", "returned", "cancelled"),
+    v.PayoutOutcome: ("transfer", "nothing_due", "below_minimum", "no_valid_iban"),
+    v.LineMatch: ("payout_executed", "payout_returned", "card_topup", "cash_deposit", "unmatched"),
 }
 
 
@@ -86,7 +103,8 @@ def test_check_constraints_list_the_enum_values():
         if constraint.__class__.__name__ == "CheckConstraint"
     }
     assert checks[("accounts", "ck_accounts_kind")] == (
-        "kind IN ('card', 'merchant', 'cash', 'bank', 'online', 'bonus_pool', 'fees', 'correction')"
+        "kind IN ('card', 'merchant', 'cash', 'bank', 'online', 'bonus_pool', 'fees', 'correction',"
+        " 'in_transit')"
     )
     assert checks[("terminals", "ck_terminals_status")] == (
         "status IN ('pending', 'active', 'revoked')"
