@@ -62,6 +62,16 @@ class Code(StrEnum):
     # ledger
     SAME_CARD = "same_card"
     BELOW_ZERO_NOT_CONFIRMED = "below_zero_not_confirmed"
+    # settlement
+    PERIOD_INVALID = "period_invalid"
+    PERIOD_IN_FUTURE = "period_in_future"
+    PERIOD_ALREADY_SETTLED = "period_already_settled"
+    RUN_DOWNLOADED = "run_downloaded"
+    RUN_CANCELLED = "run_cancelled"
+    SEPA_FILE_INVALID = "sepa_file_invalid"
+    STATEMENT_INVALID = "statement_invalid"
+    STATEMENT_OTHER_ACCOUNT = "statement_other_account"
+    STATEMENT_AMBIGUOUS = "statement_ambiguous"
     INTERNAL_ERROR = "internal_error"
 
 
@@ -175,6 +185,40 @@ MESSAGES: dict[Code, tuple[str, str]] = {
         "This change of a journal record's state is not allowed.",
     ),
     Code.SAME_CARD: ("Alte und neue Karte sind gleich.", "Old and new card are the same."),
+    Code.PERIOD_INVALID: (
+        "Ungültiger Zeitraum (Monat als JJJJ-MM oder erster und letzter Tag).",
+        "Invalid period (a month as YYYY-MM, or first and last day).",
+    ),
+    Code.PERIOD_IN_FUTURE: (
+        "Der Zeitraum ist noch nicht zu Ende; abrechnen erst danach.",
+        "The period has not ended yet; settle it afterwards.",
+    ),
+    Code.PERIOD_ALREADY_SETTLED: (
+        "Dieser Zeitraum ist (ganz oder teilweise) schon abgerechnet.",
+        "This period is already settled (wholly or in part).",
+    ),
+    Code.RUN_DOWNLOADED: (
+        "Die Bankdatei wurde schon heruntergeladen; "
+        "die Abrechnung kann nicht mehr storniert werden.",
+        "The bank file was already downloaded; the run can no longer be cancelled.",
+    ),
+    Code.RUN_CANCELLED: ("Diese Abrechnung ist storniert.", "This run is cancelled."),
+    Code.SEPA_FILE_INVALID: (
+        "Die SEPA-Datei ist ungültig und wurde nicht erstellt; bitte Stammdaten prüfen.",
+        "The SEPA file does not validate and was not made; please check the master data.",
+    ),
+    Code.STATEMENT_INVALID: (
+        "Das ist kein lesbarer Kontoauszug (camt.053/camt.054).",
+        "This is not a readable bank statement (camt.053/camt.054).",
+    ),
+    Code.STATEMENT_OTHER_ACCOUNT: (
+        "Der Kontoauszug gehört zu einem anderen Konto.",
+        "The statement belongs to another account.",
+    ),
+    Code.STATEMENT_AMBIGUOUS: (
+        "Eine Zeile des Kontoauszugs passt zu mehreren Auszahlungen; nichts wurde gebucht.",
+        "A statement line matches several payouts; nothing was booked.",
+    ),
     Code.BELOW_ZERO_NOT_CONFIRMED: (
         "Die Korrektur brächte die Karte unter null. Nur mit ausdrücklicher Bestätigung; "
         "die Karte wird dann gesperrt.",

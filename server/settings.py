@@ -17,11 +17,18 @@ the variable, the value and what it must be, in German and English
 | `HCARD_ENROLMENT_TTL_S` | how long an enrolment code works | 7 days |
 | `HCARD_BALANCE_PAGE_URL` | the card URL is `<it>/c/<number>` | `https://karte.hattingen.de` |
 | `HCARD_THROTTLE_<GUARD>` | failures allowed, as `10 per 10 minutes` | `throttle.py` |
+| `HCARD_OPERATOR_NAME`, `…_IBAN`, `…_BIC` | the account payouts leave from | demo |
+| `HCARD_OPERATOR_STREET`, `…_BUILDING_NUMBER` | its address (invoice, SEPA) | demo |
+| `HCARD_OPERATOR_POSTCODE`, `…_TOWN` | its address (invoice, SEPA) | demo |
+| `HCARD_OPERATOR_TAX_NUMBER` | on every fee invoice (UStG § 14) | demo value |
+| `HCARD_VAT_BP` | VAT on the fee, basis points (0 under the small-business rule) | 1900 |
+| `HCARD_MINIMUM_PAYOUT_CENTS` | smaller payouts are carried forward | 0 |
+| `HCARD_SEPA_MAX_PER_FILE` | transfers per bank file (the bank's cap) | 1000 |
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Annotated
 
@@ -29,6 +36,7 @@ import limits
 from pydantic import AfterValidator, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hcard.server.settlement.sepa import Address, Debtor, iban_ok
 from hcard.server.throttle import ThrottleLimits
 
 DEFAULT_DATA_DIR = Path("hcard-data")
@@ -52,6 +60,43 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class SettlementSettings:
+    """Who pays the merchants out and by which rules (services/settlement.py)."""
+
+    operator_name: str = "Stadtmarketing Hattingen e.V."
+    operator_iban: str = "DE02120300000000202051"
+    operator_bic: str = "BYLADEM1001"
+    operator_street: str = "Rathausplatz"
+    operator_building_number: str = "1"
+    operator_postcode: str = "45525"
+    operator_town: str = "Hattingen"
+    operator_tax_number: str = "323/5702/0000"
+    #: VAT on the operator's fee, basis points (19 %; 0 under the small-business rule)
+    vat_bp: int = 1_900
+    #: payouts below this are carried forward
+    minimum_payout_cents: int = 0
+    #: transfers per SEPA file, where the bank caps them
+    max_per_file: int = 1_000
+
+    @property
+    def debtor(self) -> Debtor:
+        address = Address(
+            self.operator_street,
+            self.operator_building_number,
+            self.operator_postcode,
+            self.operator_town,
+        )
+        return Debtor(self.operator_name, self.operator_iban, self.operator_bic, address)
+
+    @property
+    def operator_address_lines(self) -> tuple[str, str]:
+        return (
+            f"{self.operator_street} {self.operator_building_number}",
+            f"{self.operator_postcode} {self.operator_town}",
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     database_url: str
@@ -68,6 +113,7 @@ class Settings:
     balance_page_url: str = "https://karte.hattingen.de"
     #: failures allowed per user, card and address (server/throttle.py)
     throttle: ThrottleLimits = field(default_factory=ThrottleLimits)
+    settlement: SettlementSettings = field(default_factory=SettlementSettings)
 
     @property
     def issuer_key_path(self) -> Path:
@@ -99,6 +145,9 @@ class Settings:
                 balance_card=env.throttle_balance_card,
                 balance_address=env.throttle_balance_address,
             ),
+            settlement=SettlementSettings(
+                **{f.name: getattr(env, f.name) for f in fields(SettlementSettings)}
+            ),
         )
 
 
@@ -112,10 +161,18 @@ def _throttle_limit(value: str) -> str:
     return value
 
 
+def _iban(value: str) -> str:
+    if not iban_ok(value):
+        raise ValueError("not a valid IBAN")
+    return value.replace(" ", "").upper()
+
+
 Count = Annotated[int, Field(ge=0)]
+OperatorIban = Annotated[str, AfterValidator(_iban)]
 ThrottleLimit = Annotated[str, AfterValidator(_throttle_limit)]
 _DEFAULT_SETTINGS = Settings(data_dir=DEFAULT_DATA_DIR, database_url="")
 _DEFAULT_THROTTLE = ThrottleLimits()
+_DEFAULT_SETTLEMENT = SettlementSettings()
 
 #: what each variable must hold, German / English (the message of a refused value)
 _EXPECTED: dict[str, tuple[str, str]] = {
@@ -123,6 +180,10 @@ _EXPECTED: dict[str, tuple[str, str]] = {
     "limit_per_card_day_cents": ("eine ganze Zahl ab 0 (Cent)", "a whole number from 0 (cents)"),
     "limit_consecutive_offline": ("eine ganze Zahl ab 0", "a whole number from 0"),
     "enrolment_ttl_s": ("eine ganze Zahl ab 0 (Sekunden)", "a whole number from 0 (seconds)"),
+    "vat_bp": ("Basispunkte 0 bis 10000", "basis points 0 to 10000"),
+    "minimum_payout_cents": ("eine ganze Zahl ab 0 (Cent)", "a whole number from 0 (cents)"),
+    "max_per_file": ("eine ganze Zahl ab 1", "a whole number from 1"),
+    "operator_iban": ("eine gültige IBAN", "a valid IBAN"),
     **{
         f"throttle_{name}": (
             "eine Grenze wie „10 per 10 minutes“",
@@ -152,6 +213,17 @@ class _Environment(BaseSettings):
     throttle_enrol_address: ThrottleLimit = _DEFAULT_THROTTLE.enrol_address
     throttle_balance_card: ThrottleLimit = _DEFAULT_THROTTLE.balance_card
     throttle_balance_address: ThrottleLimit = _DEFAULT_THROTTLE.balance_address
+    operator_name: str = _DEFAULT_SETTLEMENT.operator_name
+    operator_iban: OperatorIban = _DEFAULT_SETTLEMENT.operator_iban
+    operator_bic: str = _DEFAULT_SETTLEMENT.operator_bic
+    operator_street: str = _DEFAULT_SETTLEMENT.operator_street
+    operator_building_number: str = _DEFAULT_SETTLEMENT.operator_building_number
+    operator_postcode: str = _DEFAULT_SETTLEMENT.operator_postcode
+    operator_town: str = _DEFAULT_SETTLEMENT.operator_town
+    operator_tax_number: str = _DEFAULT_SETTLEMENT.operator_tax_number
+    vat_bp: Annotated[int, Field(ge=0, le=10_000)] = _DEFAULT_SETTLEMENT.vat_bp
+    minimum_payout_cents: Count = _DEFAULT_SETTLEMENT.minimum_payout_cents
+    max_per_file: Annotated[int, Field(ge=1)] = _DEFAULT_SETTLEMENT.max_per_file
 
     @classmethod
     def read(cls) -> _Environment:

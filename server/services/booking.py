@@ -17,6 +17,12 @@ build its own transactions here too. `ledger.post_many` books them.
 | `topup` (office) | cash / bank / online −x, card +x |
 | `transfer` | old card −x (guarded), new card +x |
 | `correction` | card ±x (a debit guarded unless confirmed), correction ∓x |
+| `settlement` | merchant −(fee + payout), fees +fee, payouts in transit +payout |
+| `payout` (executed by the bank) | in transit −x, bank +x |
+| `payout_return` | in transit (or bank, once executed) −x, merchant +x |
+| `topup` from a bank transfer | bank −x, card +x |
+| `deposit` (till cash into the bank) | cash +x, bank −x |
+| the reverse of any of them | every posting negated (a cancelled settlement run) |
 
 Labels are what the cardholder and the office read, in German like every label.
 """
@@ -164,4 +170,81 @@ def correction(
         label=CORRECTION_LABEL,
         user_id=user_id,
         reason=reason,
+    )
+
+
+def settlement(
+    *,
+    merchant_account_id: int,
+    fees_account_id: int,
+    in_transit_account_id: int,
+    fee_cents: int,
+    payout_cents: int,
+    label: str,
+    user_id: int,
+) -> Txn | None:
+    """A merchant's settlement in a run: the fee (with VAT; negative when voids of earlier
+    payments give it back) to the fees account, the payout on its way to the bank. None
+    when neither moves anything."""
+    entries = [
+        Posting(merchant_account_id, -(fee_cents + payout_cents)),
+        Posting(fees_account_id, fee_cents),
+        Posting(in_transit_account_id, payout_cents),
+    ]
+    moving = [entry for entry in entries if entry.amount_cents]
+    if not moving:
+        return None
+    return Txn(TxnKind.SETTLEMENT, moving, label=label, user_id=user_id)
+
+
+def reverse(entries: list[Posting], *, label: str, user_id: int) -> Txn:
+    """The exact reverse of a settlement (a cancelled run): every posting negated."""
+    return Txn(
+        TxnKind.SETTLEMENT,
+        [Posting(e.account_id, -e.amount_cents) for e in entries],
+        label=label,
+        user_id=user_id,
+    )
+
+
+def payout_executed(
+    in_transit_account_id: int, bank_account_id: int, amount_cents: int, label: str, user_id: int
+) -> Txn:
+    """The bank executed a payout: it leaves the bank (the bank account goes less negative)."""
+    return Txn(
+        TxnKind.PAYOUT,
+        [Posting(in_transit_account_id, -amount_cents), Posting(bank_account_id, amount_cents)],
+        label=label,
+        user_id=user_id,
+    )
+
+
+def payout_returned(
+    from_account_id: int,
+    merchant_account_id: int,
+    amount_cents: int,
+    label: str,
+    user_id: int,
+    reason: str,
+) -> Txn:
+    """A payout came back: owed to the merchant again. From in transit when the bank never
+    executed it, from the bank when it did and the money came back in."""
+    return Txn(
+        TxnKind.PAYOUT_RETURN,
+        [Posting(from_account_id, -amount_cents), Posting(merchant_account_id, amount_cents)],
+        label=label,
+        user_id=user_id,
+        reason=reason,
+    )
+
+
+def cash_deposit(
+    cash_account_id: int, bank_account_id: int, amount_cents: int, user_id: int
+) -> Txn:
+    """The office's till cash paid into the bank: from the cash float to the bank float."""
+    return Txn(
+        TxnKind.DEPOSIT,
+        [Posting(cash_account_id, amount_cents), Posting(bank_account_id, -amount_cents)],
+        label="Bareinzahlung",
+        user_id=user_id,
     )

@@ -45,7 +45,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from hcard.chain import ChainProblem, first_problem
-from hcard.encoding import canonical_bytes
+from hcard.encoding import MAX_ID, canonical_bytes
 from hcard.errors import Code, HCardError
 from hcard.records import PaymentMode, Record, RecordError, RecordKind
 from hcard.server.context import Context
@@ -108,8 +108,10 @@ def _result(seq: Any, status: SyncStatus, code: str | None, outcome: Any = None)
 
 def parse_batch(payload: Any, max_records: int) -> tuple[list[Record], list[Any], str | None]:
     """(records parsed up to the first bad one, the raw rest, why the first of the rest is bad)."""
-    if not isinstance(payload, dict) or set(payload) != {"records"}:
-        raise HCardError(Code.MALFORMED_REQUEST, reason='body must be {"records": [...]}')
+    if not isinstance(payload, dict) or "records" not in payload or set(payload) - _BODY_KEYS:
+        raise HCardError(
+            Code.MALFORMED_REQUEST, reason='body must be {"records": [...], "recorded_s"?: {...}}'
+        )
     raw = payload["records"]
     if not isinstance(raw, list):
         raise HCardError(Code.MALFORMED_REQUEST, reason="records must be a list")
@@ -124,6 +126,26 @@ def parse_batch(payload: Any, max_records: int) -> tuple[list[Record], list[Any]
     return parsed, [], None
 
 
+_BODY_KEYS = {"records", "recorded_s"}
+
+
+def recorded_times(payload: dict[str, Any]) -> dict[int, float]:
+    """The till's optional `"recorded_s": {"<seq>": <epoch seconds>}`: when it says it
+    journalled each record, by its own clock (unsigned, informational: settlement lists a
+    late offline payment with it; nothing is decided on it)."""
+    raw = payload.get("recorded_s", {})
+    if not isinstance(raw, dict) or len(raw) > len(payload["records"]):
+        raise HCardError(Code.MALFORMED_REQUEST, field="recorded_s")
+    times: dict[int, float] = {}
+    for key, value in raw.items():
+        if not (isinstance(key, str) and key.isdigit() and len(key) <= 19):
+            raise HCardError(Code.MALFORMED_REQUEST, field="recorded_s")
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
+            raise HCardError(Code.MALFORMED_REQUEST, field="recorded_s")
+        times[int(key)] = float(value)
+    return times
+
+
 @dataclass(frozen=True)
 class _Precheck:
     """The chain check done before the write transaction, valid if the head did not move."""
@@ -136,6 +158,7 @@ def sync(ctx: Context, signed: SignedRequest, payload: Any) -> dict[str, Any]:
     """Apply a batch in the request's unit of work (its nonce recorded in the same commit)."""
     terminal = signed.terminal
     records, unparsed, parse_error = parse_batch(payload, ctx.settings.max_batch_records)
+    recorded = recorded_times(payload)
     # Signatures are checked here, in the request's thread, so the write
     # transaction (shared with other tills' authorisations) never waits for them.
     with db_engine.read(ctx.engine) as conn:
@@ -148,7 +171,7 @@ def sync(ctx: Context, signed: SignedRequest, payload: Any) -> dict[str, Any]:
         head, first_problem(fresh, terminal.public, terminal.id, *head, workers=_VERIFY_WORKERS)
     )
     return signed.unit(
-        lambda conn: _sync(conn, ctx, terminal, records, unparsed, parse_error, precheck)
+        lambda conn: _sync(conn, ctx, terminal, records, unparsed, parse_error, precheck, recorded)
     )
 
 
@@ -160,6 +183,7 @@ def _sync(
     unparsed: list[Any],
     parse_error: str | None,
     precheck: _Precheck,
+    recorded: dict[int, float],
 ) -> dict[str, Any]:
     now = ctx.now()
     results: list[dict[str, Any]] = []
@@ -194,7 +218,7 @@ def _sync(
             # (a later record may carry a lower seq, e.g. [5, 1'], and was never checked)
             fresh = fresh[: problem.seq - last_seq - 1]
     if fresh:
-        batch = _Batch(conn, ctx, terminal, fresh, now)
+        batch = _Batch(conn, ctx, terminal, fresh, now, recorded)
         applied = batch.apply()
         for record, booked in zip(fresh, applied, strict=False):
             results.append(_result(record.seq, booked.status, booked.code_value, booked.outcome))
@@ -293,6 +317,7 @@ class _Batch:
     terminal: Terminal
     records: list[Record]
     now: float
+    recorded: dict[int, float]
     txns: list[ledger.Txn] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     declined: list[dict[str, Any]] = field(default_factory=list)
@@ -606,6 +631,7 @@ class _Batch:
                     "txn_id": txn_ids[result.txn] if result.txn is not None else result.txn_id,
                     "voided_by_seq": self.voided.pop(record.seq, None),
                     "received_s": self.now,
+                    "recorded_s": self.recorded.get(record.seq),
                 }
             )
         if rows:

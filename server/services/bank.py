@@ -1,0 +1,415 @@
+"""The bank's side: statements imported, each line matched and booked once; the float check.
+
+Importing a camt.053/054 statement (`import_statement`) matches each line, and books it:
+
+| line | matched by | booked |
+|---|---|---|
+| a payout executed (debit) | its EndToEndId, the same amount | in transit → bank |
+| a payout returned (credit with a reason code) | its EndToEndId | → the merchant, alerted |
+| a transfer naming a card ("HC 9276 …") | the card number in the text | bank → the card |
+| the office's till cash paid in | the bank's cash deposit code | cash → bank |
+| anything else | nothing | kept and listed for a person, never guessed |
+
+A return comes out of payouts in transit, or out of the bank when the bank had executed it
+first. Every line has a stable key (`settlement.camt.Line.key`): importing the same statement again
+books nothing twice. A statement of another account is refused whole, and so is one with a
+line that matches two payouts (nothing is booked then). Every import records who did it.
+
+The float check (`float_check`) is the promise that the cardholders' money is there: the
+bank account's closing balance on the last statement equals what the ledger says the bank
+holds, which is everything the operator owes (money on cards, merchant payables, payouts in
+transit, fees not yet taken out) less what is still in the office's cash box. Each
+difference is named.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from hcard import cardnumber
+from hcard.errors import Code, HCardError
+from hcard.server.context import Context
+from hcard.server.db import engine as db_engine
+from hcard.server.db.tables import (
+    accounts,
+    bank_lines,
+    bank_statements,
+    cards,
+    merchants,
+    settlement_lines,
+)
+from hcard.server.services import alerts, booking, ledger
+from hcard.server.services.users import Staff
+from hcard.server.settlement import camt
+from hcard.server.vocabulary import (
+    OFFICE,
+    AccountKind,
+    AlertKind,
+    LineMatch,
+    PayoutStatus,
+    TopupSource,
+)
+
+#: "HC 9276 0000 0000 0018" (spaces or not) in a transfer's text names the card to top up
+_CARD_REFERENCE = re.compile(r"\bHC\s*((?:\d\s*){16})\b", re.IGNORECASE)
+#: a payout's EndToEndId written into the text where the bank dropped the reference
+_PAYOUT_REFERENCE = re.compile(r"\bHC-R\d+-M\d+\b")
+_CASH_DEPOSIT_CODES = ("/CNTR/CDPT", "+082")
+
+
+def _card_in(text: str) -> str | None:
+    for match in _CARD_REFERENCE.finditer(text):
+        number = re.sub(r"\s", "", match.group(1))
+        if cardnumber.is_valid(number):
+            return number
+    return None
+
+
+def _payout_ids(line: camt.Line) -> list[str]:
+    if line.end_to_end_id:
+        return [line.end_to_end_id]
+    return sorted(set(_PAYOUT_REFERENCE.findall(line.remittance)))
+
+
+@dataclass
+class ImportReport:
+    statement_id: str
+    lines: int = 0
+    already_imported: int = 0
+    booked: dict[str, int] = field(default_factory=dict)
+    unmatched: list[dict[str, object]] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "statement_id": self.statement_id,
+            "lines": self.lines,
+            "already_imported": self.already_imported,
+            "booked": self.booked,
+            "unmatched": self.unmatched,
+        }
+
+
+def import_statement(ctx: Context, actor: Staff, data: bytes) -> dict[str, object]:
+    """Import one camt.053/054 file; see the module's table. One transaction."""
+    actor.require(*OFFICE)
+    try:
+        parsed = camt.parse(data)
+    except camt.StatementInvalidError as error:
+        raise HCardError(Code.STATEMENT_INVALID, reason=str(error)[:200]) from None
+    operator_iban = ctx.settings.settlement.operator_iban
+    if parsed.iban != operator_iban:
+        raise HCardError(Code.STATEMENT_OTHER_ACCOUNT, iban=parsed.iban)
+    report = ImportReport(statement_id=parsed.statement_id, lines=len(parsed.lines))
+    now_s = ctx.now()
+    with db_engine.write(ctx.engine) as conn:
+        statement_row = _statement_row(conn, parsed, actor, now_s)
+        known = set(
+            conn.execute(
+                sa.select(bank_lines.c.key).where(
+                    bank_lines.c.key.in_([line.key for line in parsed.lines])
+                )
+            ).scalars()
+        )
+        report.already_imported = len(known)
+        fresh = [line for line in parsed.lines if line.key not in known]
+        for line in fresh:
+            if len(_payout_ids(line)) > 1:
+                raise HCardError(Code.STATEMENT_AMBIGUOUS, line=line.remittance[:100])
+        for line in fresh:
+            match, txn_id, line_id, card = _book(conn, ctx, actor, line, now_s)
+            report.booked[match] = report.booked.get(match, 0) + 1
+            if match == LineMatch.UNMATCHED:
+                report.unmatched.append(_line_json(line))
+            conn.execute(
+                sa.insert(bank_lines).values(
+                    key=line.key,
+                    statement_row=statement_row,
+                    booking_date=line.booking_date.isoformat() if line.booking_date else None,
+                    amount_cents=line.signed_cents,
+                    end_to_end_id=line.end_to_end_id,
+                    remittance=line.remittance[:2000],
+                    counterparty=line.counterparty[:140],
+                    return_reason=line.return_reason,
+                    bank_code=line.bank_code[:40],
+                    match=match,
+                    txn_id=txn_id,
+                    line_id=line_id,
+                    card_number=card,
+                )
+            )
+    return report.as_json()
+
+
+def _statement_row(conn: sa.Connection, parsed: camt.Statement, actor: Staff, now_s: float) -> int:
+    existing = conn.execute(
+        sa.select(bank_statements.c.id).where(
+            bank_statements.c.iban == parsed.iban,
+            bank_statements.c.message == parsed.message,
+            bank_statements.c.statement_id == parsed.statement_id,
+        )
+    ).scalar_one_or_none()
+    if existing is not None:
+        return int(existing)
+    return int(
+        conn.execute(
+            sa.insert(bank_statements)
+            .values(
+                message=parsed.message,
+                statement_id=parsed.statement_id,
+                iban=parsed.iban,
+                closing_balance_cents=parsed.closing_balance_cents,
+                closing_date=parsed.closing_date.isoformat() if parsed.closing_date else None,
+                imported_s=now_s,
+                imported_by=actor.user_id,
+            )
+            .returning(bank_statements.c.id)
+        ).scalar_one()
+    )
+
+
+def _line_json(line: camt.Line) -> dict[str, object]:
+    return {
+        "amount_cents": line.signed_cents,
+        "booking_date": line.booking_date.isoformat() if line.booking_date else None,
+        "end_to_end_id": line.end_to_end_id,
+        "remittance": line.remittance,
+        "counterparty": line.counterparty,
+    }
+
+
+def _payout(conn: sa.Connection, end_to_end_id: str) -> sa.Row | None:
+    return conn.execute(
+        sa.select(settlement_lines, merchants.c.account_id)
+        .join(merchants, merchants.c.id == settlement_lines.c.merchant_id)
+        .where(settlement_lines.c.end_to_end_id == end_to_end_id)
+    ).first()
+
+
+def _book(
+    conn: sa.Connection, ctx: Context, actor: Staff, line: camt.Line, now_s: float
+) -> tuple[LineMatch, int | None, int | None, str | None]:
+    """(what the line is, its transaction, its payout line, its card)."""
+    bank = ledger.system_account(conn, AccountKind.BANK)
+    ids = _payout_ids(line)
+    payout = _payout(conn, ids[0]) if ids else None
+    if payout is not None and not line.credit and not line.reversal:
+        if payout.payout_status != PayoutStatus.SENT or payout.payout_cents != line.amount_cents:
+            return LineMatch.UNMATCHED, None, None, None
+        txn = booking.payout_executed(
+            ledger.system_account(conn, AccountKind.IN_TRANSIT),
+            bank,
+            line.amount_cents,
+            f"Auszahlung {payout.end_to_end_id} {payout.merchant_name}",
+            actor.user_id,
+        )
+        txn_id = ledger.post(conn, txn, now_s=now_s)
+        _set_status(conn, payout.id, PayoutStatus.EXECUTED)
+        return LineMatch.PAYOUT_EXECUTED, txn_id, payout.id, None
+    if payout is not None and line.credit and (line.return_reason or line.reversal):
+        if payout.payout_status not in (PayoutStatus.SENT, PayoutStatus.EXECUTED) or (
+            payout.payout_cents != line.amount_cents
+        ):
+            return LineMatch.UNMATCHED, None, None, None
+        source = (
+            bank
+            if payout.payout_status == PayoutStatus.EXECUTED
+            else ledger.system_account(conn, AccountKind.IN_TRANSIT)
+        )
+        reason = line.return_reason or "reversal"
+        txn = booking.payout_returned(
+            source,
+            payout.account_id,
+            line.amount_cents,
+            f"Rücküberweisung {payout.end_to_end_id} {payout.merchant_name}",
+            actor.user_id,
+            reason,
+        )
+        txn_id = ledger.post(conn, txn, now_s=now_s)
+        _set_status(conn, payout.id, PayoutStatus.RETURNED, return_reason=reason)
+        alerts.record(
+            conn,
+            ctx,
+            AlertKind.PAYOUT_RETURNED,
+            f"payout {payout.end_to_end_id} of {payout.payout_cents} cents to merchant "
+            f"{payout.merchant_id} returned: {reason}",
+        )
+        return LineMatch.PAYOUT_RETURNED, txn_id, payout.id, None
+    if line.credit and not line.reversal:
+        number = _card_in(line.remittance)
+        if number is not None:
+            card = conn.execute(
+                sa.select(cards.c.id, cards.c.account_id, cards.c.uid).where(
+                    cards.c.number == number
+                )
+            ).first()
+            if card is not None and card.uid is not None:
+                txn = booking.topup(
+                    TopupSource.BANK, bank, card.account_id, line.amount_cents, actor.user_id
+                )
+                txn_id = ledger.post(conn, txn, now_s=now_s)
+                return LineMatch.CARD_TOPUP, txn_id, None, number
+        if any(line.bank_code.endswith(code) for code in _CASH_DEPOSIT_CODES):
+            txn = booking.cash_deposit(
+                ledger.system_account(conn, AccountKind.CASH),
+                bank,
+                line.amount_cents,
+                actor.user_id,
+            )
+            return LineMatch.CASH_DEPOSIT, ledger.post(conn, txn, now_s=now_s), None, None
+    return LineMatch.UNMATCHED, None, None, None
+
+
+def _set_status(
+    conn: sa.Connection, line_id: int, status: PayoutStatus, return_reason: str | None = None
+) -> None:
+    values: dict[str, object] = {"payout_status": status}
+    if return_reason is not None:
+        values["return_reason"] = return_reason
+    conn.execute(sa.update(settlement_lines).where(settlement_lines.c.id == line_id).values(values))
+
+
+def unmatched_lines(ctx: Context, actor: Staff) -> list[dict[str, object]]:
+    """The statement lines a person must look at, newest first."""
+    actor.require(*OFFICE)
+    with db_engine.read(ctx.engine) as conn:
+        rows = conn.execute(
+            sa.select(bank_lines)
+            .where(bank_lines.c.match == LineMatch.UNMATCHED)
+            .order_by(bank_lines.c.booking_date.desc(), bank_lines.c.key)
+        ).mappings()
+        return [dict(row) for row in rows]
+
+
+# --- the float check -------------------------------------------------------------------
+
+
+@dataclass
+class FloatReport:
+    statement_id: str | None
+    closing_date: str | None
+    bank_closing_cents: int | None
+    ledger_bank_cents: int  # what the ledger says the bank holds
+    owed_cents: dict[str, int]  # cards, merchants, in transit, fees
+    cash_on_hand_cents: int  # the office's till cash not yet paid in
+    other_cents: int  # correction and bonus pool accounts
+    differences: list[dict[str, object]]
+    ledger_ok: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.ledger_ok and not self.differences and self.bank_closing_cents is not None
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "ok": self.ok,
+            "statement_id": self.statement_id,
+            "closing_date": self.closing_date,
+            "bank_closing_cents": self.bank_closing_cents,
+            "ledger_bank_cents": self.ledger_bank_cents,
+            "owed_cents": self.owed_cents,
+            "owed_total_cents": sum(self.owed_cents.values()),
+            "cash_on_hand_cents": self.cash_on_hand_cents,
+            "other_cents": self.other_cents,
+            "differences": self.differences,
+            "ledger_ok": self.ledger_ok,
+        }
+
+
+def _balances(conn: sa.Connection) -> dict[str, int]:
+    rows = conn.execute(
+        sa.select(
+            accounts.c.kind, sa.func.coalesce(sa.func.sum(accounts.c.balance_cents), 0)
+        ).group_by(accounts.c.kind)
+    )
+    return {str(kind): int(total) for kind, total in rows}
+
+
+def float_check(ctx: Context, actor: Staff | None) -> dict[str, object]:
+    """Compare the last statement's closing balance with the ledger; name each difference.
+
+    - `bank_balance`: the statement's closing balance is not what the ledger's bank account
+      says (a posting missing or wrong, or a line not yet imported or still unmatched).
+    - `in_transit`: payouts in transit on the ledger are not the payouts sent and neither
+      executed nor returned.
+    - `unmatched_lines`: statement lines nobody has booked yet (they explain a bank
+      difference until a person books them).
+    - `ledger`: the ledger's own check fails (`ledger check`).
+    `actor` None: the daily check run by the server itself (`hcard-server settle float-check`).
+    """
+    if actor is not None:
+        actor.require(*OFFICE)
+    report = ledger.check(ctx.engine)
+    with db_engine.read(ctx.engine) as conn:
+        balances = _balances(conn)
+        last = conn.execute(
+            sa.select(bank_statements)
+            .where(bank_statements.c.closing_balance_cents.is_not(None))
+            .order_by(bank_statements.c.closing_date.desc(), bank_statements.c.id.desc())
+            .limit(1)
+        ).first()
+        sent = conn.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(settlement_lines.c.payout_cents), 0)).where(
+                settlement_lines.c.payout_status == PayoutStatus.SENT
+            )
+        ).scalar_one()
+        unmatched = conn.execute(
+            sa.select(
+                sa.func.count(), sa.func.coalesce(sa.func.sum(bank_lines.c.amount_cents), 0)
+            ).where(bank_lines.c.match == LineMatch.UNMATCHED)
+        ).one()
+    owed = {
+        "cards": balances.get(AccountKind.CARD, 0),
+        "merchants": balances.get(AccountKind.MERCHANT, 0),
+        "in_transit": balances.get(AccountKind.IN_TRANSIT, 0),
+        "fees": balances.get(AccountKind.FEES, 0),
+    }
+    ledger_bank = -balances.get(AccountKind.BANK, 0)
+    differences: list[dict[str, object]] = []
+    if last is None:
+        differences.append({"name": "no_statement", "cents": None})
+    elif last.closing_balance_cents != ledger_bank:
+        differences.append(
+            {
+                "name": "bank_balance",
+                "cents": int(last.closing_balance_cents) - ledger_bank,
+                "statement_cents": int(last.closing_balance_cents),
+                "ledger_cents": ledger_bank,
+            }
+        )
+    if owed["in_transit"] != int(sent):
+        differences.append(
+            {
+                "name": "in_transit",
+                "cents": owed["in_transit"] - int(sent),
+                "ledger_cents": owed["in_transit"],
+                "payouts_sent_cents": int(sent),
+            }
+        )
+    if unmatched[0]:
+        differences.append(
+            {"name": "unmatched_lines", "count": int(unmatched[0]), "cents": int(unmatched[1])}
+        )
+    if not report.ok:
+        differences.append({"name": "ledger", "check": report.as_json()})
+    result = FloatReport(
+        statement_id=last.statement_id if last is not None else None,
+        closing_date=last.closing_date if last is not None else None,
+        bank_closing_cents=int(last.closing_balance_cents) if last is not None else None,
+        ledger_bank_cents=ledger_bank,
+        owed_cents=owed,
+        cash_on_hand_cents=-balances.get(AccountKind.CASH, 0),
+        other_cents=_sum(
+            balances, (AccountKind.CORRECTION, AccountKind.BONUS_POOL, AccountKind.ONLINE)
+        ),
+        differences=differences,
+        ledger_ok=report.ok,
+    )
+    return result.as_json()
+
+
+def _sum(balances: dict[str, int], kinds: Iterable[AccountKind]) -> int:
+    return sum(balances.get(kind, 0) for kind in kinds)
