@@ -79,6 +79,10 @@ class TillApp(App):
     tip_text = StringProperty("")
     total_text = StringProperty("")
     base_text = StringProperty("")
+    # top-up (cash onto a card): its own amount, so a sale being typed is kept
+    topup_cents = NumericProperty(0)
+    topup_text = StringProperty("")
+    topup_notice = StringProperty("")
     # tap prompt and results
     tap_title = StringProperty("")
     tap_amount_text = StringProperty("")
@@ -121,7 +125,9 @@ class TillApp(App):
         self._entering_tip = False
         self._idle_event = None
         self._last_status: Status | None = None
+        self._after_result = "amount"  # where "Done" on the result screen leads
         self._render_amount()
+        self._render_topup()
 
     # ----------------------------------------------------------------- lifecycle
     def build(self):
@@ -181,6 +187,8 @@ class TillApp(App):
         if target == "tip":
             # After a percent button the first key starts a fresh tip amount.
             value = self.tip_cents if self.tip_percent == -1 else 0
+        elif target == "topup":
+            value = self.topup_cents
         else:
             value = self.amount_cents
         if key == "C":
@@ -193,6 +201,10 @@ class TillApp(App):
             self.tip_percent = -1
             self.tip_cents = value
             self._render_tip()
+        elif target == "topup":
+            self.topup_cents = value
+            self.topup_notice = ""
+            self._render_topup()
         else:
             self.amount_cents = value
             self.notice = ""
@@ -295,6 +307,7 @@ class TillApp(App):
         if result.offline and approved:
             lines.append(self.tr._("Offline: will be sent later"))
         self.partial_offer_cents = offer_cents
+        self._after_result = "amount"
         self.result = {
             "kind": Outcome.APPROVED if approved else Outcome.DECLINED,
             "title": title,
@@ -339,7 +352,7 @@ class TillApp(App):
         if self.result.get("kind") != Outcome.APPROVED:
             self.still_to_pay_cents = 0
         self._cancel_idle()
-        self.go("amount")
+        self.go(self._after_result)
 
     def _clear_sale(self) -> None:
         self.amount_cents = 0
@@ -364,6 +377,83 @@ class TillApp(App):
         log.error("till call failed: %r", error)
         code = error_code(error)
         self.show_payment_result(declined(code, offline=False))
+
+    # ------------------------------------------------------------------- top-up
+    def open_topup(self) -> None:
+        """The top-up screen: cash taken at the till onto a card (no manager PIN, docs/app.md)."""
+        self.topup_cents = 0
+        self.topup_notice = ""
+        self._render_topup()
+        self.go("topup")
+
+    def _render_topup(self) -> None:
+        self.topup_text = self.money(self.topup_cents)
+
+    def topup_pressed(self) -> None:
+        """Aufladen: wait for the card on the till's thread; online only (the core decides)."""
+        if self.topup_cents <= 0:
+            self.topup_notice = self.tr._("Please type an amount first.")
+            return
+        if self.status and not self.status.get("enrolled", True):
+            self.topup_notice = self.tr._("This till is not enrolled yet.")
+            return
+        if not self._can_start():
+            self.topup_notice = self.notice
+            return
+        amount_cents = self.topup_cents
+        self.tap_title = self.tr._("Top-up: please tap the card")
+        self.tap_amount_text = self.money(amount_cents)
+        self.go("tap")
+        timeout_s = self.settings.card_timeout_s
+        self.worker.submit(
+            lambda: self.worker.till.topup(amount_cents, card_timeout_s=timeout_s),
+            self._on_topup,
+            lambda error: self._on_topup(declined(error_code(error), offline=False)),
+        )
+
+    def _on_topup(self, result: PaymentResult) -> None:
+        if result.outcome == Outcome.CANCELLED:
+            self.topup_notice = self.tr._("Cancelled: no card.")
+            self.go("topup")
+            return
+        self.show_topup_result(result)
+        self._refresh_status_now()
+
+    def topup_reason(self, code: Code | None) -> str:
+        """Why a top-up was refused, in the cashier's words."""
+        if code == Code.SERVER_UNREACHABLE:
+            return self.tr._("Top-ups need a connection to the server.")
+        return message(code or Code.INTERNAL_ERROR, self.lang)
+
+    def show_topup_result(self, result: PaymentResult) -> None:
+        """Approved with the card's new balance and the receipt number, or declined and why."""
+        approved = result.outcome == Outcome.APPROVED
+        lines = []
+        if approved and result.balance_cents is not None:
+            lines.append(
+                self.tr._("New balance: {amount}").format(amount=self.money(result.balance_cents))
+            )
+        if approved and result.receipt_no is not None:
+            lines.append(self.tr._("Receipt no. {number}").format(number=result.receipt_no))
+        self.partial_offer_cents = 0  # a top-up is never taken in part
+        # declined: back to the top-up with its amount, to try again
+        self._after_result = "amount" if approved else "topup"
+        self.result = {
+            "kind": Outcome.APPROVED if approved else Outcome.DECLINED,
+            "title": self.tr._("Topped up") if approved else self.tr._("Not topped up"),
+            "amount": self.money(result.amount_cents if approved else self.topup_cents),
+            "details": "\n".join(lines),
+            "reason": "" if approved else self.topup_reason(result.code),
+            "offer": "",
+            "still_to_pay": "",
+        }
+        self.go("result")
+        if self.sounds is not None:
+            self.sounds.play(Outcome.APPROVED if approved else Outcome.DECLINED)
+        if approved:
+            self.topup_cents = 0
+            self._render_topup()
+            self._schedule_idle()
 
     # ------------------------------------------------------------- balance check
     def start_balance(self) -> None:
@@ -488,6 +578,7 @@ class TillApp(App):
     def _on_void(self, result: PaymentResult) -> None:
         approved = result.outcome == Outcome.APPROVED
         self.partial_offer_cents = 0
+        self._after_result = "amount"
         self.result = {
             "kind": Outcome.APPROVED if approved else Outcome.DECLINED,
             "title": self.tr._("Voided") if approved else self.tr._("Not voided"),
@@ -574,6 +665,7 @@ class TillApp(App):
         self.gastronomy = new.mode == settings.TillMode.GASTRONOMY
         self.tr.switch(new.language)
         self._render_amount()
+        self._render_topup()
         if self._last_status is not None:
             self.show_status(self._last_status)  # its texts are rendered here, not in kv
         self._refresh_settings_view()

@@ -93,6 +93,23 @@ def scenes(app):
         app.amount_cents, app.tip_cents = 880, 0
         app.show_payment_result(PaymentResult(Outcome.APPROVED, None, 880, 0, 2120, 42, True))
 
+    def topup():
+        app.show_status(STATUS)
+        app.open_topup()
+        app.topup_cents = 2000
+        app._render_topup()
+
+    def topup_approved():
+        app.topup_cents = 2000
+        app.show_topup_result(PaymentResult(Outcome.APPROVED, None, 2000, 0, 3750, 18, False))
+
+    def topup_declined():
+        app.show_status(OFFLINE)
+        app.topup_cents = 2000
+        app.show_topup_result(
+            PaymentResult(Outcome.DECLINED, Code.SERVER_UNREACHABLE, 0, 0, None, None, True)
+        )
+
     def balance():
         app.show_status(STATUS)
         app._on_balance(
@@ -129,6 +146,9 @@ def scenes(app):
         ("declined", declined),
         ("partial", partial),
         ("offline", offline),
+        ("topup", topup),
+        ("topup-approved", topup_approved),
+        ("topup-declined", topup_declined),
         ("balance", balance),
         ("today", today),
         ("pin", pin),

@@ -314,3 +314,71 @@ def test_no_card_within_the_timeout_goes_back_to_the_amount(enrolled_terminal, t
     app.wait_screen("tap")
     state = app.wait(lambda s: s["screen"] == "amount", "the tap prompt to time out", timeout_s=60)
     assert state["texts"]["notice"] == "Abgebrochen: keine Karte."
+
+
+def test_topup_button_loads_cash_onto_the_card_without_the_pin(
+    live_server, enrolled_terminal, card_emulator, till_app
+):
+    """Aufladen: the cashier's everyday top-up, no manager PIN (docs/app.md)."""
+    number, image = server_card(live_server, 500)
+    card_emulator.present(image)
+    app = till_app(enrolled_terminal)
+    app.type_amount("999")  # a sale being typed is kept apart from the top-up
+    app.press("topup")
+    state = app.wait_screen("topup")
+    assert state["texts"]["amount"] == "0,00\u00a0€"
+    assert state["texts"]["title"] == "Aufladen (Bargeld)"
+    app.type_amount("2000")
+    assert app.text("amount") == "20,00\u00a0€"
+    app.press("load")
+    state = app.wait(
+        lambda s: s["screen"] == "result" and s["texts"]["title"] == "Aufgeladen", "the top-up"
+    )
+    texts = state["texts"]
+    assert texts["amount"] == "20,00\u00a0€"
+    assert "Neues Guthaben: 25,00\u00a0€" in texts["details"]
+    assert receipt_no(texts["details"]) == 1
+    assert state["sound"] == "approved"
+    app.assert_texts_apart(RESULT_TEXTS, below="done", min_gap=6)
+    assert live_server.staff.card(number)["balance_cents"] == 2_500
+
+    app.press("done")
+    state = app.wait_screen("amount")
+    assert state["texts"]["amount"] == "9,99\u00a0€"  # the sale's amount is still there
+    app.press("topup")
+    assert app.wait_screen("topup")["texts"]["amount"] == "0,00\u00a0€"  # a new top-up
+    app.press("back")
+    app.wait_screen("amount")
+
+
+def test_topup_without_the_server_is_declined_in_the_cashiers_words(
+    live_server, card_emulator, terminal_factory, net_proxy, till_app
+):
+    proxy = net_proxy(live_server.url)
+    terminal = terminal_factory(live_server, card_emulator.reader_path, proxy=proxy)
+    number, image = server_card(live_server, 500)
+    card_emulator.present(image)
+    proxy.mode = "down"
+    app = till_app(terminal)
+    app.press("topup")
+    app.wait_screen("topup")
+    # the status bar knows it is offline: the top-up screen says so before the tap
+    state = app.wait(
+        lambda s: s["texts"]["notice"] == "Aufladen geht nur mit Verbindung zum Server.",
+        "the offline warning on the top-up screen",
+    )
+    app.type_amount("1000")
+    app.press("load")
+    state = app.wait(
+        lambda s: s["screen"] == "result" and s["texts"]["title"] == "Nicht aufgeladen",
+        "the declined top-up",
+    )
+    assert state["texts"]["reason"] == "Aufladen geht nur mit Verbindung zum Server."
+    assert state["texts"]["amount"] == "10,00\u00a0€"
+    assert state["sound"] == "declined"
+    with pytest.raises(AssertionError, match="disabled or hidden"):
+        app.press("partial")  # never a partial top-up
+    app.press("done")
+    state = app.wait_screen("topup")  # back to the top-up, its amount kept to try again
+    assert state["texts"]["amount"] == "10,00\u00a0€"
+    assert live_server.staff.card(number)["balance_cents"] == 500
