@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from hcard.server.api import errors, public, staff, terminal
+from hcard.server.api import errors, public, settlement, staff, terminal
 from hcard.server.api.limits import BodyLimit
 from hcard.server.context import Context
 
@@ -24,6 +24,7 @@ def create_app(ctx: Context) -> FastAPI:
     app.include_router(terminal.router)
     app.include_router(staff.router)
     app.include_router(public.router)
+    app.include_router(settlement.router)
 
     @app.get("/v1/health", tags=["meta"])
     def health() -> dict[str, object]:

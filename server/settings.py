@@ -36,6 +36,7 @@ import limits
 from pydantic import AfterValidator, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hcard.server.settlement.exports import DatevAccounts
 from hcard.server.settlement.sepa import Address, Debtor, iban_ok
 from hcard.server.throttle import ThrottleLimits
 
@@ -77,6 +78,8 @@ class SettlementSettings:
     minimum_payout_cents: int = 0
     #: transfers per SEPA file, where the bank caps them
     max_per_file: int = 1_000
+    #: the tax adviser's chart of accounts (SKR03 defaults)
+    datev: DatevAccounts = field(default_factory=DatevAccounts)
 
     @property
     def debtor(self) -> Debtor:
@@ -146,7 +149,11 @@ class Settings:
                 balance_address=env.throttle_balance_address,
             ),
             settlement=SettlementSettings(
-                **{f.name: getattr(env, f.name) for f in fields(SettlementSettings)}
+                **{
+                    f.name: getattr(env, f.name)
+                    for f in fields(SettlementSettings)
+                    if f.name != "datev"
+                }
             ),
         )
 

@@ -24,6 +24,7 @@ member who did it. The bank's side (executed, returned) is `services/bank.py`.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -38,6 +39,7 @@ from hcard.server.context import Context
 from hcard.server.db import counters as counter_rows
 from hcard.server.db import engine as db_engine
 from hcard.server.db.tables import (
+    accounts,
     journal,
     merchants,
     postings,
@@ -48,10 +50,11 @@ from hcard.server.db.tables import (
     statement_files,
     terminals,
     transactions,
+    users,
 )
 from hcard.server.services import booking, ledger
 from hcard.server.services.users import Staff
-from hcard.server.settlement import rules, sepa
+from hcard.server.settlement import exports, rules, sepa
 from hcard.server.settlement import statement as statements
 from hcard.server.vocabulary import (
     OFFICE,
@@ -319,7 +322,9 @@ def create_run(
                 label=f"Abrechnung {period.label} {row.name}",
                 user_id=actor.user_id,
             )
+            txn_index = None
             if txn is not None:
+                txn_index = len(txns)
                 txns.append(txn)
             if paid:
                 transfers.append(
@@ -357,13 +362,13 @@ def create_run(
                     "end_to_end_id": e2e if paid else None,
                     "invoice_number": invoice,
                     "payout_status": PayoutStatus.SENT if paid else PayoutStatus.NONE,
+                    "txn_id": txn_index,  # the index until booked, then the id
                 }
             )
         txn_ids = ledger.post_many(conn, txns, now_s=now_s) if txns else []
-        booked = iter(txn_ids)
         for line in lines:
-            if line["payout_cents"] or line["fee_net_cents"] or line["vat_cents"]:
-                line["txn_id"] = next(booked)
+            index = line["txn_id"]
+            line["txn_id"] = None if index is None else txn_ids[int(str(index))]
         if lines:
             conn.execute(sa.insert(settlement_lines), lines)
         try:
@@ -786,3 +791,69 @@ def merchant_statements(ctx: Context, actor: Staff, merchant_id: int) -> list[di
             }
             for row in rows
         ]
+
+
+# --- exports for the tax adviser -------------------------------------------------------
+
+
+def _bookings(conn: sa.Connection, period: Period) -> list[exports.Booking]:
+    """Every transaction booked in the period with its postings, in booking order."""
+    rows = conn.execute(
+        sa.select(
+            transactions.c.id,
+            transactions.c.created_s,
+            transactions.c.kind,
+            transactions.c.label,
+            transactions.c.terminal_id,
+            transactions.c.seq,
+            transactions.c.reason,
+            users.c.username,
+            accounts.c.key,
+            postings.c.amount_cents,
+        )
+        .select_from(
+            transactions.join(postings, postings.c.txn_id == transactions.c.id)
+            .join(accounts, accounts.c.id == postings.c.account_id)
+            .outerjoin(users, users.c.id == transactions.c.user_id)
+        )
+        .where(transactions.c.created_s >= period.start_s, transactions.c.created_s < period.end_s)
+        .order_by(transactions.c.id, postings.c.id)
+    )
+    bookings: list[exports.Booking] = []
+    for txn_id, group in itertools.groupby(rows, key=lambda row: row.id):
+        entries = list(group)
+        first = entries[0]
+        bookings.append(
+            exports.Booking(
+                txn_id=txn_id,
+                created_s=first.created_s,
+                kind=first.kind,
+                label=first.label,
+                postings=[exports.Posting(e.key, int(e.amount_cents)) for e in entries],
+                terminal_id=first.terminal_id,
+                seq=first.seq,
+                user=first.username,
+                reason=first.reason,
+            )
+        )
+    return bookings
+
+
+def datev_export(ctx: Context, actor: Staff, period: Period) -> str:
+    actor.require(*OFFICE)
+    with db_engine.read(ctx.engine) as conn:
+        bookings = _bookings(conn, period)
+    return exports.datev(
+        bookings,
+        ctx.settings.settlement.datev,
+        period_start=period.first,
+        period_end=period.last,
+        created=dt.datetime.fromtimestamp(ctx.now(), LOCAL).replace(tzinfo=None),
+        fiscal_year_start=period.first.replace(month=1, day=1),
+    )
+
+
+def transactions_export(ctx: Context, actor: Staff, period: Period) -> str:
+    actor.require(*OFFICE)
+    with db_engine.read(ctx.engine) as conn:
+        return exports.plain_csv(_bookings(conn, period))

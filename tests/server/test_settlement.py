@@ -1,0 +1,455 @@
+"""A month of a small town settled over real HTTP, on SQLite and on PostgreSQL.
+
+Traffic goes through the real server (office top-ups, online payments authorised, offline
+payments and voids synced, till top-ups); then its bookings are moved back in time by
+rewriting `transactions.created_s` (the cut-off is the server's booking time, so that is
+what a month ago means). Offline payments the tills recorded in that month but synced
+after its end stay in the following month, with the till's own date (`recorded_s`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import secrets
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+import pytest
+import sepaxml
+import sqlalchemy as sa
+import xmlschema
+from fixtures.camt import BankLine, Batch, statement
+from fixtures.server import ApiError, ServerInfo
+from pypdf import PdfReader
+
+LOCAL = ZoneInfo("Europe/Berlin")
+OPERATOR_IBAN = "DE02120300000000202051"
+GOOD_IBAN = "DE89370400440532013000"
+OTHER_IBAN = "DE75512108001245126199"
+XSD = f"{sepaxml.__path__[0]}/schemas/pain.001.001.09.xsd"
+
+
+def _months_ago(n: int) -> tuple[dt.date, dt.date]:
+    first = dt.date.today().replace(day=1)
+    for _ in range(n):
+        first = (first - dt.timedelta(days=1)).replace(day=1)
+    following = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    return first, following - dt.timedelta(days=1)
+
+
+def _at(day: dt.date, hour: int = 12) -> float:
+    return dt.datetime.combine(day, dt.time(hour), LOCAL).timestamp()
+
+
+@dataclass
+class Town:
+    server: ServerInfo
+    engine: sa.Engine
+    month: tuple[dt.date, dt.date]  # the month settled first
+    later: tuple[dt.date, dt.date]  # the month after it
+    merchants: dict[str, int]
+    late_seqs: list[tuple[int, int]]  # (terminal id, seq) of offline payments synced late
+    late_total_cents: int
+
+    def backdate(self, since_txn: int, when: float) -> int:
+        """Move every transaction after `since_txn` to `when`; the last id."""
+        with self.engine.begin() as conn:
+            last = conn.execute(sa.text("SELECT max(id) FROM transactions")).scalar_one()
+            conn.execute(
+                sa.text("UPDATE transactions SET created_s = :w WHERE id > :i"),
+                {"w": when, "i": since_txn},
+            )
+        return int(last or 0)
+
+    def last_txn(self) -> int:
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(sa.text("SELECT coalesce(max(id), 0) FROM transactions")).scalar_one()
+            )
+
+    def payable(self, merchant_id: int) -> int:
+        return int(self.server.staff.call("GET", f"/v1/merchants/{merchant_id}")["payable_cents"])
+
+
+def _statuses(response) -> list[str]:
+    return [r["status"] for r in response.json()["results"]]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def town(request, server_factory) -> Town:
+    server = server_factory(engine=request.param)
+    engine = sa.create_engine(server.database_url)
+    staff = server.staff
+    month, later = _months_ago(2), _months_ago(1)
+    ids = {
+        "baecker": staff.call(
+            "POST",
+            "/v1/merchants",
+            json={"name": "Bäckerei Müller", "iban": GOOD_IBAN, "fee_bp": 250},
+        )["id"],
+        "buch": staff.call(
+            "POST", "/v1/merchants", json={"name": "Buchhandlung", "iban": GOOD_IBAN, "fee_bp": 300}
+        )["id"],
+        "kiosk": staff.call(
+            "POST",
+            "/v1/merchants",
+            json={"name": "Kiosk am Markt", "iban": GOOD_IBAN, "fee_bp": 300},
+        )["id"],
+        "noiban": staff.call(
+            "POST", "/v1/merchants", json={"name": "Eiscafé", "iban": GOOD_IBAN, "fee_bp": 200}
+        )["id"],
+    }
+    town = Town(server, engine, month, later, ids, [], 0)
+    with engine.begin() as conn:  # master data: a structured address; one IBAN gone bad
+        conn.execute(
+            sa.text(
+                "UPDATE merchants SET holder_name = 'Baeckerei Mueller GbR', street = 'Große "
+                "Weilstraße', building_number = '12a', postcode = '45525', town = 'Hattingen' "
+                "WHERE id = :i"
+            ),
+            {"i": ids["baecker"]},
+        )
+        conn.execute(
+            sa.text("UPDATE merchants SET iban = 'DE00123' WHERE id = :i"), {"i": ids["noiban"]}
+        )
+    tills = {name: server.terminal(merchant_id, name) for name, merchant_id in ids.items()}
+    cards = [server.new_card() for _ in range(4)]
+    start = town.last_txn()
+    for number, _uid in cards:
+        staff.topup(number, 20_000, source="bank")
+    day = month[0] + dt.timedelta(days=1)
+    start = town.backdate(start, _at(day, 9))
+    counters = {number: 0 for number, _ in cards}
+
+    def pay(till, card, amount, mode="online"):
+        number, uid = card
+        counters[number] += 1
+        record = till.payment(number, uid, amount, mode=mode, counter=counters[number])
+        if mode == "online":
+            assert till.authorise(record).json()["outcome"] == "approved"
+        return record
+
+    # the month: online and offline payments, a void, till top-ups
+    baecker, buch, kiosk, noiban = (tills[n] for n in ("baecker", "buch", "kiosk", "noiban"))
+    records = {name: [] for name in tills}
+    records["baecker"] += [pay(baecker, cards[0], 1_250), pay(baecker, cards[1], 830)]
+    records["baecker"].append(pay(baecker, cards[2], 2_000, mode="offline"))
+    voided = records["baecker"][1]
+    records["baecker"].append(
+        baecker.record("void", {"card": cards[1][0], "voids_seq": voided.seq, "amount_cents": 830})
+    )
+    records["buch"] += [pay(buch, cards[0], 4_599), pay(buch, cards[3], 1_000, mode="offline")]
+    topup = kiosk.record("topup_request", {"card": cards[2][0], "amount_cents": 5_000})
+    assert kiosk.authorise(topup).json()["outcome"] == "approved"
+    records["kiosk"] += [topup, pay(kiosk, cards[1], 700)]  # more cash taken than paid
+    records["noiban"] += [pay(noiban, cards[3], 1_500)]
+    for name, till in tills.items():
+        assert set(_statuses(till.sync(records[name]))) == {"applied"}, name
+    start = town.backdate(start, _at(day + dt.timedelta(days=10)))
+    # offline payments recorded on the month's last day, synced after its end: late
+    late = [pay(buch, cards[2], 450, mode="offline"), pay(buch, cards[0], 120, mode="offline")]
+    recorded = {r.seq: int(_at(month[1], 18)) for r in late}
+    assert _statuses(buch.sync(late, recorded_s=recorded)) == ["applied", "applied"]
+    town.backdate(start, _at(later[0] + dt.timedelta(days=2)))
+    town.late_seqs = [(buch.terminal_id, r.seq) for r in late]
+    town.late_total_cents = 570
+    yield town
+    engine.dispose()
+
+
+def _create(server: ServerInfo, first_last: tuple[dt.date, dt.date]) -> dict:
+    return server.staff.call(
+        "POST", "/v1/settlement/runs", json={"month": f"{first_last[0]:%Y-%m}"}
+    )
+
+
+def test_a_month_settles_to_the_cent_pays_by_sepa_and_the_bank_closes_the_loop(town: Town):
+    server, staff = town.server, town.server.staff
+    run = _create(server, town.month)
+    lines = {
+        line["merchant_id"]: line
+        for line in staff.call("GET", f"/v1/settlement/runs/{run['run_id']}")["lines"]
+    }
+    m = town.merchants
+    # -- each merchant, to the cent -------------------------------------------------------
+    baecker = lines[m["baecker"]]
+    assert (baecker["payments_cents"], baecker["voids_cents"], baecker["topups_cents"]) == (
+        4_080,
+        830,
+        0,
+    )
+    assert (baecker["fee_net_cents"], baecker["vat_cents"]) == (81, 15)  # 2,5 % of 32,50; 19 %
+    assert baecker["payout_cents"] == 3_250 - 96
+    assert baecker["outcome"] == "transfer"
+    assert baecker["payout_status"] == "sent"
+    buch = lines[m["buch"]]
+    assert buch["payments_cents"] == 5_599  # not the late 5,70 €
+    assert buch["payout_cents"] == 5_599 - 168 - 32
+    kiosk = lines[m["kiosk"]]
+    assert (kiosk["payments_cents"], kiosk["topups_cents"]) == (700, 5_000)
+    assert kiosk["outcome"] == "nothing_due"
+    assert kiosk["payout_cents"] == 0
+    assert kiosk["carry_out_cents"] == 700 - 5_000 - 21 - 4  # carried forward, negative
+    noiban = lines[m["noiban"]]
+    assert noiban["outcome"] == "no_valid_iban"
+    assert noiban["hold_reason"].startswith("IBAN ungültig")
+    assert noiban["payout_cents"] == 0
+    assert noiban["carry_out_cents"] == 1_500 - 30 - 6
+    for line in lines.values():
+        assert line["carry_in_cents"] + line["payments_cents"] - line["voids_cents"] - line[
+            "topups_cents"
+        ] + line["returns_cents"] == (
+            line["fee_net_cents"]
+            + line["vat_cents"]
+            + line["payout_cents"]
+            + line["carry_out_cents"]
+        )
+    # -- against the ledger -----------------------------------------------------------------
+    for name, merchant_id in m.items():
+        expected = lines[merchant_id]["carry_out_cents"]
+        if name == "buch":
+            expected += town.late_total_cents  # booked after the cut-off, not yet settled
+        assert town.payable(merchant_id) == expected, name
+    assert staff.ledger_check()["ok"]
+    transfers = [line for line in lines.values() if line["outcome"] == "transfer"]
+    assert run["transfers"] == len(transfers) == 2
+    assert run["payout_cents"] == sum(line["payout_cents"] for line in transfers)
+    # -- the bank file ----------------------------------------------------------------------
+    assert run["files"] == [1]
+    xml = staff.request("GET", f"/v1/settlement/runs/{run['run_id']}/files/1").content
+    xmlschema.XMLSchema(XSD).validate(xml.decode())
+    ns = {"p": "urn:iso:std:iso:20022:tech:xsd:pain.001.001.09"}
+    root = ET.fromstring(xml)
+    assert root.find(".//p:GrpHdr/p:NbOfTxs", ns).text == "2"
+    ctrl = root.find(".//p:GrpHdr/p:CtrlSum", ns).text
+    assert round(float(ctrl) * 100) == run["payout_cents"]
+    names = {n.text for n in root.findall(".//p:Cdtr/p:Nm", ns)}
+    assert "Baeckerei Mueller GbR" in names
+    ids = {n.text for n in root.findall(".//p:EndToEndId", ns)}
+    assert ids == {line["end_to_end_id"] for line in transfers}
+    # -- the same period twice, an overlap, a future month, a downloaded run: refused --------
+    for body, code in (
+        ({"month": f"{town.month[0]:%Y-%m}"}, "period_already_settled"),
+        (
+            {"first_day": str(town.month[1]), "last_day": str(town.later[0])},
+            "period_already_settled",
+        ),
+        ({"month": f"{dt.date.today():%Y-%m}"}, "period_in_future"),
+        ({"month": "2026-13"}, "period_invalid"),
+    ):
+        with pytest.raises(ApiError) as refused:
+            staff.call("POST", "/v1/settlement/runs", json=body)
+        assert refused.value.code == code, body
+    with pytest.raises(ApiError) as refused:
+        staff.call("POST", f"/v1/settlement/runs/{run['run_id']}/cancel")
+    assert refused.value.code == "run_downloaded"
+    # -- the next month holds exactly the late ones ---------------------------------------
+    following = _create(server, town.later)
+    next_lines = staff.call("GET", f"/v1/settlement/runs/{following['run_id']}")["lines"]
+    assert {line["merchant_id"] for line in next_lines} == {m["kiosk"], m["noiban"], m["buch"]}
+    (buch_next,) = [line for line in next_lines if line["merchant_id"] == m["buch"]]
+    assert buch_next["payments_cents"] == town.late_total_cents
+    csv_text = staff.request(
+        "GET", f"/v1/settlement/runs/{following['run_id']}/statements/{m['buch']}.csv"
+    ).text
+    late_rows = [row for row in csv_text.splitlines()[1:] if row]
+    assert len(late_rows) == 2
+    assert all(row.endswith(town.month[1].isoformat()) for row in late_rows)  # the till's date
+    # carried forward amounts come back
+    (kiosk_next,) = [line for line in next_lines if line["merchant_id"] == m["kiosk"]]
+    assert kiosk_next["carry_in_cents"] == kiosk["carry_out_cents"]
+    # -- the statement: an invoice with the sums --------------------------------------------
+    pdf = staff.request(
+        "GET", f"/v1/settlement/runs/{run['run_id']}/statements/{m['baecker']}.pdf"
+    ).content
+    text = " ".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf)).pages)
+    for needed in (baecker["invoice_number"], "Bäckerei Müller", "31,54\u00a0€", "0,81\u00a0€"):
+        assert needed in text, needed
+    # -- the bank's statement ---------------------------------------------------------------
+    baecker_e2e, buch_e2e = baecker["end_to_end_id"], buch["end_to_end_id"]
+    card_for_transfer = staff.call("GET", f"/v1/cards/{_card_numbers(town)[0]}")
+    topups_in_bank = 4 * 20_000
+    closing = topups_in_bank - baecker["payout_cents"] + 2_500 + 999
+    camt = statement(
+        OPERATOR_IBAN,
+        [
+            Batch([BankLine(baecker["payout_cents"], False, baecker_e2e)], reference="B-1"),
+            BankLine(buch["payout_cents"], True, buch_e2e, return_reason="AC04", reference="R-1"),
+            BankLine(
+                2_500,
+                True,
+                remittance=f"HC {card_for_transfer['card_number']} Aufladung Oma",
+                counterparty="Erika Mustermann",
+                reference="T-1",
+            ),
+            BankLine(999, True, remittance="Irgendwas", reference="U-1"),
+        ],
+        closing_cents=closing,
+    )
+    # before the import: the bank's balance is not what the ledger expects yet
+    first = staff.call(
+        "POST", "/v1/bank/statements", data=camt, headers={"Content-Type": "application/xml"}
+    )
+    assert first["booked"] == {
+        "payout_executed": 1,
+        "payout_returned": 1,
+        "card_topup": 1,
+        "unmatched": 1,
+    }
+    again = staff.call(
+        "POST", "/v1/bank/statements", data=camt, headers={"Content-Type": "application/xml"}
+    )
+    assert (again["already_imported"], again["booked"]) == (4, {})
+    assert staff.call("GET", f"/v1/cards/{card_for_transfer['card_number']}")["balance_cents"] == (
+        card_for_transfer["balance_cents"] + 2_500
+    )
+    returned = staff.call("GET", f"/v1/settlement/runs/{run['run_id']}")["lines"]
+    (buch_after,) = [line for line in returned if line["merchant_id"] == m["buch"]]
+    assert (buch_after["payout_status"], buch_after["return_reason"]) == ("returned", "AC04")
+    assert any(a["kind"] == "payout_returned" for a in staff.alerts())
+    assert (
+        town.payable(m["buch"])
+        == buch["payout_cents"]
+        + town.late_total_cents
+        - buch_next["payments_cents"]
+        + buch_next["carry_out_cents"]
+    )
+    (unmatched,) = staff.call("GET", "/v1/bank/unmatched")
+    assert (unmatched["amount_cents"], unmatched["remittance"]) == (999, "Irgendwas")
+    check = staff.call("GET", "/v1/settlement/float-check")
+    assert check["ok"], check
+    assert check["bank_closing_cents"] == closing
+    assert staff.ledger_check()["ok"]
+    # -- one posting missing: the float check names it --------------------------------------
+    with town.engine.begin() as conn:
+        txn_id, bank_id, cents = conn.execute(
+            sa.text(
+                "SELECT p.txn_id, p.account_id, p.amount_cents FROM postings p "
+                "JOIN transactions t ON t.id = p.txn_id JOIN accounts a ON a.id = p.account_id "
+                "WHERE t.kind = 'payout' AND a.kind = 'bank'"
+            )
+        ).one()
+        conn.execute(
+            sa.text("DELETE FROM postings WHERE txn_id = :t AND account_id = :a"),
+            {"t": txn_id, "a": bank_id},
+        )
+        conn.execute(
+            sa.text("UPDATE accounts SET balance_cents = balance_cents - :c WHERE id = :a"),
+            {"c": cents, "a": bank_id},
+        )
+    broken = staff.call("GET", "/v1/settlement/float-check")
+    assert not broken["ok"]
+    names = {d["name"]: d for d in broken["differences"]}
+    assert names["bank_balance"]["cents"] == -baecker["payout_cents"]
+    assert "ledger" in names  # the transaction no longer sums to zero
+
+
+def _card_numbers(town: Town) -> list[str]:
+    with town.engine.connect() as conn:
+        return list(
+            conn.execute(
+                sa.text("SELECT number FROM cards WHERE uid IS NOT NULL ORDER BY id")
+            ).scalars()
+        )
+
+
+def test_a_run_can_be_cancelled_until_its_file_is_downloaded(town: Town):
+    staff = town.server.staff
+    run = _create(town.server, town.month)
+    before = {name: town.payable(mid) for name, mid in town.merchants.items()}
+    cancelled = staff.call("POST", f"/v1/settlement/runs/{run['run_id']}/cancel")
+    assert cancelled["status"] == "cancelled"
+    assert cancelled["cancelled_by"] is not None
+    after = {name: town.payable(mid) for name, mid in town.merchants.items()}
+    paid = next(line for line in run["lines"] if line["merchant_id"] == town.merchants["baecker"])
+    assert after["baecker"] == before["baecker"] + paid["payout_cents"] + 96
+    with pytest.raises(ApiError) as refused:
+        staff.call("GET", f"/v1/settlement/runs/{run['run_id']}/files/1")
+    assert refused.value.code == "run_cancelled"
+    # the same period can be settled again, with the same figures
+    again = _create(town.server, town.month)
+    assert again["payout_cents"] == run["payout_cents"]
+    assert staff.ledger_check()["ok"]
+
+
+def test_merchants_read_only_their_own_statements(town: Town):
+    staff = town.server.staff
+    run = _create(town.server, town.month)
+    mine, other = town.merchants["baecker"], town.merchants["buch"]
+    password = secrets.token_urlsafe(12)
+    staff.call(
+        "POST",
+        "/v1/users",
+        json={"username": "baecker", "password": password, "role": "merchant", "merchant_id": mine},
+    )
+    from fixtures.server import StaffClient
+
+    shop = StaffClient(town.server.url, "baecker", password)
+    assert (
+        shop.request(
+            "GET", f"/v1/settlement/runs/{run['run_id']}/statements/{mine}.pdf"
+        ).status_code
+        == 200
+    )
+    for path in (
+        f"/v1/settlement/runs/{run['run_id']}/statements/{other}.pdf",
+        f"/v1/settlement/runs/{run['run_id']}/statements/{other}.csv",
+        f"/v1/merchants/{other}/statements",
+        f"/v1/settlement/runs/{run['run_id']}",
+        f"/v1/settlement/runs/{run['run_id']}/files/1",
+        "/v1/settlement/float-check",
+    ):
+        assert shop.request("GET", path).status_code == 403, path
+    assert [s["run_id"] for s in shop.call("GET", f"/v1/merchants/{mine}/statements")] == [
+        run["run_id"]
+    ]
+
+
+def test_bad_statements_change_nothing(town: Town):
+    staff = town.server.staff
+    run = _create(town.server, town.month)
+    lines = staff.call("GET", f"/v1/settlement/runs/{run['run_id']}")["lines"]
+    ids = [line["end_to_end_id"] for line in lines if line["end_to_end_id"]]
+    before = staff.ledger_check()
+    for data, code in (
+        (b"<xml", "statement_invalid"),
+        (statement(OTHER_IBAN, [], closing_cents=0), "statement_other_account"),
+        (
+            statement(
+                OPERATOR_IBAN,
+                [BankLine(100, False, None, remittance=f"Sammel {ids[0]} {ids[1]}")],
+                closing_cents=0,
+            ),
+            "statement_ambiguous",
+        ),
+    ):
+        response = staff.request(
+            "POST", "/v1/bank/statements", data=data, headers={"Content-Type": "application/xml"}
+        )
+        assert response.json()["code"] == code
+        assert response.status_code in (400, 409)
+    after = staff.ledger_check()
+    assert (after["transactions"], after["postings"]) == (
+        before["transactions"],
+        before["postings"],
+    )
+    assert staff.call("GET", "/v1/bank/unmatched") == []
+
+
+def test_exports_and_the_bafin_figure(town: Town):
+    staff = town.server.staff
+    month = f"{town.month[0]:%Y-%m}"
+    datev = staff.request("GET", "/v1/exports/datev", params={"month": month})
+    text = datev.content.decode("cp1252")
+    header, _columns, *rows = text.strip().split("\r\n")
+    assert header.startswith("EXTF;700;21;Buchungsstapel")
+    assert rows
+    assert all(";S;EUR;" in row for row in rows)
+    csv_text = staff.request("GET", "/v1/exports/transactions.csv", params={"month": month}).text
+    assert csv_text.splitlines()[0].startswith("txn_id,date,time,kind")
+    figure = staff.call("GET", "/v1/figures/payments-12-months")
+    assert figure["payments_12_months_cents"] == 4_080 - 830 + 5_599 + 700 + 1_500 + 570
+    assert figure["threshold_cents"] == 100_000_000
+    assert figure["above_threshold"] is False
