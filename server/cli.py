@@ -4,6 +4,7 @@
     hcard-server serve [--data-dir D] [--host H] [--port P] [--ready-file F]
     hcard-server ledger check [--data-dir D]
     hcard-server backup [--data-dir D] [--dest DIR] [--keep N]
+    hcard-server settle create|list|show|file|statements|cancel|import|float-check|export|…
 
 The data dir holds the SQLite database (unless `--database-url` /
 `HCARD_DATABASE_URL` points elsewhere, e.g. PostgreSQL) and the issuer key
@@ -28,7 +29,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from hcard.server import backup, card_secret
+from hcard.server import backup, card_secret, settle_cli
 from hcard.server.context import Context
 from hcard.server.services import ledger, users
 from hcard.server.settings import Settings, SettingsError
@@ -180,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("HCARD_BACKUP_KEEP", str(backup.DEFAULT_KEEP)),
         help=f"Generationen behalten (HCARD_BACKUP_KEEP, {backup.DEFAULT_KEEP}) / generations kept",
     )
+    settle_cli.add_parser(sub, common)
     args = parser.parse_args(argv)
     try:
         return _run(args)
@@ -201,6 +203,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "serve":
         serve(_open(args), args.host, args.port, args.ready_file)
         return 0
+    if args.command == "settle":
+        return settle_cli.run(_open(args), args)
     if args.command == "ledger":
         report = ledger.check(_open(args).engine)
         print(json.dumps(report.as_json(), indent=2))

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import secrets
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
@@ -453,3 +456,38 @@ def test_exports_and_the_bafin_figure(town: Town):
     assert figure["payments_12_months_cents"] == 4_080 - 830 + 5_599 + 700 + 1_500 + 570
     assert figure["threshold_cents"] == 100_000_000
     assert figure["above_threshold"] is False
+
+
+def _settle(town: Town, *args: str) -> subprocess.CompletedProcess[str]:
+    server = town.server
+    return subprocess.run(
+        [sys.executable, "-m", "hcard.server.cli", "settle", *args, "--data-dir",
+         str(server.data_dir), "--database-url", server.database_url],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def test_the_command_line_settles_too(town: Town, tmp_path):
+    month = f"{town.month[0]:%Y-%m}"
+    created = _settle(town, "create", "--month", month, "--user", "admin")
+    assert created.returncode == 0, created.stderr
+    run_id = json.loads(created.stdout[: created.stdout.index("\n}") + 2])["run_id"]
+    assert "Abrechnungen / statements 4/4" in created.stdout
+    bank_file = tmp_path / "bank.xml"
+    saved = _settle(town, "file", str(run_id), "--out", str(bank_file), "--user", "admin")
+    assert saved.returncode == 0, saved.stderr
+    xmlschema.XMLSchema(XSD).validate(bank_file.read_text())
+    folder = tmp_path / "statements"
+    written = _settle(town, "statements", str(run_id), "--out", str(folder), "--user", "admin")
+    assert written.returncode == 0, written.stderr
+    assert len(list(folder.glob("*.pdf"))) == 4
+    again = _settle(town, "create", "--month", month, "--user", "admin")
+    assert again.returncode == 1
+    assert "period_already_settled" in again.stderr
+    assert "Dieser Zeitraum ist" in again.stderr
+    check = _settle(town, "float-check")
+    assert check.returncode == 1  # no bank statement yet
+    assert json.loads(check.stdout)["differences"][0]["name"] == "no_statement"
+    nobody = _settle(town, "cancel", str(run_id), "--user", "nobody")
+    assert nobody.returncode != 0
+    assert "no such account" in nobody.stderr
