@@ -53,13 +53,40 @@ class UserIn(Strict):
     merchant_id: IdBody | None = None
 
 
+FeeBp = Annotated[StrictInt, Field(ge=0, le=10_000)]
+
+
 class MerchantIn(Strict):
     name: Annotated[StrictStr, Field(min_length=1, max_length=200)]
-    iban: StrictStr
-    bic: StrictStr = ""
-    address: StrictStr = ""
-    contact: StrictStr = ""
-    fee_bp: Annotated[StrictInt, Field(ge=0, le=10_000)] = 0
+    iban: Annotated[StrictStr, Field(max_length=42)]
+    bic: Annotated[StrictStr, Field(max_length=11)] = ""
+    address: Annotated[StrictStr, Field(max_length=500)] = ""
+    contact: Annotated[StrictStr, Field(max_length=500)] = ""
+    fee_bp: FeeBp = 0
+    #: the account holder as the bank knows it (SEPA payee check); empty: the name
+    holder_name: Annotated[StrictStr, Field(max_length=70)] = ""
+    street: Annotated[StrictStr, Field(max_length=70)] = ""
+    building_number: Annotated[StrictStr, Field(max_length=16)] = ""
+    postcode: Annotated[StrictStr, Field(max_length=16)] = ""
+    town: Annotated[StrictStr, Field(max_length=35)] = ""
+    country: Annotated[StrictStr, Field(min_length=2, max_length=2)] = "DE"
+
+
+class MerchantChange(Strict):
+    """Only the fields given change."""
+
+    name: Annotated[StrictStr, Field(min_length=1, max_length=200)] | None = None
+    iban: Annotated[StrictStr, Field(max_length=42)] | None = None
+    bic: Annotated[StrictStr, Field(max_length=11)] | None = None
+    address: Annotated[StrictStr, Field(max_length=500)] | None = None
+    contact: Annotated[StrictStr, Field(max_length=500)] | None = None
+    fee_bp: FeeBp | None = None
+    holder_name: Annotated[StrictStr, Field(max_length=70)] | None = None
+    street: Annotated[StrictStr, Field(max_length=70)] | None = None
+    building_number: Annotated[StrictStr, Field(max_length=16)] | None = None
+    postcode: Annotated[StrictStr, Field(max_length=16)] | None = None
+    town: Annotated[StrictStr, Field(max_length=35)] | None = None
+    country: Annotated[StrictStr, Field(min_length=2, max_length=2)] | None = None
 
 
 class TerminalIn(Strict):
@@ -149,6 +176,15 @@ def list_merchants(ctx: ContextDep, staff: StaffDep) -> list[dict[str, object]]:
 @router.get("/merchants/{merchant_id}")
 def get_merchant(ctx: ContextDep, staff: StaffDep, merchant_id: IdPath) -> dict[str, object]:
     return merchants.get_merchant(ctx, staff, merchant_id)
+
+
+@router.patch("/merchants/{merchant_id}")
+def update_merchant(
+    ctx: ContextDep, staff: StaffDep, merchant_id: IdPath, body: MerchantChange
+) -> dict[str, object]:
+    """Change master data: IBAN with BIC, account holder, address, fee rate."""
+    changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    return merchants.update_merchant(ctx, staff, merchant_id, changes)
 
 
 @router.get("/merchants/{merchant_id}/payments")

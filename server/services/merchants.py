@@ -26,6 +26,19 @@ NAME_MAX_CHARS = 200
 #: an address or a contact line: one line, a little longer than a name
 TEXT_MAX_CHARS = 500
 
+#: text fields and their longest value (SEPA's limits for the holder and the address parts)
+TEXT_FIELDS: dict[str, int] = {
+    "name": NAME_MAX_CHARS,
+    "address": TEXT_MAX_CHARS,
+    "contact": TEXT_MAX_CHARS,
+    # the account holder exactly as the bank knows it (payee verification), else the name
+    "holder_name": 70,
+    "street": 70,
+    "building_number": 16,
+    "postcode": 16,
+    "town": 35,
+}
+
 _COLUMNS = (
     merchants.c.id,
     merchants.c.name,
@@ -34,8 +47,37 @@ _COLUMNS = (
     merchants.c.bic,
     merchants.c.contact,
     merchants.c.fee_bp,
+    merchants.c.holder_name,
+    merchants.c.street,
+    merchants.c.building_number,
+    merchants.c.postcode,
+    merchants.c.town,
+    merchants.c.country,
     accounts.c.balance_cents.label("payable_cents"),
 )
+
+
+def _clean(values: dict[str, object]) -> dict[str, object]:
+    """Each given field checked: printable text of its length, a bank account that exists,
+    a country code; the name may not be empty."""
+    clean: dict[str, object] = {}
+    for field, value in values.items():
+        if field in TEXT_FIELDS:
+            clean[field] = names.printable(
+                str(value), field=field, max_chars=TEXT_FIELDS[field], required=field == "name"
+            )
+        elif field == "country":
+            code = str(value).upper()
+            if len(code) != 2 or not code.isascii() or not code.isalpha():
+                raise HCardError(Code.MALFORMED_REQUEST, field="country")
+            clean[field] = code
+        elif field == "fee_bp":
+            clean[field] = value
+    if "iban" in values or "bic" in values:
+        clean["iban"], clean["bic"] = _validated_bank(
+            str(values.get("iban", "")), str(values.get("bic", ""))
+        )
+    return clean
 
 
 def _validated_bank(iban: str, bic: str) -> tuple[str, str]:
@@ -54,31 +96,20 @@ def create_merchant(
     name: str,
     iban: str,
     bic: str = "",
-    address: str = "",
-    contact: str = "",
     fee_bp: int = 0,
+    **details: str,
 ) -> dict[str, object]:
+    """A new merchant with its payable account; `details` are the other `TEXT_FIELDS` and
+    `country`."""
     actor.require(*OFFICE)
-    name = names.printable(name, field="name", max_chars=NAME_MAX_CHARS)
-    address = names.printable(address, field="address", max_chars=TEXT_MAX_CHARS, required=False)
-    contact = names.printable(contact, field="contact", max_chars=TEXT_MAX_CHARS, required=False)
-    iban, bic = _validated_bank(iban, bic)
+    values = _clean({"name": name, "iban": iban, "bic": bic, "fee_bp": fee_bp, **details})
     with db_engine.write(ctx.engine) as conn:
         account_id = ledger.create_account(
             conn, f"merchant:new:{secrets.token_hex(8)}", AccountKind.MERCHANT
         )
         merchant_id = conn.execute(
             sa.insert(merchants)
-            .values(
-                name=name,
-                address=address,
-                iban=iban,
-                bic=bic,
-                contact=contact,
-                fee_bp=fee_bp,
-                account_id=account_id,
-                created_s=ctx.now(),
-            )
+            .values(**values, account_id=account_id, created_s=ctx.now())
             .returning(merchants.c.id)
         ).scalar_one()
         conn.execute(
@@ -86,6 +117,23 @@ def create_merchant(
             .where(accounts.c.id == account_id)
             .values(key=f"merchant:{merchant_id}")
         )
+        return _get(conn, merchant_id)
+
+
+def update_merchant(
+    ctx: Context, actor: Staff, merchant_id: int, changes: dict[str, object]
+) -> dict[str, object]:
+    """Change a merchant's master data (IBAN and BIC are checked together: a new IBAN with
+    no BIC takes the bank's from the IBAN). A settlement run already made keeps the data it
+    was made with."""
+    actor.require(*OFFICE)
+    if "bic" in changes and "iban" not in changes:
+        raise HCardError(Code.MALFORMED_REQUEST, field="bic", reason="give the IBAN with it")
+    values = _clean(changes)
+    with db_engine.write(ctx.engine) as conn:
+        _get(conn, merchant_id)
+        if values:
+            conn.execute(sa.update(merchants).where(merchants.c.id == merchant_id).values(values))
         return _get(conn, merchant_id)
 
 

@@ -373,3 +373,42 @@ def test_a_correction_keeps_an_earlier_flag_reason_and_a_credit_alerts_nothing(s
     assert (state["balance_cents"], state["flag_reason"]) == (-1_000, "card_copied")
     assert len([a for a in server.staff.alerts() if a["card"] == card]) == 2
     assert server.staff.ledger_check()["ok"]
+
+
+def test_merchant_master_data_for_the_bank_file(server):
+    staff = server.staff
+    merchant_id = staff.create_merchant("Metzgerei Özdemir")
+    changed = staff.call(
+        "PATCH",
+        f"/v1/merchants/{merchant_id}",
+        json={
+            "holder_name": "Oezdemir Fleischwaren GmbH",
+            "street": "Heggerstraße",
+            "building_number": "3",
+            "postcode": "45525",
+            "town": "Hattingen",
+            "fee_bp": 275,
+        },
+    )
+    assert (changed["holder_name"], changed["street"], changed["fee_bp"]) == (
+        "Oezdemir Fleischwaren GmbH",
+        "Heggerstraße",
+        275,
+    )
+    assert changed["country"] == "DE"
+    assert changed["name"] == "Metzgerei Özdemir"  # what was not given stays
+    for change, code in (
+        ({"iban": "DE89370400440532013001"}, "malformed_request"),  # a typo: checksum
+        ({"bic": "COBADEFFXXX"}, "malformed_request"),  # a BIC only with its IBAN
+        ({"street": "Heggerstr.\x00"}, "invalid_name"),
+        ({"country": "Deutschland"}, "malformed_request"),
+        ({"town": "x" * 36}, "malformed_request"),
+    ):
+        response = staff.request("PATCH", f"/v1/merchants/{merchant_id}", json=change)
+        assert response.status_code == 400, change
+        assert response.json()["code"] == code, change
+    assert staff.call("GET", f"/v1/merchants/{merchant_id}")["street"] == "Heggerstraße"
+    moved = staff.call(
+        "PATCH", f"/v1/merchants/{merchant_id}", json={"iban": "DE75512108001245126199"}
+    )
+    assert (moved["iban"], moved["bic"]) == ("DE75512108001245126199", "SOGEDEFFXXX")

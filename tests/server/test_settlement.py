@@ -105,15 +105,18 @@ def town(request, server_factory) -> Town:
         )["id"],
     }
     town = Town(server, engine, month, later, ids, [], 0)
-    with engine.begin() as conn:  # master data: a structured address; one IBAN gone bad
-        conn.execute(
-            sa.text(
-                "UPDATE merchants SET holder_name = 'Baeckerei Mueller GbR', street = 'Große "
-                "Weilstraße', building_number = '12a', postcode = '45525', town = 'Hattingen' "
-                "WHERE id = :i"
-            ),
-            {"i": ids["baecker"]},
-        )
+    staff.call(
+        "PATCH",
+        f"/v1/merchants/{ids['baecker']}",
+        json={
+            "holder_name": "Baeckerei Mueller GbR",
+            "street": "Große Weilstraße",
+            "building_number": "12a",
+            "postcode": "45525",
+            "town": "Hattingen",
+        },
+    )
+    with engine.begin() as conn:  # an IBAN that became invalid since it was entered
         conn.execute(
             sa.text("UPDATE merchants SET iban = 'DE00123' WHERE id = :i"), {"i": ids["noiban"]}
         )
