@@ -2,11 +2,13 @@
 #   make demo   server + seed data, card emulator with demo cards, the till app (Xvfb if headless)
 #               (the demo lives in tests/demo/, not in the package; options: make demo ARGS=--script)
 #   make test   lint + the whole test suite (what .ci/run calls)
+#   make i18n   after changing texts: extract them into hcard/locale/hcard.pot and update the
+#               German and English catalogues; then translate the new entries (README)
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test system-packages lint bench
+.PHONY: demo test system-packages lint bench i18n
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -31,3 +33,12 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	for b in bench/*.py; do $(VENV)/bin/python $$b || exit 1; done
+
+# One catalogue for every text (hcard/i18n.py): extract with babel.cfg from the repository's top,
+# then carry the new and changed msgids into de/ and en/ (untranslated: tests/test_core_i18n.py
+# fails until each has its German and English). The .mo files are compiled at first use.
+i18n: $(STAMP)
+	$(VENV)/bin/pybabel extract -F babel.cfg --no-location --add-comments=Translators: \
+		--project hattingen-card --version 0.1 -o hcard/locale/hcard.pot .
+	$(VENV)/bin/pybabel update -i hcard/locale/hcard.pot -d hcard/locale -D hcard \
+		--no-fuzzy-matching --ignore-obsolete

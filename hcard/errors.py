@@ -3,11 +3,17 @@
 The code is the stable, machine-readable part (tests, the terminal, logs);
 the messages are what a person reads. German first: the users are in Hattingen.
 A new refusal gets a new member here, never a free-text string at the call site.
+
+`MESSAGES` holds each code's English msgid; its German and English texts are in the
+project's gettext catalogues (`hcard.i18n`, `hcard/locale/`), like every other text.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+
+from hcard import i18n
+from hcard.i18n import N_, Text
 
 
 class Code(StrEnum):
@@ -75,170 +81,93 @@ class Code(StrEnum):
     INTERNAL_ERROR = "internal_error"
 
 
-MESSAGES: dict[Code, tuple[str, str]] = {
-    Code.MALFORMED_REQUEST: ("Die Anfrage ist fehlerhaft.", "The request is malformed."),
-    Code.BODY_TOO_LARGE: ("Die Anfrage ist zu groß.", "The request body is too large."),
-    Code.BATCH_TOO_LARGE: (
-        "Zu viele Buchungen in einer Sendung.",
-        "Too many records in one batch.",
+MESSAGES: dict[Code, Text] = {
+    Code.MALFORMED_REQUEST: N_("The request is malformed."),
+    Code.BODY_TOO_LARGE: N_("The request body is too large."),
+    Code.BATCH_TOO_LARGE: N_("Too many records in one batch."),
+    Code.INVALID_AMOUNT: N_("Invalid amount (1 cent to €10,000)."),
+    Code.NOT_FOUND: N_("Not found."),
+    Code.INVALID_NAME: N_(
+        "Invalid name: printable characters of sensible length, no control characters."
     ),
-    Code.INVALID_AMOUNT: (
-        "Ungültiger Betrag (1 Cent bis 10.000 €).",
-        "Invalid amount (1 cent to €10,000).",
+    Code.TOO_MANY_ATTEMPTS: N_("Too many failed attempts. Please try again a little later."),
+    Code.NOT_AUTHENTICATED: N_("Please log in."),
+    Code.FORBIDDEN: N_("Not permitted."),
+    Code.BAD_CREDENTIALS: N_("Wrong user name or password."),
+    Code.UNKNOWN_TERMINAL: N_("Unknown terminal."),
+    Code.TERMINAL_REVOKED: N_("Terminal revoked."),
+    Code.BAD_SIGNATURE: N_("Invalid signature."),
+    Code.CLOCK_SKEW: N_("Terminal clock is too far off."),
+    Code.NONCE_REUSED: N_("Request was replayed."),
+    Code.ENROLMENT_CODE_INVALID: N_("Enrolment code invalid, expired or already used."),
+    Code.UNKNOWN_CARD: N_("Unknown card."),
+    Code.CARD_BLOCKED: N_("Card blocked."),
+    Code.CARD_NOT_ISSUED: N_("Card not issued by Hattingen Card."),
+    Code.CARD_ALREADY_EXISTS: N_("Card already exists."),
+    Code.INSUFFICIENT_FUNDS: N_("Insufficient balance."),
+    Code.CARD_COPIED: N_("Card is a copy and is refused."),
+    Code.CARD_TOO_SMALL: N_("Card type too small (NTAG213); use an NTAG215."),
+    Code.CARD_UNREADABLE: N_("Card unreadable, please tap again."),
+    Code.CARD_NOT_GENUINE: N_("Not a genuine NXP card."),
+    Code.PURSE_INVALID: N_("Card purse invalid."),
+    Code.OFFLINE_LIMIT_PAYMENT: N_("Offline limit per payment exceeded."),
+    Code.OFFLINE_LIMIT_DAY: N_("Card's offline daily limit reached."),
+    Code.OFFLINE_LIMIT_COUNT: N_("Too many consecutive offline payments."),
+    Code.SERVER_UNREACHABLE: N_("Server unreachable."),
+    Code.BAD_RECORD: N_("Invalid journal record."),
+    Code.CHAIN_GAP: N_("Gap in the journal chain."),
+    Code.CHAIN_FORK: N_("Fork in the journal chain."),
+    Code.SEQUENCE_CONFLICT: N_("Sequence number already used with other content."),
+    Code.SNAPSHOT_BAD_SIGNATURE: N_("Snapshot signature invalid."),
+    Code.SNAPSHOT_STALE: N_("Snapshot older than the one the terminal has."),
+    Code.JOURNAL_FOREIGN: N_("Journal belongs to another terminal."),
+    Code.JOURNAL_CORRUPT: N_("Journal corrupt."),
+    Code.PAYMENT_NOT_FOUND: N_("Payment not found."),
+    Code.ALREADY_VOIDED: N_("Payment already voided."),
+    Code.VOID_TOO_LATE: N_("Only today's payments can be voided."),
+    Code.STATE_TRANSITION_REFUSED: N_("This change of a journal record's state is not allowed."),
+    Code.SAME_CARD: N_("Old and new card are the same."),
+    Code.PERIOD_INVALID: N_("Invalid period (a month as YYYY-MM, or first and last day)."),
+    Code.PERIOD_IN_FUTURE: N_("The period has not ended yet; settle it afterwards."),
+    Code.PERIOD_ALREADY_SETTLED: N_("This period is already settled (wholly or in part)."),
+    Code.RUN_DOWNLOADED: N_(
+        "The bank file was already downloaded; the run can no longer be cancelled."
     ),
-    Code.NOT_FOUND: ("Nicht gefunden.", "Not found."),
-    Code.INVALID_NAME: (
-        "Ungültiger Name: druckbare Zeichen in sinnvoller Länge, keine Steuerzeichen.",
-        "Invalid name: printable characters of sensible length, no control characters.",
+    Code.RUN_CANCELLED: N_("This run is cancelled."),
+    Code.SEPA_FILE_INVALID: N_(
+        "The SEPA file does not validate and was not made; please check the master data."
     ),
-    Code.TOO_MANY_ATTEMPTS: (
-        "Zu viele Fehlversuche. Bitte etwas später erneut versuchen.",
-        "Too many failed attempts. Please try again a little later.",
-    ),
-    Code.NOT_AUTHENTICATED: ("Bitte anmelden.", "Please log in."),
-    Code.FORBIDDEN: ("Keine Berechtigung.", "Not permitted."),
-    Code.BAD_CREDENTIALS: (
-        "Benutzername oder Passwort falsch.",
-        "Wrong user name or password.",
-    ),
-    Code.UNKNOWN_TERMINAL: ("Terminal unbekannt.", "Unknown terminal."),
-    Code.TERMINAL_REVOKED: ("Terminal gesperrt.", "Terminal revoked."),
-    Code.BAD_SIGNATURE: ("Signatur ungültig.", "Invalid signature."),
-    Code.CLOCK_SKEW: (
-        "Uhrzeit des Terminals weicht zu stark ab.",
-        "Terminal clock is too far off.",
-    ),
-    Code.NONCE_REUSED: ("Anfrage wurde bereits gesendet.", "Request was replayed."),
-    Code.ENROLMENT_CODE_INVALID: (
-        "Anmeldecode ungültig, abgelaufen oder schon benutzt.",
-        "Enrolment code invalid, expired or already used.",
-    ),
-    Code.UNKNOWN_CARD: ("Karte unbekannt.", "Unknown card."),
-    Code.CARD_BLOCKED: ("Karte gesperrt.", "Card blocked."),
-    Code.CARD_NOT_ISSUED: (
-        "Karte nicht von Hattingen Card ausgegeben.",
-        "Card not issued by Hattingen Card.",
-    ),
-    Code.CARD_ALREADY_EXISTS: ("Karte existiert bereits.", "Card already exists."),
-    Code.INSUFFICIENT_FUNDS: ("Guthaben reicht nicht.", "Insufficient balance."),
-    Code.CARD_COPIED: (
-        "Karte ist eine Kopie und wird nicht angenommen.",
-        "Card is a copy and is refused.",
-    ),
-    Code.CARD_TOO_SMALL: (
-        "Kartentyp zu klein (NTAG213), bitte NTAG215 verwenden.",
-        "Card type too small (NTAG213); use an NTAG215.",
-    ),
-    Code.CARD_UNREADABLE: (
-        "Karte nicht lesbar, bitte erneut auflegen.",
-        "Card unreadable, please tap again.",
-    ),
-    Code.CARD_NOT_GENUINE: (
-        "Keine echte NXP-Karte.",
-        "Not a genuine NXP card.",
-    ),
-    Code.PURSE_INVALID: (
-        "Kartenspeicher ungültig.",
-        "Card purse invalid.",
-    ),
-    Code.OFFLINE_LIMIT_PAYMENT: (
-        "Offline-Grenze je Zahlung überschritten.",
-        "Offline limit per payment exceeded.",
-    ),
-    Code.OFFLINE_LIMIT_DAY: (
-        "Offline-Tagesgrenze der Karte erreicht.",
-        "Card's offline daily limit reached.",
-    ),
-    Code.OFFLINE_LIMIT_COUNT: (
-        "Zu viele Offline-Zahlungen hintereinander.",
-        "Too many consecutive offline payments.",
-    ),
-    Code.SERVER_UNREACHABLE: ("Server nicht erreichbar.", "Server unreachable."),
-    Code.BAD_RECORD: ("Buchungssatz ungültig.", "Invalid journal record."),
-    Code.CHAIN_GAP: ("Lücke im Journal.", "Gap in the journal chain."),
-    Code.CHAIN_FORK: ("Journal verzweigt (Fork).", "Fork in the journal chain."),
-    Code.SEQUENCE_CONFLICT: (
-        "Laufende Nummer schon mit anderem Inhalt verwendet.",
-        "Sequence number already used with other content.",
-    ),
-    Code.SNAPSHOT_BAD_SIGNATURE: (
-        "Stammdaten vom Server nicht vertrauenswürdig.",
-        "Snapshot signature invalid.",
-    ),
-    Code.SNAPSHOT_STALE: (
-        "Stammdaten vom Server älter als die vorhandenen.",
-        "Snapshot older than the one the terminal has.",
-    ),
-    Code.JOURNAL_FOREIGN: (
-        "Journal gehört zu einem anderen Terminal.",
-        "Journal belongs to another terminal.",
-    ),
-    Code.JOURNAL_CORRUPT: ("Journal beschädigt.", "Journal corrupt."),
-    Code.PAYMENT_NOT_FOUND: ("Zahlung nicht gefunden.", "Payment not found."),
-    Code.ALREADY_VOIDED: ("Zahlung schon storniert.", "Payment already voided."),
-    Code.VOID_TOO_LATE: (
-        "Nur Zahlungen von heute können storniert werden.",
-        "Only today's payments can be voided.",
-    ),
-    Code.STATE_TRANSITION_REFUSED: (
-        "Dieser Zustandswechsel einer Buchung ist nicht erlaubt.",
-        "This change of a journal record's state is not allowed.",
-    ),
-    Code.SAME_CARD: ("Alte und neue Karte sind gleich.", "Old and new card are the same."),
-    Code.PERIOD_INVALID: (
-        "Ungültiger Zeitraum (Monat als JJJJ-MM oder erster und letzter Tag).",
-        "Invalid period (a month as YYYY-MM, or first and last day).",
-    ),
-    Code.PERIOD_IN_FUTURE: (
-        "Der Zeitraum ist noch nicht zu Ende; abrechnen erst danach.",
-        "The period has not ended yet; settle it afterwards.",
-    ),
-    Code.PERIOD_ALREADY_SETTLED: (
-        "Dieser Zeitraum ist (ganz oder teilweise) schon abgerechnet.",
-        "This period is already settled (wholly or in part).",
-    ),
-    Code.RUN_DOWNLOADED: (
-        "Die Bankdatei wurde schon heruntergeladen; "
-        "die Abrechnung kann nicht mehr storniert werden.",
-        "The bank file was already downloaded; the run can no longer be cancelled.",
-    ),
-    Code.RUN_CANCELLED: ("Diese Abrechnung ist storniert.", "This run is cancelled."),
-    Code.SEPA_FILE_INVALID: (
-        "Die SEPA-Datei ist ungültig und wurde nicht erstellt; bitte Stammdaten prüfen.",
-        "The SEPA file does not validate and was not made; please check the master data.",
-    ),
-    Code.STATEMENT_INVALID: (
-        "Das ist kein lesbarer Kontoauszug (camt.053/camt.054).",
-        "This is not a readable bank statement (camt.053/camt.054).",
-    ),
-    Code.STATEMENT_OTHER_ACCOUNT: (
-        "Der Kontoauszug gehört zu einem anderen Konto.",
-        "The statement belongs to another account.",
-    ),
-    Code.STATEMENT_AMBIGUOUS: (
-        "Eine Zeile des Kontoauszugs passt zu mehreren Auszahlungen; nichts wurde gebucht.",
-        "A statement line matches several payouts; nothing was booked.",
-    ),
-    Code.BELOW_ZERO_NOT_CONFIRMED: (
-        "Die Korrektur brächte die Karte unter null. Nur mit ausdrücklicher Bestätigung; "
-        "die Karte wird dann gesperrt.",
+    Code.STATEMENT_INVALID: N_("This is not a readable bank statement (camt.053/camt.054)."),
+    Code.STATEMENT_OTHER_ACCOUNT: N_("The statement belongs to another account."),
+    Code.STATEMENT_AMBIGUOUS: N_("A statement line matches several payouts; nothing was booked."),
+    Code.BELOW_ZERO_NOT_CONFIRMED: N_(
         "The correction would take the card below zero. Only when confirmed explicitly; "
-        "the card is then deny-listed.",
+        "the card is then deny-listed."
     ),
-    Code.INTERNAL_ERROR: ("Interner Fehler.", "Internal error."),
+    Code.INTERNAL_ERROR: N_("Internal error."),
 }
 
 assert set(MESSAGES) == set(Code), "every Code needs its messages"
 
 
 def message(code: Code, locale: str = "de") -> str:
-    german, english = MESSAGES[code]
-    return english if locale.startswith("en") else german
+    """The code's message in one language (`de`, `en`; German for anything else)."""
+    return i18n.text(MESSAGES[code], locale)
+
+
+def messages(code: Code) -> tuple[str, str]:
+    """`(German, English)`."""
+    return i18n.pair(MESSAGES[code])
+
+
+def both(code: Code) -> str:
+    """`German / English`, as the command lines print a refusal."""
+    return i18n.both(MESSAGES[code])
 
 
 def error_body(code: Code, **details: object) -> dict[str, object]:
     """The JSON body of every error answer: stable code + both messages (+ details)."""
-    german, english = MESSAGES[code]
+    german, english = messages(code)
     body: dict[str, object] = {"code": code.value, "message_de": german, "message_en": english}
     if details:
         body["details"] = details
@@ -249,6 +178,7 @@ class HCardError(Exception):
     """A refusal with its code; raised in services, turned into answers at the edge."""
 
     def __init__(self, code: Code, **details: object) -> None:
-        super().__init__(f"{code.value}: {message(code, 'en')}")
+        # the English msgid: no catalogue is compiled for an exception nobody reads
+        super().__init__(f"{code.value}: {MESSAGES[code]}")
         self.code = code
         self.details = details

@@ -8,7 +8,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hcard import chain, keys, records, reqsign, signed
-from hcard.errors import MESSAGES, Code, error_body
+from hcard.errors import Code, error_body, messages
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(32))
 PUBLIC = KEY.public_key()
@@ -200,7 +200,7 @@ def test_public_key_hex_refuses_wrong_length():
 
 def test_every_code_has_both_messages():
     for code in Code:
-        german, english = MESSAGES[code]
+        german, english = messages(code)
         assert (german and english and german != english) or code is Code.NOT_FOUND
     body = error_body(Code.CARD_BLOCKED, card="x")
     assert body == {

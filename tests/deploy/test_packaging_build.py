@@ -21,6 +21,7 @@ DATA = (
     "hcard/server/db/migrations/script.py.mako",
     "hcard/terminal/app/layout.kv",
     "hcard/terminal/app/locale/messages.pot",
+    "hcard/locale/hcard.pot",
 )
 
 
@@ -69,6 +70,7 @@ def test_the_wheel_holds_the_data_files_and_every_catalogue(source: Path, tmp_pa
     catalogues = [
         "hcard/" + str(po.relative_to(REPO)) for po in (REPO / "terminal/app/locale").rglob("*.po")
     ]
-    assert len(catalogues) >= 2  # de and en
+    catalogues += [str(po.relative_to(REPO)) for po in (REPO / "hcard/locale").rglob("*.po")]
+    assert len(catalogues) >= 4  # de and en of each
     for name in (*DATA, *catalogues):
         assert name in names, name

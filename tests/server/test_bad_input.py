@@ -15,7 +15,7 @@ from fixtures.server import DEMO_IBAN, ApiError, StaffClient, TerminalClient, en
 
 from hcard import cardnumber, keys, reqsign
 from hcard.encoding import canonical_bytes
-from hcard.errors import MESSAGES, Code
+from hcard.errors import Code, messages
 from hcard.records import Record
 
 
@@ -23,7 +23,7 @@ def assert_refused(response: requests.Response, status: int, code: str) -> dict:
     assert response.status_code == status, response.text
     body = response.json()
     assert body["code"] == code
-    assert (body["message_de"], body["message_en"]) == MESSAGES[Code(code)]
+    assert (body["message_de"], body["message_en"]) == messages(Code(code))
     return body
 
 

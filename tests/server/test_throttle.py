@@ -15,7 +15,7 @@ import requests
 from fixtures.server import ADMIN_PASSWORD, ADMIN_USER
 
 from hcard import keys
-from hcard.errors import MESSAGES, Code, HCardError
+from hcard.errors import Code, HCardError, messages
 from hcard.server.throttle import Guard, Key, Throttle, ThrottleLimits, address_key
 
 
@@ -32,7 +32,7 @@ def _assert_throttled(response: requests.Response, window_s: int) -> None:
     assert response.status_code == 429, response.text
     body = response.json()
     assert body["code"] == "too_many_attempts"
-    assert (body["message_de"], body["message_en"]) == MESSAGES[Code.TOO_MANY_ATTEMPTS]
+    assert (body["message_de"], body["message_en"]) == messages(Code.TOO_MANY_ATTEMPTS)
     assert 1 <= int(response.headers["retry-after"]) <= window_s
     assert body["details"]["retry_after_s"] == int(response.headers["retry-after"])
 
