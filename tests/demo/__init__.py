@@ -5,7 +5,9 @@
 1. the server (`hcard-server init` + `serve`, SQLite under `.demo/server/`),
 2. seed data through the staff API as the marketing office would enter it: a merchant,
    its merchant login (`eiscafe` / `eiscafe-demo`), a terminal with its one-time enrolment
-   code,
+   code; and last month, ready to settle (`demo.month`): three more merchants, cards and a
+   month of signed till traffic booked in the previous calendar month; the start message
+   says how to settle it (`hcard-server settle create --month ...` or the API call),
 3. the card emulator (`hcard-card-emulator`) and three demo cards *issued through
    `hcard.provisioning.issuance`* (reserved, written over nfcpy's `udp:` driver, verified,
    password-protected) and topped up with 50,00 €, 20,00 € and 5,00 €,
@@ -18,9 +20,9 @@ Then a menu in the terminal lays cards on the emulated reader and switches the s
 and on (the till keeps taking payments offline and syncs when the server is back).
 `--script` runs the README's walk-through by itself (first payment, offline payment, sync),
 saving a screenshot of each step, and exits: what the demo test runs. `--server-only` is
-steps 1 and 2 alone, with the three cards registered and funded on the server (made-up tag
-UIDs, nothing written), running until Ctrl-C: a throwaway server to try the API or
-`hcard-provision` against.
+steps 1 and 2 alone (last month included), with the three cards registered and funded on the
+server (made-up tag UIDs, nothing written), running until Ctrl-C: a throwaway server to try
+the API, settlement or `hcard-provision` against.
 
 The demo lives beside the tests, not in the installed package: nothing here is fit for a shop
 (fixed demo passwords, the test originality key, the app's test-only control socket), and
@@ -98,6 +100,31 @@ def _logins(demo: Demo) -> list[str]:
     ]
 
 
+def _shown(path: Path) -> str:
+    """`path` as the user would type it here: relative to the working folder when inside."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _settle(demo: Demo) -> list[str]:
+    """How to settle the month the demo seeded, by the command line or the API."""
+    seeded = demo.last_month
+    assert seeded is not None
+    server_cli = Path(sys.executable).parent / "hcard-server"
+    return [
+        f"  Vormonat / last month {seeded.month}: {seeded.merchants} Händler / merchants, "
+        f"{seeded.payments} Zahlungen / payments, {seeded.voids} Stornos / voids, "
+        f"{seeded.till_topups} Aufladungen an der Kasse / till top-ups",
+        "  Abrechnen / settle it:",
+        f"    {_shown(server_cli) if server_cli.exists() else 'hcard-server'} settle create "
+        f"--month {seeded.month} --user {ADMIN_USER} --data-dir {_shown(demo.root / 'server')}",
+        f'    oder / or: POST {demo.url}/v1/settlement/runs {{"month": "{seeded.month}"}} '
+        f"(als / as {ADMIN_USER})",
+    ]
+
+
 def whole_system(demo: Demo, script: bool) -> None:
     code = demo.seed()
     demo.enrol_till(code)
@@ -109,6 +136,7 @@ def whole_system(demo: Demo, script: bool) -> None:
         print(f"  Kasse / till:    {TILL_NAME}, angemeldet mit / enrolled with {code}")
         print(f"  Manager-PIN:     {MANAGER_PIN}")
         print("\n".join(demo.balances()))
+        print("\n".join(_settle(demo)))
         if headless:
             print(f"  ohne Bildschirm / no display: Xvfb, Bildschirmfoto / screenshot {shot}")
         if script:
@@ -126,6 +154,7 @@ def server_only(demo: Demo) -> None:
     print("\n".join(_logins(demo)))
     print(f"  Anmeldecode / enrolment code: {code}  ({TILL_NAME})")
     print("\n".join(demo.balances()))
+    print("\n".join(_settle(demo)))
     print(f"  Ausstellerschlüssel / issuer key: {demo.staff.issuer_public_key()}")
     print(f"  Daten / data:    {demo.root / 'server'}/, Protokoll / log {demo.root}/server.log")
     run_until_stopped()

@@ -1,7 +1,9 @@
 """The demo system: server, seed data, card emulator with demo cards, the enrolled till app.
 
 Each part goes through the real paths: `hcard-server init` + `serve` (SQLite under
-`<dir>/server/`); seed data through the staff API as the marketing office would enter it; demo
+`<dir>/server/`); seed data through the staff API as the marketing office would enter it, with
+last month's traffic from signed till records (`demo.month`, backdated in the demo's own
+database so it can be settled at once); demo
 cards *issued through `hcard.provisioning.issuance`* over nfcpy's `udp:` driver and the card
 emulator; the till enrolled with `hcard-terminal enrol`; the Kivy app driven through its
 test-only control socket by the GUI tests' own client (`fixtures.app_control`). Nothing here
@@ -24,6 +26,7 @@ from typing import Any
 import requests
 from fixtures.app_control import AppDriver, start_app
 
+from demo import month
 from hcard import cardnumber, keys
 from hcard.errors import HCardError
 from hcard.money import format_cents
@@ -91,10 +94,11 @@ class Demo:
         self.cards: list[str] = []  # card numbers, in the order of CARD_BALANCES_CENTS
         self.card_images: list[Path] = []  # their emulated tags (not with --server-only)
         self.ui: AppDriver | None = None  # the till app, through its control socket
+        self.last_month: month.Summary | None = None  # seeded by seed_server, to settle
         self.server_env = {
             **os.environ,
             "HCARD_DATA_DIR": str(self.root / "server"),
-            "HCARD_DATABASE_URL": f"sqlite:///{self.root / 'server' / 'hcard.db'}",
+            "HCARD_DATABASE_URL": f"sqlite:///{self.database}",
         }
 
     # --- server ------------------------------------------------------------------------
@@ -102,6 +106,10 @@ class Demo:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def database(self) -> Path:
+        return self.root / "server" / "hcard.db"
 
     def start_server(self) -> None:
         ready = self.root / "server" / "port"
@@ -207,8 +215,9 @@ class Demo:
     # --- seed, till ----------------------------------------------------------------------
 
     def seed_server(self) -> str:
-        """Start the server with the data the office enters; returns the till's enrolment
-        code. `self.staff` is then logged in as the demo admin."""
+        """Start the server with the data the office enters and last month's traffic
+        (`self.last_month`); returns the till's enrolment code. `self.staff` is then logged
+        in as the demo admin."""
         subprocess.run(
             _python("hcard.server.cli", "init", "--admin-user", ADMIN_USER),
             env={**self.server_env, "HCARD_ADMIN_PASSWORD": ADMIN_PASSWORD},
@@ -218,7 +227,7 @@ class Demo:
         self.start_server()
         staff = StaffClient(self.url)
         staff.login(ADMIN_USER, ADMIN_PASSWORD)
-        merchant = staff.create_merchant(**MERCHANT)
+        merchant = month.create_merchant(staff, self.database, MERCHANT, month.EISCAFE_DETAILS)
         staff.request(
             "POST",
             "/v1/users",
@@ -230,7 +239,9 @@ class Demo:
             },
         )
         self.staff = staff
-        return str(staff.create_terminal(int(merchant["id"]), TILL_NAME)["code"])
+        code = str(staff.create_terminal(int(merchant["id"]), TILL_NAME)["code"])
+        self.last_month = month.seed(self.url, staff, self.database, int(merchant["id"]))
+        return code
 
     def seed(self) -> str:
         """The server with its data, the emulator and the written demo cards; returns the

@@ -7,17 +7,24 @@ passwords, is no part of the installed package or of `hcard-server`."""
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib.util
 import os
 import re
+import shlex
 import socket
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import demo
 import pytest
+import requests
+import sepaxml
+import xmlschema
+from demo import month as demo_month
 
 from hcard.provisioning.staff import StaffClient
 from hcard.server import cli as server_cli
@@ -25,6 +32,7 @@ from hcard.server import cli as server_cli
 TESTS = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 240
 BUSY = "Eine andere Demo läuft schon"
+PAIN_001_001_09 = f"{sepaxml.__path__[0]}/schemas/pain.001.001.09.xsd"
 
 
 def _env() -> dict[str, str]:
@@ -175,9 +183,10 @@ def test_the_server_only_demo_serves_the_demo_data_and_holds_the_demo_folder(tmp
             assert f" {amount}\xa0€" in start, start
         staff = StaffClient(url.group(1))
         staff.login("admin", "hattingen-demo")
-        [shop] = staff.merchants()
-        assert shop["name"] == "Eiscafé am Untermarkt"
-        assert [t["name"] for t in staff.terminals(int(shop["id"]))] == ["Kasse 1"]
+        [shop] = [m for m in staff.merchants() if m["name"] == "Eiscafé am Untermarkt"]
+        # "Kasse 1" waits for the till with the printed code; last month's till is enrolled
+        terminals = {t["name"]: t["status"] for t in staff.terminals(int(shop["id"]))}
+        assert terminals["Kasse 1"] == "pending"
         merchant = StaffClient(url.group(1))
         merchant.login("eiscafe", "eiscafe-demo")
         assert merchant.request("GET", "/v1/me")["role"] == "merchant"
@@ -205,6 +214,78 @@ def test_the_server_only_demo_serves_the_demo_data_and_holds_the_demo_folder(tmp
     finally:
         first.terminate()
         first.wait(timeout=30)
+
+
+def test_the_demo_seeds_last_month_and_it_settles_at_once(tmp_path: Path):
+    """Issue 10: a newcomer settles the month before with the command the demo prints, or
+    over the API. Several merchants with their holder and structured address, cards and a
+    month of payments, voids and till top-ups, booked in the previous calendar month: the
+    run has a transfer for each merchant and a bank file that validates."""
+    first, _last = demo_month.previous_month(dt.datetime.now(demo_month.LOCAL).date())
+    month = f"{first:%Y-%m}"
+    server = _server_demo(tmp_path / ".demo")
+    try:
+        start = _read_until(server, "läuft bis Strg-C / running until Ctrl-C")
+        seeded = re.search(
+            r"last month (\d{4}-\d\d): (\d+) Händler / merchants, (\d+) Zahlungen / payments, "
+            r"(\d+) Stornos / voids, (\d+) Aufladungen",
+            start,
+        )
+        assert seeded, start
+        assert seeded.group(1) == month
+        merchants, payments, voids, topups = (int(seeded.group(i)) for i in range(2, 6))
+        assert merchants >= 4
+        assert payments >= 60
+        assert voids >= 1
+        assert topups >= 1
+        command = re.search(r"^ +(\S*hcard-server settle create .*)$", start, re.MULTILINE)
+        assert command, start
+        assert f"--month {month} --user admin --data-dir " in command.group(1)
+        assert f'/v1/settlement/runs {{"month": "{month}"}}' in start
+
+        url = re.search(r"Server: +(http://127\.0\.0\.1:\d+)/openapi\.json", start)
+        assert url, start
+        staff = StaffClient(url.group(1))
+        staff.login("admin", "hattingen-demo")
+        run = staff.request("POST", "/v1/settlement/runs", {"month": month})
+        assert run["merchants"] == merchants
+        assert run["transfers"] == merchants  # every shop is paid out, none held back
+        assert run["files"] == [1]
+        lines = staff.request("GET", f"/v1/settlement/runs/{run['run_id']}")["lines"]
+        assert all(line["payments_cents"] > 0 for line in lines)
+        assert sum(line["voids_cents"] > 0 for line in lines) >= 1
+        assert sum(line["topups_cents"] > 0 for line in lines) >= 1
+        # the bank file: valid pain.001.001.09, every holder with a structured address
+        xml = requests.get(
+            f"{url.group(1)}/v1/settlement/runs/{run['run_id']}/files/1",
+            headers={"Authorization": f"Bearer {staff.token}"},
+            timeout=30,
+        )
+        assert xml.status_code == 200, xml.text
+        xmlschema.XMLSchema(PAIN_001_001_09).validate(xml.text)
+        ns = {"p": "urn:iso:std:iso:20022:tech:xsd:pain.001.001.09"}
+        creditors = ET.fromstring(xml.content).findall(".//p:CdtTrfTxInf/p:Cdtr", ns)
+        names = {c.findtext("p:Nm", namespaces=ns) for c in creditors}
+        assert {"Eiscafe am Untermarkt GmbH", "Baeckerei Schulte GbR"} <= names
+        for creditor in creditors:
+            address = creditor.find("p:PstlAdr", ns)
+            assert address is not None
+            assert address.findtext("p:TwnNm", namespaces=ns) == "Hattingen"
+            assert address.findtext("p:StrtNm", namespaces=ns)
+        assert staff.request("GET", "/v1/ledger/check")["ok"]
+        # the printed command reaches the same database: the month is settled now
+        again = subprocess.run(
+            shlex.split(command.group(1)),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert again.returncode == 1, again.stdout + again.stderr
+        assert "period_already_settled" in again.stderr
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def _time_wait_port() -> int:
