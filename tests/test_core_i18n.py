@@ -11,6 +11,7 @@ the text.
 
 from __future__ import annotations
 
+import ast
 import io
 from pathlib import Path
 from string import Formatter
@@ -20,6 +21,7 @@ from babel.messages.catalog import Catalog
 from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po, write_po
+from babel.util import pathmatch
 
 from hcard import i18n
 from hcard.errors import MESSAGES, Code, both, error_body, message, messages
@@ -28,10 +30,14 @@ ROOT = Path(__file__).resolve().parents[1]
 Msgid = str | tuple[str, ...]
 
 
+def _mapping() -> tuple[list[tuple[str, str]], dict[str, dict[str, str]]]:
+    with (ROOT / "babel.cfg").open(encoding="utf-8") as handle:
+        return parse_mapping_cfg(handle)
+
+
 def _extracted() -> dict[Msgid, str]:
     """Every msgid in the code, with the first file it was found in."""
-    with (ROOT / "babel.cfg").open(encoding="utf-8") as handle:
-        method_map, options_map = parse_mapping_cfg(handle)
+    method_map, options_map = _mapping()
     found: dict[Msgid, str] = {}
     for filename, _line, msgid, _comments, _context in extract_from_dir(
         ROOT, method_map, options_map
@@ -82,11 +88,52 @@ def problems(in_code: dict[Msgid, str], catalogue: Catalog) -> list[str]:
 
 
 IN_CODE = _extracted()
+#: the default keywords the code uses, with the number of texts each takes
+KEYWORDS = {"_": 1, "N_": 1, "gettext": 1, "ngettext": 2}
+
+
+def _python_sources() -> list[Path]:
+    """The .py files babel.cfg has extracted (the first pattern that matches decides)."""
+    method_map, _options = _mapping()
+    found = []
+    for path in sorted(ROOT.rglob("*.py")):
+        relative = path.relative_to(ROOT).as_posix()
+        if any(part.startswith((".", "_")) for part in relative.split("/")[:-1]):
+            continue
+        method = next((m for pattern, m in method_map if pathmatch(pattern, relative)), None)
+        if method == "python":
+            found.append(path)
+    return found
+
+
+def _calls_with_literal_texts() -> dict[Msgid, str]:
+    """Every `_("…")`, `N_("…")`, `ngettext("…", "…", n)` as Python's own parser sees them,
+    f-strings included (Babel's extractor reads inside them only on Python 3.12+)."""
+    found: dict[Msgid, str] = {}
+    for path in _python_sources():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+            count = KEYWORDS.get(name or "")
+            texts = [a.value for a in node.args[: count or 0] if isinstance(a, ast.Constant)]
+            if count and len(texts) == count and all(isinstance(t, str) for t in texts):
+                msgid = texts[0] if count == 1 else tuple(texts)
+                found.setdefault(msgid, f"{path.relative_to(ROOT)}:{node.lineno}")
+    return found
 
 
 def test_the_extraction_finds_the_texts_of_every_part():
     """A tripwire for babel.cfg."""
     assert MESSAGES[Code.CARD_BLOCKED] in IN_CODE  # hcard/errors.py, marked with N_
+
+
+def test_babel_sees_every_text_the_code_looks_up():
+    """A text Babel cannot see (a `_()` inside an f-string) would never be translated."""
+    unseen = {
+        msgid: where for msgid, where in _calls_with_literal_texts().items() if msgid not in IN_CODE
+    }
+    assert not unseen, f"not extracted (a call inside an f-string? use a field): {unseen}"
 
 
 def test_the_template_holds_exactly_the_texts_in_the_code():
