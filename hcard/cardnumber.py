@@ -40,7 +40,7 @@ def normalize(text: str) -> str:
     return digits
 
 
-def is_valid(number: str) -> bool:
+def is_valid(number: object) -> bool:
     """True when `number` has our length, prefix and a correct check digit."""
     return (
         isinstance(number, str)

@@ -25,10 +25,13 @@ def sign_document(key: Ed25519PrivateKey, domain: bytes, value: Any) -> str:
     return keys.sign(key, domain + canonical_bytes(value)).hex()
 
 
-def verify_document(public: Ed25519PublicKey, domain: bytes, value: Any, sig_hex: str) -> bool:
+def verify_document(public: Ed25519PublicKey, domain: bytes, value: Any, sig_hex: object) -> bool:
+    """`sig_hex` as received: anything but the hex of a valid signature is refused."""
+    if not isinstance(sig_hex, str):
+        return False
     try:
         signature = bytes.fromhex(sig_hex)
-    except (TypeError, ValueError):
+    except ValueError:
         return False
     return keys.verify(public, domain + canonical_bytes(value), signature)
 

@@ -67,7 +67,8 @@ from hcard.encoding import canonical_bytes
 from hcard.errors import Code, HCardError
 from hcard.records import GENESIS_HASH, PaymentMode, Record, RecordError, RecordKind, make_record
 from hcard.terminal.offline import CardPayment
-from hcard.terminal.states import SHOWN, State, check_start, check_transition
+from hcard.terminal.states import SHOWN, check_start, check_transition
+from hcard.terminal.states import State as State  # the journal's API speaks of it (jr.State)
 
 # What gets a receipt number once shown: payments and top-ups.
 RECEIPT_KINDS = (RecordKind.PAYMENT, RecordKind.TOPUP_REQUEST)
@@ -475,7 +476,8 @@ class Journal:
         return entries[0] if entries else None
 
     def entries(self, *, after_seq: int = 0, states: tuple[State, ...] = ()) -> list[Entry]:
-        clauses, params = ["r.seq > ?"], [after_seq]
+        clauses = ["r.seq > ?"]
+        params: list[Any] = [after_seq]
         if states:
             clauses.append(f"l.state IN ({','.join('?' * len(states))})")
             params.extend(states)

@@ -101,12 +101,14 @@ def _stale(old: SnapshotState, new: SnapshotState, full: bool) -> bool:
     the request (a protocol change would be needed).
     """
     old_s, new_s = old.server_time_s, new.server_time_s
-    timed = isinstance(old_s, int | float) and isinstance(new_s, int | float)
-    if timed and new_s < old_s - SERVER_TIME_SLACK_S:
-        return True
+    newer = False
+    if isinstance(old_s, int | float) and isinstance(new_s, int | float):
+        if new_s < old_s - SERVER_TIME_SLACK_S:
+            return True
+        newer = new_s > old_s
     if new.version >= old.version:
         return False
-    return not (full and timed and new_s > old_s)
+    return not (full and newer)
 
 
 class SnapshotStore:

@@ -118,7 +118,8 @@ class SyncAgent:
             return {**uploaded, "snapshot_error": snapshot_error}
 
     def _upload(self) -> dict[str, Any]:
-        sent, settled, booked_refusals, rewound = 0, 0, [], False
+        sent, settled, rewound = 0, 0, False
+        booked_refusals: list[str] = []
         while True:
             batch = self.journal.unsent(BATCH_SIZE)
             if not batch:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import jinja2
@@ -76,7 +76,7 @@ def balance_page(
     except ValueError:
         return _page(404)
     code = (k or "").strip()
-    card = None
+    card: dict[str, Any] | None = None
     if code:
         try:
             card = cards.for_cardholder(ctx, number, code[:_MAX_CODE_CHARS], address)

@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import os
 import queue
+import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
@@ -68,7 +69,7 @@ def make_engine(url: str) -> sa.Engine:
     engine = sa.create_engine(url, pool_size=20, max_overflow=40)
 
     @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    def _pragmas(dbapi_connection: sqlite3.Connection, _record: object) -> None:
         # Let SQLAlchemy, not the sqlite3 module, say when a transaction begins.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -128,7 +129,7 @@ def in_write_transaction(conn: sa.Connection) -> bool:
 
 
 def bulk_insert(
-    conn: sa.Connection, table: sa.Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    conn: sa.Connection, table: sa.Table, columns: Sequence[str], rows: Sequence[Iterable[Any]]
 ) -> None:
     """INSERT many rows straight through the driver's executemany.
 

@@ -4,6 +4,8 @@ PostgreSQL runs transactions side by side; two that lock the same rows in opposi
 deadlock. So every service that locks does it here, and this module keeps one order for
 the whole server:
 
+0. settlement's own row (`settlement`: the `invoice` counter), for creating and
+   cancelling a run, before anything else;
 1. the terminal's row (`terminal`): sync, authorisation, enrolment, revocation and the
    alert of a revoked terminal serialise per terminal on it. (A request's nonce is
    recorded before it by `SignedRequest.unit`: a row nobody else waits for, except a
@@ -45,7 +47,8 @@ import sqlalchemy as sa
 
 from hcard.server.db import engine as db_engine
 from hcard.server.db.tables import accounts as account_table
-from hcard.server.db.tables import cards, terminals
+from hcard.server.db.tables import cards, counters, terminals
+from hcard.server.vocabulary import CounterName
 
 
 class LockingError(RuntimeError):
@@ -62,9 +65,10 @@ class LockOrderError(LockingError):
 
 class Stage(IntEnum):
     NONE = 0
-    TERMINAL = 1
-    ACCOUNTS = 2
-    VERSION_COUNTER = 3
+    SETTLEMENT = 1
+    TERMINAL = 2
+    ACCOUNTS = 3
+    VERSION_COUNTER = 4
 
 
 @dataclass
@@ -100,6 +104,16 @@ def _enter(held: _Held, stage: Stage) -> None:
     held.stage = stage
 
 
+def settlement(conn: sa.Connection) -> None:
+    """Serialise the steps of settlement that must see each other (creating and cancelling
+    a run: the overlap check and the items a run takes) on the `invoice` counter's row,
+    before everything else (0. in the order; nothing else ever locks that row)."""
+    _enter(_held(conn), Stage.SETTLEMENT)
+    conn.execute(
+        sa.select(counters.c.value).where(counters.c.name == CounterName.INVOICE).with_for_update()
+    )
+
+
 def terminal(conn: sa.Connection, terminal_id: int, *columns: sa.Column) -> sa.Row | None:
     """Lock the terminal's row (first in every transaction that takes it) and return
     `columns` of it (its id if none are named), or None when there is no such terminal."""
@@ -133,7 +147,7 @@ def accounts(
         # for nothing but the check), so their ids stay unknown: see the module's docstring
         held.ids_known = held.ids_known and not numbers
     else:
-        wanted = account_table.c.id.in_(ids)
+        wanted: sa.ColumnElement[bool] = account_table.c.id.in_(ids)
         if numbers:
             of_cards = sa.select(cards.c.account_id).where(cards.c.number.in_(numbers))
             wanted = sa.or_(wanted, account_table.c.id.in_(of_cards))

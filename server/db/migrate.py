@@ -50,6 +50,8 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> None:
     with engine.connect() as connection:
         # on the driver's connection: SQLAlchemy's own would begin a transaction first
         raw = connection.connection.driver_connection
+        if raw is None:  # only a closed connection has none
+            raise RuntimeError("the database connection is closed")
         if sqlite:
             raw.execute("PRAGMA foreign_keys=OFF")
         try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from enum import StrEnum
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import sqlalchemy as sa
 
@@ -30,6 +31,12 @@ from hcard.server.vocabulary import (
     TerminalStatus,
     TxnKind,
 )
+
+#: A row read from these tables: Core tables are untyped, so any number of columns of any type.
+if TYPE_CHECKING:
+    AnyRow: TypeAlias = sa.Row[*tuple[Any, ...]]
+else:  # at run time plainly the class (SQLAlchemy 2.0's Row takes one tuple type)
+    AnyRow = sa.Row
 
 metadata = sa.MetaData(
     naming_convention={

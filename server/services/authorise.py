@@ -142,6 +142,7 @@ def decide(
 
 
 def _balance(conn: sa.Connection, account_id: int) -> int:
-    return conn.execute(
+    balance_cents: int = conn.execute(
         sa.select(accounts.c.balance_cents).where(accounts.c.id == account_id)
     ).scalar_one()
+    return balance_cents

@@ -23,7 +23,7 @@ from hcard.server import check_code, names
 from hcard.server.context import Context
 from hcard.server.db import counters
 from hcard.server.db import engine as db_engine
-from hcard.server.db.tables import accounts, cards
+from hcard.server.db.tables import AnyRow, accounts, cards
 from hcard.server.services import alerts, booking, ledger, snapshot
 from hcard.server.services.users import Staff
 from hcard.server.throttle import Guard, Key
@@ -64,7 +64,7 @@ def normalize_number(text: str) -> str:
         raise HCardError(Code.UNKNOWN_CARD, reason="not a card number") from None
 
 
-def find(conn: sa.Connection, number: str) -> sa.Row | None:
+def find(conn: sa.Connection, number: str) -> AnyRow | None:
     """The card row with its balance, or None."""
     return conn.execute(
         sa.select(*_CARD_COLUMNS)
@@ -73,14 +73,14 @@ def find(conn: sa.Connection, number: str) -> sa.Row | None:
     ).first()
 
 
-def _get(conn: sa.Connection, number: str) -> sa.Row:
+def _get(conn: sa.Connection, number: str) -> AnyRow:
     row = find(conn, number)
     if row is None:
         raise HCardError(Code.UNKNOWN_CARD)
     return row
 
 
-def as_json(row: sa.Row) -> dict[str, object]:
+def as_json(row: AnyRow) -> dict[str, object]:
     return {
         "card_number": row.number,
         "uid": row.uid,
@@ -217,7 +217,7 @@ def topup(
         return {**as_json(_get(conn, card.number)), "txn_id": txn_id}
 
 
-def _require_usable(card: sa.Row) -> None:
+def _require_usable(card: AnyRow) -> None:
     if card.uid is None:
         raise HCardError(Code.CARD_NOT_ISSUED)
     if card.blocked:
@@ -290,7 +290,7 @@ def for_terminal(ctx: Context, number: str) -> dict[str, object]:
 PUBLIC_RECENT = 5
 
 
-def _code_opens(ctx: Context, card: sa.Row, typed: str) -> bool:
+def _code_opens(ctx: Context, card: AnyRow, typed: str) -> bool:
     """The card's check code (`server/check_code.py`), or its old one while it has one."""
     if check_code.matches(check_code.check_code(ctx.check_code_key, card.number), typed):
         return True
@@ -300,7 +300,7 @@ def _code_opens(ctx: Context, card: sa.Row, typed: str) -> bool:
 
 def _cardholder_view(
     ctx: Context, number: str, code: str
-) -> tuple[sa.Row, list[dict[str, object]]]:
+) -> tuple[AnyRow, list[dict[str, object]]]:
     """The card and its last movements; UNKNOWN_CARD for every way of not opening it."""
     with db_engine.read(ctx.engine) as conn:
         card = conn.execute(

@@ -47,13 +47,17 @@ class Posting:
 
 
 def create_account(conn: sa.Connection, key: str, kind: AccountKind) -> int:
-    return conn.execute(
+    account_id: int = conn.execute(
         sa.insert(accounts).values(key=key, kind=kind).returning(accounts.c.id)
     ).scalar_one()
+    return account_id
 
 
 def system_account(conn: sa.Connection, kind: AccountKind) -> int:
-    return conn.execute(sa.select(accounts.c.id).where(accounts.c.key == kind)).scalar_one()
+    account_id: int = conn.execute(
+        sa.select(accounts.c.id).where(accounts.c.key == kind)
+    ).scalar_one()
+    return account_id
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,15 @@ from hcard.records import PaymentMode, Record, RecordError, RecordKind
 from hcard.server.context import Context
 from hcard.server.db import engine as db_engine
 from hcard.server.db import locking
-from hcard.server.db.tables import accounts, alerts, authorisations, cards, journal, merchants
+from hcard.server.db.tables import (
+    AnyRow,
+    accounts,
+    alerts,
+    authorisations,
+    cards,
+    journal,
+    merchants,
+)
 from hcard.server.db.tables import terminals as terminal_table
 from hcard.server.services import authorise, booking, ledger, snapshot
 from hcard.server.services import cards as card_service
@@ -384,7 +392,7 @@ class _Batch:
                 for row in rows
             }
         online = [r.seq for r in self.records if _authorised_kind(r)]
-        self.authorised: dict[int, sa.Row] = {}
+        self.authorised: dict[int, AnyRow] = {}
         if online:
             rows = conn.execute(
                 sa.select(

@@ -20,7 +20,7 @@ from hcard.errors import Code, HCardError
 from hcard.server import names
 from hcard.server.context import Context
 from hcard.server.db import engine as db_engine
-from hcard.server.db.tables import merchants, sessions, users
+from hcard.server.db.tables import AnyRow, merchants, sessions, users
 from hcard.server.throttle import Guard, Key
 from hcard.server.vocabulary import Role
 
@@ -108,7 +108,7 @@ def list_users(ctx: Context, actor: Staff) -> list[dict[str, object]]:
         return [dict(row) for row in rows]
 
 
-def _check_password(ctx: Context, username: str, password: str) -> sa.Row:
+def _check_password(ctx: Context, username: str, password: str) -> AnyRow:
     """The active user with this name and password, else BAD_CREDENTIALS (in the same time
     whether the name exists or not; a name no user can have never reaches the database)."""
     row = None

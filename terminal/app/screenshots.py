@@ -15,6 +15,7 @@ import tempfile
 import time
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 from hcard.errors import Code
 from hcard.terminal.app import keypad, kivyconfig
@@ -173,16 +174,16 @@ def take(out_dir: Path, language: str) -> list[Path]:
 
     from hcard.terminal.app.app import TillApp
     from hcard.terminal.app.pin import hash_pin
-    from hcard.terminal.app.settings import AppSettings, TillMode
+    from hcard.terminal.app.settings import AppSettings, Language, TillMode
 
     out_dir.mkdir(parents=True, exist_ok=True)
     data_dir = Path(tempfile.mkdtemp(prefix="hcard-shots-"))
     app_settings = AppSettings(
-        language=language, mode=TillMode.GASTRONOMY, manager_pin_hash=hash_pin("0000")
+        language=Language(language), mode=TillMode.GASTRONOMY, manager_pin_hash=hash_pin("0000")
     )
     app = TillApp(None, data_dir, app_settings)
     saved: list[Path] = []
-    steps = []
+    steps: list[tuple[str, Any]] = []  # ("resize", (width, height)) or (scene, its set-up)
     for width, height in SIZES:
         steps.append(("resize", (width, height)))
         for name, setup in scenes(app):
@@ -219,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--language", choices=("de", "en"), default="de")
     args = parser.parse_args(argv)
     display = (
-        nullcontext(os.environ.get("DISPLAY")) if os.environ.get("DISPLAY") else (virtual_display())
+        nullcontext(os.environ["DISPLAY"]) if os.environ.get("DISPLAY") else (virtual_display())
     )
     with display as name:
         os.environ["DISPLAY"] = name

@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from hcard.terminal import parse
 from hcard.terminal.app.printer import parse_printer_spec
@@ -68,7 +69,7 @@ class AppSettings:
                 f"card timeout must be 5 to 300 s, not {timeout_s!r}",
             )
 
-    def with_changes(self, **changes: object) -> AppSettings:
+    def with_changes(self, **changes: Any) -> AppSettings:
         return replace(self, **changes)
 
 

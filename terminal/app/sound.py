@@ -14,6 +14,7 @@ import math
 import struct
 import wave
 from pathlib import Path
+from typing import Any
 
 from hcard.terminal.till import Outcome
 
@@ -54,7 +55,7 @@ class Sounds:
     """Loads the two sounds once; `play` never raises."""
 
     def __init__(self, directory: Path) -> None:
-        self._sounds: dict[Outcome, object] = {}
+        self._sounds: dict[Outcome, Any] = {}  # kivy's Sound (kivy has no types)
         self.last_played: Outcome | None = None  # what the test control hook reports
         try:
             from kivy.core.audio import SoundLoader

@@ -234,16 +234,16 @@ class EmulatorProcess:
     def start(self) -> None:
         command = [sys.executable, "-m", "hcard.terminal.card.emulator", "--absent"]
         command += ["--port", str(self.port), "--control-port", str(self.control_port)]
-        log = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
+        log = self.log_path.open("ab") if self.log_path else None
         try:
             self.process = subprocess.Popen(
                 [*command, str(self.workdir / "blank.json")],
                 stdout=subprocess.PIPE,
-                stderr=log,
+                stderr=subprocess.DEVNULL if log is None else log,
                 text=True,
             )
         finally:
-            if self.log_path:
+            if log is not None:
                 log.close()  # the child has its own copy
         assert self.process.stdout is not None
         line = self.process.stdout.readline()  # the emulator's "ready" line

@@ -222,11 +222,16 @@ def choose(slots: tuple[Slot, Slot]) -> PurseChoice:
     is good nor empty (damaged or tampered with).
     """
     formed = [(s.purse.counter, i) for i, s in enumerate(slots) if s.purse is not None]
-    valid = [(s.purse.counter, i) for i, s in enumerate(slots) if s.status is SlotStatus.VALID]
+    valid = [
+        (s.purse.counter, i)
+        for i, s in enumerate(slots)
+        if s.status is SlotStatus.VALID and s.purse is not None
+    ]
     newest_formed = max(formed, default=(0, 1))
     newest_valid = max(valid, default=None)
     unknown_newer = any(
         s.status is SlotStatus.UNKNOWN_KEY
+        and s.purse is not None
         and (newest_valid is None or s.purse.counter >= newest_valid[0])
         for s in slots
     )

@@ -99,7 +99,7 @@ def uid_pages(uid: bytes) -> bytes:
     return uid[0:3] + bytes([bcc(b"\x88" + uid[0:3])]) + uid[3:7] + bytes([bcc(uid[3:7]), 0x48])
 
 
-def uid_from_pages(memory: bytes) -> bytes:
+def uid_from_pages(memory: bytes | bytearray) -> bytes:
     return bytes(memory[0:3]) + bytes(memory[4:8])
 
 
