@@ -9,9 +9,10 @@
 # PostgreSQL), the issuer key and the first admin (`hcard-server init`; the admin's password
 # is made here and printed once), with --card-secret-file the site's card write secret (from
 # `hcard-provision cards new-secret`; the server hands it to each till at enrolment, so it is
-# never copied to a till by hand), the server unit, the nightly backup timer, and Caddy in
-# front with a TLS certificate from Let's Encrypt. Each step runs only when it is not already
-# so: running it twice changes nothing.
+# never copied to a till by hand), the server unit, the nightly backup timer, the daily float
+# check timer, the libraries the PDF statements need, and Caddy in front with a TLS
+# certificate from Let's Encrypt. Each step runs only when it is not already so: running it
+# twice changes nothing.
 #
 # --root DIR (or DESTDIR=DIR) writes into another root instead of this machine (see
 # install-terminal.sh); database and admin are then made at the first start by hand.
@@ -99,9 +100,11 @@ if [ -z "$R" ] && [ "$DO_VENV" -eq 1 ]; then need_tools runuser:util-linux; else
 
 echo "Hattingen Card: Server einrichten / setting up the server in $ROOT"
 
-# 1. System packages.
+# 1. System packages: Python, sqlite3 for a look at the database, and the libraries and a font
+# WeasyPrint needs for the merchants' PDF statements (Pango, HarfBuzz's subsetter, DejaVu).
 if [ "$DO_APT" -eq 1 ]; then
-	packages=(python3 python3-venv sqlite3)
+	packages=(python3 python3-venv sqlite3 libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0
+		fonts-dejavu-core)
 	[ -n "$DOMAIN" ] && packages+=(caddy)
 	[[ $DATABASE_URL == postgres* ]] && packages+=(postgresql-client)
 	apt_install "${packages[@]}"
@@ -116,19 +119,22 @@ if [ "$DO_VENV" -eq 1 ]; then project_venv "$SOURCE" "$PREFIX/venv" server; fi
 # 4. Settings: read by systemd (as root) before it starts the server, so the file stays root's
 # alone (mode 0600) and may hold a PostgreSQL password.
 put_once /etc/hcard-server/server.env 0600 <<EOF
-# Hattingen Card server settings (read by hcard-server.service and the backup). Written once
-# by install-server.sh; your edits are kept.
+# Hattingen Card server settings (read by hcard-server.service, the backup and the float
+# check). Written once by install-server.sh; your edits are kept.
 HCARD_DATA_DIR=$DATA_DIR
 HCARD_DATABASE_URL=$DATABASE_URL
 HCARD_BACKUP_KEEP=$KEEP
 EOF
 
-# 5. Units: the server and the nightly backup.
-for unit in hcard-server.service hcard-server-backup.service hcard-server-backup.timer; do
+# 5. Units: the server, the nightly backup and the daily float check (a difference fails the
+# check's unit: `systemctl --failed`).
+for unit in hcard-server.service hcard-server-backup.service hcard-server-backup.timer \
+	hcard-server-float-check.service hcard-server-float-check.timer; do
 	put "$REPO/systemd/$unit" "/etc/systemd/system/$unit" 0644
 done
 enable_unit hcard-server.service
 enable_unit hcard-server-backup.timer timers.target
+enable_unit hcard-server-float-check.timer timers.target
 
 # 6. Caddy in front, with TLS. Debian's packaged Caddyfile (a static page on :80) is replaced;
 # a Caddyfile the operator wrote gets one import line added.
@@ -180,7 +186,7 @@ fi
 if live_system && [ "$CHANGED" -eq 1 ]; then
 	systemctl daemon-reload
 	systemctl restart hcard-server.service
-	systemctl start hcard-server-backup.timer
+	systemctl start hcard-server-backup.timer hcard-server-float-check.timer
 	if [ -n "$DOMAIN" ]; then systemctl reload-or-restart caddy.service; fi
 fi
 

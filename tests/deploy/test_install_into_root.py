@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -269,10 +270,14 @@ def test_server_install_writes_units_caddy_and_settings_and_is_idempotent(tmp_pa
         "hcard-server.service",
         "hcard-server-backup.service",
         "hcard-server-backup.timer",
+        "hcard-server-float-check.service",
+        "hcard-server-float-check.timer",
     ):
         assert (system / unit).read_bytes() == (REPO / "systemd" / unit).read_bytes()
     assert (system / "multi-user.target.wants/hcard-server.service").is_symlink()
-    assert (system / "timers.target.wants/hcard-server-backup.timer").is_symlink()
+    for timer in ("hcard-server-backup.timer", "hcard-server-float-check.timer"):
+        link = system / "timers.target.wants" / timer
+        assert os.readlink(link) == f"/etc/systemd/system/{timer}"
     assert (
         caddyfile.read_text()
         == "# BEGIN hcard site\nimport /etc/caddy/hcard.caddy\n# END hcard site\n"
@@ -344,12 +349,9 @@ def test_a_machine_without_systemd_is_refused_before_anything_changes(tmp_path, 
     assert _tree(root) == before
 
 
-def test_the_till_asks_apt_for_what_the_rootless_kiosk_needs(tmp_path: Path):
-    """X runs without root through a logind session (PAMName=login): that takes pam_systemd
-    (libpam-systemd) and the system bus (dbus), which Xorg only recommends, and apt_install
-    uses --no-install-recommends. apt runs in the target root through chroot; a stand-in
-    chroot records what is asked (nothing counts as installed)."""
-    root = _fake_root(tmp_path / "root")
+def _apt_stub(tmp_path: Path) -> tuple[str, Path]:
+    """A PATH whose `chroot` records what the installer asks of it (nothing counts as
+    installed, apt succeeds), and the file it records to."""
     stubs = tmp_path / "stubs"
     stubs.mkdir()
     calls = tmp_path / "calls"
@@ -360,13 +362,17 @@ def test_the_till_asks_apt_for_what_the_rootless_kiosk_needs(tmp_path: Path):
         "exit 0\n"
     )
     (stubs / "chroot").chmod(0o755)
-    done = _run(
-        "install-terminal.sh",
-        "--root",
-        str(root),
-        "--no-venv",
-        path=f"{stubs}{os.pathsep}{os.environ['PATH']}",
-    )
+    return f"{stubs}{os.pathsep}{os.environ['PATH']}", calls
+
+
+def test_the_till_asks_apt_for_what_the_rootless_kiosk_needs(tmp_path: Path):
+    """X runs without root through a logind session (PAMName=login): that takes pam_systemd
+    (libpam-systemd) and the system bus (dbus), which Xorg only recommends, and apt_install
+    uses --no-install-recommends. apt runs in the target root through chroot; a stand-in
+    chroot records what is asked (nothing counts as installed)."""
+    root = _fake_root(tmp_path / "root")
+    path, calls = _apt_stub(tmp_path)
+    done = _run("install-terminal.sh", "--root", str(root), "--no-venv", path=path)
     assert done.returncode == 0, done.stdout + done.stderr
     install = next(line for line in calls.read_text().splitlines() if " install " in line)
     assert f"{root} env DEBIAN_FRONTEND=noninteractive apt-get install" in install
@@ -382,3 +388,45 @@ def test_the_till_asks_apt_for_what_the_rootless_kiosk_needs(tmp_path: Path):
         "libusb-1.0-0",
     ):
         assert package in packages, (package, packages)
+
+
+#: what WeasyPrint needs on Debian 12 / Ubuntu 24.04 for the merchants' PDF statements (its
+#: documentation's list: Pango, its FreeType backend, HarfBuzz's subsetter), and a font
+PDF_PACKAGES = ("libpango-1.0-0", "libpangoft2-1.0-0", "libharfbuzz-subset0", "fonts-dejavu-core")
+
+
+def test_the_server_asks_apt_for_what_the_pdf_statements_need(tmp_path: Path):
+    """Issue 10's statements are PDFs made by WeasyPrint, which loads Pango and HarfBuzz
+    at run time (pip cannot install them) and needs a font; apt_install uses
+    --no-install-recommends, so each is named. apt runs in the target root through chroot; a
+    stand-in chroot records what is asked."""
+    root = _fake_root(tmp_path / "root")
+    path, calls = _apt_stub(tmp_path)
+    done = _run("install-server.sh", "--root", str(root), "--no-venv", path=path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    install = next(line for line in calls.read_text().splitlines() if " install " in line)
+    assert f"{root} env DEBIAN_FRONTEND=noninteractive apt-get install" in install
+    assert "--no-install-recommends" in install
+    packages = install.split("--no-install-recommends")[1].split()
+    for package in ("python3", "python3-venv", "sqlite3", *PDF_PACKAGES):
+        assert package in packages, (package, packages)
+    assert "caddy" not in packages  # no --domain, no Caddy
+
+
+def test_the_pdf_packages_are_debians_names():
+    """The names as this Debian's apt knows them (a misspelt one would only fail on the
+    server, at the first install). Skipped where apt has no package lists (a slim container
+    before `apt-get update`)."""
+    if shutil.which("apt-cache") is None:
+        pytest.skip("no apt-cache here")
+    if subprocess.run(["apt-cache", "show", "python3"], capture_output=True).returncode != 0:
+        pytest.skip("no apt package lists here (apt-get update)")
+    for package in PDF_PACKAGES:
+        shown = subprocess.run(
+            ["apt-cache", "show", "--no-all-versions", package],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert shown.returncode == 0, (package, shown.stderr)
+        assert f"Package: {package}\n" in shown.stdout

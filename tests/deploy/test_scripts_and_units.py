@@ -5,12 +5,19 @@ on every unit, and the properties the units promise (hardening, no network wait 
 from __future__ import annotations
 
 import configparser
+import datetime as dt
+import json
+import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from fixtures.camt import statement
+
+from hcard.server.settings import SettlementSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 UNITS = sorted(p for p in (ROOT / "systemd").iterdir() if p.suffix in {".service", ".timer"})
@@ -112,7 +119,13 @@ def _unit(name: str) -> configparser.ConfigParser:
 
 
 @pytest.mark.parametrize(
-    "name", ["hcard-server.service", "hcard-server-backup.service", "hcard-till.service"]
+    "name",
+    [
+        "hcard-server.service",
+        "hcard-server-backup.service",
+        "hcard-server-float-check.service",
+        "hcard-till.service",
+    ],
 )
 def test_services_are_hardened(name: str):
     service = _unit(name)["Service"]
@@ -145,6 +158,69 @@ def test_backup_timer_catches_up_after_downtime():
     timer = _unit("hcard-server-backup.timer")["Timer"]
     assert timer["Persistent"] == "true"
     assert timer["OnCalendar"]
+
+
+def _next_elapses(calendar: str) -> list[dt.datetime]:
+    """When `OnCalendar=calendar` fires next, twice, by systemd's own reading of it."""
+    done = subprocess.run(
+        [_need("systemd-analyze"), "calendar", "--iterations=2", calendar],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "TZ": "UTC"},
+    )
+    found = re.findall(
+        r"(?:Next elapse|Iter\. #2): \w+ (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)", done.stdout
+    )
+    return [dt.datetime.fromisoformat(when) for when in found]
+
+
+def test_float_check_runs_every_day_and_a_difference_fails_its_unit(tmp_path: Path):
+    """Issue 10: the float check, daily. Its timer fires once a day and catches a missed
+    morning up; the service runs `hcard-server settle float-check` as a oneshot whose exit
+    status counts (no `-` prefix, no SuccessExitStatus=), so a difference (exit 1) fails the
+    unit and shows in `systemctl --failed`. The unit's own command line, run here on a fresh
+    database with the environment server.env gives it: exit 1 with no bank statement yet,
+    exit 0 once a statement that matches the ledger is imported."""
+    timer = _unit("hcard-server-float-check.timer")
+    assert timer["Timer"]["Persistent"] == "true"
+    assert timer["Install"]["WantedBy"] == "timers.target"
+    first, second = _next_elapses(timer["Timer"]["OnCalendar"])
+    assert second - first == dt.timedelta(days=1)
+    service = _unit("hcard-server-float-check.service")["Service"]
+    assert service["Type"] == "oneshot"
+    assert service["EnvironmentFile"] == "/etc/hcard-server/server.env"
+    assert "SuccessExitStatus" not in service
+    exec_start = service["ExecStart"]
+    assert exec_start == "/opt/hcard-server/venv/bin/hcard-server settle float-check"
+
+    venv = Path(sys.executable).parent
+    argv = [str(venv / Path(exec_start.split()[0]).name), *exec_start.split()[1:]]
+    env = {**os.environ, "HCARD_DATA_DIR": str(tmp_path)}
+    env.pop("HCARD_DATABASE_URL", None)
+    subprocess.run(
+        [str(venv / "hcard-server"), "init", "--admin-user", "buero"],
+        env={**env, "HCARD_ADMIN_PASSWORD": "float-check-test"},
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    failed = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    report = json.loads(failed.stdout)
+    assert [d["name"] for d in report["differences"]] == ["no_statement"]
+    camt = tmp_path / "camt053.xml"
+    camt.write_bytes(statement(SettlementSettings().operator_iban, [], closing_cents=0))
+    subprocess.run(
+        [str(venv / "hcard-server"), "settle", "import", str(camt), "--user", "buero"],
+        env=env,
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    passed = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert json.loads(passed.stdout)["ok"]
 
 
 def test_caddy_site_is_valid_as_installed(tmp_path: Path):
@@ -190,7 +266,7 @@ def test_the_commands_in_units_exist_with_these_options(argv: list[str]):
     option must still be in the command's own help, so a rename cannot break a deployment
     silently. The venv path on the target is this checkout's .venv here."""
     program = Path(sys.executable).parent / Path(argv[0]).name
-    first_option = next(i for i, arg in enumerate(argv) if arg.startswith("--"))
+    first_option = next((i for i, arg in enumerate(argv) if arg.startswith("--")), len(argv))
     done = subprocess.run(
         [str(program), *argv[1:first_option], "--help"],
         capture_output=True,
