@@ -35,6 +35,7 @@ from hcard.errors import Code, HCardError
 from hcard.server.context import Context
 from hcard.server.db import engine as db_engine
 from hcard.server.db.tables import (
+    AnyRow,
     accounts,
     bank_lines,
     bank_statements,
@@ -192,7 +193,7 @@ def _line_json(line: camt.Line) -> dict[str, object]:
     }
 
 
-def _payout(conn: sa.Connection, end_to_end_id: str) -> sa.Row | None:
+def _payout(conn: sa.Connection, end_to_end_id: str) -> AnyRow | None:
     return conn.execute(
         sa.select(settlement_lines, merchants.c.account_id)
         .join(merchants, merchants.c.id == settlement_lines.c.merchant_id)

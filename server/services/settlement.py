@@ -39,6 +39,7 @@ from hcard.server.context import Context
 from hcard.server.db import counters as counter_rows
 from hcard.server.db import engine as db_engine
 from hcard.server.db.tables import (
+    AnyRow,
     accounts,
     journal,
     merchants,
@@ -214,13 +215,13 @@ def _carried_in(conn: sa.Connection) -> dict[int, int]:
     return {merchant_id: int(cents) for merchant_id, cents in rows}
 
 
-def _address(row: sa.Row) -> sepa.Address | None:
+def _address(row: AnyRow) -> sepa.Address | None:
     if not (row.street and row.postcode and row.town):
         return None
     return sepa.Address(row.street, row.building_number, row.postcode, row.town, row.country)
 
 
-def _hold_reason(row: sa.Row) -> str | None:
+def _hold_reason(row: AnyRow) -> str | None:
     if not sepa.iban_ok(row.iban):
         return "IBAN ungültig / IBAN not valid"
     if not (row.holder_name or row.name).strip():
@@ -384,14 +385,14 @@ def create_run(
     return get_run(ctx, actor, run_id)
 
 
-def _address_lines(row: sa.Row) -> list[str]:
+def _address_lines(row: AnyRow) -> list[str]:
     street = f"{row.street} {row.building_number}".strip()
     town = f"{row.postcode} {row.town}".strip()
     lines = [line for line in (street, town) if line]
     return lines or [line for line in row.address.splitlines() if line.strip()]
 
 
-def _run_json(conn: sa.Connection, run: sa.Row) -> dict[str, object]:
+def _run_json(conn: sa.Connection, run: AnyRow) -> dict[str, object]:
     totals = conn.execute(
         sa.select(
             sa.func.count(),
@@ -438,7 +439,7 @@ def _run_json(conn: sa.Connection, run: sa.Row) -> dict[str, object]:
     }
 
 
-def _run(conn: sa.Connection, run_id: int) -> sa.Row:
+def _run(conn: sa.Connection, run_id: int) -> AnyRow:
     query = sa.select(settlement_runs).where(settlement_runs.c.id == run_id)
     row = conn.execute(query).first()
     if row is None:
@@ -477,7 +478,7 @@ _LINE_FIELDS = (
 )  # fmt: skip
 
 
-def _line_json(row: sa.Row) -> dict[str, object]:
+def _line_json(row: AnyRow) -> dict[str, object]:
     return {name: getattr(row, name) for name in _LINE_FIELDS}
 
 
@@ -546,8 +547,8 @@ def cancel_run(ctx: Context, actor: Staff, run_id: int) -> dict[str, object]:
     return get_run(ctx, actor, run_id)
 
 
-def _postings_of(conn: sa.Connection, txn_ids: Sequence[int]) -> list[list[sa.Row]]:
-    grouped: dict[int, list[sa.Row]] = defaultdict(list)
+def _postings_of(conn: sa.Connection, txn_ids: Sequence[int]) -> list[list[AnyRow]]:
+    grouped: dict[int, list[AnyRow]] = defaultdict(list)
     for row in conn.execute(
         sa.select(postings.c.txn_id, postings.c.account_id, postings.c.amount_cents)
         .where(postings.c.txn_id.in_(txn_ids))
@@ -566,7 +567,7 @@ _ITEM_KIND = {
 }
 
 
-def statement_data(conn: sa.Connection, ctx: Context, line: sa.Row) -> statements.StatementData:
+def statement_data(conn: sa.Connection, ctx: Context, line: AnyRow) -> statements.StatementData:
     """Everything the statement of one merchant in one run shows, read in one go."""
     run = _run(conn, line.run_id)
     period = Period(dt.date.fromisoformat(run.first_day), dt.date.fromisoformat(run.last_day))
@@ -663,7 +664,7 @@ def statement_data(conn: sa.Connection, ctx: Context, line: sa.Row) -> statement
     )
 
 
-def _line(conn: sa.Connection, actor: Staff, run_id: int, merchant_id: int) -> sa.Row:
+def _line(conn: sa.Connection, actor: Staff, run_id: int, merchant_id: int) -> AnyRow:
     actor.require_merchant_access(merchant_id)
     line = conn.execute(
         sa.select(settlement_lines).where(
