@@ -267,12 +267,11 @@ class Payments:
         # the recovery asks the server again and voids it, as it would an
         # `approved` one. One fsync less on the path the customer waits for.
         balance_cents = answer.get("balance_cents")
-        usable = isinstance(balance_cents, int) and not isinstance(balance_cents, bool)
         purse_cents = (
             self._purse_after_cents(
                 tap, balance_cents, unsettled_cents, refund_cents - amount_cents
             )
-            if usable
+            if isinstance(balance_cents, int) and not isinstance(balance_cents, bool)
             else estimate_cents
         )
         return self._write_and_finish(
@@ -475,7 +474,7 @@ class Payments:
         settled = 0
         for result in results if unshown else []:
             seq, outcome = result.get("seq"), result.get("outcome")
-            entry = unshown.get(seq)
+            entry = unshown.get(seq) if isinstance(seq, int) else None
             if entry is None or result.get("status") not in (
                 SyncStatus.APPLIED,
                 SyncStatus.ALREADY_APPLIED,
@@ -484,10 +483,10 @@ class Payments:
             if not isinstance(outcome, dict):
                 continue
             if outcome.get("outcome") == ServerOutcome.APPROVED:
-                self.journal.set_state(seq, State.APPROVED, outcome=outcome)
+                self.journal.set_state(entry.record.seq, State.APPROVED, outcome=outcome)
                 self.cancel_unshown(entry.record)
             elif outcome.get("outcome") == ServerOutcome.DECLINED:
-                self.journal.set_state(seq, State.DECLINED, outcome=outcome)
+                self.journal.set_state(entry.record.seq, State.DECLINED, outcome=outcome)
             else:
                 continue
             settled += 1
@@ -507,6 +506,6 @@ def _card_facts(tap: CardView) -> CardFacts:
 
 def _code(value: object) -> Code:
     try:
-        return Code(value)
+        return Code(value) if isinstance(value, str) else Code.INTERNAL_ERROR
     except ValueError:
         return Code.INTERNAL_ERROR

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kivy.app import App
-from kivy.clock import Clock
+from kivy.clock import Clock, ClockEvent
 from kivy.core.window import Window
 from kivy.factory import Factory
 from kivy.lang import Builder
@@ -123,7 +123,7 @@ class TillApp(App):
         self._pin_failures = 0
         self._pin_locked_until_s = 0.0
         self._entering_tip = False
-        self._idle_event = None
+        self._idle_event: ClockEvent | None = None
         self._last_status: Status | None = None
         self._after_result = "amount"  # where "Done" on the result screen leads
         self._render_amount()
@@ -168,6 +168,13 @@ class TillApp(App):
     @property
     def current_screen(self) -> str:
         return self.root.ids.screens.current
+
+    @property
+    def _worker(self) -> TillWorker:
+        """The worker, for a till call: the app runs none without a till (`_can_start`)."""
+        if self.worker is None:
+            raise RuntimeError("this app has no till")
+        return self.worker
 
     def _can_start(self) -> bool:
         """True when a till call may start now; otherwise say why on the amount screen."""
@@ -257,8 +264,8 @@ class TillApp(App):
         self.tap_amount_text = self.money(amount_cents + tip_cents)
         self.go("tap")
         timeout_s = self.settings.card_timeout_s
-        self.worker.submit(
-            lambda: self.worker.till.pay(
+        self._worker.submit(
+            lambda: self._worker.till.pay(
                 amount_cents + tip_cents, tip_cents, card_timeout_s=timeout_s
             ),
             self._on_payment,
@@ -364,7 +371,8 @@ class TillApp(App):
     def _schedule_idle(self) -> None:
         self._cancel_idle()
         self._idle_event = Clock.schedule_once(
-            lambda _dt: self.current_screen == "result" and self.result_done(), RESULT_IDLE_S
+            lambda _dt: self.result_done() if self.current_screen == "result" else None,
+            RESULT_IDLE_S,
         )
 
     def _cancel_idle(self) -> None:
@@ -405,8 +413,8 @@ class TillApp(App):
         self.tap_amount_text = self.money(amount_cents)
         self.go("tap")
         timeout_s = self.settings.card_timeout_s
-        self.worker.submit(
-            lambda: self.worker.till.topup(amount_cents, card_timeout_s=timeout_s),
+        self._worker.submit(
+            lambda: self._worker.till.topup(amount_cents, card_timeout_s=timeout_s),
             self._on_topup,
             lambda error: self._on_topup(declined(error_code(error), offline=False)),
         )
@@ -462,8 +470,8 @@ class TillApp(App):
         self.balance = {"state": "waiting"}
         self.go("balance")
         timeout_s = self.settings.card_timeout_s
-        self.worker.submit(
-            lambda: self.worker.till.balance(card_timeout_s=timeout_s),
+        self._worker.submit(
+            lambda: self._worker.till.balance(card_timeout_s=timeout_s),
             self._on_balance,
             lambda error: self._on_balance_error(error_code(error)),
         )
@@ -538,7 +546,7 @@ class TillApp(App):
             return
         self.today_rows = []
         self.go("today")
-        self.worker.submit(self.worker.till.today, self._on_today, self._on_failure)
+        self._worker.submit(self._worker.till.today, self._on_today, self._on_failure)
 
     def _on_today(self, entries: list[TodayEntry]) -> None:
         self.today_rows = [self._today_row(e) for e in reversed(entries)]
@@ -571,8 +579,8 @@ class TillApp(App):
         self.tap_title = self.tr._("Voiding receipt {number}").format(number=receipt_no)
         self.tap_amount_text = ""
         self.go("tap")
-        self.worker.submit(
-            lambda: self.worker.till.void(receipt_no), self._on_void, self._on_failure
+        self._worker.submit(
+            lambda: self._worker.till.void(receipt_no), self._on_void, self._on_failure
         )
 
     def _on_void(self, result: PaymentResult) -> None:
@@ -604,7 +612,7 @@ class TillApp(App):
         if not self._can_start():
             return
         self.day_totals = {"state": "running"}
-        self.worker.submit(self.worker.till.day_close, self._on_day_close, self._on_failure)
+        self._worker.submit(self._worker.till.day_close, self._on_day_close, self._on_failure)
 
     def _on_day_close(self, totals: DayTotals) -> None:
         self.day_totals = {
