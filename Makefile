@@ -1,27 +1,36 @@
 # One command for the demo, one for the tests; each sets up what it needs.
 #   make demo   server + seed data, card emulator with demo cards, the till app (Xvfb if headless)
 #               (the demo lives in tests/demo/, not in the package; options: make demo ARGS=--script)
-#   make test   lint + the whole test suite (what .ci/run calls)
+#   make test   lint, type check (mypy) + the whole test suite (what .ci/run calls)
 #   make i18n   after changing texts: extract them into hcard/locale/hcard.pot and update the
 #               German and English catalogues; then translate the new entries (README)
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
+# mypy cannot follow pyproject.toml's package-dir mapping (the editable install's import hook):
+# it finds hcard.server, hcard.terminal and hcard.provisioning through these links ([tool.mypy]).
+# Folder links, made once; order-only below, so a folder's new files rebuild nothing.
+MYPY_LINKS := $(addprefix build/mypy/hcard/,server terminal provisioning)
 
 .PHONY: demo test system-packages lint bench i18n
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml | $(MYPY_LINKS)
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -U pip "setuptools>=75"
 	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
+$(MYPY_LINKS):
+	mkdir -p $(@D)
+	ln -sfn ../../../$(@F) $@
+
 system-packages:
 	@bash tests/setup/system-packages.sh
 
-test: $(STAMP) system-packages
+test: $(STAMP) system-packages | $(MYPY_LINKS)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m pytest
 
 demo: $(STAMP) system-packages
