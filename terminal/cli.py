@@ -142,8 +142,18 @@ def cmd_topup(args: argparse.Namespace) -> int:
 
 
 def cmd_void(args: argparse.Namespace) -> int:
+    """A payment is voided at once; a top-up (cash handed back) with its card on the reader,
+    which is written down by the amount (`TerminalTill.void`)."""
     till = _till(args)
     try:
+        if till.needs_card_to_void(args.receipt):
+            print(
+                "Aufladung stornieren: Karte auflegen … / void a top-up: tap the card …",
+                file=sys.stderr,
+                flush=True,
+            )
+            result = till.void(args.receipt)
+            return _print_result(result, "Storno Aufladung / top-up void")
         return _print_result(till.void(args.receipt), "Storno / void")
     finally:
         till.close()
@@ -363,9 +373,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     void = commands.add_parser(
         "void",
-        help="Zahlung stornieren / void a payment",
-        description="Zahlung von heute per Belegnummer stornieren (ohne Karte)"
-        " / void today's payment by receipt number (no card needed)",
+        help="Zahlung oder Aufladung stornieren / void a payment or top-up",
+        description="Zahlung oder Aufladung von heute per Belegnummer stornieren: eine Zahlung"
+        " ohne Karte, eine Aufladung mit ihrer Karte (Bargeld zurück)"
+        " / void today's payment or top-up by receipt number: a payment without the card,"
+        " a top-up with its card (cash back)",
     )
     void.add_argument(
         "receipt", type=int, help="Belegnummer wie angezeigt / receipt number as shown"

@@ -286,10 +286,25 @@ class TerminalTill:
             code=Code.CARD_BLOCKED if blocked else view.purse_code,
         )
 
-    def void(self, receipt_no: int) -> PaymentResult:
-        result = self.payments.void(receipt_no)
+    def void(self, receipt_no: int, card_timeout_s: float = 30) -> PaymentResult:
+        """Void what the till showed under `receipt_no` today: a payment at once, no card
+        (`Payments.void`); a top-up with its card on the reader, which is written down
+        (`Payments.void_topup`). A refusal that needs no card (not found, already voided,
+        too late) comes before waiting for one."""
+        entry = self.payments.voidable(receipt_no)
+        if isinstance(entry, jr.Entry) and entry.record.kind == RecordKind.TOPUP_REQUEST:
+            return self._with_card(
+                card_timeout_s,
+                lambda session, view: self.payments.void_topup(session, view, receipt_no),
+            )
+        result = entry if isinstance(entry, PaymentResult) else self.payments.void(receipt_no)
         self.agent.wake()
         return result
+
+    def needs_card_to_void(self, receipt_no: int) -> bool:
+        """True when `void(receipt_no)` will wait for a card (a top-up of today)."""
+        entry = self.payments.voidable(receipt_no)
+        return isinstance(entry, jr.Entry) and entry.record.kind == RecordKind.TOPUP_REQUEST
 
     def _business_day(self) -> list[jr.Entry]:
         after = self.journal.last_day_close_seq()

@@ -51,8 +51,10 @@ carries `available_cents`, so the front end can offer exactly that.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -81,6 +83,9 @@ from hcard.terminal.states import SHOWN, State
 from hcard.terminal.till import Outcome, PaymentResult, declined
 
 log = logging.getLogger(__name__)
+
+# `meta` key: the purse write of a top-up's void not yet journalled (`Payments.void_topup`)
+PENDING_TOPUP_VOID = "topup_void_pending"
 
 
 class Link:
@@ -401,23 +406,34 @@ class Payments:
             record.seq, body, day=day_of(now_s), created_s=now_s, state=State.CANCELLED
         )
 
+    def voidable(self, receipt_no: int) -> jr.Entry | PaymentResult:
+        """The payment or top-up the till showed under `receipt_no` in the current business
+        day (since the last day close), or the refusal: not found, already voided, too late."""
+        entry = self.journal.by_receipt(receipt_no)
+        # only what the till showed as approved can be voided by the cashier
+        if entry is None or entry.record.kind not in jr.RECEIPT_KINDS or entry.state not in SHOWN:
+            return declined(Code.PAYMENT_NOT_FOUND, offline=not self.link.online)
+        if entry.state == State.VOIDED:
+            return declined(Code.ALREADY_VOIDED, offline=not self.link.online)
+        if entry.record.seq <= self.journal.last_day_close_seq():
+            return declined(Code.VOID_TOO_LATE, offline=not self.link.online)
+        return entry
+
     def void(self, receipt_no: int) -> PaymentResult:
-        """Void a payment of the current business day (since the last day close).
+        """Void a payment of the current business day (since the last day close); no card.
 
         `receipt_no` is the number the till showed (`Journal.by_receipt`), not
         the seq; the void record names the payment by its seq (`voids_seq`).
         The result carries the voided payment's receipt number, which is what
-        the cashier asked for; a void gets no receipt number of its own.
+        the cashier asked for; a void gets no receipt number of its own. A
+        top-up is voided with its card on the reader (`void_topup`).
         """
-        entry = self.journal.by_receipt(receipt_no)
-        # only what the till showed as approved can be voided by the cashier
-        if entry is None or entry.record.kind != RecordKind.PAYMENT or entry.state not in SHOWN:
+        entry = self.voidable(receipt_no)
+        if isinstance(entry, PaymentResult):
+            return entry
+        if entry.record.kind != RecordKind.PAYMENT:
             return declined(Code.PAYMENT_NOT_FOUND, offline=not self.link.online)
-        if entry.state == State.VOIDED:
-            return declined(Code.ALREADY_VOIDED, offline=not self.link.online)
         seq = entry.record.seq
-        if seq <= self.journal.last_day_close_seq():
-            return declined(Code.VOID_TOO_LATE, offline=not self.link.online)
         body = entry.record.body
         now_s = self.clock.now_s()
         record = self.journal.void(
@@ -437,6 +453,133 @@ class Payments:
             offline=body["mode"] == PaymentMode.OFFLINE,
             seq=record.seq,
         )
+
+    def void_topup(self, session: CardSession, tap: CardView, receipt_no: int) -> PaymentResult:
+        """The cashier's void of a top-up of the current business day: the cash goes back to
+        the customer, so the money comes off the card, on the card too.
+
+        The card on the reader must be the top-up's, and the money must still be on it
+        (`_topup_void_purse`: online the server's balance, offline the one an offline
+        payment would use, never above the card's own purse); otherwise it is refused
+        (`PAYMENT_NOT_FOUND` for another card, `INSUFFICIENT_FUNDS` with what is left) and
+        nothing is written. Then the purse is written down by the amount (next counter)
+        and only after that the void record is journalled (fsync), the top-up `voided`,
+        and the result shown: the till never says "voided" for a card that still holds
+        the money, and the server reverses the top-up at sync (docs/protocol.md). A card
+        pulled away during the write is refused `CARD_UNREADABLE` with nothing journalled;
+        the write it attempted is kept in `meta` (`PENDING_TOPUP_VOID`), so when the card
+        comes back holding exactly that purse (the write did land) the void is journalled
+        without writing the card down a second time. (A crash between the write and the
+        journal commit is the same case.)
+        """
+        entry = self.voidable(receipt_no)
+        if isinstance(entry, PaymentResult):
+            return entry
+        record = entry.record
+        if record.kind != RecordKind.TOPUP_REQUEST or tap.card_number != record.body["card"]:
+            # another card than the top-up's: its top-up is not on this card
+            return declined(Code.PAYMENT_NOT_FOUND, offline=not self.link.online)
+        amount_cents = record.body["amount_cents"]
+        pending = self._pending_topup_void()
+        if pending.get("seq") == record.seq and _holds(tap, pending, self.terminal_id):
+            purse_cents = pending["purse_cents"]  # the last try's write landed
+        else:
+            fix = offline.repair(
+                _card_facts(tap), self.journal.card_payments(tap.card_number), self.terminal_id
+            )
+            # never a counter an earlier try may have written (it may have landed)
+            tried = pending.get("counter", 0) if pending.get("card") == tap.card_number else 0
+            counter = max(tap.counter, fix.counter_floor, tried) + 1
+            checked = self._topup_void_purse(tap, amount_cents, fix.refund_cents)
+            if isinstance(checked, PaymentResult):
+                return checked
+            purse_cents = checked
+            self.journal.set_meta(
+                PENDING_TOPUP_VOID,
+                json.dumps(
+                    {
+                        "seq": record.seq,
+                        "card": tap.card_number,
+                        "counter": counter,
+                        "purse_cents": purse_cents,
+                    }
+                ),
+            )
+            try:
+                session.write_purse(Purse(purse_cents, counter, self.terminal_id), self._key)
+            except (HCardError, ValueError) as exc:
+                log.info("card write of the void of seq %s failed (%s)", record.seq, exc)
+                return declined(Code.CARD_UNREADABLE, offline=not self.link.online)
+        now_s = self.clock.now_s()
+        void = self.journal.void(
+            record.seq,
+            {"card": tap.card_number, "voids_seq": record.seq, "amount_cents": amount_cents},
+            day=day_of(now_s),
+            created_s=now_s,
+            state=State.VOIDED,
+        )
+        self.journal.set_meta(PENDING_TOPUP_VOID, "{}")
+        return PaymentResult(
+            outcome=Outcome.APPROVED,
+            code=None,
+            amount_cents=amount_cents,
+            tip_cents=0,
+            balance_cents=purse_cents,
+            receipt_no=receipt_no,
+            offline=not self.link.online,
+            seq=void.seq,
+        )
+
+    def _pending_topup_void(self) -> dict[str, Any]:
+        try:
+            pending = json.loads(self.journal.get_meta(PENDING_TOPUP_VOID) or "{}")
+        except ValueError:
+            return {}
+        return pending if isinstance(pending, dict) else {}
+
+    def _topup_void_purse(
+        self, tap: CardView, amount_cents: int, refund_cents: int
+    ) -> int | PaymentResult:
+        """The purse after taking a top-up's `amount_cents` back off the card, or the refusal.
+
+        What is on the card now: online the server's balance (less this till's unsettled
+        top-ups), at most the card's own purse (with any refund owed), which holds offline
+        payments the server has not seen; offline the balance an offline payment would use
+        (`offline.decide`; a deny-listed card or an untrusted purse is refused with its code).
+        Less than the amount: `INSUFFICIENT_FUNDS` with what is there; the cash was spent.
+        """
+        if self.link.online:
+            try:
+                answer = self.client.card(tap.card_number)
+                balance_cents, blocked = answer["balance_cents"], answer["blocked"]
+                if not isinstance(balance_cents, int) or isinstance(balance_cents, bool):
+                    raise TypeError(f"balance_cents {balance_cents!r}")
+            except (ServerUnreachableError, KeyError, TypeError) as exc:
+                log.info("balance for the void of a top-up failed (%s): offline", exc)
+                self.link.down()
+            except HCardError as exc:
+                return declined(exc.code, offline=False)
+            else:
+                self.link.ok()
+                if blocked:
+                    return declined(Code.CARD_BLOCKED, offline=False)
+                unsettled = self.journal.unsettled_topups_cents(tap.card_number)
+                available = balance_cents - unsettled
+                if tap.purse is not None:
+                    available = min(available, tap.purse.balance_cents + refund_cents)
+                if available < amount_cents:
+                    return declined(
+                        Code.INSUFFICIENT_FUNDS, offline=False, available_cents=available
+                    )
+                return available - amount_cents
+        decision = self.decide_offline(tap, amount_cents, refund_cents)
+        if decision.balance_cents is None:
+            return declined(decision.code or Code.INTERNAL_ERROR, offline=True)
+        if decision.balance_cents < amount_cents:
+            return declined(
+                Code.INSUFFICIENT_FUNDS, offline=True, available_cents=decision.balance_cents
+            )
+        return decision.balance_cents - amount_cents
 
     # ------------------------------------------------------------- recovery
     def recover(self) -> list[int]:
@@ -491,6 +634,16 @@ class Payments:
                 continue
             settled += 1
         return settled
+
+
+def _holds(tap: CardView, written: dict[str, Any], terminal_id: int) -> bool:
+    """Does the card hold exactly the purse this till tried to write (`written`)?"""
+    return (
+        tap.purse is not None
+        and tap.purse.terminal_id == terminal_id
+        and tap.counter == written.get("counter")
+        and tap.purse.balance_cents == written.get("purse_cents")
+    )
 
 
 def _card_facts(tap: CardView) -> CardFacts:

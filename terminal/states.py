@@ -17,7 +17,8 @@ The ways through it:
     offline  approved → final → voided                card written; cashier's void
              approved → cancelled                     card write failed, or a restart
 
-Top-ups take the online ways; only payments are voided by the cashier (`Payments.void`).
+Top-ups take the online ways. The cashier voids a shown payment (`Payments.void`, no card)
+or top-up (`Payments.void_topup`, with its card, written down first): `final → voided`.
 """
 
 from __future__ import annotations

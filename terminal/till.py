@@ -4,11 +4,14 @@ The front ends hold no payment logic: they call a `Till` and show its results.
 This module pins the shapes both sides code against; the core implements
 `Till` (see `hcard.terminal.core`), tests may drive either front end through it.
 
-Blocking calls (`pay`, `topup`, `balance`) wait for a card on the reader for at most
-`card_timeout_s` and must be called off the UI thread; `cancel()` may be called
-from any thread and makes a waiting call return CANCELLED. `void` needs no card:
-the amount goes back to the card's account on the server (the purse on the card
-stays lower, which errs on the safe side).
+Blocking calls (`pay`, `topup`, `balance`, and `void` of a top-up) wait for a card on
+the reader for at most `card_timeout_s` and must be called off the UI thread;
+`cancel()` may be called from any thread and makes a waiting call return CANCELLED.
+`void` of a payment needs no card: the amount goes back to the card's account on the
+server (the purse on the card stays lower, which errs on the safe side). `void` of a
+top-up (the cash handed back) waits for the top-up's card and writes its purse down
+by the amount before the void counts, so the card never keeps money that went back
+as cash; money already spent is not voided (`INSUFFICIENT_FUNDS`).
 `topup` (cash taken at the till onto the card) is online only: without the
 server's answer in time it is declined `server_unreachable` and nothing is
 booked (a late approval is voided by the terminal).
@@ -92,7 +95,7 @@ class TodayEntry:
     card_number: str
     offline: bool
     voided: bool
-    topup: bool = False  # cash loaded onto the card: listed, never voided by the cashier
+    topup: bool = False  # cash loaded onto the card; voided with the card on the reader
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,7 @@ class Till(Protocol):
     ) -> PaymentResult: ...
     def topup(self, amount_cents: int, card_timeout_s: float = 30) -> PaymentResult: ...
     def balance(self, card_timeout_s: float = 30) -> CardInfo: ...
-    def void(self, receipt_no: int) -> PaymentResult: ...
+    def void(self, receipt_no: int, card_timeout_s: float = 30) -> PaymentResult: ...
     def today(self) -> list[TodayEntry]: ...
     def day_close(self) -> DayTotals: ...
     def status(self) -> Status: ...

@@ -55,6 +55,11 @@ Factory.register("ResultSymbol", cls=ResultSymbol)
 Factory.register("TapPrompt", cls=TapPrompt)
 
 
+def _cents(value: object) -> int:
+    """An amount kept in a list row (an int), 0 when there is none."""
+    return value if isinstance(value, int) else 0
+
+
 def mask_card(card_number: str) -> str:
     """Show only the last four digits of a card number on screen."""
     digits = card_number.replace(" ", "")
@@ -568,35 +573,82 @@ class TillApp(App):
             + mask_card(entry.card_number),
             "amount": self.money(entry.amount_cents),
             "flags": ", ".join(flags),
-            # a top-up is listed (it has a receipt number) but never voided at the till
-            "voidable": not entry.voided and not entry.topup,
+            "voidable": not entry.voided,
+            # a top-up is voided with its card on the reader (the cash goes back)
+            "topup": entry.topup,
+            "amount_cents": entry.amount_cents,
         }
 
     def void_pressed(self, receipt_no: int) -> None:
-        self.ask_pin(lambda: self._void(receipt_no))
+        row: dict[str, object] = next(
+            (r for r in self.today_rows if r["receipt_no"] == receipt_no), {}
+        )
+        self.ask_pin(lambda: self._void(receipt_no, bool(row.get("topup")), row))
 
-    def _void(self, receipt_no: int) -> None:
-        self.tap_title = self.tr._("Voiding receipt {number}").format(number=receipt_no)
-        self.tap_amount_text = ""
+    def _void(
+        self, receipt_no: int, topup: bool = False, row: dict[str, object] | None = None
+    ) -> None:
+        if not self._can_start():
+            self.go("amount")
+            return
+        if topup:
+            self.tap_title = self.tr._("Void top-up {number}: please tap the card").format(
+                number=receipt_no
+            )
+            self.tap_amount_text = self.money(_cents((row or {}).get("amount_cents")))
+        else:
+            self.tap_title = self.tr._("Voiding receipt {number}").format(number=receipt_no)
+            self.tap_amount_text = ""
         self.go("tap")
+        timeout_s = self.settings.card_timeout_s
+        asked_cents = _cents((row or {}).get("amount_cents"))
         self._worker.submit(
-            lambda: self._worker.till.void(receipt_no), self._on_void, self._on_failure
+            lambda: self._worker.till.void(receipt_no, card_timeout_s=timeout_s),
+            lambda result: self._on_void(result, topup, asked_cents),
+            self._on_failure,
         )
 
-    def _on_void(self, result: PaymentResult) -> None:
+    def void_reason(self, code: Code | None, topup: bool, available_cents: int | None) -> str:
+        """Why a void was refused, in the cashier's words (a top-up's void needs its card
+        and the money still on it)."""
+        if topup and code == Code.PAYMENT_NOT_FOUND:
+            return self.tr._("This is not the card of this top-up.")
+        if topup and code == Code.INSUFFICIENT_FUNDS:
+            return self.tr._("Already spent: only {amount} left on the card.").format(
+                amount=self.money(max(0, available_cents or 0))
+            )
+        return message(code or Code.INTERNAL_ERROR, self.lang)
+
+    def _on_void(self, result: PaymentResult, topup: bool = False, asked_cents: int = 0) -> None:
+        if result.outcome == Outcome.CANCELLED:  # a top-up's card did not come
+            self.notice = self.tr._("Cancelled: no card.")
+            self.go("amount")
+            return
         approved = result.outcome == Outcome.APPROVED
         self.partial_offer_cents = 0
         self._after_result = "amount"
+        lines = []
+        if result.receipt_no is not None:
+            lines.append(self.tr._("Receipt no. {number}").format(number=result.receipt_no))
+        if approved and topup and result.balance_cents is not None:
+            lines.append(
+                self.tr._("New balance: {amount}").format(amount=self.money(result.balance_cents))
+            )
         self.result = {
             "kind": Outcome.APPROVED if approved else Outcome.DECLINED,
             "title": self.tr._("Voided") if approved else self.tr._("Not voided"),
-            "amount": self.money(result.amount_cents),
-            "details": self.tr._("Receipt no. {number}").format(number=result.receipt_no)
-            if result.receipt_no is not None
-            else "",
-            "reason": "" if approved else message(result.code or Code.INTERNAL_ERROR, self.lang),
+            "amount": self.money(result.amount_cents if approved else asked_cents),
+            "details": "\n".join(lines),
+            "reason": ""
+            if approved
+            else self.void_reason(result.code, topup, result.available_cents),
             "offer": "",
-            "still_to_pay": "",
+            # the cash of a voided top-up goes back to the customer
+            "still_to_pay": self.tr._("Give the cash back: {amount}").format(
+                amount=self.money(result.amount_cents)
+            )
+            if approved and topup
+            else "",
         }
         self.go("result")
         if self.sounds is not None:

@@ -382,3 +382,80 @@ def test_topup_without_the_server_is_declined_in_the_cashiers_words(
     state = app.wait_screen("topup")  # back to the top-up, its amount kept to try again
     assert state["texts"]["amount"] == "10,00\u00a0€"
     assert live_server.staff.card(number)["balance_cents"] == 500
+
+
+def test_topup_is_voided_with_its_card_after_the_pin(
+    live_server, enrolled_terminal, card_emulator, till_app
+):
+    """Cash back for a top-up: manager PIN, then the card, which is written down."""
+    number, image = server_card(live_server, 500)
+    path = card_emulator.present(image)
+    app = till_app(enrolled_terminal)
+    app.press("topup")
+    app.wait_screen("topup")
+    app.type_amount("2000")
+    app.press("load")
+    state = app.wait(lambda s: s["texts"].get("title") == "Aufgeladen", "the top-up")
+    receipt = receipt_no(state["texts"]["details"])
+    app.press("done")
+    app.wait_screen("amount")
+    card_emulator.remove()  # the customer took the card; it comes back for the void
+
+    app.press("today")
+    app.wait(lambda s: s["screen"] == "today" and not s["busy"], "today's list")
+    app.press("void", within={"receipt_no": receipt, "voidable": True})
+    app.wait_screen("pin")
+    app.type_amount("4711")
+    app.press("ok")
+    state = app.wait_screen("tap")
+    assert state["texts"]["title"] == f"Storno Aufladung {receipt}: Karte auflegen"
+    assert state["texts"]["amount"] == "20,00\u00a0€"
+    card_emulator.present(path)
+    state = app.wait(
+        lambda s: s["screen"] == "result" and s["texts"]["title"] == "Storniert", "the void"
+    )
+    texts = state["texts"]
+    assert texts["amount"] == "20,00\u00a0€"
+    assert "Neues Guthaben: 5,00\u00a0€" in texts["details"]
+    assert texts["still_to_pay"] == "Bargeld zurückgeben: 20,00\u00a0€"
+    app.assert_texts_apart(RESULT_TEXTS, below="done", min_gap=6)
+
+    app.press("status")  # sync now: the server takes the top-up back
+    app.wait(lambda s: s["texts"]["status.unsynced"] == "✓ Alles übertragen", "the void to be sent")
+    assert live_server.staff.card(number)["balance_cents"] == 500
+    assert live_server.staff.ledger_check()["ok"]
+    app.press("done")
+    app.press("today")
+    app.wait(lambda s: s["screen"] == "today" and not s["busy"], "today's list")
+    with pytest.raises(AssertionError, match="disabled or hidden"):  # already voided
+        app.press("void", within={"receipt_no": receipt, "voidable": False})
+
+
+def test_topup_void_with_another_card_says_so(
+    live_server, enrolled_terminal, card_emulator, till_app
+):
+    _number, image = server_card(live_server, 500)
+    card_emulator.present(image)
+    app = till_app(enrolled_terminal)
+    app.press("topup")
+    app.wait_screen("topup")
+    app.type_amount("1000")
+    app.press("load")
+    state = app.wait(lambda s: s["texts"].get("title") == "Aufgeladen", "the top-up")
+    receipt = receipt_no(state["texts"]["details"])
+    app.press("done")
+    _other_number, other = server_card(live_server, 500)
+    card_emulator.present(other, name="other")
+    app.press("today")
+    app.wait(lambda s: s["screen"] == "today" and not s["busy"], "today's list")
+    app.press("void", within={"receipt_no": receipt, "voidable": True})
+    app.wait_screen("pin")
+    app.type_amount("4711")
+    app.press("ok")
+    state = app.wait(
+        lambda s: s["screen"] == "result" and s["texts"]["title"] == "Nicht storniert",
+        "the refused void",
+    )
+    assert state["texts"]["reason"] == "Das ist nicht die Karte dieser Aufladung."
+    assert state["texts"]["amount"] == "10,00\u00a0€"  # the top-up's amount, not voided
+    assert state["texts"]["still_to_pay"] == ""  # no cash back

@@ -93,7 +93,8 @@ def test_receipt_numbers_have_no_gaps_when_an_online_try_falls_back_offline(
     voided = till.void(2)  # receipt 2, the 5,00 payment (journal seq 4)
     assert (voided.outcome, voided.amount_cents, voided.receipt_no) == (Outcome.APPROVED, 500, 2)
     assert till.void(2).code == Code.ALREADY_VOIDED
-    assert till.void(4).code == Code.PAYMENT_NOT_FOUND  # a top-up is not voided by the cashier
+    assert till.needs_card_to_void(4)  # a top-up is voided with its card (test_e2e_topup.py)
+    assert not till.needs_card_to_void(1)
     assert till.void(5).code == Code.PAYMENT_NOT_FOUND
 
     today = till.today()
@@ -176,11 +177,20 @@ def test_cli_enrol_pay_balance_void_sync_status_topup_day_close(
     # written to the card: its purse + 10 (the void of 13,50 is not on the card; the server's
     # 60,00 is never written over the card's lower purse, which may hold unsynced payments)
     assert "46,50" in topup.stdout
+    second = _cli(state, "topup", "5,00", "--timeout", "10")
+    assert "Beleg / receipt 3 " in second.stdout, second.stdout + second.stderr
+    back = _cli(state, "void", "3")  # a top-up: with its card, written down
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert "Aufladung stornieren: Karte auflegen" in back.stderr
+    assert "Storno Aufladung / top-up void 5,00\u00a0€ — Beleg / receipt 3 " in back.stdout
+    assert "balance 46,50" in back.stdout  # the card's purse, 5,00 off again
     close = _cli(state, "day-close")
     assert close.returncode == 0
     assert "Tagesabschluss / day close" in close.stdout
-    assert "Belege / receipts 1–2" in close.stdout
+    assert "Belege / receipts 1–3" in close.stdout
+    assert _cli(state, "sync").returncode == 0
     assert live_server.staff.card(number)["balance_cents"] == 6_000
+    assert live_server.staff.ledger_check()["ok"]
     bad = _cli(state, "pay", "zwölf")
     assert bad.returncode == 2
     assert "kein Betrag / not an amount" in bad.stderr
