@@ -38,6 +38,7 @@ from hcard.errors import Code, HCardError
 from hcard.server.context import Context
 from hcard.server.db import counters as counter_rows
 from hcard.server.db import engine as db_engine
+from hcard.server.db import locking
 from hcard.server.db.tables import (
     AnyRow,
     accounts,
@@ -269,6 +270,7 @@ def create_run(
     now_s = ctx.now()
     when = sepa.execution_date(execution_after or local_day(now_s) + dt.timedelta(days=1))
     with db_engine.write(ctx.engine) as conn:
+        locking.settlement(conn)  # two runs at once would both pass the overlap check
         _check_period(conn, period, now_s)
         run_id = conn.execute(
             sa.insert(settlement_runs)
@@ -514,6 +516,7 @@ def cancel_run(ctx: Context, actor: Staff, run_id: int) -> dict[str, object]:
     actor.require(*OFFICE)
     now_s = ctx.now()
     with db_engine.write(ctx.engine) as conn:
+        locking.settlement(conn)
         run = _run(conn, run_id)
         if run.status != RunStatus.CREATED:
             code = Code.RUN_CANCELLED if run.status == RunStatus.CANCELLED else Code.RUN_DOWNLOADED

@@ -16,6 +16,7 @@ import secrets
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -494,3 +495,22 @@ def test_the_command_line_settles_too(town: Town, tmp_path):
     nobody = _settle(town, "cancel", str(run_id), "--user", "nobody")
     assert nobody.returncode != 0
     assert "no such account" in nobody.stderr
+
+
+def test_two_runs_of_one_period_at_once_make_one(town: Town):
+    """Both would pass the overlap check alone; the settlement lock lets exactly one win."""
+    body = {"month": f"{town.month[0]:%Y-%m}"}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        answers = list(
+            pool.map(
+                lambda _: town.server.staff.request("POST", "/v1/settlement/runs", json=body),
+                range(2),
+            )
+        )
+    assert sorted(a.status_code for a in answers) == [200, 409]
+    (refused,) = [a for a in answers if a.status_code == 409]
+    assert refused.json()["code"] == "period_already_settled"
+    with town.engine.connect() as conn:
+        runs = conn.execute(sa.text("SELECT count(*) FROM settlement_runs")).scalar_one()
+    assert runs == 1
+    assert town.server.staff.ledger_check()["ok"]
