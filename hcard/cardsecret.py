@@ -13,14 +13,23 @@ logs and on screens.
 
 from __future__ import annotations
 
+from hcard.i18n import both as _
+
 #: the shortest secret accepted; the card layer refuses shorter ones too
 #: (`hcard.terminal.card.layout.card_password`)
 MIN_BYTES = 16
 
-INVALID = (
-    f"Kartenschreibgeheimnis ungültig (Hex, mindestens {MIN_BYTES} Bytes) / "
-    f"card write secret invalid (hex, at least {MIN_BYTES} bytes)"
-)
+
+def invalid_message() -> str:
+    """German / English: what a refused secret is told (never the text itself)."""
+    return _("card write secret invalid (hex, at least {count} bytes)", count=MIN_BYTES)
+
+
+def __getattr__(name: str) -> str:
+    """`INVALID`, the message as a constant, looked up in the catalogues only when read."""
+    if name == "INVALID":
+        return invalid_message()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def parse(text: str) -> bytes:
@@ -30,7 +39,7 @@ def parse(text: str) -> bytes:
     try:
         secret = bytes.fromhex(text.strip())
     except ValueError:
-        raise ValueError(INVALID) from None
+        raise ValueError(invalid_message()) from None
     if len(secret) < MIN_BYTES:
-        raise ValueError(INVALID)
+        raise ValueError(invalid_message())
     return secret

@@ -15,6 +15,11 @@ Fields are filled in with `str.format` after the lookup, in each language: the m
 its `{placeholders}` (`_("logged in as {user}", user=name)`), and a field that is itself a
 marked text (`N_`) is translated into the same language.
 
+Babel's extractor finds a text only as the literal argument of `_`, `N_` or `ngettext`, not
+inside an f-string (Python 3.11) nor nested in another such call, and not as an argument of
+`text`, `pair` or `both` called by those names: hand those a marked text or a variable.
+tests/test_core_i18n.py reads the sources with Python's own parser and names any it misses.
+
 Only the `.po` files are in git (`*.mo` is ignored). A catalogue is compiled once per process,
 at its first use, with Babel's `read_po`/`write_mo` in memory (a few milliseconds): a git
 checkout, a wheel and the Pi run from the same source and there is no build step to forget.

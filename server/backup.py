@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from hcard.i18n import both as _
+
 PREFIX = "hcard-"
 SQLITE_SUFFIX = ".sqlite3"
 POSTGRES_SUFFIX = ".pgdump"
@@ -68,16 +70,16 @@ def sqlite_path(url: str) -> Path:
         return Path(url)
     scheme, rest = url.split("://", 1)
     if not scheme.startswith("sqlite"):
-        raise BackupError(f"keine SQLite-URL / not an SQLite URL: {scheme}")
+        raise BackupError(_("not an SQLite URL") + f": {scheme}")
     if not rest.startswith("/"):
-        raise BackupError("SQLite-URL ohne Datei / SQLite URL without a file")
+        raise BackupError(_("SQLite URL without a file"))
     return Path(rest[1:].split("?", 1)[0])
 
 
 def backup_sqlite(database: Path, dest: Path, now: datetime | None = None) -> Path:
     """Copy `database` with the online backup API into `dest`; return the new file."""
     if not database.is_file():
-        raise BackupError(f"Datenbank nicht gefunden / database not found: {database}")
+        raise BackupError(_("database not found") + f": {database}")
     dest.mkdir(parents=True, exist_ok=True, mode=0o700)
     final = dest / f"{PREFIX}{_stamp(now)}{SQLITE_SUFFIX}"
     tmp = final.with_name(final.name + ".part")
@@ -98,7 +100,7 @@ def backup_sqlite(database: Path, dest: Path, now: datetime | None = None) -> Pa
         source.close()
     if verdict != "ok":
         tmp.unlink(missing_ok=True)
-        raise BackupError(f"Sicherung beschädigt / backup corrupt: {verdict}")
+        raise BackupError(_("backup corrupt") + f": {verdict}")
     return _finish(tmp, final)
 
 
@@ -108,12 +110,12 @@ def _libpq_url(url: str) -> tuple[str, dict[str, str]]:
     parts = urlsplit(url)
     scheme = parts.scheme.split("+", 1)[0]
     if scheme not in {"postgresql", "postgres"}:
-        raise BackupError(f"keine PostgreSQL-URL / not a PostgreSQL URL: {parts.scheme}")
+        raise BackupError(_("not a PostgreSQL URL") + f": {parts.scheme}")
     env: dict[str, str] = {}
     netloc = parts.netloc
     if "@" in netloc:
         userinfo, hostport = netloc.rsplit("@", 1)
-        user, _, password = userinfo.partition(":")
+        user, _colon, password = userinfo.partition(":")
         if password:
             env["PGPASSWORD"] = unquote(password)
         netloc = f"{user}@{hostport}" if user else hostport
@@ -126,7 +128,7 @@ def backup_postgres(
     """`pg_dump --format=custom` of the database at `url` into `dest`."""
     uri, extra_env = _libpq_url(url)
     if shutil.which(pg_dump) is None:
-        raise BackupError(f"pg_dump nicht gefunden / pg_dump not found: {pg_dump}")
+        raise BackupError(_("pg_dump not found") + f": {pg_dump}")
     dest.mkdir(parents=True, exist_ok=True, mode=0o700)
     final = dest / f"{PREFIX}{_stamp(now)}{POSTGRES_SUFFIX}"
     tmp = final.with_name(final.name + ".part")
@@ -139,14 +141,14 @@ def backup_postgres(
     )
     if done.returncode != 0:
         tmp.unlink(missing_ok=True)
-        raise BackupError(f"pg_dump fehlgeschlagen / failed: {done.stderr.strip()}")
+        raise BackupError(_("pg_dump failed") + f": {done.stderr.strip()}")
     return _finish(tmp, final)
 
 
 def prune(dest: Path, keep: int) -> list[Path]:
     """Remove all but the `keep` newest backups (names sort by time); return the removed."""
     if keep < 1:
-        raise BackupError("mindestens eine Generation behalten / keep at least one generation")
+        raise BackupError(_("keep at least one generation"))
     backups = sorted(
         p
         for p in dest.glob(f"{PREFIX}*")

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from hcard import cardsecret
+from hcard.i18n import both as _
 from hcard.server.settings import Settings
 
 FILE_NAME = "card-write-secret.hex"
@@ -56,8 +57,7 @@ def install(settings: Settings, source: Path) -> Path:
         secret = parse(raw.decode("ascii", "replace"))
     except OSError as exc:
         raise CardSecretError(
-            f"Kartenschreibgeheimnis nicht lesbar / card write secret not readable: {source} "
-            f"({type(exc).__name__})"
+            _("card write secret not readable") + f": {source} ({type(exc).__name__})"
         ) from None
     target = path(settings)
     installed = load(settings)
@@ -65,8 +65,7 @@ def install(settings: Settings, source: Path) -> Path:
         if hmac.compare_digest(installed, secret):
             return target
         raise CardSecretError(
-            f"{target} enthält ein anderes Kartenschreibgeheimnis, es wird nie ersetzt / "
-            "holds a different card write secret, it is never replaced"
+            _("{file} holds a different card write secret, it is never replaced", file=target)
         )
     target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -86,7 +85,6 @@ def load(settings: Settings) -> str | None:
         return None
     if mode & 0o077:
         raise CardSecretError(
-            f"{target} hat Modus {mode:o}, erlaubt ist nur 0600 / has mode {mode:o}; "
-            "a secret must be 0600"
+            _("{file} has mode {mode}; a secret must be 0600", file=target, mode=f"{mode:o}")
         )
     return parse(target.read_bytes().decode("ascii", "replace"))

@@ -11,7 +11,8 @@ The data dir holds the SQLite database (unless `--database-url` /
 (`issuer.key`, mode 0600). The first admin's password comes from
 `--admin-password`, `HCARD_ADMIN_PASSWORD`, or a prompt; never from a log. An `HCARD_*`
 variable with a value it cannot have (`server/settings.py`) stops every command with one
-German / English line naming it, exit status 2.
+German / English line naming it, exit status 2. Every text comes from the project's catalogues
+(`hcard.i18n`; `_` is `both`, "German / English").
 
 There is no demo command: a server with fixed demo passwords is no part of an installed
 server. The throwaway demo server is `make demo` beside the tests
@@ -29,6 +30,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
+from hcard.i18n import both as _
 from hcard.server import backup, card_secret, settle_cli
 from hcard.server.context import Context
 from hcard.server.services import ledger, users
@@ -46,8 +48,7 @@ def _open(args: argparse.Namespace) -> Context:
     settings = _settings(args)
     if not settings.issuer_key_path.exists():
         raise SystemExit(
-            f"Kein Ausstellerschlüssel in {settings.data_dir}: zuerst `hcard-server init`. / "
-            f"No issuer key in {settings.data_dir}: run `hcard-server init` first."
+            _("No issuer key in {folder}: run `hcard-server init` first.", folder=settings.data_dir)
         )
     return Context.open(settings)
 
@@ -57,10 +58,8 @@ def _admin_password(args: argparse.Namespace) -> str:
     if password:
         return password
     if not sys.stdin.isatty():
-        raise SystemExit(
-            "Passwort fehlt / password missing: --admin-password or HCARD_ADMIN_PASSWORD"
-        )
-    return getpass.getpass("Passwort für den ersten Admin / first admin's password: ")
+        raise SystemExit(_("password missing") + ": --admin-password, HCARD_ADMIN_PASSWORD")
+    return getpass.getpass(_("first admin's password") + ": ")
 
 
 def init(
@@ -117,7 +116,7 @@ def run_backup(settings: Settings, dest: Path | None, keep: int) -> int:
     try:
         made = backup.backup(settings.database_url, dest, keep)
     except (backup.BackupError, sqlite3.Error, OSError) as exc:
-        print(f"Sicherung fehlgeschlagen / backup failed: {exc}", file=sys.stderr)
+        print(_("backup failed") + f": {exc}", file=sys.stderr)
         return 1
     print(made)
     return 0
@@ -129,57 +128,60 @@ def _keep(text: str) -> int:
     except ValueError:
         keep = 0
     if keep < 1:
-        raise argparse.ArgumentTypeError(
-            f"mindestens 1 Generation / at least 1 generation: {text!r}"
-        )
+        raise argparse.ArgumentTypeError(_("at least 1 generation") + f": {text!r}")
     return keep
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hcard-server", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="hcard-server",
+        description=_("the Hattingen Card server: database, issuer key, HTTP API, ledger check"),
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--data-dir", help="folder for database and issuer key (HCARD_DATA_DIR)")
-        p.add_argument("--database-url", help="SQLAlchemy URL (HCARD_DATABASE_URL)")
+        p.add_argument(
+            "--data-dir", help=_("folder for the database and the issuer key") + " (HCARD_DATA_DIR)"
+        )
+        p.add_argument("--database-url", help=_("SQLAlchemy URL") + " (HCARD_DATABASE_URL)")
 
-    p_init = sub.add_parser("init", help="create database, issuer key and first admin")
+    p_init = sub.add_parser(
+        "init", help=_("create the database, the issuer key and the first admin")
+    )
     common(p_init)
-    p_init.add_argument("--admin-user", default="admin")
-    p_init.add_argument("--admin-password")
+    p_init.add_argument("--admin-user", default="admin", help=_("the first admin's user name"))
+    p_init.add_argument(
+        "--admin-password", help=_("the first admin's password") + " (HCARD_ADMIN_PASSWORD)"
+    )
     p_init.add_argument(
         "--card-secret-file",
         type=Path,
-        help=(
-            "Kartenschreibgeheimnis (von `hcard-provision cards new-secret`) übernehmen, die "
-            "Kassen bekommen es bei der Anmeldung; - liest die Standardeingabe / keep the card "
-            "write secret; tills get it at enrolment; - reads standard input"
+        help=_(
+            "keep the card write secret (from `hcard-provision cards new-secret`); tills get it "
+            "at enrolment; - reads standard input"
         ),
     )
-    p_serve = sub.add_parser("serve", help="run the HTTP server")
+    p_serve = sub.add_parser("serve", help=_("run the HTTP server"))
     common(p_serve)
-    p_serve.add_argument("--host", default="127.0.0.1")
-    p_serve.add_argument("--port", type=int, default=8000)
-    p_serve.add_argument("--ready-file", type=Path, help="write the bound port here")
-    p_ledger = sub.add_parser("ledger", help="ledger tools")
+    p_serve.add_argument("--host", default="127.0.0.1", help=_("listen address"))
+    p_serve.add_argument("--port", type=int, default=8000, help=_("port (0: any free one)"))
+    p_serve.add_argument("--ready-file", type=Path, help=_("write the bound port here"))
+    p_ledger = sub.add_parser("ledger", help=_("ledger tools"))
     p_ledger_sub = p_ledger.add_subparsers(dest="ledger_command", required=True)
-    p_check = p_ledger_sub.add_parser("check", help="prove the ledger's invariants")
+    p_check = p_ledger_sub.add_parser("check", help=_("prove the ledger's invariants"))
     common(p_check)
-    p_backup = sub.add_parser(
-        "backup",
-        help="Datenbank im laufenden Betrieb sichern / back the database up while it runs",
-    )
+    p_backup = sub.add_parser("backup", help=_("back the database up while it runs"))
     common(p_backup)
     p_backup.add_argument(
         "--dest",
         type=Path,
-        help="Zielordner (HCARD_BACKUP_DIR, sonst <data-dir>/backups) / folder for the backups",
+        help=_("folder for the backups (HCARD_BACKUP_DIR, else <data-dir>/backups)"),
     )
     p_backup.add_argument(
         "--keep",
         type=_keep,
         default=os.environ.get("HCARD_BACKUP_KEEP", str(backup.DEFAULT_KEEP)),
-        help=f"Generationen behalten (HCARD_BACKUP_KEEP, {backup.DEFAULT_KEEP}) / generations kept",
+        help=_("generations kept (HCARD_BACKUP_KEEP, {keep})", keep=backup.DEFAULT_KEEP),
     )
     settle_cli.add_parser(sub, common)
     args = parser.parse_args(argv)

@@ -36,6 +36,8 @@ import limits
 from pydantic import AfterValidator, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hcard.i18n import N_, Text
+from hcard.i18n import both as _
 from hcard.server.settlement.exports import DatevAccounts
 from hcard.server.settlement.sepa import Address, Debtor, iban_ok
 from hcard.server.throttle import ThrottleLimits
@@ -181,24 +183,24 @@ _DEFAULT_SETTINGS = Settings(data_dir=DEFAULT_DATA_DIR, database_url="")
 _DEFAULT_THROTTLE = ThrottleLimits()
 _DEFAULT_SETTLEMENT = SettlementSettings()
 
-#: what each variable must hold, German / English (the message of a refused value)
-_EXPECTED: dict[str, tuple[str, str]] = {
-    "limit_per_payment_cents": ("eine ganze Zahl ab 0 (Cent)", "a whole number from 0 (cents)"),
-    "limit_per_card_day_cents": ("eine ganze Zahl ab 0 (Cent)", "a whole number from 0 (cents)"),
-    "limit_consecutive_offline": ("eine ganze Zahl ab 0", "a whole number from 0"),
-    "enrolment_ttl_s": ("eine ganze Zahl ab 0 (Sekunden)", "a whole number from 0 (seconds)"),
-    "vat_bp": ("Basispunkte 0 bis 10000", "basis points 0 to 10000"),
-    "minimum_payout_cents": ("eine ganze Zahl ab 0 (Cent)", "a whole number from 0 (cents)"),
-    "max_per_file": ("eine ganze Zahl ab 1", "a whole number from 1"),
-    "operator_iban": ("eine gültige IBAN", "a valid IBAN"),
+#: what each variable must hold (the message of a refused value, in both languages)
+_EXPECTED: dict[str, Text] = {
+    "limit_per_payment_cents": N_("a whole number from 0 (cents)"),
+    "limit_per_card_day_cents": N_("a whole number from 0 (cents)"),
+    "limit_consecutive_offline": N_("a whole number from 0"),
+    "enrolment_ttl_s": N_("a whole number from 0 (seconds)"),
+    "vat_bp": N_("basis points 0 to 10000"),
+    "minimum_payout_cents": N_("a whole number from 0 (cents)"),
+    "max_per_file": N_("a whole number from 1"),
+    "operator_iban": N_("a valid IBAN"),
     **{
-        f"throttle_{name}": (
-            "eine Grenze wie „10 per 10 minutes“",
-            "a limit such as '10 per 10 minutes'",
-        )
+        f"throttle_{name}": N_("a limit such as '10 per 10 minutes'")
         for name in vars(_DEFAULT_THROTTLE)
     },
 }
+
+
+_ANY_VALUE = N_("a valid value")
 
 
 class _Environment(BaseSettings):
@@ -246,9 +248,12 @@ def _explain(error: ValidationError) -> str:
         name = str(problem["loc"][0]) if problem["loc"] else "?"
         variable = f"{ENV_PREFIX}{name.upper()}"
         value = str(problem.get("input", ""))[:60]
-        german, english = _EXPECTED.get(name, ("ein gültiger Wert", "a valid value"))
         lines.append(
-            f"Einstellung {variable}={value!r} ungültig: erwartet {german}. / "
-            f"Setting {variable}={value!r} is invalid: expected {english}."
+            _(
+                "Setting {variable}={value!r} is invalid: expected {expected}.",
+                variable=variable,
+                value=value,
+                expected=_EXPECTED.get(name, _ANY_VALUE),
+            )
         )
     return "\n".join(lines)
