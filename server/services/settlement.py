@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+import multiprocessing
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -69,6 +70,7 @@ from hcard.server.vocabulary import (
 )
 
 LOCAL = ZoneInfo("Europe/Berlin")
+_SPAWN = multiprocessing.get_context("spawn")
 
 
 # --- periods ---------------------------------------------------------------------------
@@ -724,7 +726,9 @@ def make_statements(
         ).all()
         work = [(line.id, statement_data(conn, ctx, line)) for line in missing]
     done = 0
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # spawned, not forked: a fork of the threaded server can inherit a lock held by another
+    # thread and hang for ever (and with it the server's shutdown)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_SPAWN) as pool:
         for (line_id, _data), pdf in zip(
             work, pool.map(statements.render_pdf, [data for _, data in work]), strict=True
         ):
