@@ -35,6 +35,7 @@ from hcard.server.db.tables import users
 from hcard.server.services import bank, settlement
 from hcard.server.services.users import Staff
 from hcard.server.settlement import sepa
+from hcard.server.vocabulary import Role
 
 
 def add_parser(
@@ -148,7 +149,7 @@ def _run(ctx: Context, args: argparse.Namespace) -> int:
         _print(report)
         return 0 if report["ok"] else 1
     if name in ("list", "show"):
-        office = Staff(user_id=0, username="system", role="admin", merchant_id=None)
+        office = Staff(user_id=0, username="system", role=Role.ADMIN, merchant_id=None)
         _print(
             settlement.list_runs(ctx, office)
             if name == "list"

@@ -72,17 +72,23 @@ class DatevAccounts:
 
 def _pairs(postings: Sequence[Posting]) -> list[tuple[str, str, int]]:
     """(debit account, credit account, cents) lines that together make the booking."""
-    debits = [[p.account_key, -p.amount_cents] for p in postings if p.amount_cents < 0]
-    credits = [[p.account_key, p.amount_cents] for p in postings if p.amount_cents > 0]
+    debits = [(p.account_key, -p.amount_cents) for p in postings if p.amount_cents < 0]
+    credits = [(p.account_key, p.amount_cents) for p in postings if p.amount_cents > 0]
     lines: list[tuple[str, str, int]] = []
     d = c = 0
+    debit_left = debits[0][1] if debits else 0
+    credit_left = credits[0][1] if credits else 0
     while d < len(debits) and c < len(credits):
-        amount = min(int(debits[d][1]), int(credits[c][1]))
-        lines.append((str(debits[d][0]), str(credits[c][0]), amount))
-        debits[d][1] = int(debits[d][1]) - amount
-        credits[c][1] = int(credits[c][1]) - amount
-        d += debits[d][1] == 0
-        c += credits[c][1] == 0
+        amount = min(debit_left, credit_left)
+        lines.append((debits[d][0], credits[c][0], amount))
+        debit_left -= amount
+        credit_left -= amount
+        if debit_left == 0:
+            d += 1
+            debit_left = debits[d][1] if d < len(debits) else 0
+        if credit_left == 0:
+            c += 1
+            credit_left = credits[c][1] if c < len(credits) else 0
     return lines
 
 
