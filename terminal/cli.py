@@ -255,6 +255,13 @@ def cmd_day_close(args: argparse.Namespace) -> int:
         f" {format_cents(totals.void_sum_cents)}, offline {totals.offline_count},"
         f" nicht synchronisiert / unsynced {totals.unsynced_count}{receipts}"
     )
+    # the cash taken for top-ups is the operator's: apart from the sales
+    print(
+        f"  {totals.topup_count} Aufladungen / top-ups {format_cents(totals.topup_sum_cents)},"
+        f" {totals.topup_void_count} stornierte Aufladungen / voided top-ups"
+        f" {format_cents(totals.topup_void_sum_cents)}, Bargeld für den Betreiber"
+        f" / cash for the operator {format_cents(totals.operator_cash_cents)}"
+    )
     return EXIT_OK
 
 

@@ -342,9 +342,11 @@ class TerminalTill:
     def day_close(self) -> DayTotals:
         """Journal the day's totals (a `day_close` record) and start a new business day.
 
-        The totals count payments (top-ups are not sales); the receipt numbers of
-        the day (payments and top-ups) come with the answer, for the screen and the
-        printed receipt, but not into the record.
+        The record's totals count payments (top-ups are not sales; its body is fixed).
+        The top-ups (their cash, voided ones apart: what the merchant holds for the
+        operator) and the day's receipt numbers (payments and top-ups) come with the
+        answer from the journal, for the screen, the CLI and the printed receipt, but
+        not into the record.
         """
         entries = self.today()
         totals = self._totals(entries)
@@ -354,11 +356,17 @@ class TerminalTill:
         )
         self.agent.wake()
         numbers = [e.receipt_no for e in entries]
+        topups = [e for e in entries if e.topup]
+        voided = [e for e in topups if e.voided]
         return DayTotals(
             **totals,
             unsynced_count=self.journal.unsent_count(),
             first_receipt_no=min(numbers) if numbers else None,
             last_receipt_no=max(numbers) if numbers else None,
+            topup_count=len(topups),
+            topup_sum_cents=sum(e.amount_cents for e in topups),
+            topup_void_count=len(voided),
+            topup_void_sum_cents=sum(e.amount_cents for e in voided),
         )
 
     def status(self) -> Status:

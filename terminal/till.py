@@ -100,15 +100,30 @@ class TodayEntry:
 
 @dataclass(frozen=True)
 class DayTotals:
-    count: int
+    """A business day's totals. Payments (`count` … `offline_count`) are what the signed
+    `day_close` record holds; the top-ups come from the journal only (the record's body is
+    fixed, docs/protocol.md)."""
+
+    count: int  # payments shown as approved, voided ones included
     sum_cents: int
-    void_count: int
+    void_count: int  # of those, voided
     void_sum_cents: int
     offline_count: int
     unsynced_count: int
     # the business day's receipt numbers (payments and top-ups), None without any
     first_receipt_no: int | None = None
     last_receipt_no: int | None = None
+    # cash taken for top-ups (voided ones included), and of those the voided ones (cash back)
+    topup_count: int = 0
+    topup_sum_cents: int = 0
+    topup_void_count: int = 0
+    topup_void_sum_cents: int = 0
+
+    @property
+    def operator_cash_cents(self) -> int:
+        """The cash the merchant holds for the operator: top-ups less voided top-ups (it
+        comes off the merchant's payout at settlement)."""
+        return self.topup_sum_cents - self.topup_void_sum_cents
 
 
 @dataclass(frozen=True)

@@ -679,6 +679,10 @@ class TillApp(App):
             "voids": f"{totals.void_count}  ({self.money(totals.void_sum_cents)})",
             "offline": str(totals.offline_count),
             "unsynced": str(totals.unsynced_count),
+            "topups": f"{totals.topup_count}  ({self.money(totals.topup_sum_cents)})",
+            "topup_voids": f"{totals.topup_void_count}"
+            f"  ({self.money(totals.topup_void_sum_cents)})",
+            "operator_cash": self.money(totals.operator_cash_cents),
             "printed": self.tr._("Printing…")
             if self.settings.printer
             else self.tr._("No printer set up: receipt not printed."),

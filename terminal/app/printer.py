@@ -92,6 +92,14 @@ def day_close_lines(
         row(_("Voids"), str(totals.void_count)),
         row(_("Voided amount"), money(totals.void_sum_cents)),
         row(_("Offline payments"), str(totals.offline_count)),
+        "-" * RECEIPT_WIDTH,
+        # the cash taken for top-ups is the operator's: apart from the sales
+        row(_("Top-ups"), str(totals.topup_count)),
+        row(_("Top-up total"), money(totals.topup_sum_cents)),
+        row(_("Voided top-ups"), str(totals.topup_void_count)),
+        row(_("Voided top-up amount"), money(totals.topup_void_sum_cents)),
+        row(_("Cash for the operator"), money(totals.operator_cash_cents)),
+        "-" * RECEIPT_WIDTH,
         row(_("Not yet synced"), str(totals.unsynced_count)),
         "-" * RECEIPT_WIDTH,
     ]

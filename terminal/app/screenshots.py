@@ -133,7 +133,7 @@ def scenes(app):
         app._pin_key("2")
 
     def dayclose():
-        app._on_day_close(DayTotals(38, 61230, 1, 2390, 5, 4, 7, 45))
+        app._on_day_close(DayTotals(38, 61230, 1, 2390, 5, 4, 7, 45, 3, 6000, 1, 2000))
         app.go("dayclose")
 
     def settings_screen():

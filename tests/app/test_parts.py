@@ -134,6 +134,10 @@ TOTALS = DayTotals(
     unsynced_count=4,
     first_receipt_no=1007,
     last_receipt_no=1045,
+    topup_count=3,
+    topup_sum_cents=600_000,
+    topup_void_count=1,
+    topup_void_sum_cents=2_000,
 )
 
 
@@ -142,6 +146,34 @@ def test_day_close_receipt_fits_a_58mm_roll():
     assert all(len(line) <= printer.RECEIPT_WIDTH for line in lines)
     assert any(line.startswith("Total") and line.endswith("612,30 €") for line in lines)
     assert any(line.startswith("Receipts") and line.endswith(" 1007-1045") for line in lines)
+
+
+@pytest.mark.parametrize("language", ["de", "en"])
+def test_day_close_receipt_lists_topups_apart_with_the_operators_cash(language):
+    from hcard.terminal.app.i18n import Translator
+
+    lines = printer.day_close_lines(TOTALS, "Café", Translator(language)._, language)
+    assert all(len(line) <= printer.RECEIPT_WIDTH for line in lines), lines
+    expected = {
+        "de": [
+            "Aufladungen                    3",
+            "Summe Aufladungen     6.000,00 €",
+            "Stornierte Aufladungen         1",
+            "Storno Aufladungen       20,00 €",
+            "Bargeld für Betreiber 5.980,00 €",
+        ],
+        "en": [
+            "Top-ups                        3",
+            "Top-up total           €6,000.00",
+            "Voided top-ups                 1",
+            "Voided top-up amount      €20.00",
+            "Cash for the operator  €5,980.00",
+        ],
+    }[language]
+    start = lines.index(expected[0])
+    assert lines[start : start + 5] == expected, lines
+    # the payments' block comes first, apart
+    assert lines.index(next(x for x in lines if x.startswith(("Zahlungen", "Payments")))) < start
 
 
 def test_receipt_reaches_a_network_printer():

@@ -210,6 +210,13 @@ def test_day_close_shows_totals_and_prints_them(
         app.wait_screen("result")
         app.press("done")
         app.wait_screen("amount")
+    app.press("topup")  # cash for the operator, apart from the sales
+    app.wait_screen("topup")
+    app.type_amount("2000")
+    app.press("load")
+    app.wait(lambda s: s["texts"].get("title") == "Aufgeladen", "the top-up")
+    app.press("done")
+    app.wait_screen("amount")
 
     app.press("dayclose")
     app.wait_screen("dayclose")
@@ -219,11 +226,17 @@ def test_day_close_shows_totals_and_prints_them(
     )
     texts = state["texts"]
     assert (texts["count"], texts["sum"], texts["offline"]) == ("2", "17,30\u00a0€", "0")
-    assert texts["receipts"] == "1 – 2"
+    assert texts["receipts"] == "1 – 3"
+    assert (texts["topups"], texts["topup_voids"]) == ("1  (20,00\u00a0€)", "0  (0,00\u00a0€)")
+    assert texts["operator_cash"] == "20,00\u00a0€"
+    # 800x480: the top-up block's figures inside their places, apart, above the message
+    app.assert_texts_apart(["topups", "topup_voids", "operator_cash"], below="printed", min_gap=4)
     receipt = printer_file.read_bytes()
     assert b"Tagesabschluss" in receipt
-    assert b"1-2" in receipt
+    assert b"1-3" in receipt
     assert b"17,30" in receipt
+    assert b"Aufladungen" in receipt
+    assert b"Bargeld f" in receipt  # the printer's code page spells the "ü"
     assert receipt.endswith(b"\x1dV\x00")  # ESC/POS full cut
 
 

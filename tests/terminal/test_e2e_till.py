@@ -188,6 +188,10 @@ def test_cli_enrol_pay_balance_void_sync_status_topup_day_close(
     assert close.returncode == 0
     assert "Tagesabschluss / day close" in close.stdout
     assert "Belege / receipts 1–3" in close.stdout
+    # top-ups apart: two (15,00), one voided (5,00), the merchant holds 10,00 for the operator
+    assert "2 Aufladungen / top-ups 15,00\u00a0€" in close.stdout, close.stdout
+    assert "1 stornierte Aufladungen / voided top-ups 5,00\u00a0€" in close.stdout
+    assert "Bargeld für den Betreiber / cash for the operator 10,00\u00a0€" in close.stdout
     assert _cli(state, "sync").returncode == 0
     assert live_server.staff.card(number)["balance_cents"] == 6_000
     assert live_server.staff.ledger_check()["ok"]
@@ -202,3 +206,46 @@ def test_cli_enrol_pay_balance_void_sync_status_topup_day_close(
     damaged = _cli(state, "status")
     assert damaged.returncode == 3
     assert "'seq': 2" in damaged.stderr
+
+
+def test_day_close_lists_payments_voids_and_topups_with_the_operators_cash(
+    live_server, card_emulator, enrolled_terminal
+):
+    """Payments, voids and top-ups apart; the cash the merchant holds for the operator is the
+    top-ups' cash less voided top-ups. The signed record keeps its fixed body (payments)."""
+    number, image = server_card(live_server, 5_000)
+    card_emulator.present(image)
+    till = enrolled_terminal.till()
+    till.sync_now()
+    paid = till.pay(1_000, card_timeout_s=10)
+    small = till.pay(300, card_timeout_s=10)
+    assert till.void(small.receipt_no).outcome == Outcome.APPROVED
+    first = till.topup(2_000, card_timeout_s=10)
+    second = till.topup(500, card_timeout_s=10)
+    assert first.outcome == second.outcome == paid.outcome == Outcome.APPROVED
+    assert till.void(second.receipt_no, card_timeout_s=10).outcome == Outcome.APPROVED
+
+    totals = till.day_close()
+    assert (totals.count, totals.sum_cents, totals.void_count, totals.void_sum_cents) == (
+        2,
+        1_300,
+        1,
+        300,
+    )
+    assert (totals.topup_count, totals.topup_sum_cents) == (2, 2_500)
+    assert (totals.topup_void_count, totals.topup_void_sum_cents) == (1, 500)
+    assert totals.operator_cash_cents == 2_000
+    assert (totals.first_receipt_no, totals.last_receipt_no) == (1, 4)
+    (close,) = [e for e in till.journal.entries() if e.record.kind == "day_close"]
+    assert close.record.body == {
+        "count": 2,
+        "sum_cents": 1_300,
+        "void_count": 1,
+        "void_sum_cents": 300,
+        "offline_count": 0,
+    }
+    empty = till.day_close()  # the next business day starts empty
+    assert (empty.topup_count, empty.operator_cash_cents) == (0, 0)
+    till.sync_now()
+    assert live_server.staff.card(number)["balance_cents"] == 5_000 - 1_000 + 2_000
+    assert live_server.staff.ledger_check()["ok"]
