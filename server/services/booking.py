@@ -197,11 +197,12 @@ def settlement(
     return Txn(TxnKind.SETTLEMENT, moving, label=label, user_id=user_id)
 
 
-def reverse(entries: list[Posting], *, label: str, user_id: int) -> Txn:
-    """The exact reverse of a settlement (a cancelled run): every posting negated."""
+def reverse(entries: list[tuple[int, int]], *, label: str, user_id: int) -> Txn:
+    """The exact reverse of a settlement (a cancelled run): every (account, cents) of it
+    negated."""
     return Txn(
         TxnKind.SETTLEMENT,
-        [Posting(e.account_id, -e.amount_cents) for e in entries],
+        [Posting(account_id, -amount_cents) for account_id, amount_cents in entries],
         label=label,
         user_id=user_id,
     )

@@ -530,7 +530,7 @@ def cancel_run(ctx: Context, actor: Staff, run_id: int) -> dict[str, object]:
         ).scalars()
         reversals = [
             booking.reverse(
-                [ledger.Posting(p.account_id, p.amount_cents) for p in entries],
+                [(p.account_id, p.amount_cents) for p in entries],
                 label=f"Storno Abrechnung {run.first_day} – {run.last_day}",
                 user_id=actor.user_id,
             )
@@ -837,7 +837,7 @@ def _bookings(conn: sa.Connection, period: Period) -> list[exports.Booking]:
                 created_s=first.created_s,
                 kind=first.kind,
                 label=first.label,
-                postings=[exports.Posting(e.key, int(e.amount_cents)) for e in entries],
+                postings=[exports.Entry(e.key, int(e.amount_cents)) for e in entries],
                 terminal_id=first.terminal_id,
                 seq=first.seq,
                 user=first.username,

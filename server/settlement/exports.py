@@ -26,7 +26,7 @@ LOCAL = ZoneInfo("Europe/Berlin")
 
 
 @dataclass(frozen=True)
-class Posting:
+class Entry:
     account_key: str  # `card:<number>`, `merchant:<id>`, or a system account's kind
     amount_cents: int
 
@@ -37,7 +37,7 @@ class Booking:
     created_s: float
     kind: str
     label: str
-    postings: Sequence[Posting]
+    postings: Sequence[Entry]
     terminal_id: int | None = None
     seq: int | None = None
     user: str | None = None
@@ -70,7 +70,7 @@ class DatevAccounts:
         return int(getattr(self, kind))
 
 
-def _pairs(postings: Sequence[Posting]) -> list[tuple[str, str, int]]:
+def _pairs(postings: Sequence[Entry]) -> list[tuple[str, str, int]]:
     """(debit account, credit account, cents) lines that together make the booking."""
     debits = [(p.account_key, -p.amount_cents) for p in postings if p.amount_cents < 0]
     credits = [(p.account_key, p.amount_cents) for p in postings if p.amount_cents > 0]

@@ -294,9 +294,9 @@ BOOKINGS = [
         "settlement",
         "Abrechnung 11/2026",
         [
-            exports.Posting("merchant:3", -11_000),
-            exports.Posting("fees", 1_000),
-            exports.Posting("in_transit", 10_000),
+            exports.Entry("merchant:3", -11_000),
+            exports.Entry("fees", 1_000),
+            exports.Entry("in_transit", 10_000),
         ],
     ),
     exports.Booking(
@@ -304,7 +304,7 @@ BOOKINGS = [
         dt.datetime(2026, 11, 2, 9, 0, tzinfo=exports.LOCAL).timestamp(),
         "topup",
         "Aufladung (bar)",
-        [exports.Posting("cash", -5_000), exports.Posting("card:9276000000000018", 5_000)],
+        [exports.Entry("cash", -5_000), exports.Entry("card:9276000000000018", 5_000)],
         user="buero",
     ),
 ]
