@@ -12,7 +12,7 @@ import datetime as dt
 import threading
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from starlette.concurrency import run_in_threadpool
@@ -156,22 +156,22 @@ def payments_12_months(ctx: ContextDep, staff: StaffDep) -> dict[str, object]:
     return settlement.payments_last_12_months(ctx, staff)
 
 
-def _period(
-    first_day: dt.date | None, last_day: dt.date | None, month: str | None
+def period_query(
+    month: Annotated[str | None, Query(max_length=7, description="YYYY-MM")] = None,
+    first_day: dt.date | None = None,
+    last_day: dt.date | None = None,
 ) -> settlement.Period:
+    """A period in the query: `?month=2026-11`, or `?first_day=…&last_day=…` (inclusive)."""
     return RunIn(month=month, first_day=first_day, last_day=last_day).period()
 
 
+PeriodDep = Annotated[settlement.Period, Depends(period_query)]
+
+
 @router.get("/exports/datev")
-def datev(
-    ctx: ContextDep,
-    staff: StaffDep,
-    month: Annotated[str | None, Query(max_length=7)] = None,
-    first_day: dt.date | None = None,
-    last_day: dt.date | None = None,
-) -> Response:
+def datev(ctx: ContextDep, staff: StaffDep, period: PeriodDep) -> Response:
     """The DATEV Buchungsstapel (EXTF 700) of a period, for the tax adviser."""
-    text = settlement.datev_export(ctx, staff, _period(first_day, last_day, month))
+    text = settlement.datev_export(ctx, staff, period)
     return Response(
         text.encode("cp1252", errors="replace"),
         media_type="text/csv; charset=windows-1252",
@@ -180,13 +180,7 @@ def datev(
 
 
 @router.get("/exports/transactions.csv")
-def transactions_csv(
-    ctx: ContextDep,
-    staff: StaffDep,
-    month: Annotated[str | None, Query(max_length=7)] = None,
-    first_day: dt.date | None = None,
-    last_day: dt.date | None = None,
-) -> Response:
+def transactions_csv(ctx: ContextDep, staff: StaffDep, period: PeriodDep) -> Response:
     """Every posting of every transaction of a period (UTF-8 CSV)."""
-    text = settlement.transactions_export(ctx, staff, _period(first_day, last_day, month))
+    text = settlement.transactions_export(ctx, staff, period)
     return Response(text, media_type="text/csv; charset=utf-8")
