@@ -1,7 +1,8 @@
 """`hcard-terminal`: the till on the command line, on the same core as the Kivy app.
 
 Every subcommand is a thin call into `TerminalTill`; messages are German first,
-English second, like everywhere on the till. Exit status: 0 approved / done,
+English second, like everywhere on the till, from the project's catalogues (`hcard.i18n`;
+`_` is `both`, "German / English"). Exit status: 0 approved / done,
 1 declined or refused, 2 cancelled (no card within the timeout), 3 the
 terminal cannot work (not enrolled, journal damaged, reader missing).
 
@@ -21,7 +22,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hcard import cardnumber, cardsecret
-from hcard.errors import Code, HCardError, message
+from hcard.errors import Code, HCardError
+from hcard.errors import both as _both
+from hcard.i18n import both as _
 from hcard.money import format_cents, parse_amount
 from hcard.terminal import config as cfg
 from hcard.terminal.client import ServerUnreachableError
@@ -31,16 +34,12 @@ from hcard.terminal.till import Outcome, PaymentResult
 EXIT_OK, EXIT_DECLINED, EXIT_CANCELLED, EXIT_BROKEN = 0, 1, 2, 3
 
 
-def _both(code: Code) -> str:
-    return f"{message(code, 'de')} / {message(code, 'en')}"
-
-
 def _amount(text: str) -> int:
     try:
         return parse_amount(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(
-            f"kein Betrag / not an amount: {text!r} (z. B. / e.g. 12,50)"
+            _("not an amount") + f": {text!r} (" + _("e.g.") + " 12,50)"
         ) from exc
 
 
@@ -62,7 +61,7 @@ def _card_secret_file(name: str) -> str:
         text = raw.decode("ascii", "replace")
     except OSError as exc:
         raise argparse.ArgumentTypeError(
-            f"nicht lesbar / not readable: {name} ({type(exc).__name__})"
+            _("not readable") + f": {name} ({type(exc).__name__})"
         ) from None
     return _card_secret(text)
 
@@ -84,20 +83,22 @@ def _print_result(result: PaymentResult, what: str) -> int:
         balance = (
             ""
             if result.balance_cents is None
-            else f", Guthaben / balance {format_cents(result.balance_cents)}"
+            else ", " + _("balance") + f" {format_cents(result.balance_cents)}"
         )
         print(
-            f"GENEHMIGT / APPROVED {what} {format_cents(result.amount_cents)}"
-            f" — Beleg / receipt {result.receipt_no} ({mode}){balance}"
+            _("APPROVED")
+            + f" {what} {format_cents(result.amount_cents)} — "
+            + _("receipt")
+            + f" {result.receipt_no} ({mode}){balance}"
         )
         return EXIT_OK
     if result.outcome == Outcome.CANCELLED:
-        print("ABGEBROCHEN / CANCELLED — keine Karte / no card")
+        print(_("CANCELLED") + " — " + _("no card"))
         return EXIT_CANCELLED
     assert result.code is not None
-    line = f"ABGELEHNT / DECLINED ({mode}): {_both(result.code)} [{result.code.value}]"
+    line = _("DECLINED") + f" ({mode}): {_both(result.code)} [{result.code.value}]"
     if result.available_cents:
-        line += f" — verfügbar / available {format_cents(result.available_cents)}"
+        line += " — " + _("available") + f" {format_cents(result.available_cents)}"
     print(line)
     return EXIT_DECLINED
 
@@ -113,8 +114,8 @@ def cmd_enrol(args: argparse.Namespace) -> int:
         card_write_secret=args.card_secret or args.card_secret_file or "",
     )
     print(
-        f"Angemeldet / enrolled: Terminal {config.terminal_id} — {config.merchant_name}"
-        f" ({config.server_url})"
+        _("enrolled")
+        + f": Terminal {config.terminal_id} — {config.merchant_name} ({config.server_url})"
     )
     return EXIT_OK
 
@@ -122,11 +123,11 @@ def cmd_enrol(args: argparse.Namespace) -> int:
 def cmd_pay(args: argparse.Namespace) -> int:
     till = _till(args)
     try:
-        print("Karte auflegen … / tap card …", file=sys.stderr, flush=True)
+        print(_("tap card …"), file=sys.stderr, flush=True)
         result = till.pay(
             args.amount_cents + args.tip_cents, args.tip_cents, card_timeout_s=args.timeout_s
         )
-        return _print_result(result, "Zahlung / payment")
+        return _print_result(result, _("payment"))
     finally:
         till.close()
 
@@ -134,9 +135,9 @@ def cmd_pay(args: argparse.Namespace) -> int:
 def cmd_topup(args: argparse.Namespace) -> int:
     till = _till(args)
     try:
-        print("Karte auflegen … / tap card …", file=sys.stderr, flush=True)
+        print(_("tap card …"), file=sys.stderr, flush=True)
         result = till.topup(args.amount_cents, card_timeout_s=args.timeout_s)
-        return _print_result(result, "Aufladung / top-up")
+        return _print_result(result, _("top-up"))
     finally:
         till.close()
 
@@ -147,14 +148,10 @@ def cmd_void(args: argparse.Namespace) -> int:
     till = _till(args)
     try:
         if till.needs_card_to_void(args.receipt):
-            print(
-                "Aufladung stornieren: Karte auflegen … / void a top-up: tap the card …",
-                file=sys.stderr,
-                flush=True,
-            )
+            print(_("void a top-up: tap the card …"), file=sys.stderr, flush=True)
             result = till.void(args.receipt)
-            return _print_result(result, "Storno Aufladung / top-up void")
-        return _print_result(till.void(args.receipt), "Storno / void")
+            return _print_result(result, _("top-up void"))
+        return _print_result(till.void(args.receipt), _("void"))
     finally:
         till.close()
 
@@ -162,18 +159,18 @@ def cmd_void(args: argparse.Namespace) -> int:
 def cmd_balance(args: argparse.Namespace) -> int:
     till = _till(args)
     try:
-        print("Karte auflegen … / tap card …", file=sys.stderr, flush=True)
+        print(_("tap card …"), file=sys.stderr, flush=True)
         info = till.balance(card_timeout_s=args.timeout_s)
     finally:
         till.close()
     if not info.card_number:
         if info.code is None:
-            print("ABGEBROCHEN / CANCELLED — keine Karte / no card")
+            print(_("CANCELLED") + " — " + _("no card"))
             return EXIT_CANCELLED
-        print(f"ABGELEHNT / REFUSED: {_both(info.code)} [{info.code.value}]")
+        print(_("REFUSED") + f": {_both(info.code)} [{info.code.value}]")
         return EXIT_DECLINED
     balance = "?" if info.balance_cents is None else format_cents(info.balance_cents)
-    print(f"Karte / card {cardnumber.pretty(info.card_number)}: {balance}")
+    print(_("card") + f" {cardnumber.pretty(info.card_number)}: {balance}")
     if info.blocked or info.code:
         code = info.code or Code.CARD_BLOCKED
         print(f"  {_both(code)} [{code.value}]")
@@ -194,8 +191,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
             print(f"{_both(exc.code)} [{exc.code.value}]")
             return EXIT_DECLINED
         print(
-            f"Synchronisiert / synced: {report['uploaded']} Buchungen / records,"
-            f" offen / unsent {till.journal.unsent_count()}"
+            _("synced")
+            + f": {report['uploaded']} "
+            + _("records")
+            + ", "
+            + _("unsent")
+            + f" {till.journal.unsent_count()}"
         )
         if report["refused"] or report["snapshot_error"]:
             print(f"  Problem: {report['refused'] or report['snapshot_error']}")
@@ -208,13 +209,13 @@ def cmd_sync(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     state = cfg.TerminalState(args.state)
     if not state.enrolled():
-        print("Nicht angemeldet / not enrolled (hcard-terminal enrol --server URL --code CODE)")
+        print(_("not enrolled") + " (hcard-terminal enrol --server URL --code CODE)")
         return EXIT_BROKEN
     till = _till(args)
     try:
         status = till.status()
         last = (
-            "nie / never"
+            _("never")
             if status.last_sync_s is None
             else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(status.last_sync_s))
         )
@@ -247,20 +248,27 @@ def cmd_day_close(args: argparse.Namespace) -> int:
     receipts = (
         ""
         if totals.first_receipt_no is None
-        else f", Belege / receipts {totals.first_receipt_no}–{totals.last_receipt_no}"
+        else ", " + _("receipts") + f" {totals.first_receipt_no}–{totals.last_receipt_no}"
     )
     print(
-        f"Tagesabschluss / day close: {totals.count} Zahlungen / payments"
-        f" {format_cents(totals.sum_cents)}, {totals.void_count} Stornos / voids"
-        f" {format_cents(totals.void_sum_cents)}, offline {totals.offline_count},"
-        f" nicht synchronisiert / unsynced {totals.unsynced_count}{receipts}"
+        _("day close")
+        + f": {totals.count} "
+        + _("payments")
+        + f" {format_cents(totals.sum_cents)}, {totals.void_count} "
+        + _("voids")
+        + f" {format_cents(totals.void_sum_cents)}, offline {totals.offline_count}, "
+        + _("unsynced")
+        + f" {totals.unsynced_count}{receipts}"
     )
     # the cash taken for top-ups is the operator's: apart from the sales
     print(
-        f"  {totals.topup_count} Aufladungen / top-ups {format_cents(totals.topup_sum_cents)},"
-        f" {totals.topup_void_count} stornierte Aufladungen / voided top-ups"
-        f" {format_cents(totals.topup_void_sum_cents)}, Bargeld für den Betreiber"
-        f" / cash for the operator {format_cents(totals.operator_cash_cents)}"
+        f"  {totals.topup_count} "
+        + _("top-ups")
+        + f" {format_cents(totals.topup_sum_cents)}, {totals.topup_void_count} "
+        + _("voided top-ups")
+        + f" {format_cents(totals.topup_void_sum_cents)}, "
+        + _("cash for the operator")
+        + f" {format_cents(totals.operator_cash_cents)}"
     )
     return EXIT_OK
 
@@ -270,8 +278,9 @@ def cmd_app(args: argparse.Namespace) -> int:
     (`--fullscreen`, `--size`, `set-pin`) are defined once, in `hcard.terminal.app`."""
     if args.reader:
         print(
-            "FEHLER / ERROR: --reader gilt nicht für app, die App nimmt den Leser der Anmeldung"
-            " / --reader does not apply to app, the app uses the reader from enrolment",
+            _("ERROR")
+            + ": "
+            + _("--reader does not apply to app, the app uses the reader from enrolment"),
             file=sys.stderr,
         )
         return EXIT_BROKEN
@@ -283,60 +292,60 @@ def cmd_app(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hcard-terminal",
-        description="Hattingen Card Kasse auf der Kommandozeile / the till on the command line",
+        description=_("the Hattingen Card till on the command line"),
     )
     parser.add_argument(
         "--state",
         type=Path,
         default=cfg.default_state_dir(),
-        help="Zustandsordner des Terminals / terminal state folder"
-        " (default: $HCARD_TERMINAL_STATE or /var/lib/hcard-terminal)",
+        help=_("terminal state folder")
+        + " (default: $HCARD_TERMINAL_STATE or /var/lib/hcard-terminal)",
     )
     parser.add_argument(
         "--reader",
-        help="Kartenleser / card reader: usb, usb:054c:06c3, tty:AMA0:pn532, udp:127.0.0.1:54321"
-        " (default: aus der Anmeldung / from enrolment)",
+        help=_("card reader")
+        + ": usb, usb:054c:06c3, tty:AMA0:pn532, udp:127.0.0.1:54321 (default: "
+        + _("from enrolment")
+        + ")",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="Protokoll / log to stderr")
+    parser.add_argument("-v", "--verbose", action="store_true", help=_("log to stderr"))
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     enrol = commands.add_parser(
         "enrol",
-        help="Terminal anmelden / enrol this terminal",
-        description="Schlüsselpaar erzeugen und beim Server anmelden"
-        " / make the key pair and register it with the server",
+        help=_("enrol this terminal"),
+        description=_("make the key pair and register it with the server"),
     )
-    enrol.add_argument("--server", required=True, help="Server-URL / server URL")
-    enrol.add_argument("--code", required=True, help="Anmeldecode / enrolment code (ABCD-EFGH)")
-    enrol.add_argument("--name", default="Kasse", help="Name des Terminals / terminal name")
+    enrol.add_argument("--server", required=True, help=_("server URL"))
+    enrol.add_argument("--code", required=True, help=_("enrolment code") + " (ABCD-EFGH)")
+    enrol.add_argument("--name", default="Kasse", help=_("terminal name"))
     enrol.add_argument(
         "--originality-key",
-        help="vertrauter NXP-Originalitätsschlüssel (hex) / trusted originality key (hex);"
-        " default: NXP",
+        help=_("trusted NXP originality key (hex)") + "; default: NXP",
     )
     secret = enrol.add_mutually_exclusive_group()
     secret.add_argument(
         "--card-secret",
         type=_card_secret,
-        help="Schreibgeheimnis der Karten (hex) / card write secret (hex)",
+        help=_("card write secret (hex)"),
     )
     secret.add_argument(
         "--card-secret-file",
         type=_card_secret_file,
-        help="... aus einer Datei, - ist die Standardeingabe / ... from a file, - is stdin",
+        help=_("... from a file, - is stdin"),
     )
     enrol.set_defaults(func=cmd_enrol)
 
     pay = commands.add_parser(
         "pay",
-        help="Zahlung kassieren / take a payment",
-        description="Betrag kassieren, Karte auflegen / charge an amount, tap the card",
+        help=_("take a payment"),
+        description=_("charge an amount, tap the card"),
     )
     pay.add_argument(
         "amount_cents",
         metavar="amount",
         type=_amount,
-        help="Betrag / amount, z. B. / e.g. 12,50",
+        help=_("amount") + ", " + _("e.g.") + " 12,50",
     )
     pay.add_argument(
         "--tip",
@@ -344,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TIP",
         type=_amount,
         default=0,
-        help="Trinkgeld zusätzlich / tip on top (12,50)",
+        help=_("tip on top") + " (12,50)",
     )
     pay.add_argument(
         "--timeout",
@@ -352,21 +361,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TIMEOUT",
         type=float,
         default=30.0,
-        help="Sekunden auf Karte warten / seconds to wait",
+        help=_("seconds to wait"),
     )
     pay.set_defaults(func=cmd_pay)
 
     topup = commands.add_parser(
         "topup",
-        help="Bargeld aufladen / top up with cash",
-        description="Bar kassierten Betrag auf die Karte laden, Karte auflegen (nur online)"
-        " / load cash taken at the till onto the card, tap the card (online only)",
+        help=_("top up with cash"),
+        description=_("load cash taken at the till onto the card, tap the card (online only)"),
     )
     topup.add_argument(
         "amount_cents",
         metavar="amount",
         type=_amount,
-        help="Betrag / amount, z. B. / e.g. 20,00",
+        help=_("amount") + ", " + _("e.g.") + " 20,00",
     )
     topup.add_argument(
         "--timeout",
@@ -374,27 +382,25 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TIMEOUT",
         type=float,
         default=30.0,
-        help="Sekunden auf Karte warten / seconds to wait",
+        help=_("seconds to wait"),
     )
     topup.set_defaults(func=cmd_topup)
 
     void = commands.add_parser(
         "void",
-        help="Zahlung oder Aufladung stornieren / void a payment or top-up",
-        description="Zahlung oder Aufladung von heute per Belegnummer stornieren: eine Zahlung"
-        " ohne Karte, eine Aufladung mit ihrer Karte (Bargeld zurück)"
-        " / void today's payment or top-up by receipt number: a payment without the card,"
-        " a top-up with its card (cash back)",
+        help=_("void a payment or top-up"),
+        description=_(
+            "void today's payment or top-up by receipt number: a payment without the card, "
+            "a top-up with its card (cash back)"
+        ),
     )
-    void.add_argument(
-        "receipt", type=int, help="Belegnummer wie angezeigt / receipt number as shown"
-    )
+    void.add_argument("receipt", type=int, help=_("receipt number as shown"))
     void.set_defaults(func=cmd_void)
 
     balance = commands.add_parser(
         "balance",
-        help="Guthaben anzeigen / show a card's balance",
-        description="Karte auflegen, Guthaben anzeigen / tap a card, show its balance",
+        help=_("show a card's balance"),
+        description=_("tap a card, show its balance"),
     )
     balance.add_argument(
         "--timeout",
@@ -402,37 +408,36 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TIMEOUT",
         type=float,
         default=30.0,
-        help="Sekunden auf Karte warten / seconds to wait",
+        help=_("seconds to wait"),
     )
     balance.set_defaults(func=cmd_balance)
 
     sync = commands.add_parser(
         "sync",
-        help="Jetzt synchronisieren / sync now",
-        description="Journal hochladen, Stammdaten holen / upload the journal, pull the snapshot",
+        help=_("sync now"),
+        description=_("upload the journal, pull the snapshot"),
     )
     sync.set_defaults(func=cmd_sync)
 
     status = commands.add_parser(
         "status",
-        help="Zustand anzeigen / show status",
-        description="Terminal, Server, offene Buchungen / terminal, server, unsent records",
+        help=_("show status"),
+        description=_("terminal, server, unsent records"),
     )
-    status.add_argument("--json", action="store_true", help="als JSON / as JSON")
+    status.add_argument("--json", action="store_true", help=_("as JSON"))
     status.set_defaults(func=cmd_status)
 
     day_close = commands.add_parser(
         "day-close",
-        help="Tagesabschluss / close the day",
-        description="Tagessummen buchen, neuer Geschäftstag / journal the day's totals",
+        help=_("close the day"),
+        description=_("journal the day's totals, a new business day"),
     )
     day_close.set_defaults(func=cmd_day_close)
 
     app = commands.add_parser(
         "app",
-        help="Touchscreen-Kasse starten / start the touchscreen till"
-        " (app --help: --fullscreen, --size WxH, set-pin)",
-        description="Die Kivy-App / the Kivy app (python -m hcard.terminal.app)",
+        help=_("start the touchscreen till") + " (app --help: --fullscreen, --size WxH, set-pin)",
+        description=_("the Kivy app") + " (python -m hcard.terminal.app)",
         add_help=False,  # `app --help` is the app's own help
         prefix_chars="\0",  # every argument after `app` goes to the app's parser
     )
@@ -451,16 +456,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except HCardError as exc:
         detail = f" {exc.details}" if exc.details else ""
-        print(f"FEHLER / ERROR: {_both(exc.code)} [{exc.code.value}]{detail}", file=sys.stderr)
+        print(_("ERROR") + f": {_both(exc.code)} [{exc.code.value}]{detail}", file=sys.stderr)
         return EXIT_BROKEN
     except ServerUnreachableError as exc:
-        print(f"FEHLER / ERROR: {_both(Code.SERVER_UNREACHABLE)} ({exc})", file=sys.stderr)
+        print(_("ERROR") + f": {_both(Code.SERVER_UNREACHABLE)} ({exc})", file=sys.stderr)
         return EXIT_BROKEN
     except PermissionError as exc:
-        print(f"FEHLER / ERROR: Zugriff verweigert / permission denied: {exc}", file=sys.stderr)
+        print(_("ERROR") + ": " + _("permission denied") + f": {exc}", file=sys.stderr)
         return EXIT_BROKEN
     except SettingError as exc:  # a damaged config.json: the message names file and field
-        print(f"FEHLER / ERROR: {exc}", file=sys.stderr)
+        print(_("ERROR") + f": {exc}", file=sys.stderr)
         return EXIT_BROKEN
 
 

@@ -134,8 +134,11 @@ def _calls_with_literal_texts() -> dict[Msgid, str]:
 
 
 def test_the_extraction_finds_the_texts_of_every_part():
-    """A tripwire for babel.cfg."""
+    """A tripwire for babel.cfg: errors, each command line, the server's settings."""
     assert MESSAGES[Code.CARD_BLOCKED] in IN_CODE  # hcard/errors.py, marked with N_
+    assert IN_CODE["card number"].startswith("provisioning/")  # hcard-provision's help
+    assert IN_CODE["APPROVED"] == "terminal/cli.py"  # hcard-terminal's result line
+    assert IN_CODE["a valid IBAN"] == "server/settings.py"
 
 
 def test_babel_sees_every_text_the_code_looks_up():
