@@ -178,13 +178,16 @@ class ServerClient:
             "POST", "/v1/terminal/authorise", {"record": record.to_wire()}, SYNC_TIMEOUT_S
         )
 
-    def sync(self, records: list[Record]) -> dict[str, Any]:
-        return self.request(
-            "POST",
-            "/v1/terminal/sync",
-            {"records": [r.to_wire() for r in records]},
-            SYNC_TIMEOUT_S,
-        )
+    def sync(
+        self, records: list[Record], recorded_s: dict[int, int] | None = None
+    ) -> dict[str, Any]:
+        """Upload `records`; `recorded_s` (seq → whole epoch seconds of the till's clock when
+        it journalled the record) goes beside them, unsigned and informational, when given
+        (docs/protocol.md)."""
+        payload: dict[str, Any] = {"records": [r.to_wire() for r in records]}
+        if recorded_s:
+            payload["recorded_s"] = {str(seq): at_s for seq, at_s in sorted(recorded_s.items())}
+        return self.request("POST", "/v1/terminal/sync", payload, SYNC_TIMEOUT_S)
 
     def snapshot(self, since: int) -> dict[str, Any]:
         return self.request("GET", f"/v1/terminal/snapshot?since={since}", None, SYNC_TIMEOUT_S)

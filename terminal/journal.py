@@ -462,6 +462,21 @@ class Journal:
             ).fetchall()
         return [decode(row[0]) for row in rows]
 
+    def recorded_s(self, first_seq: int, last_seq: int) -> dict[int, int]:
+        """When this till journalled records `first_seq` .. `last_seq`: whole epoch seconds of
+        its own clock (`created_s`, corrected by the offset learnt from the server, so it may
+        still be wrong), for the sync request's unsigned `recorded_s` (docs/protocol.md). A
+        time the server would refuse (below 0, above 2**63 - 1) is left out."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, created_s FROM local WHERE seq BETWEEN ? AND ?", [first_seq, last_seq]
+            ).fetchall()
+        return {
+            seq: int(created_s)
+            for seq, created_s in rows
+            if isinstance(created_s, int | float) and 0 <= created_s < 2**63
+        }
+
     def unsent_count(self) -> int:
         with self._lock:
             return self.last_seq() - self.acked_seq()

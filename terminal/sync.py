@@ -62,6 +62,7 @@ class SyncAgent:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._round_lock = threading.Lock()
+        self._send_recorded = True  # False after a server refused `recorded_s` (`_send`)
         self._thread: threading.Thread | None = None
 
     # -------------------------------------------------------------- control
@@ -125,7 +126,7 @@ class SyncAgent:
             if not batch:
                 refused = "; ".join(booked_refusals) or None
                 return {"uploaded": sent, "resolved": settled, "refused": refused}
-            answer = self.client.sync(batch)
+            answer = self._send(batch)
             if not rewound and self._server_behind(answer, batch):
                 rewound = True
                 # first, so a round that fails here does it all again
@@ -153,6 +154,23 @@ class SyncAgent:
                 raise ServerUnreachableError("sync answer does not cover the batch")
             for text in booked_refusals:
                 log.warning("server booked a record as refused: %s", text)
+
+    def _send(self, batch: list[Any]) -> dict[str, Any]:
+        """Upload one batch with the times the till journalled its records (`recorded_s`,
+        unsigned, for settlement's list of late payments). A server from before that field
+        refuses the body as `malformed_request`: the batch goes again without it, and so
+        does every later one of this agent, rather than the till stopping to sync."""
+        if not self._send_recorded:
+            return self.client.sync(batch)
+        recorded = self.journal.recorded_s(batch[0].seq, batch[-1].seq)
+        try:
+            return self.client.sync(batch, recorded)
+        except HCardError as exc:
+            if exc.code != Code.MALFORMED_REQUEST or not recorded:
+                raise
+            log.warning("server refused recorded_s (%s): sending the records alone", exc)
+            self._send_recorded = False
+            return self.client.sync(batch)
 
     def _server_behind(self, answer: dict[str, Any], batch: list[Any]) -> bool:
         """The server's head is before what it once acknowledged, and on our chain.
