@@ -139,6 +139,9 @@ def test_the_extraction_finds_the_texts_of_every_part():
     assert IN_CODE["card number"].startswith("provisioning/")  # hcard-provision's help
     assert IN_CODE["APPROVED"] == "terminal/cli.py"  # hcard-terminal's result line
     assert IN_CODE["a valid IBAN"] == "server/settings.py"
+    assert IN_CODE["Pay"] == "terminal/app/layout.kv"  # the till's kv rules
+    assert IN_CODE["Please tap the card"] == "terminal/app/app.py"
+    assert any(isinstance(msgid, tuple) for msgid in IN_CODE)  # ngettext: (singular, plural)
 
 
 def test_babel_sees_every_text_the_code_looks_up():
@@ -198,6 +201,7 @@ def test_one_language_both_and_the_pair():
     assert i18n.pair("Card blocked.") == ("Karte gesperrt.", "Card blocked.")
     assert i18n.both("Card blocked.") == "Karte gesperrt. / Card blocked."
     assert i18n.text("a text in no catalogue", "de") == "a text in no catalogue"
+    assert i18n.text("Please tap the card", "de") == "Karte auflegen"  # the till's too
 
 
 def test_an_error_body_keeps_its_wire_form():

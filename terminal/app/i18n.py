@@ -1,12 +1,8 @@
-"""German and English texts from the gettext catalogues in `locale/`.
+"""The till's current language over the project's one set of catalogues (`hcard.i18n`).
 
-msgids are English; `locale/de` and `locale/en` hold the texts shown.
-Catalogues are kept as `.po` only (`.mo` files are gitignored): at start-up
-Babel compiles the chosen `.po` in memory, which costs a few milliseconds and
-means a wheel, a git checkout and the Pi all run from the same source with no
-build step to forget. Maintaining them (docs/app.md):
-`pybabel extract -F terminal/app/babel.cfg -o terminal/app/locale/messages.pot terminal/app`,
-then `pybabel update -i … -d terminal/app/locale`.
+msgids are English; `hcard/locale/de` and `hcard/locale/en` hold the texts shown, the same
+catalogues the server, the command lines and the office use (compiled at first use, in memory;
+README "Texts in German and English", `make i18n` after changing a text).
 
 `tr._("Pay")` works in Python and in kv rules; in kv the text is re-evaluated
 when the language is switched (the observable pattern from the Kivy wiki), so
@@ -18,29 +14,12 @@ Python, which renders such texts again on a switch.
 
 from __future__ import annotations
 
-import gettext
-import io
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
 from kivy.event import Observable
 
-LOCALE_DIR = Path(__file__).parent / "locale"
-DOMAIN = "messages"
-
-
-def load_catalogue(language: str) -> gettext.GNUTranslations:
-    """Compile `locale/<language>/LC_MESSAGES/messages.po` in memory."""
-    po_path = LOCALE_DIR / language / "LC_MESSAGES" / f"{DOMAIN}.po"
-    with po_path.open("rb") as fh:
-        catalog = read_po(fh, locale=language)
-    buffer = io.BytesIO()
-    write_mo(buffer, catalog)
-    buffer.seek(0)
-    return gettext.GNUTranslations(buffer)
+from hcard import i18n
 
 
 class Translator(Observable):
@@ -51,7 +30,7 @@ class Translator(Observable):
         self._observers: dict[int, tuple[Callable[..., Any], tuple[Any, ...]]] = {}
         self._next_uid = 0
         self.language = language
-        self._catalogue = load_catalogue(language)
+        self._catalogue = i18n.translations(language)
 
     def _(self, text: str) -> str:
         return self._catalogue.gettext(text)
@@ -62,7 +41,7 @@ class Translator(Observable):
     def switch(self, language: str) -> None:
         if language == self.language:
             return
-        self._catalogue = load_catalogue(language)
+        self._catalogue = i18n.translations(language)
         self.language = language
         for func, args in list(self._observers.values()):
             func(*args, self, None)

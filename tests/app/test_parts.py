@@ -1,21 +1,17 @@
 """The app's parts that need no window: keypad arithmetic, PIN, settings, printing,
-and the gettext catalogues."""
+and its texts in both languages (that every text is in the catalogues with its German and
+English: tests/test_core_i18n.py, for every part at once)."""
 
 import socket
 import stat
 import threading
-from pathlib import Path
 
 import pytest
-from babel.messages.extract import extract_from_dir
-from babel.messages.pofile import read_po
 
 from hcard.money import MAX_AMOUNT_CENTS
 from hcard.terminal import parse
 from hcard.terminal.app import keypad, kivyconfig, pin, printer, settings
 from hcard.terminal.till import DayTotals
-
-APP_DIR = Path(__file__).resolve().parents[2] / "terminal" / "app"
 
 
 def test_keypad_types_cents_right_to_left():
@@ -203,39 +199,6 @@ def test_unreachable_printer_raises_printer_error():
     spec = printer.parse_printer_spec(f"net:127.0.0.1:{port}")  # nobody listens now
     with pytest.raises(printer.PrinterError):
         printer.print_lines(spec, ["x"], timeout_s=2)
-
-
-def _catalogue(language):
-    path = APP_DIR / "locale" / language / "LC_MESSAGES" / "messages.po"
-    with path.open("rb") as handle:
-        return read_po(handle, locale=language)
-
-
-def test_every_text_in_code_and_kv_is_translated_in_both_catalogues():
-    method_map = [("**.py", "python"), ("**.kv", "python")]
-    in_code = {message for _, _, message, _, _ in extract_from_dir(APP_DIR, method_map)}
-    assert "Pay" in in_code  # from layout.kv: the extractor reads kv rules too
-    assert "Please tap the card" in in_code  # from app.py
-    assert any(isinstance(m, tuple) for m in in_code)  # ngettext: (singular, plural)
-    for language in ("de", "en"):
-        catalogue = _catalogue(language)
-        # a plural entry's id and string are tuples: every form must be there
-        translated = {
-            m.id: m.string
-            for m in catalogue
-            if m.id and not m.fuzzy and m.string and all(_as_tuple(m.string))
-        }
-        missing = sorted(in_code - set(translated), key=str)
-        assert not missing, f"{language}: not translated: {missing}"
-        for msgid, text in translated.items():
-            for field in ("{amount}", "{number}", "{count}", "{time}", "{seconds}"):
-                for form in _as_tuple(text):
-                    assert (field in _as_tuple(msgid)[0]) == (field in form), (language, msgid)
-    assert _catalogue("de").get("Please tap the card").string == "Karte auflegen"
-
-
-def _as_tuple(text):
-    return text if isinstance(text, tuple) else (text,)
 
 
 @pytest.mark.parametrize(
