@@ -34,6 +34,10 @@ import functools
 import gettext
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from argparse import ArgumentParser
 
 DOMAIN = "hcard"
 #: German first: the order of `pair` and `both`
@@ -105,3 +109,20 @@ def both(msgid: str, /, **fields: object) -> str:
 
 def _in(value: object, language: str) -> object:
     return text(value, language) if isinstance(value, Text) else value
+
+
+#: the help of `-h`, which argparse says in English only ("show this help message and exit")
+HELP = N_("show this help")
+
+
+def bilingual_help(parser: ArgumentParser) -> ArgumentParser:
+    """`-h` of `parser` and of every subcommand below it in German / English."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction):
+            action.help = both(HELP)
+        elif isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                bilingual_help(sub)
+    return parser

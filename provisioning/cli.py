@@ -33,7 +33,7 @@ from rich.table import Table
 from hcard import cardnumber, cardsecret, keys
 from hcard.errors import MESSAGES, HCardError
 from hcard.errors import both as refusal
-from hcard.i18n import N_, pair
+from hcard.i18n import N_, bilingual_help, pair
 from hcard.i18n import both as _
 from hcard.money import format_cents, parse_amount
 from hcard.provisioning import issuance
@@ -567,18 +567,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_card_check_code,
     )
     p.add_argument("card", type=_card_number, help=_("card number"))
-    _bilingual_help_option(parser)
-    return parser
-
-
-def _bilingual_help_option(parser: argparse.ArgumentParser) -> None:
-    """argparse's own `-h` says "show this help message and exit" in English only."""
-    for action in parser._actions:
-        if isinstance(action, argparse._HelpAction):
-            action.help = _("show this help")
-        elif isinstance(action, argparse._SubParsersAction):
-            for sub in action.choices.values():
-                _bilingual_help_option(sub)
+    return bilingual_help(parser)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,6 +30,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
+from hcard.i18n import bilingual_help
 from hcard.i18n import both as _
 from hcard.server import backup, card_secret, settle_cli
 from hcard.server.context import Context
@@ -184,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         help=_("generations kept (HCARD_BACKUP_KEEP, {keep})", keep=backup.DEFAULT_KEEP),
     )
     settle_cli.add_parser(sub, common)
-    args = parser.parse_args(argv)
+    args = bilingual_help(parser).parse_args(argv)
     try:
         return _run(args)
     except (card_secret.CardSecretError, SettingsError) as exc:

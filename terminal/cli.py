@@ -24,6 +24,7 @@ from pathlib import Path
 from hcard import cardnumber, cardsecret
 from hcard.errors import Code, HCardError
 from hcard.errors import both as _both
+from hcard.i18n import bilingual_help
 from hcard.i18n import both as _
 from hcard.money import format_cents, parse_amount
 from hcard.terminal import config as cfg
@@ -443,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     app.add_argument("app_args", nargs=argparse.REMAINDER)
     app.set_defaults(func=cmd_app)
-    return parser
+    return bilingual_help(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hcard import cardsecret, keys
 from hcard.encoding import MAX_ID
 from hcard.errors import Code, HCardError
+from hcard.i18n import N_
 from hcard.terminal import parse
 from hcard.terminal.client import post_json
 
@@ -64,17 +65,15 @@ class TerminalConfig:
         """The config from `config.json`'s object; `parse.SettingError` names the field that
         is missing, unknown or of the wrong type (`where` is the file)."""
         if not isinstance(data, dict):
-            raise parse.expected(where, type(data).__name__, "ein JSON-Objekt", "a JSON object")
+            raise parse.expected(where, type(data).__name__, N_("a JSON object"))
         names = {field.name for field in fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise parse.SettingError(
-                where, f"unbekannte Felder {unknown}", f"unknown fields {unknown}"
-            )
+            raise parse.SettingError(where, N_("unknown fields {fields}"), fields=unknown)
         for name in ("server_url", "terminal_id", "merchant_id", "merchant_name",
                      "issuer_public_key", "name"):  # fmt: skip
             if name not in data:
-                raise parse.SettingError(where, f"{name} fehlt", f"{name} is missing")
+                raise parse.SettingError(where, N_("{field} is missing"), field=name)
         field = f"{where}: {{}}".format
         return cls(
             server_url=parse.text(field("server_url"), data["server_url"]),
@@ -134,7 +133,7 @@ class TerminalState:
             data = json.loads(raw)
         except ValueError as exc:
             raise parse.SettingError(
-                str(self.config_path), f"kein gültiges JSON ({exc})", f"not valid JSON ({exc})"
+                str(self.config_path), N_("not valid JSON ({error})"), error=exc
             ) from exc
         return TerminalConfig.from_json(data, str(self.config_path))
 

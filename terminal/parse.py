@@ -4,8 +4,9 @@ The till reads a few settings by hand: `$HCARD_TERMINAL_STATE`, `$HCARD_APP_SIZE
 `config.json` (written at enrolment), the enrolment answer, `app.json` (the app's
 settings), a printer's port. A bare `int(value)` would let `5.9` or `True` through, or fail
 with "invalid literal for int()" that names nothing; these helpers check the type and the
-range and say which setting is wrong, German first, then English. No dependency: pydantic is
-not in the till's packages, and these few values do not need it.
+range and say which setting is wrong, German first, then English (the project's catalogues,
+`hcard.i18n`). No dependency: pydantic is not in the till's packages, and these few values do
+not need it.
 """
 
 from __future__ import annotations
@@ -14,22 +15,24 @@ import os
 import re
 from collections.abc import Mapping
 
+from hcard.i18n import N_, pair
+
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
 class SettingError(ValueError):
-    """A setting that is missing, of the wrong type or out of range; the message names it."""
+    """A setting that is missing, of the wrong type or out of range; the message names it,
+    German / English: `problem` is a marked text (`N_("…")`) with its `{fields}`."""
 
-    def __init__(self, name: str, problem_de: str, problem_en: str) -> None:
-        super().__init__(f"{name}: {problem_de} / {name}: {problem_en}")
+    def __init__(self, name: str, problem: str, **fields: object) -> None:
+        german, english = pair(problem, **fields)
+        super().__init__(f"{name}: {german} / {name}: {english}")
         self.name = name
 
 
-def expected(name: str, value: object, what_de: str, what_en: str) -> SettingError:
-    """The error for `value` where `what` was expected."""
-    return SettingError(
-        name, f"{what_de} erwartet, nicht {value!r}", f"expected {what_en}, not {value!r}"
-    )
+def expected(name: str, value: object, what: str) -> SettingError:
+    """The error for `value` where `what` (a marked text) was expected."""
+    return SettingError(name, N_("expected {what}, not {value!r}"), what=what, value=value)
 
 
 def integer(
@@ -50,23 +53,27 @@ def integer(
 
 def _whole(name: str, value: object, minimum: int | None, maximum: int | None) -> SettingError:
     if minimum is not None and maximum is not None:
-        return expected(
+        return SettingError(
             name,
-            value,
-            f"eine ganze Zahl von {minimum} bis {maximum}",
-            f"a whole number from {minimum} to {maximum}",
+            N_("expected a whole number from {minimum} to {maximum}, not {value!r}"),
+            minimum=minimum,
+            maximum=maximum,
+            value=value,
         )
     if minimum is not None:
-        return expected(
-            name, value, f"eine ganze Zahl ab {minimum}", f"a whole number of at least {minimum}"
+        return SettingError(
+            name,
+            N_("expected a whole number of at least {minimum}, not {value!r}"),
+            minimum=minimum,
+            value=value,
         )
-    return expected(name, value, "eine ganze Zahl", "a whole number")
+    return expected(name, value, N_("a whole number"))
 
 
 def text(name: str, value: object) -> str:
     """`value` as a string."""
     if not isinstance(value, str):
-        raise expected(name, value, "ein Text", "a string")
+        raise expected(name, value, N_("a string"))
     return value
 
 

@@ -22,7 +22,10 @@ import signal
 import sys
 from pathlib import Path
 
-from hcard.errors import HCardError, message
+from hcard.errors import HCardError
+from hcard.errors import both as refusal
+from hcard.i18n import bilingual_help
+from hcard.i18n import both as _
 from hcard.terminal.app import kivyconfig, pin, settings
 from hcard.terminal.config import TerminalState, default_state_dir
 
@@ -32,44 +35,37 @@ log = logging.getLogger(__name__)
 def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Hattingen-Card-Kasse (Touchscreen) / Hattingen Card till (touchscreen)",
+        description=_("Hattingen Card till (touchscreen)"),
     )
     parser.add_argument(
         "command",
         nargs="?",
         choices=("run", "set-pin"),
         default="run",
-        help="run: Kasse starten (Standard) / start the till (default);"
-        " set-pin: Manager-PIN setzen / set the manager PIN",
+        help=_("run: start the till (default); set-pin: set the manager PIN"),
     )
     parser.add_argument(
         "--state-dir",
         type=Path,
         default=None,
-        help="Zustandsordner des Terminals / terminal state folder (default: "
-        "$HCARD_TERMINAL_STATE or /var/lib/hcard-terminal)",
+        help=_("terminal state folder")
+        + " (default: $HCARD_TERMINAL_STATE or /var/lib/hcard-terminal)",
     )
     size = parser.add_mutually_exclusive_group()
-    size.add_argument(
-        "--fullscreen", action="store_true", help="Vollbild (Kiosk, Standard) / full screen"
-    )
-    size.add_argument(
-        "--size", type=kivyconfig.parse_size, help="Fenstergröße / window size, e.g. 800x480"
-    )
-    parser.add_argument(
-        "--stdin", action="store_true", help="set-pin: PIN von stdin lesen / read PIN from stdin"
-    )
-    return parser
+    size.add_argument("--fullscreen", action="store_true", help=_("full screen (kiosk, default)"))
+    size.add_argument("--size", type=kivyconfig.parse_size, help=_("window size, e.g. 800x480"))
+    parser.add_argument("--stdin", action="store_true", help=_("set-pin: read the PIN from stdin"))
+    return bilingual_help(parser)
 
 
 def set_pin(state_dir: Path, from_stdin: bool) -> int:
     if from_stdin:
         first = second = sys.stdin.readline().strip()
     else:
-        first = getpass.getpass("Neuer Manager-PIN / new manager PIN: ")
-        second = getpass.getpass("Noch einmal / again: ")
+        first = getpass.getpass(_("new manager PIN") + ": ")
+        second = getpass.getpass(_("again") + ": ")
     if first != second:
-        print("PINs stimmen nicht überein / PINs differ", file=sys.stderr)
+        print(_("PINs differ"), file=sys.stderr)
         return 2
     try:
         hashed = pin.hash_pin(first)
@@ -78,7 +74,7 @@ def set_pin(state_dir: Path, from_stdin: bool) -> int:
         return 2
     current = settings.load(state_dir)
     settings.save(state_dir, current.with_changes(manager_pin_hash=hashed))
-    print("Manager-PIN gesetzt / manager PIN set")
+    print(_("manager PIN set"))
     return 0
 
 
@@ -124,7 +120,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m hcard.terminal.ap
             return set_pin(state_dir, args.stdin)
         return run(state_dir, args.size)
     except HCardError as exc:
-        print(f"{message(exc.code, 'de')} / {message(exc.code, 'en')}", file=sys.stderr)
+        print(refusal(exc.code), file=sys.stderr)
         return 1
     except ValueError as exc:
         print(exc, file=sys.stderr)

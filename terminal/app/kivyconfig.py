@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+from hcard.i18n import N_
 from hcard.terminal import parse
 
 SIZE_ENV = "HCARD_APP_SIZE"
@@ -19,9 +20,7 @@ def parse_size(text: str, name: str = "--size") -> tuple[int, int]:
     """`800x480` → (800, 480); `parse.SettingError` (a ValueError) naming `name` otherwise."""
     width, sep, height = text.lower().partition("x")
     if not sep or not _pixels(width) or not _pixels(height):
-        raise parse.SettingError(
-            name, f"Größe {text!r} ungültig, z. B. 800x480", f"invalid size {text!r}, e.g. 800x480"
-        )
+        raise parse.SettingError(name, N_("invalid size {size!r}, e.g. 800x480"), size=text)
     return int(width), int(height)
 
 

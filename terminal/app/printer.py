@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from hcard.i18n import both as _
 from hcard.money import format_cents
 from hcard.terminal.till import DayTotals
 
@@ -48,17 +49,16 @@ def parse_printer_spec(spec: str) -> PrinterSpec | None:
     kind, sep, target = spec.partition(":")
     if not sep or kind not in tuple(PrinterKind) or not target:
         raise ValueError(
-            f"Drucker {spec!r} ungültig: file:/dev/usb/lp0 oder net:HOST[:PORT] / "
-            f"invalid printer {spec!r}: file:/dev/usb/lp0 or net:HOST[:PORT]"
+            _("invalid printer {spec!r}: file:/dev/usb/lp0 or net:HOST[:PORT]", spec=spec)
         )
     if kind == PrinterKind.FILE:
         return PrinterSpec(PrinterKind.FILE, target)
-    host, _, port_text = target.partition(":")
+    host, _colon, port_text = target.partition(":")
     if port_text and not (port_text.isascii() and port_text.isdigit()):
-        raise ValueError(f"Drucker {spec!r}: Port ungültig / invalid port")
+        raise ValueError(_("printer {spec!r}: invalid port", spec=spec))
     port = int(port_text) if port_text else 9100
     if not 0 < port < 65536 or not host:
-        raise ValueError(f"Drucker {spec!r}: Port ungültig / invalid port")
+        raise ValueError(_("printer {spec!r}: invalid port", spec=spec))
     return PrinterSpec(PrinterKind.NET, host, port)
 
 

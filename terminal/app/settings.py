@@ -15,6 +15,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from hcard.i18n import N_
+from hcard.i18n import both as _
 from hcard.terminal import parse
 from hcard.terminal.app.printer import parse_printer_spec
 
@@ -46,13 +48,9 @@ class AppSettings:
     def __post_init__(self) -> None:
         # the file and the settings screen give plain strings: stored as the enum members
         if self.language not in tuple(Language):
-            raise ValueError(
-                f"Sprache {self.language!r} unbekannt (de, en) / unknown language {self.language!r}"
-            )
+            raise ValueError(_("unknown language {language!r} (de, en)", language=self.language))
         if self.mode not in tuple(TillMode):
-            raise ValueError(
-                f"Modus {self.mode!r} unbekannt (shop, gastronomy) / unknown mode {self.mode!r}"
-            )
+            raise ValueError(_("unknown mode {mode!r} (shop, gastronomy)", mode=self.mode))
         object.__setattr__(self, "language", Language(self.language))
         object.__setattr__(self, "mode", TillMode(self.mode))
         parse_printer_spec(parse.text("printer", self.printer))  # raises with a clear message
@@ -65,8 +63,8 @@ class AppSettings:
         ):
             raise parse.SettingError(
                 "card_timeout_s",
-                f"Wartezeit auf die Karte muss 5 bis 300 s sein, nicht {timeout_s!r}",
-                f"card timeout must be 5 to 300 s, not {timeout_s!r}",
+                N_("card timeout must be 5 to 300 s, not {value!r}"),
+                value=timeout_s,
             )
 
     def with_changes(self, **changes: Any) -> AppSettings:
@@ -81,9 +79,9 @@ def load(data_dir: Path) -> AppSettings:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: nicht lesbar / unreadable: {exc}") from exc
+        raise ValueError(f"{path}: " + _("unreadable") + f": {exc}") from exc
     if not isinstance(raw, dict):
-        raise ValueError(f"{path}: kein JSON-Objekt / not a JSON object")
+        raise ValueError(f"{path}: " + _("not a JSON object"))
     known = {k: v for k, v in raw.items() if k in AppSettings.__dataclass_fields__}
     try:
         return AppSettings(**known)

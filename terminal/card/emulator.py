@@ -32,6 +32,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hcard.i18n import bilingual_help
+from hcard.i18n import both as _
 from hcard.terminal.card import image as images
 from hcard.terminal.card.emulated_tag import EmulatedTag
 from hcard.terminal.card.ntag import CHIPS
@@ -158,7 +160,7 @@ class Emulator:
         sockets = [self.frames, self.control]
         while self.running:
             try:
-                ready, _, _ = select.select(sockets, [], [], 0.5)
+                ready, _writable, _failed = select.select(sockets, [], [], 0.5)
             except InterruptedError:
                 continue
             if self.frames in ready:
@@ -271,41 +273,38 @@ class EmulatorProcess:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="hcard-card-emulator",
-        description=(
-            "NTAG215-Kartenemulator für nfcpys udp:-Treiber / "
-            "NTAG215 card emulator for nfcpy's udp: driver."
-        ),
+        description=_("NTAG215 card emulator for nfcpy's udp: driver."),
     )
     parser.add_argument(
         "image",
         type=Path,
-        help="Speicherabbild (JSON; fehlt es: leere Karte) / memory image (JSON; missing: blank)",
+        help=_("memory image (JSON; missing: a blank card)"),
     )
-    parser.add_argument("--host", default="127.0.0.1", help="Adresse / listen address (127.0.0.1)")
+    parser.add_argument("--host", default="127.0.0.1", help=_("listen address") + " (127.0.0.1)")
     parser.add_argument(
         "--port",
         type=int,
         default=54321,
-        help="UDP-Port für nfcpy / frame port (0: frei / any free)",
+        help=_("UDP port for nfcpy (0: any free one)"),
     )
     parser.add_argument(
         "--control-port",
         type=int,
         default=None,
-        help="Steuer-Port / control port (port+1; 0: frei / any free)",
+        help=_("control port (port+1; 0: any free one)"),
     )
     parser.add_argument(
         "--chip",
         choices=sorted(CHIPS),
         default="NTAG215",
-        help="Chip einer neuen Karte / chip of a new image (NTAG215)",
+        help=_("chip of a new image") + " (NTAG215)",
     )
     parser.add_argument(
         "--absent",
         action="store_true",
-        help="ohne Karte im Feld starten / start with no card in the field",
+        help=_("start with no card in the field"),
     )
-    args = parser.parse_args(argv)
+    args = bilingual_help(parser).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     control_port = args.control_port
     if control_port is None:
@@ -313,12 +312,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         emulator = Emulator(args.host, args.port, control_port)
     except OSError as error:
-        print(f"Port belegt / port in use: {error}", file=sys.stderr)
+        print(_("port in use") + f": {error}", file=sys.stderr)
         return 2
     try:
         tag = emulator.present(args.image, args.chip)
     except (ValueError, KeyError, OSError) as error:
-        print(f"Abbild unlesbar / image unreadable: {args.image}: {error}", file=sys.stderr)
+        print(_("image unreadable") + f": {args.image}: {error}", file=sys.stderr)
         return 2
     log.info(
         "%s UID %s on udp:%s:%d (control %d)",
