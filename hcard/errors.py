@@ -74,6 +74,10 @@ class Code(StrEnum):
     PERIOD_ALREADY_SETTLED = "period_already_settled"
     RUN_DOWNLOADED = "run_downloaded"
     RUN_CANCELLED = "run_cancelled"
+    RUN_NOT_LAST = "run_not_last"
+    PERIOD_OUT_OF_ORDER = "period_out_of_order"
+    TOPUP_BY_STATEMENT = "topup_by_statement"
+    LINE_ALREADY_BOOKED = "line_already_booked"
     SEPA_FILE_INVALID = "sepa_file_invalid"
     STATEMENT_INVALID = "statement_invalid"
     STATEMENT_OTHER_ACCOUNT = "statement_other_account"
@@ -134,6 +138,12 @@ MESSAGES: dict[Code, Text] = {
         "The bank file was already downloaded; the run can no longer be cancelled."
     ),
     Code.RUN_CANCELLED: N_("This run is cancelled."),
+    Code.RUN_NOT_LAST: N_("Only the last run can be cancelled; a later run builds on this one."),
+    Code.PERIOD_OUT_OF_ORDER: N_("A period must begin after the last settled period."),
+    Code.TOPUP_BY_STATEMENT: N_(
+        "Bank transfers are booked from the bank statement (or assigned to the card there)."
+    ),
+    Code.LINE_ALREADY_BOOKED: N_("This statement line is already booked."),
     Code.SEPA_FILE_INVALID: N_(
         "The SEPA file does not validate and was not made; please check the master data."
     ),
