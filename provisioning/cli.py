@@ -542,9 +542,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("amount", type=_amount, help=_("amount, e.g. 20,00"))
     p.add_argument(
         "--source",
-        choices=("cash", "bank", "online"),
+        choices=("cash", "online"),
         default="cash",
-        help=_("cash, bank transfer, online"),
+        help=_("cash or online (bank transfers come with the bank statement)"),
     )
     p = command(card, "block", _("block a card (lost)"), cmd_card_block)
     p.add_argument("card", type=_card_number, help=_("card number"))

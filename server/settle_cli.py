@@ -88,6 +88,20 @@ def add_parser(
     p.add_argument("run", type=int, help="Nummer der Abrechnung / run number")
     p = command("import", "Kontoauszug camt.053/054 einlesen / import a statement", user=True)
     p.add_argument("file", type=Path, help="camt-Datei / camt file")
+    p = command(
+        "assign",
+        "Überweisung ohne Kartennummer einer Karte zuordnen / assign a transfer to a card",
+        user=True,
+    )
+    p.add_argument("key", help="Schlüssel der Kontoauszugszeile / the statement line's key")
+    p.add_argument("card", help="Kartennummer / card number")
+    p = command(
+        "fee-withdrawal",
+        "Abgang als Gebührenentnahme/Bankgebühr buchen / book an outflow as fees or charges",
+        user=True,
+    )
+    p.add_argument("key", help="Schlüssel der Kontoauszugszeile / the statement line's key")
+    command("open-lines", "offene Kontoauszugszeilen / statement lines to look at", user=True)
     command("float-check", "Geldbestand prüfen (Bank = Schuld) / float check (bank = owed)")
     p = command("export", "Export für die Steuerberatung / export for the tax adviser", user=True)
     p.add_argument("kind", choices=("datev", "csv"), help="DATEV-Buchungsstapel oder CSV")
@@ -193,6 +207,15 @@ def _run(ctx: Context, args: argparse.Namespace) -> int:
         return 0
     if name == "import":
         _print(bank.import_statement(ctx, actor, args.file.read_bytes()))
+        return 0
+    if name == "assign":
+        _print(bank.assign_to_card(ctx, actor, args.key, args.card))
+        return 0
+    if name == "fee-withdrawal":
+        _print(bank.book_fee_withdrawal(ctx, actor, args.key))
+        return 0
+    if name == "open-lines":
+        _print(bank.unmatched_lines(ctx, actor))
         return 0
     if name == "export":
         period = _period(args)

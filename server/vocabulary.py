@@ -72,6 +72,8 @@ class TxnKind(StrEnum):
     PAYOUT_RETURN = "payout_return"
     #: the office's till cash paid into the bank: cash → bank
     DEPOSIT = "deposit"
+    #: the operator's own money leaving the bank: fees taken out, bank charges (fees → bank)
+    FEE_WITHDRAWAL = "fee_withdrawal"
 
 
 class Role(StrEnum):
@@ -162,10 +164,12 @@ class RunStatus(StrEnum):
 
 
 class PayoutStatus(StrEnum):
-    """A merchant's payout in a run: none (nothing transferred), sent (in the bank file),
-    executed (on the bank statement), returned (came back), cancelled (run cancelled)."""
+    """A merchant's payout in a run: none (nothing transferred), pending (in the bank file,
+    not yet downloaded), sent (the file was downloaded), executed (on the bank statement),
+    returned (came back), cancelled (run cancelled)."""
 
     NONE = "none"
+    PENDING = "pending"
     SENT = "sent"
     EXECUTED = "executed"
     RETURNED = "returned"
@@ -188,4 +192,6 @@ class LineMatch(StrEnum):
     PAYOUT_RETURNED = "payout_returned"
     CARD_TOPUP = "card_topup"
     CASH_DEPOSIT = "cash_deposit"
+    #: money the operator took out (fees, bank charges), booked so by staff
+    FEE_WITHDRAWAL = "fee_withdrawal"
     UNMATCHED = "unmatched"

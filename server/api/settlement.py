@@ -13,6 +13,7 @@ import threading
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from starlette.concurrency import run_in_threadpool
@@ -24,7 +25,7 @@ from hcard.server.context import Context
 from hcard.server.services import bank, settlement
 from hcard.server.settlement import sepa
 
-router = APIRouter(prefix="/v1", tags=["settlement"])
+router = APIRouter(prefix="/v1", tags=["accounting"])
 
 #: a bank statement of a month is far below this; the body limit of the app applies first
 STATEMENT_MAX_BYTES = 2 * 1024 * 1024
@@ -143,6 +144,29 @@ async def import_statement(ctx: ContextDep, staff: StaffDep, request: Request) -
 @router.get("/bank/unmatched")
 def unmatched(ctx: ContextDep, staff: StaffDep) -> list[dict[str, object]]:
     return bank.unmatched_lines(ctx, staff)
+
+
+class AssignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    card_number: Annotated[StrictStr, Field(max_length=40)]
+
+
+LineKey = Annotated[str, PathParam(pattern=r"^[0-9a-f]{32}$")]
+
+
+@router.post("/bank/lines/{key}/assign")
+def assign_line(
+    ctx: ContextDep, staff: StaffDep, key: LineKey, body: AssignIn
+) -> dict[str, object]:
+    """An unmatched incoming transfer meant for a card: top that card up with it."""
+    return bank.assign_to_card(ctx, staff, key, body.card_number)
+
+
+@router.post("/bank/lines/{key}/fee-withdrawal")
+def fee_withdrawal(ctx: ContextDep, staff: StaffDep, key: LineKey) -> dict[str, object]:
+    """An unmatched outgoing line that is the operator's own money (fees, bank charges)."""
+    return bank.book_fee_withdrawal(ctx, staff, key)
 
 
 @router.get("/settlement/float-check")

@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import sqlalchemy as sa
 
@@ -34,6 +35,7 @@ from hcard import cardnumber
 from hcard.errors import Code, HCardError
 from hcard.server.context import Context
 from hcard.server.db import engine as db_engine
+from hcard.server.db import locking
 from hcard.server.db.tables import (
     AnyRow,
     accounts,
@@ -41,9 +43,11 @@ from hcard.server.db.tables import (
     bank_statements,
     cards,
     merchants,
+    postings,
     settlement_lines,
 )
 from hcard.server.services import alerts, booking, ledger
+from hcard.server.services import cards as cards_service
 from hcard.server.services.users import Staff
 from hcard.server.settlement import camt
 from hcard.server.vocabulary import (
@@ -107,6 +111,7 @@ def import_statement(ctx: Context, actor: Staff, data: bytes) -> dict[str, objec
     report = ImportReport(statement_id=parsed.statement_id, lines=len(parsed.lines))
     now_s = ctx.now()
     with db_engine.write(ctx.engine) as conn:
+        locking.settlement(conn)  # one import at a time: a payout is matched once
         statement_row = _statement_row(conn, parsed, actor, now_s)
         known = set(
             conn.execute(
@@ -209,6 +214,7 @@ def _match(
     ids = _payout_ids(line)
     payout = _payout(conn, ids[0]) if ids else None
     if payout is not None and not line.credit and not line.reversal:
+        # only a payout whose file was downloaded can have left the bank
         if payout.payout_status != PayoutStatus.SENT or payout.payout_cents != line.amount_cents:
             return LineMatch.UNMATCHED, None, None, None
         txn = booking.payout_executed(
@@ -273,10 +279,23 @@ def _match(
 def _set_status(
     conn: sa.Connection, line_id: int, status: PayoutStatus, return_reason: str | None = None
 ) -> None:
+    """Move a payout on; only from the states it can come from (sent → executed, sent or
+    executed → returned), or the import fails whole."""
     values: dict[str, object] = {"payout_status": status}
     if return_reason is not None:
         values["return_reason"] = return_reason
-    conn.execute(sa.update(settlement_lines).where(settlement_lines.c.id == line_id).values(values))
+    before = (
+        (PayoutStatus.SENT,)
+        if status == PayoutStatus.EXECUTED
+        else (PayoutStatus.SENT, PayoutStatus.EXECUTED)
+    )
+    moved = conn.execute(
+        sa.update(settlement_lines)
+        .where(settlement_lines.c.id == line_id, settlement_lines.c.payout_status.in_(before))
+        .values(values)
+    ).rowcount
+    if moved != 1:
+        raise ledger.LedgerInvariantError(f"payout {line_id} is not {before} any more")
 
 
 def unmatched_lines(ctx: Context, actor: Staff) -> list[dict[str, object]]:
@@ -294,12 +313,22 @@ def unmatched_lines(ctx: Context, actor: Staff) -> list[dict[str, object]]:
 # --- the float check -------------------------------------------------------------------
 
 
+class Difference(StrEnum):
+    """What the float check found wrong (`differences[].name`)."""
+
+    NO_STATEMENT = "no_statement"
+    BANK_BALANCE = "bank_balance"
+    IN_TRANSIT = "in_transit"
+    UNMATCHED_OUTFLOW = "unmatched_outflow"
+    LEDGER = "ledger"
+
+
 @dataclass
 class FloatReport:
     statement_id: str | None
     closing_date: str | None
     bank_closing_cents: int | None
-    ledger_bank_cents: int  # what the ledger says the bank holds
+    ledger_bank_cents: int  # what the ledger says the bank held on the statement's day
     owed_cents: dict[str, int]  # cards, merchants, in transit, fees
     cash_on_hand_cents: int  # the office's till cash not yet paid in
     other_cents: int  # correction and bonus pool accounts
@@ -364,14 +393,29 @@ def float_check(ctx: Context, actor: Staff | None) -> dict[str, object]:
         ).first()
         sent = conn.execute(
             sa.select(sa.func.coalesce(sa.func.sum(settlement_lines.c.payout_cents), 0)).where(
-                settlement_lines.c.payout_status == PayoutStatus.SENT
+                settlement_lines.c.payout_status.in_((PayoutStatus.PENDING, PayoutStatus.SENT))
             )
         ).scalar_one()
+        # bookings from statement lines dated after the last closing balance (a camt.054
+        # of today) are not in that balance yet
+        after = "9999-12-31" if last is None or last.closing_date is None else last.closing_date
+        bank_id = ledger.system_account(conn, AccountKind.BANK)
+        later_bank_cents = int(
+            conn.execute(
+                sa.select(sa.func.coalesce(sa.func.sum(postings.c.amount_cents), 0))
+                .select_from(bank_lines.join(postings, postings.c.txn_id == bank_lines.c.txn_id))
+                .where(postings.c.account_id == bank_id, bank_lines.c.booking_date > after)
+            ).scalar_one()
+        )
         unmatched_in, unmatched_out = (
             int(
                 conn.execute(
                     sa.select(sa.func.coalesce(sa.func.sum(bank_lines.c.amount_cents), 0)).where(
-                        bank_lines.c.match == LineMatch.UNMATCHED, sign
+                        bank_lines.c.match == LineMatch.UNMATCHED,
+                        sign,
+                        sa.or_(
+                            bank_lines.c.booking_date.is_(None), bank_lines.c.booking_date <= after
+                        ),
                     )
                 ).scalar_one()
             )
@@ -383,16 +427,16 @@ def float_check(ctx: Context, actor: Staff | None) -> dict[str, object]:
         "in_transit": balances.get(AccountKind.IN_TRANSIT, 0),
         "fees": balances.get(AccountKind.FEES, 0),
     }
-    ledger_bank = -balances.get(AccountKind.BANK, 0)
+    ledger_bank = -(balances.get(AccountKind.BANK, 0) - later_bank_cents)
     # lines on the statement nobody has booked yet are in the bank but not in the ledger
     expected_bank = ledger_bank + unmatched_in + unmatched_out
     differences: list[dict[str, object]] = []
     if last is None:
-        differences.append({"name": "no_statement", "cents": None})
+        differences.append({"name": Difference.NO_STATEMENT, "cents": None})
     elif last.closing_balance_cents != expected_bank:
         differences.append(
             {
-                "name": "bank_balance",
+                "name": Difference.BANK_BALANCE,
                 "cents": int(last.closing_balance_cents) - expected_bank,
                 "statement_cents": int(last.closing_balance_cents),
                 "ledger_cents": ledger_bank,
@@ -402,16 +446,16 @@ def float_check(ctx: Context, actor: Staff | None) -> dict[str, object]:
     if owed["in_transit"] != int(sent):
         differences.append(
             {
-                "name": "in_transit",
+                "name": Difference.IN_TRANSIT,
                 "cents": owed["in_transit"] - int(sent),
                 "ledger_cents": owed["in_transit"],
                 "payouts_sent_cents": int(sent),
             }
         )
     if unmatched_out:  # money left the bank and nobody knows why
-        differences.append({"name": "unmatched_outflow", "cents": unmatched_out})
+        differences.append({"name": Difference.UNMATCHED_OUTFLOW, "cents": unmatched_out})
     if not report.ok:
-        differences.append({"name": "ledger", "check": report.as_json()})
+        differences.append({"name": Difference.LEDGER, "check": report.as_json()})
     result = FloatReport(
         statement_id=last.statement_id if last is not None else None,
         closing_date=last.closing_date if last is not None else None,
@@ -431,3 +475,67 @@ def float_check(ctx: Context, actor: Staff | None) -> dict[str, object]:
 
 def _sum(balances: dict[str, int], kinds: Iterable[AccountKind]) -> int:
     return sum(balances.get(kind, 0) for kind in kinds)
+
+
+# --- a person books what the import could not ------------------------------------------
+
+
+def _open_line(conn: sa.Connection, key: str) -> AnyRow:
+    line = conn.execute(sa.select(bank_lines).where(bank_lines.c.key == key)).first()
+    if line is None:
+        raise HCardError(Code.NOT_FOUND, what="statement line")
+    if line.match != LineMatch.UNMATCHED:
+        raise HCardError(Code.LINE_ALREADY_BOOKED, match=line.match)
+    return line
+
+
+def assign_to_card(ctx: Context, actor: Staff, key: str, card_number: str) -> dict[str, object]:
+    """A transfer for a card whose text did not name it: top that card up with it."""
+    actor.require(*OFFICE)
+    number = cards_service.normalize_number(card_number)
+    with db_engine.write(ctx.engine) as conn:
+        locking.settlement(conn)
+        line = _open_line(conn, key)
+        if line.amount_cents <= 0:
+            raise HCardError(Code.INVALID_AMOUNT, reason="only money that came in tops a card up")
+        card = conn.execute(
+            sa.select(cards.c.account_id, cards.c.uid).where(cards.c.number == number)
+        ).first()
+        if card is None or card.uid is None:
+            raise HCardError(Code.UNKNOWN_CARD)
+        bank = ledger.system_account(conn, AccountKind.BANK)
+        txn = booking.topup(
+            TopupSource.BANK, bank, card.account_id, line.amount_cents, actor.user_id
+        )
+        txn_id = ledger.post(conn, txn, now_s=ctx.now())
+        conn.execute(
+            sa.update(bank_lines)
+            .where(bank_lines.c.key == key)
+            .values(match=LineMatch.CARD_TOPUP, txn_id=txn_id, card_number=number)
+        )
+    return {"key": key, "match": LineMatch.CARD_TOPUP, "card_number": number, "txn_id": txn_id}
+
+
+def book_fee_withdrawal(ctx: Context, actor: Staff, key: str) -> dict[str, object]:
+    """Money that left the bank as the operator's own (its fees taken out, bank charges):
+    booked against the fees account."""
+    actor.require(*OFFICE)
+    with db_engine.write(ctx.engine) as conn:
+        locking.settlement(conn)
+        line = _open_line(conn, key)
+        if line.amount_cents >= 0:
+            raise HCardError(Code.INVALID_AMOUNT, reason="only money that went out")
+        txn = booking.fee_withdrawal(
+            ledger.system_account(conn, AccountKind.FEES),
+            ledger.system_account(conn, AccountKind.BANK),
+            -line.amount_cents,
+            (line.remittance or line.counterparty or "Bank")[:150],
+            actor.user_id,
+        )
+        txn_id = ledger.post(conn, txn, now_s=ctx.now())
+        conn.execute(
+            sa.update(bank_lines)
+            .where(bank_lines.c.key == key)
+            .values(match=LineMatch.FEE_WITHDRAWAL, txn_id=txn_id)
+        )
+    return {"key": key, "match": LineMatch.FEE_WITHDRAWAL, "txn_id": txn_id}

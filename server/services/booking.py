@@ -22,6 +22,7 @@ build its own transactions here too. `ledger.post_many` books them.
 | `payout_return` | in transit (or bank, once executed) −x, merchant +x |
 | `topup` from a bank transfer | bank −x, card +x |
 | `deposit` (till cash into the bank) | cash +x, bank −x |
+| `fee_withdrawal` (fees taken out, bank charges) | fees −x, bank +x |
 | the reverse of any of them | every posting negated (a cancelled settlement run) |
 
 Labels are what the cardholder and the office read, in German like every label.
@@ -247,5 +248,17 @@ def cash_deposit(
         TxnKind.DEPOSIT,
         [Posting(cash_account_id, amount_cents), Posting(bank_account_id, -amount_cents)],
         label="Bareinzahlung",
+        user_id=user_id,
+    )
+
+
+def fee_withdrawal(
+    fees_account_id: int, bank_account_id: int, amount_cents: int, label: str, user_id: int
+) -> Txn:
+    """The operator's own money leaving the bank: its fees taken out, or bank charges."""
+    return Txn(
+        TxnKind.FEE_WITHDRAWAL,
+        [Posting(fees_account_id, -amount_cents), Posting(bank_account_id, amount_cents)],
+        label=label,
         user_id=user_id,
     )

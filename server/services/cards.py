@@ -201,10 +201,18 @@ def renew_check_code(ctx: Context, actor: Staff, number: str) -> dict[str, objec
 def topup(
     ctx: Context, actor: Staff, number: str, amount_cents: int, source: TopupSource | str
 ) -> dict[str, object]:
-    """Money paid in at the office (cash), by transfer (bank) or online → the card."""
+    """Money paid in at the office (cash) or online → the card.
+
+    A bank transfer is never booked here: the bank account moves only with the bank's own
+    statement (`services/bank.py`: a transfer naming the card tops it up; one that does not
+    is assigned to the card there). Booked here as well, it would top the card up twice
+    and the float check could never agree with the bank again.
+    """
     actor.require(*OFFICE)
     if not is_valid_amount(amount_cents):
         raise HCardError(Code.INVALID_AMOUNT)
+    if source == TopupSource.BANK:
+        raise HCardError(Code.TOPUP_BY_STATEMENT)
     if source not in TOPUP_SOURCES:
         raise HCardError(Code.MALFORMED_REQUEST, field="source", allowed=list(TOPUP_SOURCES))
     source = TopupSource(source)

@@ -65,6 +65,7 @@ from hcard.server.vocabulary import (
     CounterName,
     PayoutOutcome,
     PayoutStatus,
+    Role,
     RunStatus,
     TxnKind,
 )
@@ -256,6 +257,16 @@ def _check_period(conn: sa.Connection, period: Period, now_s: float) -> None:
             first_day=clash.first_day,
             last_day=clash.last_day,
         )
+    # in order: a run takes every unsettled transaction before its end, so a period before
+    # the last run would take nothing of its own and leave a hole that reads as "late"
+    last = conn.execute(
+        sa.select(settlement_runs.c.id, settlement_runs.c.end_s, settlement_runs.c.last_day)
+        .where(settlement_runs.c.status != RunStatus.CANCELLED)
+        .order_by(settlement_runs.c.end_s.desc())
+        .limit(1)
+    ).first()
+    if last is not None and period.start_s < last.end_s:
+        raise HCardError(Code.PERIOD_OUT_OF_ORDER, run_id=last.id, last_day=last.last_day)
 
 
 def create_run(
@@ -366,7 +377,7 @@ def create_run(
                     "hold_reason": hold if result.outcome is PayoutOutcome.NO_VALID_IBAN else None,
                     "end_to_end_id": e2e if paid else None,
                     "invoice_number": invoice,
-                    "payout_status": PayoutStatus.SENT if paid else PayoutStatus.NONE,
+                    "payout_status": PayoutStatus.PENDING if paid else PayoutStatus.NONE,
                     "txn_id": txn_index,  # the index until booked, then the id
                 }
             )
@@ -487,10 +498,12 @@ def _line_json(row: AnyRow) -> dict[str, object]:
 
 
 def sepa_file(ctx: Context, actor: Staff, run_id: int, number: int) -> bytes:
-    """The run's bank file `number` (from 1), as stored; the first download is recorded and
-    ends the time in which the run can be cancelled."""
+    """The run's bank file `number` (from 1), as stored; the first download is recorded, its
+    payouts count as sent from then on, and the run can no longer be cancelled. Under the
+    settlement lock: a download and a cancellation never both win."""
     actor.require(*OFFICE)
     with db_engine.write(ctx.engine) as conn:
+        locking.settlement(conn)
         run = _run(conn, run_id)
         if run.status == RunStatus.CANCELLED:
             raise HCardError(Code.RUN_CANCELLED, run_id=run_id)
@@ -501,13 +514,21 @@ def sepa_file(ctx: Context, actor: Staff, run_id: int, number: int) -> bytes:
         ).scalar_one_or_none()
         if content is None:
             raise HCardError(Code.NOT_FOUND, what="bank file")
-        if run.status == RunStatus.CREATED:
+        first = conn.execute(
+            sa.update(settlement_runs)
+            .where(settlement_runs.c.id == run_id, settlement_runs.c.status == RunStatus.CREATED)
+            .values(
+                status=RunStatus.DOWNLOADED, downloaded_s=ctx.now(), downloaded_by=actor.user_id
+            )
+        ).rowcount
+        if first:
             conn.execute(
-                sa.update(settlement_runs)
-                .where(settlement_runs.c.id == run_id)
-                .values(
-                    status=RunStatus.DOWNLOADED, downloaded_s=ctx.now(), downloaded_by=actor.user_id
+                sa.update(settlement_lines)
+                .where(
+                    settlement_lines.c.run_id == run_id,
+                    settlement_lines.c.payout_status == PayoutStatus.PENDING,
                 )
+                .values(payout_status=PayoutStatus.SENT)
             )
     return bytes(content)
 
@@ -523,6 +544,13 @@ def cancel_run(ctx: Context, actor: Staff, run_id: int) -> dict[str, object]:
         if run.status != RunStatus.CREATED:
             code = Code.RUN_CANCELLED if run.status == RunStatus.CANCELLED else Code.RUN_DOWNLOADED
             raise HCardError(code, run_id=run_id)
+        later = conn.execute(
+            sa.select(settlement_runs.c.id).where(
+                settlement_runs.c.id > run_id, settlement_runs.c.status != RunStatus.CANCELLED
+            )
+        ).first()
+        if later is not None:  # its carry-overs were computed from this run's
+            raise HCardError(Code.RUN_NOT_LAST, run_id=run_id, later_run_id=later.id)
         booked = conn.execute(
             sa.select(settlement_lines.c.txn_id).where(
                 settlement_lines.c.run_id == run_id, settlement_lines.c.txn_id.is_not(None)
@@ -546,7 +574,7 @@ def cancel_run(ctx: Context, actor: Staff, run_id: int) -> dict[str, object]:
         )
         conn.execute(
             sa.update(settlement_runs)
-            .where(settlement_runs.c.id == run_id)
+            .where(settlement_runs.c.id == run_id, settlement_runs.c.status == RunStatus.CREATED)
             .values(status=RunStatus.CANCELLED, cancelled_s=now_s, cancelled_by=actor.user_id)
         )
     return get_run(ctx, actor, run_id)
@@ -631,6 +659,8 @@ def statement_data(conn: sa.Connection, ctx: Context, line: AnyRow) -> statement
         )
     config = ctx.settings.settlement
     notes = []
+    if line.payout_status == PayoutStatus.CANCELLED:
+        notes.append("STORNIERT: diese Abrechnung gilt nicht / CANCELLED: this statement is void")
     if line.hold_reason:
         notes.append(f"Auszahlung zurückgehalten / payout held back: {line.hold_reason}")
     elif line.outcome == PayoutOutcome.BELOW_MINIMUM:
@@ -670,13 +700,17 @@ def statement_data(conn: sa.Connection, ctx: Context, line: AnyRow) -> statement
 
 
 def _line(conn: sa.Connection, actor: Staff, run_id: int, merchant_id: int) -> AnyRow:
+    """The statement's line; a cancelled run's is no invoice: a merchant never sees it, the
+    office sees it marked cancelled."""
     actor.require_merchant_access(merchant_id)
     line = conn.execute(
         sa.select(settlement_lines).where(
             settlement_lines.c.run_id == run_id, settlement_lines.c.merchant_id == merchant_id
         )
     ).first()
-    if line is None:
+    if line is None or (
+        actor.role == Role.MERCHANT and line.payout_status == PayoutStatus.CANCELLED
+    ):
         raise HCardError(Code.NOT_FOUND, what="statement")
     return line
 

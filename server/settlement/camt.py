@@ -14,6 +14,7 @@ already booked.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import re
@@ -27,6 +28,11 @@ from defusedxml.common import DefusedXmlException
 
 _NS = re.compile(r"^\{urn:iso:std:iso:20022:tech:xsd:(camt\.05[34])\.001\.\d\d\}Document$")
 _NOT_PROVIDED = "NOTPROVIDED"
+#: references banks write where there is none: never part of a line's identity
+_NO_REFERENCE = {"", "NONREF", "NOTPROVIDED"}
+#: a booking of a billion euros is a damaged file, not a town's bank account
+_MAX_AMOUNT = Decimal(10) ** 9
+E2E_MAX = 35
 
 
 class StatementInvalidError(ValueError):
@@ -92,15 +98,20 @@ def _all(element: Element, name: str) -> Iterator[Element]:
             yield child
 
 
-def cents(text: str | None) -> int:
-    """`"1234.5"` → 123450; refuse anything that is not a positive amount with ≤ 2 decimals."""
+def cents(text: str | None, *, zero: bool = False) -> int:
+    """`"1234.5"` → 123450; refuse anything that is not a positive amount (or zero, for a
+    balance) with ≤ 2 decimals."""
     if text is None:
         raise StatementInvalidError("amount missing")
     try:
         value = Decimal(text)
     except InvalidOperation:
         raise StatementInvalidError(f"not an amount: {text!r}") from None
-    if not value.is_finite() or value < 0 or value != value.quantize(Decimal("0.01")):
+    try:
+        exact = value.is_finite() and value == value.quantize(Decimal("0.01"))
+    except InvalidOperation:  # 1E+30: more digits than quantize keeps
+        exact = False
+    if not exact or value < 0 or (value == 0 and not zero) or value >= _MAX_AMOUNT:
         raise StatementInvalidError(f"not an amount in cents: {text!r}")
     return int(value * 100)
 
@@ -142,27 +153,29 @@ def _party_name(details: Element, credit: bool) -> str:
     return _text(parties, role, "Nm") or _text(parties, role, "Pty", "Nm") or ""
 
 
-def _lines(entry: Element, statement_id: str, index: int) -> Iterator[Line]:
+def _lines(entry: Element) -> Iterator[Line]:
+    """The entry's lines; their `key` is set by `parse`, which sees the whole statement."""
     credit = _credit(entry)
     entry_cents = cents(_text(entry, "Amt"))
     reversal = (_text(entry, "RvslInd") or "").lower() == "true"
     booking = _date(entry, "BookgDt")
-    reference = _text(entry, "AcctSvcrRef") or f"{statement_id}#{index}"
     code = _bank_code(entry)
     details = list(_all(entry, "TxDtls"))
     if not details:
         details = [entry]
-    for number, detail in enumerate(details):
+    for detail in details:
         if len(details) == 1:
             amount = entry_cents
         else:  # a batch: each transaction carries its own amount
             amount = cents(_text(detail, "Amt") or _text(detail, "AmtDtls", "TxAmt", "Amt"))
         e2e = _text(detail, "Refs", "EndToEndId")
+        if e2e is not None and len(e2e) > E2E_MAX:
+            raise StatementInvalidError(f"EndToEndId longer than {E2E_MAX}: {e2e[:50]!r}")
         remittance = " ".join(
             (node.text or "").strip() for node in _all(detail, "Ustrd") if node.text
         )
         yield Line(
-            key=hashlib.sha256(f"{reference}/{number}".encode()).hexdigest()[:32],
+            key="",
             amount_cents=amount,
             credit=credit,
             booking_date=booking,
@@ -173,6 +186,32 @@ def _lines(entry: Element, statement_id: str, index: int) -> Iterator[Line]:
             bank_code=code,
             reversal=reversal,
         )
+
+
+def _keyed(iban: str, lines: list[Line]) -> list[Line]:
+    """Give each line its key: what the booking is (account, day, amount, direction, the
+    transfer's reference and text), not where it stands in which file. So the same booking
+    in a camt.054 and then in the day's camt.053 is one line, while two equal bookings of
+    one day in one file are told apart by their order (`#2`). The bank's own reference is
+    left out: banks write "NONREF" or a different one per message type."""
+    seen: dict[str, int] = {}
+    keyed = []
+    for line in lines:
+        what = "|".join(
+            (
+                iban,
+                line.booking_date.isoformat() if line.booking_date else "",
+                str(line.signed_cents),
+                line.end_to_end_id or "",
+                line.remittance,
+                line.return_reason or "",
+                str(line.reversal),
+            )
+        )
+        seen[what] = seen.get(what, 0) + 1
+        digest = hashlib.sha256(f"{what}#{seen[what]}".encode()).hexdigest()[:32]
+        keyed.append(dataclasses.replace(line, key=digest))
+    return keyed
 
 
 def parse(data: bytes) -> Statement:
@@ -199,15 +238,16 @@ def parse(data: bytes) -> Statement:
     closing_date: dt.date | None = None
     for balance in _children(part, "Bal"):
         if _text(balance, "Tp", "CdOrPrtry", "Cd") == "CLBD":
-            amount = cents(_text(balance, "Amt"))
+            amount = cents(_text(balance, "Amt"), zero=True)
             closing_cents = amount if _credit(balance) else -amount
             closing_date = _date(balance, "Dt")
     lines: list[Line] = []
-    for index, entry in enumerate(_children(part, "Ntry")):
+    for entry in _children(part, "Ntry"):
         status = _text(entry, "Sts", "Cd") or _text(entry, "Sts")  # .08 nests the code
         if status not in (None, "BOOK"):
             continue  # pending or information only: not money yet
-        lines.extend(_lines(entry, statement_id, index))
+        lines.extend(_lines(entry))
+    lines = _keyed(iban.replace(" ", "").upper(), lines)
     return Statement(
         message=message,
         statement_id=statement_id,

@@ -11,6 +11,8 @@
   statement is matched to its payout without a human.
 - The requested execution date is a TARGET2 business day (`execution_date`, the ECB
   calendar of the `holidays` library).
+- Single bookings, not a batch (`BtchBookg=false`): each payout comes back on the statement
+  as its own entry with its EndToEndId.
 - A bank may cap the transactions per file: the run is split (`max_per_file`).
 - Every file is validated against its XSD before it is offered (`export(validate=True)`);
   one that does not validate raises `SepaFileInvalidError` and is never written.
@@ -98,11 +100,13 @@ class Address:
     country: str = "DE"
 
     def for_sepaxml(self) -> dict[str, str]:
+        """The parts as the XSD takes them: written ae/oe/ue/ss first, then cut to their
+        lengths (one long street name must not make the whole file invalid)."""
         fields = {
-            "street_name": transliterate(self.street),
-            "building_number": transliterate(self.building_number),
-            "postcode": self.postcode,
-            "town": transliterate(self.town),
+            "street_name": transliterate(self.street)[:70],
+            "building_number": transliterate(self.building_number)[:16],
+            "postcode": transliterate(self.postcode)[:16],
+            "town": transliterate(self.town)[:35],
             "country": self.country,
         }
         return {key: value for key, value in fields.items() if value}
@@ -154,7 +158,9 @@ def _file(debtor: Debtor, transfers: Sequence[Transfer], when: dt.date, schema: 
         "name": transliterate(debtor.name)[:NAME_MAX],
         "IBAN": IBAN(debtor.iban).compact,
         "BIC": debtor.bic,
-        "batch": True,
+        # one booking per payout on the bank's statement, each with its EndToEndId: a batch
+        # booked as one sum could not be matched to the payouts in it
+        "batch": False,
         "currency": "EUR",
     }
     if debtor.address is not None and schema is Schema.PAIN_001_001_09:

@@ -151,17 +151,17 @@ SHOPS = (EISCAFE, *OTHER_SHOPS)
 #: cards bought at the office at the start of the month: (euros, how paid)
 CARDS = (
     (50, "cash"),
-    (50, "bank"),
+    (50, "online"),
     (30, "cash"),
-    (100, "bank"),
+    (100, "online"),
     (25, "cash"),
     (50, "online"),
     (20, "cash"),
-    (75, "bank"),
+    (75, "online"),
     (40, "cash"),
     (60, "online"),
     (30, "cash"),
-    (50, "bank"),
+    (50, "online"),
 )
 SEED = 10
 #: offline: within the tills' default limits (HCARD_LIMIT_PER_PAYMENT_CENTS)

@@ -62,7 +62,7 @@ def test_topup_block_replace_history(live_server, provision_login, capsys):
     _, login_file = provision_login
     old, _ = server_card(live_server)
     new, _ = server_card(live_server)
-    assert _run(login_file, "card", "topup", old, "25,00", "--source", "bank") == 0
+    assert _run(login_file, "card", "topup", old, "25,00", "--source", "online") == 0
     assert "25,00" in capsys.readouterr().out
     assert _run(login_file, "card", "block", old) == 0
     assert live_server.staff.card(old)["blocked"] is True

@@ -93,7 +93,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def topup(self, card: int, amount: int) -> None:
         if self.blocked[card]:
             return
-        cards.topup(self.ctx, self.admin, self.cards[card][0], amount, "bank")
+        cards.topup(self.ctx, self.admin, self.cards[card][0], amount, "online")
         self.balance[card] += amount
 
     @rule(old=st.integers(0, CARDS - 1), new=st.integers(0, CARDS - 1))

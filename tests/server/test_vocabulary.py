@@ -41,6 +41,7 @@ PINNED: dict[type[StrEnum], tuple[str, ...]] = {
         "payout",
         "payout_return",
         "deposit",
+        "fee_withdrawal",
     ),
     v.Role: ("admin", "marketing", "merchant"),
     v.TerminalStatus: ("pending", "active", "revoked"),
@@ -62,9 +63,16 @@ PINNED: dict[type[StrEnum], tuple[str, ...]] = {
     v.FlagReason: ("overdraw", "card_rollback", "card_copied"),
     v.CounterName: ("version", "card_serial", "invoice"),
     v.RunStatus: ("created", "downloaded", "cancelled"),
-    v.PayoutStatus: ("none", "sent", "executed", "returned", "cancelled"),
+    v.PayoutStatus: ("none", "pending", "sent", "executed", "returned", "cancelled"),
     v.PayoutOutcome: ("transfer", "nothing_due", "below_minimum", "no_valid_iban"),
-    v.LineMatch: ("payout_executed", "payout_returned", "card_topup", "cash_deposit", "unmatched"),
+    v.LineMatch: (
+        "payout_executed",
+        "payout_returned",
+        "card_topup",
+        "cash_deposit",
+        "fee_withdrawal",
+        "unmatched",
+    ),
 }
 
 

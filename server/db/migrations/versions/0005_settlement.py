@@ -36,7 +36,7 @@ _ACCOUNTS_AFTER = (
 _TXNS_BEFORE = "kind IN ('topup', 'payment', 'void', 'transfer', 'correction', 'till_topup')"
 _TXNS_AFTER = (
     "kind IN ('topup', 'payment', 'void', 'transfer', 'correction', 'till_topup', "
-    "'settlement', 'payout', 'payout_return', 'deposit')"
+    "'settlement', 'payout', 'payout_return', 'deposit', 'fee_withdrawal')"
 )
 _ALERTS_BEFORE = (
     "kind IN ('chain_gap', 'chain_fork', 'bad_signature', 'bad_record', 'journal_foreign', "
@@ -191,7 +191,7 @@ def upgrade() -> None:
             name=op.f("ck_settlement_lines_outcome"),
         ),
         sa.CheckConstraint(
-            "payout_status IN ('none', 'sent', 'executed', 'returned', 'cancelled')",
+            "payout_status IN ('none', 'pending', 'sent', 'executed', 'returned', 'cancelled')",
             name=op.f("ck_settlement_lines_payout_status"),
         ),
         sa.CheckConstraint(
@@ -244,6 +244,7 @@ def upgrade() -> None:
         sa.Column("card_number", sa.String(length=16), nullable=True),
         sa.CheckConstraint(
             "match IN ('payout_executed', 'payout_returned', 'card_topup', 'cash_deposit',"
+            " 'fee_withdrawal',"
             " 'unmatched')",
             name=op.f("ck_bank_lines_match"),
         ),
