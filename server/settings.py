@@ -24,6 +24,7 @@ the variable, the value and what it must be, in German and English
 | `HCARD_VAT_BP` | VAT on the fee, basis points (0 under the small-business rule) | 1900 |
 | `HCARD_MINIMUM_PAYOUT_CENTS` | smaller payouts are carried forward | 0 |
 | `HCARD_SEPA_MAX_PER_FILE` | transfers per bank file (the bank's cap) | 1000 |
+| `HCARD_DATEV_ACCOUNTS` | DATEV accounts other than SKR03's, JSON: `{"bank": 1800}` | SKR03 |
 """
 
 from __future__ import annotations
@@ -155,7 +156,8 @@ class Settings:
                     f.name: getattr(env, f.name)
                     for f in fields(SettlementSettings)
                     if f.name != "datev"
-                }
+                },
+                datev=DatevAccounts(**env.datev_accounts),
             ),
         )
 
@@ -176,6 +178,13 @@ def _iban(value: str) -> str:
     return value.replace(" ", "").upper()
 
 
+def _datev_accounts(value: dict[str, int]) -> dict[str, int]:
+    known = {f.name for f in fields(DatevAccounts)}
+    if set(value) - known or any(number < 0 for number in value.values()):
+        raise ValueError("unknown account or negative number")
+    return value
+
+
 Count = Annotated[int, Field(ge=0)]
 OperatorIban = Annotated[str, AfterValidator(_iban)]
 ThrottleLimit = Annotated[str, AfterValidator(_throttle_limit)]
@@ -193,6 +202,7 @@ _EXPECTED: dict[str, Text] = {
     "minimum_payout_cents": N_("a whole number from 0 (cents)"),
     "max_per_file": N_("a whole number from 1"),
     "operator_iban": N_("a valid IBAN"),
+    "datev_accounts": N_("a JSON object of DATEV account numbers by name (bank, cash, fees ...)"),
     **{
         f"throttle_{name}": N_("a limit such as '10 per 10 minutes'")
         for name in vars(_DEFAULT_THROTTLE)
@@ -233,6 +243,10 @@ class _Environment(BaseSettings):
     vat_bp: Annotated[int, Field(ge=0, le=10_000)] = _DEFAULT_SETTLEMENT.vat_bp
     minimum_payout_cents: Count = _DEFAULT_SETTLEMENT.minimum_payout_cents
     max_per_file: Annotated[int, Field(ge=1)] = _DEFAULT_SETTLEMENT.max_per_file
+    #: the tax adviser's accounts where they are not SKR03's: `{"bank": 1800, "fees": 8195}`
+    datev_accounts: Annotated[dict[str, int], AfterValidator(_datev_accounts)] = Field(
+        default_factory=dict
+    )
 
     @classmethod
     def read(cls) -> _Environment:

@@ -135,3 +135,28 @@ def test_hcard_server_prints_it_and_exits_non_zero(tmp_path, command):
     )
     assert "Traceback" not in run.stderr
     assert not (tmp_path / "d").exists()  # refused before anything was made
+
+
+def test_settlement_settings_and_the_tax_advisers_accounts(env, tmp_path):
+    env.setenv("HCARD_VAT_BP", "0")
+    env.setenv("HCARD_MINIMUM_PAYOUT_CENTS", "2500")
+    env.setenv("HCARD_OPERATOR_IBAN", "DE75 5121 0800 1245 1261 99")
+    env.setenv("HCARD_DATEV_ACCOUNTS", '{"bank": 1800, "fees": 8195}')
+    settlement = Settings.build(tmp_path).settlement
+    assert (settlement.vat_bp, settlement.minimum_payout_cents) == (0, 2500)
+    assert settlement.operator_iban == "DE75512108001245126199"
+    assert (settlement.datev.bank, settlement.datev.fees, settlement.datev.cash) == (
+        1800,
+        8195,
+        1000,
+    )
+    for name, value in (
+        ("HCARD_DATEV_ACCOUNTS", '{"bnk": 1800}'),
+        ("HCARD_DATEV_ACCOUNTS", "1800"),
+        ("HCARD_OPERATOR_IBAN", "DE89370400440532013001"),
+        ("HCARD_VAT_BP", "20000"),
+    ):
+        env.setenv(name, value)
+        with pytest.raises(SettingsError, match=name):
+            Settings.build(tmp_path)
+        env.delenv(name)
