@@ -39,7 +39,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from fixtures.camt import BankLine, Batch, statement
+from fixtures.camt import BankLine, statement
 
 from hcard.server.context import Context
 from hcard.server.services import bank, settlement
@@ -242,6 +242,7 @@ def main() -> None:
             weasy_floor(data_)
             singles.append((time.perf_counter() - t0) * 1000)
 
+        settlement.sepa_file(ctx, admin, run_id, 1)  # downloaded: the payouts are sent
         lines = settlement.get_run(ctx, admin, run_id)["lines"]
         executed = [
             BankLine(int(x["payout_cents"]), False, str(x["end_to_end_id"]))  # type: ignore[index]
@@ -255,11 +256,7 @@ def main() -> None:
                 ).scalar_one()
             )
         closing = bank_now - sum(x.amount_cents for x in executed)
-        camt = statement(
-            ctx.settings.settlement.operator_iban,
-            [Batch(executed, reference=f"BATCH-{run_id}")],
-            closing_cents=closing,
-        )
+        camt = statement(ctx.settings.settlement.operator_iban, executed, closing_cents=closing)
         started = time.perf_counter()
         imported = bank.import_statement(ctx, admin, camt)
         camt_import_s = time.perf_counter() - started
@@ -282,6 +279,7 @@ def main() -> None:
         "camt_import_s": round(camt_import_s, 2),
         "float_check_s": round(float_check_s, 2),
         "float_check_ok": check["ok"],
+        "booked": imported["booked"],
         "cores": os.cpu_count(),
         "rss_mb": _rss_mb(),
     }

@@ -290,6 +290,18 @@ def cmd_app(args: argparse.Namespace) -> int:
     return app_main(["--state-dir", str(args.state), *args.app_args], prog="hcard-terminal app")
 
 
+def _timeout_option(parser: argparse.ArgumentParser) -> None:
+    """`--timeout`: how long a command that needs a card waits for it."""
+    parser.add_argument(
+        "--timeout",
+        dest="timeout_s",
+        metavar="TIMEOUT",
+        type=float,
+        default=30.0,
+        help=_("seconds to wait"),
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hcard-terminal",
@@ -356,14 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help=_("tip on top") + " (12,50)",
     )
-    pay.add_argument(
-        "--timeout",
-        dest="timeout_s",
-        metavar="TIMEOUT",
-        type=float,
-        default=30.0,
-        help=_("seconds to wait"),
-    )
+    _timeout_option(pay)
     pay.set_defaults(func=cmd_pay)
 
     topup = commands.add_parser(
@@ -377,14 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_amount,
         help=_("amount") + ", " + _("e.g.") + " 20,00",
     )
-    topup.add_argument(
-        "--timeout",
-        dest="timeout_s",
-        metavar="TIMEOUT",
-        type=float,
-        default=30.0,
-        help=_("seconds to wait"),
-    )
+    _timeout_option(topup)
     topup.set_defaults(func=cmd_topup)
 
     void = commands.add_parser(
@@ -403,14 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=_("show a card's balance"),
         description=_("tap a card, show its balance"),
     )
-    balance.add_argument(
-        "--timeout",
-        dest="timeout_s",
-        metavar="TIMEOUT",
-        type=float,
-        default=30.0,
-        help=_("seconds to wait"),
-    )
+    _timeout_option(balance)
     balance.set_defaults(func=cmd_balance)
 
     sync = commands.add_parser(

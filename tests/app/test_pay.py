@@ -397,6 +397,28 @@ def test_topup_without_the_server_is_declined_in_the_cashiers_words(
     assert live_server.staff.card(number)["balance_cents"] == 500
 
 
+def _top_up(app, digits: str) -> int:
+    """Top the card on the reader up with `digits` cents; the receipt number shown."""
+    app.press("topup")
+    app.wait_screen("topup")
+    app.type_amount(digits)
+    app.press("load")
+    state = app.wait(lambda s: s["texts"].get("title") == "Aufgeladen", "the top-up")
+    receipt = receipt_no(state["texts"]["details"])
+    app.press("done")
+    return receipt
+
+
+def _void_behind_the_pin(app, receipt: int) -> None:
+    """Today's list → void `receipt` → the manager PIN."""
+    app.press("today")
+    app.wait(lambda s: s["screen"] == "today" and not s["busy"], "today's list")
+    app.press("void", within={"receipt_no": receipt, "voidable": True})
+    app.wait_screen("pin")
+    app.type_amount("4711")
+    app.press("ok")
+
+
 def test_topup_is_voided_with_its_card_after_the_pin(
     live_server, enrolled_terminal, card_emulator, till_app
 ):
@@ -404,22 +426,11 @@ def test_topup_is_voided_with_its_card_after_the_pin(
     number, image = server_card(live_server, 500)
     path = card_emulator.present(image)
     app = till_app(enrolled_terminal)
-    app.press("topup")
-    app.wait_screen("topup")
-    app.type_amount("2000")
-    app.press("load")
-    state = app.wait(lambda s: s["texts"].get("title") == "Aufgeladen", "the top-up")
-    receipt = receipt_no(state["texts"]["details"])
-    app.press("done")
+    receipt = _top_up(app, "2000")
     app.wait_screen("amount")
     card_emulator.remove()  # the customer took the card; it comes back for the void
 
-    app.press("today")
-    app.wait(lambda s: s["screen"] == "today" and not s["busy"], "today's list")
-    app.press("void", within={"receipt_no": receipt, "voidable": True})
-    app.wait_screen("pin")
-    app.type_amount("4711")
-    app.press("ok")
+    _void_behind_the_pin(app, receipt)
     state = app.wait_screen("tap")
     assert state["texts"]["title"] == f"Storno Aufladung {receipt}: Karte auflegen"
     assert state["texts"]["amount"] == "20,00\u00a0€"
@@ -450,21 +461,10 @@ def test_topup_void_with_another_card_says_so(
     _number, image = server_card(live_server, 500)
     card_emulator.present(image)
     app = till_app(enrolled_terminal)
-    app.press("topup")
-    app.wait_screen("topup")
-    app.type_amount("1000")
-    app.press("load")
-    state = app.wait(lambda s: s["texts"].get("title") == "Aufgeladen", "the top-up")
-    receipt = receipt_no(state["texts"]["details"])
-    app.press("done")
+    receipt = _top_up(app, "1000")
     _other_number, other = server_card(live_server, 500)
     card_emulator.present(other, name="other")
-    app.press("today")
-    app.wait(lambda s: s["screen"] == "today" and not s["busy"], "today's list")
-    app.press("void", within={"receipt_no": receipt, "voidable": True})
-    app.wait_screen("pin")
-    app.type_amount("4711")
-    app.press("ok")
+    _void_behind_the_pin(app, receipt)
     state = app.wait(
         lambda s: s["screen"] == "result" and s["texts"]["title"] == "Nicht storniert",
         "the refused void",

@@ -25,7 +25,7 @@ import sepaxml
 import sqlalchemy as sa
 import xmlschema
 from fixtures.camt import BankLine, Batch, statement
-from fixtures.server import ApiError, ServerInfo
+from fixtures.server import ApiError, ServerInfo, StaffClient
 from pypdf import PdfReader
 
 LOCAL = ZoneInfo("Europe/Berlin")
@@ -177,6 +177,22 @@ def town(request, server_factory) -> Town:
     town.late_total_cents = 570
     yield town
     engine.dispose()
+
+
+def _merchant_login(town: Town, merchant_id: int) -> StaffClient:
+    """A new merchant user of `merchant_id`, logged in."""
+    username, password = f"shop{secrets.token_hex(3)}", secrets.token_urlsafe(12)
+    town.server.staff.call(
+        "POST",
+        "/v1/users",
+        json={
+            "username": username,
+            "password": password,
+            "role": "merchant",
+            "merchant_id": merchant_id,
+        },
+    )
+    return StaffClient(town.server.url, username, password)
 
 
 def _create(server: ServerInfo, first_last: tuple[dt.date, dt.date]) -> dict:
@@ -394,18 +410,9 @@ def test_a_run_can_be_cancelled_until_its_file_is_downloaded(town: Town):
 
 
 def test_merchants_read_only_their_own_statements(town: Town):
-    staff = town.server.staff
     run = _create(town.server, town.month)
     mine, other = town.merchants["baecker"], town.merchants["buch"]
-    password = secrets.token_urlsafe(12)
-    staff.call(
-        "POST",
-        "/v1/users",
-        json={"username": "baecker", "password": password, "role": "merchant", "merchant_id": mine},
-    )
-    from fixtures.server import StaffClient
-
-    shop = StaffClient(town.server.url, "baecker", password)
+    shop = _merchant_login(town, mine)
     assert (
         shop.request(
             "GET", f"/v1/settlement/runs/{run['run_id']}/statements/{mine}.pdf"
@@ -707,15 +714,7 @@ def test_a_cancelled_runs_statement_is_no_invoice(town: Town):
     staff = town.server.staff
     run = _create(town.server, town.month)
     mine = town.merchants["baecker"]
-    password = secrets.token_urlsafe(12)
-    staff.call(
-        "POST",
-        "/v1/users",
-        json={"username": "b2", "password": password, "role": "merchant", "merchant_id": mine},
-    )
-    from fixtures.server import StaffClient
-
-    shop = StaffClient(town.server.url, "b2", password)
+    shop = _merchant_login(town, mine)
     path = f"/v1/settlement/runs/{run['run_id']}/statements/{mine}"
     assert shop.request("GET", f"{path}.pdf").status_code == 200
     staff.call("POST", f"/v1/settlement/runs/{run['run_id']}/cancel")

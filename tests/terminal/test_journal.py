@@ -4,24 +4,13 @@ import sqlite3
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fixtures.terminal import JOURNAL_CARD, offline_payment_body
 
 from hcard.errors import Code, HCardError
 from hcard.terminal import journal as jr
 
-CARD = "9276000000000016"
+CARD = JOURNAL_CARD
 TERMINAL_ID = 7
-
-
-def _payment(n: int) -> dict:
-    return {
-        "card": CARD,
-        "uid": "04a1b2c3d4e5f6",
-        "amount_cents": 100 + n,
-        "tip_cents": 0,
-        "mode": "offline",
-        "counter": n,
-        "purse_cents": 10_000 - n,
-    }
 
 
 @pytest.fixture
@@ -36,7 +25,11 @@ def filled(tmp_path, key):
     journal = jr.Journal(path, TERMINAL_ID, key)
     for n in range(1, 5):
         journal.append(
-            "payment", _payment(n), state=jr.State.APPROVED, day="2026-11-25", created_s=0.0
+            "payment",
+            offline_payment_body(n),
+            state=jr.State.APPROVED,
+            day="2026-11-25",
+            created_s=0.0,
         )
         journal.finish(n)
     journal.void(
@@ -160,12 +153,14 @@ def test_nothing_is_uploaded_from_an_online_payment_still_waiting(filled, key):
     try:
         waiting = journal.append(
             "payment",
-            {**_payment(5), "mode": "online"},
+            {**offline_payment_body(5), "mode": "online"},
             state=jr.State.INTENT,
             day="d",
             created_s=0.0,
         )
-        journal.append("payment", _payment(6), state=jr.State.APPROVED, day="d", created_s=0.0)
+        journal.append(
+            "payment", offline_payment_body(6), state=jr.State.APPROVED, day="d", created_s=0.0
+        )
         assert [r.seq for r in journal.unsent(10)] == [1, 2, 3, 4, 5, 6]
         journal.set_state(waiting.seq, jr.State.FINAL)
         assert [r.seq for r in journal.unsent(10)][-2:] == [7, 8]
@@ -186,7 +181,9 @@ def test_an_older_journal_gets_receipt_numbers_once_and_keeps_those_shown(tmp_pa
         (jr.State.INTENT, jr.State.DECLINED),
     ]
     for n, (start, state) in enumerate(moves, start=1):
-        journal.append("payment", _payment(n), state=start, day="2026-11-25", created_s=0.0)
+        journal.append(
+            "payment", offline_payment_body(n), state=start, day="2026-11-25", created_s=0.0
+        )
         journal.set_state(n, state)
     journal.void(
         3,
@@ -217,11 +214,17 @@ def test_an_older_journal_gets_receipt_numbers_once_and_keeps_those_shown(tmp_pa
         journal.close()
 
     journal = jr.open_verified(path, TERMINAL_ID, key)
-    journal.append("payment", _payment(7), state=jr.State.APPROVED, day="d", created_s=0.0)
+    journal.append(
+        "payment", offline_payment_body(7), state=jr.State.APPROVED, day="d", created_s=0.0
+    )
     assert journal.finish(7) == 7  # after seq 6: the void's seq 5 was shown as a number too
-    journal.append("payment", _payment(8), state=jr.State.INTENT, day="d", created_s=0.0)
+    journal.append(
+        "payment", offline_payment_body(8), state=jr.State.INTENT, day="d", created_s=0.0
+    )
     journal.set_state(8, jr.State.UNSHOWN)
-    journal.append("payment", _payment(9), state=jr.State.APPROVED, day="d", created_s=0.0)
+    journal.append(
+        "payment", offline_payment_body(9), state=jr.State.APPROVED, day="d", created_s=0.0
+    )
     assert journal.finish(9) == 8
     assert journal.by_receipt(3).record.seq == 3
     assert journal.by_receipt(8).record.seq == 9
@@ -231,11 +234,17 @@ def test_an_older_journal_gets_receipt_numbers_once_and_keeps_those_shown(tmp_pa
 
 def test_receipt_numbers_follow_what_was_shown_not_the_seq(tmp_path, key):
     journal = jr.Journal(tmp_path / "journal.sqlite", TERMINAL_ID, key)
-    journal.append("payment", _payment(1), state=jr.State.INTENT, day="d", created_s=0.0)
+    journal.append(
+        "payment", offline_payment_body(1), state=jr.State.INTENT, day="d", created_s=0.0
+    )
     journal.set_state(1, jr.State.UNSHOWN)  # an online try without answer
-    journal.append("payment", _payment(2), state=jr.State.APPROVED, day="d", created_s=0.0)
+    journal.append(
+        "payment", offline_payment_body(2), state=jr.State.APPROVED, day="d", created_s=0.0
+    )
     assert journal.finish(2) == 1
-    journal.append("payment", _payment(3), state=jr.State.APPROVED, day="d", created_s=0.0)
+    journal.append(
+        "payment", offline_payment_body(3), state=jr.State.APPROVED, day="d", created_s=0.0
+    )
     journal.void(
         3,
         {"card": CARD, "voids_seq": 3, "amount_cents": 103},
@@ -243,7 +252,9 @@ def test_receipt_numbers_follow_what_was_shown_not_the_seq(tmp_path, key):
         created_s=0,
         state=jr.State.CANCELLED,
     )  # card pulled away: never shown
-    journal.append("payment", _payment(5), state=jr.State.APPROVED, day="d", created_s=0.0)
+    journal.append(
+        "payment", offline_payment_body(5), state=jr.State.APPROVED, day="d", created_s=0.0
+    )
     assert journal.finish(5) == 2
     journal.set_state(5, jr.State.VOIDED)  # voided by the cashier: keeps its number
     with pytest.raises(HCardError) as refused:  # and it is never shown again

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from fixtures.terminal import server_card
+from fixtures.terminal import JOURNAL_CARD, offline_payment_body, server_card
 
 from hcard.errors import Code, HCardError, error_body
 from hcard.records import Record
@@ -28,19 +28,7 @@ from hcard.terminal.payment import Link
 from hcard.terminal.till import Outcome
 
 TERMINAL_ID = 7
-CARD = "9276000000000016"
-
-
-def _payment(n: int) -> dict[str, Any]:
-    return {
-        "card": CARD,
-        "uid": "04a1b2c3d4e5f6",
-        "amount_cents": 100 + n,
-        "tip_cents": 0,
-        "mode": "offline",
-        "counter": n,
-        "purse_cents": 10_000 - n,
-    }
+CARD = JOURNAL_CARD
 
 
 @pytest.fixture
@@ -53,7 +41,11 @@ def journal(tmp_path):
 def _fill(journal: jr.Journal, times: list[float]) -> list[Record]:
     return [
         journal.append(
-            "payment", _payment(n), state=jr.State.APPROVED, day="2026-11-30", created_s=created_s
+            "payment",
+            offline_payment_body(n),
+            state=jr.State.APPROVED,
+            day="2026-11-30",
+            created_s=created_s,
         )
         for n, created_s in enumerate(times, start=1)
     ]
