@@ -44,6 +44,23 @@ class PaymentMode(StrEnum):
     OFFLINE = "offline"
 
 
+class Outcome(StrEnum):
+    """The server's decision on an online record (`outcome` in the answers of authorise and
+    sync, `authorisations.outcome` in the server's database)."""
+
+    APPROVED = "approved"
+    DECLINED = "declined"
+
+
+class SyncStatus(StrEnum):
+    """What the server did with one uploaded record (`results[].status` of a sync); the
+    server's journal stores `applied` or `refused`, `already_applied` is only an answer."""
+
+    APPLIED = "applied"
+    ALREADY_APPLIED = "already_applied"  # sent before: answered as the first time
+    REFUSED = "refused"  # booked as refused (`code` says why), or the chain stops there
+
+
 KINDS = tuple(kind.value for kind in RecordKind)
 MODES = tuple(mode.value for mode in PaymentMode)
 

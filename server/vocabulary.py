@@ -14,6 +14,11 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+# the words of the wire protocol that the tills read too: defined once, in the shared core
+from hcard.records import Outcome, SyncStatus
+
+__all__ = ["Outcome", "SyncStatus"]  # and every enum below
+
 
 class AccountKind(StrEnum):
     """What an account is. `card` and `merchant` accounts belong to one card / merchant;
@@ -95,22 +100,6 @@ class TerminalStatus(StrEnum):
     PENDING = "pending"
     ACTIVE = "active"
     REVOKED = "revoked"
-
-
-class Outcome(StrEnum):
-    """An online authorisation's decision (`authorisations.outcome`, `outcome` on the wire)."""
-
-    APPROVED = "approved"
-    DECLINED = "declined"
-
-
-class SyncStatus(StrEnum):
-    """A synced record's answer (`status` on the wire). The journal stores `applied` or
-    `refused` (`JOURNAL_STATUSES`); `already_applied` is only ever an answer."""
-
-    APPLIED = "applied"
-    ALREADY_APPLIED = "already_applied"
-    REFUSED = "refused"
 
 
 JOURNAL_STATUSES = (SyncStatus.APPLIED, SyncStatus.REFUSED)

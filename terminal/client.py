@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import threading
 import time
-from enum import StrEnum
 from typing import Any
 
 import requests
@@ -35,21 +34,6 @@ from hcard.records import Record
 AUTHORISE_TIMEOUT_S = (0.3, 0.7)
 SYNC_TIMEOUT_S = (2.0, 15.0)
 CHECK_TIMEOUT_S = (0.5, 2.0)
-
-
-class ServerOutcome(StrEnum):
-    """The server's `outcome` for an online record (authorise, resolve, a sync result)."""
-
-    APPROVED = "approved"
-    DECLINED = "declined"
-
-
-class SyncStatus(StrEnum):
-    """What the server did with one uploaded record (`results[].status` of a sync)."""
-
-    APPLIED = "applied"
-    ALREADY_APPLIED = "already_applied"  # sent before: answered as the first time
-    REFUSED = "refused"  # booked as refused (`code` says why), or the chain stops there
 
 
 class ServerUnreachableError(Exception):

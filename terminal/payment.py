@@ -59,17 +59,12 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hcard.errors import Code, HCardError
-from hcard.records import PaymentMode, Record, RecordKind
+from hcard.records import Outcome as ServerOutcome
+from hcard.records import PaymentMode, Record, RecordKind, SyncStatus
 from hcard.terminal import journal as jr
 from hcard.terminal import offline
 from hcard.terminal.card.model import CardSession, CardView, Purse
-from hcard.terminal.client import (
-    Clock,
-    ServerClient,
-    ServerOutcome,
-    ServerUnreachableError,
-    SyncStatus,
-)
+from hcard.terminal.client import Clock, ServerClient, ServerUnreachableError
 from hcard.terminal.offline import (
     CardFacts,
     CardPayment,

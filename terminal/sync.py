@@ -26,8 +26,9 @@ import threading
 from typing import Any
 
 from hcard.errors import Code, HCardError
-from hcard.records import PaymentMode, RecordKind
-from hcard.terminal.client import ServerClient, ServerOutcome, ServerUnreachableError, SyncStatus
+from hcard.records import Outcome as ServerOutcome
+from hcard.records import PaymentMode, RecordKind, SyncStatus
+from hcard.terminal.client import ServerClient, ServerUnreachableError
 from hcard.terminal.journal import Journal
 from hcard.terminal.payment import Link, Payments
 from hcard.terminal.snapshot import SnapshotStore
