@@ -27,6 +27,7 @@ import datetime as dt
 import itertools
 import json
 import multiprocessing
+import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -760,9 +761,15 @@ def make_statements(
         ).all()
         work = [(line.id, statement_data(conn, ctx, line)) for line in missing]
     done = 0
+    if not work:
+        return 0
     # spawned, not forked: a fork of the threaded server can inherit a lock held by another
-    # thread and hang for ever (and with it the server's shutdown)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_SPAWN) as pool:
+    # thread and hang for ever (and with it the server's shutdown); and each worker dies
+    # with the server, so a server stopped mid-run leaves none behind
+    processes = min(workers or os.cpu_count() or 1, len(work))
+    with ProcessPoolExecutor(
+        max_workers=processes, mp_context=_SPAWN, initializer=statements.die_with_parent
+    ) as pool:
         for (line_id, _data), pdf in zip(
             work, pool.map(statements.render_pdf, [data for _, data in work]), strict=True
         ):

@@ -12,8 +12,12 @@ the till recorded them), because the merchant owes VAT on what was spent.
 from __future__ import annotations
 
 import csv
+import ctypes
 import datetime as dt
 import io
+import os
+import signal
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -161,6 +165,19 @@ def render_csv(data: StatementData) -> str:
             ]
         )
     return out.getvalue()
+
+
+def die_with_parent() -> None:
+    """Initializer of the statement workers: killed when the server that started them goes
+    (Linux `PR_SET_PDEATHSIG`), so a server stopped mid-run leaves no worker behind."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() == 1:  # the parent was already gone before the call
+            os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def render_pdf(data: StatementData) -> bytes:

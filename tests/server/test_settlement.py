@@ -15,9 +15,11 @@ import json
 import secrets
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -734,3 +736,41 @@ def test_odd_statement_lines_are_refused_not_a_500(town: Town, amount, e2e):
     response = _import(town.server.staff, data)
     assert response.status_code == 400
     assert response.json()["code"] == "statement_invalid"
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_statement_workers_die_with_a_server_stopped_mid_run(town: Town):
+    """The statements are made by spawned workers after a run: a server killed meanwhile
+    (kill -9, a crash) must not leave them behind (they once filled the machine's memory)."""
+    server = town.server
+    _create(server, town.month)
+    deadline = time.monotonic() + 30
+    while not (workers := _children(server.process.pid)):
+        assert time.monotonic() < deadline, "no statement workers started"
+        time.sleep(0.05)
+    server.process.kill()
+    server.process.wait(timeout=15)
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in workers):
+        assert time.monotonic() < deadline, "statement workers outlived their server"
+        time.sleep(0.1)
