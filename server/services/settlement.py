@@ -730,13 +730,15 @@ def statement_csv(ctx: Context, actor: Staff, run_id: int, merchant_id: int) -> 
 
 
 def statement_pdf(ctx: Context, actor: Staff, run_id: int, merchant_id: int) -> bytes:
-    """The stored PDF (made in the background after the run), else made now."""
+    """The stored PDF (made in the background after the run), else made now; a cancelled
+    run's is made now, so it carries its STORNIERT mark like the HTML (the stored one was
+    made before the run was cancelled)."""
     with db_engine.read(ctx.engine) as conn:
         line = _line(conn, actor, run_id, merchant_id)
         stored = conn.execute(
             sa.select(statement_files.c.pdf).where(statement_files.c.line_id == line.id)
         ).scalar_one_or_none()
-        if stored is not None:
+        if stored is not None and line.payout_status != PayoutStatus.CANCELLED:
             return bytes(stored)
         data = statement_data(conn, ctx, line)
     return statements.render_pdf(data)

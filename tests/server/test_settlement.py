@@ -723,6 +723,8 @@ def test_a_cancelled_runs_statement_is_no_invoice(town: Town):
     assert shop.request("GET", f"{path}.pdf").status_code == 404
     assert shop.call("GET", f"/v1/merchants/{mine}/statements") == []
     assert "STORNIERT" in staff.request("GET", f"{path}.html").text
+    pdf = staff.request("GET", f"{path}.pdf").content
+    assert "STORNIERT" in " ".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf)).pages)
 
 
 @pytest.mark.parametrize(
