@@ -184,3 +184,23 @@ class LineMatch(StrEnum):
     #: money the operator took out (fees, bank charges), booked so by staff
     FEE_WITHDRAWAL = "fee_withdrawal"
     UNMATCHED = "unmatched"
+
+
+class MerchantCategory(StrEnum):
+    """What kind of place a merchant is (`merchants.category`): the acceptance list's filter."""
+
+    RESTAURANT = "restaurant"
+    FOOD = "food"
+    RETAIL = "retail"
+    FASHION = "fashion"
+    HEALTH = "health"
+    SERVICES = "services"
+    CULTURE = "culture"
+    OTHER = "other"
+
+
+class TxnTotal(StrEnum):
+    """The kinds of transaction the office's charts add up per day (`daily_totals.kind`)."""
+
+    TOPUP = "topup"
+    PAYMENT = "payment"

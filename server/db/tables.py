@@ -23,6 +23,7 @@ from hcard.server.vocabulary import (
     AccountKind,
     AlertKind,
     LineMatch,
+    MerchantCategory,
     Outcome,
     PayoutOutcome,
     PayoutStatus,
@@ -30,6 +31,7 @@ from hcard.server.vocabulary import (
     RunStatus,
     TerminalStatus,
     TxnKind,
+    TxnTotal,
 )
 
 #: A row read from these tables: Core tables are untyped, so any number of columns of any type.
@@ -123,8 +125,17 @@ merchants = sa.Table(
     sa.Column("postcode", sa.String(16), nullable=False, server_default=""),
     sa.Column("town", sa.String(35), nullable=False, server_default=""),
     sa.Column("country", sa.String(2), nullable=False, server_default="DE"),
+    # the office: a deactivated merchant gets no new terminal and is not listed; the public
+    # acceptance list shows only merchants that agreed (`listed`), by category
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("listed", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column(
+        "category", sa.String(20), nullable=False, server_default=MerchantCategory.OTHER.value
+    ),
+    sa.Column("opening_hours", sa.String(500), nullable=False, server_default=""),
     sa.UniqueConstraint("account_id"),
     sa.CheckConstraint("fee_bp BETWEEN 0 AND 10000", name="fee_bp"),
+    sa.CheckConstraint(_in("category", MerchantCategory), name="category"),
 )
 
 users = sa.Table(
@@ -190,6 +201,11 @@ terminals = sa.Table(
     sa.Column("last_seq", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("last_hash", sa.String(64), nullable=False, server_default="0" * 64),
     sa.Column("created_s", Time, nullable=False),
+    # what the till said of itself with its last signed request (informational: the office
+    # sees a till that has not called for a day, or that has records waiting)
+    sa.Column("last_seen_s", Time, nullable=True),
+    sa.Column("software_version", sa.String(40), nullable=False, server_default=""),
+    sa.Column("records_waiting", sa.Integer, nullable=True),
     sa.CheckConstraint(_in("status", TerminalStatus), name="status"),
     # an active terminal has a key; one revoked before it enrolled never got one
     sa.CheckConstraint(
@@ -273,8 +289,46 @@ alerts = sa.Table(
     # how often it was seen, and when last (NULL while seen once)
     sa.Column("count", sa.Integer, nullable=False, server_default="1"),
     sa.Column("last_s", Time, nullable=True),
+    # handled by a named user with a note; a handled alert stays (the history)
+    sa.Column("handled_s", Time, nullable=True),
+    sa.Column("handled_by", sa.BigInteger, sa.ForeignKey("users.id"), nullable=True),
+    sa.Column("handled_note", sa.Text, nullable=True),
     sa.CheckConstraint(_in("kind", AlertKind), name="kind"),
     sa.CheckConstraint("count >= 1", name="count"),
+    sa.CheckConstraint(
+        "(handled_s IS NULL) = (handled_by IS NULL)"
+        " AND (handled_s IS NULL) = (handled_note IS NULL)",
+        name="handled",
+    ),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", BigInt, primary_key=True, autoincrement=True),
+    sa.Column("at_s", Time, nullable=False),
+    # NULL for a failed login (the name tried is in `username`)
+    sa.Column("user_id", sa.BigInteger, sa.ForeignKey("users.id"), nullable=True),
+    sa.Column("username", sa.String(80), nullable=False),
+    # the route's name (`merchant_create`) and its path parameters: who did what to which
+    sa.Column("action", sa.String(60), nullable=False),
+    sa.Column("target", sa.String(200), nullable=False, server_default=""),
+    sa.Column("address", sa.String(64), nullable=False),
+    # the HTTP status of the answer: 2xx/3xx done, 4xx refused
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Index(None, "at_s"),
+)
+
+daily_totals = sa.Table(
+    "daily_totals",
+    metadata,
+    # a closed day (Europe/Berlin) summed once: the dashboard's charts and 12-month volume
+    # read 365 rows instead of millions of transactions
+    sa.Column("day", sa.String(10), primary_key=True),
+    sa.Column("kind", sa.String(20), primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+    sa.Column("amount_cents", sa.BigInteger, nullable=False),
+    sa.CheckConstraint(_in("kind", TxnTotal), name="kind"),
 )
 
 counters = sa.Table(

@@ -73,6 +73,17 @@ PINNED: dict[type[StrEnum], tuple[str, ...]] = {
         "fee_withdrawal",
         "unmatched",
     ),
+    v.MerchantCategory: (
+        "restaurant",
+        "food",
+        "retail",
+        "fashion",
+        "health",
+        "services",
+        "culture",
+        "other",
+    ),
+    v.TxnTotal: ("topup", "payment"),
 }
 
 
