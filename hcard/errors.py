@@ -29,6 +29,8 @@ class Code(StrEnum):
     NOT_AUTHENTICATED = "not_authenticated"
     FORBIDDEN = "forbidden"
     BAD_CREDENTIALS = "bad_credentials"
+    CSRF_FAILED = "csrf_failed"
+    PASSWORD_TOO_WEAK = "password_too_weak"  # noqa: S105 - a code, not a password
     # terminal authentication
     UNKNOWN_TERMINAL = "unknown_terminal"
     TERMINAL_REVOKED = "terminal_revoked"
@@ -82,6 +84,11 @@ class Code(StrEnum):
     STATEMENT_INVALID = "statement_invalid"
     STATEMENT_OTHER_ACCOUNT = "statement_other_account"
     STATEMENT_AMBIGUOUS = "statement_ambiguous"
+    # the office
+    MERCHANT_INACTIVE = "merchant_inactive"
+    MERCHANT_HAS_TERMINALS = "merchant_has_terminals"
+    ALERT_ALREADY_HANDLED = "alert_already_handled"
+    INVALID_IBAN = "invalid_iban"
     INTERNAL_ERROR = "internal_error"
 
 
@@ -98,6 +105,12 @@ MESSAGES: dict[Code, Text] = {
     Code.NOT_AUTHENTICATED: N_("Please log in."),
     Code.FORBIDDEN: N_("Not permitted."),
     Code.BAD_CREDENTIALS: N_("Wrong user name or password."),
+    Code.CSRF_FAILED: N_(
+        "The form has expired or did not come from this site. Please reload the page and try again."
+    ),
+    Code.PASSWORD_TOO_WEAK: N_(
+        "The password is too weak: at least 12 characters, and not a commonly used password."
+    ),
     Code.UNKNOWN_TERMINAL: N_("Unknown terminal."),
     Code.TERMINAL_REVOKED: N_("Terminal revoked."),
     Code.BAD_SIGNATURE: N_("Invalid signature."),
@@ -154,6 +167,12 @@ MESSAGES: dict[Code, Text] = {
         "The correction would take the card below zero. Only when confirmed explicitly; "
         "the card is then deny-listed."
     ),
+    Code.MERCHANT_INACTIVE: N_("This merchant is deactivated."),
+    Code.MERCHANT_HAS_TERMINALS: N_(
+        "The merchant still has active terminals; revoke them before deactivating the merchant."
+    ),
+    Code.ALERT_ALREADY_HANDLED: N_("This alert was already handled."),
+    Code.INVALID_IBAN: N_("The IBAN or BIC is not valid; please check it against the bank letter."),
     Code.INTERNAL_ERROR: N_("Internal error."),
 }
 

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from hcard.server.api import errors, public, settlement, staff, terminal
+from hcard.server.api.audit import AuditLog
 from hcard.server.api.limits import BodyLimit
 from hcard.server.context import Context
+from hcard.server.web import pages
+from hcard.server.web.security import SecurityHeaders
+
+STATIC_DIR = Path(__file__).parent / "web" / "static"
 
 
 def create_app(ctx: Context) -> FastAPI:
@@ -25,10 +33,16 @@ def create_app(ctx: Context) -> FastAPI:
     app.include_router(staff.router)
     app.include_router(public.router)
     app.include_router(settlement.router)
+    for router in pages.ROUTERS:
+        app.include_router(router)
+    # every file a page needs, from the server itself (no CDN: the CSP allows only 'self')
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/v1/health", tags=["meta"])
     def health() -> dict[str, object]:
         return {"ok": True, "issuer_public_key": ctx.issuer_public_hex}
 
     app.add_middleware(BodyLimit, max_body_bytes=ctx.settings.max_body_bytes)
+    app.add_middleware(AuditLog)
+    app.add_middleware(SecurityHeaders)
     return app

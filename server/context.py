@@ -6,6 +6,7 @@ for globals and tests can build their own.
 
 from __future__ import annotations
 
+import hmac
 import time
 from dataclasses import dataclass, field
 
@@ -32,10 +33,13 @@ class Context:
     throttle: Throttle = field(init=False, repr=False)
     #: the HMAC key of the printed check codes, derived from the issuer key
     check_code_key: bytes = field(init=False, repr=False)
+    #: the HMAC key of the office pages' CSRF tokens, derived from the one above
+    csrf_key: bytes = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.throttle = Throttle(self.settings.throttle)
         self.check_code_key = check_code.key_from_issuer(self.issuer_key)
+        self.csrf_key = hmac.new(self.check_code_key, b"hattingen-card csrf v1", "sha256").digest()
 
     @property
     def issuer_public_hex(self) -> str:

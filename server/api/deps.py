@@ -36,8 +36,12 @@ def bearer_token(request: Request) -> str:
     raise HCardError(Code.NOT_AUTHENTICATED)
 
 
-def current_staff(ctx: ContextDep, token: Annotated[str, Depends(bearer_token)]) -> Staff:
-    return users.authenticate(ctx, token)
+def current_staff(
+    request: Request, ctx: ContextDep, token: Annotated[str, Depends(bearer_token)]
+) -> Staff:
+    staff = users.authenticate(ctx, token)
+    request.state.staff = staff  # for the audit log (api/audit.py)
+    return staff
 
 
 StaffDep = Annotated[Staff, Depends(current_staff)]

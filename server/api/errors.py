@@ -4,7 +4,8 @@ Installed on the app for our own refusals (`HCardError`), for FastAPI's request
 validation (422 → 400 `malformed_request`, or `invalid_amount` when the bad
 field is an amount), for Starlette's 404/405, and for anything unexpected
 (500 `internal_error`, details only in the server log). A throttled answer (429)
-carries `Retry-After`.
+carries `Retry-After`. On a page (`web.errors.is_page`) the same refusal is an HTML page in
+the visitor's language, and a missing session a redirect to the login page.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hcard.errors import Code, HCardError, error_body
+from hcard.server.web import auth
+from hcard.server.web import errors as web_errors
 
 log = logging.getLogger("hcard.server")
 
@@ -29,6 +32,7 @@ STATUS: dict[Code, int] = {
     Code.CLOCK_SKEW: 401,
     Code.NONCE_REUSED: 401,
     Code.FORBIDDEN: 403,
+    Code.CSRF_FAILED: 403,
     Code.TERMINAL_REVOKED: 403,
     Code.NOT_FOUND: 404,
     Code.UNKNOWN_CARD: 404,
@@ -44,6 +48,9 @@ STATUS: dict[Code, int] = {
     Code.PERIOD_OUT_OF_ORDER: 409,
     Code.LINE_ALREADY_BOOKED: 409,
     Code.STATEMENT_AMBIGUOUS: 409,
+    Code.MERCHANT_INACTIVE: 409,
+    Code.MERCHANT_HAS_TERMINALS: 409,
+    Code.ALERT_ALREADY_HANDLED: 409,
     Code.BODY_TOO_LARGE: 413,
     Code.BATCH_TOO_LARGE: 413,
     Code.TOO_MANY_ATTEMPTS: 429,
@@ -67,9 +74,17 @@ def error_response(code: Code, **details: object) -> JSONResponse:
     )
 
 
-async def _hcard_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _hcard_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HCardError)
+    if web_errors.is_page(request.url.path):
+        headers = retry_headers(exc.details)
+        return web_errors.page_error(request, exc.code, status_of(exc.code), headers)
     return error_response(exc.code, **exc.details)
+
+
+async def _login_required(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, auth.LoginRequiredError)
+    return web_errors.login_redirect(exc)
 
 
 def _bad_name_text(problem: Any) -> bool:
@@ -78,8 +93,10 @@ def _bad_name_text(problem: Any) -> bool:
     return field.endswith("name") and problem.get("type") in ("string_too_short", "string_too_long")
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
+    if web_errors.is_page(request.url.path):
+        return web_errors.page_error(request, Code.MALFORMED_REQUEST, 400)
     problems = exc.errors()
     fields = [".".join(str(part) for part in problem.get("loc", ())) for problem in problems]
     if any(field.endswith("amount_cents") for field in fields):
@@ -91,8 +108,11 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(code, fields=fields)
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if web_errors.is_page(request.url.path):
+        code = Code.NOT_FOUND if exc.status_code == 404 else Code.MALFORMED_REQUEST
+        return web_errors.page_error(request, code, 404 if exc.status_code == 404 else 400)
     if exc.status_code == 404:
         return error_response(Code.NOT_FOUND)
     response = JSONResponse(error_body(Code.MALFORMED_REQUEST), status_code=exc.status_code)
@@ -101,13 +121,16 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     return response
 
 
-async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+async def _unexpected(request: Request, exc: Exception) -> Response:
     log.error("unexpected error", exc_info=exc)
+    if web_errors.is_page(request.url.path):
+        return web_errors.page_error(request, Code.INTERNAL_ERROR, 500)
     return error_response(Code.INTERNAL_ERROR)
 
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(HCardError, _hcard_error)
+    app.add_exception_handler(auth.LoginRequiredError, _login_required)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
