@@ -4,7 +4,7 @@
 
 1. the server (`hcard-server init` + `serve`, SQLite under `.demo/server/`),
 2. seed data through the staff API as the marketing office would enter it: a merchant,
-   its merchant login (`eiscafe` / `eiscafe-demo`), a terminal with its one-time enrolment
+   its merchant login (`eiscafe` / `kugel-und-waffel`), a terminal with its one-time enrolment
    code; and last month, ready to settle (`demo.month`): three more merchants, cards and a
    month of signed till traffic booked in the previous calendar month; the start message
    says how to settle it (`hcard-server settle create --month ...` or the API call),

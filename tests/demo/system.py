@@ -39,7 +39,7 @@ from hcard.terminal.client import ServerUnreachableError
 from hcard.terminal.config import SNAPSHOT_FILE, write_atomic
 
 ADMIN_USER, ADMIN_PASSWORD = "admin", "hattingen-demo"
-MERCHANT_USER, MERCHANT_PASSWORD = "eiscafe", "eiscafe-demo"
+MERCHANT_USER, MERCHANT_PASSWORD = "eiscafe", "kugel-und-waffel"
 MANAGER_PIN = "1234"
 MERCHANT = {
     "name": "Eiscafé am Untermarkt",

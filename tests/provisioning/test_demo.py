@@ -126,11 +126,11 @@ def test_the_menu_answers_and_quits_and_the_running_demo_is_left_alone(tmp_path:
     )
     try:
         start = _read_until(process, "Befehle / commands:")
-        assert "eiscafe / eiscafe-demo" in start, start
+        assert "eiscafe / kugel-und-waffel" in start, start
         url = re.search(r"Server: +(http://127\.0\.0\.1:\d+)/openapi\.json", start)
         assert url, start
         merchant = StaffClient(url.group(1))
-        merchant.login("eiscafe", "eiscafe-demo")
+        merchant.login("eiscafe", "kugel-und-waffel")
         assert merchant.request("GET", "/v1/me")["role"] == "merchant"
         assert [m["name"] for m in merchant.merchants()] == ["Eiscafé am Untermarkt"]
 
@@ -174,7 +174,7 @@ def test_the_server_only_demo_serves_the_demo_data_and_holds_the_demo_folder(tmp
     first = _server_demo(tmp_path / ".demo")
     try:
         start = _read_until(first, "läuft bis Strg-C / running until Ctrl-C")
-        assert "eiscafe / eiscafe-demo" in start
+        assert "eiscafe / kugel-und-waffel" in start
         assert "admin / hattingen-demo" in start
         url = re.search(r"Server: +(http://127\.0\.0\.1:\d+)/openapi\.json", start)
         assert url, start
@@ -188,7 +188,7 @@ def test_the_server_only_demo_serves_the_demo_data_and_holds_the_demo_folder(tmp
         terminals = {t["name"]: t["status"] for t in staff.terminals(int(shop["id"]))}
         assert terminals["Kasse 1"] == "pending"
         merchant = StaffClient(url.group(1))
-        merchant.login("eiscafe", "eiscafe-demo")
+        merchant.login("eiscafe", "kugel-und-waffel")
         assert merchant.request("GET", "/v1/me")["role"] == "merchant"
         database = tmp_path / ".demo" / "server" / "hcard.db"
         assert database.exists()

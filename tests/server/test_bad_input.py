@@ -507,12 +507,12 @@ def test_staff_authentication_and_roles(server):
         "/v1/users",
         json={
             "username": "shop1",
-            "password": "shop1-password",
+            "password": "Rathausplatz-7-Kasse",
             "role": "merchant",
             "merchant_id": mine,
         },
     )
-    shop = StaffClient(server.url, "shop1", "shop1-password")
+    shop = StaffClient(server.url, "shop1", "Rathausplatz-7-Kasse")
     assert [m["id"] for m in shop.call("GET", "/v1/merchants")] == [mine]
     assert shop.call("GET", f"/v1/merchants/{mine}")["name"] == "Meins"
     assert_refused(shop.request("GET", f"/v1/merchants/{other}"), 403, "forbidden")
