@@ -89,6 +89,8 @@ class Code(StrEnum):
     MERCHANT_HAS_TERMINALS = "merchant_has_terminals"
     ALERT_ALREADY_HANDLED = "alert_already_handled"
     INVALID_IBAN = "invalid_iban"
+    USERNAME_TAKEN = "username_taken"
+    OWN_ACCOUNT = "own_account"
     INTERNAL_ERROR = "internal_error"
 
 
@@ -173,6 +175,10 @@ MESSAGES: dict[Code, Text] = {
     ),
     Code.ALERT_ALREADY_HANDLED: N_("This alert was already handled."),
     Code.INVALID_IBAN: N_("The IBAN or BIC is not valid; please check it against the bank letter."),
+    Code.USERNAME_TAKEN: N_("This user name is already taken."),
+    Code.OWN_ACCOUNT: N_(
+        "You cannot deactivate yourself or change your own role; please ask another admin."
+    ),
     Code.INTERNAL_ERROR: N_("Internal error."),
 }
 
