@@ -56,7 +56,7 @@ def _login_page(
     )
 
 
-@router.get("/office/login", name="login_page")
+@router.get("/office/login", name="office_login_page")
 def login_page(request: Request, next: Annotated[str, Query(max_length=500)] = "") -> Response:
     notice = ""
     if request.query_params.get("bye"):
@@ -64,7 +64,7 @@ def login_page(request: Request, next: Annotated[str, Query(max_length=500)] = "
     return _login_page(request, auth.safe_next(next, ""), notice=notice)
 
 
-@router.post("/office/login", name="login")
+@router.post("/office/login", name="office_login")
 async def login(
     request: Request,
     ctx: ContextDep,
@@ -117,7 +117,7 @@ async def login(
     return response
 
 
-@router.post("/office/logout", name="logout", dependencies=[Depends(auth.allow(*Role))])
+@router.post("/office/logout", name="office_logout", dependencies=[Depends(auth.allow(*Role))])
 def logout(request: Request, ctx: ContextDep) -> Response:
     users.logout(ctx, request.cookies.get(SESSION_COOKIE, ""))
     response = RedirectResponse(f"{auth.LOGIN_PATH}?bye=1", status_code=303)
