@@ -83,6 +83,8 @@ def _payout_ids(line: camt.Line) -> list[str]:
 @dataclass
 class ImportReport:
     statement_id: str
+    #: the statement's row (`bank_statements.id`): its lines are `statement_lines(row)`
+    statement_row: int = 0
     lines: int = 0
     already_imported: int = 0
     booked: dict[str, int] = field(default_factory=dict)
@@ -91,6 +93,7 @@ class ImportReport:
     def as_json(self) -> dict[str, object]:
         return {
             "statement_id": self.statement_id,
+            "statement_row": self.statement_row,
             "lines": self.lines,
             "already_imported": self.already_imported,
             "booked": self.booked,
@@ -112,7 +115,7 @@ def import_statement(ctx: Context, actor: Staff, data: bytes) -> dict[str, objec
     now_s = ctx.now()
     with db_engine.write(ctx.engine) as conn:
         locking.settlement(conn)  # one import at a time: a payout is matched once
-        statement_row = _statement_row(conn, parsed, actor, now_s)
+        statement_row = report.statement_row = _statement_row(conn, parsed, actor, now_s)
         known = set(
             conn.execute(
                 sa.select(bank_lines.c.key).where(
@@ -306,6 +309,24 @@ def unmatched_lines(ctx: Context, actor: Staff) -> list[dict[str, object]]:
             sa.select(bank_lines)
             .where(bank_lines.c.match == LineMatch.UNMATCHED)
             .order_by(bank_lines.c.booking_date.desc(), bank_lines.c.key)
+        ).mappings()
+        return [dict(row) for row in rows]
+
+
+def statement_lines(ctx: Context, actor: Staff, statement_row: int) -> list[dict[str, object]]:
+    """The lines booked from one imported statement, each with what it was found to be and,
+    for a payout, whose (what the office reads after an import)."""
+    actor.require(*OFFICE)
+    with db_engine.read(ctx.engine) as conn:
+        rows = conn.execute(
+            sa.select(
+                bank_lines,
+                settlement_lines.c.merchant_name,
+                settlement_lines.c.run_id,
+            )
+            .outerjoin(settlement_lines, settlement_lines.c.id == bank_lines.c.line_id)
+            .where(bank_lines.c.statement_row == statement_row)
+            .order_by(bank_lines.c.booking_date, bank_lines.c.key)
         ).mappings()
         return [dict(row) for row in rows]
 

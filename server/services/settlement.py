@@ -58,6 +58,7 @@ from hcard.server.db.tables import (
 )
 from hcard.server.services import booking, ledger
 from hcard.server.services.users import Staff
+from hcard.server.settings import SettlementSettings
 from hcard.server.settlement import exports, rules, sepa
 from hcard.server.settlement import statement as statements
 from hcard.server.vocabulary import (
@@ -151,11 +152,11 @@ class _Tally:
 _SETTLED_KINDS = (TxnKind.PAYMENT, TxnKind.VOID, TxnKind.TILL_TOPUP, TxnKind.PAYOUT_RETURN)
 
 
-def _assign_items(conn: sa.Connection, run_id: int, end_s: float) -> None:
-    """Give the run every merchant transaction booked before the cut-off and not yet
-    settled; `settlement_items.txn_id` is the primary key, so never two runs."""
-    unsettled = (
-        sa.select(transactions.c.id, sa.literal(run_id), merchants.c.id)
+def _unsettled(end_s: float) -> sa.Select[tuple[int, int]]:
+    """(transaction, merchant) of every merchant transaction booked before the cut-off and
+    not yet settled: what a run for a period ending at `end_s` takes."""
+    return (
+        sa.select(transactions.c.id.label("txn_id"), merchants.c.id.label("merchant_id"))
         .select_from(
             transactions.join(postings, postings.c.txn_id == transactions.c.id)
             .join(merchants, merchants.c.account_id == postings.c.account_id)
@@ -167,32 +168,43 @@ def _assign_items(conn: sa.Connection, run_id: int, end_s: float) -> None:
             settlement_items.c.txn_id.is_(None),
         )
     )
+
+
+def _assign_items(conn: sa.Connection, run_id: int, end_s: float) -> None:
+    """Give the run every unsettled merchant transaction booked before the cut-off;
+    `settlement_items.txn_id` is the primary key, so never two runs."""
     conn.execute(
-        sa.insert(settlement_items).from_select(["txn_id", "run_id", "merchant_id"], unsettled)
+        sa.insert(settlement_items).from_select(
+            ["txn_id", "merchant_id", "run_id"], _unsettled(end_s).add_columns(sa.literal(run_id))
+        )
     )
 
 
-def _tallies(conn: sa.Connection, run_id: int) -> dict[int, _Tally]:
+def _tallies(
+    conn: sa.Connection, items: sa.FromClause, *where: sa.ColumnElement[bool]
+) -> dict[int, _Tally]:
+    """Each merchant's movements in `items` (rows of `txn_id`, `merchant_id`): a run's
+    `settlement_items`, or the unsettled transactions a run would take (`_unsettled`)."""
     rows = conn.execute(
         sa.select(
-            settlement_items.c.merchant_id,
+            items.c.merchant_id,
             transactions.c.kind,
             (postings.c.amount_cents < 0).label("negative"),
             sa.func.sum(postings.c.amount_cents),
         )
         .select_from(
-            settlement_items.join(transactions, transactions.c.id == settlement_items.c.txn_id)
+            items.join(transactions, transactions.c.id == items.c.txn_id)
             .join(postings, postings.c.txn_id == transactions.c.id)
             .join(
                 merchants,
                 sa.and_(
                     merchants.c.account_id == postings.c.account_id,
-                    merchants.c.id == settlement_items.c.merchant_id,
+                    merchants.c.id == items.c.merchant_id,
                 ),
             )
         )
-        .where(settlement_items.c.run_id == run_id)
-        .group_by(settlement_items.c.merchant_id, transactions.c.kind, "negative")
+        .where(*where)
+        .group_by(items.c.merchant_id, transactions.c.kind, "negative")
     )
     tallies: dict[int, _Tally] = defaultdict(_Tally)
     for merchant_id, kind, _negative, total in rows:
@@ -232,6 +244,66 @@ def _hold_reason(row: AnyRow) -> str | None:
     if not (row.holder_name or row.name).strip():
         return "Kontoinhaber fehlt / account holder missing"
     return None
+
+
+@dataclass(frozen=True)
+class _Decision:
+    """What a run decides for one merchant (`rules.payout`) and why a payout is held back."""
+
+    merchant: AnyRow
+    hold_reason: str | None
+    result: rules.Payout
+
+    def figures(self) -> dict[str, object]:
+        """The line's figures, as a run stores them and the preview shows them."""
+        row, result = self.merchant, self.result
+        return {
+            "merchant_id": row.id,
+            "merchant_name": row.name,
+            "holder_name": row.holder_name or row.name,
+            "iban": row.iban,
+            "carry_in_cents": result.carry_in_cents,
+            "payments_cents": result.movements.payments_cents,
+            "voids_cents": result.movements.voids_cents,
+            "topups_cents": result.movements.topups_cents,
+            "returns_cents": result.movements.returns_cents,
+            "fee_rate_bp": row.fee_bp,
+            "fee_net_cents": result.fee.net_cents,
+            "vat_cents": result.fee.vat_cents,
+            "payout_cents": result.payout_cents,
+            "carry_out_cents": result.carry_out_cents,
+            "outcome": result.outcome,
+            "hold_reason": (
+                self.hold_reason if result.outcome is PayoutOutcome.NO_VALID_IBAN else None
+            ),
+        }
+
+
+def _decide(
+    conn: sa.Connection, config: SettlementSettings, tallies: dict[int, _Tally]
+) -> list[_Decision]:
+    """Every merchant with movements or a carry-over, decided by the rules: the one place
+    a run's figures come from (`create_run` books them, `preview_run` only shows them)."""
+    carried = _carried_in(conn)
+    involved = sorted(set(tallies) | {m for m, cents in carried.items() if cents})
+    rows = {
+        row.id: row
+        for row in conn.execute(sa.select(merchants).where(merchants.c.id.in_(involved)))
+    }
+    decided = []
+    for merchant_id in involved:
+        row = rows[merchant_id]
+        hold = _hold_reason(row)
+        result = rules.payout(
+            carried.get(merchant_id, 0),
+            tallies.get(merchant_id, _Tally()).movements(),
+            rate_bp=row.fee_bp,
+            vat_bp=config.vat_bp,
+            minimum_cents=config.minimum_payout_cents,
+            iban_valid=hold is None,
+        )
+        decided.append(_Decision(row, hold, result))
+    return decided
 
 
 # --- the service -----------------------------------------------------------------------
@@ -304,30 +376,17 @@ def create_run(
             .returning(settlement_runs.c.id)
         ).scalar_one()
         _assign_items(conn, run_id, period.end_s)
-        tallies = _tallies(conn, run_id)
-        carried = _carried_in(conn)
-        involved = sorted(set(tallies) | {m for m, cents in carried.items() if cents})
-        rows = {
-            row.id: row
-            for row in conn.execute(sa.select(merchants).where(merchants.c.id.in_(involved)))
-        }
+        decided = _decide(
+            conn, config, _tallies(conn, settlement_items, settlement_items.c.run_id == run_id)
+        )
         fees_account = ledger.system_account(conn, AccountKind.FEES)
         transit_account = ledger.system_account(conn, AccountKind.IN_TRANSIT)
         lines: list[dict[str, object]] = []
         txns: list[ledger.Txn] = []
         transfers: list[sepa.Transfer] = []
-        for merchant_id in involved:
-            row = rows[merchant_id]
-            hold = _hold_reason(row)
-            result = rules.payout(
-                carried.get(merchant_id, 0),
-                tallies.get(merchant_id, _Tally()).movements(),
-                rate_bp=row.fee_bp,
-                vat_bp=config.vat_bp,
-                minimum_cents=config.minimum_payout_cents,
-                iban_valid=hold is None,
-            )
-            e2e = sepa.end_to_end_id(run_id, merchant_id)
+        for decision in decided:
+            row, result = decision.merchant, decision.result
+            e2e = sepa.end_to_end_id(run_id, row.id)
             invoice = f"{period.first:%Y}-{counter_rows.next_value(conn, CounterName.INVOICE):06d}"
             paid = result.outcome is PayoutOutcome.TRANSFER
             txn = booking.settlement(
@@ -358,24 +417,9 @@ def create_run(
             lines.append(
                 {
                     "run_id": run_id,
-                    "merchant_id": merchant_id,
-                    "merchant_name": row.name,
-                    "holder_name": row.holder_name or row.name,
-                    "iban": row.iban,
+                    **decision.figures(),
                     "bic": row.bic,
                     "address": json.dumps(_address_lines(row)),
-                    "carry_in_cents": result.carry_in_cents,
-                    "payments_cents": result.movements.payments_cents,
-                    "voids_cents": result.movements.voids_cents,
-                    "topups_cents": result.movements.topups_cents,
-                    "returns_cents": result.movements.returns_cents,
-                    "fee_rate_bp": row.fee_bp,
-                    "fee_net_cents": result.fee.net_cents,
-                    "vat_cents": result.fee.vat_cents,
-                    "payout_cents": result.payout_cents,
-                    "carry_out_cents": result.carry_out_cents,
-                    "outcome": result.outcome,
-                    "hold_reason": hold if result.outcome is PayoutOutcome.NO_VALID_IBAN else None,
                     "end_to_end_id": e2e if paid else None,
                     "invoice_number": invoice,
                     "payout_status": PayoutStatus.PENDING if paid else PayoutStatus.NONE,
@@ -399,6 +443,32 @@ def create_run(
                 sa.insert(settlement_files).values(run_id=run_id, number=number, content=content)
             )
     return get_run(ctx, actor, run_id)
+
+
+def preview_run(ctx: Context, actor: Staff, period: Period) -> dict[str, object]:
+    """What `create_run` would settle for `period` if it ran now, booked nowhere: the
+    figures to check before the run is made (the same rules, `_decide`). Refused like the
+    run itself (a period not yet ended, settled already, or out of order)."""
+    actor.require(*OFFICE)
+    config = ctx.settings.settlement
+    with db_engine.read(ctx.engine) as conn:
+        _check_period(conn, period, ctx.now())
+        decided = _decide(conn, config, _tallies(conn, _unsettled(period.end_s).subquery()))
+    lines = [decision.figures() for decision in decided]
+    paid = [d.result.payout_cents for d in decided if d.result.outcome is PayoutOutcome.TRANSFER]
+    return {
+        "first_day": period.first.isoformat(),
+        "last_day": period.last.isoformat(),
+        "vat_bp": config.vat_bp,
+        "minimum_payout_cents": config.minimum_payout_cents,
+        "merchants": len(lines),
+        "transfers": len(paid),
+        "payout_cents": sum(paid),
+        "fee_net_cents": sum(d.result.fee.net_cents for d in decided),
+        "vat_cents": sum(d.result.fee.vat_cents for d in decided),
+        "carry_out_cents": sum(d.result.carry_out_cents for d in decided),
+        "lines": lines,
+    }
 
 
 def _address_lines(row: AnyRow) -> list[str]:
