@@ -1,11 +1,13 @@
 """The cardholder's balance page `GET /c/<number>?k=<check code>` over real HTTP: balance and
 last movements with the right code only; without it a page asking for the code that is the
 same whether the card exists or not; the code comes from the server's secret, never from
-what the chip holds; wrong codes are throttled."""
+what the chip holds; wrong codes are throttled. The page speaks the visitor's language
+(German first): texts are checked in both, as the catalogue says them."""
 
 from __future__ import annotations
 
 import base64
+import html
 import secrets
 import time
 
@@ -14,6 +16,7 @@ import requests
 import sqlalchemy as sa
 
 from hcard import cardnumber
+from hcard.i18n import text
 from hcard.server import check_code as codes
 
 
@@ -35,9 +38,15 @@ def paid_card(server):
     return number, server.staff.check_code(number)
 
 
-def _page(server, number: str, code: str | None = None) -> requests.Response:
+def _page(server, number: str, code: str | None = None, lang: str = "de") -> requests.Response:
     params = {} if code is None else {"k": code}
-    return requests.get(f"{server.url}/c/{number}", params=params, timeout=30)
+    headers = {"Accept-Language": lang}
+    return requests.get(f"{server.url}/c/{number}", params=params, headers=headers, timeout=30)
+
+
+def _said(msgid: str, lang: str) -> str:
+    """A text of the page as it appears in the HTML of `lang`."""
+    return html.escape(text(msgid, lang), quote=False)
 
 
 def _unused_number(server) -> str:
@@ -54,13 +63,15 @@ def test_the_right_code_shows_balance_and_payments(server, paid_card):
         text = page.text
         assert "17,50\u00a0€" in text
         assert "Guthaben" in text
-        assert "Balance" in text
         assert cardnumber.pretty(number) in text
         # the payment with the merchant's name, escaped; the top-up
         assert "Eiscafé &lt;&amp;&gt; Untermarkt" in text
         assert "-2,50\u00a0€" in text
         assert "20,00\u00a0€" in text
         assert "gesperrt" not in text
+    english = _page(server, number, code, lang="en")
+    assert "Balance" in english.text
+    assert "€17.50" in english.text
     # the code is in the URL: never cached, never passed on as a referrer
     assert page.headers["cache-control"] == "no-store"
     assert page.headers["referrer-policy"] == "no-referrer"
@@ -78,12 +89,14 @@ def test_a_wrong_or_missing_code_shows_nothing_and_asks_for_it(server, paid_card
         assert page.headers["cache-control"] == "no-store"
         assert "17,50" not in page.text
         assert "Eiscafé" not in page.text
-        assert "Bitte den Prüfcode von der Karte eingeben" in page.text
-        assert "Please enter the check code printed on the card" in page.text
+        assert _said("Please enter the check code printed on the card.", "de") in page.text
         assert '<form method="get"' in page.text
-    assert "Der Prüfcode stimmt nicht." not in asked.text
-    assert "Der Prüfcode stimmt nicht." in refused.text
-    assert "The check code is not right." in refused.text
+    wrong_code = _said("The check code is not right.", "de")
+    assert wrong_code not in asked.text
+    assert wrong_code in refused.text
+    in_english = _page(server, number, wrong, lang="en").text
+    assert "Please enter the check code printed on the card." in in_english
+    assert "The check code is not right." in in_english
     # Hostile or oversized input is neither echoed nor a server error.
     for typed in ("<script>alert(1)</script>", "A" * 5_000, code + "X", code[:-1], "ÄÖÜ-ßßßß"):
         page = _page(server, number, typed)
@@ -101,7 +114,8 @@ def test_the_refusal_does_not_tell_whether_the_card_exists(server, paid_card):
     bare = {n: _page(server, n) for n in (number, reserved, unknown)}
     for answers in (pages, bare):
         bodies = {
-            page.text.replace(cardnumber.pretty(n), "<number>") for n, page in answers.items()
+            page.text.replace(cardnumber.pretty(n), "<number>").replace(n, "<number>")
+            for n, page in answers.items()
         }
         assert len(bodies) == 1
         assert {page.status_code for page in answers.values()} == {403}
@@ -115,12 +129,18 @@ def test_the_refusal_does_not_tell_whether_the_card_exists(server, paid_card):
 def test_not_a_card_number(server):
     good = _unused_number(server)
     bad_luhn = good[:-1] + str((int(good[-1]) + 1) % 10)
-    for text in (bad_luhn, "1234567890123456", "9276abc", "9" * 200, "%3Cb%3E"):
-        page = requests.get(f"{server.url}/c/{text}", params={"k": "ABCD-EFGH"}, timeout=30)
-        assert page.status_code == 404, text
-        assert "Diese Kartennummer gibt es nicht" in page.text
-        assert "This is not a card number" in page.text
-        assert "<b>" not in page.text
+    not_a_card = "This is not a card number. Please check the number on the card."
+    for typed in (bad_luhn, "1234567890123456", "9276abc", "9" * 200, "%3Cb%3E"):
+        for lang in ("de", "en"):
+            page = requests.get(
+                f"{server.url}/c/{typed}",
+                params={"k": "ABCD-EFGH"},
+                headers={"Accept-Language": lang},
+                timeout=30,
+            )
+            assert page.status_code == 404, typed
+            assert _said(not_a_card, lang) in page.text
+            assert "<b>" not in page.text
 
 
 def test_spaces_in_the_number_and_a_blocked_card(server):
@@ -132,8 +152,9 @@ def test_spaces_in_the_number_and_a_blocked_card(server):
     page = _page(server, cardnumber.pretty(number), code)
     assert page.status_code == 200
     assert "5,00\u00a0€" in page.text
-    assert "Diese Karte ist gesperrt." in page.text
-    assert "This card is blocked." in page.text
+    blocked = "This card is blocked. Please ask the town marketing office."
+    assert _said(blocked, "de") in page.text
+    assert blocked in _page(server, number, code, lang="en").text
 
 
 def test_check_code_is_the_printed_format():
@@ -189,9 +210,9 @@ def test_wrong_codes_are_throttled_per_card(server_factory):
     throttled = _page(server, number, right)  # even the right code waits now
     assert throttled.status_code == 429
     assert 1 <= int(throttled.headers["retry-after"]) <= 2
-    assert "Zu viele falsche Prüfcodes" in throttled.text
-    assert "Too many wrong check codes" in throttled.text
-    assert "Guthaben" not in throttled.text.split("<body>")[1].split("Prüfcode")[0]
+    assert _said("Too many wrong check codes.", "de") in throttled.text
+    assert "Too many wrong check codes." in _page(server, number, right, lang="en").text
+    assert 'id="balance"' not in throttled.text
     # another card from the same address is not affected
     other, _ = server.new_card(100)
     assert _page(server, other, server.staff.check_code(other)).status_code == 200
