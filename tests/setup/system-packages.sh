@@ -2,7 +2,9 @@
 # Installs the Debian packages the tests and the demo need, only when one is missing:
 # PostgreSQL (the second engine), Xvfb + Mesa (the Kivy app), shellcheck and systemd
 # (checking the install script and units), Pango, HarfBuzz and DejaVu fonts (PDF
-# statements). CI runs as root with apt; a developer who is not root is told what to install.
+# statements), Chromium (the browser tests drive Debian's own build through Playwright;
+# Playwright's own browser download cannot work here: `playwright install` is never run).
+# CI runs as root with apt; a developer who is not root is told what to install.
 set -euo pipefail
 
 need=()
@@ -16,6 +18,8 @@ command -v systemd-analyze >/dev/null || need+=(systemd)
 ldconfig -p | grep -q libpangoft2-1.0.so.0 || need+=(libpango-1.0-0 libpangoft2-1.0-0)
 ldconfig -p | grep -q libharfbuzz-subset.so.0 || need+=(libharfbuzz-subset0)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+# the browser tests (tests/browser), at the path their conftest launches
+[ -x /usr/bin/chromium ] || need+=(chromium)
 
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
