@@ -24,6 +24,10 @@ HEADER_TERMINAL = "X-HCard-Terminal"
 HEADER_TIMESTAMP = "X-HCard-Timestamp"
 HEADER_NONCE = "X-HCard-Nonce"
 HEADER_SIGNATURE = "X-HCard-Signature"
+#: informational, unsigned: what the till says of itself (its software version, and how
+#: many journal records it has not uploaded yet); the server stores them for the office
+HEADER_SOFTWARE = "Hcard-Software"
+HEADER_RECORDS_WAITING = "Hcard-Records-Waiting"
 _DOMAIN = b"HCARD-REQUEST-1"
 
 

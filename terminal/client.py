@@ -11,6 +11,10 @@ clock can be anywhere. The server refuses a timestamp more than 300 s off with
 keeps the difference and signs with the corrected time from then on (the
 snapshot's `server_time_s` refreshes it too). Nothing else depends on the clock.
 
+Every request also says what the till is (its software version) and how many journal
+records it has not uploaded yet, in two unsigned headers the office reads (terminals not
+seen for a day, records waiting); nothing depends on them.
+
 Every failure is one of two kinds, so callers never parse exceptions:
 `ServerUnreachableError` (no connection, timeout, 5xx, an answer that is not our
 JSON: "decide offline, try later") or `HCardError` with the server's code
@@ -21,6 +25,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from importlib import metadata
 from typing import Any
 
 import requests
@@ -34,6 +40,17 @@ from hcard.records import Record
 AUTHORISE_TIMEOUT_S = (0.3, 0.7)
 SYNC_TIMEOUT_S = (2.0, 15.0)
 CHECK_TIMEOUT_S = (0.5, 2.0)
+
+
+def _software() -> str:
+    """This till's software version, as installed (the package's version)."""
+    try:
+        return metadata.version("hattingen-card")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+SOFTWARE_VERSION = _software()
 
 
 class ServerUnreachableError(Exception):
@@ -99,15 +116,25 @@ def post_json(url: str, payload: dict[str, Any], timeout_s: float = 10.0) -> dic
 
 
 class ServerClient:
-    """Signed requests of one terminal. Safe to share between threads."""
+    """Signed requests of one terminal. Safe to share between threads.
+
+    `records_waiting` counts the journal records not uploaded yet (the journal's own
+    count, cheap); without it the till does not say.
+    """
 
     def __init__(
-        self, base_url: str, terminal_id: int, key: Ed25519PrivateKey, clock: Clock
+        self,
+        base_url: str,
+        terminal_id: int,
+        key: Ed25519PrivateKey,
+        clock: Clock,
+        records_waiting: Callable[[], int] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.terminal_id = terminal_id
         self.clock = clock
         self._key = key
+        self._records_waiting = records_waiting
         self._local = threading.local()
 
     def _session(self) -> requests.Session:
@@ -115,6 +142,16 @@ class ServerClient:
         if session is None:
             session = self._local.session = requests.Session()
         return session
+
+    def _headers(self, method: str, path: str, body: bytes) -> dict[str, str]:
+        """The signature of one request, and what the till says of itself beside it."""
+        headers = reqsign.sign_request(
+            self._key, self.terminal_id, method, path, body, int(self.clock.now_s())
+        )
+        headers[reqsign.HEADER_SOFTWARE] = SOFTWARE_VERSION
+        if self._records_waiting is not None:
+            headers[reqsign.HEADER_RECORDS_WAITING] = str(self._records_waiting())
+        return headers
 
     def request(
         self,
@@ -126,9 +163,7 @@ class ServerClient:
         """Send one signed request; retry once after learning the server's clock."""
         body = b"" if payload is None else canonical_bytes(payload)
         for attempt in range(2):
-            headers = reqsign.sign_request(
-                self._key, self.terminal_id, method, path, body, int(self.clock.now_s())
-            )
+            headers = self._headers(method, path, body)
             if payload is not None:
                 headers["Content-Type"] = "application/json"
             try:

@@ -103,7 +103,13 @@ class TerminalTill:
         self.clock = Clock(float(self.journal.get_meta("clock_offset_s") or 0.0))
         issuer = keys.public_from_hex(self.config.issuer_public_key)
         self.snapshot = SnapshotStore(self.state.snapshot_path, issuer)
-        self.client = ServerClient(self.config.server_url, self.config.terminal_id, key, self.clock)
+        self.client = ServerClient(
+            self.config.server_url,
+            self.config.terminal_id,
+            key,
+            self.clock,
+            records_waiting=self.journal.unsent_count,
+        )
         self.link = Link()
         self.payments = Payments(
             self.journal, self.snapshot, self.client, self.clock, self.link, key

@@ -23,7 +23,7 @@ from hcard.server.api.deps import (
     bearer_token,
 )
 from hcard.server.services import alerts, cards, ledger, merchants, terminals, users
-from hcard.server.vocabulary import OFFICE, Role, TopupSource
+from hcard.server.vocabulary import OFFICE, MerchantCategory, Role, TopupSource
 
 router = APIRouter(prefix="/v1", tags=["staff"])
 
@@ -45,15 +45,15 @@ class LoginIn(Strict):
 
 class UserIn(Strict):
     username: Annotated[StrictStr, Field(min_length=1, max_length=80)]
-    password: Annotated[
-        StrictStr,
-        Field(min_length=users.MIN_PASSWORD_LENGTH, max_length=users.MAX_PASSWORD_LENGTH),
-    ]
+    #: the rules (length, not the user name, not a common one) are the service's:
+    #: password_too_weak, as on the office's pages
+    password: Annotated[StrictStr, Field(max_length=users.MAX_PASSWORD_LENGTH)]
     role: Role
     merchant_id: IdBody | None = None
 
 
 FeeBp = Annotated[StrictInt, Field(ge=0, le=10_000)]
+OpeningHours = Annotated[StrictStr, Field(max_length=merchants.OPENING_HOURS_MAX_CHARS)]
 
 
 class MerchantIn(Strict):
@@ -70,6 +70,10 @@ class MerchantIn(Strict):
     postcode: Annotated[StrictStr, Field(max_length=16)] = ""
     town: Annotated[StrictStr, Field(max_length=35)] = ""
     country: Annotated[StrictStr, Field(min_length=2, max_length=2)] = "DE"
+    #: on the public acceptance list (the merchant agreed), in its category
+    listed: StrictBool = False
+    category: MerchantCategory = MerchantCategory.OTHER
+    opening_hours: OpeningHours = ""
 
 
 class MerchantChange(Strict):
@@ -87,6 +91,9 @@ class MerchantChange(Strict):
     postcode: Annotated[StrictStr, Field(max_length=16)] | None = None
     town: Annotated[StrictStr, Field(max_length=35)] | None = None
     country: Annotated[StrictStr, Field(min_length=2, max_length=2)] | None = None
+    listed: StrictBool | None = None
+    category: MerchantCategory | None = None
+    opening_hours: OpeningHours | None = None
 
 
 class TerminalIn(Strict):

@@ -3,6 +3,11 @@
 The IBAN is checked with schwifty (checksum, country format) when it is
 entered, because a typo found at settlement time costs the marketing office a
 phone call and the merchant a late payout.
+
+A merchant that leaves the scheme is deactivated, not deleted (its payments, statements
+and payouts stay): only once none of its terminals is active or waiting to be set up, so
+no till keeps taking payments for a shop that is gone. A deactivated merchant gets no new
+terminal and is taken off the public acceptance list.
 """
 
 from __future__ import annotations
@@ -17,14 +22,16 @@ from hcard.errors import Code, HCardError
 from hcard.server import names
 from hcard.server.context import Context
 from hcard.server.db import engine as db_engine
-from hcard.server.db.tables import accounts, merchants
+from hcard.server.db.tables import accounts, merchants, terminals
 from hcard.server.services import ledger
 from hcard.server.services.users import Staff
-from hcard.server.vocabulary import OFFICE, AccountKind, Role
+from hcard.server.vocabulary import OFFICE, AccountKind, MerchantCategory, Role, TerminalStatus
 
 NAME_MAX_CHARS = 200
 #: an address or a contact line: one line, a little longer than a name
 TEXT_MAX_CHARS = 500
+#: opening hours: a few lines of free text ("Mo–Fr 9–18 Uhr", "Sa 9–13 Uhr")
+OPENING_HOURS_MAX_CHARS = 500
 
 #: text fields and their longest value (SEPA's limits for the holder and the address parts)
 TEXT_FIELDS: dict[str, int] = {
@@ -53,8 +60,14 @@ _COLUMNS = (
     merchants.c.postcode,
     merchants.c.town,
     merchants.c.country,
+    merchants.c.active,
+    merchants.c.listed,
+    merchants.c.category,
+    merchants.c.opening_hours,
     accounts.c.balance_cents.label("payable_cents"),
 )
+#: terminals that take (or will take) payments: a merchant with one stays active
+_LIVE_TERMINALS = (TerminalStatus.ACTIVE, TerminalStatus.PENDING)
 
 
 def _clean(values: dict[str, object]) -> dict[str, object]:
@@ -73,20 +86,49 @@ def _clean(values: dict[str, object]) -> dict[str, object]:
             clean[field] = code
         elif field == "fee_bp":
             clean[field] = value
+        elif field == "listed":
+            clean[field] = bool(value)
+        elif field == "category":
+            if value not in tuple(MerchantCategory):
+                raise HCardError(Code.MALFORMED_REQUEST, field="category")
+            clean[field] = MerchantCategory(str(value))
+        elif field == "opening_hours":
+            clean[field] = _opening_hours(str(value))
     if "iban" in values or "bic" in values:
-        clean["iban"], clean["bic"] = _validated_bank(
-            str(values.get("iban", "")), str(values.get("bic", ""))
-        )
+        bank = check_bank(str(values.get("iban", "")), str(values.get("bic", "")))
+        clean["iban"], clean["bic"] = bank["iban"], bank["bic"]
     return clean
 
 
-def _validated_bank(iban: str, bic: str) -> tuple[str, str]:
+def _opening_hours(text: str) -> str:
+    """Free text of a few lines, each printable; empty lines dropped."""
+    lines = [
+        names.printable(
+            line, field="opening_hours", max_chars=OPENING_HOURS_MAX_CHARS, required=False
+        )
+        for line in text.splitlines()
+    ]
+    joined = "\n".join(line for line in lines if line)
+    if len(joined) > OPENING_HOURS_MAX_CHARS:
+        raise HCardError(
+            Code.INVALID_NAME, field="opening_hours", max_chars=OPENING_HOURS_MAX_CHARS
+        )
+    return joined
+
+
+def check_bank(iban: str, bic: str = "") -> dict[str, str]:
+    """The IBAN (compact) and BIC (given, else the bank's from the IBAN) and the bank's
+    name, or INVALID_IBAN: the check of the form as it is typed, and of every save."""
     try:
         parsed = IBAN(iban)
-        checked_bic = BIC(bic) if bic else parsed.bic
+        checked_bic = BIC(bic) if bic.strip() else parsed.bic
     except SchwiftyException as exc:
-        raise HCardError(Code.MALFORMED_REQUEST, field="iban/bic", reason=str(exc)) from None
-    return parsed.compact, str(checked_bic or "")
+        raise HCardError(Code.INVALID_IBAN, field="iban/bic", reason=str(exc)) from None
+    return {
+        "iban": parsed.compact,
+        "bic": str(checked_bic or ""),
+        "bank_name": str(parsed.bank_name or ""),
+    }
 
 
 def create_merchant(
@@ -97,10 +139,10 @@ def create_merchant(
     iban: str,
     bic: str = "",
     fee_bp: int = 0,
-    **details: str,
+    **details: object,
 ) -> dict[str, object]:
-    """A new merchant with its payable account; `details` are the other `TEXT_FIELDS` and
-    `country`."""
+    """A new merchant with its payable account; `details` are the other `TEXT_FIELDS`,
+    `country`, `listed`, `category` and `opening_hours`."""
     actor.require(*OFFICE)
     values = _clean({"name": name, "iban": iban, "bic": bic, "fee_bp": fee_bp, **details})
     with db_engine.write(ctx.engine) as conn:
@@ -131,9 +173,32 @@ def update_merchant(
         raise HCardError(Code.MALFORMED_REQUEST, field="bic", reason="give the IBAN with it")
     values = _clean(changes)
     with db_engine.write(ctx.engine) as conn:
-        _get(conn, merchant_id)
+        current = _get(conn, merchant_id)
+        # a deactivated merchant is never on the acceptance list
+        if values.get("listed") and not current["active"]:
+            raise HCardError(Code.MERCHANT_INACTIVE, field="listed")
         if values:
             conn.execute(sa.update(merchants).where(merchants.c.id == merchant_id).values(values))
+        return _get(conn, merchant_id)
+
+
+def set_active(ctx: Context, actor: Staff, merchant_id: int, active: bool) -> dict[str, object]:
+    """Deactivate a merchant (MERCHANT_HAS_TERMINALS while a terminal of theirs is active or
+    pending: revoke it first) or activate them again. Deactivating also takes them off the
+    acceptance list; listing them again is a separate, deliberate choice."""
+    actor.require(*OFFICE)
+    values: dict[str, object] = {"active": active}
+    with db_engine.write(ctx.engine) as conn:
+        _get(conn, merchant_id)
+        if not active:
+            values["listed"] = False
+            if conn.execute(
+                sa.select(terminals.c.id).where(
+                    terminals.c.merchant_id == merchant_id, terminals.c.status.in_(_LIVE_TERMINALS)
+                )
+            ).first():
+                raise HCardError(Code.MERCHANT_HAS_TERMINALS)
+        conn.execute(sa.update(merchants).where(merchants.c.id == merchant_id).values(values))
         return _get(conn, merchant_id)
 
 
@@ -159,8 +224,15 @@ def get_merchant(ctx: Context, actor: Staff, merchant_id: int) -> dict[str, obje
 
 
 def list_merchants(ctx: Context, actor: Staff) -> list[dict[str, object]]:
+    """Every merchant (a merchant: only their own) with the number of their terminals that
+    are active or pending (`terminal_count`)."""
+    live = (
+        sa.select(sa.func.count())
+        .where(terminals.c.merchant_id == merchants.c.id, terminals.c.status.in_(_LIVE_TERMINALS))
+        .scalar_subquery()
+    )
     query = (
-        sa.select(*_COLUMNS)
+        sa.select(*_COLUMNS, live.label("terminal_count"))
         .select_from(merchants.join(accounts, accounts.c.id == merchants.c.account_id))
         .order_by(merchants.c.id)
     )

@@ -14,6 +14,13 @@ its own transaction, refusing one seen before (kept in the database, so a
 restart does not open a replay window and several server processes agree). A revoked terminal is
 refused whatever it sends; when its signature verifies (the lost or stolen
 device itself is calling) an alert is recorded too.
+
+What a till says of itself rides along every signed request in two unsigned, informational
+headers (`hcard.reqsign`): its software version and how many journal records it has not
+uploaded yet. With the time of the request they are stored on
+the terminal's row by the request's unit of work (the nonce's transaction: no extra
+commit), so the office sees a till that has not called for a day or has records waiting.
+A header that is missing or malformed changes nothing: it never refuses a request.
 """
 
 from __future__ import annotations
@@ -47,6 +54,8 @@ T = TypeVar("T")
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 CODE_LENGTH = 8
 NAME_MAX_CHARS = 100
+SOFTWARE_MAX_CHARS = 40
+RECORDS_WAITING_MAX = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -84,8 +93,13 @@ def create_terminal(ctx: Context, actor: Staff, merchant_id: int, name: str) -> 
     now = ctx.now()
     expires_s = now + ctx.settings.enrolment_ttl_s
     with db_engine.write(ctx.engine) as conn:
-        if not conn.execute(sa.select(merchants.c.id).where(merchants.c.id == merchant_id)).first():
+        merchant = conn.execute(
+            sa.select(merchants.c.active).where(merchants.c.id == merchant_id)
+        ).first()
+        if merchant is None:
             raise HCardError(Code.NOT_FOUND, what="merchant")
+        if not merchant.active:
+            raise HCardError(Code.MERCHANT_INACTIVE)
         terminal_id = conn.execute(
             sa.insert(terminals)
             .values(
@@ -206,22 +220,57 @@ def revoke(ctx: Context, actor: Staff, terminal_id: int) -> dict[str, object]:
     return {"terminal_id": terminal_id, "status": TerminalStatus.REVOKED}
 
 
+_LIST_COLUMNS = (
+    terminals.c.id,
+    terminals.c.merchant_id,
+    terminals.c.name,
+    terminals.c.status,
+    terminals.c.public_key,
+    terminals.c.last_seq,
+    terminals.c.created_s,
+    terminals.c.last_seen_s,
+    terminals.c.software_version,
+    terminals.c.records_waiting,
+)
+
+
 def list_terminals(ctx: Context, actor: Staff, merchant_id: int) -> list[dict[str, object]]:
     actor.require_merchant_access(merchant_id)
     with db_engine.read(ctx.engine) as conn:
         rows = conn.execute(
-            sa.select(
-                terminals.c.id,
-                terminals.c.merchant_id,
-                terminals.c.name,
-                terminals.c.status,
-                terminals.c.public_key,
-                terminals.c.last_seq,
-            )
+            sa.select(*_LIST_COLUMNS)
             .where(terminals.c.merchant_id == merchant_id)
             .order_by(terminals.c.id)
         ).mappings()
         return [dict(row) for row in rows]
+
+
+def all_terminals(ctx: Context, actor: Staff) -> list[dict[str, object]]:
+    """Every terminal with its merchant's name: active ones first, then pending, revoked."""
+    actor.require(*OFFICE)
+    order = sa.case(
+        {TerminalStatus.ACTIVE: 0, TerminalStatus.PENDING: 1}, value=terminals.c.status, else_=2
+    )
+    with db_engine.read(ctx.engine) as conn:
+        rows = conn.execute(
+            sa.select(*_LIST_COLUMNS, merchants.c.name.label("merchant_name"))
+            .select_from(terminals.join(merchants, merchants.c.id == terminals.c.merchant_id))
+            .order_by(order, merchants.c.name, terminals.c.id)
+        ).mappings()
+        return [dict(row) for row in rows]
+
+
+def reported(headers: Mapping[str, str]) -> dict[str, object]:
+    """What the till says of itself (software version, records waiting), the values that
+    are well-formed only."""
+    said: dict[str, object] = {}
+    software = headers.get(reqsign.HEADER_SOFTWARE, "").strip()
+    if 0 < len(software) <= SOFTWARE_MAX_CHARS and all(" " <= ch <= "~" for ch in software):
+        said["software_version"] = software
+    waiting = headers.get(reqsign.HEADER_RECORDS_WAITING, "").strip()
+    if waiting.isascii() and waiting.isdigit() and int(waiting) <= RECORDS_WAITING_MAX:
+        said["records_waiting"] = int(waiting)
+    return said
 
 
 class SignedRequest:
@@ -235,13 +284,21 @@ class SignedRequest:
     the handler runs (`api/deps.py`).
     """
 
-    __slots__ = ("_ctx", "_nonce", "_opened", "body", "terminal")
+    __slots__ = ("_ctx", "_nonce", "_opened", "_said", "body", "terminal")
 
-    def __init__(self, ctx: Context, terminal: Terminal, body: bytes, nonce: str) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        terminal: Terminal,
+        body: bytes,
+        nonce: str,
+        said: Mapping[str, object] | None = None,
+    ) -> None:
         self._ctx = ctx
         self.terminal = terminal
         self.body = body
         self._nonce = nonce
+        self._said = dict(said or {})
         self._opened = False
 
     def __repr__(self) -> str:
@@ -261,6 +318,13 @@ class SignedRequest:
 
         def run(conn: sa.Connection) -> T:
             _consume_nonce(conn, self._ctx, self.terminal.id, self._nonce)
+            # what the till said of itself, on its row: locked first (db/locking.py's order)
+            locking.terminal(conn, self.terminal.id)
+            conn.execute(
+                sa.update(terminals)
+                .where(terminals.c.id == self.terminal.id)
+                .values(last_seen_s=self._ctx.now(), **self._said)
+            )
             return fn(conn)
 
         return db_engine.unit(self._ctx.engine, run)
@@ -308,7 +372,7 @@ def authenticate(
     if not reqsign.skew_ok(timestamp_s, now):
         raise HCardError(Code.CLOCK_SKEW, server_time_s=int(now))
     terminal = Terminal(id=terminal_id, merchant_id=row.merchant_id, public=public)
-    return SignedRequest(ctx, terminal, body, nonce)
+    return SignedRequest(ctx, terminal, body, nonce, reported(headers))
 
 
 def _consume_nonce(conn: sa.Connection, ctx: Context, terminal_id: int, nonce: str) -> None:

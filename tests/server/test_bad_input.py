@@ -534,7 +534,7 @@ def test_invalid_iban_is_refused(server):
     response = server.staff.request(
         "POST", "/v1/merchants", json={"name": "Tippfehler", "iban": "DE89370400440532013001"}
     )
-    assert_refused(response, 400, "malformed_request")
+    assert_refused(response, 400, "invalid_iban")
 
 
 # --- found by trying the API as an attacker would (issue 8) ------------------------

@@ -398,7 +398,7 @@ def test_merchant_master_data_for_the_bank_file(server):
     assert changed["country"] == "DE"
     assert changed["name"] == "Metzgerei Özdemir"  # what was not given stays
     for change, code in (
-        ({"iban": "DE89370400440532013001"}, "malformed_request"),  # a typo: checksum
+        ({"iban": "DE89370400440532013001"}, "invalid_iban"),  # a typo: checksum
         ({"bic": "COBADEFFXXX"}, "malformed_request"),  # a BIC only with its IBAN
         ({"street": "Heggerstr.\x00"}, "invalid_name"),
         ({"country": "Deutschland"}, "malformed_request"),
