@@ -281,6 +281,30 @@ def history(ctx: Context, actor: Staff, number: str, limit: int = 100) -> dict[s
         }
 
 
+def office_view(ctx: Context, actor: Staff, number: str, limit: int = 100) -> dict[str, object]:
+    """The office's card page: the card, its last `limit` movements, the card that replaced
+    it (`replaced_by`) and the ones it replaced (`replaces`), by number."""
+    actor.require(*OFFICE)
+    with db_engine.read(ctx.engine) as conn:
+        card = _get(conn, normalize_number(number))
+        replaced_by = None
+        if card.replaced_by is not None:
+            replaced_by = conn.execute(
+                sa.select(cards.c.number).where(cards.c.id == card.replaced_by)
+            ).scalar_one()
+        replaces = list(
+            conn.execute(
+                sa.select(cards.c.number).where(cards.c.replaced_by == card.id).order_by(cards.c.id)
+            ).scalars()
+        )
+        return {
+            **as_json(card),
+            "replaced_by": replaced_by,
+            "replaces": replaces,
+            "history": ledger.account_history(conn, card.account_id, limit),
+        }
+
+
 def for_terminal(ctx: Context, number: str) -> dict[str, object]:
     """The balance check on the till: balance, denied or not, the last few movements."""
     with db_engine.read(ctx.engine) as conn:
