@@ -17,7 +17,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 SOURCE = ("hcard", "server", "terminal", "provisioning", "pyproject.toml", "README.md")
 DATA = (
-    "hcard/server/api/balance_page.html",
+    "hcard/server/web/templates/public/balance.html",
+    "hcard/server/web/static/office.css",
     "hcard/server/db/migrations/script.py.mako",
     "hcard/terminal/app/layout.kv",
     "hcard/locale/hcard.pot",
