@@ -111,7 +111,7 @@ def _differences(report: dict[str, Any], lang: str) -> list[str]:
     return shown
 
 
-@router.get("/office/", name="dashboard")
+@router.get("/office/", name="office_dashboard")
 def dashboard(request: Request, ctx: ContextDep, staff: OfficeUser) -> Response:
     lang = language(request)
     view = service.overview(ctx, staff)
@@ -134,7 +134,7 @@ def dashboard(request: Request, ctx: ContextDep, staff: OfficeUser) -> Response:
     )
 
 
-@router.get("/office/float-check", name="float_check")
+@router.get("/office/float-check", name="office_float_check")
 def float_check(request: Request, ctx: ContextDep, staff: OfficeUser) -> Response:
     """Run the float check now (it reads the whole ledger) and show what it found."""
     lang = language(request)

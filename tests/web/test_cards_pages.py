@@ -1,0 +1,204 @@
+"""The cards pages on a real server, through their forms: find (number with spaces or dashes,
+the card's URL from its QR code), top-up (German refusals for a bad amount and for a bank
+top-up), block and unblock, replace with the balance moved, correction (admin only, with the
+below-zero confirmation), a new check code."""
+
+from __future__ import annotations
+
+import html
+import re
+import secrets
+
+import pytest
+from fixtures.server import ADMIN_PASSWORD, ADMIN_USER, ServerInfo
+from fixtures.web import PageClient
+
+from hcard import cardnumber
+from hcard.errors import Code, message
+
+
+def _admin(server: ServerInfo, language: str = "de") -> PageClient:
+    browser = PageClient(server.url, language=language)
+    browser.login(ADMIN_USER, ADMIN_PASSWORD)
+    return browser
+
+
+def _marketing(server: ServerInfo) -> PageClient:
+    username, password = f"buero{secrets.token_hex(3)}", secrets.token_urlsafe(16)
+    server.staff.call(
+        "POST", "/v1/users", json={"username": username, "password": password, "role": "marketing"}
+    )
+    browser = PageClient(server.url, language="de")
+    browser.login(username, password)
+    return browser
+
+
+def _errors(page: str) -> list[str]:
+    return [
+        html.unescape(e) for e in re.findall(r'<p class="error" id="e-[\w]+">([^<]*)</p>', page)
+    ]
+
+
+def _notices(page: str) -> list[str]:
+    return [
+        html.unescape(n) for n in re.findall(r'<p class="notice ok" role="status">([^<]*)', page)
+    ]
+
+
+def test_find_a_card_by_number_or_url(live_server):
+    number, _uid = live_server.new_card(1_000)
+    browser = _admin(live_server)
+    assert browser.get("/office/cards").status_code == 200
+    pretty = cardnumber.pretty(number)
+    dashed = "-".join(pretty.split())
+    url = f"https://karte.hattingen.example/c/{number}?k=ABCD-EFGH"
+    for typed in (number, pretty, f"  {dashed} ", url):
+        found = browser.get("/office/cards", params={"q": typed}, allow_redirects=False)
+        assert found.status_code == 303, typed
+        assert found.headers["location"] == f"/office/cards/{number}"
+    page = browser.get(f"/office/cards/{number}")
+    assert page.status_code == 200
+    assert pretty in page.text
+    assert "10,00\u00a0€" in page.text
+
+    unknown = cardnumber.from_serial(99_999_999)
+    for typed in (unknown, "1234", "https://example.org/c/garbage"):
+        missing = browser.get("/office/cards", params={"q": typed})
+        assert missing.status_code == 404, typed
+        assert 'aria-invalid="true"' in missing.text
+    assert browser.get(f"/office/cards/{unknown}").status_code == 404
+
+
+def test_top_up_with_typed_amounts_and_german_refusals(live_server):
+    number, _uid = live_server.new_card()
+    browser = _admin(live_server)
+    done = browser.post(
+        f"/office/cards/{number}/topup",
+        {"amount": "12,50", "source": "cash"},
+        allow_redirects=False,
+    )
+    assert done.status_code == 303
+    assert done.headers["location"] == f"/office/cards/{number}?done=topped_up"
+    page = browser.get(done.headers["location"])
+    assert _notices(page.text) == ["The top-up is booked."]
+    assert live_server.staff.card(number)["balance_cents"] == 1_250
+    assert "Aufladung (bar)" in page.text  # the history
+
+    for typed in ("12,5x", "", "0", "-3", "10001"):
+        bad = browser.post(f"/office/cards/{number}/topup", {"amount": typed, "source": "cash"})
+        assert bad.status_code == 400, typed
+        assert _errors(bad.text) == ["Ungültiger Betrag (1 Cent bis 10.000 €)."], typed
+        assert f'value="{typed}"' in bad.text  # the typed amount stays in the field
+    by_bank = browser.post(f"/office/cards/{number}/topup", {"amount": "20", "source": "bank"})
+    assert by_bank.status_code == 400
+    (shown,) = _errors(by_bank.text)
+    assert shown.startswith(message(Code.TOPUP_BY_STATEMENT, "de"))
+    assert "statement is uploaded in the monthly close" in shown
+    assert live_server.staff.card(number)["balance_cents"] == 1_250
+    # never text from the URL: an unknown notice shows nothing
+    assert _notices(browser.get(f"/office/cards/{number}?done=<b>hacked</b>").text) == []
+
+
+def test_block_and_unblock(live_server):
+    number, _uid = live_server.new_card(500)
+    browser = _admin(live_server, "en")
+    page = browser.get(f"/office/cards/{number}")
+    assert 'data-confirm="Block this card?"' in page.text
+    blocked = browser.post(f"/office/cards/{number}/block")
+    assert _notices(blocked.text) == [
+        "The card is blocked. The tills refuse it from their next update."
+    ]
+    assert live_server.staff.card(number)["blocked"] is True
+    assert 'data-confirm="Unblock this card?"' in blocked.text
+    unblocked = browser.post(f"/office/cards/{number}/unblock")
+    assert _notices(unblocked.text) == ["The card is unblocked and can pay again."]
+    assert live_server.staff.card(number)["blocked"] is False
+
+
+def test_replace_moves_the_balance(live_server):
+    old, _ = live_server.new_card(3_210)
+    new, _ = live_server.new_card(100)
+    browser = _admin(live_server, "en")
+    same = browser.post(f"/office/cards/{old}/replace", {"new_number": old})
+    assert same.status_code == 400
+    assert _errors(same.text) == [message(Code.SAME_CARD, "en")]
+    typo = browser.post(f"/office/cards/{old}/replace", {"new_number": new[:-1] + "0"})
+    assert typo.status_code == 404
+    assert _errors(typo.text) == [message(Code.UNKNOWN_CARD, "en")]
+
+    done = browser.post(f"/office/cards/{old}/replace", {"new_number": cardnumber.pretty(new)})
+    assert done.url.endswith(f"/office/cards/{old}?done=replaced")
+    assert _notices(done.text) == ["The balance is moved to the new card. This card is blocked."]
+    assert f'<a href="/office/cards/{new}">{cardnumber.pretty(new)}</a>' in done.text
+    assert (
+        live_server.staff.card(old)["balance_cents"],
+        live_server.staff.card(new)["balance_cents"],
+    ) == (0, 3_310)
+    assert live_server.staff.card(old)["blocked"] is True
+    page = browser.get(f"/office/cards/{new}")
+    assert "Replaces card" in page.text
+    assert f'href="/office/cards/{old}"' in page.text
+
+
+def test_correction_by_admin_with_the_below_zero_confirmation(live_server):
+    number, _uid = live_server.new_card(1_000)
+    browser = _admin(live_server, "en")
+    done = browser.post(
+        f"/office/cards/{number}/correction",
+        {"correction_amount": "5,00", "reason": "Aufladung vergessen"},
+    )
+    assert _notices(done.text) == ["The correction is booked."]
+    assert live_server.staff.card(number)["balance_cents"] == 1_500
+
+    no_reason = browser.post(
+        f"/office/cards/{number}/correction", {"correction_amount": "1", "reason": "  "}
+    )
+    assert no_reason.status_code == 400
+    assert "Please give a reason" in _errors(no_reason.text)[0]
+    below = browser.post(
+        f"/office/cards/{number}/correction", {"correction_amount": "-20", "reason": "Storno"}
+    )
+    assert below.status_code == 400
+    (shown,) = _errors(below.text)
+    assert shown.startswith(message(Code.BELOW_ZERO_NOT_CONFIRMED, "en"))
+    assert 'id="f-allow_below_zero"' in below.text
+    assert live_server.staff.card(number)["balance_cents"] == 1_500
+    confirmed = browser.post(
+        f"/office/cards/{number}/correction",
+        {"correction_amount": "-20", "reason": "Storno", "allow_below_zero": "true"},
+    )
+    assert _notices(confirmed.text) == ["The correction is booked."]
+    card = live_server.staff.card(number)
+    assert card["balance_cents"] == -500
+    assert card["flagged"] is True
+    assert "Blocked by the server" in confirmed.text
+
+
+def test_marketing_cannot_correct(live_server):
+    number, _uid = live_server.new_card(1_000)
+    browser = _marketing(live_server)
+    page = browser.get(f"/office/cards/{number}")
+    assert page.status_code == 200
+    assert "/correction" not in page.text  # no form
+    refused = browser.post(
+        f"/office/cards/{number}/correction", {"correction_amount": "5", "reason": "versucht"}
+    )
+    assert refused.status_code == 403
+    assert live_server.staff.card(number)["balance_cents"] == 1_000
+    # the rest of the card's actions are theirs
+    topped = browser.post(f"/office/cards/{number}/topup", {"amount": "1", "source": "cash"})
+    assert topped.status_code == 200
+    assert live_server.staff.card(number)["balance_cents"] == 1_100
+
+
+@pytest.mark.parametrize("language", ["de", "en"])
+def test_new_check_code(live_server, language):
+    number, _uid = live_server.new_card()
+    browser = _admin(live_server, language)
+    page = browser.post(f"/office/cards/{number}/check-code")
+    assert page.status_code == 200
+    code = re.search(r'<p class="code-big">([A-Z2-7]{4}-[A-Z2-7]{4})</p>', page.text).group(1)
+    assert code == live_server.staff.check_code(number)
+    assert f"/c/{number}?k={code}" in page.text
+    # the code opens the balance page
+    assert browser.get(f"/c/{number}", params={"k": code}).status_code == 200
