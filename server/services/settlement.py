@@ -96,6 +96,20 @@ class Period:
         following = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
         return cls(first, following - dt.timedelta(days=1))
 
+    @classmethod
+    def containing(cls, day: dt.date) -> Period:
+        """The calendar month `day` is in."""
+        return cls.month(f"{day:%Y-%m}")
+
+    def months_later(self, count: int) -> Period:
+        """The calendar month `count` months after the one `first` is in (negative: before)."""
+        index = self.first.year * 12 + self.first.month - 1 + count
+        return Period.month(f"{index // 12:04d}-{index % 12 + 1:02d}")
+
+    @property
+    def whole_month(self) -> bool:
+        return self.first.day == 1 and self.last == Period.containing(self.first).last
+
     @property
     def start_s(self) -> float:
         return dt.datetime.combine(self.first, dt.time(), LOCAL).timestamp()
@@ -107,7 +121,7 @@ class Period:
 
     @property
     def label(self) -> str:
-        if self.first.day == 1 and self.last == Period.month(f"{self.first:%Y-%m}").last:
+        if self.whole_month:
             return f"{self.first:%m/%Y}"
         return f"{self.first:%d.%m.%Y}–{self.last:%d.%m.%Y}"
 
