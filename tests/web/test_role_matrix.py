@@ -106,6 +106,27 @@ EXPECTED: dict[tuple[str, str], str | frozenset[Role]] = {
     ("GET", "/v1/exports/transactions.csv"): OFFICE,
     # --- pages
     ("POST", "/office/logout"): EVERYONE,
+    # the monthly close
+    ("GET", "/office/settlement"): OFFICE,
+    ("GET", "/office/settlement/preview"): OFFICE,
+    ("POST", "/office/settlement/runs"): OFFICE,
+    ("GET", "/office/settlement/runs/{run_id}"): OFFICE,
+    ("GET", "/office/settlement/runs/{run_id}/files/{number}"): OFFICE,
+    ("POST", "/office/settlement/runs/{run_id}/cancel"): OFFICE,
+    ("POST", "/office/settlement/runs/{run_id}/bank-statement"): OFFICE,
+    ("POST", "/office/settlement/runs/{run_id}/lines/{key}/assign"): OFFICE,
+    ("POST", "/office/settlement/runs/{run_id}/lines/{key}/fee-withdrawal"): OFFICE,
+    ("GET", "/office/settlement/runs/{run_id}/statements/{merchant_id}.html"): OFFICE,
+    ("GET", "/office/settlement/runs/{run_id}/statements/{merchant_id}.pdf"): OFFICE,
+    ("GET", "/office/settlement/runs/{run_id}/statements/{merchant_id}.csv"): OFFICE,
+    # the merchant portal: always the logged-in merchant's own
+    ("GET", "/portal/"): MERCHANT,
+    ("GET", "/portal/payments"): MERCHANT,
+    ("GET", "/portal/statements"): MERCHANT,
+    ("GET", "/portal/statements/{run_id}.html"): MERCHANT,
+    ("GET", "/portal/statements/{run_id}.pdf"): MERCHANT,
+    ("GET", "/portal/statements/{run_id}.csv"): MERCHANT,
+    ("GET", "/portal/details"): MERCHANT,
 }
 
 #: a body each JSON route accepts, so that a refusal is the permission check, not the shape
