@@ -192,24 +192,33 @@ def _checked_role(role: Role | str, merchant_id: int | None) -> Role:
     return Role(role)
 
 
+_USER_QUERY = sa.select(
+    users.c.id,
+    users.c.username,
+    users.c.role,
+    users.c.merchant_id,
+    users.c.active,
+    users.c.created_s,
+    merchants.c.name.label("merchant_name"),
+).select_from(users.outerjoin(merchants, merchants.c.id == users.c.merchant_id))
+
+
 def list_users(ctx: Context, actor: Staff) -> list[dict[str, object]]:
     """Every user with their merchant's name (merchant logins), active ones first."""
     actor.require(Role.ADMIN)
     with db_engine.read(ctx.engine) as conn:
-        rows = conn.execute(
-            sa.select(
-                users.c.id,
-                users.c.username,
-                users.c.role,
-                users.c.merchant_id,
-                users.c.active,
-                users.c.created_s,
-                merchants.c.name.label("merchant_name"),
-            )
-            .select_from(users.outerjoin(merchants, merchants.c.id == users.c.merchant_id))
-            .order_by(users.c.active.desc(), users.c.id)
-        ).mappings()
+        rows = conn.execute(_USER_QUERY.order_by(users.c.active.desc(), users.c.id)).mappings()
         return [dict(row) for row in rows]
+
+
+def get_user(ctx: Context, actor: Staff, user_id: int) -> dict[str, object]:
+    """One user as `list_users` shows them."""
+    actor.require(Role.ADMIN)
+    with db_engine.read(ctx.engine) as conn:
+        row = conn.execute(_USER_QUERY.where(users.c.id == user_id)).mappings().first()
+    if row is None:
+        raise HCardError(Code.NOT_FOUND, what="user")
+    return dict(row)
 
 
 def _user_row(conn: sa.Connection, user_id: int) -> AnyRow:
