@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
-from babel.dates import format_date
+from babel.dates import format_skeleton
 from fixtures.server import ADMIN_PASSWORD, ADMIN_USER, ServerInfo
 from fixtures.web import PageClient
 
@@ -77,8 +77,8 @@ def _stored(engine: sa.Engine) -> dict[tuple[str, str], tuple[int, int]]:
 
 
 def _table_row(page: str, day: dt.date) -> list[str]:
-    """The cells of the day table's row of `day` (English: 'Monday, 30 November 2026')."""
-    label = html.escape(format_date(day, "full", locale="en_GB"))
+    """The cells of the day table's row of `day` (English: 'Mon, 30 Nov 2026')."""
+    label = html.escape(format_skeleton("yMMMEd", day, locale="en_GB"))
     match = re.search(rf'<th scope="row">{re.escape(label)}</th>(.*?)</tr>', page, re.S)
     assert match, f"no row for {label}"
     return [html.unescape(cell) for cell in re.findall(r">([^<]*)</td>", match.group(1))]

@@ -125,7 +125,7 @@ def dashboard(request: Request, ctx: ContextDep, staff: OfficeUser) -> Response:
         share_percent=round(view.share_of_threshold * 100, 1),
         day_chart=_chart(view.days, _DAY_LABEL_EVERY),
         day_labels=[_short_day(t.day, lang) for t in view.days],
-        day_long_labels=[format_date(t.day, "full", locale=_locale(lang)) for t in view.days],
+        day_long_labels=[format_skeleton("yMMMEd", t.day, locale=_locale(lang)) for t in view.days],
         week_chart=_chart(view.weeks, 1),
         week_labels=week_labels,
         week_long_labels=week_long_labels,
