@@ -40,7 +40,7 @@ OUTCOME: dict[PayoutOutcome, Text] = {
 #: where a payout stands
 PAYOUT_STATUS: dict[PayoutStatus, Text] = {
     PayoutStatus.NONE: N_("No transfer"),
-    PayoutStatus.PENDING: N_("In the bank file, not downloaded yet"),
+    PayoutStatus.PENDING: N_("Prepared, not yet sent to the bank"),
     PayoutStatus.SENT: N_("Sent to the bank"),
     PayoutStatus.EXECUTED: N_("Paid"),
     PayoutStatus.RETURNED: N_("Came back from the bank"),
@@ -51,6 +51,11 @@ PAYOUT_STATUS: dict[PayoutStatus, Text] = {
 def month_label(period: Period, lang: str) -> str:
     """ "November 2026" in the page's language."""
     return format_date(period.first, "LLLL y", locale=lang)
+
+
+def short_day(day: dt.date, lang: str) -> str:
+    """ "Tue 3" / "Di. 3": a day in a table whose caption names the month."""
+    return f"{format_date(day, 'EEE', locale=lang)} {day.day}"
 
 
 def period_label(first_day: str, last_day: str, lang: str) -> str:

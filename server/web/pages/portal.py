@@ -111,6 +111,7 @@ def payments(
         previous=f"{period.months_later(-1).first:%Y-%m}",
         following=f"{period.months_later(1).first:%Y-%m}" if period.first < current.first else "",
         days=days,
+        day_labels=[statements.short_day(day.day, lang) for day in days],
         totals=_totals(days),
         chart=_chart(days),
         best=max(days, key=lambda day: day.net_cents),
