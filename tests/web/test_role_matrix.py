@@ -106,6 +106,29 @@ EXPECTED: dict[tuple[str, str], str | frozenset[Role]] = {
     ("GET", "/v1/exports/transactions.csv"): OFFICE,
     # --- pages
     ("POST", "/office/logout"): EVERYONE,
+    # merchants and terminals (office), users and the audit log (admin), one's own account
+    ("GET", "/office/merchants"): OFFICE,
+    ("GET", "/office/merchants/new"): OFFICE,
+    ("POST", "/office/merchants/new"): OFFICE,
+    ("GET", "/office/merchants/check-bank"): OFFICE,
+    ("GET", "/office/merchants/{merchant_id}"): OFFICE,
+    ("POST", "/office/merchants/{merchant_id}"): OFFICE,
+    ("POST", "/office/merchants/{merchant_id}/deactivate"): OFFICE,
+    ("POST", "/office/merchants/{merchant_id}/activate"): OFFICE,
+    ("POST", "/office/merchants/{merchant_id}/terminals"): OFFICE,
+    ("GET", "/office/terminals"): OFFICE,
+    ("POST", "/office/terminals/{terminal_id}/revoke"): OFFICE,
+    ("GET", "/office/users"): ADMIN,
+    ("POST", "/office/users"): ADMIN,
+    ("GET", "/office/users/{user_id}"): ADMIN,
+    ("POST", "/office/users/{user_id}/role"): ADMIN,
+    ("POST", "/office/users/{user_id}/deactivate"): ADMIN,
+    ("POST", "/office/users/{user_id}/activate"): ADMIN,
+    ("POST", "/office/users/{user_id}/password"): ADMIN,
+    ("GET", "/office/audit"): ADMIN,
+    ("GET", "/office/account"): EVERYONE,
+    ("POST", "/office/account/password"): EVERYONE,
+    ("POST", "/office/account/logout-everywhere"): EVERYONE,
     # the monthly close
     ("GET", "/office/settlement"): OFFICE,
     ("GET", "/office/settlement/preview"): OFFICE,
@@ -128,6 +151,9 @@ EXPECTED: dict[tuple[str, str], str | frozenset[Role]] = {
     ("GET", "/portal/statements/{run_id}.csv"): MERCHANT,
     ("GET", "/portal/details"): MERCHANT,
 }
+
+#: routes that end the session they are called with (logout-everywhere: all of the user's)
+ENDS_SESSIONS = ("/v1/auth/logout", "/office/logout", "/office/account/logout-everywhere")
 
 #: a body each JSON route accepts, so that a refusal is the permission check, not the shape
 BODIES: dict[str, object] = {
@@ -195,6 +221,10 @@ class Town:
         client.cookies.set("hcard_session", token)
         return client
 
+    def forget(self, who: str) -> None:
+        """Their session was ended by the route (logout everywhere): log in anew next time."""
+        self._tokens.pop(who, None)
+
     def path(self, template: str) -> str:
         values = {
             "merchant_id": str(self.other_merchant_id),
@@ -218,7 +248,7 @@ def _csrf(client: TestClient) -> str:
 
 
 def observe(town: Town, method: str, path: str, who: str, *, with_token: bool = True) -> int:
-    client = town.client(who, fresh=path.endswith("/logout"))
+    client = town.client(who, fresh=path in ENDS_SESSIONS)
     url = town.path(path)
     if method == "GET":
         answer = client.get(url)
@@ -228,7 +258,11 @@ def observe(town: Town, method: str, path: str, who: str, *, with_token: bool = 
         return client.request(method, url, json=body).status_code
     data = {"csrf": _csrf(client)} if with_token else {}
     answer = client.request(method, url, data=data)
-    return 303 if _to_login(answer) else answer.status_code
+    if path in ENDS_SESSIONS:
+        town.forget(who)
+    if _to_login(answer):
+        return 303
+    return 200 if answer.is_redirect else answer.status_code  # done: back to a page (PRG)
 
 
 def _to_login(answer) -> bool:
@@ -267,7 +301,7 @@ def test_each_role_gets_what_the_matrix_says(town, method, path):
     for role in Role:
         if role in expected:
             assert seen[role] not in (401, 403), (role, seen)
-            assert seen[role] != 303 or path == "/office/logout", (role, seen)
+            assert seen[role] != 303 or path in ENDS_SESSIONS, (role, seen)
         else:
             # 404 tells nothing either: another merchant's object, looked at by a merchant
             assert seen[role] in (403, 404), (role, seen)
