@@ -91,9 +91,9 @@ class Period:
         """`2026-11` → 1 to 30 November 2026."""
         try:
             first = dt.date.fromisoformat(f"{text}-01")
-        except ValueError:
+            following = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+        except (ValueError, OverflowError):  # not a month, or December 9999
             raise HCardError(Code.PERIOD_INVALID, reason="month as YYYY-MM") from None
-        following = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
         return cls(first, following - dt.timedelta(days=1))
 
     @classmethod

@@ -293,6 +293,9 @@ def test_refusals_are_shown_on_the_page_in_the_visitors_language(town: Town, lan
     run_id = _run_id(
         office.post("/office/settlement/runs", {"month": f"{months_ago(1)[0]:%Y-%m}"}).url
     )
+    # the last month the calendar has is no period either (it was a 500 before)
+    answer = town.server.staff.request("POST", "/v1/settlement/runs", json={"month": "9999-12"})
+    assert (answer.status_code, answer.json()["code"]) == (400, "period_invalid")
     empty = office.post(f"/office/settlement/runs/{run_id}/bank-statement")
     assert empty.status_code == 400
     garbage = office.post(
