@@ -229,7 +229,7 @@ def test_a_terminal_is_enrolled_seen_and_revoked_and_then_its_merchant_deactivat
         f"/office/terminals/{till.terminal_id}/revoke", {"back": f"/office/merchants/{merchant_id}"}
     )
     assert revoked.status_code == 200
-    assert revoked.url.endswith(f"/office/merchants/{merchant_id}?done=revoked")
+    assert revoked.url.endswith(f"/office/merchants/{merchant_id}?done=terminal-revoked")
     assert till.snapshot().status_code == 403
     assert server.staff.terminals(merchant_id)[0]["status"] == "revoked"
     # now it can go: deactivated, off the acceptance list, no new terminal

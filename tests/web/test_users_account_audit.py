@@ -231,9 +231,9 @@ def test_the_audit_log_shows_who_did_what_from_where(server_factory):
     assert f"<td>{text('Office', 'de')}</td>" in enrol
     assert "<td>127.0.0.1</td>" in enrol
     assert f'<a href="/office/merchants/{merchant_id}">' in enrol
-    assert text("done", "de") in enrol
+    assert text("Done", "de") in enrol
     failed = _row(page.text, text("Log in", "de"), "mallory")
-    assert text("refused", "de") in failed
+    assert text("Refused", "de") in failed
     assert "401" in failed
     added = _row(page.text, text("Add merchant", "de"), "admin")  # through the JSON API
     assert f"<td>{text('Admin', 'de')}</td>" in added

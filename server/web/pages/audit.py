@@ -122,10 +122,10 @@ def targets(target: str, lang: str) -> list[dict[str, str]]:
 def result(status: int) -> tuple[str, str]:
     """(badge, words) of an answer's HTTP status: done, refused, failed."""
     if status < 400:
-        return "ok", N_("done")
+        return "ok", N_("Done")
     if status < 500:
-        return "warn", N_("refused")
-    return "bad", N_("failed")
+        return "warn", N_("Refused")
+    return "bad", N_("Failed")
 
 
 @router.get("/office/audit", name="audit")

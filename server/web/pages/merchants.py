@@ -70,7 +70,7 @@ NOTICES: dict[str, Text] = {
     "saved": N_("The changes are saved."),
     "deactivated": N_("The merchant is deactivated and no longer on the acceptance list."),
     "activated": N_("The merchant is active again. Tick “listed” if they want to be listed."),
-    "revoked": pages_terminals.REVOKED,
+    pages_terminals.DONE_REVOKED: pages_terminals.REVOKED,
 }
 _FEE_INVALID = N_("Please give the fee in percent, for example 1,5 (0 to 100, two decimals).")
 _AT_MOST = N_("At most {count} characters.")

@@ -28,6 +28,8 @@ from hcard.server.web.templating import language, render
 
 router = APIRouter(include_in_schema=False)
 
+#: `?done=` after a revocation, and what the page then says
+DONE_REVOKED = "terminal-revoked"
 REVOKED = N_("The terminal is revoked. Its requests are refused from now on.")
 #: an active till that has not called for this long is worth a look
 NOT_SEEN_S = 24 * 3600
@@ -76,7 +78,7 @@ def terminal_list(request: Request, ctx: ContextDep, staff: OfficeUser) -> Respo
     lang = language(request)
     rows = terminal_rows(terminals.all_terminals(ctx, staff), ctx.now(), lang)
     notices = []
-    if request.query_params.get("done") == "revoked":
+    if request.query_params.get("done") == DONE_REVOKED:
         notices.append({"kind": "ok", "text": text(REVOKED, lang)})
     return render(
         request,
@@ -105,4 +107,4 @@ async def terminal_revoke(
     await run_in_threadpool(terminals.revoke, ctx, staff, terminal_id)
     where = auth.safe_next(back, "/office/terminals")
     separator = "&" if "?" in where else "?"
-    return RedirectResponse(f"{where}{separator}done=revoked", status_code=303)
+    return RedirectResponse(f"{where}{separator}done={DONE_REVOKED}", status_code=303)
