@@ -18,7 +18,7 @@ from collections import defaultdict
 import pytest
 import sqlalchemy as sa
 from fixtures.month import LOCAL, Town, at, months_ago
-from fixtures.server import start_server
+from fixtures.server import fresh_postgres_database, start_server
 from fixtures.tables import tables
 from fixtures.web import PageClient
 
@@ -32,9 +32,14 @@ def money(cents: int) -> str:
     return format_cents(cents, "en").replace("\xa0", " ")
 
 
-@pytest.fixture(scope="module")
-def town(tmp_path_factory):
-    server = start_server(tmp_path_factory.mktemp("portal"))
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def town(request, tmp_path_factory):
+    database_url = None
+    if request.param == "postgres":
+        database_url = fresh_postgres_database(request.getfixturevalue("postgres_url"))
+    server = start_server(tmp_path_factory.mktemp(f"portal-{request.param}"), database_url)
     town = Town.start(server, SHOPS, cards=3)
     earlier, later = months_ago(2), months_ago(1)
     town.fund(earlier[0])

@@ -45,10 +45,10 @@ def money(cents: int) -> str:
     return format_cents(cents, "en").replace("\xa0", " ")
 
 
-@pytest.fixture
-def town(server_factory):
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def town(request, server_factory):
     """Three shops, the ice café's IBAN broken since it was entered; last month's traffic."""
-    town = Town.start(server_factory(), SHOPS)
+    town = Town.start(server_factory(engine=request.param), SHOPS)
     with town.engine.begin() as conn:
         conn.execute(
             sa.text("UPDATE merchants SET iban = 'DE00123' WHERE id = :i"),
