@@ -92,6 +92,14 @@ class Code(StrEnum):
     USERNAME_TAKEN = "username_taken"
     OWN_ACCOUNT = "own_account"
     INTERNAL_ERROR = "internal_error"
+    # NTAG 424 DNA cards and their SUN links (issue 12, hcard.ntag424)
+    CARD_AUTH_FAILED = "card_auth_failed"
+    CARD_AUTH_REPLAYED = "card_auth_replayed"
+    CARD_MAC_INVALID = "card_mac_invalid"
+    CARD_FACTORY_KEYS = "card_factory_keys"
+    CARD_COUNTER_BACKWARDS = "card_counter_backwards"
+    SUN_INVALID = "sun_invalid"
+    SUN_STALE = "sun_stale"
 
 
 MESSAGES: dict[Code, Text] = {
@@ -180,6 +188,13 @@ MESSAGES: dict[Code, Text] = {
         "You cannot deactivate yourself or change your own role; please ask another admin."
     ),
     Code.INTERNAL_ERROR: N_("Internal error."),
+    Code.CARD_AUTH_FAILED: N_("The card's key does not match: not a card of this system."),
+    Code.CARD_AUTH_REPLAYED: N_("The card replayed an old answer and is refused."),
+    Code.CARD_MAC_INVALID: N_("The card's answer did not verify. Please tap again."),
+    Code.CARD_FACTORY_KEYS: N_("The card still has its factory keys: it was never issued."),
+    Code.CARD_COUNTER_BACKWARDS: N_("The card's tap counter went backwards; the card is refused."),
+    Code.SUN_INVALID: N_("This card link is not valid."),
+    Code.SUN_STALE: N_("This card link is out of date. Please hold the card to the phone again."),
 }
 
 assert set(MESSAGES) == set(Code), "every Code needs its messages"
