@@ -21,7 +21,7 @@ from hcard.server import names
 from hcard.server.context import Context
 from hcard.server.db import engine as db_engine
 from hcard.server.db import locking
-from hcard.server.db.tables import alerts, users
+from hcard.server.db.tables import alerts, merchants, terminals, users
 from hcard.server.services.users import Staff
 from hcard.server.vocabulary import OFFICE, AlertKind
 
@@ -126,12 +126,16 @@ def handle(ctx: Context, actor: Staff, alert_id: int, note: str) -> None:
 
 @dataclass(frozen=True)
 class Alert:
-    """An alert as the office reads it (`handled_by_name`: who marked it handled)."""
+    """An alert as the office reads it: with its terminal's name and merchant, and who marked
+    it handled (`handled_by_name`)."""
 
     id: int
     kind: AlertKind
     detail: str
     terminal_id: int | None
+    terminal_name: str | None
+    merchant_id: int | None
+    merchant_name: str | None
     seq: int | None
     card: str | None
     created_s: float
@@ -148,6 +152,9 @@ def _alert(row: sa.RowMapping) -> Alert:
         kind=AlertKind(row["kind"]),
         detail=str(row["detail"]),
         terminal_id=row["terminal_id"],
+        terminal_name=row["terminal_name"],
+        merchant_id=row["merchant_id"],
+        merchant_name=row["merchant_name"],
         seq=row["seq"],
         card=row["card"],
         created_s=float(row["created_s"]),
@@ -173,8 +180,16 @@ def office_list(ctx: Context, actor: Staff, limit: int = 200) -> AlertList:
     actor.require(*OFFICE)
     limit = max(1, min(limit, 1000))
     latest = sa.func.coalesce(alerts.c.last_s, alerts.c.created_s)
-    with_name = sa.select(alerts, users.c.username).select_from(
+    with_name = sa.select(
+        alerts,
+        users.c.username,
+        terminals.c.name.label("terminal_name"),
+        terminals.c.merchant_id,
+        merchants.c.name.label("merchant_name"),
+    ).select_from(
         alerts.outerjoin(users, users.c.id == alerts.c.handled_by)
+        .outerjoin(terminals, terminals.c.id == alerts.c.terminal_id)
+        .outerjoin(merchants, merchants.c.id == terminals.c.merchant_id)
     )
     is_open = alerts.c.handled_s.is_(None)
     with db_engine.read(ctx.engine) as conn:

@@ -123,7 +123,7 @@ def test_a_revoked_terminal_calling_again_opens_a_new_alert(live_server):
     browser = PageClient(live_server.url, language="en")
     browser.login(ADMIN_USER, ADMIN_PASSWORD)
     page = browser.get("/office/alerts")
-    assert f'href="/office/terminals/{till.terminal_id}"' in page.text
+    assert f'href="/office/merchants/{till.merchant_id}"' in page.text
     handled = browser.post(f"/office/alerts/{first['id']}/handle", {"note": "Shop says stolen."})
     assert handled.status_code == 200
 
