@@ -263,3 +263,25 @@ def test_a_terminal_name_is_needed_and_said_at_the_field(live_server):
     assert refused.status_code == 400
     assert f'<p class="error" id="e-name">{message(Code.INVALID_NAME, "en")}</p>' in refused.text
     assert live_server.staff.terminals(merchant_id) == []
+
+
+def test_a_real_till_says_its_software_and_the_records_it_has_not_uploaded(
+    live_server, card_emulator, terminal_factory
+):
+    """The till's own client (its journal counts the records waiting), not a test double."""
+    terminal = terminal_factory(live_server, card_emulator.reader_path, name="Kasse Echt")
+    till = terminal.till()  # its sync agent is off: the test decides when it calls
+
+    def stored() -> dict:
+        tills = live_server.staff.terminals(terminal.merchant_id)
+        return next(t for t in tills if t["id"] == terminal.terminal_id)
+
+    till.day_close()  # a journal record the server does not have yet
+    till.client.snapshot(0)
+    assert (stored()["software_version"], stored()["records_waiting"]) == (SOFTWARE_VERSION, 1)
+    till.sync_now()  # uploads it, then asks for the snapshot: nothing waits any more
+    assert stored()["records_waiting"] == 0
+    office = _office(live_server.url)
+    row = _row_of(office.get("/office/terminals").text, "Kasse Echt")
+    assert NOT_SEEN not in row
+    assert not row.startswith(' class="attention"')
