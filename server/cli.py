@@ -30,6 +30,8 @@ import sqlite3
 import sys
 from pathlib import Path
 
+from hcard import errors
+from hcard.errors import HCardError
 from hcard.i18n import bilingual_help
 from hcard.i18n import both as _
 from hcard.server import backup, card_secret, settle_cli
@@ -191,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     except (card_secret.CardSecretError, SettingsError) as exc:
         # a secret file or an HCARD_* variable that cannot be used: the message names it
         print(exc, file=sys.stderr)
+        return 2
+    except HCardError as exc:  # the first admin's password too weak
+        print(errors.both(exc.code), file=sys.stderr)
         return 2
 
 
