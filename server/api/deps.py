@@ -15,6 +15,7 @@ from hcard.server.context import Context
 from hcard.server.services import terminals, users
 from hcard.server.services.terminals import SignedRequest, Terminal
 from hcard.server.services.users import Staff
+from hcard.server.web import security
 
 SESSION_COOKIE = "hcard_session"
 
@@ -26,11 +27,15 @@ def get_context(request: Request) -> Context:
 ContextDep = Annotated[Context, Depends(get_context)]
 
 
+def _bearer_header(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
 def bearer_token(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() == "bearer" and token:
-        return token.strip()
+    """The session token: the `Authorization: Bearer` header, or the browser's cookie."""
+    if token := _bearer_header(request):
+        return token
     if cookie := request.cookies.get(SESSION_COOKIE):
         return cookie
     raise HCardError(Code.NOT_AUTHENTICATED)
@@ -39,8 +44,14 @@ def bearer_token(request: Request) -> str:
 def current_staff(
     request: Request, ctx: ContextDep, token: Annotated[str, Depends(bearer_token)]
 ) -> Staff:
+    """The logged-in user. A request that changes something with only the browser's cookie
+    must carry the page's CSRF token as `X-CSRF-Token` (a script of our pages can; another
+    site cannot), like every form of the office."""
     staff = users.authenticate(ctx, token)
     request.state.staff = staff  # for the audit log (api/audit.py)
+    if request.method not in security.SAFE_METHODS and _bearer_header(request) is None:
+        submitted = request.headers.get(security.CSRF_HEADER)
+        security.check_csrf(ctx.csrf_key, request, submitted, token)
     return staff
 
 
