@@ -32,7 +32,7 @@ from hcard.errors import HCardError, message
 from hcard.server.context import Context
 from hcard.server.db import engine as db_engine
 from hcard.server.db.tables import users
-from hcard.server.services import bank, settlement
+from hcard.server.services import bank, dashboard, settlement
 from hcard.server.services.users import Staff
 from hcard.server.settlement import sepa
 from hcard.server.vocabulary import Role
@@ -159,8 +159,11 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
 def _run(ctx: Context, args: argparse.Namespace) -> int:
     name = args.settle_command
     if name == "float-check":
+        # the nightly timer: also sums the days just closed for the office's overview
+        # (services/dashboard.py), so its first view of the day reads only stored days
+        days_summed = dashboard.fill_daily_totals(ctx)
         report = bank.float_check(ctx, None)
-        _print(report)
+        _print({**report, "days_summed": days_summed})
         return 0 if report["ok"] else 1
     if name in ("list", "show"):
         office = Staff(user_id=0, username="system", role=Role.ADMIN, merchant_id=None)

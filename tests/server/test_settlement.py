@@ -513,6 +513,9 @@ def test_the_command_line_settles_too(town: Town, tmp_path):
     check = _settle(town, "float-check")  # the funding statement matches the ledger
     assert check.returncode == 0, check.stdout
     assert json.loads(check.stdout)["ok"] is True
+    # the nightly run sums the closed days for the office's overview, each day once
+    assert json.loads(check.stdout)["days_summed"] > 0
+    assert json.loads(_settle(town, "float-check").stdout)["days_summed"] == 0
     nobody = _settle(town, "cancel", str(run_id), "--user", "nobody")
     assert nobody.returncode != 0
     assert "no such account" in nobody.stderr
