@@ -4,10 +4,12 @@
 
 1. the server (`hcard-server init` + `serve`, SQLite under `.demo/server/`),
 2. seed data through the staff API as the marketing office would enter it: a merchant,
-   its merchant login (`eiscafe` / `kugel-und-waffel`), a terminal with its one-time enrolment
-   code; and last month, ready to settle (`demo.month`): three more merchants, cards and a
-   month of signed till traffic booked in the previous calendar month; the start message
-   says how to settle it (`hcard-server settle create --month ...` or the API call),
+   its merchant login (`eiscafe` / `kugel-und-waffel`), the office's login (`buero`), a
+   terminal with its one-time enrolment code; and last month (`demo.month`): three more
+   merchants (listed as acceptance points), cards and a month of signed till traffic booked
+   in the previous calendar month, settled at once, so the office's overview, its monthly
+   close and the merchant portal show it; the start message prints the office's address and
+   logins, and how to cancel the run to close the month again step by step,
 3. the card emulator (`hcard-card-emulator`) and three demo cards *issued through
    `hcard.provisioning.issuance`* (reserved, written over nfcpy's `udp:` driver, verified,
    password-protected) and topped up with 50,00 €, 20,00 € and 5,00 €,
@@ -53,6 +55,8 @@ from demo.system import (
     ADMIN_PASSWORD,
     ADMIN_USER,
     MANAGER_PIN,
+    MARKETING_PASSWORD,
+    MARKETING_USER,
     MERCHANT,
     MERCHANT_PASSWORD,
     MERCHANT_USER,
@@ -93,10 +97,14 @@ def _display() -> Iterator[tuple[str, bool]]:
 
 
 def _logins(demo: Demo) -> list[str]:
-    """What every demo prints at start: where the server is and the logins."""
+    """What every demo prints at start: where the server and the office are, and the logins."""
     return [
+        f"  Büro / office:   {demo.url}/office/  ({ADMIN_USER} / {ADMIN_PASSWORD}, "
+        f"{MARKETING_USER} / {MARKETING_PASSWORD})",
+        f"  Händlerportal:   {demo.url}/portal/  ({MERCHANT_USER} / {MERCHANT_PASSWORD}, "
+        f"{MERCHANT['name']})",
+        f"  Öffentlich / public: {demo.url}/  ({demo.url}/akzeptanzstellen)",
         f"  Server:          {demo.url}/openapi.json  ({ADMIN_USER} / {ADMIN_PASSWORD})",
-        f"  Händler-Login:   {MERCHANT_USER} / {MERCHANT_PASSWORD}  ({MERCHANT['name']})",
     ]
 
 
@@ -109,7 +117,7 @@ def _shown(path: Path) -> str:
 
 
 def _settle(demo: Demo) -> list[str]:
-    """How to settle the month the demo seeded, by the command line or the API."""
+    """The month the demo seeded and settled, and how to close it again step by step."""
     seeded = demo.last_month
     assert seeded is not None
     server_cli = Path(sys.executable).parent / "hcard-server"
@@ -117,11 +125,11 @@ def _settle(demo: Demo) -> list[str]:
         f"  Vormonat / last month {seeded.month}: {seeded.merchants} Händler / merchants, "
         f"{seeded.payments} Zahlungen / payments, {seeded.voids} Stornos / voids, "
         f"{seeded.till_topups} Aufladungen an der Kasse / till top-ups",
-        "  Abrechnen / settle it:",
-        f"    {_shown(server_cli) if server_cli.exists() else 'hcard-server'} settle create "
-        f"--month {seeded.month} --user {ADMIN_USER} --data-dir {_shown(demo.root / 'server')}",
-        f'    oder / or: POST {demo.url}/v1/settlement/runs {{"month": "{seeded.month}"}} '
-        f"(als / as {ADMIN_USER})",
+        f"  Abgerechnet / settled: {demo.url}/office/settlement/runs/{seeded.run_id}",
+        "  Selbst abschließen / close it yourself: dort stornieren, dann Monatsabschluss / "
+        "cancel it there, then the monthly close; oder / or:",
+        f"    {_shown(server_cli) if server_cli.exists() else 'hcard-server'} settle cancel "
+        f"{seeded.run_id} --user {ADMIN_USER} --data-dir {_shown(demo.root / 'server')}",
     ]
 
 

@@ -92,6 +92,9 @@ OTHER_SHOPS = (
             "address": "Große Weilstraße 12a, 45525 Hattingen",
             "contact": "backstube@schulte.example",
             "fee_bp": 250,
+            "listed": True,
+            "category": "food",
+            "opening_hours": "Mo–Fr 6–18 Uhr, Sa 6–13 Uhr",
         },
         details={
             "holder_name": "Bäckerei Schulte GbR",
@@ -113,6 +116,9 @@ OTHER_SHOPS = (
             "address": "Rathausplatz 3, 45525 Hattingen",
             "contact": "post@buch-rathaus.example",
             "fee_bp": 300,
+            "listed": True,
+            "category": "culture",
+            "opening_hours": "Mo–Fr 9:30–18:30 Uhr, Sa 9:30–16 Uhr",
         },
         details={
             "holder_name": "Buchhandlung am Rathaus Inh. Jörg Krämer",
@@ -185,6 +191,8 @@ class Summary:
     offline: int = 0
     voids: int = 0
     till_topups: int = 0
+    #: the settlement run the demo made for the month (system.Demo.seed_server)
+    run_id: int | None = None
 
 
 class DemoTill:

@@ -40,6 +40,8 @@ from hcard.terminal.config import SNAPSHOT_FILE, write_atomic
 
 ADMIN_USER, ADMIN_PASSWORD = "admin", "hattingen-demo"
 MERCHANT_USER, MERCHANT_PASSWORD = "eiscafe", "kugel-und-waffel"
+#: the marketing office's everyday login (no users, no corrections: those are admin's)
+MARKETING_USER, MARKETING_PASSWORD = "buero", "stadtmarketing-demo"
 MANAGER_PIN = "1234"
 MERCHANT = {
     "name": "Eiscafé am Untermarkt",
@@ -47,6 +49,9 @@ MERCHANT = {
     "address": "Untermarkt 1, 45525 Hattingen",
     "contact": "info@eiscafe.example",
     "fee_bp": 150,
+    "listed": True,
+    "category": "restaurant",
+    "opening_hours": "Di–So 11–21 Uhr",
 }
 TILL_NAME = "Kasse 1"
 CARD_BALANCES_CENTS = (5_000, 2_000, 500)
@@ -238,9 +243,19 @@ class Demo:
                 "merchant_id": int(merchant["id"]),
             },
         )
+        staff.request(
+            "POST",
+            "/v1/users",
+            {"username": MARKETING_USER, "password": MARKETING_PASSWORD, "role": "marketing"},
+        )
         self.staff = staff
         code = str(staff.create_terminal(int(merchant["id"]), TILL_NAME)["code"])
         self.last_month = month.seed(self.url, staff, self.database, int(merchant["id"]))
+        # settled as the office would, so the overview, the close and the merchant portal
+        # show a run and its statements at once; not yet downloaded, so it can be cancelled
+        # and closed again step by step in the office's pages
+        run = staff.request("POST", "/v1/settlement/runs", {"month": self.last_month.month})
+        self.last_month.run_id = int(run["run_id"])
         return code
 
     def seed(self) -> str:

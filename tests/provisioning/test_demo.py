@@ -25,6 +25,7 @@ import requests
 import sepaxml
 import xmlschema
 from demo import month as demo_month
+from fixtures.web import PageClient
 
 from hcard.provisioning.staff import StaffClient
 from hcard.server import cli as server_cli
@@ -216,11 +217,13 @@ def test_the_server_only_demo_serves_the_demo_data_and_holds_the_demo_folder(tmp
         first.wait(timeout=30)
 
 
-def test_the_demo_seeds_last_month_and_it_settles_at_once(tmp_path: Path):
-    """Issue 10: a newcomer settles the month before with the command the demo prints, or
-    over the API. Several merchants with their holder and structured address, cards and a
-    month of payments, voids and till top-ups, booked in the previous calendar month: the
-    run has a transfer for each merchant and a bank file that validates."""
+def test_the_demo_seeds_last_month_and_settles_it(tmp_path: Path):
+    """Issues 10 and 11: a newcomer finds the month before settled, in the office's pages and
+    the merchant portal, and can cancel it to close it again step by step. Several merchants
+    with their holder and structured address, cards and a month of payments, voids and till
+    top-ups, booked in the previous calendar month: the run has a transfer for each merchant
+    and a bank file that validates; the printed command cancels it, and the month settles
+    again."""
     first, _last = demo_month.previous_month(dt.datetime.now(demo_month.LOCAL).date())
     month = f"{first:%Y-%m}"
     server = _server_demo(tmp_path / ".demo")
@@ -238,26 +241,43 @@ def test_the_demo_seeds_last_month_and_it_settles_at_once(tmp_path: Path):
         assert payments >= 60
         assert voids >= 1
         assert topups >= 1
-        command = re.search(r"^ +(\S*hcard-server settle create .*)$", start, re.MULTILINE)
-        assert command, start
-        assert f"--month {month} --user admin --data-dir " in command.group(1)
-        assert f'/v1/settlement/runs {{"month": "{month}"}}' in start
-
-        url = re.search(r"Server: +(http://127\.0\.0\.1:\d+)/openapi\.json", start)
-        assert url, start
-        staff = StaffClient(url.group(1))
+        office = re.search(r"Büro / office: +(http://127\.0\.0\.1:\d+)/office/ ", start)
+        assert office, start
+        url = office.group(1)
+        assert f"{url}/portal/" in start
+        assert "buero / stadtmarketing-demo" in start
+        settled = re.search(r"settled: \S+/office/settlement/runs/(\d+)", start)
+        assert settled, start
+        staff = StaffClient(url)
         staff.login("admin", "hattingen-demo")
-        run = staff.request("POST", "/v1/settlement/runs", {"month": month})
-        assert run["merchants"] == merchants
-        assert run["transfers"] == merchants  # every shop is paid out, none held back
-        assert run["files"] == [1]
-        lines = staff.request("GET", f"/v1/settlement/runs/{run['run_id']}")["lines"]
+        [run] = staff.request("GET", "/v1/settlement/runs")
+        assert run["run_id"] == int(settled.group(1))
+        run = staff.request("GET", f"/v1/settlement/runs/{run['run_id']}")
+        lines = run["lines"]
+        assert len(lines) == merchants
+        assert all(line["outcome"] == "transfer" for line in lines)  # none held back
         assert all(line["payments_cents"] > 0 for line in lines)
         assert sum(line["voids_cents"] > 0 for line in lines) >= 1
         assert sum(line["topups_cents"] > 0 for line in lines) >= 1
-        # the bank file: valid pain.001.001.09, every holder with a structured address
+        # the merchant portal shows the statement; the acceptance list the listed shops
+        eiscafe = PageClient(url)
+        eiscafe.login("eiscafe", "kugel-und-waffel")
+        assert f"/portal/statements/{run['run_id']}.pdf" in eiscafe.get("/portal/statements").text
+        places = requests.get(f"{url}/v1/acceptance-points", timeout=30).json()["acceptance_points"]
+        assert {"Eiscafé am Untermarkt", "Bäckerei Schulte"} <= {p["name"] for p in places}
+        # the printed command cancels the run; the month settles again, and its bank file is
+        # valid pain.001.001.09 with every holder's structured address
+        command = re.search(r"^ +(\S*hcard-server settle cancel .*)$", start, re.MULTILINE)
+        assert command, start
+        cancelled = subprocess.run(
+            shlex.split(command.group(1)), capture_output=True, text=True, timeout=120, check=False
+        )
+        assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
+        again = staff.request("POST", "/v1/settlement/runs", {"month": month})
+        assert again["transfers"] == merchants
+        assert again["files"] == [1]
         xml = requests.get(
-            f"{url.group(1)}/v1/settlement/runs/{run['run_id']}/files/1",
+            f"{url}/v1/settlement/runs/{again['run_id']}/files/1",
             headers={"Authorization": f"Bearer {staff.token}"},
             timeout=30,
         )
@@ -273,16 +293,6 @@ def test_the_demo_seeds_last_month_and_it_settles_at_once(tmp_path: Path):
             assert address.findtext("p:TwnNm", namespaces=ns) == "Hattingen"
             assert address.findtext("p:StrtNm", namespaces=ns)
         assert staff.request("GET", "/v1/ledger/check")["ok"]
-        # the printed command reaches the same database: the month is settled now
-        again = subprocess.run(
-            shlex.split(command.group(1)),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert again.returncode == 1, again.stdout + again.stderr
-        assert "period_already_settled" in again.stderr
     finally:
         server.terminate()
         server.wait(timeout=30)
