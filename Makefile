@@ -2,6 +2,7 @@
 #   make demo   server + seed data, card emulator with demo cards, the till app (Xvfb if headless)
 #               (the demo lives in tests/demo/, not in the package; options: make demo ARGS=--script)
 #   make test   lint, type check (mypy) + the whole test suite (what .ci/run calls)
+#   make screenshots  docs/screenshots/: every main page of the office, portal and public pages
 #   make i18n   after changing texts: extract them into hcard/locale/hcard.pot and update the
 #               German and English catalogues; then translate the new entries (README)
 PYTHON ?= python3
@@ -12,7 +13,7 @@ STAMP := $(VENV)/.installed
 # Folder links, made once; order-only below, so a folder's new files rebuild nothing.
 MYPY_LINKS := $(addprefix build/mypy/hcard/,server terminal provisioning)
 
-.PHONY: demo test system-packages lint bench i18n
+.PHONY: demo test system-packages lint bench i18n screenshots
 
 $(STAMP): pyproject.toml | $(MYPY_LINKS)
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +36,10 @@ test: $(STAMP) system-packages | $(MYPY_LINKS)
 
 demo: $(STAMP) system-packages
 	PYTHONPATH=tests $(VENV)/bin/python -m demo $(ARGS)
+
+# the README's pictures: every main page at 1280x800 and 390x844 (Chromium, demo data)
+screenshots: $(STAMP) system-packages
+	PYTHONPATH=tests $(VENV)/bin/python -m demo.screenshots $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
