@@ -2,13 +2,16 @@
 
 Where the vectors come from:
 - AN10922 "Symmetric key diversifications", §2.2.1 (AES-128 example).
-- AN12196 "NTAG 424 DNA and NTAG 424 DNA TagTamper features and hints". Tables are named by
-  their content and by the numbers of Rev. 2.0; Rev. 1.x numbers sections differently (its
-  §6.6 is the first authentication below, §3.4 the SUN examples, §8.2 the originality check).
+- AN12196 "NTAG 424 DNA and NTAG 424 DNA TagTamper features and hints": §3.3-3.4 (SDM
+  session keys, the SUN examples: Tables 1, 2 and 4 and the example with encrypted file
+  data), the personalisation and secure messaging examples (Tables 7-28 in the numbering of
+  Rev. 2.0; Rev. 1.x has them in §5-7, e.g. §6.6 for the first authentication) and the
+  asymmetric originality check (§8.2 in Rev. 1.x). Each constant below names its table.
   The PDF's text was not at hand when this file was written: the bytes come from public
   transcriptions of the note in the test suites of independent open-source NTAG 424 projects,
   which agree with one another. A wrong digit cannot hide: each value is the AES or CMAC of
-  the others, so one typo breaks its whole table here.
+  the others (the originality example is an ECDSA signature under NXP's key), so one typo
+  breaks its whole table here.
 
 A round trip between our reader and our card side would not catch a mistake both share (a
 wrong IV label, a MAC over the wrong counter); the published bytes do, on each side apart.
