@@ -6,7 +6,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from hcard.errors import Code, HCardError
@@ -25,6 +25,23 @@ def get_context(request: Request) -> Context:
 
 
 ContextDep = Annotated[Context, Depends(get_context)]
+
+
+def set_session_cookie(response: Response, request: Request, token: str, max_age_s: int) -> None:
+    """The session as a cookie: HttpOnly, SameSite=Strict, `Secure` whenever the request came
+    over TLS (directly or as the reverse proxy's `X-Forwarded-Proto`)."""
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=max_age_s,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+
+
+def clear_session_cookie(response: Response) -> None:
+    response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="strict")
 
 
 def _bearer_header(request: Request) -> str | None:

@@ -16,11 +16,11 @@ from hcard.encoding import MAX_ID
 from hcard.errors import Code, HCardError
 from hcard.money import MAX_AMOUNT_CENTS
 from hcard.server.api.deps import (
-    SESSION_COOKIE,
     AddressDep,
     ContextDep,
     StaffDep,
     bearer_token,
+    set_session_cookie,
 )
 from hcard.server.services import alerts, cards, ledger, merchants, terminals, users
 from hcard.server.vocabulary import OFFICE, MerchantCategory, Role, TopupSource
@@ -130,17 +130,10 @@ class CorrectionIn(Strict):
 def login(
     ctx: ContextDep, body: LoginIn, request: Request, address: AddressDep, response: Response
 ) -> dict[str, object]:
-    """A bearer token, also set as an HttpOnly cookie (`Secure` whenever the request came
-    over TLS, directly or through the reverse proxy's `X-Forwarded-Proto`)."""
+    """A bearer token, also set as the session cookie (`deps.set_session_cookie`)."""
+    request.state.audit_username = body.username
     session = users.login(ctx, body.username, body.password, address)
-    response.set_cookie(
-        SESSION_COOKIE,
-        str(session["token"]),
-        max_age=ctx.settings.session_ttl_s,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-    )
+    set_session_cookie(response, request, str(session["token"]), ctx.settings.session_ttl_s)
     return session
 
 

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from hcard.errors import Code, HCardError, message
 from hcard.i18n import N_, text
-from hcard.server.api.deps import SESSION_COOKIE, ContextDep
+from hcard.server.api.deps import SESSION_COOKIE, ContextDep, clear_session_cookie
 from hcard.server.api.errors import retry_headers, status_of
 from hcard.server.context import Context
 from hcard.server.services import users
@@ -105,5 +105,5 @@ def logout_everywhere(ctx: ContextDep, staff: StaffUser) -> Response:
     """End every session of this user, this one too: back to the login page."""
     users.logout_everywhere(ctx, staff)
     response = RedirectResponse(f"{auth.LOGIN_PATH}?bye=1", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="strict")
+    clear_session_cookie(response)
     return response

@@ -17,7 +17,13 @@ from starlette.concurrency import run_in_threadpool
 
 from hcard.errors import Code, HCardError, message
 from hcard.i18n import LANGUAGES, N_, text
-from hcard.server.api.deps import SESSION_COOKIE, AddressDep, ContextDep
+from hcard.server.api.deps import (
+    SESSION_COOKIE,
+    AddressDep,
+    ContextDep,
+    clear_session_cookie,
+    set_session_cookie,
+)
 from hcard.server.api.errors import retry_headers
 from hcard.server.services import users
 from hcard.server.services.users import Staff
@@ -106,14 +112,7 @@ async def login(
     )
     request.state.staff = staff
     response = RedirectResponse(auth.safe_next(next, auth.home_of(staff)), status_code=303)
-    response.set_cookie(
-        SESSION_COOKIE,
-        str(session["token"]),
-        max_age=ctx.settings.session_ttl_s,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-    )
+    set_session_cookie(response, request, str(session["token"]), ctx.settings.session_ttl_s)
     return response
 
 
@@ -121,7 +120,7 @@ async def login(
 def logout(request: Request, ctx: ContextDep) -> Response:
     users.logout(ctx, request.cookies.get(SESSION_COOKIE, ""))
     response = RedirectResponse(f"{auth.LOGIN_PATH}?bye=1", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="strict")
+    clear_session_cookie(response)
     return response
 
 
