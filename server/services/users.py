@@ -238,7 +238,8 @@ def _end_sessions(conn: sa.Connection, user_id: int, keep_token: str = "") -> in
 
 def _not_self(actor: Staff, user_id: int) -> None:
     """An admin who locked themself out (or took away their own admin role) might leave
-    the scheme without one: another admin does that."""
+    the scheme without one: another admin does that. Their own password they change with
+    the current one (`change_own_password`)."""
     if actor.user_id == user_id:
         raise HCardError(Code.OWN_ACCOUNT)
 
@@ -272,19 +273,20 @@ def set_active(ctx: Context, actor: Staff, user_id: int, active: bool) -> dict[s
     return {"id": user_id, "username": row.username, "active": active, "sessions_ended": ended}
 
 
-def set_password(
-    ctx: Context, actor: Staff, user_id: int, password: str, keep_token: str = ""
-) -> dict[str, object]:
-    """An admin sets a user's new password (forgotten, or given away); the user's sessions
-    end, but for `keep_token` (the admin's own, when they set their own password here)."""
+def set_password(ctx: Context, actor: Staff, user_id: int, password: str) -> dict[str, object]:
+    """An admin sets another user's new password (forgotten, or given away); the user's
+    sessions end. Their own password an admin changes with the current one
+    (`change_own_password`): a session left open must not be enough to take the account
+    (OWN_ACCOUNT)."""
     actor.require(Role.ADMIN)
+    _not_self(actor, user_id)
     with db_engine.read(ctx.engine) as conn:
         row = _user_row(conn, user_id)
     check_password(row.username, password)
     new_hash = _HASHER.hash(password)
     with db_engine.write(ctx.engine) as conn:
         conn.execute(sa.update(users).where(users.c.id == user_id).values(password_hash=new_hash))
-        ended = _end_sessions(conn, user_id, keep_token)
+        ended = _end_sessions(conn, user_id)
     return {"id": user_id, "username": row.username, "sessions_ended": ended}
 
 

@@ -97,6 +97,14 @@ def test_users_are_created_given_roles_deactivated_and_given_a_new_password(serv
         answer = office.post(path, form)
         assert answer.status_code == 409
         assert message(Code.OWN_ACCOUNT, "de") in answer.text
+    # nor sets their own password without the current one (a session left open is not
+    # enough): the form is not on their own page, and a crafted post is refused
+    assert f"/office/users/{me}/password" not in office.get(f"/office/users/{me}").text
+    own = {"password": NEW_PASSWORD, "repeat": NEW_PASSWORD}
+    refused_own = office.post(f"/office/users/{me}/password", own)
+    assert refused_own.status_code == 409
+    assert not _logged_out(office)
+    assert not _logged_out(_login(server.url, ADMIN_USER, ADMIN_PASSWORD))
     # deactivated: logged out at once, and no new login
     deactivated = office.post(f"/office/users/{buero}/deactivate")
     assert deactivated.url.endswith("?done=deactivated")

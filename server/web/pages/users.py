@@ -5,7 +5,9 @@ marketing office: merchants, terminals, cards, the monthly close) or merchant (t
 portal, for one merchant). A user who leaves is deactivated, not deleted: their name stays
 in the audit log and on what they booked, their sessions end at once. An admin cannot
 deactivate themself or change their own role (another admin does: the scheme is never
-left without one). Passwords follow `users.check_password`; the forms say the rules.
+left without one), nor set their own password here: that is done on the account page with
+the current one, so a session left open is not enough to take the account. Passwords
+follow `users.check_password`; the forms say the rules.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from starlette.datastructures import FormData
 from hcard.encoding import MAX_ID
 from hcard.errors import Code, HCardError, message
 from hcard.i18n import N_, Text, text
-from hcard.server.api.deps import SESSION_COOKIE, ContextDep
+from hcard.server.api.deps import ContextDep
 from hcard.server.api.errors import status_of
 from hcard.server.api.staff import IdPath
 from hcard.server.context import Context
@@ -49,6 +51,9 @@ PASSWORD_RULES = N_(
 _PASSWORDS_DIFFER = N_("The two passwords are not the same.")
 _CHOOSE_MERCHANT = N_("Please choose the merchant this login is for.")
 _CHECK_ENTRY = N_("Please check this entry.")
+_OWN_PASSWORD = N_(
+    "Your own password is changed on your account page, where you give your current one."
+)
 NOTICES: dict[str, Text] = {
     "created": N_("The user was created. Tell them their user name and password."),
     "role": N_("The role is changed. It holds from the user's next click."),
@@ -250,10 +255,18 @@ async def user_role(
 
 
 async def _refused(
-    request: Request, ctx: Context, staff: Staff, user_id: int, error: HCardError
+    request: Request,
+    ctx: Context,
+    staff: Staff,
+    user_id: int,
+    error: HCardError,
+    said: Text | None = None,
 ) -> Response:
-    """The user's page with the refusal above it."""
-    shown = [{"kind": "error", "text": message(error.code, language(request))}]
+    """The user's page with the refusal above it (`said`: this page's words for it)."""
+    lang = language(request)
+    shown = [
+        {"kind": "error", "text": message(error.code, lang) if said is None else text(said, lang)}
+    ]
     return await run_in_threadpool(
         _user_page,
         request,
@@ -303,16 +316,13 @@ async def user_password(
     if form.same_passwords(lang):
         try:
             await run_in_threadpool(
-                users.set_password,
-                ctx,
-                staff,
-                user_id,
-                form.values["password"],
-                request.cookies.get(SESSION_COOKIE, ""),
+                users.set_password, ctx, staff, user_id, form.values["password"]
             )
         except HCardError as error:
             if error.code is Code.NOT_FOUND:
                 raise
+            if error.code is Code.OWN_ACCOUNT:  # the form is not on one's own page
+                return await _refused(request, ctx, staff, user_id, error, _OWN_PASSWORD)
             form.refused(error, lang, "password")
             status_code = status_of(error.code)
         else:
