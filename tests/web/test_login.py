@@ -103,6 +103,20 @@ def test_logout_ends_the_session_on_the_server(live_server):
     assert other.get("/v1/me").status_code == 401
 
 
+def test_logging_in_again_ends_the_session_the_browser_had(live_server):
+    """A login at a shared desk: whoever was logged in before is logged out on the server,
+    not only in this browser's cookie jar."""
+    browser = PageClient(live_server.url)
+    browser.login(ADMIN_USER, ADMIN_PASSWORD)
+    before = browser.http.cookies["hcard_session"]
+    browser.login(ADMIN_USER, ADMIN_PASSWORD)
+    assert browser.http.cookies["hcard_session"] != before
+    assert browser.get("/v1/me").status_code == 200
+    other = PageClient(live_server.url)
+    other.http.cookies.set("hcard_session", before)
+    assert other.get("/v1/me").status_code == 401
+
+
 def test_logout_needs_the_form_token(live_server):
     browser = PageClient(live_server.url)
     browser.login(ADMIN_USER, ADMIN_PASSWORD)

@@ -4,7 +4,8 @@ The login form has its CSRF token like every form (bound to the browser's CSRF c
 before any session exists). Wrong passwords are throttled per user name and per address
 (`users.login`); past the limit the page says so and when to try again. After a login the
 browser gets a new session cookie (HttpOnly, SameSite=Strict, Secure behind TLS) and goes
-back to the page that sent it here, or to its home (the office or the portal).
+back to the page that sent it here, or to its home (the office or the portal); the session
+the browser had before ends on the server.
 """
 
 from __future__ import annotations
@@ -111,6 +112,10 @@ async def login(
         merchant_id=session["merchant_id"],  # type: ignore[arg-type]
     )
     request.state.staff = staff
+    if previous := request.cookies.get(SESSION_COOKIE, ""):
+        # the session this browser had (another user's, or an old one of this user's) ends
+        # here, not when it expires: a login at a shared desk leaves no session behind
+        await run_in_threadpool(users.logout, ctx, previous)
     response = RedirectResponse(auth.safe_next(next, auth.home_of(staff)), status_code=303)
     set_session_cookie(response, request, str(session["token"]), ctx.settings.session_ttl_s)
     return response
