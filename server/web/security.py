@@ -1,11 +1,13 @@
 """What keeps the pages safe: strict headers on every answer, CSRF tokens on every form.
 
-CSRF: a random `hcard_csrf` cookie (HttpOnly, SameSite=Strict) and, in every form, the
+CSRF: a random `hcard_csrf` cookie (HttpOnly, SameSite=Lax) and, in every form, the
 HMAC of that cookie and the session cookie under a key derived from the issuer key
 ("signed double submit", OWASP). A cross-site page can neither read the cookie nor compute
 the token, and a token of one session is worthless in another. The session cookie itself
-is SameSite=Strict too, so a cross-site POST arrives without a session anyway: the token
-is the second lock.
+is SameSite=Strict, so a cross-site POST arrives without a session anyway: the token is
+the second lock. The CSRF cookie is no credential, so it is Lax: a browser arriving from a
+link elsewhere (an e-mail, the town's website) still sends it, and the page does not set a
+new one under the forms already open in other tabs (whose tokens would then all fail).
 """
 
 from __future__ import annotations

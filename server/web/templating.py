@@ -160,7 +160,7 @@ def render(
             security.CSRF_COOKIE,
             csrf_cookie,
             httponly=True,
-            samesite="strict",
+            samesite="lax",
             secure=request.url.scheme == "https",
         )
     for name, value in (headers or {}).items():

@@ -57,6 +57,17 @@ def test_a_wrong_password_is_said_in_the_visitors_language(live_server, language
     assert "hcard_session" not in browser.http.cookies
 
 
+def test_the_csrf_cookie_survives_a_link_from_elsewhere(live_server):
+    """SameSite=Lax: a browser arriving from another site's link sends it, so the page keeps
+    it and the forms open in other tabs keep working (it is no credential: Strict is for
+    the session cookie)."""
+    first = PageClient(live_server.url).get("/office/login")
+    set_cookie = first.headers["set-cookie"].lower()
+    assert set_cookie.startswith("hcard_csrf=")
+    assert "samesite=lax" in set_cookie
+    assert "httponly" in set_cookie
+
+
 def test_a_login_form_from_elsewhere_is_refused(live_server):
     browser = PageClient(live_server.url)
     browser.get("/office/login")  # has a CSRF cookie, but the form carries no token of it
