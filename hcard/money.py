@@ -13,7 +13,8 @@ import re
 #: Anything above is refused as absurd before it reaches the ledger.
 MAX_AMOUNT_CENTS = 1_000_000
 
-_AMOUNT_RE = re.compile(r"^\s*(-?)(\d{1,7})(?:[,.](\d{1,2}))?\s*(?:€|EUR)?\s*$")
+#: ASCII digits only: `\d` would take any script's digits too (full-width "１２" as 12 €)
+_AMOUNT_RE = re.compile(r"^\s*(-?)([0-9]{1,7})(?:[,.]([0-9]{1,2}))?\s*(?:€|EUR)?\s*$")
 
 
 def format_cents(amount_cents: int, locale: str = "de") -> str:

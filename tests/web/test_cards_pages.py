@@ -80,11 +80,12 @@ def test_top_up_with_typed_amounts_and_german_refusals(live_server):
     assert done.status_code == 303
     assert done.headers["location"] == f"/office/cards/{number}?done=topped_up"
     page = browser.get(done.headers["location"])
-    assert _notices(page.text) == ["The top-up is booked."]
+    assert _notices(page.text) == ["Die Aufladung ist gebucht."]
     assert live_server.staff.card(number)["balance_cents"] == 1_250
     assert "Aufladung (bar)" in page.text  # the history
 
-    for typed in ("12,5x", "", "0", "-3", "10001"):
+    # "１２" (full-width) and "٣" (Arabic-Indic) are digits to `\d`, not amounts
+    for typed in ("12,5x", "", "0", "-3", "10001", "\uff11\uff12", "\u0663"):
         bad = browser.post(f"/office/cards/{number}/topup", {"amount": typed, "source": "cash"})
         assert bad.status_code == 400, typed
         assert _errors(bad.text) == ["Ungültiger Betrag (1 Cent bis 10.000 €)."], typed
@@ -93,7 +94,7 @@ def test_top_up_with_typed_amounts_and_german_refusals(live_server):
     assert by_bank.status_code == 400
     (shown,) = _errors(by_bank.text)
     assert shown.startswith(message(Code.TOPUP_BY_STATEMENT, "de"))
-    assert "statement is uploaded in the monthly close" in shown
+    assert "Kontoauszug im Monatsabschluss hochgeladen" in shown
     assert live_server.staff.card(number)["balance_cents"] == 1_250
     # never text from the URL: an unknown notice shows nothing
     assert _notices(browser.get(f"/office/cards/{number}?done=<b>hacked</b>").text) == []
