@@ -4,12 +4,14 @@ login page instead (`auth.LoginRequiredError`)."""
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from hcard.errors import Code, message
 from hcard.i18n import N_, text
-from hcard.server.web import auth
+from hcard.server.web import auth, security
 from hcard.server.web.templating import language, render
 
 #: the JSON API and the static files answer for themselves; every other path is a page
@@ -23,6 +25,10 @@ def is_page(path: str) -> bool:
 def page_error(
     request: Request, code: Code, status_code: int, headers: dict[str, str] | None = None
 ) -> HTMLResponse:
+    """The refusal as a page. A 500 is answered by Starlette's outermost middleware, outside
+    `SecurityHeaders`: it carries the strict headers itself."""
+    if status_code >= HTTPStatus.INTERNAL_SERVER_ERROR:
+        headers = {**security.PAGE_HEADERS, **(headers or {})}
     lang = language(request)
     back = auth.safe_next(request.headers.get("referer", "").partition(request.url.netloc)[2], "/")
     return render(

@@ -10,10 +10,20 @@ headers (CSP and friends) and no page is reachable without a session.
 from __future__ import annotations
 
 import re
+import warnings
 
 import pytest
 from fixtures.server import ADMIN_PASSWORD, ADMIN_USER
 from fixtures.web import PageClient, token
+
+from hcard.server.app import create_app
+from hcard.server.context import Context
+from hcard.server.settings import Settings
+from hcard.server.web import security
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
 
 
 def _form_login(browser: PageClient, url: str, next_path: str, page_path: str):
@@ -144,6 +154,26 @@ def test_every_answer_has_the_strict_headers(live_server, path):
     assert "script-src 'self'" in policy
     assert "unsafe-inline" not in policy
     assert "frame-ancestors 'none'" in policy
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"
+    assert answer.headers["X-Frame-Options"] == "DENY"
+
+
+def test_a_page_that_fails_has_the_strict_headers_too(tmp_path):
+    """A bug's 500 page is answered outside the headers middleware: it must carry them itself."""
+    ctx = Context.open(Settings.build(data_dir=tmp_path), create_key=True)
+    app = create_app(ctx)
+
+    @app.get("/office/broken")
+    def broken() -> None:
+        raise RuntimeError("a bug")
+
+    try:
+        answer = TestClient(app, raise_server_exceptions=False).get("/office/broken")
+    finally:
+        ctx.engine.dispose()
+    assert answer.status_code == 500
+    assert answer.headers["content-type"].startswith("text/html")
+    assert answer.headers["Content-Security-Policy"] == security.CONTENT_SECURITY_POLICY
     assert answer.headers["X-Content-Type-Options"] == "nosniff"
     assert answer.headers["X-Frame-Options"] == "DENY"
 
