@@ -179,7 +179,8 @@ MESSAGES: dict[Code, Text] = {
     ),
     Code.MERCHANT_INACTIVE: N_("This merchant is deactivated."),
     Code.MERCHANT_HAS_TERMINALS: N_(
-        "The merchant still has active terminals; revoke them before deactivating the merchant."
+        "The merchant still has terminals that are active or waiting to be set up; revoke"
+        " them before deactivating the merchant."
     ),
     Code.ALERT_ALREADY_HANDLED: N_("This alert was already handled."),
     Code.INVALID_IBAN: N_("The IBAN or BIC is not valid; please check it against the bank letter."),

@@ -254,6 +254,11 @@ def test_a_terminal_is_enrolled_seen_and_revoked_and_then_its_merchant_deactivat
     assert office.post(f"/office/merchants/{merchant_id}/activate").url.endswith("done=activated")
     assert server.staff.call("GET", f"/v1/merchants/{merchant_id}")["active"] is True
     _enrol_through_the_page(office, merchant_id, "Kasse 2")
+    # a terminal waiting to be set up holds the merchant too, and the refusal says so
+    refused = office.post(f"/office/merchants/{merchant_id}/deactivate")
+    assert refused.status_code == 409
+    assert message(Code.MERCHANT_HAS_TERMINALS, "de") in refused.text
+    assert "waiting to be set up" in message(Code.MERCHANT_HAS_TERMINALS, "en")
 
 
 def test_a_terminal_name_is_needed_and_said_at_the_field(live_server):
