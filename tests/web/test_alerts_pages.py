@@ -91,6 +91,10 @@ def test_handle_an_alert_with_a_note(live_server):
     assert alert["handled_note"] == "Called the cardholder: they top up tomorrow."
     # no such alert
     assert browser.post("/office/alerts/999999999/handle", {"note": "nothing"}).status_code == 404
+    # an id no database holds (beyond 64 bits, or below 1) is a bad request, not a 500
+    for beyond in ("99999999999999999999", "0", "-1"):
+        refused = browser.post(f"/office/alerts/{beyond}/handle", {"note": "nothing"})
+        assert refused.status_code == 400, beyond
 
 
 def test_marketing_handles_and_the_name_is_kept(live_server):

@@ -9,18 +9,21 @@ open alert (`services/alerts.py`), so a handled one never changes afterwards.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
 from hcard import cardnumber
 from hcard.errors import Code, HCardError, message
 from hcard.i18n import N_, Text, text
 from hcard.server.api.deps import ContextDep
+from hcard.server.api.staff import IdPath
 from hcard.server.services import alerts
 from hcard.server.vocabulary import AlertKind
 from hcard.server.web.auth import OfficeUser
+from hcard.server.web.notices import done_notices, redirect_done
 from hcard.server.web.templating import language, render
 
 router = APIRouter(include_in_schema=False)
@@ -157,8 +160,17 @@ EXPLANATIONS: dict[AlertKind, Explanation] = {
     ),
 }
 
-#: the notices a redirect back to this page may show (`?done=`), never text from the URL
-DONE = {"handled": N_("The alert is marked as handled. It stays in the history below.")}
+
+class Done(StrEnum):
+    """What a redirect after a form tells this page (`?done=`)."""
+
+    HANDLED = "handled"
+
+
+#: the notices a redirect back to this page may show, never text from the URL
+_DONE: dict[StrEnum, Text] = {
+    Done.HANDLED: N_("The alert is marked as handled. It stays in the history below."),
+}
 
 
 def _page(
@@ -196,9 +208,7 @@ def alerts_page(
     staff: OfficeUser,
     done: Annotated[str, Query(max_length=20)] = "",
 ) -> Response:
-    lang = language(request)
-    notices = [{"kind": "ok", "text": text(DONE[done], lang)}] if done in DONE else []
-    return _page(request, ctx, staff, notices=notices)
+    return _page(request, ctx, staff, notices=done_notices(done, _DONE, language(request)))
 
 
 @router.post(HOME + "/{alert_id}/handle", name="office_alert_handle")
@@ -206,7 +216,7 @@ def handle(
     request: Request,
     ctx: ContextDep,
     staff: OfficeUser,
-    alert_id: int,
+    alert_id: IdPath,
     note: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     """Mark the alert handled with the note; a bad note or one handled meanwhile is shown on
@@ -234,4 +244,4 @@ def handle(
             notice = {"kind": "warn", "text": message(error.code, lang)}
             return _page(request, ctx, staff, status_code=409, notices=[notice])
         raise
-    return RedirectResponse(f"{HOME}?done=handled#handled", status_code=303)
+    return redirect_done(HOME, Done.HANDLED, anchor="handled")
