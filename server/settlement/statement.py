@@ -147,8 +147,19 @@ def render_html(data: StatementData) -> str:
     )
 
 
+#: a cell starting with one of these is a formula to a spreadsheet (`=HYPERLINK(…)`)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _text_cell(value: str) -> str:
+    """A text cell as a spreadsheet shows it and never runs it: a till's name is typed by
+    the office or the merchant, and `=…`, `+…`, `-…` or `@…` would be a formula."""
+    return f"'{value}" if value.startswith(_FORMULA_START) else value
+
+
 def render_csv(data: StatementData) -> str:
-    """The movements for a merchant's own bookkeeping: one row each, amounts in cents."""
+    """The movements for a merchant's own bookkeeping: one row each, amounts in cents (as
+    numbers; text cells guarded against formulas)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(["booked", "kind", "till", "receipt", "amount_cents", "late_recorded"])
@@ -158,8 +169,8 @@ def render_csv(data: StatementData) -> str:
             [
                 item.when.isoformat(sep=" "),
                 item.kind,
-                item.terminal,
-                item.receipt,
+                _text_cell(item.terminal),
+                _text_cell(item.receipt),
                 item.amount_cents,
                 late,
             ]

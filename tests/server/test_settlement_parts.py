@@ -3,6 +3,7 @@ DATEV and CSV exports, the statement as PDF. No database here; the service has i
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import io
 import xml.etree.ElementTree as ET
@@ -418,3 +419,40 @@ def test_statement_pdf_is_an_invoice_with_the_sums():
         assert needed in text, needed
     html = statements.render_html(data)
     assert "Bäckerei Müller" in html
+
+
+def test_statement_csv_cells_are_never_formulas():
+    """A till's name is typed by people: in the merchant's spreadsheet it stays text."""
+    names = ['=HYPERLINK("https://evil.example","Kasse")', "+1", "-1", "@SUM(A1)", "\tx"]
+    data = statements.StatementData(
+        invoice_number="2026-000043",
+        issued=dt.date(2026, 12, 1),
+        period_start=dt.date(2026, 11, 1),
+        period_end=dt.date(2026, 11, 30),
+        operator=statements.Party("Stadtmarketing Hattingen e.V.", ["Rathausplatz 1"]),
+        merchant=statements.Party("Laden", ["Markt 1"], iban=MERCHANT_IBAN),
+        merchant_id=4,
+        items=[
+            statements.Item(
+                dt.datetime(2026, 11, 3, 12, n), statements.ItemKind.VOID, "", -500, name, "=1"
+            )
+            for n, name in enumerate(["Kasse 1", *names])
+        ],
+        payments_cents=0,
+        voids_cents=2_500,
+        topups_cents=0,
+        returns_cents=0,
+        carry_in_cents=0,
+        fee_rate_bp=250,
+        fee_net_cents=0,
+        vat_bp=1_900,
+        vat_cents=0,
+        payout_cents=0,
+        carry_out_cents=0,
+        outcome=PayoutOutcome.NOTHING_DUE,
+    )
+    rows = list(csv.reader(io.StringIO(statements.render_csv(data))))
+    tills = [row[2] for row in rows[1:]]
+    assert tills == ["Kasse 1", *(f"'{name}" for name in names)]
+    assert {row[3] for row in rows[1:]} == {"'=1"}
+    assert {row[4] for row in rows[1:]} == {"-500"}  # amounts stay numbers
