@@ -76,8 +76,19 @@ def problems(in_code: dict[Msgid, str], catalogue: Catalog) -> list[str]:
             found.append(f"not translated ({filename}): {msgid!r}")
         elif isinstance(msgid, tuple) and len(forms) != catalogue.num_plurals:
             found.append(f"{catalogue.num_plurals} plural forms wanted: {msgid!r}")
+        elif isinstance(msgid, tuple):
+            # a singular may leave out the count ("the last movement"), the plural keeps it:
+            # every form uses only fields of the msgid's forms, the last one all the plural's
+            allowed = _fields(msgid[0]) | _fields(msgid[1])
+            found.extend(
+                f"fields {sorted(_fields(form))} beyond {sorted(allowed)}: {msgid!r}"
+                for form in forms
+                if not _fields(form) <= allowed
+            )
+            if _fields(forms[-1]) != _fields(msgid[1]):
+                found.append(f"the last plural form lacks {sorted(_fields(msgid[1]))}: {msgid!r}")
         else:
-            wanted = _fields(_forms(msgid)[0])
+            wanted = _fields(msgid)
             found.extend(
                 f"fields {sorted(_fields(form))} instead of {sorted(wanted)}: {msgid!r}"
                 for form in forms
