@@ -12,7 +12,7 @@ cash taken for till top-ups + returned transfers − the fee = due. Booked at on
 double-entry ledger, one `settlement` transaction per merchant (`booking.settlement`):
 merchant payable → fees (the fee with VAT) and → payouts in transit (the payout). What is
 not paid (nothing due, below the minimum, no valid IBAN) stays on the payable account and
-is carried forward.
+is carried forward; a deactivated merchant is paid whatever is due, the minimum aside.
 
 The run's SEPA files are built in the same transaction and stored (`settlement_files`): a
 file that does not validate means no run. A run can be cancelled only until its first
@@ -297,7 +297,10 @@ def _decide(
     conn: sa.Connection, config: SettlementSettings, tallies: dict[int, _Tally]
 ) -> list[_Decision]:
     """Every merchant with movements or a carry-over, decided by the rules: the one place
-    a run's figures come from (`create_run` books them, `preview_run` only shows them)."""
+    a run's figures come from (`create_run` books them, `preview_run` only shows them).
+
+    The minimum payout waits for more to come; a deactivated merchant takes no more
+    payments, so what it is owed is paid out whatever the amount, never carried for ever."""
     carried = _carried_in(conn)
     involved = sorted(set(tallies) | {m for m, cents in carried.items() if cents})
     rows = {
@@ -313,7 +316,7 @@ def _decide(
             tallies.get(merchant_id, _Tally()).movements(),
             rate_bp=row.fee_bp,
             vat_bp=config.vat_bp,
-            minimum_cents=config.minimum_payout_cents,
+            minimum_cents=config.minimum_payout_cents if row.active else 0,
             iban_valid=hold is None,
         )
         decided.append(_Decision(row, hold, result))

@@ -27,7 +27,8 @@ import sepaxml
 import sqlalchemy as sa
 import xmlschema
 from fixtures.camt import BankLine, Batch, statement
-from fixtures.server import ApiError, ServerInfo, StaffClient
+from fixtures.server import ADMIN_PASSWORD, ADMIN_USER, ApiError, ServerInfo, StaffClient
+from fixtures.web import PageClient
 from pypdf import PdfReader
 
 LOCAL = ZoneInfo("Europe/Berlin")
@@ -779,3 +780,34 @@ def test_statement_workers_die_with_a_server_stopped_mid_run(town: Town):
     while any(_alive(pid) for pid in workers):
         assert time.monotonic() < deadline, "statement workers outlived their server"
         time.sleep(0.1)
+
+
+def test_a_deactivated_merchant_is_paid_out_below_the_minimum(server_factory):
+    """The minimum payout waits for more to come; a deactivated merchant takes no more, so
+    its small amount is paid, not carried forward for ever."""
+    server = server_factory(env={"HCARD_MINIMUM_PAYOUT_CENTS": "2500"})
+    staff = server.staff
+    open_shop = staff.create_merchant("Offener Laden", GOOD_IBAN, fee_bp=0)
+    closed_shop = staff.create_merchant("Geschlossener Laden", GOOD_IBAN, fee_bp=0)
+    tills = [server.terminal(open_shop), server.terminal(closed_shop)]
+    number, uid = server.new_card(5_000)
+    for counter, till in enumerate(tills, start=1):
+        record = till.payment(number, uid, 1_000, counter=counter)
+        assert till.authorise(record).json()["outcome"] == "approved"
+        assert _statuses(till.sync([record])) == ["applied"]
+    month = _months_ago(1)
+    engine = sa.create_engine(server.database_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE transactions SET created_s = :w"), {"w": _at(month[0])})
+    engine.dispose()
+    staff.revoke_terminal(tills[1].terminal_id)
+    browser = PageClient(server.url)
+    browser.login(ADMIN_USER, ADMIN_PASSWORD)
+    browser.post(f"/office/merchants/{closed_shop}/deactivate")
+    assert staff.call("GET", f"/v1/merchants/{closed_shop}")["active"] is False
+
+    lines = {line["merchant_id"]: line for line in _create(server, month)["lines"]}
+    assert lines[open_shop]["outcome"] == "below_minimum"
+    assert lines[open_shop]["carry_out_cents"] == 1_000
+    assert lines[closed_shop]["outcome"] == "transfer"
+    assert (lines[closed_shop]["payout_cents"], lines[closed_shop]["carry_out_cents"]) == (1_000, 0)
