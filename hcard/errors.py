@@ -100,6 +100,9 @@ class Code(StrEnum):
     CARD_COUNTER_BACKWARDS = "card_counter_backwards"
     SUN_INVALID = "sun_invalid"
     SUN_STALE = "sun_stale"
+    # the office, after review
+    CARD_ALREADY_REPLACED = "card_already_replaced"
+    FORM_INVALID = "form_invalid"
 
 
 MESSAGES: dict[Code, Text] = {
@@ -196,6 +199,13 @@ MESSAGES: dict[Code, Text] = {
     Code.CARD_COUNTER_BACKWARDS: N_("The card's tap counter went backwards; the card is refused."),
     Code.SUN_INVALID: N_("This card link is not valid."),
     Code.SUN_STALE: N_("This card link is out of date. Please hold the card to the phone again."),
+    Code.CARD_ALREADY_REPLACED: N_(
+        "This card was already replaced by another card, and its balance moved there."
+    ),
+    Code.FORM_INVALID: N_(
+        "This form is incomplete or out of date. Please load the page again and fill the form"
+        " in once more."
+    ),
 }
 
 assert set(MESSAGES) == set(Code), "every Code needs its messages"
