@@ -17,10 +17,12 @@ device itself is calling) an alert is recorded too.
 
 What a till says of itself rides along every signed request in two unsigned, informational
 headers (`hcard.reqsign`): its software version and how many journal records it has not
-uploaded yet. With the time of the request they are stored on
-the terminal's row by the request's unit of work (the nonce's transaction: no extra
-commit), so the office sees a till that has not called for a day or has records waiting.
-A header that is missing or malformed changes nothing: it never refuses a request.
+uploaded yet. With the time of the request they are stored on the terminal's row by the
+request's unit of work (the nonce's transaction: no extra commit), so the office sees a
+till that has not called for a day or has records waiting; the time at most once a minute
+unless what the till says changed (`_note_seen`: a request that changes nothing there
+writes and locks nothing). A header that is missing or malformed changes nothing: it never
+refuses a request.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ CODE_LENGTH = 8
 NAME_MAX_CHARS = 100
 SOFTWARE_MAX_CHARS = 40
 RECORDS_WAITING_MAX = 1_000_000
+#: a till's `last_seen_s` is rewritten at most this often (sooner when what it says changed)
+SEEN_EVERY_S = 60
 
 
 @dataclass(frozen=True)
@@ -318,13 +322,7 @@ class SignedRequest:
 
         def run(conn: sa.Connection) -> T:
             _consume_nonce(conn, self._ctx, self.terminal.id, self._nonce)
-            # what the till said of itself, on its row: locked first (db/locking.py's order)
-            locking.terminal(conn, self.terminal.id)
-            conn.execute(
-                sa.update(terminals)
-                .where(terminals.c.id == self.terminal.id)
-                .values(last_seen_s=self._ctx.now(), **self._said)
-            )
+            _note_seen(conn, self.terminal.id, self._ctx.now(), self._said)
             return fn(conn)
 
         return db_engine.unit(self._ctx.engine, run)
@@ -333,6 +331,32 @@ class SignedRequest:
         """For requests that only read: record the nonce now, in its own commit."""
         self.unit(lambda _conn: None)
         return self.terminal
+
+
+def _note_seen(
+    conn: sa.Connection, terminal_id: int, now_s: float, said: Mapping[str, object]
+) -> None:
+    """Store when the till called and what it said of itself, in one conditional UPDATE
+    that writes only when the stored time is `SEEN_EVERY_S` old or what it says changed.
+
+    No row lock is asked for: most requests (a snapshot pull every few seconds, a balance
+    check) change nothing here and so touch no row, and on PostgreSQL they do not wait
+    behind the till's own sync batch, which holds the row. One that does write locks the
+    terminal's row by writing it, first in its transaction, as db/locking.py's order wants.
+    """
+    changed = [terminals.c[name].is_distinct_from(value) for name, value in said.items()]
+    conn.execute(
+        sa.update(terminals)
+        .where(
+            terminals.c.id == terminal_id,
+            sa.or_(
+                terminals.c.last_seen_s.is_(None),
+                terminals.c.last_seen_s < now_s - SEEN_EVERY_S,
+                *changed,
+            ),
+        )
+        .values(last_seen_s=now_s, **said)
+    )
 
 
 def authenticate(
