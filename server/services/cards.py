@@ -244,6 +244,18 @@ def set_blocked(ctx: Context, actor: Staff, number: str, blocked: bool) -> dict[
         return as_json(_get(conn, card.number))
 
 
+def _require_replaceable(old: AnyRow, new: AnyRow) -> None:
+    """A card is replaced once (a second replacement would lose where the first went: a
+    bank transfer naming it follows `replaced_by`), by a card that can pay and is on no
+    deny-list: neither blocked nor flagged by the server (a copied or overdrawn card), nor
+    itself replaced."""
+    if old.replaced_by is not None or new.replaced_by is not None:
+        raise HCardError(Code.CARD_ALREADY_REPLACED)
+    _require_usable(new)
+    if new.flagged:
+        raise HCardError(Code.CARD_BLOCKED)
+
+
 def transfer(ctx: Context, actor: Staff, number: str, to_number: str) -> dict[str, object]:
     """Move the whole balance of a (lost) card to its replacement; the old card is blocked."""
     actor.require(*OFFICE)
@@ -252,7 +264,7 @@ def transfer(ctx: Context, actor: Staff, number: str, to_number: str) -> dict[st
         raise HCardError(Code.SAME_CARD)
     with db_engine.write(ctx.engine) as conn:
         old, new = _get(conn, number), _get(conn, to_number)
-        _require_usable(new)
+        _require_replaceable(old, new)
         amount = old.balance_cents
         if amount < 0:
             raise HCardError(Code.INSUFFICIENT_FUNDS, available_cents=amount)

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from hcard import keys
+from hcard.errors import Code, HCardError
 from hcard.records import GENESIS_HASH, make_record
 from hcard.server.context import Context
 from hcard.server.services import authorise, cards, ledger, merchants, sync, terminals, users
@@ -84,6 +85,7 @@ class LedgerMachine(RuleBasedStateMachine):
             self.cards.append((str(cards.issue(self.ctx, self.admin, uid)["card_number"]), uid))
         self.balance = [0] * CARDS
         self.blocked = [False] * CARDS
+        self.replaced = [False] * CARDS  # a card is replaced once, and is no replacement then
         self.counter = itertools.count(1)
         self.voided: set[tuple[int, int]] = set()
 
@@ -100,10 +102,15 @@ class LedgerMachine(RuleBasedStateMachine):
     def transfer(self, old: int, new: int) -> None:
         if old == new or self.blocked[new] or self.balance[old] < 0:
             return
+        if self.replaced[old] or self.replaced[new]:
+            with pytest.raises(HCardError) as refused:
+                cards.transfer(self.ctx, self.admin, self.cards[old][0], self.cards[new][0])
+            assert refused.value.code is Code.CARD_ALREADY_REPLACED
+            return
         cards.transfer(self.ctx, self.admin, self.cards[old][0], self.cards[new][0])
         self.balance[new] += self.balance[old]
         self.balance[old] = 0
-        self.blocked[old] = True
+        self.blocked[old] = self.replaced[old] = True
 
     @rule(card=st.integers(0, CARDS - 1))
     def unblock(self, card: int) -> None:

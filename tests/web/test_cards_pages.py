@@ -139,6 +139,41 @@ def test_replace_moves_the_balance(live_server):
     page = browser.get(f"/office/cards/{new}")
     assert "Replaces card" in page.text
     assert f'href="/office/cards/{old}"' in page.text
+    assert f"/office/cards/{old}/replace" not in done.text  # replaced once: no form
+
+    # replaced once: a second replacement would lose where the first went
+    third, _ = live_server.new_card(0)
+    again = browser.post(f"/office/cards/{old}/replace", {"new_number": third})
+    assert again.status_code == 409
+    assert _errors(again.text) == [message(Code.CARD_ALREADY_REPLACED, "en")]
+    assert f'<a href="/office/cards/{new}">{cardnumber.pretty(new)}</a>' in again.text
+    # nor onto a card that was replaced itself
+    onto_old = browser.post(f"/office/cards/{third}/replace", {"new_number": old})
+    assert _errors(onto_old.text) == [message(Code.CARD_ALREADY_REPLACED, "en")]
+
+
+def test_replace_onto_a_card_the_server_blocked_is_refused(live_server):
+    """A flagged card (overdrawn, copied) is on the tills' deny-list: the balance must not
+    move onto it."""
+    old, _ = live_server.new_card(1_000)
+    flagged, _ = live_server.new_card(100)
+    live_server.staff.call(
+        "POST",
+        "/v1/ledger/corrections",
+        json={
+            "card_number": flagged,
+            "amount_cents": -200,
+            "reason": "test",
+            "allow_below_zero": True,
+        },
+    )
+    assert live_server.staff.card(flagged)["flagged"] is True
+    browser = _admin(live_server, "en")
+    refused = browser.post(f"/office/cards/{old}/replace", {"new_number": flagged})
+    assert refused.status_code == 409
+    assert _errors(refused.text) == [message(Code.CARD_BLOCKED, "en")]
+    assert live_server.staff.card(old)["balance_cents"] == 1_000
+    assert live_server.staff.card(flagged)["balance_cents"] == -100
 
 
 def test_correction_by_admin_with_the_below_zero_confirmation(live_server):
