@@ -46,6 +46,7 @@ from hcard.server.db.tables import (
     terminals,
     transactions,
 )
+from hcard.server.services import terminals as terminal_service
 from hcard.server.services.settlement import BAFIN_THRESHOLD_CENTS, Period, local_day
 from hcard.server.services.users import Staff
 from hcard.server.vocabulary import OFFICE, AccountKind, TerminalStatus, TxnKind, TxnTotal
@@ -56,8 +57,6 @@ CLOSE_MARGIN_S = 600
 WINDOW_DAYS = 365
 CHART_DAYS = 30
 CHART_WEEKS = 12
-#: a terminal that has not called for this long is listed
-SILENT_AFTER_S = 86_400
 #: the most terminals the overview lists by name
 MAX_TERMINALS_LISTED = 20
 
@@ -307,10 +306,9 @@ def _count(conn: sa.Connection, table: sa.Table, *where: sa.ColumnElement[bool])
 
 
 def _terminals(conn: sa.Connection, now_s: float) -> tuple[list[TerminalAttention], int]:
-    """Active terminals silent for a day (or never heard of since enrolment a day ago) or with
-    records waiting; the longest silent first."""
-    seen = sa.func.coalesce(terminals.c.last_seen_s, terminals.c.created_s)
-    silent = seen < now_s - SILENT_AFTER_S
+    """Active terminals silent for a day (`terminals.silent`) or with records waiting; the
+    longest silent first."""
+    silent = terminal_service.silent(now_s)
     needs_look = sa.and_(
         terminals.c.status == TerminalStatus.ACTIVE,
         sa.or_(silent, terminals.c.records_waiting > 0),
@@ -328,7 +326,7 @@ def _terminals(conn: sa.Connection, now_s: float) -> tuple[list[TerminalAttentio
         )
         .select_from(terminals.join(merchants, merchants.c.id == terminals.c.merchant_id))
         .where(needs_look)
-        .order_by(seen, terminals.c.id)
+        .order_by(terminal_service.last_heard(), terminals.c.id)
         .limit(MAX_TERMINALS_LISTED)
     )
     listed = [

@@ -60,6 +60,8 @@ SOFTWARE_MAX_CHARS = 40
 RECORDS_WAITING_MAX = 1_000_000
 #: a till's `last_seen_s` is rewritten at most this often (sooner when what it says changed)
 SEEN_EVERY_S = 60
+#: an active till not heard of for this long needs a look (switched off, no network)
+SILENT_AFTER_S = 86_400
 
 
 @dataclass(frozen=True)
@@ -170,7 +172,11 @@ def _enrol(ctx: Context, code: str, public_key_hex: str, name: str | None) -> di
             sa.select(terminals.c.id).where(terminals.c.public_key == public_key_hex)
         ).first():
             raise HCardError(Code.MALFORMED_REQUEST, field="public_key", reason="already enrolled")
-        values: dict[str, object] = {"public_key": public_key_hex, "status": TerminalStatus.ACTIVE}
+        values: dict[str, object] = {
+            "public_key": public_key_hex,
+            "status": TerminalStatus.ACTIVE,
+            "last_seen_s": now,  # the till's first call
+        }
         if name:
             values["name"] = name
         # Only a terminal still pending becomes active: a revoked one stays revoked even if
@@ -238,11 +244,27 @@ _LIST_COLUMNS = (
 )
 
 
+def last_heard() -> sa.ColumnElement[float]:
+    """When the server last heard of a till: its last call, or (never called) its creation."""
+    return sa.func.coalesce(terminals.c.last_seen_s, terminals.c.created_s)
+
+
+def silent(now_s: float) -> sa.ColumnElement[bool]:
+    """The one rule of "not seen for a day", for the terminals list and the overview alike:
+    an active till the server has not heard of for `SILENT_AFTER_S` (its enrolment is its
+    first call, so a till set up a moment ago is not silent)."""
+    return sa.type_coerce(
+        sa.and_(terminals.c.status == TerminalStatus.ACTIVE, last_heard() < now_s - SILENT_AFTER_S),
+        sa.Boolean,
+    )
+
+
 def list_terminals(ctx: Context, actor: Staff, merchant_id: int) -> list[dict[str, object]]:
+    """A merchant's terminals in the order they were made, each with `silent`."""
     actor.require_merchant_access(merchant_id)
     with db_engine.read(ctx.engine) as conn:
         rows = conn.execute(
-            sa.select(*_LIST_COLUMNS)
+            sa.select(*_LIST_COLUMNS, silent(ctx.now()).label("silent"))
             .where(terminals.c.merchant_id == merchant_id)
             .order_by(terminals.c.id)
         ).mappings()
@@ -250,14 +272,19 @@ def list_terminals(ctx: Context, actor: Staff, merchant_id: int) -> list[dict[st
 
 
 def all_terminals(ctx: Context, actor: Staff) -> list[dict[str, object]]:
-    """Every terminal with its merchant's name: active ones first, then pending, revoked."""
+    """Every terminal with its merchant's name and `silent`: active ones first, then
+    pending, revoked."""
     actor.require(*OFFICE)
     order = sa.case(
         {TerminalStatus.ACTIVE: 0, TerminalStatus.PENDING: 1}, value=terminals.c.status, else_=2
     )
     with db_engine.read(ctx.engine) as conn:
         rows = conn.execute(
-            sa.select(*_LIST_COLUMNS, merchants.c.name.label("merchant_name"))
+            sa.select(
+                *_LIST_COLUMNS,
+                silent(ctx.now()).label("silent"),
+                merchants.c.name.label("merchant_name"),
+            )
             .select_from(terminals.join(merchants, merchants.c.id == terminals.c.merchant_id))
             .order_by(order, merchants.c.name, terminals.c.id)
         ).mappings()

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 
 import pytest
 import requests
+import sqlalchemy as sa
 from fixtures.server import ADMIN_PASSWORD, ADMIN_USER, DEMO_IBAN, enrol
 from fixtures.web import PageClient
 
 from hcard.errors import Code, message
 from hcard.i18n import text
+from hcard.server.db.tables import terminals as terminal_table
 from hcard.terminal.client import SOFTWARE_VERSION, Clock, ServerClient
 
 NOT_SEEN = text("Not seen for a day", "de")
@@ -56,6 +59,20 @@ def _merchant_id(answer: requests.Response) -> int:
     match = re.search(r"/office/merchants/(\d+)\?done=", answer.url)
     assert match, answer.url
     return int(match.group(1))
+
+
+def _set_last_seen(server, terminal_id: int, when_s: float) -> None:
+    """What the till told the server with its last call, as if it had been `when_s`."""
+    engine = sa.create_engine(server.database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.update(terminal_table)
+                .where(terminal_table.c.id == terminal_id)
+                .values(last_seen_s=when_s)
+            )
+    finally:
+        engine.dispose()
 
 
 def _no_inline_style(html: str) -> None:
@@ -188,11 +205,18 @@ def test_a_terminal_is_enrolled_seen_and_revoked_and_then_its_merchant_deactivat
         f"{server.url}/v1/enrol", json={"code": code, "public_key": "00" * 32}, timeout=30
     )
     assert again.status_code == 400  # once only
-    # enrolled, never called since: active, and marked as not seen for a day
+    # enrolled a moment ago (its first call), not called since: active, nothing to look at
     row = _row_of(office.get("/office/terminals").text, "Kasse Theke")
     assert "Bäckerei Kortmann" in row
+    assert NOT_SEEN not in row
+    assert not row.startswith(' class="attention"')
+    # silent for two days: marked here and on the overview, by the same rule
+    _set_last_seen(server, till.terminal_id, time.time() - 2 * 86_400)
+    row = _row_of(office.get("/office/terminals").text, "Kasse Theke")
     assert NOT_SEEN in row
     assert row.startswith(' class="attention"')
+    assert NOT_SEEN in _row_of(office.get(f"/office/merchants/{merchant_id}").text, "Kasse Theke")
+    assert text("silent for a day", "de") in office.get("/office/").text
     # the till's next signed request says what it is and what it still has to upload
     client = ServerClient(
         server.url, till.terminal_id, till.key, Clock(), records_waiting=lambda: 3

@@ -258,9 +258,7 @@ def _merchant_page(
 ) -> Response:
     lang = language(request)
     merchant = merchants.get_merchant(ctx, staff, merchant_id)
-    tills = pages_terminals.terminal_rows(
-        terminals.list_terminals(ctx, staff, merchant_id), ctx.now(), lang
-    )
+    tills = pages_terminals.terminal_rows(terminals.list_terminals(ctx, staff, merchant_id), lang)
     return render(
         request,
         "merchants/view.html",

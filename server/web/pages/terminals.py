@@ -31,8 +31,6 @@ router = APIRouter(include_in_schema=False)
 #: `?done=` after a revocation, and what the page then says
 DONE_REVOKED = "terminal-revoked"
 REVOKED = N_("The terminal is revoked. Its requests are refused from now on.")
-#: an active till that has not called for this long is worth a look
-NOT_SEEN_S = 24 * 3600
 #: the QR code's module size (the stylesheet scales it; this keeps the SVG small)
 _QR_SCALE = 4
 
@@ -49,15 +47,13 @@ STATUS_BADGES = {
 }
 
 
-def terminal_rows(
-    rows: list[dict[str, object]], now_s: float, lang: str
-) -> list[dict[str, object]]:
-    """Each terminal with its status in words and what to look at: `not_seen` (active,
-    no call for a day or never) and `waiting` (records not uploaded yet)."""
+def terminal_rows(rows: list[dict[str, object]], lang: str) -> list[dict[str, object]]:
+    """Each terminal with its status in words and what to look at: `not_seen` (the
+    service's `silent`: active, not heard of for a day) and `waiting` (records not uploaded
+    yet)."""
     shown = []
     for row in rows:
         status = TerminalStatus(str(row["status"]))
-        last_seen = row["last_seen_s"]
         waiting = row["records_waiting"]
         shown.append(
             {
@@ -65,8 +61,7 @@ def terminal_rows(
                 "status_label": text(STATUS_LABELS[status], lang),
                 "badge": STATUS_BADGES[status],
                 "live": status is not TerminalStatus.REVOKED,
-                "not_seen": status is TerminalStatus.ACTIVE
-                and (last_seen is None or now_s - float(str(last_seen)) > NOT_SEEN_S),
+                "not_seen": bool(row["silent"]),
                 "waiting": isinstance(waiting, int) and waiting > 0,
             }
         )
@@ -76,7 +71,7 @@ def terminal_rows(
 @router.get("/office/terminals", name="terminals")
 def terminal_list(request: Request, ctx: ContextDep, staff: OfficeUser) -> Response:
     lang = language(request)
-    rows = terminal_rows(terminals.all_terminals(ctx, staff), ctx.now(), lang)
+    rows = terminal_rows(terminals.all_terminals(ctx, staff), lang)
     notices = []
     if request.query_params.get("done") == DONE_REVOKED:
         notices.append({"kind": "ok", "text": text(REVOKED, lang)})
