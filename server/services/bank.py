@@ -7,8 +7,9 @@ Importing a camt.053/054 statement (`import_statement`) matches each line, and b
 | a payout executed (debit) | its EndToEndId, the same amount | in transit → bank |
 | a payout returned (credit with a reason code) | its EndToEndId | → the merchant, alerted |
 | a transfer naming a card ("HC 9276 …") | the card number in the text | bank → the card |
+| … naming a replaced card | the card that replaced it | bank → the new card |
 | the office's till cash paid in | the bank's cash deposit code | cash → bank |
-| anything else | nothing | kept and listed for a person, never guessed |
+| anything else (a blocked or flagged card too) | nothing | kept for a person, never guessed |
 
 A return comes out of payouts in transit, or out of the bank when the bank had executed it
 first. Every line has a stable key (`settlement.camt.Line.key`): importing the same statement again
@@ -64,6 +65,16 @@ _CARD_REFERENCE = re.compile(r"\bHC\s*((?:\d\s*){16})\b", re.IGNORECASE)
 #: a payout's EndToEndId written into the text where the bank dropped the reference
 _PAYOUT_REFERENCE = re.compile(r"\bHC-R\d+-M\d+\b")
 _CASH_DEPOSIT_CODES = ("/CNTR/CDPT", "+082")
+#: more replacements of one card in a row than anyone makes: a loop in the data ends here
+_MAX_REPLACEMENTS = 100
+_LIVE_COLUMNS = (
+    cards.c.number,
+    cards.c.account_id,
+    cards.c.uid,
+    cards.c.blocked,
+    cards.c.flagged,
+    cards.c.replaced_by,
+)
 
 
 def _card_in(text: str) -> str | None:
@@ -72,6 +83,23 @@ def _card_in(text: str) -> str | None:
         if cardnumber.is_valid(number):
             return number
     return None
+
+
+def _live_card(conn: sa.Connection, number: str) -> AnyRow | None:
+    """The card a transfer naming `number` tops up: that card, or the card that replaced it
+    (and the one that replaced that): the cardholder may still quote an old card.
+
+    None when there is no such card, or the card at the end is not written yet, blocked or
+    flagged by the server: the line then waits for a person (`assign_to_card`), and money
+    never goes by itself onto a card the tills refuse."""
+    card = conn.execute(sa.select(*_LIVE_COLUMNS).where(cards.c.number == number)).first()
+    for _hop in range(_MAX_REPLACEMENTS):
+        if card is None or card.replaced_by is None:
+            break
+        card = conn.execute(sa.select(*_LIVE_COLUMNS).where(cards.c.id == card.replaced_by)).first()
+    if card is None or card.replaced_by is not None or card.uid is None:
+        return None
+    return None if card.blocked or card.flagged else card
 
 
 def _payout_ids(line: camt.Line) -> list[str]:
@@ -259,15 +287,12 @@ def _match(
         return LineMatch.PAYOUT_RETURNED, txn, payout.id, None
     if line.credit and not line.reversal:
         number = _card_in(line.remittance)
-        if number is not None:
-            card = conn.execute(
-                sa.select(cards.c.account_id, cards.c.uid).where(cards.c.number == number)
-            ).first()
-            if card is not None and card.uid is not None:
-                txn = booking.topup(
-                    TopupSource.BANK, bank, card.account_id, line.amount_cents, actor.user_id
-                )
-                return LineMatch.CARD_TOPUP, txn, None, number
+        card = None if number is None else _live_card(conn, number)
+        if card is not None:
+            txn = booking.topup(
+                TopupSource.BANK, bank, card.account_id, line.amount_cents, actor.user_id
+            )
+            return LineMatch.CARD_TOPUP, txn, None, card.number
         if any(line.bank_code.endswith(code) for code in _CASH_DEPOSIT_CODES):
             txn = booking.cash_deposit(
                 ledger.system_account(conn, AccountKind.CASH),
@@ -511,7 +536,8 @@ def _open_line(conn: sa.Connection, key: str) -> AnyRow:
 
 
 def assign_to_card(ctx: Context, actor: Staff, key: str, card_number: str) -> dict[str, object]:
-    """A transfer for a card whose text did not name it: top that card up with it."""
+    """A transfer the import could not book onto a card: top up the card a person chose,
+    like a top-up at the office (a written card, not blocked: CARD_BLOCKED)."""
     actor.require(*OFFICE)
     number = cards_service.normalize_number(card_number)
     with db_engine.write(ctx.engine) as conn:
@@ -519,11 +545,10 @@ def assign_to_card(ctx: Context, actor: Staff, key: str, card_number: str) -> di
         line = _open_line(conn, key)
         if line.amount_cents <= 0:
             raise HCardError(Code.INVALID_AMOUNT, reason="only money that came in tops a card up")
-        card = conn.execute(
-            sa.select(cards.c.account_id, cards.c.uid).where(cards.c.number == number)
-        ).first()
-        if card is None or card.uid is None:
+        card = conn.execute(sa.select(*_LIVE_COLUMNS).where(cards.c.number == number)).first()
+        if card is None:
             raise HCardError(Code.UNKNOWN_CARD)
+        cards_service.require_usable(card)
         bank = ledger.system_account(conn, AccountKind.BANK)
         txn = booking.topup(
             TopupSource.BANK, bank, card.account_id, line.amount_cents, actor.user_id

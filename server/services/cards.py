@@ -218,14 +218,17 @@ def topup(
     source = TopupSource(source)
     with db_engine.write(ctx.engine) as conn:
         card = _get(conn, normalize_number(number))
-        _require_usable(card)
+        require_usable(card)
         source_account_id = ledger.system_account(conn, source.account)
         txn = booking.topup(source, source_account_id, card.account_id, amount_cents, actor.user_id)
         txn_id = ledger.post(conn, txn, now_s=ctx.now())
         return {**as_json(_get(conn, card.number)), "txn_id": txn_id}
 
 
-def _require_usable(card: AnyRow) -> None:
+def require_usable(card: AnyRow) -> None:
+    """Money may be put on the card by a person (a top-up, a replacement, a bank line
+    assigned by hand): it is written (issued) and not blocked by the office. A card the
+    server flagged (overdrawn) may be topped up: that is how its debt is paid."""
     if card.uid is None:
         raise HCardError(Code.CARD_NOT_ISSUED)
     if card.blocked:
@@ -251,7 +254,7 @@ def _require_replaceable(old: AnyRow, new: AnyRow) -> None:
     itself replaced."""
     if old.replaced_by is not None or new.replaced_by is not None:
         raise HCardError(Code.CARD_ALREADY_REPLACED)
-    _require_usable(new)
+    require_usable(new)
     if new.flagged:
         raise HCardError(Code.CARD_BLOCKED)
 

@@ -811,3 +811,51 @@ def test_a_deactivated_merchant_is_paid_out_below_the_minimum(server_factory):
     assert lines[open_shop]["carry_out_cents"] == 1_000
     assert lines[closed_shop]["outcome"] == "transfer"
     assert (lines[closed_shop]["payout_cents"], lines[closed_shop]["carry_out_cents"]) == (1_000, 0)
+
+
+def test_a_transfer_naming_an_old_card_tops_up_the_card_that_replaced_it(server_factory):
+    """The cardholder may quote the card they lost: the money goes to its replacement. A
+    blocked or flagged card without one gets nothing by itself: the line waits for a person,
+    who may book it onto a card like a top-up at the office (not onto a blocked card)."""
+    server = server_factory()
+    staff = server.staff
+    lost, _ = server.new_card(0)
+    middle, _ = server.new_card(0)
+    live, _ = server.new_card(0)
+    staff.transfer(lost, middle)
+    staff.transfer(middle, live)  # replaced twice: lost → middle → live
+    stolen, _ = server.new_card(0)
+    staff.block(stolen)
+    overdrawn, _ = server.new_card(100)
+    correction = {"card_number": overdrawn, "amount_cents": -200, "reason": "test"}
+    staff.call("POST", "/v1/ledger/corrections", json={**correction, "allow_below_zero": True})
+    gone, _ = server.new_card(0)
+    successor, _ = server.new_card(0)
+    staff.transfer(gone, successor)
+    staff.block(successor)  # its replacement was lost too: nobody to top up by itself
+
+    named = {lost: 1_000, stolen: 2_000, overdrawn: 3_000, gone: 4_000}
+    data = statement(
+        OPERATOR_IBAN,
+        [BankLine(cents, True, remittance=f"HC {number}") for number, cents in named.items()],
+        closing_cents=10_000,
+    )
+    assert _import(staff, data).json()["booked"] == {"card_topup": 1, "unmatched": 3}
+    balances = {number: staff.card(number)["balance_cents"] for number in named}
+    assert balances == {lost: 0, stolen: 0, overdrawn: -100, gone: 0}
+    assert staff.card(live)["balance_cents"] == 1_000
+    assert staff.card(successor)["balance_cents"] == 0
+
+    waiting = {
+        line["amount_cents"]: line["key"] for line in staff.call("GET", "/v1/bank/unmatched")
+    }
+    assert set(waiting) == {2_000, 3_000, 4_000}
+    for cents, card in ((2_000, stolen), (4_000, successor)):
+        refused = staff.request(
+            "POST", f"/v1/bank/lines/{waiting[cents]}/assign", json={"card_number": card}
+        )
+        assert refused.json()["code"] == "card_blocked", card
+    staff.call("POST", f"/v1/bank/lines/{waiting[3_000]}/assign", json={"card_number": overdrawn})
+    assert staff.card(overdrawn)["balance_cents"] == 2_900  # its debt paid from the transfer
+    staff.call("POST", f"/v1/bank/lines/{waiting[2_000]}/assign", json={"card_number": live})
+    assert staff.card(live)["balance_cents"] == 3_000
