@@ -7,7 +7,9 @@ debit) can never interleave with another writer and no deadlock-prone lock
 upgrade happens. On PostgreSQL it is an ordinary READ COMMITTED transaction;
 code that must serialise takes row locks (`SELECT ... FOR UPDATE`) or uses a
 conditional UPDATE, which PostgreSQL re-checks after waiting for the lock.
-`read(engine)` is a plain (deferred) transaction for queries.
+`read(engine)` is a plain (deferred) transaction for queries; `snapshot(engine)` one
+whose statements all see the same moment (a check over the whole database), without
+taking the writer lock.
 
 SQLite allows one writer at a time, and a writer that finds the lock taken
 polls with growing sleeps (the busy handler), which under fifty concurrent
@@ -152,6 +154,24 @@ def read(engine: sa.Engine) -> Iterator[sa.Connection]:
     """A transaction that only reads."""
     with engine.connect() as connection, connection.begin():
         yield connection
+
+
+@contextmanager
+def snapshot(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A transaction that only reads, and sees the whole database as of one moment however
+    many statements it runs and whatever commits meanwhile: for checks over everything
+    (`ledger.check`) that must not stop the tills for the seconds they take.
+
+    SQLite (WAL): a deferred transaction's first SELECT fixes its snapshot until the end,
+    and writers go on beside it (no writer lock is taken). PostgreSQL: REPEATABLE READ (in
+    READ COMMITTED each statement would see the commits made since the one before); the
+    pool puts the connection back to its default level afterwards.
+    """
+    with engine.connect() as connection:
+        if not is_sqlite(engine):
+            connection.execution_options(isolation_level="REPEATABLE READ")
+        with connection.begin():
+            yield connection
 
 
 class _GroupWriter:

@@ -251,9 +251,12 @@ class CheckReport:
 
 
 def check(engine: sa.Engine) -> CheckReport:
-    """Prove the ledger's invariants over the whole database, in one consistent read."""
+    """Prove the ledger's invariants over the whole database, in one consistent read.
+
+    One snapshot (`db_engine.snapshot`), not the write lock: on a big database the check
+    takes seconds, and the tills book on meanwhile."""
     report = CheckReport()
-    with db_engine.write(engine) as conn:  # a write lock gives one consistent view on SQLite
+    with db_engine.snapshot(engine) as conn:
         report.transactions = conn.execute(
             sa.select(sa.func.count()).select_from(transactions)
         ).scalar_one()

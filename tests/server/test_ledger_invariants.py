@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 
 import pytest
+import sqlalchemy as sa
 
 from hcard.server.db import engine as db_engine
 from hcard.server.services import ledger
@@ -92,3 +94,48 @@ def test_checks_stay_on_under_python_O():
     )
     assert run.returncode == 0, run.stderr + run.stdout
     assert run.stdout.count("refused:") == 2
+
+
+def test_the_check_reads_one_snapshot_and_lets_the_tills_book_meanwhile(db):
+    """`ledger check` takes seconds on a big database: it must neither stop a till's booking
+    (no write lock) nor see half of one that commits while it runs (one snapshot). The
+    check is held after its first query while a booking commits."""
+    card, _other, shop = _accounts(db)
+    topup = ledger.Txn(TxnKind.TOPUP, [P(shop, -5), P(card, 5)])
+    with db_engine.write(db) as conn:
+        ledger.post(conn, topup, now_s=0.0)
+    first_query_done, go_on = threading.Event(), threading.Event()
+    reports: list[ledger.CheckReport] = []
+
+    def hold_after_first_query(_conn, _cursor, statement, *_args) -> None:
+        if threading.current_thread() is checker and statement.lstrip().upper().startswith(
+            "SELECT"
+        ):
+            first_query_done.set()
+            go_on.wait(timeout=60)
+
+    checker = threading.Thread(target=lambda: reports.append(ledger.check(db)))
+    booking = threading.Thread(target=_book, args=(db, topup))
+    sa.event.listen(db, "after_cursor_execute", hold_after_first_query)
+    try:
+        checker.start()
+        assert first_query_done.wait(timeout=30)
+        booking.start()
+        booking.join(timeout=10)
+        booked_meanwhile = not booking.is_alive()
+    finally:
+        go_on.set()
+        checker.join(timeout=60)
+        if booking.ident is not None:
+            booking.join(timeout=60)
+        sa.event.remove(db, "after_cursor_execute", hold_after_first_query)
+    assert booked_meanwhile, "the booking waited for the ledger check"
+    (report,) = reports
+    assert report.ok
+    assert (report.transactions, report.postings) == (1, 2)  # as when the check began
+    assert (ledger.check(db).transactions, ledger.check(db).postings) == (2, 4)
+
+
+def _book(db, txn: ledger.Txn) -> None:
+    with db_engine.write(db) as conn:
+        ledger.post(conn, txn, now_s=0.0)

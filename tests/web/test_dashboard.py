@@ -23,6 +23,7 @@ from fixtures.server import ADMIN_PASSWORD, ADMIN_USER, ServerInfo
 from fixtures.web import PageClient
 
 from hcard.server.context import Context
+from hcard.server.db.tables import audit_log
 from hcard.server.services import dashboard
 from hcard.server.settings import Settings
 from hcard.server.web import charts
@@ -241,9 +242,19 @@ def test_terminals_alerts_and_float_check_on_a_new_server(town):
 
     # no bank statement yet: said plainly, and the full check says the same
     assert "No bank statement has been uploaded yet" in text
-    check = browser.get("/office/float-check")
+    check = browser.post("/office/float-check")
     assert check.status_code == 200
     assert "No bank statement has been uploaded yet." in html.unescape(check.text)
+    # a form, not a link: its token is needed, and it is in the audit log
+    assert browser.get("/office/float-check").status_code != 200
+    assert browser.http.post(server.url + "/office/float-check", timeout=30).status_code == 403
+    with engine.connect() as conn:
+        audited = conn.execute(
+            sa.select(audit_log.c.username, audit_log.c.status)
+            .where(audit_log.c.action == "office_float_check")
+            .order_by(audit_log.c.id)
+        ).all()
+    assert [(row.username, row.status) for row in audited] == [(username, 200), (username, 403)]
 
 
 def test_charts_are_geometry_from_numbers():

@@ -108,7 +108,7 @@ EXPECTED: dict[tuple[str, str], str | frozenset[Role]] = {
     ("POST", "/office/logout"): EVERYONE,
     # the overview, alerts and cards (office; corrections admin only)
     ("GET", "/office/"): OFFICE,
-    ("GET", "/office/float-check"): OFFICE,
+    ("POST", "/office/float-check"): OFFICE,
     ("GET", "/office/alerts"): OFFICE,
     ("POST", "/office/alerts/{alert_id}/handle"): OFFICE,
     ("GET", "/office/cards"): OFFICE,

@@ -1,4 +1,4 @@
-"""The office's overview (`/office/`) and the float check on request (`/office/float-check`).
+"""The office's overview (`/office/`) and the float check on request (`POST /office/float-check`).
 
 The overview is a handful of small queries (`services/dashboard.py`): day totals come from
 `daily_totals`, so it answers in milliseconds on a town's year of payments. The float check
@@ -134,9 +134,11 @@ def dashboard(request: Request, ctx: ContextDep, staff: OfficeUser) -> Response:
     )
 
 
-@router.get("/office/float-check", name="office_float_check")
+@router.post("/office/float-check", name="office_float_check")
 def float_check(request: Request, ctx: ContextDep, staff: OfficeUser) -> Response:
-    """Run the float check now (it reads the whole ledger) and show what it found."""
+    """Run the float check now and show what it found. A form (POST, with its token, in the
+    audit log), not a link: it reads the whole ledger, seconds on a big database, and
+    keeps its result for the overview."""
     lang = language(request)
     report = bank.float_check(ctx, staff)
     result = FloatResult(ctx.now(), bool(report["ok"]), report)
