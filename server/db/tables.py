@@ -331,6 +331,18 @@ daily_totals = sa.Table(
     sa.CheckConstraint(_in("kind", TxnTotal), name="kind"),
 )
 
+form_submissions = sa.Table(
+    "form_submissions",
+    metadata,
+    # a money form of the office's pages (top-up, correction), sent once: its id is made
+    # when the page is shown and recorded in the transaction of its booking, so the same
+    # form sent again (a double click, a reload) finds it and books nothing
+    sa.Column("form_id", sa.String(64), primary_key=True),
+    # NULL only inside the transaction that claimed the id, until the booking is made
+    sa.Column("txn_id", sa.BigInteger, sa.ForeignKey("transactions.id"), nullable=True),
+    sa.Column("created_s", Time, nullable=False),
+)
+
 counters = sa.Table(
     "counters",
     metadata,

@@ -13,8 +13,10 @@ or flagged by the server (overdrawn offline, memory rolled back).
 from __future__ import annotations
 
 import re
+import secrets
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from hcard import cardnumber, signed
 from hcard.errors import Code, HCardError
@@ -23,7 +25,7 @@ from hcard.server import check_code, names
 from hcard.server.context import Context
 from hcard.server.db import counters
 from hcard.server.db import engine as db_engine
-from hcard.server.db.tables import AnyRow, accounts, cards
+from hcard.server.db.tables import AnyRow, accounts, cards, form_submissions
 from hcard.server.services import alerts, booking, ledger, snapshot
 from hcard.server.services.users import Staff
 from hcard.server.throttle import Guard, Key
@@ -41,6 +43,9 @@ TOPUP_SOURCES = tuple(TopupSource)
 REASON_MAX_CHARS = 500
 MAX_RESERVE = 1000
 _UID = re.compile(r"^[0-9a-f]{14}$")
+#: a money form's id as `new_form_id` makes it (URL-safe base64, 32 characters)
+_FORM_ID = re.compile(r"^[A-Za-z0-9_-]{32}$")
+_FORM_ID_BYTES = 24
 
 _CARD_COLUMNS = (
     cards.c.id,
@@ -198,8 +203,60 @@ def renew_check_code(ctx: Context, actor: Staff, number: str) -> dict[str, objec
     }
 
 
+def new_form_id() -> str:
+    """A fresh id for a money form of the office's pages, made when the page is shown and
+    sent back in a hidden field: the booking records it (`topup`, `correct`), so the same
+    form sent twice (a double click, a reload of the answer) books once."""
+    return secrets.token_urlsafe(_FORM_ID_BYTES)
+
+
+def _check_form_id(form_id: str | None) -> None:
+    """FORM_INVALID unless `form_id` is None (the JSON API) or one `new_form_id` made."""
+    if form_id is not None and not _FORM_ID.match(form_id):
+        raise HCardError(Code.FORM_INVALID)
+
+
+def _claim_form(conn: sa.Connection, form_id: str | None, now_s: float) -> int | None:
+    """Record `form_id` in this write transaction; None when it is new (book now), else the
+    transaction the form booked before. Two sends at the same moment meet at the primary
+    key: on PostgreSQL the second waits for the first to commit, then finds its row (or
+    claims the id itself when the first was rolled back); on SQLite they are one after the
+    other anyway."""
+    if form_id is None:
+        return None
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    claimed = conn.execute(
+        dialect.insert(form_submissions)
+        .values(form_id=form_id, created_s=now_s)
+        .on_conflict_do_nothing()
+        .returning(form_submissions.c.form_id)
+    ).first()
+    if claimed is not None:
+        return None
+    return int(
+        conn.execute(
+            sa.select(form_submissions.c.txn_id).where(form_submissions.c.form_id == form_id)
+        ).scalar_one()
+    )
+
+
+def _form_booked(conn: sa.Connection, form_id: str | None, txn_id: int) -> None:
+    if form_id is not None:
+        conn.execute(
+            sa.update(form_submissions)
+            .where(form_submissions.c.form_id == form_id)
+            .values(txn_id=txn_id)
+        )
+
+
 def topup(
-    ctx: Context, actor: Staff, number: str, amount_cents: int, source: TopupSource | str
+    ctx: Context,
+    actor: Staff,
+    number: str,
+    amount_cents: int,
+    source: TopupSource | str,
+    *,
+    form_id: str | None = None,
 ) -> dict[str, object]:
     """Money paid in at the office (cash) or online → the card.
 
@@ -207,6 +264,9 @@ def topup(
     statement (`services/bank.py`: a transfer naming the card tops it up; one that does not
     is assigned to the card there). Booked here as well, it would top the card up twice
     and the float check could never agree with the bank again.
+
+    With `form_id` (`new_form_id`), a form sent again books nothing and answers like the
+    first time, `repeated` True and the first booking's `txn_id`.
     """
     actor.require(*OFFICE)
     if not is_valid_amount(amount_cents):
@@ -215,14 +275,19 @@ def topup(
         raise HCardError(Code.TOPUP_BY_STATEMENT)
     if source not in TOPUP_SOURCES:
         raise HCardError(Code.MALFORMED_REQUEST, field="source", allowed=list(TOPUP_SOURCES))
+    _check_form_id(form_id)
     source = TopupSource(source)
     with db_engine.write(ctx.engine) as conn:
         card = _get(conn, normalize_number(number))
+        booked_before = _claim_form(conn, form_id, ctx.now())
+        if booked_before is not None:
+            return {**as_json(card), "txn_id": booked_before, "repeated": True}
         require_usable(card)
         source_account_id = ledger.system_account(conn, source.account)
         txn = booking.topup(source, source_account_id, card.account_id, amount_cents, actor.user_id)
         txn_id = ledger.post(conn, txn, now_s=ctx.now())
-        return {**as_json(_get(conn, card.number)), "txn_id": txn_id}
+        _form_booked(conn, form_id, txn_id)
+        return {**as_json(_get(conn, card.number)), "txn_id": txn_id, "repeated": False}
 
 
 def require_usable(card: AnyRow) -> None:
@@ -395,20 +460,26 @@ def correct(
     reason: str,
     *,
     allow_below_zero: bool = False,
+    form_id: str | None = None,
 ) -> dict[str, object]:
     """A manual correction of a card's balance (admin only), against the correction account.
 
     Never an edit: a new transaction with the reason and the admin who made it. One that
     would take the card below zero is refused (BELOW_ZERO_NOT_CONFIRMED, checked in the
     debit's own statement) unless `allow_below_zero`; then it is booked and the card is
-    flagged, deny-listed and alerted like an offline overdraw.
+    flagged, deny-listed and alerted like an offline overdraw. With `form_id`, a form sent
+    again books nothing (as in `topup`).
     """
     actor.require(Role.ADMIN)
     if amount_cents == 0 or abs(amount_cents) > MAX_AMOUNT_CENTS:
         raise HCardError(Code.INVALID_AMOUNT)
     reason = names.printable(reason, field="reason", max_chars=REASON_MAX_CHARS)
+    _check_form_id(form_id)
     with db_engine.write(ctx.engine) as conn:
         card = _get(conn, normalize_number(number))
+        booked_before = _claim_form(conn, form_id, ctx.now())
+        if booked_before is not None:
+            return {**as_json(card), "txn_id": booked_before, "repeated": True}
         txn = booking.correction(
             card.account_id,
             ledger.system_account(conn, AccountKind.CORRECTION),
@@ -438,4 +509,5 @@ def correct(
                 f"correction by {actor.username} took the card to {after.balance_cents} cents",
                 card=card.number,
             )
-        return {**as_json(_get(conn, card.number)), "txn_id": txn_id}
+        _form_booked(conn, form_id, txn_id)
+        return {**as_json(_get(conn, card.number)), "txn_id": txn_id, "repeated": False}

@@ -1,13 +1,14 @@
 """The cards pages on a real server, through their forms: find (number with spaces or dashes,
-the card's URL from its QR code), top-up (German refusals for a bad amount and for a bank
-top-up), block and unblock, replace with the balance moved, correction (admin only, with the
-below-zero confirmation), a new check code."""
+the card's URL from its QR code), top-up (cash only, German refusals for a bad amount), a
+money form sent twice booked once, block and unblock, replace with the balance moved,
+correction (admin only, with the below-zero confirmation), a new check code."""
 
 from __future__ import annotations
 
 import html
 import re
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fixtures.server import ADMIN_PASSWORD, ADMIN_USER, ServerInfo
@@ -45,6 +46,20 @@ def _notices(page: str) -> list[str]:
     ]
 
 
+def _form_id(page: str, action: str) -> str:
+    """The form id the server made for the money form `action` (topup, correction)."""
+    form = re.search(rf'action="/office/cards/\d+/{action}".*?</form>', page, re.S)
+    assert form, f"no {action} form on the page"
+    return re.search(r'name="form_id" value="([\w-]+)"', form.group(0)).group(1)
+
+
+def _send(browser: PageClient, number: str, action: str, data: dict, **kwargs):
+    """Fill in the money form `action` of a freshly shown card page and send it."""
+    page = browser.get(f"/office/cards/{number}").text
+    form = {**data, "form_id": _form_id(page, action)}
+    return browser.post(f"/office/cards/{number}/{action}", form, **kwargs)
+
+
 def test_find_a_card_by_number_or_url(live_server):
     number, _uid = live_server.new_card(1_000)
     browser = _admin(live_server)
@@ -72,11 +87,7 @@ def test_find_a_card_by_number_or_url(live_server):
 def test_top_up_with_typed_amounts_and_german_refusals(live_server):
     number, _uid = live_server.new_card()
     browser = _admin(live_server)
-    done = browser.post(
-        f"/office/cards/{number}/topup",
-        {"amount": "12,50", "source": "cash"},
-        allow_redirects=False,
-    )
+    done = _send(browser, number, "topup", {"amount": "12,50"}, allow_redirects=False)
     assert done.status_code == 303
     assert done.headers["location"] == f"/office/cards/{number}?done=topped_up"
     page = browser.get(done.headers["location"])
@@ -86,16 +97,17 @@ def test_top_up_with_typed_amounts_and_german_refusals(live_server):
 
     # "１２" (full-width) and "٣" (Arabic-Indic) are digits to `\d`, not amounts
     for typed in ("12,5x", "", "0", "-3", "10001", "\uff11\uff12", "\u0663"):
-        bad = browser.post(f"/office/cards/{number}/topup", {"amount": typed, "source": "cash"})
+        bad = _send(browser, number, "topup", {"amount": typed})
         assert bad.status_code == 400, typed
         assert _errors(bad.text) == ["Ungültiger Betrag (1 Cent bis 10.000 €)."], typed
         assert f'value="{typed}"' in bad.text  # the typed amount stays in the field
-    by_bank = browser.post(f"/office/cards/{number}/topup", {"amount": "20", "source": "bank"})
-    assert by_bank.status_code == 400
-    (shown,) = _errors(by_bank.text)
-    assert shown.startswith(message(Code.TOPUP_BY_STATEMENT, "de"))
-    assert "Kontoauszug im Monatsabschluss hochgeladen" in shown
-    assert live_server.staff.card(number)["balance_cents"] == 1_250
+    # cash only: the form offers no other way, and a source sent anyway changes nothing
+    assert 'name="source"' not in page.text
+    for source in ("online", "bank"):
+        sent = _send(browser, number, "topup", {"amount": "1", "source": source})
+        assert sent.status_code == 200, source
+        assert live_server.staff.history(number)[0]["label"] == "Aufladung (bar)", source
+    assert live_server.staff.card(number)["balance_cents"] == 1_450
     # never text from the URL: an unknown notice shows nothing
     assert _notices(browser.get(f"/office/cards/{number}?done=<b>hacked</b>").text) == []
 
@@ -179,21 +191,19 @@ def test_replace_onto_a_card_the_server_blocked_is_refused(live_server):
 def test_correction_by_admin_with_the_below_zero_confirmation(live_server):
     number, _uid = live_server.new_card(1_000)
     browser = _admin(live_server, "en")
-    done = browser.post(
-        f"/office/cards/{number}/correction",
+    done = _send(
+        browser,
+        number,
+        "correction",
         {"correction_amount": "5,00", "reason": "Aufladung vergessen"},
     )
     assert _notices(done.text) == ["The correction is booked."]
     assert live_server.staff.card(number)["balance_cents"] == 1_500
 
-    no_reason = browser.post(
-        f"/office/cards/{number}/correction", {"correction_amount": "1", "reason": "  "}
-    )
+    no_reason = _send(browser, number, "correction", {"correction_amount": "1", "reason": "  "})
     assert no_reason.status_code == 400
     assert "Please give a reason" in _errors(no_reason.text)[0]
-    below = browser.post(
-        f"/office/cards/{number}/correction", {"correction_amount": "-20", "reason": "Storno"}
-    )
+    below = _send(browser, number, "correction", {"correction_amount": "-20", "reason": "Storno"})
     assert below.status_code == 400
     (shown,) = _errors(below.text)
     assert shown.startswith(message(Code.BELOW_ZERO_NOT_CONFIRMED, "en"))
@@ -201,7 +211,12 @@ def test_correction_by_admin_with_the_below_zero_confirmation(live_server):
     assert live_server.staff.card(number)["balance_cents"] == 1_500
     confirmed = browser.post(
         f"/office/cards/{number}/correction",
-        {"correction_amount": "-20", "reason": "Storno", "allow_below_zero": "true"},
+        {
+            "correction_amount": "-20",
+            "reason": "Storno",
+            "allow_below_zero": "true",
+            "form_id": _form_id(below.text, "correction"),  # the refused form, sent again
+        },
     )
     assert _notices(confirmed.text) == ["The correction is booked."]
     card = live_server.staff.card(number)
@@ -222,7 +237,7 @@ def test_marketing_cannot_correct(live_server):
     assert refused.status_code == 403
     assert live_server.staff.card(number)["balance_cents"] == 1_000
     # the rest of the card's actions are theirs
-    topped = browser.post(f"/office/cards/{number}/topup", {"amount": "1", "source": "cash"})
+    topped = _send(browser, number, "topup", {"amount": "1"})
     assert topped.status_code == 200
     assert live_server.staff.card(number)["balance_cents"] == 1_100
 
@@ -238,3 +253,54 @@ def test_new_check_code(live_server, language):
     assert f"/c/{number}?k={code}" in page.text
     # the code opens the balance page
     assert browser.get(f"/c/{number}", params={"k": code}).status_code == 200
+
+
+def test_a_money_form_sent_twice_books_once(live_server):
+    """A double click or a reload of the answer sends the same form again: it books nothing
+    and answers like the first time. A form shown afresh is a new booking."""
+    _books_once(live_server)
+
+
+@pytest.mark.postgres
+def test_a_money_form_sent_twice_books_once_on_postgres(server_factory):
+    """PostgreSQL runs the sends side by side: they meet at the form id's primary key."""
+    _books_once(server_factory(engine="postgres"))
+
+
+def _books_once(live_server: ServerInfo) -> None:
+    number, _uid = live_server.new_card()
+    browser = _admin(live_server, "en")
+    page = browser.get(f"/office/cards/{number}").text
+    assert "data-once" in page  # office.js disables its button once sent
+    form = {"amount": "20,00", "form_id": _form_id(page, "topup")}
+    url = f"/office/cards/{number}/topup"
+    answers = [browser.post(url, form, allow_redirects=False) for _ in range(2)]
+    assert [a.status_code for a in answers] == [303, 303]
+    assert {a.headers["location"] for a in answers} == {f"/office/cards/{number}?done=topped_up"}
+    with ThreadPoolExecutor(4) as pool:  # at the same moment, too
+        again = list(pool.map(lambda _: browser.post(url, form), range(4)))
+    assert {a.status_code for a in again} == {200}
+    assert live_server.staff.card(number)["balance_cents"] == 2_000
+    assert [h["kind"] for h in live_server.staff.history(number)] == ["topup"]
+
+    fresh = _send(browser, number, "topup", {"amount": "20,00"}, allow_redirects=False)
+    assert fresh.status_code == 303
+    assert live_server.staff.card(number)["balance_cents"] == 4_000
+
+    correction = {
+        "correction_amount": "5",
+        "reason": "Aufladung vergessen",
+        "form_id": _form_id(page, "correction"),
+    }
+    for _ in range(2):
+        sent = browser.post(f"/office/cards/{number}/correction", correction)
+        assert _notices(sent.text) == ["The correction is booked."]
+    assert live_server.staff.card(number)["balance_cents"] == 4_500
+
+    # a form without the id the server made for it is refused, said next to the amount
+    for form_id in (None, "", "short", "x" * 31 + "!"):
+        sent = {"amount": "1"} if form_id is None else {"amount": "1", "form_id": form_id}
+        refused = browser.post(url, sent)
+        assert refused.status_code == 400, form_id
+        assert _errors(refused.text) == [message(Code.FORM_INVALID, "en")], form_id
+    assert live_server.staff.card(number)["balance_cents"] == 4_500

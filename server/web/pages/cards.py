@@ -7,14 +7,20 @@ the bank statement, never by hand), block and unblock, replace with the balance 
 the new card, a correction with a reason (admin only), a new printed check code.
 
 Every action is a form that answers with a redirect back to the card's page and a notice
-named in `DONE` (`?done=<name>`: the page never shows text taken from the URL). A refusal
-shows the form again with the message next to its field. Printing a new check code answers
-with the page itself, the code on it: a code does not belong in a URL or the history.
+named in `Done` (`?done=<name>`, `web/notices.py`: the page never shows text taken from the
+URL). A refusal shows the form again with the message next to its field. Printing a new
+check code answers with the page itself, the code on it: a code does not belong in a URL or
+the history.
+
+The money forms (top-up, correction) carry a form id the server made for this showing of
+the page (`cards.new_form_id`); the booking records it, so the same form sent twice (a
+double click, a reload of the answer) books once and answers with the same redirect.
 """
 
 from __future__ import annotations
 
 import re
+from enum import StrEnum
 from typing import Annotated, Any
 from urllib.parse import unquote
 
@@ -31,6 +37,7 @@ from hcard.server.services import cards
 from hcard.server.services.users import Staff
 from hcard.server.vocabulary import FlagReason, Role, TopupSource
 from hcard.server.web.auth import AdminUser, OfficeUser
+from hcard.server.web.notices import done_notices, redirect_done
 from hcard.server.web.templating import language, render
 
 router = APIRouter(include_in_schema=False)
@@ -44,13 +51,27 @@ _MAX_TYPED = 300
 #: the card number in a pasted card URL: `…/c/<number>` (then `?k=…`)
 _URL_NUMBER = re.compile(r"/c/([^/?#]+)")
 
-#: the notices a redirect back to the card's page may show (`?done=<name>`)
-DONE: dict[str, Text] = {
-    "topped_up": N_("The top-up is booked."),
-    "blocked": N_("The card is blocked. The tills refuse it from their next update."),
-    "unblocked": N_("The card is unblocked and can pay again."),
-    "replaced": N_("The balance is moved to the new card. This card is blocked."),
-    "corrected": N_("The correction is booked."),
+#: a form id as `cards.new_form_id` makes it, with room to spare
+_MAX_FORM_ID = 64
+
+
+class Done(StrEnum):
+    """What a redirect after a form tells the card's page (`?done=`)."""
+
+    TOPPED_UP = "topped_up"
+    BLOCKED = "blocked"
+    UNBLOCKED = "unblocked"
+    REPLACED = "replaced"
+    CORRECTED = "corrected"
+
+
+#: the notices a redirect back to the card's page may show, never text from the URL
+_DONE: dict[StrEnum, Text] = {
+    Done.TOPPED_UP: N_("The top-up is booked."),
+    Done.BLOCKED: N_("The card is blocked. The tills refuse it from their next update."),
+    Done.UNBLOCKED: N_("The card is unblocked and can pay again."),
+    Done.REPLACED: N_("The balance is moved to the new card. This card is blocked."),
+    Done.CORRECTED: N_("The correction is booked."),
 }
 
 #: why the server blocked a card by itself, in plain words
@@ -59,11 +80,6 @@ FLAG_REASONS: dict[str, Text] = {
     FlagReason.CARD_ROLLBACK: N_("it showed an old state of its memory"),
     FlagReason.CARD_COPIED: N_("a copy of it was used"),
 }
-
-_BY_STATEMENT = N_(
-    "When the statement is uploaded in the monthly close, a transfer that names the card"
-    " number tops the card up by itself."
-)
 
 
 def number_in(typed: str) -> str:
@@ -152,13 +168,14 @@ def _card_page(
         everything=everything,
         more=not everything and len(card["history"]) >= HISTORY_SHOWN,  # type: ignore[arg-type]
         history_all=HISTORY_ALL,
-        sources=(TopupSource.CASH, TopupSource.BANK),
+        # made for this showing of the page: each money form is booked once
+        form_ids={"topup": cards.new_form_id(), "correction": cards.new_form_id()},
     )
 
 
-def _done(card: dict[str, object], name: str) -> RedirectResponse:
-    """Back to the card's page (its number as the service read it) with the notice `name`."""
-    return RedirectResponse(f"{HOME}/{card['card_number']}?done={name}", status_code=303)
+def _done(card: dict[str, object], done: Done) -> RedirectResponse:
+    """Back to the card's page (its number as the service read it) with the notice."""
+    return redirect_done(f"{HOME}/{card['card_number']}", done)
 
 
 def _refused(
@@ -204,8 +221,7 @@ def card_page(
     done: Annotated[str, Query(max_length=20)] = "",
     everything: Annotated[bool, Query(alias="all")] = False,
 ) -> Response:
-    lang = language(request)
-    notices = [{"kind": "ok", "text": text(DONE[done], lang)}] if done in DONE else []
+    notices = done_notices(done, _DONE, language(request))
     return _card_page(request, ctx, staff, number, notices=notices, everything=everything)
 
 
@@ -216,28 +232,28 @@ def topup(
     staff: OfficeUser,
     number: str,
     amount: Annotated[str, Form(max_length=40)] = "",
-    source: Annotated[str, Form(max_length=20)] = TopupSource.CASH,
+    form_id: Annotated[str, Form(max_length=_MAX_FORM_ID)] = "",
 ) -> Response:
-    values = {"amount": amount, "source": source}
+    """Cash paid in at the office, the only top-up booked by hand: a bank transfer tops the
+    card up from the bank statement (the form offers no other way)."""
+    values = {"amount": amount}
     try:
-        card = cards.topup(ctx, staff, number, _amount(amount), source)
+        card = cards.topup(ctx, staff, number, _amount(amount), TopupSource.CASH, form_id=form_id)
     except HCardError as error:
-        if error.code is Code.TOPUP_BY_STATEMENT:
-            return _refused(request, ctx, staff, number, error, "source", values, _BY_STATEMENT)
         if error.code is Code.UNKNOWN_CARD:
             raise
         return _refused(request, ctx, staff, number, error, "amount", values)
-    return _done(card, "topped_up")
+    return _done(card, Done.TOPPED_UP)
 
 
 @router.post(HOME + "/{number}/block", name="office_card_block")
 def block(ctx: ContextDep, staff: OfficeUser, number: str) -> Response:
-    return _done(cards.set_blocked(ctx, staff, number, True), "blocked")
+    return _done(cards.set_blocked(ctx, staff, number, True), Done.BLOCKED)
 
 
 @router.post(HOME + "/{number}/unblock", name="office_card_unblock")
 def unblock(ctx: ContextDep, staff: OfficeUser, number: str) -> Response:
-    return _done(cards.set_blocked(ctx, staff, number, False), "unblocked")
+    return _done(cards.set_blocked(ctx, staff, number, False), Done.UNBLOCKED)
 
 
 @router.post(HOME + "/{number}/replace", name="office_card_replace")
@@ -258,7 +274,7 @@ def replace(
         moved = cards.transfer(ctx, staff, number, target)
     except HCardError as error:
         return _refused(request, ctx, staff, number, error, "new_number", values)
-    return _done(moved["from"], "replaced")  # type: ignore[arg-type]
+    return _done(moved["from"], Done.REPLACED)  # type: ignore[arg-type]
 
 
 @router.post(HOME + "/{number}/correction", name="office_card_correction")
@@ -270,13 +286,20 @@ def correction(
     correction_amount: Annotated[str, Form(max_length=40)] = "",
     reason: Annotated[str, Form(max_length=2000)] = "",
     allow_below_zero: Annotated[bool, Form()] = False,
+    form_id: Annotated[str, Form(max_length=_MAX_FORM_ID)] = "",
 ) -> Response:
     """A correction (admin): plus or minus, with a reason; below zero only when confirmed."""
     values = {"correction_amount": correction_amount, "reason": reason}
     try:
         amount_cents = _amount(correction_amount)
         card = cards.correct(
-            ctx, staff, number, amount_cents, reason, allow_below_zero=allow_below_zero
+            ctx,
+            staff,
+            number,
+            amount_cents,
+            reason,
+            allow_below_zero=allow_below_zero,
+            form_id=form_id,
         )
     except HCardError as error:
         fields: dict[Code, tuple[str, Text | None]] = {
@@ -288,7 +311,7 @@ def correction(
         }
         field, extra = fields.get(error.code, ("correction_amount", None))
         return _refused(request, ctx, staff, number, error, field, values, extra)
-    return _done(card, "corrected")
+    return _done(card, Done.CORRECTED)
 
 
 @router.post(HOME + "/{number}/check-code", name="office_card_check_code")

@@ -2,12 +2,29 @@
 // - [data-confirm] buttons ask before a form with lasting effect is sent.
 // - input[data-check-url] asks the server while typing (an IBAN, a BIC) and shows its answer
 //   in the element named by aria-describedby's last id; the form is still checked on submit.
+// - form[data-once]: its buttons are disabled once it is sent, so a double click sends it
+//   once (the server books a money form once anyway, by its form id).
 "use strict";
 document.addEventListener("submit", (event) => {
   const button = event.submitter;
   const question = button && button.getAttribute("data-confirm");
   if (question && !window.confirm(question)) {
     event.preventDefault();
+    return;
+  }
+  const form = event.target;
+  if (form.hasAttribute("data-once")) {
+    // after the browser took the form's values: a disabled button sends nothing
+    setTimeout(() => {
+      for (const once of form.querySelectorAll("button")) once.disabled = true;
+    }, 0);
+  }
+});
+// Back on a page the browser kept (the Back button): its forms can be sent again.
+window.addEventListener("pageshow", (event) => {
+  if (!event.persisted) return;
+  for (const button of document.querySelectorAll("form[data-once] button")) {
+    button.disabled = false;
   }
 });
 document.addEventListener("DOMContentLoaded", () => {

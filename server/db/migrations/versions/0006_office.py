@@ -9,8 +9,9 @@ Create Date: 2026-12-01
 - `terminals`: what a till said of itself with its last signed request: `last_seen_s`,
   `software_version`, `records_waiting`.
 - `alerts`: handled by a named user with a note (`handled_s`, `handled_by`, `handled_note`).
-- New tables `audit_log` (every staff action: who, what, when, from where) and
-  `daily_totals` (a closed day's top-ups and payments, summed once for the dashboard).
+- New tables `audit_log` (every staff action: who, what, when, from where),
+  `daily_totals` (a closed day's top-ups and payments, summed once for the dashboard) and
+  `form_submissions` (a money form of the office's pages booked once: its id and booking).
 """
 
 from collections.abc import Sequence
@@ -89,10 +90,21 @@ def upgrade() -> None:
         sa.CheckConstraint("kind IN ('topup', 'payment')", name=op.f("ck_daily_totals_kind")),
         sa.PrimaryKeyConstraint("day", "kind", name=op.f("pk_daily_totals")),
     )
+    op.create_table(
+        "form_submissions",
+        sa.Column("form_id", sa.String(length=64), nullable=False),
+        sa.Column("txn_id", sa.BigInteger(), nullable=True),
+        sa.Column("created_s", sa.Float(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["txn_id"], ["transactions.id"], name=op.f("fk_form_submissions_txn_id_transactions")
+        ),
+        sa.PrimaryKeyConstraint("form_id", name=op.f("pk_form_submissions")),
+    )
 
 
 def downgrade() -> None:
     """Downgrade schema."""
+    op.drop_table("form_submissions")
     op.drop_table("daily_totals")
     with op.batch_alter_table("audit_log") as batch:
         batch.drop_index(batch.f("ix_audit_log_at_s"))
