@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import StrEnum
+from typing import TypeVar
 
 from fastapi.responses import RedirectResponse
 
 from hcard.i18n import Text, text
 
+Done = TypeVar("Done", bound=StrEnum)
 
-def done_notices(done: str, known: Mapping[StrEnum, Text], lang: str) -> list[dict[str, str]]:
+
+def done_notices(done: str, known: Mapping[Done, Text], lang: str) -> list[dict[str, str]]:
     """The layout's `notices` for `?done=<done>`: the text of a known name, else none."""
     for name, msgid in known.items():
         if done == name:
