@@ -22,7 +22,9 @@ from fixtures.server import fresh_postgres_database, start_server
 from fixtures.tables import tables
 from fixtures.web import PageClient
 
+from hcard.errors import Code, HCardError
 from hcard.money import format_cents
+from hcard.server.web.pages.settlement import month_period
 
 SHOPS = {"Apotheke am Markt": {"fee_bp": 200}, "Blumen Berg": {"fee_bp": 300}}
 PHARMACY, FLORIST = SHOPS
@@ -122,9 +124,22 @@ def test_payments_per_day_are_the_merchants_own_and_add_up_to_the_ledger(town: T
     assert page.text.count('class="bar-payment"') == 2
     # the current month by default, and a wrong month said so
     assert money(420) in pharmacy.get("/portal/payments").text
-    wrong = pharmacy.get("/portal/payments?month=2026-1")
-    assert wrong.status_code == 400
-    assert 'role="alert"' in wrong.text
+    for month in ("2026-1", "20２６-11"):  # full-width digits are no month either
+        wrong = pharmacy.get(f"/portal/payments?month={month}")
+        assert wrong.status_code == 400
+        assert 'role="alert"' in wrong.text
+        assert 'id="f-month"' in wrong.text  # said on the form, not an error page
+        assert 'aria-invalid="true"' in wrong.text
+
+
+@pytest.mark.parametrize(
+    "month", ["20２６-11", "２０２６-１１", "2026-11\n", "2026-11 ", "1999-12"]
+)
+def test_a_month_is_ascii_digits_as_year_and_month(month):
+    with pytest.raises(HCardError) as refused:
+        month_period(month)
+    assert refused.value.code is Code.PERIOD_INVALID
+    assert month_period("2026-11").first.isoformat() == "2026-11-01"
 
 
 def test_statements_and_details_are_the_merchants_own_and_nothing_else(town: Town):

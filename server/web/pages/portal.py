@@ -7,16 +7,13 @@ in (404). Nothing here can show another merchant's data.
 
 from __future__ import annotations
 
-import re
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Request
-from fastapi import Path as PathParam
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from hcard.encoding import MAX_ID
+from hcard.errors import HCardError
 from hcard.i18n import N_, text
 from hcard.server.api.deps import ContextDep
+from hcard.server.api.staff import IdPath
 from hcard.server.context import Context
 from hcard.server.services import merchants, portal, settlement
 from hcard.server.services.portal import Day
@@ -24,14 +21,11 @@ from hcard.server.services.settlement import Period
 from hcard.server.vocabulary import TerminalStatus
 from hcard.server.web import charts, statements
 from hcard.server.web.auth import MerchantUser
+from hcard.server.web.pages.settlement import MonthText, month_period
 from hcard.server.web.statements import StatementFormat
 from hcard.server.web.templating import language, render
 
 router = APIRouter(include_in_schema=False)
-
-RunId = Annotated[int, PathParam(ge=1, le=MAX_ID)]
-MonthQuery = Annotated[str, Query(max_length=7)]
-_MONTH = re.compile(r"^(20\d\d)-(0[1-9]|1[0-2])$")
 
 _TERMINAL_STATUS = {
     TerminalStatus.ACTIVE: (N_("Active"), "ok"),
@@ -88,16 +82,17 @@ def overview(request: Request, ctx: ContextDep, staff: MerchantUser) -> Response
 
 @router.get("/portal/payments", name="portal_payments")
 def payments(
-    request: Request, ctx: ContextDep, staff: MerchantUser, month: MonthQuery = ""
+    request: Request, ctx: ContextDep, staff: MerchantUser, month: MonthText = ""
 ) -> Response:
     lang = language(request)
     current = this_month(ctx)
     period, error = current, ""
-    if month and not _MONTH.match(month):
-        error = text(N_("Please choose a month as year and month, for example {example}."), lang,
-                     example=f"{current.first:%Y-%m}")  # fmt: skip
-    elif month:
-        period = Period.month(month)
+    if month:
+        try:
+            period = month_period(month)
+        except HCardError:
+            error = text(N_("Please choose a month as year and month, for example {example}."),
+                         lang, example=f"{current.first:%Y-%m}")  # fmt: skip
     days = portal.payments_per_day(ctx, staff, period)
     return render(
         request,
@@ -142,17 +137,17 @@ def _statement(ctx: Context, staff: MerchantUser, run_id: int, kind: StatementFo
 
 
 @router.get("/portal/statements/{run_id}.html", name="portal_statement_html")
-def statement_html(ctx: ContextDep, staff: MerchantUser, run_id: RunId) -> Response:
+def statement_html(ctx: ContextDep, staff: MerchantUser, run_id: IdPath) -> Response:
     return _statement(ctx, staff, run_id, StatementFormat.HTML)
 
 
 @router.get("/portal/statements/{run_id}.pdf", name="portal_statement_pdf")
-def statement_pdf(ctx: ContextDep, staff: MerchantUser, run_id: RunId) -> Response:
+def statement_pdf(ctx: ContextDep, staff: MerchantUser, run_id: IdPath) -> Response:
     return _statement(ctx, staff, run_id, StatementFormat.PDF)
 
 
 @router.get("/portal/statements/{run_id}.csv", name="portal_statement_csv")
-def statement_csv(ctx: ContextDep, staff: MerchantUser, run_id: RunId) -> Response:
+def statement_csv(ctx: ContextDep, staff: MerchantUser, run_id: IdPath) -> Response:
     return _statement(ctx, staff, run_id, StatementFormat.CSV)
 
 

@@ -26,12 +26,12 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.responses import RedirectResponse, Response
 
-from hcard.encoding import MAX_ID
 from hcard.errors import Code, HCardError, message
 from hcard.i18n import N_, Text, text
 from hcard.server.api.deps import ContextDep
 from hcard.server.api.errors import status_of
 from hcard.server.api.settlement import STATEMENT_MAX_BYTES
+from hcard.server.api.staff import IdPath
 from hcard.server.context import Context
 from hcard.server.services import bank, settlement
 from hcard.server.services.settlement import Period
@@ -45,10 +45,10 @@ from hcard.server.web.templating import language, render
 router = APIRouter(include_in_schema=False)
 
 HOME = "/office/settlement"
-IdPath = Annotated[int, PathParam(ge=1, le=MAX_ID)]
 LineKey = Annotated[str, PathParam(pattern=r"^[0-9a-f]{32}$")]
 MonthText = Annotated[str, Query(max_length=7)]
-_MONTH = re.compile(r"^(20\d\d)-(0[1-9]|1[0-2])$")
+#: a month as a form sends it (`2026-11`); [0-9], not \d, which takes any script's digits
+_MONTH = re.compile(r"(20[0-9]{2})-(0[1-9]|1[0-2])")
 #: how far back the month list goes when nothing was ever settled
 _FIRST_YEAR_MONTHS = 12
 
@@ -221,8 +221,10 @@ def start(
     return _start_page(request, ctx, staff, done=done)
 
 
-def _period(month: str) -> Period:
-    if not _MONTH.match(month):
+def month_period(month: str) -> Period:
+    """The month a form or link names (`2026-11`), else PERIOD_INVALID: the close's pages
+    and the merchant portal read months alike."""
+    if not _MONTH.fullmatch(month):
         raise HCardError(Code.PERIOD_INVALID)
     return Period.month(month)
 
@@ -236,7 +238,7 @@ def preview(
 ) -> Response:
     lang = language(request)
     try:
-        period = _period(month)
+        period = month_period(month)
         figures = settlement.preview_run(ctx, staff, period)
     except HCardError as error:
         return _start_page(
@@ -308,7 +310,7 @@ def create(
 ) -> Response:
     lang = language(request)
     try:
-        period = _period(month)
+        period = month_period(month)
         run: dict[str, Any] = settlement.create_run(ctx, staff, period)
     except HCardError as error:
         return _start_page(
