@@ -21,7 +21,8 @@ from hcard.server.vocabulary import MerchantCategory
 
 router = APIRouter(prefix="/v1", tags=["public"])
 
-#: the list changes when the office edits a merchant: five minutes late is soon enough
+#: the list (here and on the acceptance page, `web/pages/public.py`) changes when the office
+#: edits a merchant: five minutes late is soon enough
 CACHE_CONTROL = "public, max-age=300"
 
 

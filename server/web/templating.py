@@ -31,7 +31,8 @@ from hcard.server.web.navigation import nav_for
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 LOCAL_TIME = ZoneInfo("Europe/Berlin")
 LANGUAGE_COOKIE = "hcard_lang"
-_LOCALES = {"de": "de_DE", "en": "en_GB"}
+#: the Babel locale of each page language (dates, numbers, money)
+LOCALES = {"de": "de_DE", "en": "en_GB"}
 
 
 def language(request: Request) -> str:
@@ -55,7 +56,7 @@ def _when(epoch_s: float | None, lang: str) -> str:
     if epoch_s is None:
         return "–"
     moment = datetime.fromtimestamp(float(epoch_s), LOCAL_TIME)
-    return format_datetime(moment, "short", tzinfo=LOCAL_TIME, locale=_LOCALES[lang])
+    return format_datetime(moment, "short", tzinfo=LOCAL_TIME, locale=LOCALES[lang])
 
 
 def _day(value: Any, lang: str) -> str:
@@ -63,11 +64,11 @@ def _day(value: Any, lang: str) -> str:
         value = datetime.fromisoformat(value).date()
     elif isinstance(value, (int, float)):
         value = datetime.fromtimestamp(float(value), LOCAL_TIME).date()
-    return format_date(value, "medium", locale=_LOCALES[lang])
+    return format_date(value, "medium", locale=LOCALES[lang])
 
 
 def _number(value: int | float, lang: str) -> str:
-    return format_decimal(value, locale=_LOCALES[lang])
+    return format_decimal(value, locale=LOCALES[lang])
 
 
 @functools.cache

@@ -27,7 +27,7 @@ from hcard.server.services import dashboard as service
 from hcard.server.services.dashboard import DayTotal
 from hcard.server.web import charts
 from hcard.server.web.auth import OfficeUser
-from hcard.server.web.templating import language, render
+from hcard.server.web.templating import LOCALES, language, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -64,13 +64,9 @@ class FloatResult:
     report: dict[str, Any]
 
 
-def _locale(lang: str) -> str:
-    return "de_DE" if lang == "de" else "en_GB"
-
-
 def _short_day(day: dt.date, lang: str) -> str:
     """`3.12.` (German) or `03/12` (English): fits below a day's bars."""
-    return format_skeleton("dM", day, locale=_locale(lang))
+    return format_skeleton("dM", day, locale=LOCALES[lang])
 
 
 def _week_labels(weeks: Sequence[DayTotal], lang: str) -> tuple[list[str], list[str]]:
@@ -81,7 +77,7 @@ def _week_labels(weeks: Sequence[DayTotal], lang: str) -> tuple[list[str], list[
             N_("Week {week}, from {day}"),
             lang,
             week=w.day.isocalendar().week,
-            day=format_date(w.day, "medium", locale=_locale(lang)),
+            day=format_date(w.day, "medium", locale=LOCALES[lang]),
         )
         for w in weeks
     ]
@@ -125,7 +121,7 @@ def dashboard(request: Request, ctx: ContextDep, staff: OfficeUser) -> Response:
         share_percent=round(view.share_of_threshold * 100, 1),
         day_chart=_chart(view.days, _DAY_LABEL_EVERY),
         day_labels=[_short_day(t.day, lang) for t in view.days],
-        day_long_labels=[format_skeleton("yMMMEd", t.day, locale=_locale(lang)) for t in view.days],
+        day_long_labels=[format_skeleton("yMMMEd", t.day, locale=LOCALES[lang]) for t in view.days],
         week_chart=_chart(view.weeks, 1),
         week_labels=week_labels,
         week_long_labels=week_long_labels,

@@ -37,7 +37,7 @@ from hcard.server.vocabulary import OFFICE, MerchantCategory
 from hcard.server.web import auth
 from hcard.server.web.auth import OfficeUser
 from hcard.server.web.pages import terminals as pages_terminals
-from hcard.server.web.templating import language, render
+from hcard.server.web.templating import LOCALES, language, render
 
 router = APIRouter(include_in_schema=False)
 #: for a page that needs the office's roles but not the user
@@ -62,7 +62,6 @@ _FORM_FIELD = {"iban/bic": "iban"}
 #: a fee in percent: up to 100, at most two decimals (basis points), comma or point
 _PERCENT = re.compile(r"^\s*(\d{1,3})(?:[,.](\d{1,2}))?\s*%?\s*$")
 _MAX_FEE_BP = 10_000
-_LOCALES = {"de": "de_DE", "en": "en_GB"}
 
 #: what the page says after an action (`?done=...`, after the redirect)
 NOTICES: dict[str, Text] = {
@@ -94,7 +93,7 @@ def fee_bp(typed: str) -> int:
 
 def fee_text(bp: int, lang: str) -> str:
     """150 → `1,5` (German) or `1.5` (English): how the form shows a fee."""
-    return format_decimal(Decimal(bp) / 100, locale=_LOCALES[lang])
+    return format_decimal(Decimal(bp) / 100, locale=LOCALES[lang])
 
 
 @dataclass

@@ -30,6 +30,7 @@ from hcard.errors import Code, HCardError
 from hcard.i18n import N_, text
 from hcard.server.api.deps import AddressDep, ContextDep
 from hcard.server.api.errors import retry_headers
+from hcard.server.api.public import CACHE_CONTROL
 from hcard.server.services import acceptance, cards
 from hcard.server.vocabulary import MerchantCategory
 from hcard.server.web.templating import environment, language, layout_values
@@ -46,8 +47,6 @@ _SECRET_URL_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Robots-Tag": "noindex",
 }
-#: the acceptance list changes when the office edits a merchant: five minutes late is fine
-_LIST_CACHE_CONTROL = "public, max-age=300"
 
 
 def public_page(
@@ -208,7 +207,7 @@ def acceptance_page(
     return public_page(
         request,
         "public/acceptance.html",
-        headers={"Cache-Control": _LIST_CACHE_CONTROL},
+        headers={"Cache-Control": CACHE_CONTROL},
         title=text(N_("Where to pay with the card"), lang),
         path=path,
         chosen=chosen,
