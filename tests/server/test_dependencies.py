@@ -13,8 +13,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVER = ROOT / "server"
-#: listed but not imported by name: loaded by SQLAlchemy for `postgresql+psycopg://` URLs
-LOADED_BY_URL = {"psycopg"}
+#: listed but not imported by name: loaded by SQLAlchemy for `postgresql+psycopg://` URLs, and
+#: by FastAPI for the office's form bodies (`Form(...)`, `request.form()`)
+LOADED_BY_URL = {"psycopg", "python-multipart"}
 
 
 def _name(requirement: str) -> str:
