@@ -32,7 +32,7 @@ test: $(STAMP) system-packages | $(MYPY_LINKS)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n 2 --dist loadfile
 
 demo: $(STAMP) system-packages
 	PYTHONPATH=tests $(VENV)/bin/python -m demo $(ARGS)
