@@ -254,7 +254,15 @@ def test_a_terminal_is_enrolled_seen_and_revoked_and_then_its_merchant_deactivat
     )
     assert revoked.status_code == 200
     assert revoked.url.endswith(f"/office/merchants/{merchant_id}?done=terminal-revoked")
+    said = text("The terminal is revoked. Its requests are refused from now on.", "de")
+    assert f'<p class="notice ok" role="status">{said}</p>' in revoked.text
     assert till.snapshot().status_code == 403
+    # `back` names this list or a merchant's page, nothing else
+    elsewhere = office.post(
+        f"/office/terminals/{till.terminal_id}/revoke", {"back": "/office/users"}
+    )
+    assert elsewhere.url.endswith("/office/terminals?done=terminal-revoked")
+    assert said in elsewhere.text
     assert server.staff.terminals(merchant_id)[0]["status"] == "revoked"
     # now it can go: deactivated, off the acceptance list, no new terminal
     done = office.post(f"/office/merchants/{merchant_id}/deactivate")

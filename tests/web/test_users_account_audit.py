@@ -17,7 +17,7 @@ from fixtures.server import ADMIN_PASSWORD, ADMIN_USER
 from fixtures.web import PageClient
 
 from hcard.errors import Code, HCardError, message
-from hcard.i18n import text
+from hcard.i18n import ntext, text
 from hcard.server.services import users
 
 PASSWORD = "Sonnenschein über der Ruhr"
@@ -183,7 +183,10 @@ def test_my_password_change_ends_my_other_sessions(server_factory):
     page = here.get("/office/account")
     assert page.status_code == 200
     assert text("This session ends", "de") in page.text
-    assert text("in {count} browsers (this one included)", "de").format(count=2) in page.text
+    browsers = ntext(
+        "in {count} browser (this one)", "in {count} browsers (this one included)", 2, "de"
+    )
+    assert browsers in page.text
     wrong = here.post(
         "/office/account/password",
         {"current": "not my password", "password": NEW_PASSWORD, "repeat": NEW_PASSWORD},
@@ -212,7 +215,8 @@ def test_logout_everywhere_ends_every_session_this_one_too(live_server):
     _account_user(live_server, "ueberall")
     here, elsewhere = (_login(live_server.url, "ueberall", PASSWORD) for _ in range(2))
     answer = here.post("/office/account/logout-everywhere")
-    assert answer.url.endswith("/office/login?bye=1")
+    assert answer.url.endswith("/office/login?done=logged-out")
+    assert text("You are logged out.", "de") in answer.text
     assert _logged_out(here)
     assert _logged_out(elsewhere)
 

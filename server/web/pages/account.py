@@ -8,12 +8,14 @@ left logged in at a shop's counter). The page says when this session ends by its
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from hcard.errors import Code, HCardError, message
-from hcard.i18n import N_, text
+from hcard.i18n import N_, Text, text
 from hcard.server.api.deps import SESSION_COOKIE, ContextDep, clear_session_cookie
 from hcard.server.api.errors import retry_headers, status_of
 from hcard.server.context import Context
@@ -21,13 +23,25 @@ from hcard.server.services import users
 from hcard.server.services.users import Staff
 from hcard.server.web import auth
 from hcard.server.web.auth import StaffUser
+from hcard.server.web.notices import done_notices, redirect_done
+from hcard.server.web.pages import login
 from hcard.server.web.pages.users import PASSWORD_RULES, UserForm, role_label
 from hcard.server.web.templating import language, render
 
 router = APIRouter(include_in_schema=False)
 
 _WRONG_CURRENT = N_("This is not your current password.")
-_CHANGED = N_("Your password is changed. You were logged out everywhere else.")
+
+
+class Done(StrEnum):
+    """What a redirect after a form tells the account page (`?done=`)."""
+
+    PASSWORD = "password"  # noqa: S105 - what was done, not a password
+
+
+_DONE: dict[Done, Text] = {
+    Done.PASSWORD: N_("Your password is changed. You were logged out everywhere else."),
+}
 
 
 def _page(
@@ -40,9 +54,8 @@ def _page(
 ) -> Response:
     lang = language(request)
     token = request.cookies.get(SESSION_COOKIE, "")
-    notices = []
-    if request.query_params.get("done") == "password" and form is None:
-        notices.append({"kind": "ok", "text": text(_CHANGED, lang)})
+    # a form shown again with its errors is no longer what was done
+    notices = [] if form else done_notices(request.query_params.get("done", ""), _DONE, lang)
     return render(
         request,
         "account/index.html",
@@ -82,7 +95,7 @@ async def account_password(request: Request, ctx: ContextDep, staff: StaffUser) 
             status_code = _refused(form, error, lang)
             headers = retry_headers(error.details)
         else:
-            return RedirectResponse("/office/account?done=password", status_code=303)
+            return redirect_done("/office/account", Done.PASSWORD)
     form.values = {"current": "", "password": "", "repeat": ""}
     return await run_in_threadpool(_page, request, ctx, staff, form, status_code, headers)
 
@@ -104,6 +117,6 @@ def _refused(form: UserForm, error: HCardError, lang: str) -> int:
 def logout_everywhere(ctx: ContextDep, staff: StaffUser) -> Response:
     """End every session of this user, this one too: back to the login page."""
     users.logout_everywhere(ctx, staff)
-    response = RedirectResponse(f"{auth.LOGIN_PATH}?bye=1", status_code=303)
+    response = redirect_done(auth.LOGIN_PATH, login.Done.LOGGED_OUT)
     clear_session_cookie(response)
     return response

@@ -10,6 +10,7 @@ the browser had before ends on the server.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Query, Request
@@ -17,7 +18,7 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from hcard.errors import Code, HCardError, message
-from hcard.i18n import LANGUAGES, N_, text
+from hcard.i18n import LANGUAGES, N_, Text, text
 from hcard.server.api.deps import (
     SESSION_COOKIE,
     AddressDep,
@@ -30,12 +31,23 @@ from hcard.server.services import users
 from hcard.server.services.users import Staff
 from hcard.server.vocabulary import Role
 from hcard.server.web import auth, security
+from hcard.server.web.notices import done_notices, redirect_done
 from hcard.server.web.templating import LANGUAGE_COOKIE, language, render
 
 router = APIRouter(include_in_schema=False)
 
 #: a year: the language is a preference, not a secret
 _LANGUAGE_COOKIE_MAX_AGE_S = 365 * 24 * 3600
+
+
+class Done(StrEnum):
+    """What a redirect tells the login page (`?done=`): here, or logged out everywhere
+    from the account page."""
+
+    LOGGED_OUT = "logged-out"
+
+
+_DONE: dict[Done, Text] = {Done.LOGGED_OUT: N_("You are logged out.")}
 
 
 def _login_page(
@@ -46,10 +58,9 @@ def _login_page(
     error: str = "",
     username: str = "",
     headers: dict[str, str] | None = None,
-    notice: str = "",
+    notices: list[dict[str, str]] | None = None,
 ) -> Response:
     lang = language(request)
-    notices = [{"kind": "ok", "text": notice}] if notice else []
     return render(
         request,
         "login.html",
@@ -59,16 +70,14 @@ def _login_page(
         next=next_path,
         error=error,
         username=username,
-        notices=notices,
+        notices=notices or [],
     )
 
 
 @router.get("/office/login", name="office_login_page")
 def login_page(request: Request, next: Annotated[str, Query(max_length=500)] = "") -> Response:
-    notice = ""
-    if request.query_params.get("bye"):
-        notice = text(N_("You are logged out."), language(request))
-    return _login_page(request, auth.safe_next(next, ""), notice=notice)
+    notices = done_notices(request.query_params.get("done", ""), _DONE, language(request))
+    return _login_page(request, auth.safe_next(next, ""), notices=notices)
 
 
 @router.post("/office/login", name="office_login")
@@ -124,7 +133,7 @@ async def login(
 @router.post("/office/logout", name="office_logout", dependencies=[Depends(auth.allow(*Role))])
 def logout(request: Request, ctx: ContextDep) -> Response:
     users.logout(ctx, request.cookies.get(SESSION_COOKIE, ""))
-    response = RedirectResponse(f"{auth.LOGIN_PATH}?bye=1", status_code=303)
+    response = redirect_done(auth.LOGIN_PATH, Done.LOGGED_OUT)
     clear_session_cookie(response)
     return response
 

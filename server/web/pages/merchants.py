@@ -16,11 +16,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from babel.numbers import format_decimal
 from fastapi import APIRouter, Depends, Form, Query, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
@@ -36,6 +37,7 @@ from hcard.server.services.users import Staff
 from hcard.server.vocabulary import OFFICE, MerchantCategory
 from hcard.server.web import auth
 from hcard.server.web.auth import OfficeUser
+from hcard.server.web.notices import done_notices, redirect_done
 from hcard.server.web.pages import terminals as pages_terminals
 from hcard.server.web.templating import LOCALES, language, render
 
@@ -63,13 +65,22 @@ _FORM_FIELD = {"iban/bic": "iban"}
 _PERCENT = re.compile(r"^\s*(\d{1,3})(?:[,.](\d{1,2}))?\s*%?\s*$")
 _MAX_FEE_BP = 10_000
 
-#: what the page says after an action (`?done=...`, after the redirect)
-NOTICES: dict[str, Text] = {
-    "created": N_("The merchant was added. Next: enrol a terminal for them."),
-    "saved": N_("The changes are saved."),
-    "deactivated": N_("The merchant is deactivated and no longer on the acceptance list."),
-    "activated": N_("The merchant is active again. Tick “listed” if they want to be listed."),
-    pages_terminals.DONE_REVOKED: pages_terminals.REVOKED,
+
+class Done(StrEnum):
+    """What a redirect after a form tells a merchant's page (`?done=`; a terminal revoked
+    there: `pages/terminals.Done`)."""
+
+    CREATED = "created"
+    SAVED = "saved"
+    DEACTIVATED = "deactivated"
+    ACTIVATED = "activated"
+
+
+_DONE: dict[Done, Text] = {
+    Done.CREATED: N_("The merchant was added. Next: enrol a terminal for them."),
+    Done.SAVED: N_("The changes are saved."),
+    Done.DEACTIVATED: N_("The merchant is deactivated and no longer on the acceptance list."),
+    Done.ACTIVATED: N_("The merchant is active again. Tick “listed” if they want to be listed."),
 }
 _FEE_INVALID = N_("Please give the fee in percent, for example 1,5 (0 to 100, two decimals).")
 _AT_MOST = N_("At most {count} characters.")
@@ -163,9 +174,9 @@ def categories(lang: str) -> list[tuple[str, str]]:
 
 
 def _done(request: Request, lang: str) -> list[dict[str, str]]:
-    """The notice of the action that redirected here."""
-    done = NOTICES.get(request.query_params.get("done", ""))
-    return [{"kind": "ok", "text": text(done, lang)}] if done else []
+    """The notice of the action that redirected here (on the merchant or its terminals)."""
+    done = request.query_params.get("done", "")
+    return done_notices(done, _DONE, lang) + done_notices(done, pages_terminals.DONE, lang)
 
 
 @router.get("/office/merchants", name="merchants")
@@ -213,7 +224,7 @@ async def merchant_create(request: Request, ctx: ContextDep, staff: OfficeUser) 
     except HCardError as error:
         form.refused(error, lang)
         return _form_page(request, form, status_of(error.code))
-    return RedirectResponse(f"/office/merchants/{created['id']}?done=created", status_code=303)
+    return redirect_done(f"/office/merchants/{created['id']}", Done.CREATED)
 
 
 def _create(ctx: Context, staff: Staff, changes: dict[str, Any]) -> dict[str, object]:
@@ -297,7 +308,7 @@ async def merchant_update(
             form.refused(error, lang)
             status_code = status_of(error.code)
         else:
-            return RedirectResponse(f"/office/merchants/{merchant_id}?done=saved", status_code=303)
+            return redirect_done(f"/office/merchants/{merchant_id}", Done.SAVED)
     return await run_in_threadpool(
         _merchant_page, request, ctx, staff, merchant_id, form=form, status_code=status_code
     )
@@ -321,8 +332,8 @@ async def _set_active(
             notices=shown,
             status_code=status_of(error.code),
         )
-    done = "activated" if active else "deactivated"
-    return RedirectResponse(f"/office/merchants/{merchant_id}?done={done}", status_code=303)
+    done = Done.ACTIVATED if active else Done.DEACTIVATED
+    return redirect_done(f"/office/merchants/{merchant_id}", done)
 
 
 @router.post("/office/merchants/{merchant_id}/deactivate", name="merchant_deactivate")

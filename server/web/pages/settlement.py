@@ -24,7 +24,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi import Path as PathParam
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
 from hcard.errors import Code, HCardError, message
 from hcard.i18n import N_, Text, text
@@ -39,6 +39,7 @@ from hcard.server.services.users import Staff
 from hcard.server.vocabulary import LineMatch, PayoutStatus, RunStatus
 from hcard.server.web import statements
 from hcard.server.web.auth import OfficeUser
+from hcard.server.web.notices import done_notices, redirect_done
 from hcard.server.web.statements import StatementFormat
 from hcard.server.web.templating import language, render
 
@@ -129,11 +130,6 @@ def _stage(run: dict[str, Any]) -> Step | None:
     return Step.DONE
 
 
-def _notices(done: str, lang: str) -> list[dict[str, str]]:
-    known = {str(key): value for key, value in _DONE.items()}
-    return [{"kind": "ok", "text": text(known[done], lang)}] if done in known else []
-
-
 def _refusal(error: HCardError, lang: str) -> str:
     return message(error.code, lang)
 
@@ -198,7 +194,7 @@ def _start_page(
         "settlement/start.html",
         status_code=status_code,
         title=text(N_("Monthly close"), lang),
-        notices=_notices(done, lang),
+        notices=done_notices(done, _DONE, lang),
         steps=_steps(Step.MONTH, lang),
         months=[
             {"value": f"{m.first:%Y-%m}", "label": statements.month_label(m, lang)} for m in months
@@ -323,7 +319,7 @@ def create(
         )
     run_id = int(run["run_id"])
     _make_statements(ctx, run_id)
-    return RedirectResponse(f"{HOME}/runs/{run_id}?done={Done.CREATED}", status_code=303)
+    return redirect_done(f"{HOME}/runs/{run_id}", Done.CREATED)
 
 
 # --- steps 4 to 6: the run ------------------------------------------------------------
@@ -356,7 +352,7 @@ def _run_page(
         "settlement/run.html",
         status_code=status_code,
         title=text(N_("Monthly close {month}"), lang, month=label),
-        notices=_notices(done, lang),
+        notices=done_notices(done, _DONE, lang),
         steps=_steps(stage, lang),
         stage=int(stage) if stage is not None else 0,
         step=Step,
@@ -420,7 +416,7 @@ def cancel(request: Request, ctx: ContextDep, staff: OfficeUser, run_id: IdPath)
             status_code=status_of(error.code),
             error=_refusal(error, language(request)),
         )
-    return RedirectResponse(f"{HOME}?done={Done.CANCELLED}", status_code=303)
+    return redirect_done(HOME, Done.CANCELLED)
 
 
 @router.post(HOME + "/runs/{run_id}/bank-statement", name="settlement_bank_statement")
@@ -474,7 +470,7 @@ def assign(
         bank.assign_to_card(ctx, staff, key, card_number)
     except HCardError as error:
         return _line_refused(request, ctx, staff, run_id, key, error)
-    return RedirectResponse(f"{HOME}/runs/{run_id}?done={Done.ASSIGNED}", status_code=303)
+    return redirect_done(f"{HOME}/runs/{run_id}", Done.ASSIGNED)
 
 
 @router.post(HOME + "/runs/{run_id}/lines/{key}/fee-withdrawal", name="settlement_fees")
@@ -486,7 +482,7 @@ def fee_withdrawal(
         bank.book_fee_withdrawal(ctx, staff, key)
     except HCardError as error:
         return _line_refused(request, ctx, staff, run_id, key, error)
-    return RedirectResponse(f"{HOME}/runs/{run_id}?done={Done.FEES}", status_code=303)
+    return redirect_done(f"{HOME}/runs/{run_id}", Done.FEES)
 
 
 def _line_refused(

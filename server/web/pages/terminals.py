@@ -12,9 +12,12 @@ again (only its hash is stored); a lost code is no harm: revoke the terminal, en
 
 from __future__ import annotations
 
+import re
+from enum import StrEnum
+
 import segno
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from hcard.i18n import N_, Text, text
@@ -22,15 +25,26 @@ from hcard.server.api.deps import ContextDep
 from hcard.server.api.staff import IdPath
 from hcard.server.services import terminals
 from hcard.server.vocabulary import TerminalStatus
-from hcard.server.web import auth
 from hcard.server.web.auth import OfficeUser
+from hcard.server.web.notices import done_notices, redirect_done
 from hcard.server.web.templating import language, render
 
 router = APIRouter(include_in_schema=False)
 
-#: `?done=` after a revocation, and what the page then says
-DONE_REVOKED = "terminal-revoked"
-REVOKED = N_("The terminal is revoked. Its requests are refused from now on.")
+#: where a revocation goes back to: this list, or the merchant's page it was made on
+_BACK = re.compile(r"/office/(terminals|merchants/[1-9][0-9]{0,18})")
+
+
+class Done(StrEnum):
+    """What a redirect after a form tells the page (`?done=`): the terminals list, or the
+    merchant's page the terminal was revoked on."""
+
+    REVOKED = "terminal-revoked"
+
+
+DONE: dict[Done, Text] = {
+    Done.REVOKED: N_("The terminal is revoked. Its requests are refused from now on."),
+}
 #: the QR code's module size (the stylesheet scales it; this keeps the SVG small)
 _QR_SCALE = 4
 
@@ -72,9 +86,6 @@ def terminal_rows(rows: list[dict[str, object]], lang: str) -> list[dict[str, ob
 def terminal_list(request: Request, ctx: ContextDep, staff: OfficeUser) -> Response:
     lang = language(request)
     rows = terminal_rows(terminals.all_terminals(ctx, staff), lang)
-    notices = []
-    if request.query_params.get("done") == DONE_REVOKED:
-        notices.append({"kind": "ok", "text": text(REVOKED, lang)})
     return render(
         request,
         "terminals/list.html",
@@ -82,7 +93,7 @@ def terminal_list(request: Request, ctx: ContextDep, staff: OfficeUser) -> Respo
         terminals=rows,
         not_seen=sum(1 for row in rows if row["not_seen"]),
         waiting=sum(1 for row in rows if row["waiting"]),
-        notices=notices,
+        notices=done_notices(request.query_params.get("done", ""), DONE, lang),
     )
 
 
@@ -98,8 +109,8 @@ async def terminal_revoke(
     terminal_id: IdPath,
     back: str = Form("", max_length=200),
 ) -> Response:
-    """Revoke (lost, stolen, replaced): the till's requests are refused from now on."""
+    """Revoke (lost, stolen, replaced): the till's requests are refused from now on. Back
+    to the page the form was on (`back`: this list or a merchant's page, nothing else)."""
     await run_in_threadpool(terminals.revoke, ctx, staff, terminal_id)
-    where = auth.safe_next(back, "/office/terminals")
-    separator = "&" if "?" in where else "?"
-    return RedirectResponse(f"{where}{separator}done={DONE_REVOKED}", status_code=303)
+    where = back if _BACK.fullmatch(back) else "/office/terminals"
+    return redirect_done(where, Done.REVOKED)

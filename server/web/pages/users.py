@@ -13,9 +13,10 @@ follow `users.check_password`; the forms say the rules.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
@@ -30,6 +31,7 @@ from hcard.server.services import merchants, users
 from hcard.server.services.users import Staff
 from hcard.server.vocabulary import Role
 from hcard.server.web.auth import AdminUser
+from hcard.server.web.notices import done_notices, redirect_done
 from hcard.server.web.templating import language, render
 
 router = APIRouter(include_in_schema=False)
@@ -54,12 +56,24 @@ _CHECK_ENTRY = N_("Please check this entry.")
 _OWN_PASSWORD = N_(
     "Your own password is changed on your account page, where you give your current one."
 )
-NOTICES: dict[str, Text] = {
-    "created": N_("The user was created. Tell them their user name and password."),
-    "role": N_("The role is changed. It holds from the user's next click."),
-    "deactivated": N_("The user is deactivated and logged out everywhere."),
-    "activated": N_("The user can log in again."),
-    "password": N_("The password is set and the user is logged out everywhere."),
+
+
+class Done(StrEnum):
+    """What a redirect after a form tells a user's page (`?done=`)."""
+
+    CREATED = "created"
+    ROLE = "role"
+    DEACTIVATED = "deactivated"
+    ACTIVATED = "activated"
+    PASSWORD = "password"  # noqa: S105 - what was done, not a password
+
+
+_DONE: dict[Done, Text] = {
+    Done.CREATED: N_("The user was created. Tell them their user name and password."),
+    Done.ROLE: N_("The role is changed. It holds from the user's next click."),
+    Done.DEACTIVATED: N_("The user is deactivated and logged out everywhere."),
+    Done.ACTIVATED: N_("The user can log in again."),
+    Done.PASSWORD: N_("The password is set and the user is logged out everywhere."),
 }
 
 
@@ -125,8 +139,7 @@ class UserForm:
 
 
 def _notices(request: Request, lang: str) -> list[dict[str, str]]:
-    done = NOTICES.get(request.query_params.get("done", ""))
-    return [{"kind": "ok", "text": text(done, lang)}] if done else []
+    return done_notices(request.query_params.get("done", ""), _DONE, lang)
 
 
 def _merchant_choices(ctx: Context, staff: Staff) -> list[dict[str, object]]:
@@ -189,7 +202,7 @@ async def user_create(request: Request, ctx: ContextDep, staff: AdminUser) -> Re
             return await run_in_threadpool(
                 _list_page, request, ctx, staff, form, status_of(error.code)
             )
-        return RedirectResponse(f"/office/users/{created['id']}?done=created", status_code=303)
+        return redirect_done(f"/office/users/{created['id']}", Done.CREATED)
     form.values["password"] = form.values["repeat"] = ""
     return await run_in_threadpool(_list_page, request, ctx, staff, form, 400)
 
@@ -248,7 +261,7 @@ async def user_role(
             form.refused(error, lang, "role")
             status_code = status_of(error.code)
         else:
-            return RedirectResponse(f"/office/users/{user_id}?done=role", status_code=303)
+            return redirect_done(f"/office/users/{user_id}", Done.ROLE)
     return await run_in_threadpool(
         _user_page, request, ctx, staff, user_id, role_form=form, status_code=status_code
     )
@@ -287,8 +300,8 @@ async def _set_active(
         if error.code is not Code.OWN_ACCOUNT:
             raise
         return await _refused(request, ctx, staff, user_id, error)
-    done = "activated" if active else "deactivated"
-    return RedirectResponse(f"/office/users/{user_id}?done={done}", status_code=303)
+    done = Done.ACTIVATED if active else Done.DEACTIVATED
+    return redirect_done(f"/office/users/{user_id}", done)
 
 
 @router.post("/office/users/{user_id}/deactivate", name="user_deactivate")
@@ -326,7 +339,7 @@ async def user_password(
             form.refused(error, lang, "password")
             status_code = status_of(error.code)
         else:
-            return RedirectResponse(f"/office/users/{user_id}?done=password", status_code=303)
+            return redirect_done(f"/office/users/{user_id}", Done.PASSWORD)
     form.values = {"password": "", "repeat": ""}
     return await run_in_threadpool(
         _user_page, request, ctx, staff, user_id, password_form=form, status_code=status_code
