@@ -22,6 +22,7 @@ from fixtures.web import PageClient
 from hcard.errors import Code, message
 from hcard.i18n import text
 from hcard.server.db.tables import terminals as terminal_table
+from hcard.server.web.pages.merchants import fee_bp
 from hcard.terminal.client import SOFTWARE_VERSION, Clock, ServerClient
 
 NOT_SEEN = text("Not seen for a day", "de")
@@ -322,3 +323,18 @@ def test_a_real_till_says_its_software_and_the_records_it_has_not_uploaded(
     row = _row_of(office.get("/office/terminals").text, "Kasse Echt")
     assert NOT_SEEN not in row
     assert not row.startswith(' class="attention"')
+
+
+@pytest.mark.parametrize(
+    ("typed", "bp"), [("1,5", 150), ("2.25 %", 225), ("", 0), ("100", 10_000), (" 0,05 ", 5)]
+)
+def test_a_fee_is_read_in_percent(typed, bp):
+    assert fee_bp(typed) == bp
+
+
+@pytest.mark.parametrize("typed", ["１,5", "1,５", "٣", "100,01", "1,555", "-1", "1e2"])
+def test_a_fee_in_other_digits_or_out_of_range_is_refused(typed):
+    """ASCII digits only: `\\d` would take full-width or Arabic-Indic ones (and `int` reads
+    them)."""
+    with pytest.raises(ValueError, match=re.escape(typed)):
+        fee_bp(typed)

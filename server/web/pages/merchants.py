@@ -61,8 +61,9 @@ TEXT_FIELDS = (
 )
 #: a refusal's `field` as the form names it
 _FORM_FIELD = {"iban/bic": "iban"}
-#: a fee in percent: up to 100, at most two decimals (basis points), comma or point
-_PERCENT = re.compile(r"^\s*(\d{1,3})(?:[,.](\d{1,2}))?\s*%?\s*$")
+#: a fee in percent: up to 100, at most two decimals (basis points), comma or point; ASCII
+#: digits only (`\d` takes any script's, and `int` reads them)
+_PERCENT = re.compile(r"^\s*([0-9]{1,3})(?:[,.]([0-9]{1,2}))?\s*%?\s*$")
 _MAX_FEE_BP = 10_000
 
 
