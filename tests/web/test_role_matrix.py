@@ -346,3 +346,20 @@ def test_the_api_by_cookie_needs_the_csrf_header(town):
     done = client.post("/v1/merchants", json=body, headers={"X-CSRF-Token": _csrf(client)})
     assert done.status_code == 200
     assert client.get("/v1/merchants").status_code == 200  # reading needs no token
+
+
+def test_every_audited_action_has_its_words(town):
+    """The audit log names an action by its route (`api/audit.py`); the page says it in words
+    (`pages/audit.ACTIONS`): a route that changes something needs its words there, and no
+    words are kept for a route that is gone."""
+    from hcard.server.web.pages.audit import ACTIONS
+
+    changing = {
+        route.name
+        for route in walk(town.app.routes)
+        if route.methods - {"GET", "HEAD"}
+        and EXPECTED[(min(route.methods), route.path)] not in (TERMINAL, PUBLIC)
+    }
+    assert changing - set(ACTIONS) == set(), "actions without words in pages/audit.ACTIONS"
+    names = {route.name for route in walk(town.app.routes)}
+    assert set(ACTIONS) - names == set(), "words for actions that no route has"

@@ -80,6 +80,8 @@ ACTIONS: dict[str, Text] = {
     "assign_line": N_("Assign bank line"),
     "settlement_fees": N_("Book fee withdrawal"),
     "fee_withdrawal": N_("Book fee withdrawal"),
+    "import_statement": N_("Upload bank statement"),
+    "office_float_check": N_("Run the float check"),
 }
 #: what an id of the path names, and where the office shows it
 TARGETS: dict[str, tuple[Text, str]] = {
