@@ -13,6 +13,7 @@ import re
 
 import pytest
 import requests
+import sqlalchemy as sa
 from fixtures.server import ADMIN_PASSWORD, ADMIN_USER
 from fixtures.web import PageClient
 
@@ -261,3 +262,19 @@ def test_the_audit_log_shows_who_did_what_from_where(server_factory):
     assert "mara" in second
     assert "mallory" not in first
     assert marketing.get("/office/audit").status_code == 403
+
+
+def test_a_login_name_with_control_characters_is_logged_printable(server_factory):
+    """A failed login is logged with the name that was typed, without NUL (PostgreSQL refuses
+    it in text: the row would be lost with an error in the log) or other control characters."""
+    server = server_factory(engine="postgres")
+    answer = PageClient(server.url).post(
+        "/office/login", {"username": "adm\x00in\x1b[2J", "password": "not the password"}
+    )
+    assert answer.status_code == 401
+    assert "Traceback" not in server.log()
+    engine = sa.create_engine(server.database_url)
+    with engine.connect() as conn:
+        names = conn.execute(sa.text("SELECT username FROM audit_log")).scalars().all()
+    engine.dispose()
+    assert "admin[2J" in names
