@@ -27,6 +27,7 @@ import sepaxml
 import sqlalchemy as sa
 import xmlschema
 from fixtures.camt import BankLine, Batch, statement
+from fixtures.month import at, months_ago
 from fixtures.server import ADMIN_PASSWORD, ADMIN_USER, ApiError, ServerInfo, StaffClient
 from fixtures.web import PageClient
 from pypdf import PdfReader
@@ -36,18 +37,6 @@ OPERATOR_IBAN = "DE02120300000000202051"
 GOOD_IBAN = "DE89370400440532013000"
 OTHER_IBAN = "DE75512108001245126199"
 XSD = f"{sepaxml.__path__[0]}/schemas/pain.001.001.09.xsd"
-
-
-def _months_ago(n: int) -> tuple[dt.date, dt.date]:
-    first = dt.date.today().replace(day=1)
-    for _ in range(n):
-        first = (first - dt.timedelta(days=1)).replace(day=1)
-    following = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
-    return first, following - dt.timedelta(days=1)
-
-
-def _at(day: dt.date, hour: int = 12) -> float:
-    return dt.datetime.combine(day, dt.time(hour), LOCAL).timestamp()
 
 
 @dataclass
@@ -89,7 +78,7 @@ def town(request, server_factory) -> Town:
     server = server_factory(engine=request.param)
     engine = sa.create_engine(server.database_url)
     staff = server.staff
-    month, later = _months_ago(2), _months_ago(1)
+    month, later = months_ago(2), months_ago(1)
     ids = {
         "baecker": staff.call(
             "POST",
@@ -143,7 +132,7 @@ def town(request, server_factory) -> Town:
         "POST", "/v1/bank/statements", data=funding, headers={"Content-Type": "application/xml"}
     )
     assert booked["booked"] == {"card_topup": 4}
-    start = town.backdate(start, _at(day, 9))
+    start = town.backdate(start, at(day, 9))
     counters = {number: 0 for number, _ in cards}
 
     def pay(till, card, amount, mode="online"):
@@ -170,12 +159,12 @@ def town(request, server_factory) -> Town:
     records["noiban"] += [pay(noiban, cards[3], 1_500)]
     for name, till in tills.items():
         assert set(_statuses(till.sync(records[name]))) == {"applied"}, name
-    start = town.backdate(start, _at(day + dt.timedelta(days=10)))
+    start = town.backdate(start, at(day + dt.timedelta(days=10)))
     # offline payments recorded on the month's last day, synced after its end: late
     late = [pay(buch, cards[2], 450, mode="offline"), pay(buch, cards[0], 120, mode="offline")]
-    recorded = {r.seq: int(_at(month[1], 18)) for r in late}
+    recorded = {r.seq: int(at(month[1], 18)) for r in late}
     assert _statuses(buch.sync(late, recorded_s=recorded)) == ["applied", "applied"]
-    town.backdate(start, _at(later[0] + dt.timedelta(days=2)))
+    town.backdate(start, at(later[0] + dt.timedelta(days=2)))
     town.late_seqs = [(buch.terminal_id, r.seq) for r in late]
     town.late_total_cents = 570
     yield town
@@ -795,10 +784,10 @@ def test_a_deactivated_merchant_is_paid_out_below_the_minimum(server_factory):
         record = till.payment(number, uid, 1_000, counter=counter)
         assert till.authorise(record).json()["outcome"] == "approved"
         assert _statuses(till.sync([record])) == ["applied"]
-    month = _months_ago(1)
+    month = months_ago(1)
     engine = sa.create_engine(server.database_url)
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE transactions SET created_s = :w"), {"w": _at(month[0])})
+        conn.execute(sa.text("UPDATE transactions SET created_s = :w"), {"w": at(month[0])})
     engine.dispose()
     staff.revoke_terminal(tills[1].terminal_id)
     browser = PageClient(server.url)

@@ -130,10 +130,6 @@ def _stage(run: dict[str, Any]) -> Step | None:
     return Step.DONE
 
 
-def _refusal(error: HCardError, lang: str) -> str:
-    return message(error.code, lang)
-
-
 # --- step 1: choose the month ----------------------------------------------------------
 
 
@@ -181,10 +177,10 @@ def _start_page(
     staff: Staff,
     *,
     chosen: str = "",
-    error: str = "",
-    status_code: int = 200,
+    refused: HCardError | None = None,
     done: str = "",
 ) -> Response:
+    """Step 1; after a refused preview or run, with its message and status."""
     lang = language(request)
     runs = _runs(settlement.list_runs(ctx, staff), lang)
     months, suggested = _months(ctx, runs)
@@ -192,7 +188,7 @@ def _start_page(
     return render(
         request,
         "settlement/start.html",
-        status_code=status_code,
+        status_code=status_of(refused.code) if refused else 200,
         title=text(N_("Monthly close"), lang),
         notices=done_notices(done, _DONE, lang),
         steps=_steps(Step.MONTH, lang),
@@ -200,7 +196,7 @@ def _start_page(
             {"value": f"{m.first:%Y-%m}", "label": statements.month_label(m, lang)} for m in months
         ],
         selected=selected,
-        error=error,
+        error=message(refused.code, lang) if refused else "",
         open_run=_open_run(ctx, staff, runs),
         settled=[run for run in runs if run["status"] != RunStatus.CANCELLED],
         runs=runs,
@@ -232,19 +228,11 @@ def month_period(month: str) -> Period:
 def preview(
     request: Request, ctx: ContextDep, staff: OfficeUser, month: MonthText = ""
 ) -> Response:
-    lang = language(request)
     try:
         period = month_period(month)
         figures = settlement.preview_run(ctx, staff, period)
     except HCardError as error:
-        return _start_page(
-            request,
-            ctx,
-            staff,
-            chosen=month,
-            error=_refusal(error, lang),
-            status_code=status_of(error.code),
-        )
+        return _start_page(request, ctx, staff, chosen=month, refused=error)
     return _preview_page(request, month, period, figures)
 
 
@@ -304,19 +292,11 @@ def create(
     staff: OfficeUser,
     month: Annotated[str, Form(max_length=7)] = "",
 ) -> Response:
-    lang = language(request)
     try:
         period = month_period(month)
         run: dict[str, Any] = settlement.create_run(ctx, staff, period)
     except HCardError as error:
-        return _start_page(
-            request,
-            ctx,
-            staff,
-            chosen=month,
-            error=_refusal(error, lang),
-            status_code=status_of(error.code),
-        )
+        return _start_page(request, ctx, staff, chosen=month, refused=error)
     run_id = int(run["run_id"])
     _make_statements(ctx, run_id)
     return redirect_done(f"{HOME}/runs/{run_id}", Done.CREATED)
@@ -414,7 +394,7 @@ def cancel(request: Request, ctx: ContextDep, staff: OfficeUser, run_id: IdPath)
             staff,
             run_id,
             status_code=status_of(error.code),
-            error=_refusal(error, language(request)),
+            error=message(error.code, language(request)),
         )
     return redirect_done(HOME, Done.CANCELLED)
 
@@ -451,7 +431,7 @@ def upload_statement(
             staff,
             run_id,
             status_code=status_of(error.code),
-            error=_refusal(error, lang),
+            error=message(error.code, lang),
         )
     return _run_page(request, ctx, staff, run_id, imported=imported)
 
@@ -495,8 +475,8 @@ def _line_refused(
         staff,
         run_id,
         status_code=status_of(error.code),
-        error=_refusal(error, lang),
-        line_error={"key": key, "message": _refusal(error, lang)},
+        error=message(error.code, lang),
+        line_error={"key": key, "message": message(error.code, lang)},
     )
 
 
