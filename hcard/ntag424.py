@@ -28,7 +28,7 @@ import os
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import IntEnum, IntFlag
+from enum import Enum, IntEnum, IntFlag
 from typing import NoReturn
 
 from cryptography.exceptions import InvalidSignature
@@ -172,6 +172,47 @@ def site_key(master_key: bytes, key_number: int) -> bytes:
     it cannot depend on the UID.
     """
     return diversify_aes128(master_key, SYSTEM_IDENTIFIER + bytes([key_number]))
+
+
+class MasterKind(bytes, Enum):
+    """Which site secret a master key comes from, and so who holds it (docs/card-format.md)."""
+
+    ADMIN = b"admin"  # keys 0 and 4: the office's issuing tool only
+    PURSE = b"purse"  # key 1: every till (from the card write secret it already has)
+    SUN = b"sun"  # keys 2 and 3: the server (its SUN secret) and the issuing tool
+
+
+MASTER_DOMAIN = b"HCARD-424-MASTER-1\n"
+
+
+def master_key(secret: bytes, kind: MasterKind) -> bytes:
+    """The AES-128 master of `kind` from a site secret: HMAC-SHA256(secret, domain ‖ kind)
+    cut to 16 bytes. One derivation, so the office, the tills and the server agree, and a
+    secret of one kind opens nothing of another."""
+    if len(secret) < KEY_BYTES:
+        raise ValueError("a site secret has at least 16 bytes")
+    return hmac.new(secret, MASTER_DOMAIN + kind.value, "sha256").digest()[:KEY_BYTES]
+
+
+@dataclass(frozen=True)
+class CardKeySet:
+    """The five keys of one card, from the masters (key 2, SUN's meta read key, site-wide)."""
+
+    keys: tuple[bytes, bytes, bytes, bytes, bytes]
+
+    @classmethod
+    def derive(
+        cls, uid: bytes, admin_master: bytes, purse_master: bytes, sun_master: bytes
+    ) -> CardKeySet:
+        return cls(
+            (
+                card_key(admin_master, uid, KeyNo.APP_MASTER),
+                card_key(purse_master, uid, KeyNo.PURSE),
+                site_key(sun_master, KeyNo.SUN_META_READ),
+                card_key(sun_master, uid, KeyNo.SUN_FILE_READ),
+                card_key(admin_master, uid, KeyNo.SPARE),
+            )
+        )
 
 
 # --- APDUs -----------------------------------------------------------------------------
