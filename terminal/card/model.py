@@ -12,12 +12,13 @@ is told to.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from hcard import ntag424
 from hcard.errors import Code
 from hcard.terminal.card.originality import NXP_PUBLIC_KEY_HEX
 
@@ -47,6 +48,11 @@ class Purse:
             raise ValueError("terminal_id must be in 1 .. 2**32-1")
 
 
+def no_tap_counter(_uid: bytes) -> int | None:
+    """`CardKeys.last_tap_counter` of a till that keeps no tap counters: every tap is new."""
+    return None
+
+
 @dataclass(frozen=True)
 class CardKeys:
     """What a terminal needs to check and write cards.
@@ -58,12 +64,20 @@ class CardKeys:
         in clear over the air and is not what makes a card trustworthy.
     originality_key_hex: the trusted READ_SIG key; NXP's in production,
         `originality.TEST_PUBLIC_KEY_HEX` for emulated cards.
+    originality_424_key_hex: the same for NTAG 424 DNA cards (another NXP key, another
+        curve); `ntag424_model.TEST_ORIGINALITY_PUBLIC_KEY_HEX` for emulated ones. An NTAG
+        424 DNA's purse key (key 1) comes from `write_secret` too
+        (`ntag424.master_key(write_secret, MasterKind.PURSE)`).
+    last_tap_counter: UID → the highest NTAG 424 DNA tap counter (SDMReadCtr) this till
+        has seen for the card, None when none; a tap must be above it.
     """
 
     issuer_public: Ed25519PublicKey
     terminal_keys: Mapping[int, Ed25519PublicKey]
     write_secret: bytes
     originality_key_hex: str = NXP_PUBLIC_KEY_HEX
+    originality_424_key_hex: str = ntag424.NXP_ORIGINALITY_KEY_HEX
+    last_tap_counter: Callable[[bytes], int | None] = no_tap_counter
 
 
 @dataclass(frozen=True)
@@ -86,6 +100,7 @@ class CardView:
     purse: Purse | None
     counter: int  # highest purse counter on the card (0 when never written)
     purse_code: Code | None = None
+    tap_counter: int | None = None  # an NTAG 424 DNA's SDMReadCtr of this tap
 
     @property
     def uid_hex(self) -> str:
@@ -136,7 +151,7 @@ class CardSession(Protocol):
     def uid(self) -> bytes: ...
     @property
     def chip(self) -> str:
-        """ "NTAG215", "NTAG216", "NTAG213" or "unknown"."""
+        """ "NTAG215", "NTAG216", "NTAG213", "NTAG424DNA" or "unknown"."""
         ...
 
     def read(self, keys: CardKeys) -> CardView:
