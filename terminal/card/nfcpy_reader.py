@@ -24,6 +24,7 @@ import nfc.tag
 import nfc.tag.tt2
 import nfc.tag.tt2_nxp
 
+from hcard.terminal.card.backoff import Backoff
 from hcard.terminal.card.model import TagIOError
 from hcard.terminal.card.ntag import (
     CMD_FAST_READ,
@@ -42,8 +43,6 @@ log = logging.getLogger(__name__)
 
 COMMAND_TIMEOUT_S = 0.1  # per try; nfcpy retries twice
 VERSION_LENGTH = 8
-BACKOFF_FIRST_S = 0.2
-BACKOFF_MAX_S = 5.0
 _KNOWN_CLASSES = {
     nfc.tag.tt2_nxp.NTAG213: NTAG213.version,
     nfc.tag.tt2_nxp.NTAG215: NTAG215.version,
@@ -137,8 +136,7 @@ class NfcpyReader:
         self._poll_interval_s = poll_interval_s
         self._clf: nfc.ContactlessFrontend | None = None
         self._lock = threading.Lock()
-        self._backoff_s = 0.0
-        self._next_open_s = 0.0
+        self._backoff = Backoff()
 
     @property
     def path(self) -> str:
@@ -151,19 +149,16 @@ class NfcpyReader:
     def _open(self) -> nfc.ContactlessFrontend | None:
         if self._clf is not None:
             return self._clf
-        if time.monotonic() < self._next_open_s:
+        if not self._backoff.ready():
             return None
         try:
             self._clf = nfc.ContactlessFrontend(self._path)
         except Exception as error:
-            self._backoff_s = min(BACKOFF_MAX_S, max(BACKOFF_FIRST_S, 2 * self._backoff_s))
-            self._next_open_s = time.monotonic() + self._backoff_s
-            log.warning(
-                "reader %s not available (%s); retry in %.1f s", self._path, error, self._backoff_s
-            )
+            delay_s = self._backoff.failed()
+            log.warning("reader %s not available (%s); retry in %.1f s", self._path, error, delay_s)
             return None
         log.info("reader %s opened", self._path)
-        self._backoff_s = 0.0
+        self._backoff.opened()
         return self._clf
 
     def _lost(self, reason: object) -> None:
@@ -174,8 +169,7 @@ class NfcpyReader:
                 clf.close()
             except Exception:
                 log.debug("close of a lost reader failed", exc_info=True)
-        self._backoff_s = BACKOFF_FIRST_S
-        self._next_open_s = time.monotonic() + self._backoff_s
+        self._backoff.lost()
 
     def wait_for_card(
         self, timeout_s: float, cancel: threading.Event | None = None
@@ -197,7 +191,9 @@ class NfcpyReader:
             while not cancel.is_set() and time.monotonic() < deadline_s:
                 clf = self._open()
                 if clf is None:
-                    cancel.wait(max(0.0, min(self._next_open_s, deadline_s) - time.monotonic()))
+                    cancel.wait(
+                        max(0.0, min(self._backoff.next_try_s, deadline_s) - time.monotonic())
+                    )
                     continue
                 try:
                     tag = clf.connect(
