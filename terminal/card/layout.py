@@ -96,13 +96,18 @@ class IssuerRecord:
         return cls(text, bytes(payload[1 : 1 + UID_LENGTH]), bytes(payload[-SIGNATURE_BYTES:]))
 
 
-def ndef_area(url: str, record: IssuerRecord) -> bytes:
-    """The 240 bytes of pages 4-63: NDEF TLV with URL and issuer record."""
-    message = b"".join(
+def ndef_message(url: str, record: IssuerRecord) -> bytes:
+    """The NDEF message of every card type: URI record (`url`), then the issuer record."""
+    return b"".join(
         ndef.message_encoder(
             [ndef.UriRecord(url), ndef.Record(ISSUER_RECORD_TYPE, "", record.payload())]
         )
     )
+
+
+def ndef_area(url: str, record: IssuerRecord) -> bytes:
+    """The 240 bytes of pages 4-63: NDEF TLV with URL and issuer record."""
+    message = ndef_message(url, record)
     if len(message) > MESSAGE_MAX_BYTES:
         raise ValueError(f"NDEF message of {len(message)} bytes does not fit the card")
     area = bytes([0x03, len(message)]) + message + b"\xfe"
@@ -136,7 +141,12 @@ def _ndef_tlv(area: bytes) -> bytes:
 
 def parse_ndef_area(area: bytes) -> tuple[str | None, IssuerRecord | None]:
     """URL and issuer record of the NDEF area; LayoutError if it is not NDEF."""
-    message = _ndef_tlv(area)
+    return parse_ndef_message(_ndef_tlv(area))
+
+
+def parse_ndef_message(message: bytes) -> tuple[str | None, IssuerRecord | None]:
+    """URL and issuer record of an NDEF message (any card type); LayoutError if it does not
+    decode."""
     if not message:
         return None, None
     try:

@@ -1,21 +1,71 @@
-"""One tap of an NTAG 424 DNA: the `CardSession` of the second card type.
+"""One tap of an NTAG 424 DNA: the `CardSession` of the second card type, and its issuance.
 
-Work in progress (issue 12): the constructor and the end of a tap are final; reading,
-writing and issuance follow.
+The reader backend (nfcpy's Type 4A tag, PC/SC) gives a UID and a `transceive` (command APDU
+in, answer APDU out, `TagIOError` when the card does not answer); everything else is here,
+on top of `hcard.ntag424`'s reader commands. docs/card-format.md ("NTAG 424 DNA") has the
+layout (`layout424`) and the why.
+
+A tap, seven exchanges: select the application; ReadData of file 02 in plain (NDEF message
+with the issuer record, the two slot heads; this read is the tap SUN counts); Read_Sig
+(NXP's originality signature, before the session: the chip refuses it inside one);
+AuthenticateEV2First with key 1 (two exchanges); ReadData of file 03 (the slot signatures,
+encrypted and MAC'd) and GetFileCounters (the tap counter, encrypted). Then the checks the
+NTAG215 makes (`checks`). A purse write adds two WriteData in the same session: the head
+into file 02, the signature into file 03.
+
+Issuance (`issue`) needs more secrets than the `CardSession.format_new_card` signature has
+room for (the admin secret for keys 0 and 4, the SUN secret for keys 2 and 3), so it is a
+method of its own and `format_new_card` refuses with a pointer to it.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from hcard import cardnumber, ntag424
+from hcard.errors import Code, HCardError
+from hcard.ntag424 import FACTORY_KEY, CardKeySet, CommMode, FileNo, KeyNo, MasterKind
+from hcard.terminal.card import checks, layout, layout424
 from hcard.terminal.card.model import CardKeys, CardView, Purse, TagIOError
 
 CHIP_NAME = "NTAG424DNA"
 REMOVAL_POLL_S = 0.05
 Transceive = Callable[[bytes], bytes]
+# Issuance changes key 1 last: a card a till accepts (key 1 is ours) is a card whose
+# issuance went through, with no factory key 0 left behind a torn issuance.
+_KEYS_BEFORE_MASTER = (KeyNo.SPARE, KeyNo.SUN_FILE_READ, KeyNo.SUN_META_READ)
+
+
+def purse_key(write_secret: bytes, uid: bytes) -> bytes:
+    """Key 1 of card `uid`, as every till derives it from the card write secret."""
+    master = ntag424.master_key(write_secret, MasterKind.PURSE)
+    return ntag424.card_key(master, uid, KeyNo.PURSE)
+
+
+@dataclass(frozen=True)
+class Ntag424Secrets:
+    """The three site secrets issuance needs (hex files parsed by `hcard.cardsecret`).
+
+    write_secret: the card write secret every till has (key 1, the purse);
+    sun_secret: the server's SUN secret (keys 2 and 3, the link);
+    admin_secret: the office's, for issuing only (keys 0 and 4).
+    """
+
+    write_secret: bytes
+    sun_secret: bytes
+    admin_secret: bytes
+
+    def card_keys(self, uid: bytes) -> CardKeySet:
+        return CardKeySet.derive(
+            uid,
+            ntag424.master_key(self.admin_secret, MasterKind.ADMIN),
+            ntag424.master_key(self.write_secret, MasterKind.PURSE),
+            ntag424.master_key(self.sun_secret, MasterKind.SUN),
+        )
 
 
 class Ntag424Session:
@@ -26,6 +76,8 @@ class Ntag424Session:
         self._transceive = transceive
         self._is_present = is_present
         self._view: CardView | None = None
+        self._channel: ntag424.SecureChannel | None = None  # the key-1 session of `read`
+        self._write_slot = 0
 
     @property
     def uid(self) -> bytes:
@@ -35,16 +87,174 @@ class Ntag424Session:
     def chip(self) -> str:
         return CHIP_NAME
 
+    def _exchange(self, apdu: bytes) -> bytes:
+        """One command to the card; a card that does not answer is the cashier's "tap again"."""
+        try:
+            return self._transceive(apdu)
+        except TagIOError as error:
+            raise HCardError(Code.CARD_UNREADABLE, reason=str(error)) from error
+
+    def _checked_uid(self) -> bytes:
+        if len(self._uid) != ntag424.UID_BYTES:
+            # A chip configured for random IDs (or not a 424 at all): its keys are per UID.
+            raise HCardError(Code.CARD_UNREADABLE, reason=f"UID of {len(self._uid)} bytes")
+        return self._uid
+
+    # --- reading -------------------------------------------------------------------------
+
     def read(self, keys: CardKeys) -> CardView:
-        raise NotImplementedError("Ntag424Session.read: issue 12, helper C")
+        self._view, self._channel = None, None
+        uid, exchange = self._checked_uid(), self._exchange
+        ntag424.select_application(exchange)
+        ndef = ntag424.read_data(
+            exchange, None, FileNo.NDEF, 0, layout424.NDEF_FILE_BYTES, CommMode.PLAIN
+        )
+        signature = ntag424.read_signature(exchange)
+        if not ntag424.originality_ok(uid, signature, keys.originality_424_key_hex):
+            raise HCardError(Code.CARD_NOT_GENUINE)
+        channel = ntag424.authenticate_card(
+            exchange, KeyNo.PURSE, purse_key(keys.write_secret, uid)
+        )
+        signatures = ntag424.read_data(
+            exchange,
+            channel,
+            FileNo.PROPRIETARY,
+            0,
+            layout424.PROPRIETARY_FILE_BYTES,
+            CommMode.FULL,
+        )
+        tap_counter = ntag424.get_file_counters(exchange, channel, FileNo.NDEF)
+        ntag424.require_newer_counter(tap_counter, keys.last_tap_counter(uid))
+        url, record = checks.issued(layout424.parse_ndef_file, ndef, uid, keys.issuer_public)
+        choice = checks.purse_choice(
+            layout424.raw_slots(ndef, signatures), uid, record.card_number, keys.terminal_keys
+        )
+        self._write_slot = choice.write_slot
+        self._channel = channel
+        self._view = checks.card_view(record, uid, CHIP_NAME, url, choice, tap_counter)
+        return self._view
+
+    # --- writing -------------------------------------------------------------------------
 
     def write_purse(self, purse: Purse, key: Ed25519PrivateKey) -> None:
-        raise NotImplementedError("Ntag424Session.write_purse: issue 12, helper C")
+        """`CardSession.write_purse`, in the session of `read`: the head into file 02 (plain,
+        as the file is), then the signature into file 03 (encrypted). A card that leaves
+        between or during the two keeps a slot whose signature fails, ignored by the next
+        read; the other slot still holds the last good purse. Every failure carries
+        `written="unknown"`: no command precedes the first write, so whatever fails may
+        have reached the card."""
+        view, channel = self._view, self._channel
+        if view is None or channel is None:
+            raise RuntimeError("read() the card before writing its purse")
+        checks.require_next_counter(view, purse)
+        raw = layout.encode_slot(purse, view.uid, view.card_number, key)
+        head, signature = raw[: layout424.HEAD_BYTES], raw[layout424.HEAD_BYTES :]
+        slot = self._write_slot
+        try:
+            ntag424.write_data(
+                self._exchange,
+                channel,
+                FileNo.NDEF,
+                layout424.SLOT_HEAD_OFFSETS[slot],
+                head,
+                CommMode.PLAIN,
+            )
+            ntag424.write_data(
+                self._exchange,
+                channel,
+                FileNo.PROPRIETARY,
+                layout424.SLOT_SIGNATURE_OFFSETS[slot],
+                signature,
+                CommMode.FULL,
+            )
+        except HCardError as error:
+            self._view, self._channel = None, None  # the card's session state is unknown
+            error.details.setdefault("written", "unknown")
+            raise
+        # The slot just written is now the newest; the next write goes to the other.
+        self._write_slot = 1 - slot
+        self._view = checks.after_write(view, purse)
+
+    # --- issuance ------------------------------------------------------------------------
 
     def format_new_card(
         self, card_number: str, issuer_signature: bytes, url: str, write_secret: bytes
     ) -> None:
-        raise NotImplementedError("Ntag424Session.format_new_card: issue 12, helper C")
+        raise NotImplementedError(
+            "an NTAG 424 DNA is issued with Ntag424Session.issue(card_number, "
+            "issuer_signature, sun_base_url, Ntag424Secrets(...)): its keys need the SUN and "
+            "admin secrets too"
+        )
+
+    def issue(
+        self,
+        card_number: str,
+        issuer_signature: bytes,
+        sun_base_url: str,
+        secrets: Ntag424Secrets,
+    ) -> None:
+        """Issue the card: files, SUN, then all five keys; restartable after any tear.
+
+        A new chip, a card torn half way through an earlier issuance, or one issued already
+        (its purse is then cleared, as `TagSession.format_new_card` does): GetKeyVersion
+        tells which keys are ours (version 1) and which still the factory's (0), and every
+        other step writes the same bytes again. Order: file 03's settings and its zeros,
+        file 02 (SUN link template, issuer record, empty slot heads) and its SUN settings,
+        the capability container read-only for phones, keys 4, 3, 2, then key 0 (ends the
+        session; a new one with the new key 0), key 1 last. `sun_base_url`: `https://<host>`
+        of the balance page; the link is `<base>/k?p=…&m=…`.
+        """
+        uid = self._checked_uid()
+        if not cardnumber.is_valid(card_number):
+            raise ValueError(f"not a Hattingen Card number: {card_number!r}")
+        if len(issuer_signature) != layout.SIGNATURE_BYTES:
+            raise ValueError("an issuer signature has 64 bytes")
+        ndef = layout424.ndef_file(
+            sun_base_url, layout.IssuerRecord(card_number, uid, issuer_signature)
+        )
+        keys = secrets.card_keys(uid).keys
+        self._view, self._channel = None, None
+        exchange = self._exchange
+        ntag424.select_application(exchange)
+        ours = [self._key_is_ours(KeyNo(number)) for number in KeyNo]
+        master = keys[KeyNo.APP_MASTER] if ours[KeyNo.APP_MASTER] else FACTORY_KEY
+        channel = ntag424.authenticate(exchange, KeyNo.APP_MASTER, master)
+        ntag424.change_file_settings(
+            exchange, channel, FileNo.PROPRIETARY, layout424.PURSE_FILE_SETTINGS
+        )
+        empty = bytes(layout424.PROPRIETARY_FILE_BYTES)
+        ntag424.write_data(exchange, channel, FileNo.PROPRIETARY, 0, empty, CommMode.FULL)
+        area = layout424.MESSAGE_AREA_BYTES
+        for start, end in ((0, area), (area, layout424.NDEF_FILE_BYTES)):
+            part = ndef.content[start:end]
+            ntag424.write_data(exchange, channel, FileNo.NDEF, start, part, CommMode.PLAIN)
+        ntag424.change_file_settings(exchange, channel, FileNo.NDEF, ndef.settings())
+        ntag424.write_data(
+            exchange,
+            channel,
+            FileNo.CC,
+            layout424.CC_NDEF_WRITE_ACCESS_OFFSET,
+            layout424.CC_READ_ONLY,
+            CommMode.PLAIN,
+        )
+        version = layout424.KEY_VERSION
+        for number in _KEYS_BEFORE_MASTER:
+            if not ours[number]:
+                ntag424.change_key(exchange, channel, number, keys[number], version)
+        if not ours[KeyNo.APP_MASTER]:
+            ntag424.change_key(exchange, channel, KeyNo.APP_MASTER, keys[KeyNo.APP_MASTER], version)
+            channel = ntag424.authenticate(exchange, KeyNo.APP_MASTER, keys[KeyNo.APP_MASTER])
+        if not ours[KeyNo.PURSE]:
+            ntag424.change_key(exchange, channel, KeyNo.PURSE, keys[KeyNo.PURSE], version)
+
+    def _key_is_ours(self, number: KeyNo) -> bool:
+        """True when key `number` has our version (issued), False when the factory's (00)."""
+        version = ntag424.get_key_version(self._exchange, number)
+        if version not in (0, layout424.KEY_VERSION):
+            raise HCardError(Code.CARD_AUTH_FAILED, key_number=int(number), key_version=version)
+        return version == layout424.KEY_VERSION
+
+    # --- the end of a tap ----------------------------------------------------------------
 
     def wait_removed(self, timeout_s: float) -> bool:
         deadline_s = time.monotonic() + timeout_s
@@ -60,4 +270,4 @@ class Ntag424Session:
             time.sleep(REMOVAL_POLL_S)
 
     def close(self) -> None:
-        self._view = None
+        self._view, self._channel = None, None

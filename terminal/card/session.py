@@ -14,9 +14,9 @@ from typing import TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hcard import cardnumber, signed
+from hcard import cardnumber
 from hcard.errors import Code, HCardError
-from hcard.terminal.card import layout, originality
+from hcard.terminal.card import checks, layout, originality
 from hcard.terminal.card.model import CardKeys, CardView, Purse, TagIO, TagIOError
 from hcard.terminal.card.ntag import BY_VERSION, CC_PAGE, FIRST_USER_PAGE, PAGE_SIZE, Chip
 
@@ -96,38 +96,21 @@ class TagSession:
         if not originality.signature_ok(uid, signature, keys.originality_key_hex):
             raise HCardError(Code.CARD_NOT_GENUINE)
         ndef_end = (layout.NDEF_FIRST_PAGE + layout.NDEF_PAGES) * PAGE_SIZE
-        try:
-            url, record = layout.parse_ndef_area(memory[FIRST_USER_PAGE * PAGE_SIZE : ndef_end])
-        except layout.LayoutError as error:
-            raise HCardError(Code.CARD_UNREADABLE, reason=str(error)) from error
-        if record is None:
-            raise HCardError(Code.CARD_NOT_ISSUED, reason="no issuer record")
-        if not signed.card_signature_ok(
-            keys.issuer_public, record.card_number, uid, record.signature
-        ):
-            copied = record.uid != uid and signed.card_signature_ok(
-                keys.issuer_public, record.card_number, record.uid, record.signature
-            )
-            raise HCardError(Code.CARD_COPIED if copied else Code.CARD_NOT_ISSUED)
-        terminal_keys = dict(keys.terminal_keys)
-
-        def slot(first: int) -> layout.Slot:
-            raw = memory[first * PAGE_SIZE : first * PAGE_SIZE + layout.SLOT_BYTES]
-            return layout.decode_slot(raw, uid, record.card_number, terminal_keys)
-
-        choice = layout.choose((slot(layout.SLOT_FIRST_PAGES[0]), slot(layout.SLOT_FIRST_PAGES[1])))
+        url, record = checks.issued(
+            layout.parse_ndef_area,
+            memory[FIRST_USER_PAGE * PAGE_SIZE : ndef_end],
+            uid,
+            keys.issuer_public,
+        )
+        slots = [
+            memory[first * PAGE_SIZE : first * PAGE_SIZE + layout.SLOT_BYTES]
+            for first in layout.SLOT_FIRST_PAGES
+        ]
+        choice = checks.purse_choice(slots, uid, record.card_number, keys.terminal_keys)
         self._write_slot = choice.write_slot
         self._auth0 = cfg[3]
         self._write_secret = keys.write_secret
-        self._view = CardView(
-            card_number=record.card_number,
-            uid=uid,
-            chip=chip.name,
-            url=url,
-            purse=choice.purse,
-            counter=choice.counter,
-            purse_code=None if choice.trusted else Code.PURSE_INVALID,
-        )
+        self._view = checks.card_view(record, uid, chip.name, url, choice)
         return self._view
 
     # --- writing ---------------------------------------------------------------
@@ -159,11 +142,7 @@ class TagSession:
         view = self._view
         if view is None or self._write_secret is None:
             raise RuntimeError("read() the card before writing its purse")
-        if purse.counter < view.next_counter:
-            # Above is allowed: the terminal skips counters its declined or
-            # unanswered online records already used, so the server never sees
-            # one counter twice for an honest card (it would flag a rollback).
-            raise ValueError(f"purse counter must be >= {view.next_counter}, not {purse.counter}")
+        checks.require_next_counter(view, purse)
         self._authenticate(self._write_secret, layout.LAST_LAYOUT_PAGE)
         raw = layout.encode_slot(purse, view.uid, view.card_number, key)
         first = layout.SLOT_FIRST_PAGES[self._write_slot]
@@ -175,14 +154,7 @@ class TagSession:
         )
         # The slot just written is now the newest; the next write goes to the other.
         self._write_slot = 1 - self._write_slot
-        self._view = CardView(
-            card_number=view.card_number,
-            uid=view.uid,
-            chip=view.chip,
-            url=view.url,
-            purse=purse,
-            counter=purse.counter,
-        )
+        self._view = checks.after_write(view, purse)
 
     def format_new_card(
         self, card_number: str, issuer_signature: bytes, url: str, write_secret: bytes
