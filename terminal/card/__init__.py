@@ -1,7 +1,7 @@
-"""The card layer: read, check and write Hattingen Cards (NTAG215/216) through a reader.
+"""The card layer: read, check and write Hattingen Cards (NTAG215/216, 424 DNA) by a reader.
 
     from hcard.terminal.card import CardKeys, Purse, open_reader
-    reader = open_reader("usb:")            # or "tty:S0:pn532", "udp:127.0.0.1:54321"
+    reader = open_reader("pcsc:ACR1252")    # or "usb:", "tty:S0:pn532", "udp:127.0.0.1:54321"
     session = reader.wait_for_card(timeout_s=30, cancel=event)
     if session:
         view = session.read(keys)           # HCardError(Code...) when refused
@@ -39,12 +39,17 @@ __all__ = [
 
 
 def open_reader(path: str) -> Reader:
-    """The reader for an nfcpy device path (`usb:...`, `tty:...`, `udp:host:port`).
+    """The reader for a path: `pcsc:` or `pcsc:<part of the reader name>` (PC/SC
+    through pcscd), else an nfcpy device path (`usb:...`, `tty:...`, `udp:host:port`).
 
     Never fails: an absent device shows as `connected == False` and is retried.
-    nfcpy is imported here, not at package import, so that code which only
-    needs the data shapes does not pay for it.
+    nfcpy and pyscard are imported here, not at package import, so that code which
+    only needs the data shapes does not pay for them (nor needs them installed).
     """
+    if path.startswith("pcsc:"):
+        from hcard.terminal.card.pcsc_reader import PcscReader
+
+        return PcscReader(path)
     from hcard.terminal.card.nfcpy_reader import NfcpyReader
 
     return NfcpyReader(path)
