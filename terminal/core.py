@@ -43,7 +43,14 @@ from hcard.errors import Code, HCardError
 from hcard.money import is_valid_amount
 from hcard.records import PaymentMode, RecordKind
 from hcard.terminal import journal as jr
-from hcard.terminal.card import CardKeys, CardSession, CardView, Reader, open_reader
+from hcard.terminal.card import (
+    NXP_PUBLIC_KEY_HEX,
+    CardKeys,
+    CardSession,
+    CardView,
+    Reader,
+    open_reader,
+)
 from hcard.terminal.client import Clock, ServerClient, ServerUnreachableError
 from hcard.terminal.config import TerminalState
 from hcard.terminal.payment import Link, Payments, day_of
@@ -164,11 +171,7 @@ class TerminalTill:
             issuer_public=self._issuer,
             terminal_keys=terminal_keys,
             write_secret=bytes.fromhex(self.config.card_write_secret),
-            **(
-                {"originality_key_hex": self.config.originality_key}
-                if self.config.originality_key
-                else {}
-            ),
+            originality_key_hex=self.config.originality_key or NXP_PUBLIC_KEY_HEX,
         )
 
     def _watch_reader(self, interval_s: float) -> None:
