@@ -1,18 +1,20 @@
 """`hcard-server`: init, serve, ledger check, backup.
 
     hcard-server init  [--data-dir D] [--database-url URL] [--admin-user admin]
+                       [--card-secret-file F] [--sun-secret-file F]
     hcard-server serve [--data-dir D] [--host H] [--port P] [--ready-file F]
     hcard-server ledger check [--data-dir D]
     hcard-server backup [--data-dir D] [--dest DIR] [--keep N]
     hcard-server settle create|list|show|file|statements|cancel|import|float-check|export|…
 
 The data dir holds the SQLite database (unless `--database-url` /
-`HCARD_DATABASE_URL` points elsewhere, e.g. PostgreSQL) and the issuer key
-(`issuer.key`, mode 0600). The first admin's password comes from
-`--admin-password`, `HCARD_ADMIN_PASSWORD`, or a prompt; never from a log. An `HCARD_*`
-variable with a value it cannot have (`server/settings.py`) stops every command with one
-German / English line naming it, exit status 2. Every text comes from the project's catalogues
-(`hcard.i18n`; `_` is `both`, "German / English").
+`HCARD_DATABASE_URL` points elsewhere, e.g. PostgreSQL), the issuer key
+(`issuer.key`, mode 0600) and the site secrets `init` was given (`server/card_secret.py`).
+The first admin's password comes from `--admin-password`, `HCARD_ADMIN_PASSWORD`, or a
+prompt; never from a log. An `HCARD_*` variable with a value it cannot have
+(`server/settings.py`) stops every command with one German / English line naming it, exit
+status 2. Every text comes from the project's catalogues (`hcard.i18n`; `_` is `both`,
+"German / English").
 
 There is no demo command: a server with fixed demo passwords is no part of an installed
 server. The throwaway demo server is `make demo` beside the tests
@@ -70,11 +72,19 @@ def init(
     admin_user: str,
     admin_password: str,
     card_secret_file: Path | None = None,
+    sun_secret_file: Path | None = None,
 ) -> Context:
     """Create database (migrated), issuer key (0600) and the first admin, if not there yet;
-    install the office's card write secret (0600) when given."""
+    install the office's card write secret and SUN secret (0600) when given."""
+    if card_secret_file == sun_secret_file == card_secret.STDIN:
+        raise card_secret.CardSecretError(
+            _("only one secret can come from standard input") + ": --card-secret-file - "
+            "--sun-secret-file -"
+        )
     if card_secret_file is not None:
         card_secret.install(settings, card_secret_file)
+    if sun_secret_file is not None:
+        card_secret.install(settings, sun_secret_file, card_secret.Secret.SUN)
     ctx = Context.open(settings, create_key=True)
     existing = {user["username"] for user in _all_users(ctx)}
     if admin_user not in existing:
@@ -164,6 +174,14 @@ def main(argv: list[str] | None = None) -> int:
             "at enrolment; - reads standard input"
         ),
     )
+    p_init.add_argument(
+        "--sun-secret-file",
+        type=Path,
+        help=_(
+            "keep the SUN secret the office issues NTAG 424 DNA cards with; the balance page "
+            "checks their links with it (/k); - reads standard input"
+        ),
+    )
     p_serve = sub.add_parser("serve", help=_("run the HTTP server"))
     common(p_serve)
     p_serve.add_argument("--host", default="127.0.0.1", help=_("listen address"))
@@ -202,11 +220,19 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.command == "init":
         settings = _settings(args)
-        ctx = init(settings, args.admin_user, _admin_password(args), args.card_secret_file)
+        ctx = init(
+            settings,
+            args.admin_user,
+            _admin_password(args),
+            args.card_secret_file,
+            args.sun_secret_file,
+        )
         print(f"ok: database {settings.database_url.split('@')[-1]}")
         print(f"ok: issuer key {settings.issuer_key_path} ({ctx.issuer_public_hex})")
         if ctx.card_write_secret is not None:
             print(f"ok: card write secret {card_secret.path(settings)} (0600)")
+        if ctx.sun_master is not None:
+            print(f"ok: SUN secret {card_secret.path(settings, card_secret.Secret.SUN)} (0600)")
         return 0
     if args.command == "serve":
         serve(_open(args), args.host, args.port, args.ready_file)

@@ -185,6 +185,9 @@ cards = sa.Table(
     # the issuer signature on the chip, still opens the balance page until staff print a
     # new one (`services.cards.renew_check_code`)
     sa.Column("legacy_check_code", sa.Boolean, nullable=False, server_default=sa.false()),
+    # an NTAG 424 DNA's tap counter in the last link that opened the balance page (migration
+    # 0007, `services/sun.py`); NULL until one did
+    sa.Column("sun_counter", sa.BigInteger, nullable=True),
     sa.UniqueConstraint("account_id"),
     sa.CheckConstraint("(uid IS NULL) = (issuer_sig IS NULL)", name="issued"),
     sa.Index(None, "version"),

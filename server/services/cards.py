@@ -410,37 +410,12 @@ def _code_opens(ctx: Context, card: AnyRow, typed: str) -> bool:
     return bool(card.legacy_check_code) and check_code.matches(legacy, typed)
 
 
-def _cardholder_view(
-    ctx: Context, number: str, code: str
-) -> tuple[AnyRow, list[dict[str, object]]]:
-    """The card and its last movements; UNKNOWN_CARD for every way of not opening it."""
-    with db_engine.read(ctx.engine) as conn:
-        card = conn.execute(
-            sa.select(*_CARD_COLUMNS, cards.c.legacy_check_code)
-            .select_from(cards.join(accounts, accounts.c.id == cards.c.account_id))
-            .where(cards.c.number == number)
-        ).first()
-        if card is None or card.issuer_sig is None or not _code_opens(ctx, card, code):
-            raise HCardError(Code.UNKNOWN_CARD)
-        return card, ledger.account_history(conn, card.account_id, PUBLIC_RECENT)
-
-
-def for_cardholder(ctx: Context, number: str, code: str, address: str) -> dict[str, object] | None:
-    """The public balance page's data, or None unless `number` (normalised) is a card AND
-    `code` is its check code.
-
-    One None for all of: no such card, a number only reserved, a wrong code. So a page
-    without the right code says nothing about whether the card exists. Wrong codes are
-    throttled per card number and per client `address` (TOO_MANY_ATTEMPTS).
-    """
-    keys = (Key(Guard.BALANCE_CARD, number), Key(Guard.BALANCE_ADDRESS, address))
-    try:
-        with ctx.throttle.attempt(*keys, failed=lambda e: e.code is Code.UNKNOWN_CARD):
-            card, recent = _cardholder_view(ctx, number, code)
-    except HCardError as error:
-        if error.code is Code.UNKNOWN_CARD:
-            return None
-        raise
+def cardholder_view(conn: sa.Connection, card: AnyRow) -> dict[str, object]:
+    """What the cardholder's balance page shows of `card` (a row with `_CARD_COLUMNS`): its
+    balance, whether it is blocked, its last movements. One answer for both ways of opening
+    the page: the printed check code (`for_cardholder`) and an NTAG 424 DNA's link
+    (`services/sun.py`)."""
+    recent = ledger.account_history(conn, card.account_id, PUBLIC_RECENT)
     return {
         "card_number": card.number,
         "balance_cents": card.balance_cents,
@@ -450,6 +425,37 @@ def for_cardholder(ctx: Context, number: str, code: str, address: str) -> dict[s
             for r in recent
         ],
     }
+
+
+def _cardholder_view(ctx: Context, number: str, code: str) -> dict[str, object]:
+    """The card's page; UNKNOWN_CARD for every way of not opening it."""
+    with db_engine.read(ctx.engine) as conn:
+        card = conn.execute(
+            sa.select(*_CARD_COLUMNS, cards.c.legacy_check_code)
+            .select_from(cards.join(accounts, accounts.c.id == cards.c.account_id))
+            .where(cards.c.number == number)
+        ).first()
+        if card is None or card.issuer_sig is None or not _code_opens(ctx, card, code):
+            raise HCardError(Code.UNKNOWN_CARD)
+        return cardholder_view(conn, card)
+
+
+def for_cardholder(ctx: Context, number: str, code: str, address: str) -> dict[str, object] | None:
+    """The public balance page's data (`cardholder_view`), or None unless `number`
+    (normalised) is a card AND `code` is its check code.
+
+    One None for all of: no such card, a number only reserved, a wrong code. So a page
+    without the right code says nothing about whether the card exists. Wrong codes are
+    throttled per card number and per client `address` (TOO_MANY_ATTEMPTS).
+    """
+    keys = (Key(Guard.BALANCE_CARD, number), Key(Guard.BALANCE_ADDRESS, address))
+    try:
+        with ctx.throttle.attempt(*keys, failed=lambda e: e.code is Code.UNKNOWN_CARD):
+            return _cardholder_view(ctx, number, code)
+    except HCardError as error:
+        if error.code is Code.UNKNOWN_CARD:
+            return None
+        raise
 
 
 def correct(

@@ -55,6 +55,7 @@ EXPECTED: dict[tuple[str, str], str | frozenset[Role]] = {
     ("POST", "/v1/auth/login"): PUBLIC,
     ("GET", "/c/{card_number}"): PUBLIC,
     ("GET", "/c"): PUBLIC,
+    ("GET", "/k"): PUBLIC,
     ("GET", "/"): PUBLIC,
     ("GET", "/akzeptanzstellen"): PUBLIC,
     ("GET", "/v1/acceptance-points"): PUBLIC,

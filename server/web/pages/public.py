@@ -10,6 +10,13 @@ acceptance points.
   the card exists or not, so trying numbers tells nothing. Wrong codes are throttled per card
   and per address (429 with `Retry-After` and a page that says so). The code is in the URL,
   so the answer is never cached, never sent on as a referrer and never indexed.
+- `GET /k?p=<32 hex>&m=<16 hex>`: the balance page an NTAG 424 DNA card's own link opens
+  (SUN, `services/sun.py`): no code to type, the link proves a recent tap. It opens the page
+  once: the same link again (a reload, a bookmark, a copy) is 410 and asks for a new tap; a
+  link that does not verify, or of no card of this server, is 400 and says nothing more;
+  without a SUN secret the server cannot check links (503). Invalid links are throttled per
+  address on the check codes' budget (429). `/k` without a link (where the language switch
+  leads, as the link is used up) asks for a tap.
 - `GET /akzeptanzstellen?category=food`: the listed merchants by category, with address,
   opening hours and a link to the map (the same list as JSON: `api/public.py`).
 
@@ -19,6 +26,7 @@ need no form token, and the town's website can link them without a cookie notice
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 from urllib.parse import quote
 
@@ -26,12 +34,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from hcard import cardnumber
-from hcard.errors import Code, HCardError
+from hcard.errors import Code, HCardError, message
 from hcard.i18n import N_, text
 from hcard.server.api.deps import AddressDep, ContextDep
 from hcard.server.api.errors import retry_headers
 from hcard.server.api.public import CACHE_CONTROL
-from hcard.server.services import acceptance, cards
+from hcard.server.services import acceptance, cards, sun
 from hcard.server.vocabulary import MerchantCategory
 from hcard.server.web.templating import environment, language, layout_values
 
@@ -138,14 +146,13 @@ def _balance_page(
     )
 
 
-def _throttled_text(details: dict[str, object], lang: str) -> str:
+def _throttled_text(
+    details: dict[str, object], lang: str, what: str = N_("Too many wrong check codes.")
+) -> str:
     retry_after_s = details.get("retry_after_s")
     minutes = max(1, -(-retry_after_s // 60)) if isinstance(retry_after_s, int) else 1
     return " ".join(
-        (
-            text(N_("Too many wrong check codes."), lang),
-            text(N_("Try again in {minutes} min."), lang, minutes=minutes),
-        )
+        (text(what, lang), text(N_("Try again in {minutes} min."), lang, minutes=minutes))
     )
 
 
@@ -181,6 +188,88 @@ def balance_page(
         # 403 for a missing and a wrong code alike, and for a card that does not exist
         return _balance_page(request, 403, number, wrong=bool(code))
     return _balance_page(request, 200, number, code=code, card=card)
+
+
+class LinkState(StrEnum):
+    """Why the page of a card's link (`/k`) shows no balance."""
+
+    TAP = "tap"  # no link in the URL
+    INVALID = "invalid"
+    STALE = "stale"
+    THROTTLED = "throttled"
+    NOT_CONFIGURED = "not_configured"
+
+
+#: a state's status and notice kind; its text is `_LINK_TEXTS` or the refusal's own
+_LINK_STATUS = {
+    LinkState.TAP: (200, ""),
+    LinkState.INVALID: (400, "error"),
+    LinkState.STALE: (410, "warn"),
+    LinkState.THROTTLED: (429, "error"),
+    LinkState.NOT_CONFIGURED: (503, "error"),
+}
+_LINK_TEXTS = {
+    LinkState.TAP: N_("Hold the card to your phone to see its balance."),
+    LinkState.NOT_CONFIGURED: N_(
+        "This server cannot check card links yet. Please enter the card number and check code"
+        " instead."
+    ),
+}
+
+
+def _link_page(
+    request: Request,
+    state: LinkState,
+    notice: str = "",
+    headers: dict[str, str] | None = None,
+) -> HTMLResponse:
+    """The page of a link that shows no balance: what happened, and the way by card number."""
+    lang = language(request)
+    status_code, kind = _LINK_STATUS[state]
+    return public_page(
+        request,
+        "public/link.html",
+        status_code=status_code,
+        headers={**_SECRET_URL_HEADERS, **(headers or {})},
+        title=text(N_("Your balance"), lang),
+        path=sun.PATH,
+        kind=kind,
+        notice=notice or text(_LINK_TEXTS[state], lang),
+    )
+
+
+@router.get(sun.PATH, name="sun_balance_page")
+def sun_balance_page(
+    request: Request,
+    ctx: ContextDep,
+    address: AddressDep,
+    p: Annotated[
+        str, Query(description="the card's PICCData: UID and tap counter, encrypted")
+    ] = "",
+    m: Annotated[str, Query(description="the card's SDMMAC over this tap")] = "",
+) -> Response:
+    """Balance and last movements of the card whose fresh link this is; else why not."""
+    lang = language(request)
+    if not sun.configured(ctx):
+        return _link_page(request, LinkState.NOT_CONFIGURED)
+    if not p and not m:
+        return _link_page(request, LinkState.TAP)
+    try:
+        card = sun.open_link(ctx, p, m, address)
+    except HCardError as error:
+        if error.code is Code.TOO_MANY_ATTEMPTS:
+            throttled = _throttled_text(error.details, lang, N_("Too many invalid card links."))
+            return _link_page(
+                request, LinkState.THROTTLED, throttled, headers=retry_headers(error.details)
+            )
+        if error.code is Code.SUN_STALE:
+            return _link_page(request, LinkState.STALE, message(error.code, lang))
+        if error.code is Code.SUN_INVALID:
+            return _link_page(request, LinkState.INVALID, message(error.code, lang))
+        raise
+    # the check code's page with the balance, except that the language switch leads to `/k`
+    # alone (this link is used up): asking for a new tap
+    return _balance_page(request, 200, str(card["card_number"]), card=card, path=sun.PATH)
 
 
 def _category(value: str) -> MerchantCategory | None:
