@@ -4,7 +4,9 @@ The terminal core codes against `Reader` and `CardSession` only; how the bytes
 travel (nfcpy over USB, a PN532 on the Pi's UART, nfcpy's `udp:` driver against
 the emulator, later an Android tablet's NFC) is hidden behind them. A backend
 implements the small `TagIO` protocol and gets the whole card logic (checks,
-purse slots, issuance) from `hcard.terminal.card.session.TagSession` for free.
+purse slots, issuance) from `hcard.terminal.card.session.TagSession` for free; for an
+NTAG 424 DNA it gives a `transceive` of APDUs to
+`hcard.terminal.card.ntag424_session.Ntag424Session`.
 No payment logic lives here: the card layer reads, verifies and writes what it
 is told to.
 """
@@ -174,7 +176,9 @@ class CardSession(Protocol):
     ) -> None:
         """Issue a blank card: NDEF (URL + issuer record), empty purse slots, password.
 
-        The password protection (AUTH0) takes effect when the card next powers up.
+        The password protection (AUTH0) takes effect when the card next powers up. An NTAG
+        424 DNA needs more secrets than this has room for: it refuses, and is issued with
+        `Ntag424Session.issue`.
         """
         ...
 
