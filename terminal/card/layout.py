@@ -151,7 +151,8 @@ def parse_ndef_message(message: bytes) -> tuple[str | None, IssuerRecord | None]
         return None, None
     try:
         records = list(ndef.message_decoder(message, errors="strict"))
-    except ndef.DecodeError as error:
+    except (ndef.DecodeError, UnicodeDecodeError) as error:
+        # ndef decodes a record type as ASCII without catching it: a garbled type byte
         raise LayoutError(f"NDEF message does not decode: {error}") from error
     url = next((r.iri for r in records if isinstance(r, ndef.UriRecord)), None)
     issuer = next((r for r in records if r.type == ISSUER_RECORD_TYPE), None)

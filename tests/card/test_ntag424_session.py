@@ -467,6 +467,14 @@ def test_a_replayed_authentication_is_refused():
     assert refused(lambda: field.tap(replaying).read(KEYS)).code is Code.CARD_AUTH_REPLAYED
 
 
+@pytest.mark.parametrize("garble", [b"\xd5", b"\xff\xff"], ids=["record type", "nlen"])
+def test_a_garbled_ndef_file_is_unreadable(garble):
+    state = issued()
+    at = {1: 5, 2: 0}[len(garble)]  # the URI record's type byte; NLEN
+    state.files[FileNo.NDEF].content[at : at + len(garble)] = garble
+    assert refused(lambda: Field(state).tap().read(KEYS)).code is Code.CARD_UNREADABLE
+
+
 def test_a_card_that_does_not_answer_is_unreadable():
     field = Field(issued())
     session = field.tap()
