@@ -5,6 +5,7 @@ pytest_plugins = [
     "fixtures.server",
     "fixtures.terminal",
     "fixtures.card",
+    "fixtures.pcsc",
     "fixtures.provisioning",
     "fixtures.app",
 ]

@@ -1,22 +1,33 @@
-"""`hcard-card-emulator`: an NTAG21x card on the far side of nfcpy's `udp:` driver.
+"""`hcard-card-emulator`: an NTAG21x or NTAG 424 DNA card behind nfcpy's `udp:` driver or PC/SC.
 
     hcard-card-emulator [--port 54321] [--control-port 54322] [--chip NTAG215] IMAGE
+    hcard-card-emulator --vpcd 127.0.0.1:35963 [--control-port N] [--chip NTAG424DNA] IMAGE
 
 Serves the card in IMAGE (a blank, test-signed chip is created there when the
-file does not exist) and writes every change back to it atomically. The wire
-format is nfcpy's: one ASCII datagram per frame, `106A <hex>`; `RFOFF` means the
-reader switched its field off (the tag loses power). Answers go to the address
-the frame came from, because nfcpy opens a new socket for every sense; silence
-is sending nothing.
+file does not exist; `--chip` says which) and writes every change back to it
+atomically. The image's format says the chip (`image.load`): an NTAG21x plays
+`EmulatedTag`, an NTAG 424 DNA `EmulatedType4` (a Type 4A tag).
+
+Two ways to reach a reader:
+- udp (default): nfcpy's wire format, one ASCII datagram per frame, `106A <hex>`;
+  `RFOFF` means the reader switched its field off (the tag loses power). Answers
+  go to the address the frame came from, because nfcpy opens a new socket for
+  every sense; silence is sending nothing.
+- vpcd (`--vpcd HOST:PORT`, `--vpcd-port N` for 127.0.0.1): a card in the field is
+  a TCP connection to vsmartcard's virtual reader in pcscd, closed when the card
+  leaves; the reader's APDUs arrive there (`hcard.terminal.card.vpcd` has the
+  protocol and the PC/SC byte conventions). When pcscd goes away the card stays
+  "in the field" and the connection is made again once vpcd listens.
 
 nfcpy gives a READ 5 ms, so the loop does nothing but answer: no logging per
 frame, the image is saved after the answer is on its way.
 
 A second UDP socket, the control channel (JSON, loopback only), lets tests and
 the demo move cards: `present` (another image in the field), `remove`,
-`tear` (the card leaves after N more frames, the N+1st executed or not),
-`status`. `EmulatorControl` is its client. The emulator runs as its own process:
-inside the reader's process the GIL could make it miss nfcpy's 5 ms.
+`tear` (the card leaves after N more commands, the N+1st executed or not; a
+command is a frame on udp, an APDU on vpcd), `status`, `quit`. `EmulatorControl`
+is its client. The emulator runs as its own process: inside the reader's process
+the GIL could make it miss nfcpy's 5 ms.
 """
 
 from __future__ import annotations
@@ -29,38 +40,65 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from hcard.i18n import bilingual_help
 from hcard.i18n import both as _
 from hcard.terminal.card import image as images
+from hcard.terminal.card import vpcd
 from hcard.terminal.card.emulated_tag import EmulatedTag
+from hcard.terminal.card.emulated_type4 import EmulatedType4
 from hcard.terminal.card.ntag import CHIPS
+from hcard.terminal.card.ntag424_model import CardState
 
 log = logging.getLogger("hcard.card-emulator")
 
 BRTY = b"106A"
 RFOFF = b"RFOFF"
 DATAGRAM_MAX_BYTES = 4096
+CHIP_NAMES = (*sorted(CHIPS), images.CHIP_424)
+RECONNECT_S = 0.2  # vpcd mode: how often a card in the field tries to reach vpcd again
+SELECT_S = 0.5
+
+Tag = EmulatedTag | EmulatedType4
 
 
 class Emulator:
-    def __init__(self, host: str, port: int, control_port: int) -> None:
-        self.frames = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.frames.bind((host, port))
+    """The card emulator: its sockets, the card in the field, the tear counter.
+
+    `vpcd_address` None: frames from nfcpy's udp driver on `host:port`; otherwise the
+    card goes to vpcd at that (host, port) and no frame socket is opened.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        control_port: int,
+        vpcd_address: tuple[str, int] | None = None,
+    ) -> None:
+        self.vpcd_address = vpcd_address
+        self.frames: socket.socket | None = None
+        if vpcd_address is None:
+            self.frames = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.frames.bind((host, port))
         self.control = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.control.bind(("127.0.0.1", control_port))
-        self.tag: EmulatedTag | None = None
+        self.tag: Tag | None = None
         self.image_path: Path | None = None
-        self.frame_count = 0  # frames (commands) since the card was presented
-        self.tear_at: int | None = None  # frame count after which the card leaves
+        self.link: vpcd.VpcdConnection | None = None  # vpcd mode: the card on the reader
+        self.card: vpcd.StorageCard | vpcd.IsoDepCard | None = None  # vpcd mode: its adapter
+        self.next_connect_s = 0.0
+        self.frame_count = 0  # commands since the card was presented (frames or APDUs)
+        self.tear_at: int | None = None  # command count after which the card leaves
         self.tear_commit = False
         self.running = True
 
     @property
-    def port(self) -> int:
-        return self.frames.getsockname()[1]
+    def port(self) -> int | None:
+        return self.frames.getsockname()[1] if self.frames else None
 
     @property
     def control_port(self) -> int:
@@ -68,21 +106,30 @@ class Emulator:
 
     # --- cards -----------------------------------------------------------------
 
-    def present(self, path: Path, chip_name: str = "NTAG215") -> EmulatedTag:
-        """Put the card of image `path` in the field (a blank one if the file is new)."""
+    def present(self, path: Path, chip_name: str = "NTAG215") -> Tag:
+        """Put the card of image `path` in the field (a blank `chip_name` if the file is new)."""
         self.remove()
         if path.exists():
             card = images.load(path)
         else:
-            card = images.blank(CHIPS[chip_name])
+            card = (
+                images.blank424()
+                if chip_name == images.CHIP_424
+                else images.blank(CHIPS[chip_name])
+            )
             images.save(card, path)
-        self.tag, self.image_path = EmulatedTag(card), path
+        tag: Tag = EmulatedType4(card) if isinstance(card, CardState) else EmulatedTag(card)
+        self.tag, self.image_path = tag, path
         self.frame_count, self.tear_at = 0, None
-        return self.tag
+        if self.vpcd_address is not None:
+            self.card = vpcd.card_for(tag)
+            self._connect()
+        return tag
 
     def remove(self) -> None:
         self._save()
-        self.tag = None
+        self._disconnect()
+        self.tag, self.card = None, None
         self.tear_at = None
 
     def _save(self) -> None:
@@ -90,11 +137,64 @@ class Emulator:
             images.save(self.tag.image, self.image_path)
             self.tag.dirty = False
 
-    # --- the hot path --------------------------------------------------------------
+    # --- vpcd ----------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        """Put the card on vpcd's reader; when vpcd does not listen, try again later."""
+        assert self.vpcd_address is not None
+        try:
+            self.link = vpcd.VpcdConnection.open(*self.vpcd_address)
+        except OSError:
+            self.link = None
+            self.next_connect_s = time.monotonic() + RECONNECT_S
+            return
+        if self.card is not None:
+            self.card.power_up()  # a new tap until vpcd powers it up itself
+
+    def _disconnect(self) -> None:
+        if self.link is not None:
+            self.link.close()
+            self.link = None
+
+    def on_vpcd(self) -> None:
+        link, card = self.link, self.card
+        assert link is not None
+        assert card is not None
+        messages = link.receive()
+        if messages is None:  # vpcd closed it: pcscd went away; the card stays in the field
+            self._disconnect()
+            self.next_connect_s = time.monotonic() + RECONNECT_S
+            return
+        for message in messages:
+            if self.link is not link:
+                return  # torn off by an earlier message
+            if len(message) == 1:
+                answer = vpcd.control_answer(card, message[0])
+                if answer is not None:
+                    link.send(answer)
+            elif message:
+                self.on_apdu(link, card, message)
+
+    def on_apdu(
+        self, link: vpcd.VpcdConnection, card: vpcd.StorageCard | vpcd.IsoDepCard, apdu: bytes
+    ) -> None:
+        tag = self.tag
+        assert tag is not None
+        self.frame_count += 1
+        if self.tear_at is not None and self.frame_count > self.tear_at:
+            if self.tear_commit:
+                card.transmit(apdu)  # done on the chip, the answer never arrives
+            self.remove()
+            return
+        link.send(card.transmit(apdu))
+        if tag.dirty:
+            self._save()
+
+    # --- the hot path (udp) --------------------------------------------------------
 
     def on_frame(self, data: bytes, addr: tuple[str, int]) -> None:
         tag = self.tag
-        if tag is None:
+        if tag is None or self.frames is None:
             return  # no card in the field: silence
         if data.startswith(RFOFF):
             tag.power_up()  # the field went off: next time the tag starts from scratch
@@ -147,28 +247,45 @@ class Emulator:
         return self.status()
 
     def status(self) -> dict[str, Any]:
+        """`frames` counts commands: frames on udp, APDUs on vpcd. `connected`: vpcd mode, the
+        card is on vpcd's reader (False while pcscd is away); udp mode: a card is present."""
+        tag = self.tag
         return {
             "ok": True,
-            "present": self.tag is not None,
+            "mode": "udp" if self.vpcd_address is None else "vpcd",
+            "present": tag is not None,
+            "connected": tag is not None and (self.vpcd_address is None or self.link is not None),
             "image": str(self.image_path) if self.image_path else None,
-            "uid": self.tag.image.uid.hex() if self.tag else None,
-            "chip": self.tag.image.chip.name if self.tag else None,
+            "uid": tag.image.uid.hex() if tag else None,
+            "chip": images.chip_name(tag.image) if tag else None,
             "frames": self.frame_count,
         }
 
     def serve(self) -> None:
-        sockets = [self.frames, self.control]
         while self.running:
+            sockets: list[Any] = [self.control]
+            if self.frames is not None:
+                sockets.append(self.frames)
+            if self.link is not None:
+                sockets.append(self.link)
+            waiting = self.tag is not None and self.vpcd_address is not None and not self.link
             try:
-                ready, _writable, _failed = select.select(sockets, [], [], 0.5)
+                ready, _writable, _failed = select.select(
+                    sockets, [], [], RECONNECT_S if waiting else SELECT_S
+                )
             except InterruptedError:
                 continue
-            if self.frames in ready:
+            if self.frames is not None and self.frames in ready:
                 self.on_frame(*self.frames.recvfrom(DATAGRAM_MAX_BYTES))
+            if self.link is not None and self.link in ready:
+                self.on_vpcd()
             if self.control in ready:
                 self.on_control(*self.control.recvfrom(DATAGRAM_MAX_BYTES))
+            if waiting and self.link is None and time.monotonic() >= self.next_connect_s:
+                self._connect()
         self.remove()
-        self.frames.close()
+        if self.frames is not None:
+            self.frames.close()
         self.control.close()
 
 
@@ -209,7 +326,11 @@ class EmulatorProcess:
 
     Ports 0 pick free ones. Starts with no card in the field; `stop()` then
     `start()` brings it back on the same ports, which to nfcpy's udp driver is
-    a reader unplugged and back.
+    a reader unplugged and back (behind vpcd: the card taken off and put back).
+
+    `vpcd_port` (e.g. `vpcd.VPCD_PORT + slot`) puts the cards on vsmartcard's
+    virtual reader in pcscd instead; `reader_path` is then that reader's
+    `pcsc:Virtual PCD 00 0N`.
     """
 
     def __init__(
@@ -219,11 +340,13 @@ class EmulatorProcess:
         control_port: int = 0,
         log_path: Path | None = None,
         start_timeout_s: float = 30.0,
+        vpcd_port: int | None = None,
     ) -> None:
         self.workdir = workdir
         self.start_timeout_s = start_timeout_s
         self.port = port
         self.control_port = control_port
+        self.vpcd_port = vpcd_port
         self.log_path = log_path  # the emulator's log (stderr); None: discarded
         self.process: subprocess.Popen[str] | None = None
         self.control = EmulatorControl(0, timeout_s=start_timeout_s)
@@ -231,11 +354,17 @@ class EmulatorProcess:
 
     @property
     def reader_path(self) -> str:
+        if self.vpcd_port is not None:
+            return "pcsc:" + vpcd.reader_name(self.vpcd_port - vpcd.VPCD_PORT)
         return f"udp:127.0.0.1:{self.port}"
 
     def start(self) -> None:
         command = [sys.executable, "-m", "hcard.terminal.card.emulator", "--absent"]
-        command += ["--port", str(self.port), "--control-port", str(self.control_port)]
+        command += ["--control-port", str(self.control_port)]
+        if self.vpcd_port is None:
+            command += ["--port", str(self.port)]
+        else:
+            command += ["--vpcd", f"127.0.0.1:{self.vpcd_port}"]
         log = self.log_path.open("ab") if self.log_path else None
         try:
             self.process = subprocess.Popen(
@@ -253,7 +382,9 @@ class EmulatorProcess:
             self.process.wait()
             raise RuntimeError(f"card emulator did not start (exit {self.process.returncode})")
         ports = json.loads(line)
-        self.port, self.control_port = ports["port"], ports["control_port"]
+        self.control_port = ports["control_port"]
+        if self.vpcd_port is None:
+            self.port = ports["port"]
         self.control = EmulatorControl(self.control_port, timeout_s=self.start_timeout_s)
 
     def stop(self) -> None:
@@ -270,10 +401,19 @@ class EmulatorProcess:
         self.process = None
 
 
+def _address(text: str) -> tuple[str, int]:
+    """`--vpcd`: HOST:PORT, or PORT on 127.0.0.1 (ValueError: argparse names the option)."""
+    host, _colon, port = text.rpartition(":")
+    number = int(port)
+    if not 0 < number < 65536:
+        raise ValueError(text)
+    return host or "127.0.0.1", number
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="hcard-card-emulator",
-        description=_("NTAG215 card emulator for nfcpy's udp: driver."),
+        description=_("NTAG21x and NTAG 424 DNA card emulator for nfcpy's udp: driver and PC/SC."),
     )
     parser.add_argument(
         "image",
@@ -294,8 +434,16 @@ def main(argv: list[str] | None = None) -> int:
         help=_("control port (port+1; 0: any free one)"),
     )
     parser.add_argument(
+        "--vpcd",
+        type=_address,
+        metavar="HOST:PORT",
+        default=None,
+        help=_("put the card on vsmartcard's virtual reader in pcscd instead of udp")
+        + f" (127.0.0.1:{vpcd.VPCD_PORT})",
+    )
+    parser.add_argument(
         "--chip",
-        choices=sorted(CHIPS),
+        choices=CHIP_NAMES,
         default="NTAG215",
         help=_("chip of a new image") + " (NTAG215)",
     )
@@ -310,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     if control_port is None:
         control_port = args.port + 1 if args.port else 0
     try:
-        emulator = Emulator(args.host, args.port, control_port)
+        emulator = Emulator(args.host, args.port, control_port, args.vpcd)
     except OSError as error:
         print(_("port in use") + f": {error}", file=sys.stderr)
         return 2
@@ -319,19 +467,22 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, KeyError, OSError) as error:
         print(_("image unreadable") + f": {args.image}: {error}", file=sys.stderr)
         return 2
+    where = f"udp:{args.host}:{emulator.port}"
+    if args.vpcd is not None:
+        where = "vpcd:{}:{}".format(*args.vpcd)
     log.info(
-        "%s UID %s on udp:%s:%d (control %d)",
-        tag.image.chip.name,
+        "%s UID %s on %s (control %d)",
+        images.chip_name(tag.image),
         tag.image.uid.hex(),
-        args.host,
-        emulator.port,
+        where,
         emulator.control_port,
     )
     if args.absent:
         emulator.remove()
     signal.signal(signal.SIGTERM, _stop)
     # One line on stdout when ready: how a parent process learns the ports.
-    print(json.dumps({"port": emulator.port, "control_port": emulator.control_port}), flush=True)
+    ready = {"port": emulator.port, "control_port": emulator.control_port, "vpcd": args.vpcd}
+    print(json.dumps(ready), flush=True)
     try:
         emulator.serve()
     except (KeyboardInterrupt, _StopRequestError):
