@@ -10,6 +10,10 @@ nfcpy traps handled here (see /work/shared/NTAG215-OVER-NFCPY-UDP.md):
   of trusting nfcpy's guess.
 - A reader unplugged makes nfcpy raise or `connect()` return False: the device is
   closed, `connected` goes False, and later calls reopen it with backoff.
+
+A Type 4 tag (nfcpy activates one when the SAK has bit 0x20: RATS, ATS, ISO-DEP) is
+taken for an NTAG 424 DNA: the tap is an `Ntag424Session` over nfcpy's ISO-DEP
+exchange, which checks the chip itself (GetVersion). NTAG21x tags stay `TagSession`s.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import nfc.clf
 import nfc.tag
 import nfc.tag.tt2
 import nfc.tag.tt2_nxp
+import nfc.tag.tt4
 
 from hcard.terminal.card.backoff import Backoff
 from hcard.terminal.card.model import TagIOError
@@ -36,6 +41,7 @@ from hcard.terminal.card.ntag import (
     NTAG216,
     PAGE_SIZE,
 )
+from hcard.terminal.card.ntag424_session import Ntag424Session
 from hcard.terminal.card.originality import SIGNATURE_LENGTH
 from hcard.terminal.card.session import TagSession
 
@@ -128,6 +134,37 @@ class NfcpyTagIO:
             return False
 
 
+class NfcpyIsoDep:
+    """An activated nfcpy Type 4 tag as `Ntag424Session`'s transceive and presence check."""
+
+    def __init__(self, tag: nfc.tag.tt4.Type4Tag) -> None:
+        self._tag = tag
+
+    def transceive(self, apdu: bytes) -> bytes:
+        """Command APDU in, answer APDU out (nfcpy's FWT from the ATS, its retries)."""
+        try:
+            answer = self._tag.transceive(bytearray(apdu))
+        except _IO_ERRORS as error:
+            raise TagIOError(f"tag did not answer {apdu[:2].hex()}: {error!r}") from error
+        if answer is None or len(answer) < 2:
+            raise TagIOError(f"answer to {apdu[:2].hex()} has no status")
+        return bytes(answer)
+
+    def is_present(self) -> bool:
+        try:
+            return bool(self._tag.is_present)
+        except _IO_ERRORS:
+            return False
+
+
+def session_for(tag: nfc.tag.Tag) -> TagSession | Ntag424Session:
+    """The tap's session: an NTAG 424 DNA's for a Type 4 tag, else an NTAG21x's."""
+    if isinstance(tag, nfc.tag.tt4.Type4Tag):
+        iso_dep = NfcpyIsoDep(tag)
+        return Ntag424Session(bytes(tag.identifier), iso_dep.transceive, iso_dep.is_present)
+    return TagSession(NfcpyTagIO(tag))
+
+
 class NfcpyReader:
     """A `Reader` on an nfcpy device path; reopens the device by itself."""
 
@@ -173,7 +210,7 @@ class NfcpyReader:
 
     def wait_for_card(
         self, timeout_s: float, cancel: threading.Event | None = None
-    ) -> TagSession | None:
+    ) -> TagSession | Ntag424Session | None:
         cancel = cancel or threading.Event()
         deadline_s = time.monotonic() + timeout_s
         last_poll_s = [0.0]
@@ -212,7 +249,7 @@ class NfcpyReader:
                     self._lost("connect returned False")
                     continue
                 if isinstance(tag, nfc.tag.Tag):
-                    return TagSession(NfcpyTagIO(tag))
+                    return session_for(tag)
             return None
 
     def close(self) -> None:
