@@ -219,12 +219,33 @@ class Demo:
 
     # --- seed, till ----------------------------------------------------------------------
 
+    @property
+    def sun_secret_file(self) -> Path:
+        """The office's SUN secret of this demo (made once, 0600), as `hcard-server init
+        --sun-secret-file` takes it and NTAG 424 DNA cards are issued with it."""
+        path = self.root / "card-sun-secret.hex"
+        if not path.exists():
+            write_atomic(path, secrets.token_bytes(16).hex().encode() + b"\n")
+        return path
+
+    @property
+    def sun_secret(self) -> bytes:
+        return bytes.fromhex(self.sun_secret_file.read_text())
+
     def seed_server(self) -> str:
         """Start the server with the data the office enters and last month's traffic
         (`self.last_month`); returns the till's enrolment code. `self.staff` is then logged
-        in as the demo admin."""
+        in as the demo admin. The server keeps the demo's SUN secret (`sun_secret`), so the link
+        of a demo NTAG 424 DNA card opens its balance page (`/k`)."""
         subprocess.run(
-            _python("hcard.server.cli", "init", "--admin-user", ADMIN_USER),
+            _python(
+                "hcard.server.cli",
+                "init",
+                "--admin-user",
+                ADMIN_USER,
+                "--sun-secret-file",
+                str(self.sun_secret_file),
+            ),
             env={**self.server_env, "HCARD_ADMIN_PASSWORD": ADMIN_PASSWORD},
             check=True,
             capture_output=True,
