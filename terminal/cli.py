@@ -112,6 +112,7 @@ def cmd_enrol(args: argparse.Namespace) -> int:
         name=args.name,
         reader=args.reader or "usb",
         originality_key=args.originality_key,
+        originality_424_key=args.originality_424_key,
         card_write_secret=args.card_secret or args.card_secret_file or "",
     )
     print(
@@ -335,6 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
     enrol.add_argument(
         "--originality-key",
         help=_("trusted NXP originality key (hex)") + "; default: NXP",
+    )
+    enrol.add_argument(
+        "--originality-424-key",
+        help=_("trusted NXP originality key of NTAG 424 DNA cards (hex)") + "; default: NXP",
     )
     secret = enrol.add_mutually_exclusive_group()
     secret.add_argument(

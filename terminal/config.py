@@ -56,6 +56,8 @@ class TerminalConfig:
     reader: str = "usb"
     # Hex of the trusted originality-signature key (secp128r1); None means NXP's.
     originality_key: str | None = None
+    # The same for NTAG 424 DNA cards (secp224r1); None means NXP's.
+    originality_424_key: str | None = None
     # Hex of the secret the cards' NTAG write passwords derive from (see
     # `hcard.terminal.card.layout.card_password`); shared with card issuance.
     card_write_secret: str = ""
@@ -85,6 +87,9 @@ class TerminalConfig:
             reader=parse.text(field("reader"), data.get("reader", "usb")),
             originality_key=parse.optional_text(
                 field("originality_key"), data.get("originality_key")
+            ),
+            originality_424_key=parse.optional_text(
+                field("originality_424_key"), data.get("originality_424_key")
             ),
             card_write_secret=parse.text(
                 field("card_write_secret"), data.get("card_write_secret", "")
@@ -172,6 +177,7 @@ def enrol(
     reader: str = "usb",
     originality_key: str | None = None,
     card_write_secret: str = "",
+    originality_424_key: str | None = None,
 ) -> TerminalConfig:
     """Make the key pair (kept if it exists), register it with `POST /v1/enrol`, save config."""
     if state.enrolled():
@@ -195,6 +201,7 @@ def enrol(
             name=name,
             reader=reader,
             originality_key=originality_key,
+            originality_424_key=originality_424_key,
             card_write_secret=cardsecret.parse(secret).hex() if secret else "",
         )
     except parse.SettingError as exc:  # says which field (never the card secret)

@@ -38,7 +38,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from hcard import keys
+from hcard import keys, ntag424
 from hcard.errors import Code, HCardError
 from hcard.money import is_valid_amount
 from hcard.records import PaymentMode, RecordKind
@@ -172,6 +172,10 @@ class TerminalTill:
             terminal_keys=terminal_keys,
             write_secret=bytes.fromhex(self.config.card_write_secret),
             originality_key_hex=self.config.originality_key or NXP_PUBLIC_KEY_HEX,
+            originality_424_key_hex=(
+                self.config.originality_424_key or ntag424.NXP_ORIGINALITY_KEY_HEX
+            ),
+            last_tap_counter=lambda uid: self.journal.tap_counter(uid.hex()),
         )
 
     def _watch_reader(self, interval_s: float) -> None:
@@ -210,10 +214,13 @@ class TerminalTill:
         if session is None:
             return None
         try:
-            return session, session.read(self.card_keys())
+            view = session.read(self.card_keys())
         except HCardError as exc:
             session.close()
             return exc.code
+        if view.tap_counter is not None:
+            self.journal.note_tap_counter(view.uid_hex, view.tap_counter)
+        return session, view
 
     # ------------------------------------------------------------------ till
     def pay(

@@ -138,6 +138,10 @@ class Journal:
                 " mode TEXT, counter INTEGER, amount_cents INTEGER, receipt_no INTEGER)"
             )
             self._db.execute("CREATE INDEX IF NOT EXISTS local_card ON local (card, day)")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS tap_counters"
+                " (uid TEXT PRIMARY KEY, counter INTEGER NOT NULL)"
+            )
             self._add_receipt_numbers()
             self._db.execute(
                 "CREATE UNIQUE INDEX IF NOT EXISTS local_receipt ON local (receipt_no)"
@@ -427,6 +431,29 @@ class Journal:
     def get_meta(self, name: str) -> str | None:
         with self._lock:
             return self._meta(name)
+
+    # ------------------------------------------------------- NTAG 424 tap counters
+    def tap_counter(self, uid_hex: str) -> int | None:
+        """The highest tap counter this till saw on the NTAG 424 DNA `uid_hex`, None if never.
+
+        The chip counts every tap and never back; a lower one is a restored copy
+        (`hcard.ntag424.require_newer_counter`).
+        """
+        with self._lock:
+            row = self._db.execute(
+                "SELECT counter FROM tap_counters WHERE uid = ?", [uid_hex]
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def note_tap_counter(self, uid_hex: str, counter: int) -> None:
+        """Keep the highest counter seen. Not fsynced: a power cut that takes the last one
+        back only weakens the check for one tap, and a tap must not wait for the disk."""
+        with self._tx(durable=False):
+            self._db.execute(
+                "INSERT INTO tap_counters (uid, counter) VALUES (?, ?) ON CONFLICT(uid)"
+                " DO UPDATE SET counter = MAX(counter, excluded.counter)",
+                [uid_hex, counter],
+            )
 
     # ---------------------------------------------------------------- reading
     def acked_seq(self) -> int:

@@ -277,3 +277,19 @@ def test_records_are_read_back_one_way(filled, key):
         journal.close()
     with pytest.raises(UnicodeDecodeError):
         jr.decode(b"\xff" + _wire(filled, 1))
+
+
+def test_tap_counters_keep_the_highest_and_survive_a_reopen(tmp_path, key):
+    path = tmp_path / "journal.sqlite"
+    journal = jr.Journal(path, TERMINAL_ID, key)
+    uid = "04a1b2c3d4e5f6"
+    assert journal.tap_counter(uid) is None
+    journal.note_tap_counter(uid, 7)
+    journal.note_tap_counter(uid, 5)  # an older tap noted late never lowers it
+    journal.note_tap_counter("04000000000001", 1)
+    assert journal.tap_counter(uid) == 7
+    journal.close()
+    reopened = jr.Journal(path, TERMINAL_ID, key)
+    assert reopened.tap_counter(uid) == 7
+    assert reopened.tap_counter("04000000000001") == 1
+    reopened.close()
