@@ -1,9 +1,9 @@
 """The balance page of an NTAG 424 DNA card's own link, `GET /k?p=<PICCData>&m=<SDMMAC>`, over
 real HTTP on SQLite and PostgreSQL.
 
-The links are made here as the chip makes them (`hcard.ntag424`: `encrypt_picc_data`,
-`sdm_mac`, `mirror_ascii`, the keys from the test servers' SUN secret), so no card is needed.
-A fresh link shows what the check code's page shows; the same link again, or one with a lower
+The links are made as the chip makes them (`fixtures.sun.link`: `hcard.ntag424`'s
+`encrypt_picc_data`, `sdm_mac`, `mirror_ascii`, the keys from the test servers' SUN secret),
+so no card is needed. A fresh link shows what the check code's page shows; the same link again, or one with a lower
 counter, shows nothing (410); an altered, malformed or foreign link shows nothing and says
 nothing more (400), alike for a card the server never issued; a server without a SUN secret
 says it cannot check links (503); invalid links are throttled per address (429).
@@ -19,29 +19,16 @@ from collections.abc import Iterator
 import pytest
 import requests
 import sqlalchemy as sa
-from fixtures.card import TEST_SUN_SECRET
 from fixtures.server import ServerInfo, fresh_postgres_database, start_server
+from fixtures.sun import TAP, link
 
-from hcard import cardnumber, ntag424
+from hcard import cardnumber
 from hcard.errors import Code, message
 from hcard.i18n import text
 
-TAP = "Hold the card to your phone to see its balance."
 NOT_CONFIGURED = (
     "This server cannot check card links yet. Please enter the card number and check code instead."
 )
-
-
-def link(uid_hex: str, counter: int, secret: bytes = TEST_SUN_SECRET) -> tuple[str, str]:
-    """`(p, m)` of the link a card with this UID writes at tap `counter`, as the chip does."""
-    uid = bytes.fromhex(uid_hex)
-    master = ntag424.master_key(secret, ntag424.MasterKind.SUN)
-    meta_read_key = ntag424.site_key(master, ntag424.KeyNo.SUN_META_READ)
-    file_read_key = ntag424.card_key(master, uid, ntag424.KeyNo.SUN_FILE_READ)
-    padding = secrets.token_bytes(ntag424.PICC_DATA_PADDING_BYTES)
-    picc = ntag424.encrypt_picc_data(meta_read_key, uid, counter, padding)
-    mac = ntag424.sdm_mac(file_read_key, uid, counter)
-    return ntag424.mirror_ascii(picc).decode(), ntag424.mirror_ascii(mac).decode()
 
 
 def _open(
