@@ -3,10 +3,11 @@ real HTTP on SQLite and PostgreSQL.
 
 The links are made as the chip makes them (`fixtures.sun.link`: `hcard.ntag424`'s
 `encrypt_picc_data`, `sdm_mac`, `mirror_ascii`, the keys from the test servers' SUN secret),
-so no card is needed. A fresh link shows what the check code's page shows; the same link again, or one with a lower
-counter, shows nothing (410); an altered, malformed or foreign link shows nothing and says
-nothing more (400), alike for a card the server never issued; a server without a SUN secret
-says it cannot check links (503); invalid links are throttled per address (429).
+so no card is needed. A fresh link shows what the check code's page shows; the same link
+again, or one with a lower counter, shows nothing (410); an altered, malformed or foreign
+link shows nothing and says nothing more (400), alike for a card the server never issued; a
+server without a SUN secret says it cannot check links (503); invalid links are throttled
+per address (429).
 """
 
 from __future__ import annotations
