@@ -4,13 +4,19 @@
     hcard-provision merchant add --name "Eiscafé" --iban DE89370400440532013000 --fee 1,5
     hcard-provision terminal add --merchant 1 --name "Kasse 1"      # code + QR code
     hcard-provision cards issue --count 20 --batch herbst.json --csv herbst.csv
+    hcard-provision cards issue ... --sun-secret-file sun.hex --admin-secret-file admin.hex
     hcard-provision card topup "9276 0000 0000 0012" 20,00
     hcard-provision card replace OLD NEW                              # balance → new card
 
 Every text is German first, English second: the staff are in Hattingen. The texts come from
 the project's catalogues (`hcard.i18n`; `_` is `both`, "German / English"). Errors print the
 server's code with both messages and exit non-zero (1 refused, 2 bad input, 3 server
-unreachable); nothing secret (password, token, write secret) is ever printed.
+unreachable); nothing secret (password, token, write, SUN or admin secret) is ever printed.
+
+Card issuance writes NTAG215/216 and NTAG 424 DNA cards in one batch (`issuance`). A 424
+needs two more site secrets, each its own hex file made by `cards new-secret --kind`: the
+SUN secret (the server checks the cards' links with it) and the admin secret (the office's
+alone: it changes a card's keys). They are asked for only when a 424 comes.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import secrets
 import sys
 import threading
 from decimal import Decimal, InvalidOperation
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,7 +37,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from hcard import cardnumber, cardsecret, keys
+from hcard import cardnumber, cardsecret, keys, ntag424
 from hcard.errors import MESSAGES, HCardError
 from hcard.errors import both as refusal
 from hcard.i18n import N_, bilingual_help, pair
@@ -39,6 +46,8 @@ from hcard.money import format_cents, parse_amount
 from hcard.provisioning import issuance
 from hcard.provisioning.staff import Login, StaffClient, default_login_file
 from hcard.terminal.card import NXP_PUBLIC_KEY_HEX, TEST_PUBLIC_KEY_HEX, CardKeys, open_reader
+from hcard.terminal.card.ntag424_model import TEST_ORIGINALITY_PUBLIC_KEY_HEX
+from hcard.terminal.card.ntag424_session import Ntag424Secrets
 from hcard.terminal.client import ServerUnreachableError
 from hcard.terminal.config import write_atomic
 
@@ -51,6 +60,14 @@ console = Console(highlight=False, soft_wrap=True)  # long lines stay whole in l
 
 class InputError(Exception):
     """Bad input found before anything was sent; the message is German / English."""
+
+
+class SecretKind(StrEnum):
+    """The site secrets `cards new-secret` makes (docs/card-format.md, "Keys")."""
+
+    WRITE = "write"  # every card's write protection, the 424's purse key: office, server, tills
+    SUN = "sun"  # the 424's link (SUN) keys: office and server
+    ADMIN = "admin"  # the 424's key 0 (changes keys and settings): the office only
 
 
 # --- small parsers -----------------------------------------------------------------------
@@ -119,6 +136,66 @@ def _write_secret(args: argparse.Namespace) -> bytes:
         return cardsecret.parse(text)
     except ValueError as exc:
         raise InputError(f"{exc}: --write-secret-file / ${WRITE_SECRET_ENV}") from None
+
+
+def _secret_file(path: str, option: str, invalid: str, unreadable: str) -> bytes:
+    """A site secret from a hex file (`hcard.cardsecret`); messages never show its text."""
+    try:
+        text = Path(path).read_text("utf-8")
+    except (OSError, UnicodeDecodeError):
+        raise InputError(f"{unreadable}: {option} {path}") from None
+    try:
+        return cardsecret.parse(text)
+    except ValueError:
+        raise InputError(f"{invalid}: {option}") from None
+
+
+def _secrets_424(args: argparse.Namespace, write_secret: bytes) -> Ntag424Secrets | None:
+    """The three secrets that issue an NTAG 424 DNA, or None without `--sun-secret-file` and
+    `--admin-secret-file` (a 424 laid on then stops the run before anything is written)."""
+    if not args.sun_secret_file and not args.admin_secret_file:
+        return None
+    if not (args.sun_secret_file and args.admin_secret_file):
+        raise InputError(
+            _("NTAG 424 DNA cards need both --sun-secret-file and --admin-secret-file")
+        )
+    count = cardsecret.MIN_BYTES
+    sun = _secret_file(
+        args.sun_secret_file,
+        "--sun-secret-file",
+        _("SUN secret invalid (hex, at least {count} bytes)", count=count),
+        _("SUN secret not readable"),
+    )
+    admin = _secret_file(
+        args.admin_secret_file,
+        "--admin-secret-file",
+        _("admin secret invalid (hex, at least {count} bytes)", count=count),
+        _("admin secret not readable"),
+    )
+    # One secret for two purposes would give whoever holds one the keys of the other.
+    for file, secret, others in (
+        (args.sun_secret_file, sun, (write_secret,)),
+        (args.admin_secret_file, admin, (write_secret, sun)),
+    ):
+        if secret in others:
+            raise InputError(
+                _("{file} holds the same secret; each site secret must be its own", file=file)
+            )
+    return Ntag424Secrets(write_secret=write_secret, sun_secret=sun, admin_secret=admin)
+
+
+def _check_sun_base(url: str) -> None:
+    try:
+        issuance.check_sun_base_url(url)
+    except ValueError:
+        raise InputError(
+            _(
+                "{url} cannot be the link of an NTAG 424 DNA card: https://<host>, no query, "
+                "at most {count} characters",
+                url=url,
+                count=issuance.SUN_BASE_MAX_CHARS,
+            )
+        ) from None
 
 
 # --- commands ----------------------------------------------------------------------------
@@ -306,6 +383,15 @@ def _originality_key(text: str) -> str:
     return text
 
 
+def _originality_424_key(text: str) -> str:
+    """The NTAG 424 DNA's originality key (another NXP key, on secp224r1)."""
+    if text == "nxp":
+        return ntag424.NXP_ORIGINALITY_KEY_HEX
+    if text == "test":
+        return TEST_ORIGINALITY_PUBLIC_KEY_HEX
+    return text
+
+
 def _event_line(event: issuance.Event) -> str:
     """What the operator reads for one step of the batch (rich markup)."""
     number = cardnumber.pretty(event.entry.card_number) if event.entry else ""
@@ -334,28 +420,49 @@ def _event_line(event: issuance.Event) -> str:
         )
     if kind is issuance.EventKind.UNREADABLE:
         return "[yellow]![/yellow] " + _("card unreadable, lay it on again")
+    if kind is issuance.EventKind.SECRETS_MISSING:
+        return "[red]✘[/red] " + _(
+            "card {uid} is an NTAG 424 DNA: issuing it needs --sun-secret-file and "
+            "--admin-secret-file; nothing was written",
+            uid=event.uid or "",
+        )
     return _("remove the card")
 
 
 def cmd_cards_new_secret(args: argparse.Namespace) -> int:
-    """Make the site's card write secret once; never overwrite one (cards depend on it)."""
+    """Make one site secret once; never overwrite one (cards depend on it)."""
     path: Path = args.out
     if path.exists():
         raise InputError(_("{path} exists, never overwritten", path=path))
     write_atomic(path, secrets.token_bytes(cardsecret.MIN_BYTES).hex().encode() + b"\n")
-    console.print(
-        _(
+    kind = SecretKind(args.kind)
+    if kind is SecretKind.SUN:
+        text = _(
+            "SUN secret in {path} (0600), for NTAG 424 DNA cards. Keep it safe; give it to the "
+            "server once (hcard-server init --sun-secret-file) and to cards issue "
+            "(--sun-secret-file)",
+            path=path,
+        )
+    elif kind is SecretKind.ADMIN:
+        text = _(
+            "Admin secret in {path} (0600), for issuing NTAG 424 DNA cards (cards issue "
+            "--admin-secret-file). Keep it in the office only: no server or till needs it",
+            path=path,
+        )
+    else:
+        text = _(
             "Card write secret in {path} (0600). Keep it safe; tills get it from the server at "
             "enrolment (hcard-server init --card-secret-file)",
             path=path,
         )
-    )
+    console.print(text)
     return 0
 
 
 def cmd_cards_issue(args: argparse.Namespace) -> int:
     client = _client(args)
     secret = _write_secret(args)
+    secrets_424 = _secrets_424(args, secret)
     if args.batch.exists():
         batch = issuance.Batch.load(args.batch)
         if batch.server_url != client.server_url:
@@ -378,12 +485,17 @@ def cmd_cards_issue(args: argparse.Namespace) -> int:
     else:
         if args.count is None:
             raise InputError(_("--count missing for a new batch"))
+        if secrets_424 is not None:
+            _check_sun_base(args.balance_url)  # before any number is reserved
         batch = issuance.Batch.reserve(args.batch, client, args.count, args.balance_url)
+    if secrets_424 is not None:
+        _check_sun_base(batch.balance_page_url)
     card_keys = CardKeys(
         issuer_public=keys.public_from_hex(client.issuer_public_key()),
         terminal_keys={},
         write_secret=secret,
         originality_key_hex=_originality_key(args.originality_key),
+        originality_424_key_hex=_originality_424_key(args.originality_424_key),
     )
     reader = open_reader(args.reader)
     total = len(batch.entries)
@@ -404,8 +516,21 @@ def cmd_cards_issue(args: argparse.Namespace) -> int:
                     progress.advance(task)
 
             complete = issuance.Issuer(
-                batch, client, reader, card_keys, report, max_attempts=args.max_attempts
+                batch,
+                client,
+                reader,
+                card_keys,
+                report,
+                max_attempts=args.max_attempts,
+                secrets_424=secrets_424,
             ).run(args.card_timeout, threading.Event())
+    except issuance.SecretsMissingError:
+        raise InputError(
+            _(
+                "Stopped at an NTAG 424 DNA card. Run the same command with --sun-secret-file "
+                "and --admin-secret-file to resume"
+            )
+        ) from None
     finally:
         reader.close()
         rows = batch.write_csv(args.csv)
@@ -492,8 +617,19 @@ def build_parser() -> argparse.ArgumentParser:
         help=_("issue cards"),
         description=_("issue cards in batches"),
     ).add_subparsers(dest="cards_command", required=True, metavar=metavar)
-    p = command(cards, "new-secret", _("make the card write secret once"), cmd_cards_new_secret)
+    p = command(
+        cards,
+        "new-secret",
+        _("make a site secret once: card write secret, or SUN or admin secret (NTAG 424 DNA)"),
+        cmd_cards_new_secret,
+    )
     p.add_argument("--out", type=Path, required=True, help=_("file (0600)"))
+    p.add_argument(
+        "--kind",
+        choices=[k.value for k in SecretKind],
+        default=SecretKind.WRITE.value,
+        help=_("which secret: write (default), sun or admin"),
+    )
     p = command(
         cards,
         "issue",
@@ -505,7 +641,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch", type=Path, required=True, help=_("batch file; resumed when it exists")
     )
     p.add_argument("--csv", type=Path, required=True, help=_("print file") + " (CSV)")
-    p.add_argument("--reader", default="usb", help=_("nfcpy reader") + " (usb, tty:..., udp:...)")
+    p.add_argument(
+        "--reader", default="usb", help=_("card reader") + " (usb, tty:..., udp:..., pcsc:...)"
+    )
     p.add_argument(
         "--balance-url",
         default=DEFAULT_BALANCE_URL,
@@ -519,6 +657,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--originality-key",
         default="nxp",
         help=_("NXP originality key: nxp, test (emulator) or hex"),
+    )
+    p.add_argument(
+        "--sun-secret-file",
+        help=_("SUN secret (hex) for NTAG 424 DNA cards; the server's own"),
+    )
+    p.add_argument(
+        "--admin-secret-file",
+        help=_("admin secret (hex) for NTAG 424 DNA cards"),
+    )
+    p.add_argument(
+        "--originality-424-key",
+        default="nxp",
+        help=_("NXP originality key of NTAG 424 DNA cards: nxp, test (emulator) or hex"),
     )
     p.add_argument(
         "--card-timeout", type=float, default=120.0, help=_("seconds to wait for each card")

@@ -16,11 +16,22 @@ How a card is never registered twice, whatever fails:
 - A tag that already is a card (of this batch or another) is recognised by reading it and
   is put aside, never rewritten; only the tag of the number being written is written again
   (the same bytes), which also completes a write torn after the NDEF message. A tag that is
-  not a genuine NXP NTAG215/216 is refused before the server hears of it.
+  not a genuine NXP NTAG215/216 or NTAG 424 DNA is refused before the server hears of it.
+
+Two card types, one batch. An NTAG215/216 is written by `TagSession.format_new_card`; an
+NTAG 424 DNA by `Ntag424Session.issue`, which needs two more site secrets (SUN, admin) and
+writes the SUN link `<balance page>/k?p=…&m=…` instead of `/c/<number>`. A 424 is blank
+while its key 1 is still the factory's (`CARD_FACTORY_KEYS`): a new chip, or one torn half
+way through issuance, which `issue` completes by running again (key 1 is changed last). A
+424 that reads fine with our keys is a card and is put aside like an NTAG215. Without the
+SUN and admin secrets a 424 stops the run before the server binds anything
+(`SecretsMissingError`): nothing is written, the batch resumes with the secrets given.
 
 The print file (CSV) has one row per card that was written *and verified*: card number,
 check code, balance-page URL, QR payload. The check code comes from the server with the card
 (an HMAC under a server secret, `hcard.server.check_code`): it is printed, never on the chip.
+The rows are the same for both card types: a 424's printed `/c/<number>` and check code still
+open its balance page from paper, where its chip's link needs no code.
 """
 
 from __future__ import annotations
@@ -33,17 +44,24 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
-from hcard import cardnumber
+from hcard import cardnumber, ntag424
 from hcard.errors import Code, HCardError
+from hcard.ntag424 import KeyNo, MasterKind
 from hcard.provisioning.staff import StaffClient
-from hcard.terminal.card import CardKeys, CardSession, Reader
+from hcard.terminal.card import CardKeys, CardSession, CardView, Reader, layout, layout424
+from hcard.terminal.card.ntag424_session import CHIP_NAME as NTAG424_CHIP
+from hcard.terminal.card.ntag424_session import Ntag424Secrets, Ntag424Session
 from hcard.terminal.config import write_atomic
 
 CSV_COLUMNS = ("card_number", "check_code", "balance_url", "qr_payload")
 DEFAULT_MAX_ATTEMPTS = 3
 REMOVE_TIMEOUT_S = 30.0
-SUPPORTED_CHIPS = ("NTAG215", "NTAG216")
+SUPPORTED_CHIPS = ("NTAG215", "NTAG216", NTAG424_CHIP)
+# The longest balance-page base (`https://host`) whose SUN link still fits an NTAG 424 DNA's
+# NDEF file beside the issuer record (for the message; `check_sun_base_url` is the check).
+SUN_BASE_MAX_CHARS = 61
 
 
 class Status(StrEnum):
@@ -62,11 +80,27 @@ def qr_payload(base_url: str, card_number: str, code: str) -> str:
     return f"{balance_url(base_url, card_number)}?k={code}"
 
 
+def check_sun_base_url(base_url: str) -> None:
+    """ValueError unless an NTAG 424 DNA can carry the SUN link of `base_url` (https, no
+    query, short enough for the NDEF file next to the issuer record): checked before a
+    batch starts, so no number is bound to a 424 that then cannot be written."""
+    probe = layout.IssuerRecord(
+        cardnumber.from_serial(1), bytes(ntag424.UID_BYTES), bytes(layout.SIGNATURE_BYTES)
+    )
+    layout424.ndef_file(base_url.rstrip("/"), probe)
+
+
+class SecretsMissingError(Exception):
+    """An NTAG 424 DNA came, and the run has no SUN and admin secrets to issue it: the run
+    stops before anything is written or bound (the batch resumes with them given)."""
+
+
 @dataclass
 class Entry:
     card_number: str
     status: Status = Status.RESERVED
     uid: str | None = None
+    chip: str | None = None  # the chip of `uid` (NTAG215, NTAG216, NTAG424DNA)
     attempts: int = 0
     check_code: str | None = None
     error: str | None = None
@@ -140,6 +174,7 @@ class EventKind(StrEnum):
     GIVEN_UP = "given_up"  # `entry` failed for good and was blocked
     TAG_REFUSED = "tag_refused"  # this tag is put aside (not blank, not genuine, ...)
     UNREADABLE = "unreadable"  # the tag did not answer cleanly: lay it on again
+    SECRETS_MISSING = "secrets_missing"  # an NTAG 424 DNA, no SUN/admin secret: run stops
     REMOVE = "remove"  # take the card off the reader
 
 
@@ -163,13 +198,23 @@ class Issuer:
         keys: CardKeys,
         report: Callable[[Event], None],
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        secrets_424: Ntag424Secrets | None = None,
     ) -> None:
+        """`keys`: what the verification read checks with (a till's checks; its
+        `originality_424_key_hex` for 424s). `secrets_424`: the three site secrets that
+        issue an NTAG 424 DNA (its write secret must be `keys.write_secret`); None: a 424
+        on the reader stops the run (`SecretsMissingError`)."""
+        if secrets_424 is not None:
+            if secrets_424.write_secret != keys.write_secret:
+                raise ValueError("secrets_424 and keys have different card write secrets")
+            check_sun_base_url(batch.balance_page_url)
         self.batch = batch
         self.client = client
         self.reader = reader
         self.keys = keys
         self.report = report
         self.max_attempts = max_attempts
+        self.secrets_424 = secrets_424
 
     def run(self, card_timeout_s: float, cancel: threading.Event | None = None) -> bool:
         """Issue until every number is done or failed (True), or no card came within
@@ -208,6 +253,7 @@ class Issuer:
                 return
             entry = pending[0]
         entry.uid = uid
+        entry.chip = session.chip
         entry.attempts += 1
         self.batch.save()  # the binding is on disk before the server makes it
         try:
@@ -220,15 +266,22 @@ class Issuer:
         signature = bytes.fromhex(str(answer["issuer_signature"]))
         code = str(answer["check_code"])
         try:
-            session.format_new_card(
-                entry.card_number,
-                signature,
-                balance_url(self.batch.balance_page_url, entry.card_number),
-                self.keys.write_secret,
-            )
+            if isinstance(session, Ntag424Session):
+                assert self.secrets_424 is not None  # checked in _blank_or_ours
+                sun_base_url = self.batch.balance_page_url.rstrip("/")
+                session.issue(entry.card_number, signature, sun_base_url, self.secrets_424)
+            else:
+                session.format_new_card(
+                    entry.card_number,
+                    signature,
+                    balance_url(self.batch.balance_page_url, entry.card_number),
+                    self.keys.write_secret,
+                )
             view = session.read(self.keys)
             if view.card_number != entry.card_number or view.uid_hex != uid:
                 raise HCardError(Code.CARD_UNREADABLE, reason="verification read other data")
+            if isinstance(session, Ntag424Session):
+                self._check_sun_link(view)
         except HCardError as error:
             entry.error = error.code.value
             if entry.attempts >= self.max_attempts:
@@ -249,10 +302,18 @@ class Issuer:
                 raise HCardError(Code.CARD_TOO_SMALL, chip=chip)
             if chip not in SUPPORTED_CHIPS:
                 raise HCardError(Code.CARD_UNREADABLE, chip=chip)
+            if isinstance(session, Ntag424Session) and self.secrets_424 is None:
+                # Before the read, the binding and any write: the run stops here.
+                self.report(Event(EventKind.SECRETS_MISSING, entry, uid))
+                raise SecretsMissingError(uid)
             view = session.read(self.keys)
         except HCardError as error:
             if error.code is Code.CARD_NOT_ISSUED:
                 return True  # genuine chip, no issuer record: blank
+            if error.code is Code.CARD_FACTORY_KEYS and isinstance(session, Ntag424Session):
+                # A new 424, or one torn before its issuance changed key 1 (the last
+                # step): `issue` completes it. Genuine: the read checked Read_Sig first.
+                return True
             if error.code is Code.CARD_UNREADABLE and entry.uid == uid:
                 return True  # this entry's own torn write: write it again
             kind = (
@@ -270,6 +331,27 @@ class Issuer:
         detail = cardnumber.pretty(view.card_number)
         self.report(Event(EventKind.TAG_REFUSED, None, uid, Code.CARD_ALREADY_EXISTS, detail))
         return False
+
+    def _check_sun_link(self, view: CardView) -> None:
+        """The link the 424 just mirrored verifies under the SUN secret and names this UID:
+        the balance page will accept the card's taps (keys 2 and 3 and the SUN offsets are
+        right). SUN_INVALID (a retry) when it does not."""
+        assert self.secrets_424 is not None
+        parts = urlsplit(view.url or "")
+        query = parse_qs(parts.query)
+        base = self.batch.balance_page_url.rstrip("/")
+        picc, mac = query.get("p", [""])[0], query.get("m", [""])[0]
+        if f"{parts.scheme}://{parts.netloc}{parts.path}" != base + layout424.SUN_PATH:
+            raise HCardError(Code.SUN_INVALID, reason="link not on the balance page")
+        sun_master = ntag424.master_key(self.secrets_424.sun_secret, MasterKind.SUN)
+        tap = ntag424.verify_sun(
+            picc,
+            mac,
+            ntag424.site_key(sun_master, KeyNo.SUN_META_READ),
+            lambda uid: ntag424.card_key(sun_master, uid, KeyNo.SUN_FILE_READ),
+        )
+        if tap.uid.hex() != view.uid_hex:
+            raise HCardError(Code.SUN_INVALID, reason="link of another UID")
 
     def _already_bound(self, entry: Entry, uid: str, error: HCardError) -> None:
         bound_number = error.details.get("card_number")
