@@ -4,10 +4,10 @@ server; one write is torn and retried on the same card; the print file is right;
 then pays on an enrolled terminal. And a revoked terminal's upload is refused and alerted.
 
 The same for a mixed batch of NTAG215/216 and NTAG 424 DNA cards (the emulator plays the 424
-as a Type 4A tag): a torn 424 issuance completed on the same card, every 424 read back with a
-till's checks, its link opened on the server's balance page (`/k`), every card paying; and a
-run without the 424 secrets stopping at the first 424 before the server binds it, resumed
-with them."""
+as a Type 4A tag), through nfcpy's udp driver and through PC/SC (pcscd and vpcd): a torn 424
+issuance completed on the same card, every 424 read back with a till's checks, its link
+opened on the server's balance page (`/k`), every card paying; and a run without the 424
+secrets stopping at the first 424 before the server binds it, resumed with them."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from fixtures.card import TEST_SUN_SECRET, TEST_WRITE_SECRET
+from fixtures.card import STACKS, TEST_SUN_SECRET, TEST_WRITE_SECRET
 from fixtures.provisioning import BALANCE_URL, Operator, card_keys
 from fixtures.terminal import EnrolledTerminal, server_card
 
@@ -249,8 +249,9 @@ def test_a_revoked_terminal_is_refused(
 TEST_ADMIN_SECRET = b"hcard-test-card-admin-secret-01"
 MIXED = ("NTAG215", "NTAG424DNA", "NTAG216", "NTAG424DNA", "NTAG215", "NTAG424DNA")
 TORN_424 = 3
-# Frames before the torn 424 leaves: nfcpy's activation (about 8 frames) and the blank read
-# (7 APDUs) are behind it, so the tear falls inside `Ntag424Session.issue` (21 APDUs).
+# Frames (udp) or APDUs (PC/SC) before the torn 424 leaves: nfcpy's activation (a few
+# frames) and the blank read (7 APDUs) are behind it, so on either stack the tear falls
+# inside `Ntag424Session.issue` (21 APDUs); `attempts >= 2` below checks that it tore.
 TORN_424_FRAMES = 25
 
 
@@ -345,6 +346,7 @@ def _open_link(server, url: str) -> requests.Response:
     return requests.get(f"{server.url}{parts.path}?{parts.query}", timeout=30)
 
 
+@pytest.mark.parametrize("card_stack", STACKS)
 def test_mixed_batch_ntag215_and_424_torn_424_completed_every_card_reads_and_pays(
     live_server, card_emulator, provision_login, tmp_path: Path
 ):
