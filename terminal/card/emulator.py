@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import select
 import signal
 import socket
@@ -60,7 +61,16 @@ RFOFF = b"RFOFF"
 DATAGRAM_MAX_BYTES = 4096
 CHIP_NAMES = (*sorted(CHIPS), images.CHIP_424)
 RECONNECT_S = 0.2  # vpcd mode: how often a card in the field tries to reach vpcd again
+# vpcd mode: a card put down again waits this long after the last one left. pcscd polls vpcd
+# every 0.4 s; when vpcd dropped the old card outside a poll (a reader's command to it failed)
+# and the new one were there by the next poll, pcscd would see no change, keep the slot
+# "absent" and never power the new card up. One poll in between shows the slot empty.
+VPCD_REMOVAL_GAP_S = 0.6
 SELECT_S = 0.5
+# Set by EmulatorProcess: the emulator's stdin is a pipe from its parent, and its end (the
+# parent died, even by kill -9) ends the emulator. An orphan would keep its card on a vpcd
+# slot, where the next test's card waits behind it.
+PARENT_PIPE_ENV = "HCARD_EMULATOR_PARENT_PIPE"
 
 Tag = EmulatedTag | EmulatedType4
 
@@ -91,10 +101,12 @@ class Emulator:
         self.link: vpcd.VpcdConnection | None = None  # vpcd mode: the card on the reader
         self.card: vpcd.StorageCard | vpcd.IsoDepCard | None = None  # vpcd mode: its adapter
         self.next_connect_s = 0.0
+        self.removed_s = -VPCD_REMOVAL_GAP_S  # vpcd mode: when the last card left (monotonic)
         self.frame_count = 0  # commands since the card was presented (frames or APDUs)
         self.tear_at: int | None = None  # command count after which the card leaves
         self.tear_commit = False
         self.running = True
+        self.parent_pipe: int | None = None  # a file descriptor whose end means "quit"
 
     @property
     def port(self) -> int | None:
@@ -123,7 +135,9 @@ class Emulator:
         self.frame_count, self.tear_at = 0, None
         if self.vpcd_address is not None:
             self.card = vpcd.card_for(tag)
-            self._connect()
+            self.next_connect_s = self.removed_s + VPCD_REMOVAL_GAP_S
+            if time.monotonic() >= self.next_connect_s:
+                self._connect()
         return tag
 
     def remove(self) -> None:
@@ -155,6 +169,7 @@ class Emulator:
         if self.link is not None:
             self.link.close()
             self.link = None
+            self.removed_s = time.monotonic()
 
     def on_vpcd(self) -> None:
         link, card = self.link, self.card
@@ -186,9 +201,10 @@ class Emulator:
                 card.transmit(apdu)  # done on the chip, the answer never arrives
             self.remove()
             return
-        link.send(card.transmit(apdu))
+        answer = card.transmit(apdu)
         if tag.dirty:
-            self._save()
+            self._save()  # before the answer: no timing to keep here, and what a reader saw
+        link.send(answer)  # done is on disk
 
     # --- the hot path (udp) --------------------------------------------------------
 
@@ -268,11 +284,14 @@ class Emulator:
                 sockets.append(self.frames)
             if self.link is not None:
                 sockets.append(self.link)
+            if self.parent_pipe is not None:
+                sockets.append(self.parent_pipe)
             waiting = self.tag is not None and self.vpcd_address is not None and not self.link
+            timeout_s = SELECT_S
+            if waiting:
+                timeout_s = min(SELECT_S, max(0.0, self.next_connect_s - time.monotonic()))
             try:
-                ready, _writable, _failed = select.select(
-                    sockets, [], [], RECONNECT_S if waiting else SELECT_S
-                )
+                ready, _writable, _failed = select.select(sockets, [], [], timeout_s)
             except InterruptedError:
                 continue
             if self.frames is not None and self.frames in ready:
@@ -281,7 +300,14 @@ class Emulator:
                 self.on_vpcd()
             if self.control in ready:
                 self.on_control(*self.control.recvfrom(DATAGRAM_MAX_BYTES))
-            if waiting and self.link is None and time.monotonic() >= self.next_connect_s:
+            if self.parent_pipe is not None and self.parent_pipe in ready:
+                self.running = bool(os.read(self.parent_pipe, DATAGRAM_MAX_BYTES))
+            if (
+                self.tag is not None
+                and self.vpcd_address is not None
+                and self.link is None
+                and time.monotonic() >= self.next_connect_s
+            ):
                 self._connect()
         self.remove()
         if self.frames is not None:
@@ -369,9 +395,11 @@ class EmulatorProcess:
         try:
             self.process = subprocess.Popen(
                 [*command, str(self.workdir / "blank.json")],
+                stdin=subprocess.PIPE,  # closed when we end, however: the emulator ends too
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL if log is None else log,
                 text=True,
+                env={**os.environ, PARENT_PIPE_ENV: "1"},
             )
         finally:
             if log is not None:
@@ -396,8 +424,9 @@ class EmulatorProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None:
+                pipe.close()
         self.process = None
 
 
@@ -479,6 +508,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.absent:
         emulator.remove()
+    if os.environ.get(PARENT_PIPE_ENV) == "1":
+        emulator.parent_pipe = sys.stdin.fileno()
     signal.signal(signal.SIGTERM, _stop)
     # One line on stdout when ready: how a parent process learns the ports.
     ready = {"port": emulator.port, "control_port": emulator.control_port, "vpcd": args.vpcd}

@@ -82,14 +82,14 @@ def test_nfcpy_activates_a_type_4a_tag_with_our_ats(card_emulator, clf):
 
 
 def test_nfcpy_reads_and_writes_the_ndef_file_and_the_image_keeps_it(card_emulator, clf):
-    path = card_emulator.present(images.blank424(UID))
+    card_emulator.present(images.blank424(UID))
     tag = connect(clf)
     assert tag.ndef is not None  # CC file E103 → NDEF file E104, free read and write
     assert tag.ndef.records == []
     tag.ndef.records = [ndef.UriRecord("https://karte.hattingen.test/k?p=00")]
     tag = connect(clf)  # RFOFF, a new tap
     assert tag.ndef.records[0].iri == "https://karte.hattingen.test/k?p=00"
-    saved = images.load(path)
+    saved = card_emulator.current_image()
     assert isinstance(saved, images.CardState)
     assert b"karte.hattingen.test" in saved.files[FileNo.NDEF].content
 
@@ -97,7 +97,7 @@ def test_nfcpy_reads_and_writes_the_ndef_file_and_the_image_keeps_it(card_emulat
 def test_long_commands_and_answers_are_chained(card_emulator, clf):
     """A 213-byte WriteData goes in two I-blocks (FSC 128), the 258-byte answer of a
     ReadData of the whole NDEF file comes back in two (nfcpy's FSD 256)."""
-    path = card_emulator.present(images.blank424(UID))
+    card_emulator.present(images.blank424(UID))
     tag = connect(clf)
     assert transceive(tag, SELECT_NDEF_APP) == OK
     content = bytes(random.Random(1).randbytes(200))
@@ -110,7 +110,7 @@ def test_long_commands_and_answers_are_chained(card_emulator, clf):
     assert len(answer) == 256 + 2
     assert answer[40:240] == content
     assert answer[-2:] == NATIVE_OK
-    saved = images.load(path)
+    saved = card_emulator.current_image()
     assert isinstance(saved, images.CardState)
     assert saved.files[FileNo.NDEF].content[40:240] == content
 
