@@ -15,7 +15,8 @@ MYPY_LINKS := $(addprefix build/mypy/hcard/,server terminal provisioning)
 
 .PHONY: demo test system-packages lint bench i18n screenshots
 
-$(STAMP): pyproject.toml | $(MYPY_LINKS)
+# system-packages first: pip builds pyscard (the pcsc extra) against libpcsclite-dev and swig
+$(STAMP): pyproject.toml | system-packages $(MYPY_LINKS)
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -U pip "setuptools>=75"
 	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[dev]'
@@ -28,17 +29,17 @@ $(MYPY_LINKS):
 system-packages:
 	@bash tests/setup/system-packages.sh
 
-test: $(STAMP) system-packages | $(MYPY_LINKS)
+test: system-packages $(STAMP) | $(MYPY_LINKS)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m pytest -n 2 --dist loadfile
 
-demo: $(STAMP) system-packages
+demo: system-packages $(STAMP)
 	PYTHONPATH=tests $(VENV)/bin/python -m demo $(ARGS)
 
 # the README's pictures: every main page at 1280x800 and 390x844 (Chromium, demo data)
-screenshots: $(STAMP) system-packages
+screenshots: system-packages $(STAMP)
 	PYTHONPATH=tests $(VENV)/bin/python -m demo.screenshots $(ARGS)
 
 lint: $(STAMP)

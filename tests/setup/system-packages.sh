@@ -3,7 +3,10 @@
 # PostgreSQL (the second engine), Xvfb + Mesa (the Kivy app), shellcheck and systemd
 # (checking the install script and units), Pango, HarfBuzz and DejaVu fonts (PDF
 # statements), Chromium (the browser tests drive Debian's own build through Playwright;
-# Playwright's own browser download cannot work here: `playwright install` is never run).
+# Playwright's own browser download cannot work here: `playwright install` is never run),
+# pcscd with vsmartcard's virtual reader (the PC/SC tests play cards behind it) and what
+# pip needs to build pyscard, which has no Linux wheel: swig, libpcsclite-dev, a C compiler
+# and Python's headers. The Makefile runs this before the venv's pip install.
 # CI runs as root with apt; a developer who is not root is told what to install.
 set -euo pipefail
 
@@ -20,6 +23,13 @@ ldconfig -p | grep -q libharfbuzz-subset.so.0 || need+=(libharfbuzz-subset0)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 # the browser tests (tests/browser), at the path their conftest launches
 [ -x /usr/bin/chromium ] || need+=(chromium)
+# PC/SC: pcscd and vpcd for the tests (tests/fixtures/pcsc.py), the build of pyscard
+command -v pcscd >/dev/null || [ -x /usr/sbin/pcscd ] || need+=(pcscd)
+[ -e /etc/reader.conf.d/vpcd ] || need+=(vsmartcard-vpcd)
+command -v swig >/dev/null || need+=(swig)
+[ -e /usr/include/PCSC/winscard.h ] || need+=(libpcsclite-dev)
+command -v cc >/dev/null || need+=(gcc)
+python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' || need+=(python3-dev)
 
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
