@@ -24,9 +24,13 @@ use it:
 
 `power_up()` is the field coming on (nfcpy's `RFOFF` datagram and a new sense): IDLE, and the
 chip starts a new tap (no session, the next NDEF read counts). A new RATS does the same, so
-DESELECT + WUPA is a new tap too. `apdu()` is the chip's answer without any framing, for the
-PC/SC side (`vpcd`), and tracks whether the persistent state changed (`dirty`), so the
-emulator saves the image after the answer is on its way.
+DESELECT + WUPA is a new tap too, and so is REQA/WUPA in the middle of ISO-DEP: a chip in a
+real field ignores them there, but over udp they mean a new reader whose predecessor never
+switched the field off (killed), which must still find the card.
+
+`apdu()` is the chip's answer without any framing, for the PC/SC side (`vpcd`), and tracks
+whether the persistent state changed (`dirty`), so the emulator saves the image after the
+answer is on its way (udp) or before it (vpcd).
 
 nfcpy gives RATS 30 ms: `handle` does nothing per frame but answer (no logging).
 """
@@ -124,11 +128,13 @@ class EmulatedType4:
         if not frame:
             return None
         state = self.state
-        if state is State.PROTOCOL:
-            return self._block(frame)
         if frame == WUPA or (frame == REQA and state is not State.HALT):
+            if state is State.PROTOCOL:  # a new reader without RFOFF (its process killed):
+                self.power_up()  # take it as a new tap; no PCB is 26 or 52
             self.state = State.READY1
             return ATQA
+        if state is State.PROTOCOL:
+            return self._block(frame)
         if state is State.READY1:
             return self._select(frame, SELECT_CL1, self._cl1, SAK_CASCADE, State.READY2)
         if state is State.READY2:

@@ -23,9 +23,10 @@ ATRs (PC/SC part 3, §3.1.3.2.3):
 
 Commands of the reader itself (CLA FF), answered by this module as a reader would:
 - `FF CA 00 00 Le` (get UID) → UID ‖ 90 00 on both chips (Le 00 or ≥ 7; a smaller Le gets
-  `6C 07`). `FF CA` with another P1/P2 → `6A 81`. Another INS under CLA FF → `6D 00`
-  (on the NTAG 424 DNA every APDU but `FF CA 00 00` goes to the chip unchanged:
-  `Ntag424.handle`, its answer back unchanged).
+  `6C 07`). `FF CA` with another P1/P2 → `6A 81`. Another INS under CLA FF on the NTAG
+  424 DNA → `6D 00`; every APDU with another CLA goes to the chip unchanged
+  (`Ntag424.handle`) and its answer comes back unchanged (short APDUs: up to 256 bytes and
+  the status; no GET RESPONSE, no extended length).
 
 On an NTAG21x (PC/SC part 3 storage card commands, mapped onto the NTAG's own commands of
 `EmulatedTag`; the tag is activated — WUPA, both cascade levels — at power on and reset):

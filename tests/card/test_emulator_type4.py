@@ -207,6 +207,8 @@ def test_block_numbers_retransmission_and_presence_check():
     assert tag.handle(b"\x03" + SELECT_NDEF_APP) == b"\x03" + OK  # I(1)
     assert tag.handle(b"\x0a\x05" + SELECT_NDEF_APP) == b"\x0a\x05" + OK  # CID echoed
     assert tag.handle(b"\x50\x00") is None  # not a block: ignored
+    activate(tag)  # REQA amid ISO-DEP: a new reader whose predecessor sent no RFOFF
+    assert tag.handle(b"\x02" + SELECT_NDEF_APP) == b"\x02" + OK  # block numbers anew
     assert tag.handle(b"\xc2") == b"\xc2"  # S(DESELECT) ...
     assert tag.state is State.HALT
     assert tag.handle(b"\x26") is None  # ... HALT: REQA does not wake it ...
