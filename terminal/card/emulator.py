@@ -176,19 +176,30 @@ class Emulator:
         assert link is not None
         assert card is not None
         messages = link.receive()
-        if messages is None:  # vpcd closed it: pcscd went away; the card stays in the field
-            self._disconnect()
-            self.next_connect_s = time.monotonic() + RECONNECT_S
+        if messages is None:
+            self._lost()
             return
         for message in messages:
             if self.link is not link:
-                return  # torn off by an earlier message
+                return  # torn off or lost at an earlier message
             if len(message) == 1:
                 answer = vpcd.control_answer(card, message[0])
                 if answer is not None:
-                    link.send(answer)
+                    self._send(link, answer)
             elif message:
                 self.on_apdu(link, card, message)
+
+    def _lost(self) -> None:
+        """vpcd closed the connection (pcscd went away): the card stays in the field and
+        goes back on the reader once vpcd listens again."""
+        self._disconnect()
+        self.next_connect_s = time.monotonic() + RECONNECT_S
+
+    def _send(self, link: vpcd.VpcdConnection, payload: bytes) -> None:
+        try:
+            link.send(payload)
+        except OSError:
+            self._lost()
 
     def on_apdu(
         self, link: vpcd.VpcdConnection, card: vpcd.StorageCard | vpcd.IsoDepCard, apdu: bytes
@@ -204,7 +215,7 @@ class Emulator:
         answer = card.transmit(apdu)
         if tag.dirty:
             self._save()  # before the answer: no timing to keep here, and what a reader saw
-        link.send(answer)  # done is on disk
+        self._send(link, answer)  # done is on disk
 
     # --- the hot path (udp) --------------------------------------------------------
 

@@ -244,6 +244,14 @@ def test_a_card_waits_for_vpcd_to_come_back(tmp_path):
                 link.sendall(struct.pack(">H", len(apdu)) + apdu)
                 assert link.recv(64) == struct.pack(">H", 9) + uid_of(tmp_path) + OK
                 assert emulator.control.status()["connected"]
+        # "pcscd" gone (its end closed) and back: the card goes on the reader again
+        with socket.create_server(("127.0.0.1", port)) as server:
+            server.settimeout(5)
+            link, _ = server.accept()
+            with link:
+                link.sendall(struct.pack(">H", 1) + bytes([vpcd.Control.ATR]))
+                assert link.recv(64) == struct.pack(">H", 6) + vpcd.ATR_NTAG424
+                assert emulator.control.status()["present"]
     finally:
         emulator.stop()
 
