@@ -9,7 +9,9 @@
 # PostgreSQL), the issuer key and the first admin (`hcard-server init`; the admin's password
 # is made here and printed once), with --card-secret-file the site's card write secret (from
 # `hcard-provision cards new-secret`; the server hands it to each till at enrolment, so it is
-# never copied to a till by hand), the server unit, the nightly backup timer, the daily float
+# never copied to a till by hand), with --sun-secret-file the SUN secret the balance page checks
+# NTAG 424 DNA cards' links with (`hcard-provision cards new-secret --kind sun`; it stays on
+# the server, the tills never get it), the server unit, the nightly backup timer, the daily float
 # check timer, the libraries the PDF statements need, and Caddy in front with a TLS
 # certificate from Let's Encrypt. Each step runs only when it is not already so: running it
 # twice changes nothing.
@@ -29,6 +31,7 @@ DOMAIN=""
 ADMIN="admin"
 DATABASE_URL=""
 SECRET_FILE=""
+SUN_SECRET_FILE=""
 KEEP=14
 PREFIX=/opt/hcard-server
 USER_NAME=hcard-server
@@ -45,6 +48,8 @@ Aufruf / usage: install-server.sh [Optionen / options]
                        (postgresql+psycopg://user:pass@host/db)
   --card-secret-file FILE  Kartenschreibgeheimnis (hcard-provision cards new-secret) für
                        die Kassen / card write secret, handed to each till at enrolment
+  --sun-secret-file FILE  SUN-Geheimnis (cards new-secret --kind sun) für die Links der
+                       NTAG-424-DNA-Karten / SUN secret the balance page checks their links with
   --keep N             Sicherungen behalten / backup generations kept (default 14)
   --root DIR           in ein anderes Wurzelverzeichnis installieren / install into another
                        root (also DESTDIR=DIR)
@@ -61,6 +66,7 @@ while [ $# -gt 0 ]; do
 	--admin) ADMIN=${2:?}; shift 2 ;;
 	--database-url) DATABASE_URL=${2:?}; shift 2 ;;
 	--card-secret-file) SECRET_FILE=${2:?}; shift 2 ;;
+	--sun-secret-file) SUN_SECRET_FILE=${2:?}; shift 2 ;;
 	--keep) KEEP=${2:?}; shift 2 ;;
 	--root) ROOT=${2:?}; shift 2 ;;
 	--source) SOURCE=${2:?}; shift 2 ;;
@@ -84,14 +90,39 @@ postgresql*://*) ;;
 *) die "nur PostgreSQL-URLs / only PostgreSQL URLs: postgresql+psycopg://..." ;;
 esac
 [[ $DATABASE_URL == *$'\n'* ]] && die "URL mit Zeilenumbruch / URL with a line break"
-# The secret's content is checked by `hcard-server init`; here only that it can be read and
-# that it is the one already installed, if any (it is never replaced: issued cards need it).
+# The site secrets, refused here before anything changes (`hcard-server init` checks them
+# again, by the same rules, in server/card_secret.py): a file that cannot be read, that is no
+# hex of at least 16 bytes, that differs from the one already installed (never replaced:
+# issued cards need it), or that is the other secret (each must be its own: a SUN secret the
+# tills hold as their card write secret would let any till make card links that verify).
 INSTALLED_SECRET=$DATA_DIR/card-write-secret.hex
+INSTALLED_SUN_SECRET=$DATA_DIR/card-sun-secret.hex
+# secret_text FILE: the secret as init stores it (lower-case hex, no blanks).
+secret_text() { tr -d ' \t\r\n' <"$1" | tr 'A-F' 'a-f'; }
+# check_secret OPTION FILE INSTALLED WORDS_DE WORDS_EN
+check_secret() {
+	readable_file "$1" "$2"
+	[[ $(secret_text "$2") =~ ^([0-9a-f][0-9a-f]){16,}$ ]] ||
+		die "$1: $4 ungültig (hex, mindestens 16 Bytes) / $5 invalid (hex, at least 16 bytes)"
+	if [ -e "$R$3" ] && [ "$(secret_text "$2")" != "$(secret_text "$R$3")" ]; then
+		die "$3 enthält ein anderes $4, es wird nie ersetzt / holds a different $5, it is never replaced"
+	fi
+}
 if [ -n "$SECRET_FILE" ]; then
-	readable_file --card-secret-file "$SECRET_FILE"
-	if [ -e "$R$INSTALLED_SECRET" ] &&
-		[ "$(tr -d ' \t\r\n' <"$SECRET_FILE" | tr 'A-F' 'a-f')" != "$(tr -d '\n' <"$R$INSTALLED_SECRET")" ]; then
-		die "$INSTALLED_SECRET enthält ein anderes Kartenschreibgeheimnis, es wird nie ersetzt / holds a different card write secret, it is never replaced"
+	check_secret --card-secret-file "$SECRET_FILE" "$INSTALLED_SECRET" \
+		Kartenschreibgeheimnis "card write secret"
+fi
+if [ -n "$SUN_SECRET_FILE" ]; then
+	check_secret --sun-secret-file "$SUN_SECRET_FILE" "$INSTALLED_SUN_SECRET" \
+		SUN-Geheimnis "SUN secret"
+fi
+# Each secret given against the other one, given now or else installed.
+if [ -n "$SECRET_FILE$SUN_SECRET_FILE" ]; then
+	write_secret=${SECRET_FILE:-$R$INSTALLED_SECRET}
+	sun_secret=${SUN_SECRET_FILE:-$R$INSTALLED_SUN_SECRET}
+	if [ -e "$write_secret" ] && [ -e "$sun_secret" ] &&
+		[ "$(secret_text "$write_secret")" = "$(secret_text "$sun_secret")" ]; then
+		die "Kartenschreibgeheimnis und SUN-Geheimnis sind gleich, jedes muss ein eigenes sein / card write secret and SUN secret are the same; each site secret must be its own"
 	fi
 fi
 
@@ -152,8 +183,8 @@ import /etc/caddy/hcard.caddy
 EOF
 fi
 
-# 7. Database, issuer key, first admin and card write secret: once, on this machine. The
-# secret goes in through a pipe (`-`): the server's user cannot read the operator's file.
+# 7. Database, issuer key, first admin and the site secrets: once, on this machine. A secret
+# goes in through a pipe (`-`): the server's user cannot read the operator's file.
 if [ -n "$R" ] || [ "$DO_VENV" -eq 0 ]; then
 	note "Datenbank und Admin beim ersten Start anlegen / create database and admin at first start:"
 	note "  systemd-run --wait --pty -p User=$USER_NAME -p StateDirectory=hcard-server \\"
@@ -162,24 +193,44 @@ if [ -n "$R" ] || [ "$DO_VENV" -eq 0 ]; then
 		note "dann das Kartenschreibgeheimnis dort übernehmen / then install the card write secret there:"
 		note "  $0 --card-secret-file FILE"
 	fi
-elif [ ! -e "$DATA_DIR/issuer.key" ] || { [ -n "$SECRET_FILE" ] && [ ! -e "$INSTALLED_SECRET" ]; }; then
+	if [ -n "$SUN_SECRET_FILE" ]; then
+		note "dann das SUN-Geheimnis dort übernehmen / then install the SUN secret there:"
+		note "  $0 --sun-secret-file FILE"
+	fi
+else
+	# Each secret goes in through its own run of init: init reads at most one secret from
+	# standard input. A second run changes nothing else (the database is migrated already,
+	# the issuer key is loaded, not made, and an existing admin is left as it is).
+	pending=()
+	if [ -n "$SECRET_FILE" ] && [ ! -e "$INSTALLED_SECRET" ]; then pending+=(--card-secret-file); fi
+	if [ -n "$SUN_SECRET_FILE" ] && [ ! -e "$INSTALLED_SUN_SECRET" ]; then pending+=(--sun-secret-file); fi
+	if [ ! -e "$DATA_DIR/issuer.key" ] && [ ${#pending[@]} -eq 0 ]; then pending=(none); fi
 	fresh=0
 	[ -e "$DATA_DIR/issuer.key" ] || fresh=1
-	install -d -o "$USER_NAME" -g "$USER_NAME" -m 0700 "$DATA_DIR"
+	[ ${#pending[@]} -eq 0 ] || install -d -o "$USER_NAME" -g "$USER_NAME" -m 0700 "$DATA_DIR"
 	# Only used when the admin is new; init leaves an existing admin as it is.
 	password=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
-	secret_opt=()
-	[ -n "$SECRET_FILE" ] && secret_opt=(--card-secret-file -)
-	tr -d ' \t\r\n' <"${SECRET_FILE:-/dev/null}" |
-		runuser -u "$USER_NAME" -- env HCARD_DATA_DIR="$DATA_DIR" HCARD_DATABASE_URL="$DATABASE_URL" \
-			HCARD_ADMIN_PASSWORD="$password" "$PREFIX/venv/bin/hcard-server" init --admin-user "$ADMIN" \
-			"${secret_opt[@]}"
-	if [ "$fresh" -eq 1 ]; then
-		changed "database, issuer key, admin $ADMIN"
-		echo "Erster Admin / first admin: $ADMIN  Passwort / password: $password"
-		echo "(nur jetzt angezeigt / shown only now; bitte nach der Anmeldung ändern / change it)"
-	fi
-	if [ -n "$SECRET_FILE" ]; then changed "card write secret $INSTALLED_SECRET"; fi
+	for option in "${pending[@]}"; do
+		case $option in
+		--card-secret-file) file=$SECRET_FILE secret_opt=("$option" -) ;;
+		--sun-secret-file) file=$SUN_SECRET_FILE secret_opt=("$option" -) ;;
+		*) file=/dev/null secret_opt=() ;;
+		esac
+		secret_text "$file" |
+			runuser -u "$USER_NAME" -- env HCARD_DATA_DIR="$DATA_DIR" HCARD_DATABASE_URL="$DATABASE_URL" \
+				HCARD_ADMIN_PASSWORD="$password" "$PREFIX/venv/bin/hcard-server" init --admin-user "$ADMIN" \
+				"${secret_opt[@]}"
+		if [ "$fresh" -eq 1 ]; then
+			fresh=0
+			changed "database, issuer key, admin $ADMIN"
+			echo "Erster Admin / first admin: $ADMIN  Passwort / password: $password"
+			echo "(nur jetzt angezeigt / shown only now; bitte nach der Anmeldung ändern / change it)"
+		fi
+		case $option in
+		--card-secret-file) changed "card write secret $INSTALLED_SECRET" ;;
+		--sun-secret-file) changed "SUN secret $INSTALLED_SUN_SECRET" ;;
+		esac
+	done
 fi
 
 # 8. Apply on a running system.

@@ -12,6 +12,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -162,6 +163,8 @@ def test_terminal_install_keeps_the_operators_settings(tmp_path: Path):
         (["--server-url", "http://karte.example.org"], "https://"),
         (["--server-url", "http://localhost.example.org"], "https://"),
         (["--reader", "pcsc"], "reader must be"),
+        (["--reader", "PCSC:ACR1252"], "reader must be"),
+        (["--reader", "pcsc:ACR\n1252"], "control character"),
         (["--frobnicate"], "unknown option"),
         (["--enrol-code", "ABCD-EFGH"], "needs --server-url"),
         (
@@ -207,6 +210,88 @@ def test_terminal_install_enrols_without_a_secret_file(tmp_path: Path):
         assert "ab" * 16 not in first.stdout + second.stdout
 
 
+#: Debian 12's pcscd units (/lib/systemd/system), as its package installs them
+PCSCD_UNITS = {
+    "pcscd.socket": "[Unit]\nDescription=PC/SC Smart Card Daemon Activation Socket\n\n"
+    "[Socket]\nListenStream=/run/pcscd/pcscd.comm\nSocketMode=0666\n\n"
+    "[Install]\nWantedBy=sockets.target\n",
+    "pcscd.service": "[Unit]\nDescription=PC/SC Smart Card Daemon\nRequires=pcscd.socket\n\n"
+    "[Service]\nExecStart=/usr/sbin/pcscd --foreground --auto-exit $PCSCD_ARGS\n\n"
+    "[Install]\nAlso=pcscd.socket\n",
+}
+
+
+def _with_pcscd(root: Path) -> Path:
+    units = root / "usr/lib/systemd/system"
+    units.mkdir(parents=True)
+    for name, text in PCSCD_UNITS.items():
+        (units / name).write_text(text)
+    return root
+
+
+def test_terminal_install_for_a_pcsc_reader(tmp_path: Path):
+    """`--reader pcsc:<name part>`: pcscd's socket enabled (socket activation), nfcpy's
+    udev rule and module blacklist kept, no polkit rule where pcsc-lite has no polkit
+    (Debian 12); the second run changes nothing."""
+    root = _with_pcscd(_fake_root(tmp_path / "root"))
+    args = ("--root", str(root), "--no-apt", "--no-venv", "--reader", "pcsc:ACR1252")
+    first = _run("install-terminal.sh", *args)
+    assert first.returncode == 0, first.stderr
+    assert "changed: enable pcscd.socket" in first.stdout
+    link = root / "etc/systemd/system/sockets.target.wants/pcscd.socket"
+    assert os.readlink(link) == "/usr/lib/systemd/system/pcscd.socket"
+    assert (root / "etc/udev/rules.d/60-hcard-nfc.rules").is_file()
+    assert (root / "etc/modprobe.d/hcard-nfc.conf").is_file()
+    assert not (root / "etc/polkit-1").exists()
+    # Not enrolled yet: the command to do it later keeps the reader.
+    assert "--enrol-code ABCD-EFGH --reader pcsc:ACR1252\n" in first.stdout
+    before = _tree(root)
+    second = _run("install-terminal.sh", *args)
+    assert second.returncode == 0, second.stderr
+    assert "nothing to do" in second.stdout
+    assert _tree(root) == before
+
+
+def test_terminal_install_lets_the_till_user_at_a_polkit_pcscd(tmp_path: Path):
+    """A pcsc-lite built with polkit (its policy file is there) lets only active local
+    sessions at pcscd; a rule lets the till's user in whatever its session."""
+    root = _with_pcscd(_fake_root(tmp_path / "root"))
+    actions = root / "usr/share/polkit-1/actions"
+    actions.mkdir(parents=True)
+    (actions / "org.debian.pcsc-lite.policy").write_text("<policyconfig/>\n")
+    args = ("--root", str(root), "--no-apt", "--no-venv", "--reader", "pcsc:")
+    first = _run("install-terminal.sh", *args)
+    assert first.returncode == 0, first.stderr
+    rule = root / "etc/polkit-1/rules.d/60-hcard-pcsc.rules"
+    assert rule.read_bytes() == (INSTALL / "60-hcard-pcsc.rules").read_bytes()
+    assert rule.stat().st_mode & 0o777 == 0o644
+    text = rule.read_text()
+    for action in ("org.debian.pcsc-lite.access_pcsc", "org.debian.pcsc-lite.access_card"):
+        assert f'"{action}"' in text
+    assert 'subject.user == "hcard"' in text
+    before = _tree(root)
+    assert "nothing to do" in _run("install-terminal.sh", *args).stdout
+    assert _tree(root) == before
+    # An nfcpy till gets neither pcscd's socket nor the rule, even where pcscd is.
+    usb = _with_pcscd(_fake_root(tmp_path / "usb"))
+    shutil.copytree(actions, usb / "usr/share/polkit-1/actions")
+    plain = _run("install-terminal.sh", "--root", str(usb), "--no-apt", "--no-venv")
+    assert plain.returncode == 0, plain.stderr
+    assert not (usb / "etc/polkit-1").exists()
+    assert not (usb / "etc/systemd/system/sockets.target.wants").exists()
+
+
+def test_terminal_install_without_pcscd_says_what_to_install(tmp_path: Path):
+    """--no-apt on a root without pcscd: nothing to enable, the note names the packages."""
+    root = _fake_root(tmp_path / "root")
+    done = _run(
+        "install-terminal.sh", "--root", str(root), "--no-apt", "--no-venv", "--reader", "pcsc:"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "pcscd missing: apt-get install pcscd libccid libpcsclite1" in done.stdout
+    assert not (root / "etc/systemd/system/sockets.target.wants").exists()
+
+
 def _secret_file(path: Path, text: str) -> Path:
     path.write_text(text)
     path.chmod(0o600)
@@ -242,6 +327,78 @@ def test_server_install_takes_the_card_write_secret(tmp_path: Path):
     assert "cd" * 16 not in refused.stdout + refused.stderr
     assert _tree(root) == before
     assert installed.read_text() == "ab" * 16 + "\n"
+
+
+def test_server_install_takes_the_sun_secret(tmp_path: Path):
+    """--sun-secret-file follows the card write secret's rules: a prepared root notes what to
+    run at the first start, the same one installed is fine, a different one is refused before
+    anything changes, and the secret itself is never shown."""
+    root = _fake_root(tmp_path / "root")
+    card = _secret_file(tmp_path / "card.hex", "ab" * 16 + "\n")
+    sun = _secret_file(tmp_path / "sun.hex", "5E" * 16 + "\n")
+    args = ("--root", str(root), "--no-apt", "--no-venv", "--sun-secret-file", str(sun))
+    first = _run("install-server.sh", *args, "--card-secret-file", str(card))
+    assert first.returncode == 0, first.stderr
+    # Both notes: init takes one secret from standard input, so each gets its own run.
+    assert "--card-secret-file FILE" in first.stdout
+    assert "--sun-secret-file FILE" in first.stdout
+    before = _tree(root)
+    second = _run("install-server.sh", *args)
+    assert second.returncode == 0, second.stderr
+    assert "nothing to do" in second.stdout
+    assert _tree(root) == before
+    shown = first.stdout + first.stderr + second.stdout + second.stderr
+    assert "5E" * 16 not in shown
+    assert "5e" * 16 not in shown
+
+    # The same secret already installed (as `hcard-server init` writes it) is fine ...
+    installed = root / "var/lib/hcard-server/card-sun-secret.hex"
+    installed.parent.mkdir(parents=True)
+    _secret_file(installed, "5e" * 16 + "\n")
+    assert _run("install-server.sh", *args).returncode == 0
+    # ... a different one is never replaced: refused before anything changes.
+    other = _secret_file(tmp_path / "other.hex", "cd" * 16 + "\n")
+    before = _tree(root)
+    refused = _run("install-server.sh", *args[:-1], str(other))
+    assert refused.returncode == 2
+    assert "holds a different SUN secret, it is never replaced" in refused.stderr
+    assert "card-sun-secret.hex" in refused.stderr
+    assert "cd" * 16 not in refused.stdout + refused.stderr
+    assert _tree(root) == before
+    assert installed.read_text() == "5e" * 16 + "\n"
+
+
+def test_server_install_refuses_one_secret_for_both(tmp_path: Path):
+    """The SUN secret must not be the card write secret (every till holds that one and could
+    then make card links that verify): the same file, the same secret in another file, or the
+    one already installed as the other kind, each refused before anything changes."""
+    root = _fake_root(tmp_path / "root")
+    card = _secret_file(tmp_path / "card.hex", "ab" * 16 + "\n")
+    same = _secret_file(tmp_path / "same.hex", "AB " * 16 + "\n")
+    base = ("--root", str(root), "--no-apt", "--no-venv")
+    for args in (
+        ["--card-secret-file", str(card), "--sun-secret-file", str(card)],
+        ["--card-secret-file", str(card), "--sun-secret-file", str(same)],
+    ):
+        before = _tree(root)
+        done = _run("install-server.sh", *base, *args)
+        assert done.returncode == 2, done.stdout
+        assert "each site secret must be its own" in done.stderr
+        assert "ab" * 16 not in done.stdout + done.stderr
+        assert _tree(root) == before
+    data = root / "var/lib/hcard-server"
+    data.mkdir(parents=True)
+    for installed, option in (
+        ("card-write-secret.hex", "--sun-secret-file"),
+        ("card-sun-secret.hex", "--card-secret-file"),
+    ):
+        _secret_file(data / installed, "ab" * 16 + "\n")
+        before = _tree(root)
+        done = _run("install-server.sh", *base, option, str(same))
+        assert done.returncode == 2, done.stdout
+        assert "each site secret must be its own" in done.stderr
+        assert _tree(root) == before
+        (data / installed).unlink()
 
 
 def test_server_install_writes_units_caddy_and_settings_and_is_idempotent(tmp_path: Path):
@@ -321,6 +478,9 @@ def test_server_install_adds_to_an_operators_caddyfile(tmp_path: Path):
         ["--keep", "0"],
         ["--admin", "Robert'); DROP"],
         ["--card-secret-file", "/nonexistent/secret.hex"],
+        ["--sun-secret-file", "/nonexistent/secret.hex"],
+        ["--sun-secret-file", "/etc/passwd"],  # readable, but no hex secret
+        ["--card-secret-file", "/etc/passwd"],
     ],
 )
 def test_server_install_refuses_bad_input(tmp_path, args):
@@ -351,7 +511,7 @@ def test_a_machine_without_systemd_is_refused_before_anything_changes(tmp_path, 
 
 def _apt_stub(tmp_path: Path) -> tuple[str, Path]:
     """A PATH whose `chroot` records what the installer asks of it (nothing counts as
-    installed, apt succeeds), and the file it records to."""
+    installed, apt and pip succeed), and the file it records to."""
     stubs = tmp_path / "stubs"
     stubs.mkdir()
     calls = tmp_path / "calls"
@@ -359,6 +519,8 @@ def _apt_stub(tmp_path: Path) -> tuple[str, Path]:
         "#!/bin/sh\n"
         f'printf "%s\\n" "$*" >>{calls}\n'
         'case "$2" in dpkg-query) exit 1 ;; esac\n'
+        # `python3 -m venv DIR`: the folder the installer then writes its stamp into
+        'case "$2 $3 $4" in "python3 -m venv") mkdir -p "$1$5" ;; esac\n'
         "exit 0\n"
     )
     (stubs / "chroot").chmod(0o755)
@@ -390,6 +552,64 @@ def test_the_till_asks_apt_for_what_the_rootless_kiosk_needs(tmp_path: Path):
         assert package in packages, (package, packages)
 
 
+#: what a PC/SC till needs from Debian: pcscd with the CCID driver and the library pyscard
+#: loads, and what pip needs to build pyscard (PyPI has no Linux wheel of it)
+PCSC_PACKAGES = (
+    "pcscd",
+    "libccid",
+    "libpcsclite1",
+    "gcc",
+    "libc6-dev",
+    "python3-dev",
+    "swig",
+    "libpcsclite-dev",
+)
+
+
+def _asked(calls: Path) -> tuple[list[str], str]:
+    """The packages apt was asked to install and what pip was asked to install."""
+    lines = calls.read_text().splitlines()
+    install = next(line for line in lines if " apt-get install " in line)
+    pip = next(line for line in lines if "/venv/bin/pip install" in line)
+    return install.split("--no-install-recommends")[1].split(), pip.split()[-1]
+
+
+def test_a_pcsc_till_asks_apt_for_pcscd_and_pip_for_pyscard(tmp_path: Path):
+    """Only a PC/SC reader brings pcscd, the CCID driver and pyscard's build (the `pcsc`
+    extra); an nfcpy till gets none of them. An enrolled PC/SC till run again without
+    --reader keeps them (its reader is in its config.json). apt and pip run in the target
+    root through chroot; a stand-in chroot records what is asked."""
+    path, calls = _apt_stub(tmp_path)
+    cases = [(["--reader", "pcsc:ACR1252"], None), ([], None), ([], "pcsc:OMNIKEY 5022")]
+    for number, (args, enrolled) in enumerate(cases):
+        root = _fake_root(tmp_path / f"root{number}")
+        if enrolled is not None:
+            state = root / "var/lib/hcard-terminal"
+            state.mkdir(parents=True)
+            (state / "config.json").write_text(f'{{\n  "reader": "{enrolled}"\n}}')
+        calls.unlink(missing_ok=True)
+        done = _run("install-terminal.sh", "--root", str(root), *args, path=path)
+        assert done.returncode == 0, done.stdout + done.stderr
+        packages, pip = _asked(calls)
+        pcsc = bool(args) or enrolled is not None
+        for package in PCSC_PACKAGES:
+            assert (package in packages) == pcsc, (package, packages)
+        assert pip == ("/opt/hcard/src[app,pcsc]" if pcsc else "/opt/hcard/src[app]")
+        assert (root / "opt/hcard/src/pyproject.toml").is_file()
+
+
+def test_the_pcsc_extra_is_pyscard_and_the_till_needs_it_only_for_pcsc():
+    """The installer's `pcsc` extra exists and holds pyscard; `terminal` and `app` (every
+    till) do without it, the office's `provisioning` keeps it."""
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert [r.split(">")[0] for r in extras["pcsc"]] == ["pyscard"]
+    for extra in ("terminal", "app"):
+        assert not any("pyscard" in r or "pcsc" in r for r in extras[extra]), extra
+    assert "hattingen-card[terminal,pcsc]" in extras["provisioning"]
+
+
 #: what WeasyPrint needs on Debian 12 / Ubuntu 24.04 for the merchants' PDF statements (its
 #: documentation's list: Pango, its FreeType backend, HarfBuzz's subsetter), and a font
 PDF_PACKAGES = ("libpango-1.0-0", "libpangoft2-1.0-0", "libharfbuzz-subset0", "fonts-dejavu-core")
@@ -413,15 +633,16 @@ def test_the_server_asks_apt_for_what_the_pdf_statements_need(tmp_path: Path):
     assert "caddy" not in packages  # no --domain, no Caddy
 
 
-def test_the_pdf_packages_are_debians_names():
+@pytest.mark.parametrize("packages", [PDF_PACKAGES, PCSC_PACKAGES], ids=["pdf", "pcsc"])
+def test_the_packages_are_debians_names(packages: tuple[str, ...]):
     """The names as this Debian's apt knows them (a misspelt one would only fail on the
-    server, at the first install). Skipped where apt has no package lists (a slim container
-    before `apt-get update`)."""
+    server or the till, at the first install). Skipped where apt has no package lists (a slim
+    container before `apt-get update`)."""
     if shutil.which("apt-cache") is None:
         pytest.skip("no apt-cache here")
     if subprocess.run(["apt-cache", "show", "python3"], capture_output=True).returncode != 0:
         pytest.skip("no apt package lists here (apt-get update)")
-    for package in PDF_PACKAGES:
+    for package in packages:
         shown = subprocess.run(
             ["apt-cache", "show", "--no-all-versions", package],
             capture_output=True,

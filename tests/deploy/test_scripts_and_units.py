@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -282,7 +283,11 @@ def test_the_commands_in_units_exist_with_these_options(argv: list[str]):
 @pytest.mark.parametrize(
     ("script", "command", "options"),
     [
-        ("install-server.sh", ["hcard-server", "init"], ["--admin-user", "--card-secret-file"]),
+        (
+            "install-server.sh",
+            ["hcard-server", "init"],
+            ["--admin-user", "--card-secret-file", "--sun-secret-file"],
+        ),
         ("install-terminal.sh", ["hcard-terminal"], ["--state", "--reader"]),
         (
             "install-terminal.sh",
@@ -302,3 +307,81 @@ def test_the_commands_the_installers_run_have_these_options(script, command, opt
     assert done.returncode == 0, done.stderr
     for option in options:
         assert option in done.stdout, f"{option} is not an option of {' '.join(command)}"
+
+
+@pytest.mark.parametrize(
+    ("script", "shown"),
+    [
+        ("install-server.sh", ["--card-secret-file FILE", "--sun-secret-file FILE"]),
+        ("install-terminal.sh", ["--reader SPEC", "pcsc:", "pcsc:NAME", "pcscd", "pyscard"]),
+    ],
+)
+def test_the_installers_help_lists_their_options(script: str, shown: list[str]):
+    """`--help` needs neither root nor a target: it is the first place an operator looks."""
+    done = subprocess.run(
+        ["bash", str(ROOT / "provisioning" / "install" / script), "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    for text in shown:
+        assert text in done.stdout, text
+
+
+def test_a_second_init_for_the_sun_secret_changes_nothing_else(tmp_path: Path):
+    """install-server.sh pipes each secret into its own run of `hcard-server init` (init reads
+    one secret from standard input at most). What it relies on, with the server's own code:
+    the second run, for the SUN secret, leaves database rows, issuer key, admin and card
+    write secret as they are; a third run changes nothing at all."""
+    venv = Path(sys.executable).parent
+    env = {
+        **os.environ,
+        "HCARD_DATA_DIR": str(tmp_path),
+        "HCARD_ADMIN_PASSWORD": "kw7-Lauf2-aendert-nix",
+    }
+    env.pop("HCARD_DATABASE_URL", None)
+
+    def init(option: str | None, secret: str) -> None:
+        subprocess.run(
+            [str(venv / "hcard-server"), "init", "--admin-user", "anna"]
+            + ([option, "-"] if option else []),
+            input=secret,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+
+    def state() -> dict[str, object]:
+        with sqlite3.connect(tmp_path / "hcard.db") as db:
+            tables = [
+                row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            ]
+            rows = {
+                table: db.execute(f'SELECT * FROM "{table}"').fetchall()
+                for table in tables
+                if not table.startswith("sqlite_")
+            }
+        files = {
+            path.name: path.read_bytes()
+            for path in tmp_path.iterdir()
+            if path.suffix in {".key", ".hex"}
+        }
+        return {"rows": rows, "files": files}
+
+    init("--card-secret-file", "ab" * 16)
+    first = state()
+    assert "anna" in repr(first["rows"])
+    assert {"issuer.key", "card-write-secret.hex"} <= set(first["files"])  # type: ignore[arg-type]
+    init("--sun-secret-file", "5e" * 16)
+    second = state()
+    assert second["rows"] == first["rows"]
+    files = dict(second["files"])  # type: ignore[call-overload]
+    assert files.pop("card-sun-secret.hex") == ("5e" * 16 + "\n").encode()
+    assert files == first["files"]
+    assert (tmp_path / "card-sun-secret.hex").stat().st_mode & 0o777 == 0o600
+    init(None, "")
+    assert state() == second
