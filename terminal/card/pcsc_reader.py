@@ -23,8 +23,13 @@ running, no such reader, reader removed, card held by another program, card mute
 The reader owns the card handle: a session's `close()` leaves the card alone (neither
 session type has a hook for it), the next `wait_for_card` (or `close()`) disconnects it.
 A session must not be used after the next `wait_for_card`; its commands then fail as
-`TagIOError` ("tap again"). The card is left powered (SCARD_LEAVE_CARD): a card that
-stays on the reader is found again at once and nothing is sent to it by a look.
+`TagIOError` ("tap again"). Letting go resets the card (SCARD_RESET_CARD: the reader
+switches the field off and on), so every tap starts from a fresh activation as with
+nfcpy, which senses anew each time: an NTAG 424 DNA left on the reader counts the next
+tap (its SDM read counter goes up once per activation, and an equal counter is refused
+as a replay), an NTAG's PWD_AUTH ends with the tap. A card that stays on the reader is
+found again at once; connecting sends no APDU, so a look at the reader sends none to an
+NTAG (the 424's session asks its UID, one APDU).
 """
 
 from __future__ import annotations
@@ -267,9 +272,10 @@ class PcscCard:
             log.debug("reset of the card failed: %s", _error_text(code))
 
     def disconnect(self) -> None:
+        """Let go of the card and reset it: the next tap is a new activation."""
         if self.connected:
             self.connected = False
-            code = scard.SCardDisconnect(self._handle, scard.SCARD_LEAVE_CARD)
+            code = scard.SCardDisconnect(self._handle, scard.SCARD_RESET_CARD)
             if code != scard.SCARD_S_SUCCESS:
                 log.debug("disconnect from the card failed: %s", _error_text(code))
 
