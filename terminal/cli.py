@@ -318,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--reader",
         help=_("card reader")
-        + ": usb, usb:054c:06c3, tty:AMA0:pn532, udp:127.0.0.1:54321 (default: "
+        + ": usb, usb:054c:06c3, tty:AMA0:pn532, udp:127.0.0.1:54321, pcsc:ACR1252 (default: "
         + _("from enrolment")
         + ")",
     )
