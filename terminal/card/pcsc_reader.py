@@ -107,6 +107,18 @@ def _error_text(code: int) -> str:
     return f"{message}, 0x{code & 0xFFFFFFFF:08X}"
 
 
+def _pcscd_not_running(code: int) -> str:
+    return f"PC/SC service pcscd is not running ({_error_text(code)})"
+
+
+class _NotThereError(Exception):
+    """The reader cannot be opened now (the message says why, for the log)."""
+
+    def __init__(self, reason: str, context_broken: bool = False) -> None:
+        super().__init__(reason)
+        self.context_broken = context_broken
+
+
 def _service_gone(code: int) -> bool:
     return code in (
         scard.SCARD_E_NO_SERVICE,
@@ -444,45 +456,46 @@ class PcscReader:
 
     # --- opening and losing ------------------------------------------------------
 
-    def _find_reader(self, context: int) -> tuple[str | None, str]:
-        """The reader this path names, or None and why not."""
+    def _find_reader(self, context: int) -> str:
+        """The reader this path names; `_NotThereError` says why not."""
         code, names = scard.SCardListReaders(context, [])
         if code == scard.SCARD_E_NO_READERS_AVAILABLE or (code == 0 and not names):
-            return None, "no PC/SC reader is plugged in"
+            raise _NotThereError("no PC/SC reader is plugged in")
+        if _service_gone(code):
+            raise _NotThereError(_pcscd_not_running(code), context_broken=True)
         if code != scard.SCARD_S_SUCCESS:
-            return None, f"the reader list failed ({_error_text(code)})"
+            raise _NotThereError(f"the reader list failed ({_error_text(code)})", True)
         wanted = self._name_part.casefold()
         for name in names:
             if wanted in name.casefold():
-                return str(name), ""
-        return None, f"no PC/SC reader named like {self._name_part!r} (readers: {'; '.join(names)})"
+                return str(name)
+        listed = "; ".join(names)
+        raise _NotThereError(f"no PC/SC reader named like {self._name_part!r} (readers: {listed})")
 
     def _open(self) -> str | None:
         if self._reader_name is not None:
             return self._reader_name
         if not self._backoff.ready():
             return None
-        reason = ""
-        if self._context is None:
-            code, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-            if code == scard.SCARD_S_SUCCESS:
+        try:
+            if self._context is None:
+                code, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+                if _service_gone(code):
+                    raise _NotThereError(_pcscd_not_running(code))
+                if code != scard.SCARD_S_SUCCESS:
+                    raise _NotThereError(f"PC/SC context refused ({_error_text(code)})")
                 self._context = context
-            elif _service_gone(code):
-                reason = f"PC/SC service pcscd is not running ({_error_text(code)})"
-            else:
-                reason = f"PC/SC context refused ({_error_text(code)})"
-        if self._context is not None:
-            name, reason = self._find_reader(self._context)
-            if name is not None:
-                self._reader_name = name
-                self._backoff.opened()
-                log.info("reader %s opened (%s)", self._path, name)
-                return name
-            if "failed" in reason:  # a broken context: make a new one next time
+            name = self._find_reader(self._context)
+        except _NotThereError as error:
+            if error.context_broken:  # make a new one next time
                 self._release_context()
-        delay_s = self._backoff.failed()
-        log.warning("reader %s not available (%s); retry in %.1f s", self._path, reason, delay_s)
-        return None
+            delay_s = self._backoff.failed()
+            log.warning("reader %s not available (%s); retry in %.1f s", self._path, error, delay_s)
+            return None
+        self._reader_name = name
+        self._backoff.opened()
+        log.info("reader %s opened (%s)", self._path, name)
+        return name
 
     def _release_context(self) -> None:
         context, self._context = self._context, None

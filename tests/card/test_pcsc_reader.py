@@ -358,6 +358,40 @@ def test_an_ntag424_reads_and_keeps_its_purse_through_pcsc(card_emulator, reader
     assert session.wait_removed(timeout_s=5)
 
 
+# --- the till's view ----------------------------------------------------------------------
+
+
+def test_the_till_shows_a_pcsc_reader_as_a_usb_one(live_server, card_emulator, terminal_factory):
+    """`Status.reader_connected` (the cashier's "✓ Kartenleser" / "✗ KEIN KARTENLESER")
+    means the same on PC/SC: connected before the first tap and through payments looked at
+    all the time; a reader the path names that is not there shows as missing, and a
+    payment waiting for a card on it can be cancelled."""
+    from fixtures.terminal import server_card
+
+    from hcard.terminal.till import Outcome
+
+    number, card = server_card(live_server, 1_000)
+    card_emulator.present(card)
+    till = terminal_factory(live_server, card_emulator.reader_path).till(
+        reader_check_interval_s=0.01
+    )
+    deadline_s = time.monotonic() + TAP_TIMEOUT_S
+    while not till.status().reader_connected:
+        assert time.monotonic() < deadline_s, "the reader was not opened at start"
+        time.sleep(0.02)
+    results = [till.pay(100, card_timeout_s=TAP_TIMEOUT_S) for _ in range(3)]
+    assert [result.outcome for result in results] == [Outcome.APPROVED] * 3
+    assert till.status().reader_connected
+    assert live_server.staff.card(number)["balance_cents"] == 700
+    missing = terminal_factory(live_server, "pcsc:Leser der Kasse 9").till(
+        reader_check_interval_s=0.05
+    )
+    assert missing.look_at_reader() is False
+    assert missing.status().reader_connected is False
+    threading.Timer(0.3, missing.cancel).start()
+    assert missing.pay(100, card_timeout_s=10).outcome == Outcome.CANCELLED
+
+
 # --- pcscd going away: a pcscd of the test's own -----------------------------------------
 
 READER_CHILD = r"""
