@@ -538,14 +538,16 @@ class PcscReader:
             return None
         card = PcscCard(handle, protocol, name)
         self._card = card
-        if is_storage_card(atr):
-            return TagSession(PcscTagIO(card, self.abilities))
+        # The UID now, as nfcpy has it from the activation: a card torn away here is a
+        # card that left, not an error in the middle of a tap.
         try:
             uid = card.uid
         except TagIOError as error:
             log.info("reader %s: card without a UID (%s)", self._path, error)
             self._drop_card()
             return None
+        if is_storage_card(atr):
+            return TagSession(PcscTagIO(card, self.abilities))
         return Ntag424Session(uid, card.transceive, card.is_present)
 
     def wait_for_card(

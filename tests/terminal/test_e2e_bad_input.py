@@ -4,6 +4,7 @@ import shutil
 import time
 
 import pytest
+from fixtures.card import CARD_KINDS
 from fixtures.terminal import server_card, tear_at_every_point
 
 from hcard.errors import Code, HCardError
@@ -16,9 +17,9 @@ from hcard.terminal.till import Outcome
 
 
 @pytest.fixture
-def proxied(live_server, card_emulator, terminal_factory, net_proxy):
+def proxied(live_server, card_emulator, terminal_factory, net_proxy, card_type):
     """(terminal behind a proxy, its till with a first snapshot, card number, card path)."""
-    number, image = server_card(live_server, 10_000)
+    number, image = server_card(live_server, 10_000, chip=card_type)
     terminal = terminal_factory(
         live_server, card_emulator.reader_path, proxy=net_proxy(live_server.url)
     )
@@ -251,6 +252,7 @@ def test_bad_cards_are_refused_and_the_next_good_card_pays(proxied, card_emulato
     assert till.pay(100, card_timeout_s=10).outcome == Outcome.APPROVED
 
 
+@pytest.mark.parametrize(("card_type", "card_stack"), CARD_KINDS)
 @pytest.mark.parametrize("online", [False, True])
 def test_card_pulled_away_at_every_point_of_a_payment(live_server, proxied, card_emulator, online):
     """Tear the card after 0, 2, 4, ... frames of a payment (online: every 4th); tap again.

@@ -3,7 +3,7 @@
 import shutil
 
 import pytest
-from fixtures.card import issued_card
+from fixtures.card import CARD_KINDS, CardStack, CardType, copied_to, issued_card
 from fixtures.terminal import server_card
 
 from hcard import keys
@@ -63,20 +63,32 @@ def test_two_offline_terminals_see_each_others_spending_through_the_purse(
     assert not card["denied"]
 
 
-@pytest.mark.parametrize("online", [True, False])
+#: what a till says to a copy of a card onto another chip: an NTAG215's issuer record names
+#: another UID; a 424 copy lacks the card's AES key for its own UID
+COPY_REFUSED = {CardType.NTAG215: Code.CARD_COPIED, CardType.NTAG424DNA: Code.CARD_AUTH_FAILED}
+
+
+@pytest.mark.parametrize(
+    ("card_type", "card_stack", "online"),
+    [pytest.param(*kind.values, False, id=f"{kind.id}-offline") for kind in CARD_KINDS]
+    + [
+        pytest.param(card_type, CardStack.UDP, True, id=f"{card_type}-udp-online")
+        for card_type in CardType
+    ],
+)
 def test_copied_card_and_forged_issuer_signature_are_refused(
-    live_server, card_emulator, enrolled_terminal, online
+    live_server, card_emulator, enrolled_terminal, online, card_type
 ):
-    number, image = server_card(live_server, 3_000)
+    number, image = server_card(live_server, 3_000, chip=card_type)
     till = enrolled_terminal.till()
     till.sync_now()
     if not online:
         till.link.down()
-    card_emulator.present(images.with_uid(image, images.random_uid()), name="copy")
+    card_emulator.present(copied_to(image, images.random_uid()), name="copy")
     copied = _pay(till, 100)
-    assert (copied.outcome, copied.code) == (Outcome.DECLINED, Code.CARD_COPIED)
+    assert (copied.outcome, copied.code) == (Outcome.DECLINED, COPY_REFUSED[card_type])
 
-    forged = issued_card(keys.generate(), number)
+    forged = issued_card(keys.generate(), number, chip=card_type)
     card_emulator.present(forged, name="forged")
     refused = _pay(till, 100)
     assert (refused.outcome, refused.code) == (Outcome.DECLINED, Code.CARD_NOT_ISSUED)
@@ -151,3 +163,29 @@ def test_rolled_back_card_is_caught_by_the_server_at_sync(
     till.link.down()
     blocked = _pay(till, 10)
     assert (blocked.outcome, blocked.code) == (Outcome.DECLINED, Code.CARD_BLOCKED)
+
+
+@pytest.mark.parametrize("card_stack", list(CardStack))
+def test_restored_424_is_refused_by_its_tap_counter_before_any_payment(
+    live_server, card_emulator, enrolled_terminal
+):
+    """An NTAG 424 DNA's memory put back (only an emulator holding the card's keys could): its
+    tap counter is behind what the till saw, so the till refuses it offline too."""
+    number, card = server_card(live_server, 3_000, chip=CardType.NTAG424DNA)
+    till = enrolled_terminal.till()
+    till.sync_now()
+    till.link.down()
+    path = card_emulator.present(card)
+    assert _pay(till, 500).outcome == Outcome.APPROVED
+    card_emulator.remove()
+    saved = path.with_name("saved.json")
+    shutil.copy(path, saved)  # 2500 and its tap counter
+    card_emulator.present(path)
+    assert _pay(till, 1_000).outcome == Outcome.APPROVED  # card: 1500
+    card_emulator.remove()
+    shutil.copy(saved, path)
+    card_emulator.present(path)
+    again = _pay(till, 1_000)
+    assert (again.outcome, again.code) == (Outcome.DECLINED, Code.CARD_COUNTER_BACKWARDS)
+    till.sync_now()
+    assert live_server.staff.card(number)["balance_cents"] == 1_500

@@ -21,6 +21,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+from fixtures.card import CARD_KINDS
 from fixtures.terminal import server_card
 
 from hcard.terminal import journal as jr
@@ -64,14 +66,15 @@ def _wait_for(lines, prefix, timeout_s=60):
     raise AssertionError(f"driver never printed {prefix!r}: {lines[-5:]}")
 
 
+@pytest.mark.parametrize(("card_type", "card_stack"), CARD_KINDS)
 def test_kill9_during_100_payments_loses_nothing_and_books_nothing_unshown(
-    server_factory, card_emulator, terminal_factory, net_proxy
+    server_factory, card_emulator, terminal_factory, net_proxy, card_type
 ):
     rng = random.Random(os.environ.get("HCARD_KILL_SEED", "kill9"))
     server = server_factory(env=LIMITS)
     proxy = net_proxy(server.url)
     terminal = terminal_factory(server, card_emulator.reader_path, proxy=proxy)
-    number, image = server_card(server, INITIAL_CENTS)
+    number, image = server_card(server, INITIAL_CENTS, chip=card_type)
     card_emulator.present(image)
 
     printed: set[int] = set()
