@@ -35,6 +35,8 @@ from hcard.provisioning.staff import StaffClient
 from hcard.terminal.card import TEST_PUBLIC_KEY_HEX, CardKeys, open_reader
 from hcard.terminal.card import image as images
 from hcard.terminal.card.emulator import EmulatorControl, EmulatorProcess
+from hcard.terminal.card.ntag424_model import TEST_ORIGINALITY_PUBLIC_KEY_HEX
+from hcard.terminal.card.ntag424_session import Ntag424Secrets
 from hcard.terminal.client import ServerUnreachableError
 from hcard.terminal.config import SNAPSHOT_FILE, write_atomic
 
@@ -61,7 +63,7 @@ WAIT_TIMEOUT_S = 60.0
 
 MENU = """
 Befehle / commands:
-  1, 2, 3   Demo-Karte 1..3 auflegen / lay demo card 1..3 on the reader
+  1, 2, 3   Demo-Karte 1..3 auflegen (3: NTAG 424 DNA) / lay demo card 1..3 on the reader
   r         Karte abnehmen / remove the card
   o         Server aus- oder einschalten (offline zahlen) / switch the server off or on
   b         Guthaben laut Server / balances on the server
@@ -170,7 +172,9 @@ class Demo:
         blanks = []
         for index in range(len(CARD_BALANCES_CENTS)):
             path = self.root / "cards" / f"card{index + 1}.json"
-            images.save(images.blank(), path)
+            # the last demo card is an NTAG 424 DNA: AES keys and a SUN link on every tap
+            last = index == len(CARD_BALANCES_CENTS) - 1
+            images.save(images.blank424() if last else images.blank(), path)
             blanks.append(path)
         queue = iter(blanks)
         control = self.control
@@ -191,10 +195,15 @@ class Demo:
             terminal_keys={},
             write_secret=secret,
             originality_key_hex=TEST_PUBLIC_KEY_HEX,
+            originality_424_key_hex=TEST_ORIGINALITY_PUBLIC_KEY_HEX,
         )
+        secrets_424 = Ntag424Secrets(secret, self.sun_secret, self.admin_secret)
         reader = open_reader(self.reader_path)
         try:
-            if not issuance.Issuer(batch, staff, reader, card_keys, operator).run(30.0):
+            issuer = issuance.Issuer(
+                batch, staff, reader, card_keys, operator, secrets_424=secrets_424
+            )
+            if not issuer.run(30.0):
                 raise RuntimeError("Demo-Karten nicht geschrieben / demo cards not written")
         finally:
             reader.close()
@@ -231,6 +240,14 @@ class Demo:
     @property
     def sun_secret(self) -> bytes:
         return bytes.fromhex(self.sun_secret_file.read_text())
+
+    @property
+    def admin_secret(self) -> bytes:
+        """The office's admin secret for NTAG 424 DNA keys 0 and 4 (made once, 0600)."""
+        path = self.root / "card-admin-secret.hex"
+        if not path.exists():
+            write_atomic(path, secrets.token_bytes(16).hex().encode() + b"\n")
+        return bytes.fromhex(path.read_text())
 
     def seed_server(self) -> str:
         """Start the server with the data the office enters and last month's traffic
@@ -309,6 +326,8 @@ class Demo:
                 TILL_NAME,
                 "--originality-key",
                 TEST_PUBLIC_KEY_HEX,
+                "--originality-424-key",
+                TEST_ORIGINALITY_PUBLIC_KEY_HEX,
                 "--card-secret",
                 secret,
             ),
@@ -393,6 +412,11 @@ class Demo:
         ui.wait(lambda s: s["texts"].get("status.unsynced") == "✓ Alles übertragen", "the sync")
         self.screenshot("3-synced")
         print("3. Sync: alles übertragen / everything sent")
+        result = self.pay(2, "200")
+        print(f"4. NTAG 424 DNA: {result['texts'].get('title')} – 2,00 € mit Karte 3")
+        self.screenshot("4-ntag424")
+        ui.press("done")
+        self.remove()
         print("\n".join(self.balances()))
 
     def interactive(self) -> None:

@@ -98,11 +98,14 @@ def test_scripted_walk_through_pays_online_offline_and_syncs(tmp_path: Path):
     assert "2. Offline: Bezahlt" in out
     assert "Offline: wird später übertragen" in out
     assert "3. Sync: alles übertragen" in out
-    # 50,00 − 12,50 and 20,00 − 8,00, booked on the server after the sync.
+    assert "4. NTAG 424 DNA: Bezahlt" in out
+    # 50,00 − 12,50 and 20,00 − 8,00, booked on the server after the sync; 5,00 − 2,00 online
+    # with the NTAG 424 DNA.
     assert "37,50\xa0€" in out
     assert "12,00\xa0€" in out
+    assert "3,00\xa0€" in out
     shots = tmp_path / "demo" / "screenshots"
-    for name in ("0-start", "1-payment", "2-offline", "3-synced"):
+    for name in ("0-start", "1-payment", "2-offline", "3-synced", "4-ntag424"):
         png = shots / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     # The till was enrolled through the real path: its own key, 0600, in its state folder.
