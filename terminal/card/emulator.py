@@ -206,6 +206,9 @@ class Emulator:
     ) -> None:
         tag = self.tag
         assert tag is not None
+        if vpcd.reader_answers(apdu):
+            self._send(link, card.transmit(apdu))
+            return
         self.frame_count += 1
         if self.tear_at is not None and self.frame_count > self.tear_at:
             if self.tear_commit:

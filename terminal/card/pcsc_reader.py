@@ -548,6 +548,10 @@ class PcscReader:
             return None
         if is_storage_card(atr):
             return TagSession(PcscTagIO(card, self.abilities))
+        # A fresh activation, whoever held the card before: a 424's tap counter goes up only
+        # then, and one left on the reader by a till that crashed (no reset on its way out)
+        # would otherwise show the counter its last tap saw, which the till refuses.
+        card.reactivate()
         return Ntag424Session(uid, card.transceive, card.is_present)
 
     def wait_for_card(

@@ -86,6 +86,14 @@ ATR_NTAG424 = bytes.fromhex("3B8180018080")
 
 CLA_READER = 0xFF
 INS_GET_DATA, INS_READ_BINARY, INS_UPDATE_BINARY, INS_ENVELOPE = 0xCA, 0xB0, 0xD6, 0xC2
+
+
+def reader_answers(apdu: bytes) -> bool:
+    """Whether a real reader answers `apdu` itself, without a word to the card: GET DATA
+    (the UID, known since the activation). The emulator neither counts nor tears it."""
+    return len(apdu) >= 2 and apdu[0] == CLA_READER and apdu[1] == INS_GET_DATA
+
+
 P2_MANAGE_SESSION, P2_TRANSPARENT_EXCHANGE = 0x00, 0x01
 SW_OK = b"\x90\x00"
 SW_FAILED = b"\x63\x00"
