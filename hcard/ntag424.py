@@ -27,8 +27,9 @@ import hmac
 import os
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum, IntEnum, IntFlag
+from functools import lru_cache
 from typing import NoReturn
 
 from cryptography.exceptions import InvalidSignature
@@ -198,7 +199,7 @@ def master_key(secret: bytes, kind: MasterKind) -> bytes:
 class CardKeySet:
     """The five keys of one card, from the masters (key 2, SUN's meta read key, site-wide)."""
 
-    keys: tuple[bytes, bytes, bytes, bytes, bytes]
+    keys: tuple[bytes, bytes, bytes, bytes, bytes] = field(repr=False)  # never in a log
 
     @classmethod
     def derive(
@@ -289,8 +290,8 @@ CAPABILITIES_BYTES = 12  # PDcap2 (6) ‖ PCDcap2 (6) in the card's confirmation
 
 @dataclass(frozen=True)
 class SessionKeys:
-    enc: bytes
-    mac: bytes
+    enc: bytes = field(repr=False)
+    mac: bytes = field(repr=False)
 
 
 def rotate_left(data: bytes) -> bytes:
@@ -384,7 +385,7 @@ class SecureChannel:
     IV use the counter as it is; the answer's use the counter after the command (CmdCtr + 1).
     """
 
-    keys: SessionKeys
+    keys: SessionKeys = field(repr=False)
     ti: bytes
     key_number: int
     cmd_counter: int = 0
@@ -810,15 +811,25 @@ def originality_signature(uid: bytes, private_key: ec.EllipticCurvePrivateKey) -
     return r.to_bytes(_SCALAR_BYTES, "big") + s.to_bytes(_SCALAR_BYTES, "big")
 
 
+@lru_cache(maxsize=8)
+def originality_public_key(public_key_hex: str) -> ec.EllipticCurvePublicKey:
+    """The originality key from its hex (an uncompressed secp224r1 point); ValueError when it
+    is not one. Cached: every tap checks against the same key."""
+    try:
+        return ec.EllipticCurvePublicKey.from_encoded_point(
+            ec.SECP224R1(), bytes.fromhex(public_key_hex)
+        )
+    except (ValueError, TypeError):
+        raise ValueError("not a secp224r1 public key (hex)") from None
+
+
 def originality_ok(
     uid: bytes, signature: bytes, public_key_hex: str = NXP_ORIGINALITY_KEY_HEX
 ) -> bool:
     """True when `signature` is an originality signature of `uid` under the key."""
     if len(signature) != ORIGINALITY_SIGNATURE_BYTES:
         return False
-    public = ec.EllipticCurvePublicKey.from_encoded_point(
-        ec.SECP224R1(), bytes.fromhex(public_key_hex)
-    )
+    public = originality_public_key(public_key_hex)
     r = int.from_bytes(signature[:_SCALAR_BYTES], "big")
     s = int.from_bytes(signature[_SCALAR_BYTES:], "big")
     try:

@@ -18,16 +18,17 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from hcard import cardnumber, cardsecret
+from hcard import cardnumber, cardsecret, ntag424
 from hcard.errors import Code, HCardError
 from hcard.errors import both as _both
 from hcard.i18n import bilingual_help
 from hcard.i18n import both as _
 from hcard.money import format_cents, parse_amount
 from hcard.terminal import config as cfg
+from hcard.terminal.card import originality
 from hcard.terminal.client import ServerUnreachableError
 from hcard.terminal.parse import SettingError
 from hcard.terminal.till import Outcome, PaymentResult
@@ -51,6 +52,24 @@ def _card_secret(text: str) -> str:
         return cardsecret.parse(text).hex()
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _originality_key(text: str) -> str:
+    """An NTAG21x originality key, checked before the one-time code is spent."""
+    return _checked_key(text, originality.public_key)
+
+
+def _originality_424_key(text: str) -> str:
+    """An NTAG 424 DNA originality key, checked before the one-time code is spent."""
+    return _checked_key(text, ntag424.originality_public_key)
+
+
+def _checked_key(text: str, load: Callable[[str], object]) -> str:
+    try:
+        load(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(_("not a valid public key")) from None
+    return text.strip()
 
 
 def _card_secret_file(name: str) -> str:
@@ -335,10 +354,12 @@ def build_parser() -> argparse.ArgumentParser:
     enrol.add_argument("--name", default="Kasse", help=_("terminal name"))
     enrol.add_argument(
         "--originality-key",
+        type=_originality_key,
         help=_("trusted NXP originality key (hex)") + "; default: NXP",
     )
     enrol.add_argument(
         "--originality-424-key",
+        type=_originality_424_key,
         help=_("trusted NXP originality key of NTAG 424 DNA cards (hex)") + "; default: NXP",
     )
     secret = enrol.add_mutually_exclusive_group()

@@ -19,17 +19,19 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hcard import cardsecret, keys
+from hcard import cardsecret, keys, ntag424
 from hcard.encoding import MAX_ID
 from hcard.errors import Code, HCardError
 from hcard.i18n import N_
 from hcard.terminal import parse
+from hcard.terminal.card import originality
 from hcard.terminal.client import post_json
 
 STATE_ENV = "HCARD_TERMINAL_STATE"
@@ -85,16 +87,32 @@ class TerminalConfig:
             issuer_public_key=parse.text(field("issuer_public_key"), data["issuer_public_key"]),
             name=parse.text(field("name"), data["name"]),
             reader=parse.text(field("reader"), data.get("reader", "usb")),
-            originality_key=parse.optional_text(
-                field("originality_key"), data.get("originality_key")
+            originality_key=_key(
+                field("originality_key"),
+                parse.optional_text(field("originality_key"), data.get("originality_key")),
+                originality.public_key,
             ),
-            originality_424_key=parse.optional_text(
-                field("originality_424_key"), data.get("originality_424_key")
+            originality_424_key=_key(
+                field("originality_424_key"),
+                parse.optional_text(field("originality_424_key"), data.get("originality_424_key")),
+                ntag424.originality_public_key,
             ),
             card_write_secret=parse.text(
                 field("card_write_secret"), data.get("card_write_secret", "")
             ),
         )
+
+
+def _key(name: str, value: str | None, load: Callable[[str], object]) -> str | None:
+    """A trusted originality key as hex, checked with `load` (a till with a typo in it would
+    refuse every card of that type); None means NXP's."""
+    if value is None:
+        return None
+    try:
+        load(value)
+    except ValueError:
+        raise parse.SettingError(name, N_("not a valid public key")) from None
+    return value
 
 
 def _id(name: str, value: object) -> int:

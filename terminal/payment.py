@@ -370,8 +370,8 @@ class Payments:
         """Write the purse; approved once `final`, else voided (never shown: nothing owed)."""
         try:
             session.write_purse(Purse(purse_cents, counter, self.terminal_id), self._key)
-        except (HCardError, ValueError) as exc:
-            log.info("card write of seq %s failed (%s): cancelled", record.seq, exc)
+        except Exception as exc:  # any failure: never shown approved
+            _log_write_failure(f"card write of seq {record.seq} failed: cancelled", exc)
             if outcome is not None:
                 self.journal.set_state(record.seq, State.APPROVED, outcome=outcome)
             self.cancel_unshown(record)
@@ -502,8 +502,8 @@ class Payments:
             )
             try:
                 session.write_purse(Purse(purse_cents, counter, self.terminal_id), self._key)
-            except (HCardError, ValueError) as exc:
-                log.info("card write of the void of seq %s failed (%s)", record.seq, exc)
+            except Exception as exc:  # any failure: the void not shown done
+                _log_write_failure(f"card write of the void of seq {record.seq} failed", exc)
                 return declined(Code.CARD_UNREADABLE, offline=not self.link.online)
         now_s = self.clock.now_s()
         void = self.journal.void(
@@ -629,6 +629,16 @@ class Payments:
                 continue
             settled += 1
         return settled
+
+
+def _log_write_failure(what: str, exc: Exception) -> None:
+    """A refused or torn write is expected (a card pulled away); anything else is a bug in
+    the card layer, logged with its traceback, and still only a failed write: nothing is
+    shown approved that the card may not hold."""
+    if isinstance(exc, HCardError | ValueError):
+        log.info("%s (%s)", what, exc)
+    else:
+        log.error("%s (unexpected %s)", what, type(exc).__name__, exc_info=exc)
 
 
 def _holds(tap: CardView, written: dict[str, Any], terminal_id: int) -> bool:

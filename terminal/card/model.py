@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -76,7 +76,7 @@ class CardKeys:
 
     issuer_public: Ed25519PublicKey
     terminal_keys: Mapping[int, Ed25519PublicKey]
-    write_secret: bytes
+    write_secret: bytes = field(repr=False)  # never in a log
     originality_key_hex: str = NXP_PUBLIC_KEY_HEX
     originality_424_key_hex: str = ntag424.NXP_ORIGINALITY_KEY_HEX
     last_tap_counter: Callable[[bytes], int | None] = no_tap_counter

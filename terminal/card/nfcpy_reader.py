@@ -144,7 +144,7 @@ class NfcpyIsoDep:
         """Command APDU in, answer APDU out (nfcpy's FWT from the ATS, its retries)."""
         try:
             answer = self._tag.transceive(bytearray(apdu))
-        except _IO_ERRORS as error:
+        except Exception as error:  # nfcpy's ISO-DEP raises IndexError on odd frames
             raise TagIOError(f"tag did not answer {apdu[:2].hex()}: {error!r}") from error
         if answer is None or len(answer) < 2:
             raise TagIOError(f"answer to {apdu[:2].hex()} has no status")

@@ -30,8 +30,12 @@ TEST_PUBLIC_KEY_HEX = TEST_KEY.get_verifying_key().to_string("uncompressed").hex
 
 
 @lru_cache(maxsize=8)
-def _public(key_hex: str) -> VerifyingKey:
-    return VerifyingKey.from_string(bytes.fromhex(key_hex), curve=SECP128r1)
+def public_key(key_hex: str) -> VerifyingKey:
+    """The originality key from its hex (a secp128r1 point); ValueError when it is not one."""
+    try:
+        return VerifyingKey.from_string(bytes.fromhex(key_hex), curve=SECP128r1)
+    except Exception:  # ecdsa raises MalformedPointError, an AssertionError, among others
+        raise ValueError("not a secp128r1 public key (hex)") from None
 
 
 @lru_cache(maxsize=1024)
@@ -43,7 +47,7 @@ def signature_ok(uid: bytes, signature: bytes, public_key_hex: str = NXP_PUBLIC_
     if len(signature) != SIGNATURE_LENGTH or not any(signature):
         return False
     try:
-        return _public(public_key_hex).verify_digest(signature, uid, sigdecode=sigdecode_string)
+        return public_key(public_key_hex).verify_digest(signature, uid, sigdecode=sigdecode_string)
     except BadSignatureError:
         return False
 

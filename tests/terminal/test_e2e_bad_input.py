@@ -292,3 +292,51 @@ def test_journal_of_another_terminal_is_refused(live_server, card_emulator, term
     with pytest.raises(HCardError) as raised:
         TerminalTill(second.state_dir, start_sync=False)
     assert raised.value.code == Code.JOURNAL_FOREIGN
+
+
+class _WriteRaises:
+    """A real card session whose purse write raises what no card layer should (a bug, or
+    nfcpy's IndexError on an odd ISO-DEP frame): the one fault no emulator can make."""
+
+    def __init__(self, session):
+        self._session = session
+
+    def __getattr__(self, name):
+        return getattr(self._session, name)
+
+    def write_purse(self, purse, key):
+        raise IndexError("a bug below the card layer")
+
+
+class _ReaderWithFaultyWrites:
+    def __init__(self, reader):
+        self._reader = reader
+
+    def __getattr__(self, name):
+        return getattr(self._reader, name)
+
+    def wait_for_card(self, timeout_s, cancel=None):
+        session = self._reader.wait_for_card(timeout_s, cancel)
+        return None if session is None else _WriteRaises(session)
+
+
+@pytest.mark.parametrize("online", [True, False])
+def test_an_unexpected_failure_of_the_purse_write_is_a_declined_payment(
+    live_server, card_emulator, enrolled_terminal, online
+):
+    from hcard.terminal.card import open_reader
+
+    number, image = server_card(live_server, 3_000)
+    card_emulator.present(image)
+    reader = _ReaderWithFaultyWrites(open_reader(card_emulator.reader_path))
+    till = enrolled_terminal.till(reader=reader)
+    till.sync_now()
+    if not online:
+        till.link.down()
+    failed = till.pay(500, card_timeout_s=10)
+    assert (failed.outcome, failed.code) == (Outcome.DECLINED, Code.CARD_UNREADABLE)
+    till.sync_now()
+    assert till.journal.unsent_count() == 0
+    assert not [e for e in till.journal.entries() if e.state == jr.State.FINAL]
+    assert live_server.staff.card(number)["balance_cents"] == 3_000
+    assert live_server.staff.ledger_check()["ok"]

@@ -12,6 +12,7 @@ import pytest
 from hcard.errors import Code, HCardError
 from hcard.terminal import cli, parse
 from hcard.terminal import config as cfg
+from hcard.terminal.card import TEST_PUBLIC_KEY_HEX
 
 CONFIG = {
     "server_url": "http://127.0.0.1:8000",
@@ -125,6 +126,9 @@ def test_config_round_trip(tmp_path):
         ({**CONFIG, "merchant_id": None}, "merchant_id", "ganze Zahl"),
         ({**CONFIG, "merchant_name": 5}, "merchant_name", "ein Text erwartet"),
         ({**CONFIG, "originality_key": 5}, "originality_key", "ein Text erwartet"),
+        ({**CONFIG, "originality_key": "04ABCD"}, "originality_key", "kein gültiger"),
+        # an NTAG215 key where the 424's belongs: every 424 tap would fail on it
+        ({**CONFIG, "originality_424_key": TEST_PUBLIC_KEY_HEX}, "originality_424_key", "kein"),
     ],
 )
 def test_a_damaged_config_names_file_and_field(tmp_path, data, field, words):
@@ -134,6 +138,18 @@ def test_a_damaged_config_names_file_and_field(tmp_path, data, field, words):
     name = str(state.config_path) + (f": {field}" if field else "")
     _both_languages(refused.value, name)
     assert words in str(refused.value)
+
+
+@pytest.mark.parametrize("option", ["--originality-key", "--originality-424-key"])
+def test_enrol_refuses_a_bad_originality_key_before_the_code_is_spent(tmp_path, capsys, option):
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["--state", str(tmp_path), "enrol", "--server", "http://127.0.0.1:9",
+                  "--code", "ABCD-EFGH", option, "nonsense"])  # fmt: skip
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err
+    assert "kein gültiger öffentlicher Schlüssel" in error
+    assert "not a valid public key" in error
+    assert not (tmp_path / "config.json").exists()
 
 
 def test_the_cli_says_which_field_and_stops(tmp_path, capsys):
