@@ -26,6 +26,11 @@ way through issuance, which `issue` completes by running again (key 1 is changed
 424 that reads fine with our keys is a card and is put aside like an NTAG215. Without the
 SUN and admin secrets a 424 stops the run before the server binds anything
 (`SecretsMissingError`): nothing is written, the batch resumes with the secrets given.
+Before either, GetVersion must show an NTAG 424 DNA (any ISO 14443-4 tag comes as a 424
+session: a phone, a bank card or a DESFire is refused, `card_not_genuine`); and a blank 424
+goes on only when `issue` can complete it, every key the factory's or ours
+(`Ntag424Session.require_issuable`): one of another system that changed key 0 but not key 1
+is refused (`card_auth_failed`) instead of being bound and failing every attempt.
 
 The print file (CSV) has one row per card that was written *and verified*: card number,
 check code, balance-page URL, QR payload. The check code comes from the server with the card
@@ -294,34 +299,35 @@ class Issuer:
 
     def _blank_or_ours(self, session: CardSession, entry: Entry, uid: str) -> bool:
         """Read the tag first: a genuine, blank tag (or `entry`'s own tag again) goes on; a
-        card already issued, a small or counterfeit chip is put aside untouched, a tag that
-        did not answer cleanly is asked for again."""
+        card already issued, a small or counterfeit chip, a tag that is no NTAG 424 DNA
+        although it speaks ISO 14443-4, a 424 of another system is put aside untouched; a
+        tag that did not answer cleanly is asked for again."""
         try:
             chip = session.chip
             if chip == "NTAG213":
                 raise HCardError(Code.CARD_TOO_SMALL, chip=chip)
             if chip not in SUPPORTED_CHIPS:
                 raise HCardError(Code.CARD_UNREADABLE, chip=chip)
-            if isinstance(session, Ntag424Session) and self.secrets_424 is None:
-                # Before the read, the binding and any write: the run stops here.
-                self.report(Event(EventKind.SECRETS_MISSING, entry, uid))
-                raise SecretsMissingError(uid)
+            if isinstance(session, Ntag424Session):
+                # Any ISO 14443-4 tag comes as a 424 session: a phone or a bank card is
+                # refused here, and never stops the run for the 424 secrets.
+                session.require_ntag424()
+                if self.secrets_424 is None:
+                    # Before the read, the binding and any write: the run stops here.
+                    self.report(Event(EventKind.SECRETS_MISSING, entry, uid))
+                    raise SecretsMissingError(uid)
             view = session.read(self.keys)
         except HCardError as error:
             if error.code is Code.CARD_NOT_ISSUED:
                 return True  # genuine chip, no issuer record: blank
             if error.code is Code.CARD_FACTORY_KEYS and isinstance(session, Ntag424Session):
-                # A new 424, or one torn before its issuance changed key 1 (the last
-                # step): `issue` completes it. Genuine: the read checked Read_Sig first.
-                return True
+                # Key 1 is the factory's: a new 424, one torn before its issuance changed
+                # key 1 (the last step), or another system's that changed only other keys.
+                # Genuine: the read checked Read_Sig first.
+                return self._issuable_424(session, entry, uid)
             if error.code is Code.CARD_UNREADABLE and entry.uid == uid:
                 return True  # this entry's own torn write: write it again
-            kind = (
-                EventKind.UNREADABLE
-                if error.code is Code.CARD_UNREADABLE
-                else EventKind.TAG_REFUSED
-            )
-            self.report(Event(kind, entry, uid, error.code))
+            self._refused(entry, uid, error.code)
             return False
         if view.card_number == entry.card_number and entry.uid == uid:
             # This entry's own tag from an attempt that tore late (the NDEF complete, the
@@ -331,6 +337,23 @@ class Issuer:
         detail = cardnumber.pretty(view.card_number)
         self.report(Event(EventKind.TAG_REFUSED, None, uid, Code.CARD_ALREADY_EXISTS, detail))
         return False
+
+    def _issuable_424(self, session: Ntag424Session, entry: Entry, uid: str) -> bool:
+        """A 424 whose key 1 is the factory's goes on only when `issue` can complete it
+        (every key the factory's or ours, `require_issuable`): another system's 424 with
+        key 0 changed would otherwise be bound, fail every attempt and lose its number."""
+        assert self.secrets_424 is not None  # checked before the read
+        try:
+            session.require_issuable(self.secrets_424)
+        except HCardError as error:
+            self._refused(entry, uid, error.code)
+            return False
+        return True
+
+    def _refused(self, entry: Entry, uid: str, code: Code) -> None:
+        """A tag put aside (or, when it did not answer cleanly, asked for again)."""
+        kind = EventKind.UNREADABLE if code is Code.CARD_UNREADABLE else EventKind.TAG_REFUSED
+        self.report(Event(kind, entry, uid, code))
 
     def _check_sun_link(self, view: CardView) -> None:
         """The link the 424 just mirrored verifies under the SUN secret and names this UID:

@@ -13,7 +13,9 @@ tests. It follows NXP's NT4H2421Gx where our reader can tell the difference:
   emulator's cards are;
 - SUN: on every read of the NDEF file, PICCData (UID and SDMReadCtr, encrypted) and SDMMAC
   mirrored into it as hex digits; the counter goes up once per tap (the first read after
-  power-up), so all reads of one tap see the same link.
+  power-up), so all reads of one tap see the same link. A ChangeFileSettings that enables
+  SDM resets the counter to 0 ("The SDMReadCtr is reset to 000000h when enabling SDM with
+  ChangeFileSettings", NT4H2421Gx 9.3.1), also when SDM was on already: the next read counts 1.
 
 Rules the datasheet leaves open until checked on a chip, chosen here: a command granted by a
 key runs in the file's CommMode, one granted by free access (E) in plain; every error answer
@@ -404,6 +406,10 @@ class Ntag424:
         if not _emulated(header[0], settings):
             return self._refuse(Status.PARAMETER_ERROR)
         file.settings = settings
+        if settings.sdm is not None:
+            # Enabling SDM resets SDMReadCtr (datasheet 9.3.1); the next read counts from it.
+            self.state.sdm_read_counter = 0
+            self._tap = None
         return self._answer(b"", mode)
 
     # data

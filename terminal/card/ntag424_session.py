@@ -15,7 +15,11 @@ into file 02, the signature into file 03.
 
 Issuance (`issue`) needs more secrets than the `CardSession.format_new_card` signature has
 room for (the admin secret for keys 0 and 4, the SUN secret for keys 2 and 3), so it is a
-method of its own and `format_new_card` refuses with a pointer to it.
+method of its own and `format_new_card` refuses with a pointer to it. Before a number is
+bound to a tag, the office asks `require_ntag424` (GetVersion: is it a 424 at all?) and
+`require_issuable` (can `issue` complete it?). A till's tap asks neither: GetVersion costs
+three round trips, and a tag that is no 424 of ours fails the tap anyway (at the select, the
+originality signature or the key-1 authentication).
 """
 
 from __future__ import annotations
@@ -38,6 +42,23 @@ Transceive = Callable[[bytes], bytes]
 # Issuance changes key 1 last: a card a till accepts (key 1 is ours) is a card whose
 # issuance went through, with no factory key 0 left behind a torn issuance.
 _KEYS_BEFORE_MASTER = (KeyNo.SPARE, KeyNo.SUN_FILE_READ, KeyNo.SUN_META_READ)
+# GetVersion's first frame (hardware): vendor NXP, type NTAG, major version 30h, the NTAG 424
+# DNA's (an NTAG 413 DNA has 10h; a MIFARE DESFire has type 01h). Bytes 2 (subtype: 50 pF,
+# TagTamper) and 4-6 (minor version, storage size, protocol) are not checked.
+NXP_VENDOR = 0x04
+NTAG_TYPE = 0x04
+NTAG424_MAJOR_VERSION = 0x30
+_VENDOR_AT, _TYPE_AT, _MAJOR_AT = 0, 1, 3
+
+
+def is_ntag424_version(hardware: bytes) -> bool:
+    """True when GetVersion's hardware frame is an NXP NTAG 424 DNA's."""
+    return (
+        len(hardware) > _MAJOR_AT
+        and hardware[_VENDOR_AT] == NXP_VENDOR
+        and hardware[_TYPE_AT] == NTAG_TYPE
+        and hardware[_MAJOR_AT] == NTAG424_MAJOR_VERSION
+    )
 
 
 def purse_key(write_secret: bytes, uid: bytes) -> bytes:
@@ -186,6 +207,49 @@ class Ntag424Session:
             "admin secrets too"
         )
 
+    def require_ntag424(self) -> None:
+        """GetVersion (three exchanges, outside any session): the tag is an NXP NTAG 424 DNA.
+
+        CARD_NOT_GENUINE when it answers as another chip or refuses the command (a phone, a
+        bank card, a DESFire); CARD_UNREADABLE when it does not answer (lay it on again).
+        For issuance, before anything is bound: a till's tap does not ask (module docstring).
+        """
+        try:
+            hardware, _software, _production = ntag424.get_version(self._exchange)
+        except HCardError as error:
+            if "status" not in error.details:
+                raise  # no answer at all: unreadable, not refused
+            raise HCardError(
+                Code.CARD_NOT_GENUINE, reason="GetVersion refused", status=error.details["status"]
+            ) from None
+        if not is_ntag424_version(hardware):
+            raise HCardError(
+                Code.CARD_NOT_GENUINE, reason="not an NTAG 424 DNA", hardware=hardware.hex()
+            )
+
+    def require_issuable(self, secrets: Ntag424Secrets) -> None:
+        """`issue` can complete this card: CARD_AUTH_FAILED (a 424 of another system) if not.
+
+        Every key must have the factory's version (00) and the factory's zero key, or our
+        version (`layout424.KEY_VERSION`) and our key for this UID: `issue` authenticates
+        key 0 by its version, changes keys 2-4 from the zero key (ChangeKey needs the old key)
+        and keeps keys already at our version. A system that changed key 0 and left key 1
+        alone reads as blank at a till's checks; this tells it apart before the server binds
+        a number to it. Select, GetKeyVersion (no authentication needed) of the five keys and
+        an authentication with each: 16 exchanges, for issuance only.
+        """
+        keys = secrets.card_keys(self._checked_uid()).keys
+        ntag424.select_application(self._exchange)
+        ours = [self._key_is_ours(KeyNo(number)) for number in KeyNo]
+        for number in KeyNo:
+            expected = keys[number] if ours[number] else FACTORY_KEY
+            try:
+                ntag424.authenticate(self._exchange, number, expected)
+            except HCardError as error:
+                if error.code is Code.CARD_AUTH_FAILED:
+                    error.details.update(key_number=int(number), key_ours=ours[number])
+                raise
+
     def issue(
         self,
         card_number: str,
@@ -203,6 +267,16 @@ class Ntag424Session:
         the capability container read-only for phones, keys 4, 3, 2, then key 0 (ends the
         session; a new one with the new key 0), key 1 last. `sun_base_url`: `https://<host>`
         of the balance page; the link is `<base>/k?p=…&m=…`.
+
+        File 02's settings are written only when GetFileSettings shows others: the chip
+        resets the tap counter (SDMReadCtr) to 0 whenever ChangeFileSettings enables SUN, so
+        a card issued again with the same settings keeps its counter. With other settings
+        (another balance-page host, a new layout) it starts again at 0, below what tills
+        (`tap_counters`) and the server (`cards.sun_counter`) saw: tills refuse it
+        (`card_counter_backwards`) and its links are stale (410) until it passes those. That
+        is no loss in issuance, which writes again only a tag of the number being written
+        (torn, or not yet saved as done: never in use); a card in use is never issued again
+        (docs/card-format.md, "Issuance").
         """
         uid = self._checked_uid()
         if not cardnumber.is_valid(card_number):
@@ -228,7 +302,9 @@ class Ntag424Session:
         for start, end in ((0, area), (area, layout424.NDEF_FILE_BYTES)):
             part = ndef.content[start:end]
             ntag424.write_data(exchange, channel, FileNo.NDEF, start, part, CommMode.PLAIN)
-        ntag424.change_file_settings(exchange, channel, FileNo.NDEF, ndef.settings())
+        settings = ndef.settings()
+        if ntag424.get_file_settings(exchange, FileNo.NDEF, channel) != settings:
+            ntag424.change_file_settings(exchange, channel, FileNo.NDEF, settings)
         ntag424.write_data(
             exchange,
             channel,

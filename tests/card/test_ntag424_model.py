@@ -4,7 +4,8 @@ First the model answers NXP's example sessions (AN12196, see test_ntag424_crypto
 published bytes, so it is the chip's crypto and not only our reader's mirror image. Then a
 card personalised like a Hattingen Card: the purse file read and written with MAC and
 encryption, a wrong key, a replayed authentication, a bad MAC, factory keys, the SUN link
-of every tap and an old one, a counter that went backwards, and a write torn after any command.
+of every tap and an old one, a counter that went backwards, the counter reset when SDM is
+enabled, key versions read without a session, and a write torn after any command.
 """
 
 from __future__ import annotations
@@ -441,6 +442,56 @@ def test_the_till_reads_the_counter_and_refuses_one_that_went_backwards(field):
     counter = ntag424.get_file_counters(restored.transceive, session, FileNo.NDEF)
     assert refused(lambda: ntag424.require_newer_counter(counter, last_seen)) is (
         Code.CARD_COUNTER_BACKWARDS
+    )
+
+
+def change_ndef_settings(field: Field, settings: FileSettings) -> None:
+    """ChangeFileSettings of file 02 in a key-0 session, as issuance sends it."""
+    ntag424.select_application(field.transceive)
+    master = ntag424.authenticate(
+        field.transceive, KeyNo.APP_MASTER, card_keys(UID)[KeyNo.APP_MASTER]
+    )
+    ntag424.change_file_settings(field.transceive, master, FileNo.NDEF, settings)
+
+
+def test_enabling_sdm_resets_the_read_counter(field):
+    """NT4H2421Gx 9.3.1: "The SDMReadCtr is reset to 000000h when enabling SDM with
+    ChangeFileSettings", also when it was on already; disabling it leaves the counter."""
+    for _tap in range(3):
+        phone_tap(field)
+    assert field.card.state.sdm_read_counter == 3
+    change_ndef_settings(field.tap(), SUN_FILE)  # the same settings again
+    assert field.card.state.sdm_read_counter == 0
+    # The next read, in the same power-up, counts from 0: the link says 1, and verifies.
+    assert verify(read_url(field.transceive)) == ntag424.PiccData(UID, 1)
+    assert verify(phone_tap(field)) == ntag424.PiccData(UID, 2)
+    plain = FileSettings(SUN_FILE.comm_mode, SUN_FILE.access, SUN_FILE.size)
+    change_ndef_settings(field.tap(), plain)
+    assert field.card.state.sdm_read_counter == 2
+    ntag424.change_file_settings(  # a file without SDM: no counter to reset
+        field.transceive,
+        ntag424.authenticate(field.transceive, KeyNo.APP_MASTER, card_keys(UID)[0]),
+        FileNo.PROPRIETARY,
+        PURSE_FILE,
+    )
+    assert field.card.state.sdm_read_counter == 2
+    change_ndef_settings(field.tap(), SUN_FILE)
+    assert field.card.state.sdm_read_counter == 0
+
+
+def test_key_versions_are_read_without_authentication():
+    """GetKeyVersion needs no session (NT4H2421Gx 10.6.2 has no authentication error), so
+    issuance reads all five before it knows which key 0 to use; a version another system
+    gave (here 10h) is told apart from ours and the factory's."""
+    field = Field(Ntag424(factory_state(UID)))
+    ntag424.select_application(field.transceive)
+    master = ntag424.authenticate(field.transceive, KeyNo.APP_MASTER, FACTORY_KEY)
+    ntag424.change_key(field.transceive, master, KeyNo.APP_MASTER, os.urandom(16), 0x10)
+    ntag424.select_application(field.tap().transceive)
+    assert [ntag424.get_key_version(field.transceive, n) for n in KeyNo] == [0x10, 0, 0, 0, 0]
+    assert (
+        refused(lambda: ntag424.authenticate(field.transceive, KeyNo.APP_MASTER, FACTORY_KEY))
+        is Code.CARD_AUTH_FAILED
     )
 
 

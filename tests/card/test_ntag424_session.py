@@ -32,13 +32,19 @@ from hcard.terminal.card import layout, layout424
 from hcard.terminal.card.model import CardKeys, Purse, TagIOError
 from hcard.terminal.card.ntag424_cards import issued_state, with_purse
 from hcard.terminal.card.ntag424_model import (
+    HARDWARE_VERSION,
     TEST_ORIGINALITY_KEY,
     TEST_ORIGINALITY_PUBLIC_KEY_HEX,
     CardState,
     Ntag424,
     factory_state,
 )
-from hcard.terminal.card.ntag424_session import Ntag424Secrets, Ntag424Session, purse_key
+from hcard.terminal.card.ntag424_session import (
+    Ntag424Secrets,
+    Ntag424Session,
+    is_ntag424_version,
+    purse_key,
+)
 
 H = bytes.fromhex
 UID = H("04A1B2C3D4E5F6")
@@ -329,23 +335,156 @@ def test_an_issuance_torn_after_any_command_can_be_run_again(after, commit):
         session.issue(NUMBER, sign(UID, NUMBER), SUN_BASE, SECRETS)
     assert caught.value.code is Code.CARD_UNREADABLE
     finished = after == ISSUANCE_COMMANDS - 1 and commit
+    sun_on = field.state.files[FileNo.NDEF].settings.sdm is not None
     if not finished:
         # Key 1 is changed last: a till never accepts a card whose issuance was torn.
         assert refused(lambda: field.tap().read(KEYS)).code is Code.CARD_FACTORY_KEYS
+    field.tap().require_issuable(SECRETS)  # the office takes it for blank, and it is ours
     field.tap().issue(NUMBER, sign(UID, NUMBER), SUN_BASE, SECRETS)
     assert field.state.keys == list(SECRETS.card_keys(UID).keys)
-    assert field.state == issued_state_without_taps(field.state)
+    # Byte for byte a card issued in one go, the counter too: SUN's settings are written
+    # once, so the counter is 0 then, plus the till's read above if they were on before it.
+    taps_since_sun = 1 if sun_on and not finished else 0
+    assert field.state == issued_state_with(field.state.signature, taps_since_sun)
     view = field.tap().read(KEYS)
     assert (view.card_number, view.purse, view.purse_code) == (NUMBER, None, None)
+    assert view.tap_counter == taps_since_sun + 1
 
 
-def issued_state_without_taps(state: CardState) -> CardState:
-    """A card issued in one go, with the counter of `state` (the reads between the runs)
-    and its originality signature (ECDSA: another one for each chip made)."""
+def issued_state_with(signature: bytes, sdm_read_counter: int) -> CardState:
+    """A card issued in one go, with `signature` (ECDSA: another one for each chip made)
+    and the tap counter it has after `sdm_read_counter` reads."""
     reference = issued()
-    reference.sdm_read_counter = state.sdm_read_counter
-    reference.signature = state.signature
+    assert reference.sdm_read_counter == 0
+    reference.sdm_read_counter = sdm_read_counter
+    reference.signature = signature
     return reference
+
+
+def test_an_issued_card_issued_again_keeps_its_tap_counter():
+    """Its file 02 settings are the same: no ChangeFileSettings, which would reset the
+    counter below what tills and the server saw (module docstring of ntag424_session)."""
+    field = Field(with_purse(issued(), OLD, TERMINALS[1], KEYS))
+    for _tap in range(3):
+        field.tap().read(KEYS)
+    assert field.state.sdm_read_counter == 4
+    before = field.commands
+    field.tap().issue(NUMBER, sign(UID, NUMBER), SUN_BASE, SECRETS)
+    # No ChangeKey (5) and so no new key-0 session (2), no ChangeFileSettings of file 02.
+    assert field.commands - before == ISSUANCE_COMMANDS - 5 - 2 - 1
+    assert field.state == issued_state_with(field.state.signature, 4)
+    till = keys_with(last_tap_counter={UID: 4}.get)
+    view = field.tap().read(till)
+    assert (view.card_number, view.purse, view.tap_counter) == (NUMBER, None, 5)
+    assert verify_link(view.url or "", last_counter=4) == ntag424.PiccData(UID, 5)
+
+
+def test_a_card_issued_again_with_other_settings_starts_its_counter_at_0():
+    """Another balance-page host moves the SUN offsets: ChangeFileSettings is sent and the
+    chip resets the counter, so tills that saw the card refuse it until it passes them."""
+    field = Field(issued())
+    for _tap in range(3):
+        field.tap().read(KEYS)
+    field.tap().issue(NUMBER, sign(UID, NUMBER), "https://karte.hattingen.example", SECRETS)
+    assert field.state.sdm_read_counter == 0
+    till = keys_with(last_tap_counter={UID: 3}.get)
+    assert refused(lambda: field.tap().read(till)).code is Code.CARD_COUNTER_BACKWARDS
+
+
+# --- before issuance: is it a 424, and can issue complete it? ----------------------------
+
+
+def test_a_424_is_told_by_its_version():
+    assert is_ntag424_version(HARDWARE_VERSION)
+    field = Field(factory_state(UID))
+    before = copy.deepcopy(field.state)
+    field.tap().require_ntag424()
+    assert field.commands == 3  # GetVersion's three frames
+    assert field.state == before
+
+
+@pytest.mark.parametrize(
+    "hardware",
+    [
+        "04010133001A05",  # MIFARE DESFire EV3: type 01
+        "04040210001105",  # NTAG 413 DNA: major version 10
+        "05040230001105",  # another vendor
+        "0404",  # too short
+    ],
+)
+def test_an_iso_dep_tag_that_is_no_424_is_refused_by_its_version(hardware):
+    field = Field(factory_state(UID))
+
+    def other_chip(apdu: bytes) -> bytes:
+        answer = field.transceive(apdu)
+        return H(hardware) + answer[-2:] if apdu[:2] == H("9060") else answer
+
+    error = refused(field.tap(other_chip).require_ntag424)
+    assert (error.code, error.details["hardware"]) == (Code.CARD_NOT_GENUINE, hardware.lower())
+
+
+@pytest.mark.parametrize("status", ["6E00", "6D00", "911C"], ids=["class", "ins", "native"])
+def test_a_tag_that_refuses_get_version_is_refused(status):
+    """A bank card or a phone: CLA 90 is not its language."""
+    session = Ntag424Session(UID, lambda _apdu: H(status), lambda: True)
+    error = refused(session.require_ntag424)
+    assert (error.code, error.details["status"]) == (Code.CARD_NOT_GENUINE, status)
+
+
+def test_a_tag_that_does_not_answer_get_version_is_unreadable():
+    field = Field(factory_state(UID))
+    session = field.tap()
+    field.tear(1)
+    assert refused(session.require_ntag424).code is Code.CARD_UNREADABLE
+
+
+def changed_by_another_system(key_number: KeyNo, version: int, state: CardState) -> CardState:
+    """`state` after another system changed one key (to a key we do not have) to `version`,
+    in a session with its key 0 (the factory's while key 0 is not the one changed)."""
+    field = Field(copy.deepcopy(state))
+    field.tap()
+    exchange = field.transceive
+    ntag424.select_application(exchange)
+    master = ntag424.authenticate(exchange, KeyNo.APP_MASTER, FACTORY_KEY)
+    ntag424.change_key(exchange, master, key_number, H("A5" * 16), version)
+    return field.state
+
+
+@pytest.mark.parametrize(
+    ("key_number", "version"),
+    [
+        (KeyNo.APP_MASTER, 0x10),  # a version of its own
+        (KeyNo.APP_MASTER, 0x00),  # changed, the factory's version kept
+        (KeyNo.APP_MASTER, layout424.KEY_VERSION),  # our version, not our key
+        (KeyNo.SUN_FILE_READ, 0x00),  # key 0 left alone: ChangeKey 3 would fail
+        (KeyNo.SUN_META_READ, layout424.KEY_VERSION),  # issue would keep it
+        (KeyNo.SPARE, 0x10),
+    ],
+)
+def test_a_424_of_another_system_with_the_factory_key_1_is_not_issuable(key_number, version):
+    """Its key 1 is the factory's, so a till's checks take it for blank; `issue` could not
+    complete it (it would fail on every attempt), so the office refuses it before binding."""
+    state = changed_by_another_system(key_number, version, factory_state(UID))
+    field = Field(state)
+    assert refused(lambda: field.tap().read(KEYS)).code is Code.CARD_FACTORY_KEYS
+    error = refused(lambda: field.tap().require_issuable(SECRETS))
+    assert error.code is Code.CARD_AUTH_FAILED
+    assert error.details["key_number"] == key_number
+    if version not in (0, layout424.KEY_VERSION):
+        assert error.details["key_version"] == version
+
+
+def test_a_new_chip_and_a_card_of_ours_are_issuable():
+    for state in (factory_state(UID), issued()):
+        field = Field(state)
+        before = copy.deepcopy(state)
+        field.tap().require_issuable(SECRETS)
+        assert field.commands == 16  # select, 5 versions, 5 authentications (2 each)
+        assert field.state == before
+    assert (
+        refused(lambda: Field(issued(secrets=OTHER_SITE)).tap().require_issuable(SECRETS)).code
+        is Code.CARD_AUTH_FAILED
+    )
 
 
 # --- refusals ------------------------------------------------------------------------------

@@ -6,8 +6,9 @@ test_batch_end_to_end.py.
 What is pinned: an issued 424 passes a till's checks and its SUN link verifies under the SUN
 secret; without the SUN and admin secrets a 424 stops the run before the server binds
 anything; an issuance torn after any command is completed on the same card; a 424 that
-already is a card (ours, or another system's) is put aside unregistered; the CLI's checks of
-the secrets and of the balance-page base."""
+already is a card (ours, or another system's), one of another system that left key 1 at the
+factory's, and an ISO 14443-4 tag that is no 424 are put aside unregistered; the CLI's
+checks of the secrets and of the balance-page base."""
 
 from __future__ import annotations
 
@@ -37,9 +38,10 @@ from hcard.terminal.card.ntag424_session import Ntag424Secrets, Ntag424Session
 
 TEST_ADMIN_SECRET = b"hcard-test-card-admin-secret-01"
 SECRETS = Ntag424Secrets(TEST_WRITE_SECRET, TEST_SUN_SECRET, TEST_ADMIN_SECRET)
-# select, ReadData 02, Read_Sig, key 1 refused (2), the zero key accepted (2): blank
-READ_BLANK_COMMANDS = 7
-ISSUE_COMMANDS = 21  # on a new chip (docs/card-format.md, "Issuance")
+# GetVersion (3); select, ReadData 02, Read_Sig, key 1 refused (2), the zero key accepted
+# (2): blank; `require_issuable`: select, five key versions, five authentications (2 each)
+READ_BLANK_COMMANDS = 3 + 7 + 16
+ISSUE_COMMANDS = 22  # on a new chip (docs/card-format.md, "Issuance")
 READ_COMMANDS = 7  # a till's tap: the verification read
 
 
@@ -50,21 +52,43 @@ def keys_424(server) -> CardKeys:
     )
 
 
+class IsoDepTag:
+    """An ISO 14443-4 tag that is no NTAG 424 DNA, which a reader hands on as a 424 session
+    all the same: a bank card or a phone (`hardware` None: CLA 90 is not its language) or
+    a chip that answers GetVersion as another one (a MIFARE DESFire EV3: type 01)."""
+
+    DESFIRE_EV3 = bytes.fromhex("04010133001A05")
+
+    def __init__(self, hardware: bytes | None = None) -> None:
+        self.uid = factory_state().uid
+        self.hardware = hardware
+        self._frames: list[bytes] = []
+
+    def handle(self, apdu: bytes) -> bytes:
+        if self.hardware is not None and apdu[:2] == bytes.fromhex("9060"):
+            self._frames = [self.hardware, self.uid + bytes(7)]
+            return self.hardware + bytes.fromhex("91AF")
+        if self._frames and apdu[:2] == bytes.fromhex("90AF"):
+            frame = self._frames.pop(0)
+            return frame + bytes.fromhex("91AF" if self._frames else "9100")
+        return bytes.fromhex("6D00")
+
+
 class ChipReader:
-    """A `Reader` whose card is a chip model in the field, or none. `tear_after` makes the
-    card leave after that many more commands; with `commit` the command it leaves during
-    still takes effect on the chip, its answer lost."""
+    """A `Reader` whose card is a chip model in the field (or an `IsoDepTag`), or none.
+    `tear_after` makes the card leave after that many more commands; with `commit` the
+    command it leaves during still takes effect on the chip, its answer lost."""
 
     path = "chip-model"
     connected = True
 
     def __init__(self) -> None:
-        self.card: CardState | None = None
+        self.card: CardState | IsoDepTag | None = None
         self.tear_after: int | None = None
         self.commit = False
         self.commands = 0  # since the card was laid on
 
-    def lay_on(self, card: CardState, tear_after: int | None = None) -> None:
+    def lay_on(self, card: CardState | IsoDepTag, tear_after: int | None = None) -> None:
         self.card, self.tear_after, self.commands = card, tear_after, 0
 
     def wait_for_card(
@@ -72,7 +96,8 @@ class ChipReader:
     ) -> Ntag424Session | None:
         if self.card is None:
             return None
-        chip, card = Ntag424(self.card), self.card  # a new power-up for each tap
+        card = self.card
+        chip = Ntag424(card) if isinstance(card, CardState) else card  # a new power-up
 
         def transceive(apdu: bytes) -> bytes:
             if self.card is not card:
@@ -284,6 +309,81 @@ def test_424s_that_already_are_cards_are_put_aside_unregistered(
     assert (entry.status, entry.uid) == (issuance.Status.DONE, blank.uid.hex())
     assert live_server.staff.card(number)["uid"] == ours.uid.hex()
     assert batch.owner_of(foreign.uid.hex()) is None
+
+
+def _changed_by_another_system(key_number: KeyNo, version: int) -> CardState:
+    """A new chip after another system changed one key (with ChangeKey in a session with
+    the factory key 0) to a key we do not have, at `version`; key 1 left at the factory's."""
+    state = factory_state()
+    chip = Ntag424(state)
+    ntag424.select_application(chip.handle)
+    master = ntag424.authenticate(chip.handle, KeyNo.APP_MASTER, ntag424.FACTORY_KEY)
+    ntag424.change_key(chip.handle, master, key_number, bytes.fromhex("A5" * 16), version)
+    return state
+
+
+def test_a_424_of_another_system_with_key_1_at_the_factorys_is_refused_unbound(
+    live_server, provision_login, tmp_path: Path
+):
+    """Key 0 changed (version 10h, or the factory's version 00 kept), or key 3 changed with
+    key 0 left alone: a till's checks take each for blank (key 1 is the factory's), but
+    `issue` could not complete it. Refused before the server hears of it, no number given
+    up; the blank 424 after them takes the number."""
+    client, _ = provision_login
+    foreign = [
+        _changed_by_another_system(KeyNo.APP_MASTER, 0x10),
+        _changed_by_another_system(KeyNo.APP_MASTER, 0x00),
+        _changed_by_another_system(KeyNo.SUN_FILE_READ, 0x00),
+    ]
+    untouched = copy.deepcopy(foreign)
+    blank = factory_state()
+    batch, operator, issuer = _run(
+        live_server, client, [*foreign, blank], count=1, path=tmp_path / "b.json"
+    )
+    assert issuer.run(5.0)
+    assert operator.kinds() == ["tag_refused"] * 3 + ["done"]
+    refused = [e for e in operator.events if e.kind is issuance.EventKind.TAG_REFUSED]
+    assert [(e.uid, e.code) for e in refused] == [
+        (card.uid.hex(), Code.CARD_AUTH_FAILED) for card in foreign
+    ]
+    assert foreign == untouched  # not one byte written
+    (entry,) = batch.entries
+    assert (entry.status, entry.uid, entry.attempts) == (issuance.Status.DONE, blank.uid.hex(), 1)
+    for card in foreign:
+        assert batch.owner_of(card.uid.hex()) is None
+    assert live_server.staff.card(entry.card_number)["blocked"] is False
+
+
+@pytest.mark.parametrize("secrets", [SECRETS, None], ids=["with-424-secrets", "without"])
+def test_an_iso_dep_tag_that_is_no_424_is_refused_unbound(
+    live_server, provision_login, tmp_path: Path, secrets
+):
+    """A bank card, a phone or a DESFire comes as a 424 session: GetVersion tells it apart
+    before the server hears of it, and without the 424 secrets it does not stop the run
+    (only the real 424 after it does)."""
+    client, _ = provision_login
+    others = [IsoDepTag(), IsoDepTag(IsoDepTag.DESFIRE_EV3)]
+    blank = factory_state()
+    batch, operator, issuer = _run(
+        live_server, client, [*others, blank], count=1, path=tmp_path / "b.json", secrets=secrets
+    )
+    if secrets is None:
+        with pytest.raises(issuance.SecretsMissingError):
+            issuer.run(5.0)
+    else:
+        assert issuer.run(5.0)
+    last = "done" if secrets else "secrets_missing"
+    assert operator.kinds() == ["tag_refused", "tag_refused", last]
+    refused = [e for e in operator.events if e.kind is issuance.EventKind.TAG_REFUSED]
+    assert [(e.uid, e.code) for e in refused] == [
+        (tag.uid.hex(), Code.CARD_NOT_GENUINE) for tag in others
+    ]
+    (entry,) = batch.entries
+    expected_uid = blank.uid.hex() if secrets else None
+    assert (entry.uid, live_server.staff.card(entry.card_number)["uid"]) == (
+        expected_uid,
+        expected_uid,
+    )
 
 
 def test_a_counterfeit_424_is_refused_before_the_server_hears_of_it(
