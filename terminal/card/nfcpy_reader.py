@@ -13,7 +13,9 @@ nfcpy traps handled here (see /work/shared/NTAG215-OVER-NFCPY-UDP.md):
 
 A Type 4 tag (nfcpy activates one when the SAK has bit 0x20: RATS, ATS, ISO-DEP) is
 taken for an NTAG 424 DNA: the tap is an `Ntag424Session` over nfcpy's ISO-DEP
-exchange, which checks the chip itself (GetVersion). NTAG21x tags stay `TagSession`s.
+exchange. A till does not ask GetVersion (round trips): any other ISO-DEP card fails the
+tap's select, originality or key-1 authentication; issuance checks GetVersion before it
+binds a number (`Ntag424Session.require_ntag424`). NTAG21x tags stay `TagSession`s.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -76,9 +76,9 @@ class Ntag424Secrets:
     admin_secret: the office's, for issuing only (keys 0 and 4).
     """
 
-    write_secret: bytes
-    sun_secret: bytes
-    admin_secret: bytes
+    write_secret: bytes = field(repr=False)  # secrets: never in a log
+    sun_secret: bytes = field(repr=False)
+    admin_secret: bytes = field(repr=False)
 
     def card_keys(self, uid: bytes) -> CardKeySet:
         return CardKeySet.derive(
