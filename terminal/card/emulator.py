@@ -75,6 +75,26 @@ PARENT_PIPE_ENV = "HCARD_EMULATOR_PARENT_PIPE"
 Tag = EmulatedTag | EmulatedType4
 
 
+def _has_service_name(port: int) -> bool:
+    try:
+        socket.getservbyport(port)
+    except OSError:
+        return False
+    return True
+
+
+def _frame_socket(host: str, port: int) -> socket.socket:
+    """The UDP socket nfcpy's driver sends frames to. For port 0 a free port without a name
+    in /etc/services: nfcpy 1.0.4 turns the port of `udp:host:port` into a service name
+    (getnameinfo without NI_NUMERICSERV) and then fails on int('fido') for port 60179."""
+    while True:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind((host, port))
+        if port or not _has_service_name(sock.getsockname()[1]):
+            return sock
+        sock.close()
+
+
 class Emulator:
     """The card emulator: its sockets, the card in the field, the tear counter.
 
@@ -92,8 +112,7 @@ class Emulator:
         self.vpcd_address = vpcd_address
         self.frames: socket.socket | None = None
         if vpcd_address is None:
-            self.frames = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            self.frames.bind((host, port))
+            self.frames = _frame_socket(host, port)
         self.control = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.control.bind(("127.0.0.1", control_port))
         self.tag: Tag | None = None

@@ -32,7 +32,13 @@ def main() -> int:
                 till.close()
                 return 0
             time.sleep(0.2)
-        print("NOT SETTLED", flush=True)
+        pending = till.journal.entries(states=(jr.State.UNSHOWN, jr.State.INTENT))
+        print(
+            f"NOT SETTLED unsent={till.journal.unsent_count()}"
+            f" pending={[(e.record.seq, e.state.value) for e in pending]}"
+            f" link_online={till.link.online}",
+            flush=True,
+        )
         return 1
     while True:
         result = till.pay(random.randint(1, 99), card_timeout_s=10)
