@@ -66,7 +66,12 @@ def _wait_for(lines, prefix, timeout_s=60):
     raise AssertionError(f"driver never printed {prefix!r}: {lines[-5:]}")
 
 
-@pytest.mark.parametrize(("card_type", "card_stack"), CARD_KINDS)
+#: every card type, every stack; not an NTAG215 on PC/SC: a kill there is the 424's PC/SC
+#: case (the till's reader dies with the card held) and the NTAG215's udp one
+KILL_KINDS = [kind for kind in CARD_KINDS if kind.id != "NTAG215-pcsc"]
+
+
+@pytest.mark.parametrize(("card_type", "card_stack"), KILL_KINDS)
 def test_kill9_during_100_payments_loses_nothing_and_books_nothing_unshown(
     server_factory, card_emulator, terminal_factory, net_proxy, card_type
 ):
