@@ -139,9 +139,12 @@ class SyncAgent:
                 continue
             acked, refusals = self._acknowledged(answer, batch)
             if acked:
-                self.journal.mark_acked(acked)
-                # unanswered online records: the void of an approved one goes in the next batch
+                # unanswered online records first: the void of an approved one goes in the
+                # next batch. Then the ack: a crash between the two sends the batch again and
+                # the server answers the same; acked first, a crash left an unanswered record
+                # acked and unsettled for good, and an approved one never voided.
                 settled += self.payments.settle_unshown(answer["results"])
+                self.journal.mark_acked(acked)
             sent += max(0, acked - batch[0].seq + 1)
             booked_refusals += [text for seq, text in refusals if seq <= acked]
             stopped = [text for seq, text in refusals if seq > acked]

@@ -340,3 +340,31 @@ def test_an_unexpected_failure_of_the_purse_write_is_a_declined_payment(
     assert not [e for e in till.journal.entries() if e.state == jr.State.FINAL]
     assert live_server.staff.card(number)["balance_cents"] == 3_000
     assert live_server.staff.ledger_check()["ok"]
+
+
+def test_a_crash_between_the_sync_answer_and_settling_an_unanswered_payment_loses_nothing(
+    live_server, proxied, monkeypatch
+):
+    """The till dies right after the sync answer came (here: settling raises once). The
+    unanswered online payment, which the server approved, must still be voided: the batch is
+    sent again and the server answers the same."""
+    terminal, till, number, _path = proxied
+    terminal.proxy.mode = "lose_answer"
+    result = till.pay(1_000, card_timeout_s=10)
+    assert (result.outcome, result.offline) == (Outcome.APPROVED, True)
+    unanswered = result.seq - 1
+    assert till.journal.entry(unanswered).state == jr.State.UNSHOWN
+    terminal.proxy.mode = "pass"
+    settle = till.payments.settle_unshown
+
+    def crash_once(results):
+        monkeypatch.setattr(till.payments, "settle_unshown", settle)
+        raise RuntimeError("power cut")
+
+    monkeypatch.setattr(till.payments, "settle_unshown", crash_once)
+    with pytest.raises(RuntimeError):
+        till.sync_now()
+    till.sync_now()
+    assert till.journal.entry(unanswered).state == jr.State.CANCELLED
+    assert till.journal.unsent_count() == 0
+    assert live_server.staff.card(number)["balance_cents"] == 9_000  # charged once
