@@ -33,7 +33,7 @@ test: system-packages $(STAMP) | $(MYPY_LINKS)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	$(VENV)/bin/python -m pytest -n 2 --dist loadfile
+	$(VENV)/bin/python -m pytest -n 3 --dist loadfile
 
 demo: system-packages $(STAMP)
 	PYTHONPATH=tests $(VENV)/bin/python -m demo $(ARGS)
