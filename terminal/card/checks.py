@@ -9,6 +9,7 @@ card types can never disagree on what a genuine card with a valid purse is.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -16,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from hcard import signed
 from hcard.errors import Code, HCardError
 from hcard.terminal.card import layout
-from hcard.terminal.card.model import CardView, Purse
+from hcard.terminal.card.model import CardView, Purse, TagIOError
 
 NdefParser = Callable[[bytes], tuple[str | None, layout.IssuerRecord | None]]
 
@@ -93,3 +94,22 @@ def require_next_counter(view: CardView, purse: Purse) -> None:
 def after_write(view: CardView, purse: Purse) -> CardView:
     """The view once `purse` is on the card: the newest purse, trusted."""
     return dataclasses.replace(view, purse=purse, counter=purse.counter, purse_code=None)
+
+
+REMOVAL_POLL_S = 0.05
+
+
+def wait_removed(is_present: Callable[[], bool], timeout_s: float) -> bool:
+    """`CardSession.wait_removed` for any backend: poll presence until the card has left
+    (True) or `timeout_s` passed (False); a presence check that fails is a card gone."""
+    deadline_s = time.monotonic() + timeout_s
+    while True:
+        try:
+            present = is_present()
+        except TagIOError:
+            present = False
+        if not present:
+            return True
+        if time.monotonic() >= deadline_s:
+            return False
+        time.sleep(REMOVAL_POLL_S)

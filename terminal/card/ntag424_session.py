@@ -24,7 +24,6 @@ originality signature or the key-1 authentication).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -37,7 +36,6 @@ from hcard.terminal.card import checks, layout, layout424
 from hcard.terminal.card.model import CardKeys, CardView, Purse, TagIOError
 
 CHIP_NAME = "NTAG424DNA"
-REMOVAL_POLL_S = 0.05
 Transceive = Callable[[bytes], bytes]
 # Issuance changes key 1 last: a card a till accepts (key 1 is ours) is a card whose
 # issuance went through, with no factory key 0 left behind a torn issuance.
@@ -333,17 +331,7 @@ class Ntag424Session:
     # --- the end of a tap ----------------------------------------------------------------
 
     def wait_removed(self, timeout_s: float) -> bool:
-        deadline_s = time.monotonic() + timeout_s
-        while True:
-            try:
-                present = self._is_present()
-            except TagIOError:
-                present = False
-            if not present:
-                return True
-            if time.monotonic() >= deadline_s:
-                return False
-            time.sleep(REMOVAL_POLL_S)
+        return checks.wait_removed(self._is_present, timeout_s)
 
     def close(self) -> None:
         self._view, self._channel = None, None

@@ -8,7 +8,6 @@ made by NXP, a card we did not issue or a copy, and last the purse.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -23,7 +22,6 @@ from hcard.terminal.card.ntag import BY_VERSION, CC_PAGE, FIRST_USER_PAGE, PAGE_
 # Pages per FAST_READ: 60 pages are 240 bytes, inside every PN53x frame and
 # inside one datagram of nfcpy's udp driver (about 500 bytes).
 READ_CHUNK_PAGES = 60
-REMOVAL_POLL_S = 0.05
 T = TypeVar("T")
 
 
@@ -180,17 +178,7 @@ class TagSession:
     # --- the end of a tap --------------------------------------------------------
 
     def wait_removed(self, timeout_s: float) -> bool:
-        deadline_s = time.monotonic() + timeout_s
-        while True:
-            try:
-                present = self._io.is_present()
-            except TagIOError:
-                present = False
-            if not present:
-                return True
-            if time.monotonic() >= deadline_s:
-                return False
-            time.sleep(REMOVAL_POLL_S)
+        return checks.wait_removed(self._io.is_present, timeout_s)
 
     def close(self) -> None:
         self._view = None

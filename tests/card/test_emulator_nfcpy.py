@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import nfc
 import nfc.tag.tt2
 import pytest
-from fixtures.card import CardEmulator
+from fixtures.card import connect
 
 from hcard.terminal.card import image as images
 from hcard.terminal.card.emulated_tag import EmulatedTag, State
@@ -16,21 +15,6 @@ from hcard.terminal.card.ntag import CHIPS, NTAG215, bcc
 from hcard.terminal.card.originality import TEST_PUBLIC_KEY_HEX, signature_ok
 
 UID = bytes.fromhex("04a1b2c3d4e5f6")
-
-
-@pytest.fixture
-def clf(card_emulator: CardEmulator) -> Iterator[nfc.ContactlessFrontend]:
-    frontend = nfc.ContactlessFrontend(card_emulator.reader_path)
-    yield frontend
-    frontend.close()
-
-
-def connect(clf: nfc.ContactlessFrontend, timeout_s: float = 10) -> nfc.tag.Tag | None:
-    deadline = time.monotonic() + timeout_s
-    return clf.connect(
-        rdwr={"targets": ["106A"], "on-connect": lambda _tag: False},
-        terminate=lambda: time.monotonic() > deadline,
-    )
 
 
 @pytest.mark.parametrize("chip", ["NTAG213", "NTAG215", "NTAG216"])

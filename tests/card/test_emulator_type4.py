@@ -9,14 +9,12 @@ DESELECT, HLTA) are pinned on `EmulatedType4` directly.
 from __future__ import annotations
 
 import random
-import time
-from collections.abc import Iterator
 
 import ndef
 import nfc
 import nfc.tag.tt4
 import pytest
-from fixtures.card import CardEmulator, authenticate_424
+from fixtures.card import authenticate_424, connect
 
 from hcard import ntag424
 from hcard.ntag424 import CommMode, FileNo, Ins
@@ -31,21 +29,6 @@ from hcard.terminal.card.session import TagSession
 UID = bytes.fromhex("04a1b2c3d4e5f6")
 SELECT_NDEF_APP = bytes.fromhex("00A4040007D276000085010100")
 OK, NATIVE_OK, MORE = b"\x90\x00", b"\x91\x00", b"\x91\xaf"
-
-
-@pytest.fixture
-def clf(card_emulator: CardEmulator) -> Iterator[nfc.ContactlessFrontend]:
-    frontend = nfc.ContactlessFrontend(card_emulator.reader_path)
-    yield frontend
-    frontend.close()
-
-
-def connect(clf: nfc.ContactlessFrontend, timeout_s: float = 10) -> nfc.tag.Tag | None:
-    deadline = time.monotonic() + timeout_s
-    return clf.connect(
-        rdwr={"targets": ["106A"], "on-connect": lambda _tag: False},
-        terminate=lambda: time.monotonic() > deadline,
-    )
 
 
 def transceive(tag: nfc.tag.tt4.Type4Tag, apdu: bytes) -> bytes:
