@@ -42,6 +42,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -228,16 +229,24 @@ class Emulator:
         if vpcd.reader_answers(apdu):
             self._send(link, card.transmit(apdu))
             return
-        self.frame_count += 1
-        if self.tear_at is not None and self.frame_count > self.tear_at:
-            if self.tear_commit:
-                card.transmit(apdu)  # done on the chip, the answer never arrives
-            self.remove()
+        if self._torn(lambda: card.transmit(apdu)):
             return
         answer = card.transmit(apdu)
         if tag.dirty:
             self._save()  # before the answer: no timing to keep here, and what a reader saw
         self._send(link, answer)  # done is on disk
+
+    def _torn(self, execute: Callable[[], object]) -> bool:
+        """Count one command (a frame on udp, an APDU on vpcd); past the tear point the card
+        leaves instead of answering, after `execute` with `commit` (done on the chip, the
+        answer never arrives). The one tearing rule of both stacks."""
+        self.frame_count += 1
+        if self.tear_at is None or self.frame_count <= self.tear_at:
+            return False
+        if self.tear_commit:
+            execute()
+        self.remove()
+        return True
 
     # --- the hot path (udp) --------------------------------------------------------
 
@@ -256,11 +265,7 @@ class Emulator:
             command = bytes.fromhex(parts[1].decode("ascii"))
         except ValueError:
             return
-        self.frame_count += 1
-        if self.tear_at is not None and self.frame_count > self.tear_at:
-            if self.tear_commit:
-                tag.handle(command)  # done on the chip, the answer never arrives
-            self.remove()
+        if self._torn(lambda: tag.handle(command)):
             return
         answer = tag.handle(command)
         if answer:
