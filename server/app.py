@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from hcard.server.api import errors, public, settlement, staff, terminal
+from hcard.server.api import errors, openapi, public, settlement, staff, terminal
 from hcard.server.api.audit import AuditLog
 from hcard.server.api.limits import BodyLimit
 from hcard.server.context import Context
@@ -42,6 +42,7 @@ def create_app(ctx: Context) -> FastAPI:
     def health() -> dict[str, object]:
         return {"ok": True, "issuer_public_key": ctx.issuer_public_hex}
 
+    openapi.install(app)
     app.add_middleware(BodyLimit, max_body_bytes=ctx.settings.max_body_bytes)
     app.add_middleware(AuditLog)
     app.add_middleware(SecurityHeaders)

@@ -19,8 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from starlette.concurrency import run_in_threadpool
 
 from hcard.errors import Code, HCardError
+from hcard.server.api import openapi
 from hcard.server.api.deps import ContextDep, StaffDep
-from hcard.server.api.staff import IdPath
+from hcard.server.api.staff import CardNumber, IdPath
 from hcard.server.context import Context
 from hcard.server.services import bank, settlement
 from hcard.server.settlement import sepa
@@ -58,7 +59,7 @@ def _statements_in_background(ctx: Context, run_id: object) -> None:
     ).start()
 
 
-@router.post("/settlement/runs")
+@router.post("/settlement/runs", responses=openapi.errors(404, 409))
 def create_run(ctx: ContextDep, staff: StaffDep, body: RunIn) -> dict[str, object]:
     """Settle a period: booked, bank files made; the statements follow in the background."""
     run = settlement.create_run(ctx, staff, body.period(), schema=body.schema_)
@@ -71,12 +72,16 @@ def list_runs(ctx: ContextDep, staff: StaffDep) -> list[dict[str, object]]:
     return settlement.list_runs(ctx, staff)
 
 
-@router.get("/settlement/runs/{run_id}")
+@router.get("/settlement/runs/{run_id}", responses=openapi.errors(404))
 def get_run(ctx: ContextDep, staff: StaffDep, run_id: IdPath) -> dict[str, object]:
     return settlement.get_run(ctx, staff, run_id)
 
 
-@router.get("/settlement/runs/{run_id}/files/{number}")
+@router.get(
+    "/settlement/runs/{run_id}/files/{number}",
+    response_class=openapi.XmlFile,
+    responses=openapi.errors(404, 409),
+)
 def sepa_file(ctx: ContextDep, staff: StaffDep, run_id: IdPath, number: IdPath) -> Response:
     """The bank file; the first download ends the time in which the run can be cancelled."""
     content = settlement.sepa_file(ctx, staff, run_id, number)
@@ -87,12 +92,16 @@ def sepa_file(ctx: ContextDep, staff: StaffDep, run_id: IdPath, number: IdPath) 
     )
 
 
-@router.post("/settlement/runs/{run_id}/cancel")
+@router.post("/settlement/runs/{run_id}/cancel", responses=openapi.errors(404, 409))
 def cancel_run(ctx: ContextDep, staff: StaffDep, run_id: IdPath) -> dict[str, object]:
     return settlement.cancel_run(ctx, staff, run_id)
 
 
-@router.get("/settlement/runs/{run_id}/statements/{merchant_id}.pdf")
+@router.get(
+    "/settlement/runs/{run_id}/statements/{merchant_id}.pdf",
+    response_class=openapi.PdfFile,
+    responses=openapi.errors(404),
+)
 def statement_pdf(
     ctx: ContextDep, staff: StaffDep, run_id: IdPath, merchant_id: IdPath
 ) -> Response:
@@ -100,14 +109,22 @@ def statement_pdf(
     return Response(pdf, media_type="application/pdf")
 
 
-@router.get("/settlement/runs/{run_id}/statements/{merchant_id}.html")
+@router.get(
+    "/settlement/runs/{run_id}/statements/{merchant_id}.html",
+    response_class=HTMLResponse,
+    responses=openapi.errors(404),
+)
 def statement_html(
     ctx: ContextDep, staff: StaffDep, run_id: IdPath, merchant_id: IdPath
 ) -> HTMLResponse:
     return HTMLResponse(settlement.statement_html(ctx, staff, run_id, merchant_id))
 
 
-@router.get("/settlement/runs/{run_id}/statements/{merchant_id}.csv")
+@router.get(
+    "/settlement/runs/{run_id}/statements/{merchant_id}.csv",
+    response_class=openapi.CsvFile,
+    responses=openapi.errors(404),
+)
 def statement_csv(
     ctx: ContextDep, staff: StaffDep, run_id: IdPath, merchant_id: IdPath
 ) -> Response:
@@ -116,7 +133,7 @@ def statement_csv(
     )
 
 
-@router.get("/merchants/{merchant_id}/statements")
+@router.get("/merchants/{merchant_id}/statements", responses=openapi.errors(404))
 def merchant_statements(
     ctx: ContextDep, staff: StaffDep, merchant_id: IdPath
 ) -> list[dict[str, object]]:
@@ -132,6 +149,7 @@ def merchant_statements(
             "content": {"application/xml": {"schema": {"type": "string", "format": "binary"}}},
         }
     },
+    responses=openapi.errors(409),
 )
 async def import_statement(ctx: ContextDep, staff: StaffDep, request: Request) -> dict[str, object]:
     """Match and book every line once; importing the same statement again books nothing."""
@@ -149,13 +167,13 @@ def unmatched(ctx: ContextDep, staff: StaffDep) -> list[dict[str, object]]:
 class AssignIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    card_number: Annotated[StrictStr, Field(max_length=40)]
+    card_number: CardNumber
 
 
 LineKey = Annotated[str, PathParam(pattern=r"^[0-9a-f]{32}$")]
 
 
-@router.post("/bank/lines/{key}/assign")
+@router.post("/bank/lines/{key}/assign", responses=openapi.errors(404, 409))
 def assign_line(
     ctx: ContextDep, staff: StaffDep, key: LineKey, body: AssignIn
 ) -> dict[str, object]:
@@ -163,7 +181,7 @@ def assign_line(
     return bank.assign_to_card(ctx, staff, key, body.card_number)
 
 
-@router.post("/bank/lines/{key}/fee-withdrawal")
+@router.post("/bank/lines/{key}/fee-withdrawal", responses=openapi.errors(404, 409))
 def fee_withdrawal(ctx: ContextDep, staff: StaffDep, key: LineKey) -> dict[str, object]:
     """An unmatched outgoing line that is the operator's own money (fees, bank charges)."""
     return bank.book_fee_withdrawal(ctx, staff, key)
@@ -192,7 +210,7 @@ def period_query(
 PeriodDep = Annotated[settlement.Period, Depends(period_query)]
 
 
-@router.get("/exports/datev")
+@router.get("/exports/datev", response_class=openapi.CsvFile)
 def datev(ctx: ContextDep, staff: StaffDep, period: PeriodDep) -> Response:
     """The DATEV Buchungsstapel (EXTF 700) of a period, for the tax adviser."""
     text = settlement.datev_export(ctx, staff, period)
@@ -203,7 +221,7 @@ def datev(ctx: ContextDep, staff: StaffDep, period: PeriodDep) -> Response:
     )
 
 
-@router.get("/exports/transactions.csv")
+@router.get("/exports/transactions.csv", response_class=openapi.CsvFile)
 def transactions_csv(ctx: ContextDep, staff: StaffDep, period: PeriodDep) -> Response:
     """Every posting of every transaction of a period (UTF-8 CSV)."""
     text = settlement.transactions_export(ctx, staff, period)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from hcard.encoding import MAX_ID
 from hcard.errors import Code, HCardError
 from hcard.money import MAX_AMOUNT_CENTS
+from hcard.server.api import openapi
 from hcard.server.api.deps import (
     AddressDep,
     ContextDep,
@@ -32,6 +33,17 @@ Amount = Annotated[StrictInt, Field(gt=0, le=MAX_AMOUNT_CENTS)]
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 IdBody = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
 Limit = Annotated[int, Query(ge=1, le=ledger.MAX_HISTORY)]
+#: 16 digits (`hcard.cardnumber`), typed with spaces or dashes as printed; any other is unknown
+CARD_NUMBER_MAX_CHARS = 40
+CardNumber = Annotated[StrictStr, Field(min_length=1, max_length=CARD_NUMBER_MAX_CHARS)]
+CardPath = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=CARD_NUMBER_MAX_CHARS,
+        description="16 digits, as printed (spaces and dashes allowed)",
+    ),
+]
 
 
 class Strict(BaseModel):
@@ -102,7 +114,7 @@ class TerminalIn(Strict):
 
 class CardIn(Strict):
     uid: Annotated[StrictStr, Field(pattern=r"^[0-9a-fA-F]{14}$")]
-    card_number: StrictStr | None = None
+    card_number: CardNumber | None = None
 
 
 class ReserveIn(Strict):
@@ -115,18 +127,18 @@ class TopupIn(Strict):
 
 
 class TransferIn(Strict):
-    to_card: StrictStr
+    to_card: CardNumber
 
 
 class CorrectionIn(Strict):
-    card_number: StrictStr
+    card_number: CardNumber
     amount_cents: Annotated[StrictInt, Field(ge=-MAX_AMOUNT_CENTS, le=MAX_AMOUNT_CENTS)]
     reason: Annotated[StrictStr, Field(min_length=3, max_length=500)]
     #: a correction that takes the card below zero must say so; the card is then flagged
     allow_below_zero: StrictBool = False
 
 
-@router.post("/auth/login")
+@router.post("/auth/login", responses=openapi.errors(401, 429))
 def login(
     ctx: ContextDep, body: LoginIn, request: Request, address: AddressDep, response: Response
 ) -> dict[str, object]:
@@ -153,7 +165,7 @@ def me(staff: StaffDep) -> dict[str, object]:
     }
 
 
-@router.post("/users")
+@router.post("/users", responses=openapi.errors(404, 409))
 def create_user(ctx: ContextDep, staff: StaffDep, body: UserIn) -> dict[str, object]:
     return users.create_user(ctx, staff, body.username, body.password, body.role, body.merchant_id)
 
@@ -163,7 +175,7 @@ def list_users(ctx: ContextDep, staff: StaffDep) -> list[dict[str, object]]:
     return users.list_users(ctx, staff)
 
 
-@router.post("/merchants")
+@router.post("/merchants", responses=openapi.errors(404))
 def create_merchant(ctx: ContextDep, staff: StaffDep, body: MerchantIn) -> dict[str, object]:
     return merchants.create_merchant(ctx, staff, **body.model_dump())
 
@@ -173,12 +185,12 @@ def list_merchants(ctx: ContextDep, staff: StaffDep) -> list[dict[str, object]]:
     return merchants.list_merchants(ctx, staff)
 
 
-@router.get("/merchants/{merchant_id}")
+@router.get("/merchants/{merchant_id}", responses=openapi.errors(404))
 def get_merchant(ctx: ContextDep, staff: StaffDep, merchant_id: IdPath) -> dict[str, object]:
     return merchants.get_merchant(ctx, staff, merchant_id)
 
 
-@router.patch("/merchants/{merchant_id}")
+@router.patch("/merchants/{merchant_id}", responses=openapi.errors(404, 409))
 def update_merchant(
     ctx: ContextDep, staff: StaffDep, merchant_id: IdPath, body: MerchantChange
 ) -> dict[str, object]:
@@ -187,7 +199,7 @@ def update_merchant(
     return merchants.update_merchant(ctx, staff, merchant_id, changes)
 
 
-@router.get("/merchants/{merchant_id}/payments")
+@router.get("/merchants/{merchant_id}/payments", responses=openapi.errors(404))
 def merchant_payments(
     ctx: ContextDep, staff: StaffDep, merchant_id: IdPath, limit: Limit = 200
 ) -> list[dict[str, object]]:
@@ -195,7 +207,7 @@ def merchant_payments(
     return merchants.movements(ctx, staff, merchant_id, limit)
 
 
-@router.post("/merchants/{merchant_id}/terminals")
+@router.post("/merchants/{merchant_id}/terminals", responses=openapi.errors(404, 409))
 def create_terminal(
     ctx: ContextDep, staff: StaffDep, merchant_id: IdPath, body: TerminalIn
 ) -> dict[str, object]:
@@ -203,19 +215,19 @@ def create_terminal(
     return terminals.create_terminal(ctx, staff, merchant_id, body.name)
 
 
-@router.get("/merchants/{merchant_id}/terminals")
+@router.get("/merchants/{merchant_id}/terminals", responses=openapi.errors(404))
 def list_terminals(
     ctx: ContextDep, staff: StaffDep, merchant_id: IdPath
 ) -> list[dict[str, object]]:
     return terminals.list_terminals(ctx, staff, merchant_id)
 
 
-@router.post("/terminals/{terminal_id}/revoke")
+@router.post("/terminals/{terminal_id}/revoke", responses=openapi.errors(404))
 def revoke_terminal(ctx: ContextDep, staff: StaffDep, terminal_id: IdPath) -> dict[str, object]:
     return terminals.revoke(ctx, staff, terminal_id)
 
 
-@router.post("/cards")
+@router.post("/cards", responses=openapi.errors(404, 409))
 def issue_card(ctx: ContextDep, staff: StaffDep, body: CardIn) -> dict[str, object]:
     """Register a tag: card number + issuer signature; the same UID again returns the same card."""
     return cards.issue(ctx, staff, body.uid, body.card_number)
@@ -226,49 +238,51 @@ def reserve_cards(ctx: ContextDep, staff: StaffDep, body: ReserveIn) -> dict[str
     return {"card_numbers": cards.reserve(ctx, staff, body.count)}
 
 
-@router.get("/cards/{card_number}")
-def get_card(ctx: ContextDep, staff: StaffDep, card_number: str) -> dict[str, object]:
+@router.get("/cards/{card_number}", responses=openapi.errors(404))
+def get_card(ctx: ContextDep, staff: StaffDep, card_number: CardPath) -> dict[str, object]:
     return cards.get(ctx, staff, card_number)
 
 
-@router.post("/cards/{card_number}/check-code")
-def renew_check_code(ctx: ContextDep, staff: StaffDep, card_number: str) -> dict[str, object]:
+@router.post("/cards/{card_number}/check-code", responses=openapi.errors(404, 409))
+def renew_check_code(ctx: ContextDep, staff: StaffDep, card_number: CardPath) -> dict[str, object]:
     """The check code to print for the card; a card issued before check codes came from the
     server's secret loses its old code (readable from the chip) with this call."""
     return cards.renew_check_code(ctx, staff, card_number)
 
 
-@router.post("/cards/{card_number}/topup")
-def topup(ctx: ContextDep, staff: StaffDep, card_number: str, body: TopupIn) -> dict[str, object]:
+@router.post("/cards/{card_number}/topup", responses=openapi.errors(404, 409))
+def topup(
+    ctx: ContextDep, staff: StaffDep, card_number: CardPath, body: TopupIn
+) -> dict[str, object]:
     return cards.topup(ctx, staff, card_number, body.amount_cents, body.source)
 
 
-@router.post("/cards/{card_number}/block")
-def block(ctx: ContextDep, staff: StaffDep, card_number: str) -> dict[str, object]:
+@router.post("/cards/{card_number}/block", responses=openapi.errors(404))
+def block(ctx: ContextDep, staff: StaffDep, card_number: CardPath) -> dict[str, object]:
     return cards.set_blocked(ctx, staff, card_number, True)
 
 
-@router.post("/cards/{card_number}/unblock")
-def unblock(ctx: ContextDep, staff: StaffDep, card_number: str) -> dict[str, object]:
+@router.post("/cards/{card_number}/unblock", responses=openapi.errors(404))
+def unblock(ctx: ContextDep, staff: StaffDep, card_number: CardPath) -> dict[str, object]:
     return cards.set_blocked(ctx, staff, card_number, False)
 
 
-@router.post("/cards/{card_number}/transfer")
+@router.post("/cards/{card_number}/transfer", responses=openapi.errors(404, 409))
 def transfer(
-    ctx: ContextDep, staff: StaffDep, card_number: str, body: TransferIn
+    ctx: ContextDep, staff: StaffDep, card_number: CardPath, body: TransferIn
 ) -> dict[str, object]:
     """Move the balance of a lost card to its replacement (the old card is blocked)."""
     return cards.transfer(ctx, staff, card_number, body.to_card)
 
 
-@router.get("/cards/{card_number}/history")
+@router.get("/cards/{card_number}/history", responses=openapi.errors(404))
 def history(
-    ctx: ContextDep, staff: StaffDep, card_number: str, limit: Limit = 100
+    ctx: ContextDep, staff: StaffDep, card_number: CardPath, limit: Limit = 100
 ) -> dict[str, object]:
     return cards.history(ctx, staff, card_number, limit)
 
 
-@router.post("/ledger/corrections")
+@router.post("/ledger/corrections", responses=openapi.errors(404, 409))
 def correction(ctx: ContextDep, staff: StaffDep, body: CorrectionIn) -> dict[str, object]:
     """A manual correction (admin): a new transaction with reason and author, never an edit."""
     if body.amount_cents == 0:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from hcard.encoding import MAX_ID
 from hcard.errors import Code, HCardError
+from hcard.server.api import openapi
 from hcard.server.api.deps import (
     AddressDep,
     ContextDep,
@@ -17,23 +18,55 @@ from hcard.server.api.deps import (
     parse_json,
     raw_body,
 )
+from hcard.server.api.staff import CardPath
 from hcard.server.services import authorise, cards, snapshot, sync, terminals
+from hcard.server.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["terminal"])
 
 
-def _body(description: str) -> dict[str, object]:
+def _body(description: str, schema: dict[str, object]) -> dict[str, object]:
     """OpenAPI text for a body the handler reads raw (it must hash the exact bytes)."""
     return {
         "requestBody": {
             "required": True,
             "description": f"{description} See docs/protocol.md.",
-            "content": {"application/json": {"schema": {"type": "object"}}},
+            "content": {"application/json": {"schema": {"type": "object", **schema}}},
         }
     }
 
 
-@router.post("/enrol", openapi_extra=_body('`{"code", "public_key", "name"}`.'))
+#: the default of `Settings.max_batch_records` (a larger batch is 413 `batch_too_large`)
+BATCH_RECORDS = Settings.max_batch_records
+#: a signed journal record as `Record.to_wire` sends it (its fields: docs/protocol.md)
+_RECORD = {"type": "object", "description": "a signed journal record (docs/protocol.md)"}
+_ENROL = {
+    "required": ["code", "public_key"],
+    "properties": {
+        "code": {"type": "string", "minLength": 1, "maxLength": 64, "example": "K7QM-3XPA"},
+        "public_key": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+        "name": {"type": ["string", "null"], "maxLength": terminals.NAME_MAX_CHARS},
+    },
+}
+_AUTHORISE = {"required": ["record"], "properties": {"record": _RECORD}}
+_SYNC = {
+    "required": ["records"],
+    "properties": {
+        "records": {"type": "array", "maxItems": BATCH_RECORDS, "items": _RECORD},
+        "recorded_s": {
+            "type": "object",
+            "description": "the till's own time of some records, by seq",
+            "additionalProperties": {"type": "integer", "minimum": 0},
+        },
+    },
+}
+
+
+@router.post(
+    "/enrol",
+    openapi_extra=_body("The enrolment code, the till's public key and its name.", _ENROL),
+    responses=openapi.errors(429),
+)
 def enrol(
     ctx: ContextDep, address: AddressDep, body: Annotated[bytes, Depends(raw_body)]
 ) -> dict[str, object]:
@@ -51,7 +84,8 @@ def enrol(
 
 @router.post(
     "/terminal/authorise",
-    openapi_extra=_body('`{"record": <signed payment (online) or topup_request record>}`.'),
+    openapi_extra=_body("A signed payment (online) or topup_request record.", _AUTHORISE),
+    responses=openapi.errors(404, 409),
 )
 def authorise_record(ctx: ContextDep, signed: SignedBookingDep) -> Response:
     """Decide one online payment / till top-up; the same record always gets the same bytes."""
@@ -60,7 +94,9 @@ def authorise_record(ctx: ContextDep, signed: SignedBookingDep) -> Response:
 
 
 @router.post(
-    "/terminal/sync", openapi_extra=_body('`{"records": [<signed record>, ...]}`, at most 1000.')
+    "/terminal/sync",
+    openapi_extra=_body("The till's journal records in order, at most 1000.", _SYNC),
+    responses=openapi.errors(404, 409),
 )
 def sync_records(ctx: ContextDep, signed: SignedBookingDep) -> Response:
     """Apply a batch of journal records exactly once; one result per record."""
@@ -78,7 +114,9 @@ def get_snapshot(
     return snapshot.build(ctx, since)
 
 
-@router.get("/terminal/cards/{card_number}")
-def card_balance(ctx: ContextDep, terminal: TerminalDep, card_number: str) -> dict[str, object]:
+@router.get("/terminal/cards/{card_number}", responses=openapi.errors(404))
+def card_balance(
+    ctx: ContextDep, terminal: TerminalDep, card_number: CardPath
+) -> dict[str, object]:
     del terminal
     return cards.for_terminal(ctx, card_number)
