@@ -52,7 +52,9 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+import zlib
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,12 +68,17 @@ from hcard.chain import ChainProblem, first_problem
 from hcard.encoding import canonical_bytes
 from hcard.errors import Code, HCardError
 from hcard.records import GENESIS_HASH, PaymentMode, Record, RecordError, RecordKind, make_record
+from hcard.terminal import archive as ar
+from hcard.terminal.checkpoint import DIGEST_START, Checkpoint, digest_over
 from hcard.terminal.offline import CardPayment
-from hcard.terminal.states import SHOWN, check_start, check_transition
+from hcard.terminal.states import SHOWN, TRANSITIONS, check_start, check_transition
 from hcard.terminal.states import State as State  # the journal's API speaks of it (jr.State)
 
 # What gets a receipt number once shown: payments and top-ups.
 RECEIPT_KINDS = (RecordKind.PAYMENT, RecordKind.TOPUP_REQUEST)
+# States a record may still leave without the cashier (the restart recovery, the sync
+# agent): such a record, and all after it, stay out of the archive.
+UNSETTLED = tuple(state for state, moves in TRANSITIONS.items() if moves and state not in SHOWN)
 _STATES = {state.value: state for state in State}
 _MODES = {mode.value: mode for mode in PaymentMode}
 
@@ -138,6 +145,20 @@ class Journal:
                 " mode TEXT, counter INTEGER, amount_cents INTEGER, receipt_no INTEGER)"
             )
             self._db.execute("CREATE INDEX IF NOT EXISTS local_card ON local (card, day)")
+            # a year's bookkeeping stays here (`archive`): what the start, each sync
+            # round and each void look for must not scan it
+            self._db.execute("CREATE INDEX IF NOT EXISTS local_state ON local (state, seq)")
+            self._db.execute("CREATE INDEX IF NOT EXISTS local_kind ON local (kind, seq)")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS chain_checkpoint (id INTEGER PRIMARY KEY"
+                " CHECK (id = 1), seq INTEGER NOT NULL, hash TEXT NOT NULL,"
+                " digest TEXT NOT NULL, created_s INTEGER NOT NULL, sig TEXT NOT NULL)"
+            )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS archive (first_seq INTEGER PRIMARY KEY,"
+                " last_seq INTEGER NOT NULL, first_prev TEXT NOT NULL,"
+                " last_hash TEXT NOT NULL, digest TEXT NOT NULL, data BLOB NOT NULL)"
+            )
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS tap_counters"
                 " (uid TEXT PRIMARY KEY, counter INTEGER NOT NULL)"
@@ -248,39 +269,315 @@ class Journal:
             self._db.conn.close()
 
     # ----------------------------------------------------------- verification
-    def verify(self) -> ChainProblem | None:
+    def verify(self, *, full: bool = False) -> ChainProblem | None:
         """The first problem in the stored chain, or None when it is intact.
 
-        Checks each stored record's bytes (parse, then `hcard.chain.first_problem`
-        for terminal id, sequence, link and signature), that the row's seq is the
-        record's, and that the chain ends where `head` says (truncation).
+        With a signed checkpoint (`hcard.terminal.checkpoint`) and not `full`: its
+        signature, the record at its seq against its hash, the running digest over the
+        exact bytes of the rows before it (one SHA-256 each, no parsing), and signatures
+        and links only after it; so the start costs the same in the third year as in the
+        first week. Whenever that finds something, the full check runs to name the first
+        bad seq. Without a checkpoint (a journal from before it, or nothing acknowledged
+        yet) or with `full`: each stored record's bytes (parse, then
+        `hcard.chain.first_problem` for terminal id, sequence, link and signature). Both
+        check that the rows continue the archive (`archive`, checked in full only by
+        `verify_archive`) and that the chain ends where `head` says (truncation).
         """
         with self._lock:
-            rows = self._db.execute("SELECT wire FROM records ORDER BY seq").fetchall()
-            head_seq, head_hash = self._db.execute("SELECT seq, hash FROM head").fetchone()
+            rows = self._db.execute("SELECT seq, wire FROM records ORDER BY seq").fetchall()
+            head = self._db.execute("SELECT seq, hash FROM head").fetchone()
+            base = self._base()
+            checkpoint = self._chain_checkpoint()
+        if checkpoint is None or full:
+            return self._verify_full(rows, base, head)
+        problem = self._verify_after(checkpoint, rows, base, head)
+        if problem is None:
+            return None
+        return self._verify_full(rows, base, head) or problem
+
+    def _verify_full(
+        self, rows: list[tuple[int, bytes]], base: tuple[int, str, str], head: tuple[int, str]
+    ) -> ChainProblem | None:
+        base_seq, base_hash, _digest = base
+        records, problem = self._parse(rows, base_seq, base_hash)
+        if problem is not None:
+            return problem
+        # on every core: without a checkpoint this may be a year's records
+        problem = first_problem(
+            records,
+            self._public,
+            self.terminal_id,
+            after_seq=base_seq,
+            after_hash=base_hash,
+            workers=os.cpu_count() or 1,
+        )
+        return problem or _head_problem(records, base, head)
+
+    def _verify_after(
+        self,
+        checkpoint: Checkpoint,
+        rows: list[tuple[int, bytes]],
+        base: tuple[int, str, str],
+        head: tuple[int, str],
+    ) -> ChainProblem | None:
+        """The checkpoint's part of `verify`: None when all holds, else a problem."""
+        base_seq, base_hash, base_digest = base
+        c = checkpoint.seq
+        if checkpoint.terminal_id != self.terminal_id or not checkpoint.signature_ok(self._public):
+            return ChainProblem(c, Code.BAD_SIGNATURE, "checkpoint signature does not verify")
+        last_seq = rows[-1][0] if rows else base_seq
+        if c > last_seq:
+            return ChainProblem(
+                last_seq + 1, Code.CHAIN_GAP, f"journal truncated: checkpoint at seq {c}"
+            )
+        if c < base_seq:
+            return ChainProblem(c, Code.JOURNAL_CORRUPT, "checkpoint before the archive's end")
+        if [seq for seq, _wire in rows] != list(range(base_seq + 1, last_seq + 1)):
+            return ChainProblem(base_seq + 1, Code.CHAIN_GAP, "rows not consecutive")
+        before = [bytes(wire) for _seq, wire in rows[: c - base_seq]]
+        if digest_over(base_digest, before) != checkpoint.digest:
+            return ChainProblem(c, Code.JOURNAL_CORRUPT, "records up to the checkpoint changed")
+        try:
+            hash_at_c = decode(before[-1]).hash if before else base_hash
+        except (ValueError, RecordError) as exc:
+            return ChainProblem(c, Code.JOURNAL_CORRUPT, f"record unreadable: {exc}")
+        if hash_at_c != checkpoint.hash:
+            return ChainProblem(c, Code.JOURNAL_CORRUPT, "checkpoint does not match its record")
+        records, problem = self._parse(rows[c - base_seq :], c, checkpoint.hash)
+        if problem is not None:
+            return problem
+        problem = first_problem(
+            records,
+            self._public,
+            self.terminal_id,
+            after_seq=c,
+            after_hash=checkpoint.hash,
+            workers=os.cpu_count() or 1,
+        )
+        return problem or _head_problem(records, (c, checkpoint.hash, ""), head)
+
+    def _parse(
+        self, rows: list[tuple[int, bytes]], after_seq: int, after_hash: str
+    ) -> tuple[list[Record], ChainProblem | None]:
+        """The records of `rows`, or those before the first unreadable one and its problem
+        (a chain problem before it wins: it is the first)."""
         parsed: list[Record] = []
-        for expected_seq, (wire,) in enumerate(rows, start=1):
+        for expected_seq, (_seq, wire) in enumerate(rows, start=after_seq + 1):
             try:
                 record = decode(wire)
             except (ValueError, RecordError) as exc:  # JSONDecodeError and UnicodeError too
-                problem = first_problem(parsed, self._public, self.terminal_id)
-                return problem or ChainProblem(
+                problem = first_problem(
+                    parsed, self._public, self.terminal_id, after_seq, after_hash
+                )
+                return parsed, problem or ChainProblem(
                     expected_seq, Code.JOURNAL_CORRUPT, f"record unreadable: {exc}"
                 )
             parsed.append(record)
-        # on every core: a busy year is ~70,000 records, checked at each start-up
-        problem = first_problem(parsed, self._public, self.terminal_id, workers=os.cpu_count() or 1)
-        if problem is not None:
-            return problem
-        last_seq = parsed[-1].seq if parsed else 0
-        last_hash = parsed[-1].hash if parsed else GENESIS_HASH
-        if head_seq > last_seq:
-            return ChainProblem(
-                last_seq + 1, Code.CHAIN_GAP, f"journal truncated: head says seq {head_seq}"
+        return parsed, None
+
+    def verify_archive(self) -> ChainProblem | None:
+        """The first problem in the archive, or None: every chunk opened, every record's
+        signature and link checked, the chunks' stored facts (first and last seq, first
+        `prev`, last hash, running digest) against their content, and the chain from the
+        last chunk into the live journal (or to `head` when nothing is live). Slow on
+        purpose (a year is ~70,000 verifications): a command for support, not the start."""
+        with self._lock:
+            chunks = self._db.execute(
+                "SELECT first_seq, last_seq, first_prev, last_hash, digest, data"
+                " FROM archive ORDER BY first_seq"
+            ).fetchall()
+            live = self._db.execute("SELECT seq, wire FROM records ORDER BY seq LIMIT 1").fetchone()
+            head = self._db.execute("SELECT seq, hash FROM head").fetchone()
+        after_seq, after_hash, digest = 0, GENESIS_HASH, DIGEST_START
+        for first_seq, last_seq, first_prev, last_hash, chunk_digest, data in chunks:
+            if first_seq != after_seq + 1:
+                return ChainProblem(after_seq + 1, Code.CHAIN_GAP, "archive chunks not consecutive")
+            try:
+                wires = ar.unpack(data)
+            except zlib.error as exc:
+                return ChainProblem(
+                    first_seq, Code.JOURNAL_CORRUPT, f"archive chunk unreadable: {exc}"
+                )
+            if len(wires) != last_seq - first_seq + 1:
+                return ChainProblem(first_seq, Code.JOURNAL_CORRUPT, "archive chunk incomplete")
+            records, problem = self._parse(
+                list(enumerate(wires, start=first_seq)), after_seq, after_hash
             )
-        if (head_seq, head_hash) != (last_seq, last_hash):
-            return ChainProblem(head_seq, Code.JOURNAL_CORRUPT, "head does not match last record")
+            problem = problem or first_problem(
+                records,
+                self._public,
+                self.terminal_id,
+                after_seq=after_seq,
+                after_hash=after_hash,
+                workers=os.cpu_count() or 1,
+            )
+            if problem is not None:
+                return problem
+            digest = digest_over(digest, wires)
+            if (records[0].prev, records[-1].hash, digest) != (first_prev, last_hash, chunk_digest):
+                return ChainProblem(first_seq, Code.JOURNAL_CORRUPT, "archive chunk facts differ")
+            after_seq, after_hash = last_seq, last_hash
+        if live is not None:
+            try:
+                record = decode(live[1])
+            except (ValueError, RecordError) as exc:
+                return ChainProblem(live[0], Code.JOURNAL_CORRUPT, f"record unreadable: {exc}")
+            return first_problem([record], self._public, self.terminal_id, after_seq, after_hash)
+        if chunks and tuple(head) != (after_seq, after_hash):
+            return ChainProblem(after_seq + 1, Code.CHAIN_GAP, "head does not follow the archive")
         return None
+
+    # ------------------------------------------------------------ checkpoint
+    def _chain_checkpoint(self) -> Checkpoint | None:
+        row = self._db.execute(
+            "SELECT seq, hash, digest, created_s, sig FROM chain_checkpoint"
+        ).fetchone()
+        return None if row is None else Checkpoint(self.terminal_id, *row)
+
+    def chain_checkpoint(self) -> Checkpoint | None:
+        """The signed checkpoint of the acknowledged chain (module `checkpoint`), if any."""
+        with self._lock:
+            return self._chain_checkpoint()
+
+    def _base(self) -> tuple[int, str, str]:
+        """Where the live journal starts: the archive's last (seq, hash, running digest),
+        or the chain's beginning."""
+        row = self._db.execute(
+            "SELECT last_seq, last_hash, digest FROM archive ORDER BY first_seq DESC LIMIT 1"
+        ).fetchone()
+        return (0, GENESIS_HASH, DIGEST_START) if row is None else (row[0], row[1], row[2])
+
+    def _sign_checkpoint(self, seq: int) -> None:
+        """Inside the caller's transaction: sign a checkpoint at `seq` (never backwards).
+
+        The running digest goes on from the previous checkpoint (or the archive's end)
+        over the rows after it: each row is hashed once in the journal's life.
+        """
+        current = self._chain_checkpoint()
+        if seq <= (current.seq if current else 0):
+            return
+        base_seq, base_hash, base_digest = self._base()
+        from_seq, from_hash, from_digest = (
+            (current.seq, current.hash, current.digest)
+            if current
+            else (base_seq, base_hash, base_digest)
+        )
+        rows = self._db.execute(
+            "SELECT seq, wire FROM records WHERE seq > ? AND seq <= ? ORDER BY seq",
+            [from_seq, seq],
+        ).fetchall()
+        if [row[0] for row in rows] != list(range(from_seq + 1, seq + 1)):
+            raise HCardError(Code.JOURNAL_CORRUPT, seq=seq, detail="checkpoint over missing rows")
+        wires = [bytes(wire) for _seq, wire in rows]
+        checkpoint = Checkpoint(
+            self.terminal_id,
+            seq,
+            decode(wires[-1]).hash if wires else from_hash,
+            digest_over(from_digest, wires),
+            int(time.time()),
+        ).signed(self._key)
+        self._db.execute(
+            "INSERT OR REPLACE INTO chain_checkpoint (id, seq, hash, digest, created_s, sig)"
+            " VALUES (1, ?, ?, ?, ?, ?)",
+            [
+                checkpoint.seq,
+                checkpoint.hash,
+                checkpoint.digest,
+                checkpoint.created_s,
+                checkpoint.sig,
+            ],
+        )
+
+    def ensure_checkpoint(self) -> None:
+        """After a full `verify` of a journal without a checkpoint (one from before them):
+        sign one at the acknowledged seq, so the next start checks only what came after."""
+        if self.chain_checkpoint() is not None or self.acked_seq() == 0:
+            return  # no write transaction at an ordinary start
+        with self._tx():
+            self._sign_checkpoint(int(self._meta("acked_seq") or 0))
+
+    # --------------------------------------------------------------- archive
+    def archive(self, now_s: float, keep_s: float = ar.KEEP_S) -> int:
+        """Move the records `archive.archive_upto` allows into compressed chunks; returns
+        how many moved. One durable transaction per chunk: the chunk is inserted and its
+        rows deleted together, so a power cut leaves one or the other, never neither."""
+        moved = 0
+        while True:
+            with self._tx():
+                count = self._archive_chunk(now_s, keep_s)
+            if count == 0:
+                return moved
+            moved += count
+
+    def _archive_chunk(self, now_s: float, keep_s: float) -> int:
+        checkpoint = self._chain_checkpoint()
+        if checkpoint is None:
+            return 0
+        closes = self._db.execute(
+            "SELECT seq, created_s FROM local WHERE kind = ? AND seq <= ?",
+            [RecordKind.DAY_CLOSE, checkpoint.seq],
+        ).fetchall()
+        marks = ",".join("?" * len(UNSETTLED))
+        first_open = self._db.execute(
+            f"SELECT min(seq) FROM local WHERE state IN ({marks})",  # noqa: S608
+            list(UNSETTLED),
+        ).fetchone()[0]
+        upto = ar.archive_upto(
+            acked_seq=int(self._meta("acked_seq") or 0),
+            checkpoint_seq=checkpoint.seq,
+            closes=[ar.DayClose(seq, created_s) for seq, created_s in closes],
+            first_open_seq=first_open,
+            now_s=now_s,
+            keep_s=keep_s,
+        )
+        base_seq, base_hash, base_digest = self._base()
+        last = min(upto, base_seq + ar.CHUNK_RECORDS)
+        if last <= base_seq:
+            return 0
+        rows = self._db.execute(
+            "SELECT seq, wire FROM records WHERE seq > ? AND seq <= ? ORDER BY seq",
+            [base_seq, last],
+        ).fetchall()
+        if [row[0] for row in rows] != list(range(base_seq + 1, last + 1)):
+            raise HCardError(
+                Code.JOURNAL_CORRUPT, seq=base_seq + 1, detail="archive over missing rows"
+            )
+        wires = [bytes(wire) for _seq, wire in rows]
+        first_record, last_record = decode(wires[0]), decode(wires[-1])
+        if first_record.prev != base_hash:
+            raise HCardError(Code.CHAIN_FORK, seq=first_record.seq, detail="archive")
+        self._db.execute(
+            "INSERT INTO archive (first_seq, last_seq, first_prev, last_hash, digest, data)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                base_seq + 1,
+                last,
+                first_record.prev,
+                last_record.hash,
+                digest_over(base_digest, wires),
+                ar.pack(wires),
+            ],
+        )
+        self._db.execute("DELETE FROM records WHERE seq > ? AND seq <= ?", [base_seq, last])
+        return len(wires)
+
+    def _archived_wires(self, seqs: Iterable[int]) -> dict[int, bytes]:
+        """The exact wire bytes of archived records, by seq (each chunk opened once)."""
+        found: dict[int, bytes] = {}
+        first, last = 0, -1
+        wires: list[bytes] = []
+        for seq in sorted(set(seqs)):
+            if not first <= seq <= last:
+                row = self._db.execute(
+                    "SELECT first_seq, last_seq, data FROM archive"
+                    " WHERE first_seq <= ? AND last_seq >= ?",
+                    [seq, seq],
+                ).fetchone()
+                if row is None:
+                    continue
+                first, last, wires = row[0], row[1], ar.unpack(row[2])
+            found[seq] = wires[seq - first]
+        return found
 
     # ---------------------------------------------------------------- writing
     def append(
@@ -401,10 +698,15 @@ class Journal:
         self._db.execute("UPDATE local SET state = ? WHERE seq = ?", [state, seq])
 
     def mark_acked(self, seq: int) -> None:
-        """The server has the records up to `seq` (never moves backwards)."""
+        """The server has the records up to `seq` (never moves backwards).
+
+        In the same durable transaction, the chain up to `seq` gets a signed checkpoint
+        (`checkpoint`): a power cut keeps both or neither.
+        """
         with self._tx():
             if seq > self.acked_seq():
                 self._db.execute("UPDATE meta SET value = ? WHERE name = 'acked_seq'", [str(seq)])
+            self._sign_checkpoint(seq)
 
     def rewind_acked(self, seq: int) -> None:
         """The server holds only up to `seq` (restored from a backup): send the rest again."""
@@ -413,12 +715,14 @@ class Journal:
                 self._db.execute("UPDATE meta SET value = ? WHERE name = 'acked_seq'", [str(seq)])
 
     def hash_of(self, seq: int) -> str | None:
-        """The hash of our record `seq` (`GENESIS_HASH` for 0), None when there is none."""
+        """The hash of our record `seq` (`GENESIS_HASH` for 0), None when there is none;
+        from the archive when it was archived."""
         if seq == 0:
             return GENESIS_HASH
         with self._lock:
             row = self._db.execute("SELECT wire FROM records WHERE seq = ?", [seq]).fetchone()
-        return None if row is None else decode(row[0]).hash
+            wire = self._archived_wires([seq]).get(seq) if row is None else row[0]
+        return None if wire is None else decode(wire).hash
 
     def set_meta(self, name: str, value: str) -> None:
         with self._tx():
@@ -483,11 +787,19 @@ class Journal:
             waiting = self._db.execute(
                 "SELECT min(seq) FROM local WHERE state = ?", [State.INTENT]
             ).fetchone()[0]
+            before = waiting or 2**63 - 1
+            # only after a server restored to before the archive: from the archive first
+            base_seq = self._base()[0]
+            wires = list(
+                self._archived_wires(
+                    range(acked + 1, min(base_seq + 1, before, acked + 1 + limit))
+                ).values()
+            )
             rows = self._db.execute(
                 "SELECT wire FROM records WHERE seq > ? AND seq < ? ORDER BY seq LIMIT ?",
-                [acked, waiting or 2**63 - 1, limit],
+                [acked, before, limit - len(wires)],
             ).fetchall()
-        return [decode(row[0]) for row in rows]
+        return [decode(wire) for wire in [*wires, *(row[0] for row in rows)]]
 
     def recorded_s(self, first_seq: int, last_seq: int) -> dict[int, int]:
         """When this till journalled records `first_seq` .. `last_seq`: whole epoch seconds of
@@ -509,7 +821,7 @@ class Journal:
             return self.last_seq() - self.acked_seq()
 
     def entry(self, seq: int) -> Entry | None:
-        entries = self._entries("WHERE r.seq = ?", [seq])
+        entries = self._entries("WHERE l.seq = ?", [seq])
         return entries[0] if entries else None
 
     def by_receipt(self, receipt_no: int) -> Entry | None:
@@ -518,7 +830,7 @@ class Journal:
         return entries[0] if entries else None
 
     def entries(self, *, after_seq: int = 0, states: tuple[State, ...] = ()) -> list[Entry]:
-        clauses = ["r.seq > ?"]
+        clauses = ["l.seq > ?"]
         params: list[Any] = [after_seq]
         if states:
             clauses.append(f"l.state IN ({','.join('?' * len(states))})")
@@ -551,6 +863,9 @@ class Journal:
         void the server has not acknowledged: until the void arrives, the server's
         balance of the card includes them, so a purse written from that balance
         must leave them out. Read before asking the server, this errs low only.
+        Voids are read from the live journal only: an archived void was acknowledged
+        long ago (`archive`), and only a server restored to before the archive could
+        be without it, for which the sync agent sends it again (`unsent`).
         """
         with self._lock:
             acked = int(self._meta("acked_seq") or 0)
@@ -572,17 +887,23 @@ class Journal:
         return row[0] or 0
 
     def _entries(self, where: str, params: list[Any]) -> list[Entry]:
+        """Records with their bookkeeping; an archived record's bytes come from its chunk
+        (the bookkeeping row stays in `local`), so old receipts and history still read."""
         # `where` is built from fixed fragments only; every value is a bound parameter.
         sql = (
-            "SELECT r.wire, l.state, l.card_written, l.day, l.created_s, l.outcome,"  # noqa: S608
-            " l.receipt_no"
-            f" FROM records r JOIN local l ON l.seq = r.seq {where} ORDER BY r.seq"
+            "SELECT l.seq, r.wire, l.state, l.card_written, l.day, l.created_s,"  # noqa: S608
+            " l.outcome, l.receipt_no"
+            f" FROM local l LEFT JOIN records r ON r.seq = l.seq {where} ORDER BY l.seq"
         )
         with self._lock:
             rows = self._db.execute(sql, params).fetchall()
+            archived = self._archived_wires(row[0] for row in rows if row[1] is None)
+        missing = [row[0] for row in rows if row[1] is None and row[0] not in archived]
+        if missing:
+            raise HCardError(Code.JOURNAL_CORRUPT, seq=missing[0], detail="record not found")
         return [
             Entry(
-                record=decode(wire),
+                record=decode(archived[seq] if wire is None else wire),
                 state=None if state is None else State(state),
                 card_written=bool(written),
                 day=day,
@@ -590,8 +911,25 @@ class Journal:
                 outcome=json.loads(outcome) if outcome else None,
                 receipt_no=receipt_no,
             )
-            for wire, state, written, day, created_s, outcome, receipt_no in rows
+            for seq, wire, state, written, day, created_s, outcome, receipt_no in rows
         ]
+
+
+def _head_problem(
+    records: list[Record], after: tuple[int, str, str], head: tuple[int, str]
+) -> ChainProblem | None:
+    """Does the chain end where `head` says? (Truncation: the chain alone cannot tell a
+    short journal from a truncated one.) `after`: (seq, hash, _) before `records`."""
+    head_seq, head_hash = head
+    last_seq = records[-1].seq if records else after[0]
+    last_hash = records[-1].hash if records else after[1]
+    if head_seq > last_seq:
+        return ChainProblem(
+            last_seq + 1, Code.CHAIN_GAP, f"journal truncated: head says seq {head_seq}"
+        )
+    if (head_seq, head_hash) != (last_seq, last_hash):
+        return ChainProblem(head_seq, Code.JOURNAL_CORRUPT, "head does not match last record")
+    return None
 
 
 def open_verified(path: Path, terminal_id: int, key: Ed25519PrivateKey) -> Journal:
@@ -606,4 +944,5 @@ def open_verified(path: Path, terminal_id: int, key: Ed25519PrivateKey) -> Journ
     if problem is not None:
         journal.close()
         raise HCardError(problem.code, seq=problem.seq, detail=problem.detail)
+    journal.ensure_checkpoint()  # a journal from before checkpoints: verified in full once
     return journal

@@ -1,9 +1,10 @@
 """The sync agent: a background thread that brings the server up to date.
 
 Each round: upload the unsent records in sequence order in batches, mark
-them acknowledged, settle online payments whose answer never arrived by the
-outcome the server answers for them (void the approved ones), then pull the
-snapshot. A failed round is
+them acknowledged (which signs the journal's checkpoint), settle online
+payments whose answer never arrived by the outcome the server answers for
+them (void the approved ones), then pull the snapshot and archive old
+acknowledged business days (`Journal.archive`). A failed round is
 retried with exponential backoff and jitter (so that fifty tills coming back
 after an outage do not knock on the server in step).
 
@@ -116,6 +117,9 @@ class SyncAgent:
             self.last_sync_s = now_s
             if uploaded.get("refused") is None and snapshot_error is None:
                 self.last_error = None
+            # old acknowledged business days into the archive (their checkpoint was
+            # signed with the ack, `Journal.mark_acked`); here, not in a payment's path
+            self.journal.archive(now_s)
             self.journal.checkpoint()
             return {**uploaded, "snapshot_error": snapshot_error}
 
