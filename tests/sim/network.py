@@ -1,0 +1,184 @@
+"""The simulated network between the tills and the server, and the door into the server.
+
+A till's `ServerClient` keeps its `requests.Session`; `SimAdapter` is mounted on it and
+hands each prepared request to `SimNetwork.carry`, which decides by the seeded random
+generator what happens to it: it arrives and its answer comes back; it is dropped (the
+server never sees it); its answer is lost (the server did it, the till hears nothing);
+it is delayed (the till times out, the request arrives at a later step); it is duplicated
+(a copy arrives at a later step); or the server crashes while doing it. Requests waiting
+in the network arrive in random order (`tick`), so they are also reordered. With the
+network down every request fails at once, as a pulled cable does.
+
+No thread, no socket: the request runs in the caller's thread through Starlette's
+`TestClient` on the real app, one at a time, so a seed always gives the same run.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import requests
+from requests.adapters import BaseAdapter
+from requests.structures import CaseInsensitiveDict
+
+
+class ServerDownError(Exception):
+    """The server crashed while it handled the request (it is restarted from its files)."""
+
+
+@dataclass(frozen=True)
+class Wire:
+    """One request as it travels: who sent it and its exact bytes."""
+
+    sender: str
+    method: str
+    path: str
+    body: bytes
+    headers: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+
+class Server(Protocol):
+    def deliver(self, wire: Wire, crash: bool) -> Answer:
+        """Handle `wire`; with `crash` the server dies during it (ServerDownError)."""
+        ...
+
+
+@dataclass(frozen=True)
+class FaultRates:
+    """The chance of each fault per request (the rest arrive and are answered)."""
+
+    drop: float = 0.04
+    lose_answer: float = 0.04
+    delay: float = 0.03
+    duplicate: float = 0.03
+    server_crash: float = 0.01
+
+
+class SimNetwork:
+    """Carries every request; holds the delayed ones until they arrive."""
+
+    def __init__(
+        self,
+        rng: random.Random,
+        server: Server,
+        log: Callable[[str], None],
+        rates: FaultRates | None = None,
+    ) -> None:
+        self.rng = rng
+        self.server = server
+        self.log = log
+        self.rates = rates or FaultRates()
+        self.down = False
+        self.healed = False  # at the end: every request arrives and is answered
+        self.in_flight: list[Wire] = []
+
+    def carry(self, wire: Wire, before_send: Callable[[str], None]) -> Answer:
+        """The answer the sender gets, or a `requests` exception like a real network's."""
+        before_send(f"send {wire.method} {wire.path.split('?')[0]}")
+        if self.down:
+            raise requests.ConnectionError("network down")
+        if self.healed:
+            return self._arrive(wire, crash=False)
+        rates, roll = self.rates, self.rng.random()
+        if roll < rates.drop:
+            self.log(f"net drop {wire.sender} {wire.method} {_short(wire.path)}")
+            raise requests.ConnectionError("dropped")
+        roll -= rates.drop
+        if roll < rates.delay:
+            self.log(f"net delay {wire.sender} {wire.method} {_short(wire.path)}")
+            self.in_flight.append(wire)
+            raise requests.ReadTimeout("delayed")
+        roll -= rates.delay
+        if roll < rates.server_crash:
+            self.log(f"net server-crash {wire.sender} {wire.method} {_short(wire.path)}")
+            self._arrive(wire, crash=True)
+            raise requests.ConnectionError("server crashed")
+        roll -= rates.server_crash
+        if roll < rates.duplicate:
+            self.log(f"net duplicate {wire.sender} {wire.method} {_short(wire.path)}")
+            self.in_flight.append(wire)
+        roll -= rates.duplicate
+        answer = self._arrive(wire, crash=False)
+        if roll < rates.lose_answer:
+            self.log(f"net lose-answer {wire.sender} {wire.method} {_short(wire.path)}")
+            raise requests.ReadTimeout("answer lost")
+        before_send(f"answer {wire.method} {wire.path.split('?')[0]}")
+        return answer
+
+    def _arrive(self, wire: Wire, crash: bool) -> Answer:
+        try:
+            return self.server.deliver(wire, crash)
+        except ServerDownError as exc:
+            raise requests.ConnectionError("server down") from exc
+
+    def tick(self, everything: bool = False) -> None:
+        """Let waiting requests arrive (each with even odds, or all), in random order;
+        their answers go nowhere (the sender gave up long ago)."""
+        if not self.in_flight:
+            return
+        self.rng.shuffle(self.in_flight)
+        staying = []
+        for wire in self.in_flight:
+            if not everything and self.rng.random() < 0.5:
+                staying.append(wire)
+                continue
+            try:
+                answer = self._arrive(wire, crash=False)
+                outcome = str(answer.status)
+            except requests.ConnectionError:
+                outcome = "server down"
+            self.log(f"net late {wire.sender} {wire.method} {_short(wire.path)} -> {outcome}")
+        self.in_flight = staying
+
+
+def _short(path: str) -> str:
+    return path.split("?")[0].removeprefix("/v1/terminal/")
+
+
+class SimAdapter(BaseAdapter):
+    """The transport of one till's `requests.Session`: every request into `SimNetwork`."""
+
+    def __init__(self, network: SimNetwork, sender: str, before_send: Callable[[str], None]):
+        super().__init__()
+        self.network = network
+        self.sender = sender
+        self.before_send = before_send
+
+    def send(  # type: ignore[override]
+        self, request: requests.PreparedRequest, **_kwargs: Any
+    ) -> requests.Response:
+        body = request.body or b""
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        url = request.url or ""
+        path = url.split("://", 1)[-1]
+        path = path[path.index("/") :] if "/" in path else "/"
+        wire = Wire(
+            sender=self.sender,
+            method=request.method or "GET",
+            path=path,
+            body=bytes(body),
+            headers=tuple(sorted(request.headers.items())),
+        )
+        answer = self.network.carry(wire, self.before_send)
+        response = requests.Response()
+        response.status_code = answer.status
+        response.headers = CaseInsensitiveDict(dict(answer.headers))
+        response._content = answer.body
+        response.url = url
+        response.request = request
+        response.encoding = "utf-8"
+        return response
+
+    def close(self) -> None:
+        pass
