@@ -1,42 +1,107 @@
-"""The write paths of the data layer: group commit keeps each unit all-or-nothing."""
+"""The write paths of the data layer, on SQLite and PostgreSQL: group commit keeps each unit
+all-or-nothing, a failed commit fails the whole group, and `write` transactions beside a
+busy group writer neither lose updates nor deadlock with it."""
 
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import sqlalchemy as sa
 
 from hcard.server.db import engine as db_engine
-from hcard.server.db import migrate
-from hcard.server.db.tables import alerts
+from hcard.server.db import locking
+from hcard.server.db.tables import accounts, alerts
+from hcard.server.services import ledger
+from hcard.server.vocabulary import AccountKind
 
 UNITS = 40
 
 
-def test_units_commit_together_but_fail_alone(tmp_path):
-    engine = db_engine.make_engine(f"sqlite:///{tmp_path / 'hcard.db'}")
-    migrate.upgrade(engine)
-    barrier = threading.Barrier(UNITS)
+def _alerts(engine: sa.Engine) -> list[str]:
+    with db_engine.read(engine) as conn:
+        return sorted(conn.execute(sa.select(alerts.c.detail)).scalars())
 
+
+def _add_alert(conn: sa.Connection, detail: str) -> None:
+    conn.execute(sa.insert(alerts).values(kind="bad_record", detail=detail, created_s=0.0))
+
+
+def _balances(engine: sa.Engine, *ids: int) -> list[int]:
+    with db_engine.read(engine) as conn:
+        return [
+            conn.execute(
+                sa.select(accounts.c.balance_cents).where(accounts.c.id == account_id)
+            ).scalar_one()
+            for account_id in ids
+        ]
+
+
+def _add_to(conn: sa.Connection, account_id: int, amount_cents: int) -> None:
+    """What every booking does to a merchant's row: lock it, then add to its balance."""
+    locking.accounts(conn, [account_id])
+    conn.execute(
+        sa.update(accounts)
+        .where(accounts.c.id == account_id)
+        .values(balance_cents=accounts.c.balance_cents + amount_cents)
+    )
+
+
+@pytest.fixture
+def two_accounts(db):
+    with db_engine.write(db) as conn:
+        return [ledger.create_account(conn, f"merchant:{i}", AccountKind.MERCHANT) for i in (1, 2)]
+
+
+def _all_at_once(count, work):
+    barrier = threading.Barrier(count)
+
+    def run(index):
+        barrier.wait(timeout=60)
+        try:
+            return work(index)
+        except Exception as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+def _hold_the_writer(engine: sa.Engine, pool: ThreadPoolExecutor) -> threading.Event:
+    """Keep the group writer busy with a unit until the returned event is set, so that the
+    units queued meanwhile form the next group."""
+    running, release = threading.Event(), threading.Event()
+
+    def gate(_conn: sa.Connection) -> None:
+        running.set()
+        assert release.wait(timeout=30)
+
+    pool.submit(db_engine.unit, engine, gate)
+    assert running.wait(timeout=30)
+    return release
+
+
+def _wait_until_queued(engine: sa.Engine, count: int) -> None:
+    writer = db_engine._GROUP_WRITERS[str(engine.url)]
+    deadline = time.monotonic() + 30
+    while writer.pending.qsize() < count:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+
+
+def test_units_commit_together_but_fail_alone(db):
     def unit(index: int) -> object:
         def work(conn: sa.Connection) -> int:
-            conn.execute(
-                sa.insert(alerts).values(kind="bad_record", detail=str(index), created_s=0.0)
-            )
+            _add_alert(conn, f"{index:02}")
             if index % 2:
                 raise ValueError(index)  # after writing: the write must not stay
             return index
 
-        barrier.wait(timeout=60)
-        try:
-            return db_engine.unit(engine, work)
-        except ValueError as exc:
-            return exc
+        return db_engine.unit(db, work)
 
-    with ThreadPoolExecutor(max_workers=UNITS) as pool:
-        answers = list(pool.map(unit, range(UNITS)))
+    answers = _all_at_once(UNITS, unit)
 
     for index, answer in enumerate(answers):
         if index % 2:
@@ -44,23 +109,115 @@ def test_units_commit_together_but_fail_alone(tmp_path):
             assert answer.args == (index,)
         else:
             assert answer == index
-    with db_engine.read(engine) as conn:
-        stored = sorted(int(d) for d in conn.execute(sa.select(alerts.c.detail)).scalars())
-    assert stored == list(range(0, UNITS, 2))
-    engine.dispose()
+    assert _alerts(db) == [f"{i:02}" for i in range(0, UNITS, 2)]
 
 
-def test_a_unit_sees_what_it_wrote_and_nothing_leaks_on_error(tmp_path):
-    engine = db_engine.make_engine(f"sqlite:///{tmp_path / 'hcard.db'}")
-    migrate.upgrade(engine)
-
+def test_a_unit_sees_what_it_wrote_and_nothing_leaks_on_error(db):
     def broken(conn: sa.Connection) -> None:
-        conn.execute(sa.insert(alerts).values(kind="bad_record", detail="x", created_s=0.0))
+        _add_alert(conn, "x")
         assert conn.execute(sa.select(sa.func.count()).select_from(alerts)).scalar_one() == 1
         raise KeyError("late")
 
     with pytest.raises(KeyError):
-        db_engine.unit(engine, broken)
-    with db_engine.read(engine) as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(alerts)).scalar_one() == 0
-    engine.dispose()
+        db_engine.unit(db, broken)
+    assert _alerts(db) == []
+
+
+def _breaks_the_commit(conn: sa.Connection) -> None:
+    """Leave the transaction so that its COMMIT fails: a check deferred to the commit."""
+    if db_engine.is_sqlite(conn.engine):
+        conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
+        conn.exec_driver_sql(
+            "INSERT INTO postings (txn_id, account_id, amount_cents) VALUES (999999, 999999, 1)"
+        )
+    else:
+        conn.exec_driver_sql(
+            "CREATE TEMP TABLE doomed (n int UNIQUE DEFERRABLE INITIALLY DEFERRED) ON COMMIT DROP"
+        )
+        conn.exec_driver_sql("INSERT INTO doomed VALUES (1), (1)")
+
+
+def test_a_failed_commit_fails_every_unit_of_the_group(db):
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        gate = _hold_the_writer(db, pool)
+        queued = []
+        for index in range(5):
+            work = _breaks_the_commit if index == 2 else lambda c, i=index: _add_alert(c, str(i))
+            queued.append(pool.submit(db_engine.unit, db, work))
+            _wait_until_queued(db, index + 1)
+        gate.set()
+        errors = [future.exception(timeout=30) for future in queued]
+    assert all(isinstance(error, sa.exc.DatabaseError) for error in errors), errors
+    assert _alerts(db) == []
+    db_engine.unit(db, lambda conn: _add_alert(conn, "after"))  # the writer goes on
+    assert _alerts(db) == ["after"]
+
+
+def test_concurrent_units_on_one_row_never_lose_an_update(db, two_accounts):
+    merchant = two_accounts[0]
+    answers = _all_at_once(UNITS, lambda i: db_engine.unit(db, lambda c: _add_to(c, merchant, i)))
+    assert answers == [None] * UNITS
+    assert _balances(db, merchant) == [sum(range(UNITS))]
+
+
+def test_a_write_beside_the_group_writer_neither_deadlocks_nor_loses_updates(db, two_accounts):
+    """The dangerous interleaving, forced: a group's first unit takes account B, while an
+    office write holds account A and then wants B; the group's next unit wants A. As one
+    transaction each, that is a deadlock (PostgreSQL would cancel one after a second). The
+    next unit gives up A after `GROUP_LOCK_WAIT_MS`, the group commits and frees B, the office
+    write commits, and the unit runs again in the next group."""
+    if db_engine.is_sqlite(db):
+        pytest.skip("on SQLite a write transaction holds the whole database: no row to wait for")
+    low, high = two_accounts
+    office_has_low, group_has_high = threading.Event(), threading.Event()
+
+    def office() -> None:
+        with db_engine.write(db) as conn:
+            _add_to(conn, low, 1000)
+            office_has_low.set()
+            assert group_has_high.wait(timeout=30)
+            _add_to(conn, high, 1000)  # waits for the group's commit
+
+    def first(conn: sa.Connection) -> None:
+        assert office_has_low.wait(timeout=30)
+        _add_to(conn, high, 1)
+        group_has_high.set()
+
+    def after(conn: sa.Connection) -> None:
+        _add_to(conn, low, 1)
+        _add_to(conn, high, 1)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        gate = _hold_the_writer(db, pool)
+        done = [pool.submit(office)]
+        for work in (first, after):  # queued in this order: one group, `first` first
+            done.append(pool.submit(db_engine.unit, db, work))
+            _wait_until_queued(db, len(done) - 1)
+        started = time.perf_counter()
+        gate.set()
+        for future in done:
+            assert future.result(timeout=30) is None
+        elapsed_s = time.perf_counter() - started
+    assert _balances(db, low, high) == [1001, 1002]
+    assert elapsed_s < 0.9, "resolved by PostgreSQL's deadlock detection (1 s), not by the group"
+
+
+def test_office_writes_beside_a_loaded_group_writer(db, two_accounts):
+    """Fifty threads book on both rows through units (in either order of the rows within a
+    group), while office writes lock them in the one order: every update lands, no error."""
+    low, high = two_accounts
+    rounds = 10
+
+    def work(index: int) -> None:
+        for n in range(rounds):
+            if index % 10 == 0:
+                with db_engine.write(db) as conn:
+                    _add_to(conn, low, 1)
+                    _add_to(conn, high, 1)
+            else:
+                row = (low, high)[(index + n) % 2]
+                db_engine.unit(db, lambda conn, row=row: _add_to(conn, row, 1))
+
+    answers = _all_at_once(50, work)
+    assert answers == [None] * 50
+    assert sum(_balances(db, low, high)) == 50 * rounds + 5 * rounds
