@@ -6,6 +6,11 @@ issuer key the terminal got at enrolment (`hcard.signed.verify_document`,
 snapshot replaces it, a delta adds and removes), and persisted atomically so
 that a till that boots without network still decides with the last good one.
 
+Cheap with 20,000 cards (docs/protocol.md, `bench/snapshot_size.py`): the full
+answer (about 1.1 MB) is written once when it arrives, the deltas after it go to
+a small file of their own, and a delta that changes nothing is not written at all,
+so a sync round rewrites kilobytes, not the town.
+
 A snapshot whose signature does not verify is ignored as a whole
 (`SNAPSHOT_BAD_SIGNATURE`): a forged deny-list removal or a raised limit must
 never get in, and the older verified one is still safe to use.
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,19 +59,25 @@ def _int(value: Any, name: str) -> int:
     return value
 
 
+def _card(number: Any, known: Mapping[str, object]) -> str:
+    """`number` normalized (ValueError if it is none). One the state holds already is
+    normalized already: a full snapshot's 20,000 need no Luhn check each time."""
+    return number if isinstance(number, str) and number in known else cardnumber.normalize(number)
+
+
 def _merge(state: SnapshotState, snap: dict[str, Any]) -> SnapshotState:
     """A new state: `snap` applied onto `state` (replacing it when `full`)."""
     full = bool(snap["full"])
     deny = set() if full else set(state.deny)
     balances = {} if full else dict(state.balances)
-    for card in snap["deny_add"]:
-        deny.add(cardnumber.normalize(card))
-    for card in snap["deny_remove"]:
-        deny.discard(cardnumber.normalize(card))
     for card, known in snap["balances"].items():
-        balances[cardnumber.normalize(card)] = CardKnown(
+        balances[_card(card, state.balances)] = CardKnown(
             _int(known["balance_cents"], "balance_cents"), _int(known["counter"], "counter")
         )
+    for card in snap["deny_add"]:
+        deny.add(_card(card, balances))
+    for card in snap["deny_remove"]:
+        deny.discard(_card(card, balances))
     limits = snap["limits"]
     terminal_keys = {}
     for terminal_id, public in snap["terminal_keys"].items():
@@ -111,36 +123,67 @@ def _stale(old: SnapshotState, new: SnapshotState, full: bool) -> bool:
     return not (full and newer)
 
 
-class SnapshotStore:
-    """The current verified snapshot, in memory and in `snapshot.json`. Thread-safe.
+def _adds_nothing(old: SnapshotState, new: SnapshotState, snap: dict[str, Any]) -> bool:
+    """A delta without a card, limit or key the till did not have: only the version and
+    the server's time moved (an idle sync round)."""
+    cards_moved = snap["balances"] or snap["deny_add"] or snap["deny_remove"]
+    return not cards_moved and (new.limits, new.terminal_keys) == (old.limits, old.terminal_keys)
 
-    The terminal cannot sign the merged view itself, so the file holds the
-    server's signed answers (the last full one and the deltas after it), and
-    loading replays them, verifying each: the file is as untrusted as the
-    network. After `DELTAS_MAX` deltas the next pull asks for a full snapshot,
-    which keeps the file small.
+
+class SnapshotStore:
+    """The current verified snapshot, in memory and on disk. Thread-safe.
+
+    The terminal cannot sign the merged view itself, so it keeps the server's signed
+    answers, and loading replays them, verifying each: the files are as untrusted as
+    the network. `snapshot.json` holds the last full answer, written when one arrives;
+    `snapshot-deltas.json` the deltas after it, named by the full one's signature (a
+    power cut between the two writes leaves deltas of the full before, which loading
+    then leaves out). A delta that adds nothing (`_adds_nothing`) moves the version in
+    memory only. The next pull asks for a full snapshot after `DELTAS_MAX` deltas, or
+    when the deltas carry more cards than the full one: the files and the replay at
+    start stay at most about twice the full snapshot.
     """
 
     DELTAS_MAX = 50
 
     def __init__(self, path: Path, issuer: Ed25519PublicKey) -> None:
         self.path = path
+        self.deltas_path = path.with_name(path.stem + "-deltas" + path.suffix)
         self._issuer = issuer
         self._lock = threading.Lock()
-        self._answers: list[dict[str, Any]] = []
+        self._base: list[dict[str, Any]] = []  # the answers of `snapshot.json`
+        self._deltas: list[dict[str, Any]] = []  # those of the deltas file
+        self._base_cards = 0
+        self._delta_cards = 0
         self.state = SnapshotState()
         if path.exists():
             self._load()
 
     def _load(self) -> None:
         try:
-            answers = json.loads(self.path.read_text("utf-8"))["answers"]
+            base = json.loads(self.path.read_text("utf-8"))["answers"]
             state = SnapshotState()
-            for answer in answers:
+            for answer in base:
                 state = self._verified(answer, state)
-        except (ValueError, KeyError, TypeError, HCardError):
+            base_cards = len(state.balances)
+            deltas = self._held_deltas(base[-1]["sig"])
+            for answer in deltas:
+                state = self._verified(answer, state)
+        except (ValueError, KeyError, TypeError, IndexError, HCardError):
             return  # start like a fresh terminal: no offline payments until the next pull
-        self._answers, self.state = answers, state
+        self._base, self._deltas, self.state = base, deltas, state
+        self._base_cards, self._delta_cards = base_cards, _cards_in(deltas)
+
+    def _held_deltas(self, base_sig: str) -> list[dict[str, Any]]:
+        """The deltas on disk after the full answer signed `base_sig`; none when the file
+        names another one (a power cut after a new full answer was written)."""
+        if not self.deltas_path.exists():
+            return []
+        held = json.loads(self.deltas_path.read_text("utf-8"))
+        if held["base"] != base_sig:
+            return []
+        answers: list[dict[str, Any]] = held["answers"]
+        return answers
 
     def _verified(self, answer: Any, onto: SnapshotState) -> SnapshotState:
         snap = answer.get("snapshot") if isinstance(answer, dict) else None
@@ -162,17 +205,34 @@ class SnapshotStore:
         """
         with self._lock:
             new = self._verified(answer, self.state)
-            full = bool(answer["snapshot"]["full"])
-            if self._answers and _stale(self.state, new, full):
+            snap = answer["snapshot"]
+            if self._base and _stale(self.state, new, bool(snap["full"])):
                 raise HCardError(Code.SNAPSHOT_STALE, version=new.version)
-            answers = [answer] if full else [*self._answers, answer]
-            write_atomic(self.path, json.dumps({"answers": answers}).encode())
-            self._answers, self.state = answers, new
+            if snap["full"] or not self._base:
+                write_atomic(self.path, json.dumps({"answers": [answer]}).encode())
+                self.deltas_path.unlink(missing_ok=True)  # named by the full before: left out
+                self._base, self._deltas = [answer], []
+                self._base_cards, self._delta_cards = len(new.balances), 0
+            elif not _adds_nothing(self.state, new, snap):
+                deltas = [*self._deltas, answer]
+                held = {"base": self._base[-1]["sig"], "answers": deltas}
+                write_atomic(self.deltas_path, json.dumps(held).encode())
+                self._deltas = deltas
+                self._delta_cards += len(snap["balances"])
+            self.state = new
             return new
 
     def since(self) -> int:
         """The version to ask changes after (0: send everything)."""
         with self._lock:
-            if not self._answers or len(self._answers) > self.DELTAS_MAX:
+            if (
+                not self._base
+                or len(self._deltas) >= self.DELTAS_MAX
+                or self._delta_cards > self._base_cards
+            ):
                 return 0
             return self.state.version
+
+
+def _cards_in(answers: list[dict[str, Any]]) -> int:
+    return sum(len(answer["snapshot"]["balances"]) for answer in answers)

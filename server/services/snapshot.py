@@ -6,16 +6,27 @@ cards changed after that version. `cards_changed` is the one function that moves
 it (the ledger for balances, `cards.bump` for status, sync for counters). The
 counter is read before the cards, so a change committed in between is sent again
 next time rather than missed.
+
+It stays small and one answer however long a till was away (docs/protocol.md):
+per card about 56 bytes of JSON, which gzip brings to about 9 (the card numbers
+are serials in order), so 20,000 cards are about 1.1 MB, 175 KB on the wire
+(`bench/snapshot_size.py`). A delta is never paged: a till that was off for a
+month gets every change in one answer, or the full snapshot when the delta would
+carry most of the cards (`answer_in_full`). The body is made once, in canonical
+bytes, and is exactly what the issuer signed, so the till checks the signature
+over what it received; `encode` gzips it for a client that accepts gzip.
 """
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
-from hcard import signed
+from hcard import keys, signed
+from hcard.encoding import canonical_bytes
 from hcard.server.context import Context
 from hcard.server.db import counters, locking
 from hcard.server.db import engine as db_engine
@@ -46,10 +57,46 @@ def cards_changed(
     return version
 
 
-def build(ctx: Context, since: int) -> dict[str, object]:
+#: a delta carrying at least FULL_SHARE_NUM / FULL_SHARE_DEN of the issued cards is
+#: answered in full: each changed card is in the delta's balances and in `deny_add` or
+#: `deny_remove` (~75 bytes), in the full only in its balances (~56): from about 3/4 of
+#: the cards on the delta is the larger answer (tests/server/test_snapshot_size.py)
+FULL_SHARE_NUM, FULL_SHARE_DEN = 3, 4
+#: ... and at least this many cards: below, either answer is a few kilobytes
+FULL_MIN_CARDS = 1_000
+#: bodies below this go uncompressed: gzip's header and table would not pay for themselves
+GZIP_MIN_BYTES = 512
+GZIP_LEVEL = 6
+
+
+def answer_in_full(since: int, version: int, changed_cards: int, issued_cards: int) -> bool:
+    """Whether `since=<since>` is answered with the full snapshot rather than a delta.
+
+    In full: a till that has nothing (0), one ahead of the server (a server restored
+    from a backup numbers its changes below the till's version again), and a delta that
+    would carry so many cards that the full snapshot is no larger (a till that was off
+    for weeks): it replaces the till's state in one answer instead of a merge.
+    """
+    if since <= 0 or since > version:
+        return True
+    return (
+        changed_cards >= FULL_MIN_CARDS
+        and changed_cards * FULL_SHARE_DEN >= issued_cards * FULL_SHARE_NUM
+    )
+
+
+def document(ctx: Context, since: int) -> dict[str, object]:
+    """The snapshot for `since=<since>`, unsigned (`answer` signs it)."""
+    issued = cards.c.uid.is_not(None)
     with db_engine.read(ctx.engine) as conn:
         version = counters.current(conn, CounterName.VERSION)
-        full = since <= 0 or since > version
+        issued_cards, changed_cards = conn.execute(
+            sa.select(
+                sa.func.count(),
+                sa.func.count(sa.case((cards.c.version > since, 1))),
+            ).where(issued)
+        ).one()
+        full = answer_in_full(since, version, changed_cards, issued_cards)
         query = (
             sa.select(
                 cards.c.number,
@@ -59,19 +106,19 @@ def build(ctx: Context, since: int) -> dict[str, object]:
                 accounts.c.balance_cents,
             )
             .select_from(cards.join(accounts, accounts.c.id == cards.c.account_id))
-            .where(cards.c.uid.is_not(None))
+            .where(issued)
             .order_by(cards.c.id)
         )
         if not full:
             query = query.where(cards.c.version > since)
         rows = conn.execute(query).all()
-        keys = conn.execute(
+        active = conn.execute(
             sa.select(terminals.c.id, terminals.c.public_key).where(
                 terminals.c.status == TerminalStatus.ACTIVE
             )
         ).all()
     denied = [row.number for row in rows if row.blocked or row.flagged]
-    snapshot = {
+    return {
         "version": version,
         "full": full,
         "deny_add": denied,
@@ -80,11 +127,47 @@ def build(ctx: Context, since: int) -> dict[str, object]:
             row.number: {"balance_cents": row.balance_cents, "counter": row.counter} for row in rows
         },
         "limits": ctx.settings.limits.as_json(),
-        "terminal_keys": {str(row.id): row.public_key for row in keys},
+        "terminal_keys": {str(row.id): row.public_key for row in active},
         "issuer_public_key": ctx.issuer_public_hex,
         "server_time_s": int(ctx.now()),
     }
-    return {
-        "snapshot": snapshot,
-        "sig": signed.sign_document(ctx.issuer_key, signed.DOMAIN_SNAPSHOT, snapshot),
-    }
+
+
+def answer(ctx: Context, since: int) -> bytes:
+    """The answer's JSON body `{"sig", "snapshot"}`, canonical, the snapshot encoded once.
+
+    The same bytes as `canonical_bytes({"sig": signed.sign_document(...), "snapshot": ...})`
+    (its keys sorted, no white space), without encoding 20,000 cards twice.
+    """
+    body = canonical_bytes(document(ctx, since))
+    sig = keys.sign(ctx.issuer_key, signed.DOMAIN_SNAPSHOT + body).hex()
+    return b'{"sig":"' + sig.encode("ascii") + b'","snapshot":' + body + b"}"
+
+
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    """Whether an `Accept-Encoding` header allows gzip (`requests` sends `gzip, deflate`):
+    named, or `*`, with a weight above 0 (`gzip;q=0` refuses it)."""
+    weights: dict[str, float] = {}
+    for part in (accept_encoding or "").lower().split(","):
+        coding, *params = (item.strip() for item in part.split(";"))
+        weight = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        weights[coding] = weight
+    return weights.get("gzip", weights.get("*", 0.0)) > 0
+
+
+def encode(body: bytes, accept_encoding: str | None) -> tuple[bytes, dict[str, str]]:
+    """The bytes to send and their headers: gzipped when the client accepts it and the body
+    is worth it. Compression is HTTP's (`Content-Encoding`): the client's HTTP library
+    undoes it, and the till checks the signature over the bytes the server signed."""
+    headers = {"Vary": "Accept-Encoding"}
+    if len(body) < GZIP_MIN_BYTES or not accepts_gzip(accept_encoding):
+        return body, headers
+    # mtime=0: the same answer gives the same bytes
+    return gzip.compress(body, GZIP_LEVEL, mtime=0), {**headers, "Content-Encoding": "gzip"}
