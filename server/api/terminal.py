@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from hcard.encoding import MAX_ID
 from hcard.errors import Code, HCardError
@@ -107,11 +107,18 @@ def sync_records(ctx: ContextDep, signed: SignedBookingDep) -> Response:
 
 @router.get("/terminal/snapshot")
 def get_snapshot(
-    ctx: ContextDep, terminal: TerminalDep, since: Annotated[int, Query(ge=0, le=MAX_ID)] = 0
-) -> dict[str, object]:
-    """Deny-list, balances, limits, terminal keys; only changes after `since` unless full."""
+    ctx: ContextDep,
+    terminal: TerminalDep,
+    request: Request,
+    since: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+) -> Response:
+    """Deny-list, balances, limits, terminal keys; only changes after `since` unless full.
+    The signed canonical bytes, gzipped for a client that accepts it."""
     del terminal  # authenticated; the snapshot is the same for every terminal
-    return snapshot.build(ctx, since)
+    body, headers = snapshot.encode(
+        snapshot.answer(ctx, since), request.headers.get("accept-encoding")
+    )
+    return Response(content=body, media_type="application/json", headers=headers)
 
 
 @router.get("/terminal/cards/{card_number}", responses=openapi.errors(404))
