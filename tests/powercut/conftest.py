@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import pytest
-
 from powercut.harness import build_shim
 
 BUILD_DIR = Path(__file__).resolve().parents[2] / "build" / "powercut"

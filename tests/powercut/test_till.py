@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from powercut import harness
+from powercut.till_workload import JOURNAL, KEY, TERMINAL_ID, ScriptedServer, payments
 
 from hcard.records import RecordKind
 from hcard.terminal import journal as jr
 from hcard.terminal.states import SHOWN
-from powercut import harness
-from powercut.till_workload import JOURNAL, KEY, TERMINAL_ID, ScriptedServer, payments
 
 
 @dataclass(frozen=True)

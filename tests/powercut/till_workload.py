@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from powercut.replay import MARKERS
 
 from hcard.errors import Code, HCardError
 from hcard.records import Outcome as ServerOutcome
@@ -30,7 +31,6 @@ from hcard.terminal.offline import Limits
 from hcard.terminal.payment import Link, Payments, day_of
 from hcard.terminal.snapshot import CardKnown, SnapshotState, SnapshotStore
 from hcard.terminal.till import Outcome, PaymentResult
-from powercut.replay import MARKERS
 
 TERMINAL_ID = 42
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
