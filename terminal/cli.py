@@ -294,6 +294,45 @@ def cmd_day_close(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_verify_journal(args: argparse.Namespace) -> int:
+    """Everything the start leaves out, on the journal alone (no reader, no server): every
+    signature and link of the live journal and of its archive (`Journal.verify_archive`),
+    the chain across the chunks into the live journal. Slow on purpose: a year is ~70,000
+    signatures (a few seconds on a Pi); it runs beside the app, which holds no lock on it."""
+    from hcard.terminal import journal as jr
+
+    state = cfg.TerminalState(args.state)
+    if not state.enrolled():
+        print(_("not enrolled") + " (hcard-terminal enrol --server URL --code CODE)")
+        return EXIT_BROKEN
+    config = state.load_config()
+    journal = jr.Journal(state.journal_path, config.terminal_id, state.load_key())
+    try:
+        problem = journal.verify_archive() or journal.verify(full=True)
+        archived, chunks = journal.archive_size()
+        last_seq = journal.last_seq()
+    finally:
+        journal.close()
+    if problem is not None:
+        print(
+            _("journal damaged")
+            + f": seq {problem.seq}: {_both(problem.code)} [{problem.code.value}]"
+            + f" ({problem.detail})"
+        )
+        return EXIT_BROKEN
+    print(
+        _("journal intact")
+        + f": {last_seq} "
+        + _("records")
+        + f", {archived} "
+        + _("archived")
+        + f" ({chunks} "
+        + _("chunks")
+        + ")"
+    )
+    return EXIT_OK
+
+
 def cmd_app(args: argparse.Namespace) -> int:
     """The touchscreen app: its own parser reads everything after `app`, so its options
     (`--fullscreen`, `--size`, `set-pin`) are defined once, in `hcard.terminal.app`."""
@@ -451,6 +490,15 @@ def build_parser() -> argparse.ArgumentParser:
         description=_("journal the day's totals, a new business day"),
     )
     day_close.set_defaults(func=cmd_day_close)
+
+    verify_journal = commands.add_parser(
+        "verify-journal",
+        help=_("check the whole journal and its archive"),
+        description=_(
+            "every signature and link, also of the archived records, which the start leaves out"
+        ),
+    )
+    verify_journal.set_defaults(func=cmd_verify_journal)
 
     app = commands.add_parser(
         "app",

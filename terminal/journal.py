@@ -561,6 +561,14 @@ class Journal:
         self._db.execute("DELETE FROM records WHERE seq > ? AND seq <= ?", [base_seq, last])
         return len(wires)
 
+    def archive_size(self) -> tuple[int, int]:
+        """(records, chunks) in the archive."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT coalesce(sum(last_seq - first_seq + 1), 0), count(*) FROM archive"
+            ).fetchone()
+        return int(row[0]), int(row[1])
+
     def _archived_wires(self, seqs: Iterable[int]) -> dict[int, bytes]:
         """The exact wire bytes of archived records, by seq (each chunk opened once)."""
         found: dict[int, bytes] = {}
