@@ -160,7 +160,18 @@ class ServerClient:
         payload: dict[str, Any] | None,
         timeout_s: tuple[float, float],
     ) -> dict[str, Any]:
-        """Send one signed request; retry once after learning the server's clock."""
+        """Send one signed request; its answer's JSON object."""
+        return _json_object(self._signed_response(method, path, payload, timeout_s))
+
+    def _signed_response(
+        self,
+        method: str,
+        path: str,
+        payload: dict[str, Any] | None,
+        timeout_s: tuple[float, float],
+    ) -> requests.Response:
+        """Send one signed request; its 2xx answer. Retry once after learning the server's
+        clock."""
         body = b"" if payload is None else canonical_bytes(payload)
         for attempt in range(2):
             headers = self._headers(method, path, body)
@@ -172,17 +183,18 @@ class ServerClient:
                 )
             except requests.RequestException as exc:
                 raise ServerUnreachableError(type(exc).__name__) from exc
-            try:
-                return _json_object(response)
-            except HCardError as error:
-                if (
-                    attempt == 0
-                    and error.code == Code.CLOCK_SKEW
-                    and "server_time_s" in error.details
-                ):
-                    self.clock.learn(error.details["server_time_s"])
-                    continue
-                raise
+            if response.ok:
+                return response
+            error = error_from_response(response)
+            if (
+                attempt == 0
+                and isinstance(error, HCardError)
+                and error.code == Code.CLOCK_SKEW
+                and "server_time_s" in error.details
+            ):
+                self.clock.learn(error.details["server_time_s"])
+                continue
+            raise error
         raise AssertionError("unreachable")  # pragma: no cover
 
     # ------------------------------------------------------------ endpoints
@@ -210,6 +222,12 @@ class ServerClient:
 
     def snapshot(self, since: int) -> dict[str, Any]:
         return self.request("GET", f"/v1/terminal/snapshot?since={since}", None, SYNC_TIMEOUT_S)
+
+    def snapshot_body(self, since: int) -> bytes:
+        """The snapshot answer's bytes as they came (gzip undone): the till checks the
+        issuer's signature over them (`SnapshotStore.apply_body`)."""
+        path = f"/v1/terminal/snapshot?since={since}"
+        return self._signed_response("GET", path, None, SYNC_TIMEOUT_S).content
 
     def card(self, card_number: str) -> dict[str, Any]:
         return self.request("GET", f"/v1/terminal/cards/{card_number}", None, CHECK_TIMEOUT_S)

@@ -1,15 +1,17 @@
 """The cached snapshot: what an offline terminal knows about cards and limits.
 
 Pulled from `GET /v1/terminal/snapshot?since=<version>`, checked against the
-issuer key the terminal got at enrolment (`hcard.signed.verify_document`,
-`DOMAIN_SNAPSHOT`), merged into what the terminal already had (a full
-snapshot replaces it, a delta adds and removes), and persisted atomically so
-that a till that boots without network still decides with the last good one.
+issuer key the terminal got at enrolment (`DOMAIN_SNAPSHOT`), merged into what
+the terminal already had (a full snapshot replaces it, a delta adds and
+removes), and persisted atomically so that a till that boots without network
+still decides with the last good one.
 
-Cheap with 20,000 cards (docs/protocol.md, `bench/snapshot_size.py`): the full
-answer (about 1.1 MB) is written once when it arrives, the deltas after it go to
-a small file of their own, and a delta that changes nothing is not written at all,
-so a sync round rewrites kilobytes, not the town.
+Cheap with 20,000 cards (docs/protocol.md, `bench/snapshot_size.py`): the
+server's answer is `{"sig":"<hex>","snapshot":<the signed bytes>}`, so the
+signature is checked over the bytes as they came, not over a re-encoding, and
+those bytes are what is kept: the full answer (about 1.1 MB) written once when
+it arrives, the deltas after it in a small file of their own, a delta that
+changes nothing not at all. A sync round rewrites kilobytes, not the town.
 
 A snapshot whose signature does not verify is ignored as a whole
 (`SNAPSHOT_BAD_SIGNATURE`): a forged deny-list removal or a raised limit must
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,9 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from hcard import cardnumber, keys
+from hcard.encoding import canonical_bytes
 from hcard.errors import Code, HCardError
-from hcard.signed import DOMAIN_SNAPSHOT, verify_document
+from hcard.signed import DOMAIN_SNAPSHOT
 from hcard.terminal.config import write_atomic
 from hcard.terminal.offline import Limits
 
@@ -59,10 +61,21 @@ def _int(value: Any, name: str) -> int:
     return value
 
 
-def _card(number: Any, known: Mapping[str, object]) -> str:
-    """`number` normalized (ValueError if it is none). One the state holds already is
-    normalized already: a full snapshot's 20,000 need no Luhn check each time."""
-    return number if isinstance(number, str) and number in known else cardnumber.normalize(number)
+def _card(number: Any) -> str:
+    """A card number as the server sends it: 16 ASCII digits with our prefix (ValueError
+    otherwise, and the snapshot is refused as malformed). Its Luhn digit, there against
+    typing errors, is not checked again: the numbers come from the server's table under
+    the issuer's signature, and 20,000 checks would cost a Pi a good part of a second at
+    every start."""
+    if not (
+        isinstance(number, str)
+        and len(number) == cardnumber.LENGTH
+        and number.isascii()
+        and number.isdigit()
+        and number.startswith(cardnumber.PREFIX)
+    ):
+        raise ValueError(f"not a card number: {number!r}")
+    return number
 
 
 def _merge(state: SnapshotState, snap: dict[str, Any]) -> SnapshotState:
@@ -71,13 +84,13 @@ def _merge(state: SnapshotState, snap: dict[str, Any]) -> SnapshotState:
     deny = set() if full else set(state.deny)
     balances = {} if full else dict(state.balances)
     for card, known in snap["balances"].items():
-        balances[_card(card, state.balances)] = CardKnown(
+        balances[_card(card)] = CardKnown(
             _int(known["balance_cents"], "balance_cents"), _int(known["counter"], "counter")
         )
     for card in snap["deny_add"]:
-        deny.add(_card(card, balances))
+        deny.add(_card(card))
     for card in snap["deny_remove"]:
-        deny.discard(_card(card, balances))
+        deny.discard(_card(card))
     limits = snap["limits"]
     terminal_keys = {}
     for terminal_id, public in snap["terminal_keys"].items():
@@ -130,18 +143,37 @@ def _adds_nothing(old: SnapshotState, new: SnapshotState, snap: dict[str, Any]) 
     return not cards_moved and (new.limits, new.terminal_keys) == (old.limits, old.terminal_keys)
 
 
+_SIG_HEAD = b'{"sig":"'
+_SNAPSHOT_HEAD = b'","snapshot":'
+_SIG_HEX_LENGTH = 128
+
+
+def _signed_parts(body: bytes) -> tuple[bytes, bytes]:
+    """(signature in hex, signed snapshot bytes) of an answer body as the server makes it
+    (`hcard.server.services.snapshot.answer`); ValueError for any other form."""
+    sig_end = len(_SIG_HEAD) + _SIG_HEX_LENGTH
+    if not (
+        body.startswith(_SIG_HEAD)
+        and body.startswith(_SNAPSHOT_HEAD, sig_end)
+        and body.endswith(b"}")
+    ):
+        raise ValueError("not a snapshot answer")
+    return body[len(_SIG_HEAD) : sig_end], body[sig_end + len(_SNAPSHOT_HEAD) : -1]
+
+
 class SnapshotStore:
     """The current verified snapshot, in memory and on disk. Thread-safe.
 
     The terminal cannot sign the merged view itself, so it keeps the server's signed
-    answers, and loading replays them, verifying each: the files are as untrusted as
-    the network. `snapshot.json` holds the last full answer, written when one arrives;
-    `snapshot-deltas.json` the deltas after it, named by the full one's signature (a
-    power cut between the two writes leaves deltas of the full before, which loading
-    then leaves out). A delta that adds nothing (`_adds_nothing`) moves the version in
-    memory only. The next pull asks for a full snapshot after `DELTAS_MAX` deltas, or
-    when the deltas carry more cards than the full one: the files and the replay at
-    start stay at most about twice the full snapshot.
+    answers as they came, and loading replays them, verifying each: the files are as
+    untrusted as the network. `snapshot.json` is the last full answer, written when one
+    arrives; `snapshot-deltas.json` holds the deltas after it, one a line after a first
+    line with the full one's signature (a power cut between the two writes leaves
+    deltas of the full before, which loading then leaves out). A delta that adds
+    nothing (`_adds_nothing`) moves the version in memory only. The next pull asks
+    for a full snapshot after `DELTAS_MAX` deltas, or when the deltas carry more
+    cards than the full one: the files and the replay at start stay at most about
+    twice the full snapshot.
     """
 
     DELTAS_MAX = 50
@@ -151,9 +183,9 @@ class SnapshotStore:
         self.deltas_path = path.with_name(path.stem + "-deltas" + path.suffix)
         self._issuer = issuer
         self._lock = threading.Lock()
-        self._base: list[dict[str, Any]] = []  # the answers of `snapshot.json`
-        self._deltas: list[dict[str, Any]] = []  # those of the deltas file
-        self._base_cards = 0
+        self._full = b""  # the full answer's body, as on disk
+        self._deltas: list[bytes] = []  # the bodies of the deltas after it
+        self._full_cards = 0
         self._delta_cards = 0
         self.state = SnapshotState()
         if path.exists():
@@ -161,62 +193,69 @@ class SnapshotStore:
 
     def _load(self) -> None:
         try:
-            base = json.loads(self.path.read_text("utf-8"))["answers"]
-            state = SnapshotState()
-            for answer in base:
-                state = self._verified(answer, state)
-            base_cards = len(state.balances)
-            deltas = self._held_deltas(base[-1]["sig"])
-            for answer in deltas:
-                state = self._verified(answer, state)
-        except (ValueError, KeyError, TypeError, IndexError, HCardError):
+            full = self.path.read_bytes()
+            state, snap = self._verified(full, SnapshotState())
+            full_cards = len(snap["balances"])
+            deltas, delta_cards = self._held_deltas(full), 0
+            for body in deltas:
+                state, snap = self._verified(body, state)
+                delta_cards += len(snap["balances"])
+        except (OSError, ValueError, HCardError):
             return  # start like a fresh terminal: no offline payments until the next pull
-        self._base, self._deltas, self.state = base, deltas, state
-        self._base_cards, self._delta_cards = base_cards, _cards_in(deltas)
+        self._full, self._deltas, self.state = full, deltas, state
+        self._full_cards, self._delta_cards = full_cards, delta_cards
 
-    def _held_deltas(self, base_sig: str) -> list[dict[str, Any]]:
-        """The deltas on disk after the full answer signed `base_sig`; none when the file
-        names another one (a power cut after a new full answer was written)."""
+    def _held_deltas(self, full: bytes) -> list[bytes]:
+        """The deltas on disk after the answer `full`; none when the file names another
+        full answer (a power cut after a new one was written)."""
         if not self.deltas_path.exists():
             return []
-        held = json.loads(self.deltas_path.read_text("utf-8"))
-        if held["base"] != base_sig:
-            return []
-        answers: list[dict[str, Any]] = held["answers"]
-        return answers
+        base, *deltas = self.deltas_path.read_bytes().splitlines()
+        return deltas if base == _signed_parts(full)[0] else []
 
-    def _verified(self, answer: Any, onto: SnapshotState) -> SnapshotState:
-        snap = answer.get("snapshot") if isinstance(answer, dict) else None
-        sig = answer.get("sig") if isinstance(answer, dict) else None
-        if not isinstance(snap, dict) or not verify_document(
-            self._issuer, DOMAIN_SNAPSHOT, snap, sig
-        ):
+    def _verified(self, body: bytes, onto: SnapshotState) -> tuple[SnapshotState, dict[str, Any]]:
+        """(`onto` with the answer `body` applied, its snapshot); SNAPSHOT_BAD_SIGNATURE
+        when the signature or the shape is wrong."""
+        try:
+            sig_hex, signed_bytes = _signed_parts(body)
+            sig = bytes.fromhex(sig_hex.decode("ascii"))
+        except ValueError as exc:
+            raise HCardError(Code.SNAPSHOT_BAD_SIGNATURE, reason="malformed") from exc
+        if not keys.verify(self._issuer, DOMAIN_SNAPSHOT + signed_bytes, sig):
             raise HCardError(Code.SNAPSHOT_BAD_SIGNATURE)
         try:
-            return _merge(onto, snap)
+            snap = json.loads(signed_bytes)
+            return _merge(onto, snap), snap
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise HCardError(Code.SNAPSHOT_BAD_SIGNATURE, reason="malformed") from exc
 
     def apply(self, answer: dict[str, Any]) -> SnapshotState:
-        """Verify and merge one `GET /v1/terminal/snapshot` answer; persist it.
+        """`apply_body` for an answer already parsed (its canonical bytes are the body)."""
+        try:
+            body = canonical_bytes(answer)
+        except TypeError as exc:
+            raise HCardError(Code.SNAPSHOT_BAD_SIGNATURE, reason="malformed") from exc
+        return self.apply_body(body)
+
+    def apply_body(self, body: bytes) -> SnapshotState:
+        """Verify and merge one `GET /v1/terminal/snapshot` answer body; persist it.
 
         Raises HCardError(SNAPSHOT_BAD_SIGNATURE) and keeps the old state when
-        the signature (or the shape) is wrong.
+        the signature (or the shape) is wrong, SNAPSHOT_STALE for a replay.
         """
         with self._lock:
-            new = self._verified(answer, self.state)
-            snap = answer["snapshot"]
-            if self._base and _stale(self.state, new, bool(snap["full"])):
+            new, snap = self._verified(body, self.state)
+            if self._full and _stale(self.state, new, bool(snap["full"])):
                 raise HCardError(Code.SNAPSHOT_STALE, version=new.version)
-            if snap["full"] or not self._base:
-                write_atomic(self.path, json.dumps({"answers": [answer]}).encode())
+            if snap["full"] or not self._full:
+                write_atomic(self.path, body)
                 self.deltas_path.unlink(missing_ok=True)  # named by the full before: left out
-                self._base, self._deltas = [answer], []
-                self._base_cards, self._delta_cards = len(new.balances), 0
+                self._full, self._deltas = body, []
+                self._full_cards, self._delta_cards = len(snap["balances"]), 0
             elif not _adds_nothing(self.state, new, snap):
-                deltas = [*self._deltas, answer]
-                held = {"base": self._base[-1]["sig"], "answers": deltas}
-                write_atomic(self.deltas_path, json.dumps(held).encode())
+                deltas = [*self._deltas, body]
+                base = _signed_parts(self._full)[0]
+                write_atomic(self.deltas_path, b"\n".join([base, *deltas]) + b"\n")
                 self._deltas = deltas
                 self._delta_cards += len(snap["balances"])
             self.state = new
@@ -226,13 +265,9 @@ class SnapshotStore:
         """The version to ask changes after (0: send everything)."""
         with self._lock:
             if (
-                not self._base
+                not self._full
                 or len(self._deltas) >= self.DELTAS_MAX
-                or self._delta_cards > self._base_cards
+                or self._delta_cards > self._full_cards
             ):
                 return 0
             return self.state.version
-
-
-def _cards_in(answers: list[dict[str, Any]]) -> int:
-    return sum(len(answer["snapshot"]["balances"]) for answer in answers)

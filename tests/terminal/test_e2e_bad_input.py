@@ -197,9 +197,9 @@ def test_snapshot_with_a_bad_signature_is_ignored(proxied):
     assert till.snapshot.state is before
     # the file on disk is checked again at start: tampered, it counts for nothing
     path = till.snapshot.path
-    path.write_text(
-        path.read_text().replace('"per_payment_cents": 2500', '"per_payment_cents": 9999')
-    )
+    held = path.read_text()
+    assert '"per_payment_cents":2500' in held  # the answer's bytes as they came
+    path.write_text(held.replace('"per_payment_cents":2500', '"per_payment_cents":9999'))
     from hcard.terminal.snapshot import SnapshotStore
 
     reloaded = SnapshotStore(path, till._issuer)
