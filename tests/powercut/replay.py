@@ -269,10 +269,12 @@ def digest(files: dict[str, bytes]) -> str:
 
 
 def write(files: dict[str, bytes], folder: Path, directories: set[str]) -> None:
-    """Materialise a rebuilt disk in an empty `folder`."""
+    """Materialise a rebuilt disk in an empty `folder` (every file 0600, as the server
+    wants its key; the modes are not traced)."""
     for directory in sorted(directories):
         (folder / directory).mkdir(parents=True, exist_ok=True)
     for path, content in files.items():
         target = folder / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(content)
+        target.chmod(0o600)
