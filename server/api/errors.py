@@ -3,7 +3,8 @@
 Installed on the app for our own refusals (`HCardError`), for FastAPI's request
 validation (422 → 400 `malformed_request`, or `invalid_amount` when the bad
 field is an amount), for Starlette's 404/405, and for anything unexpected
-(500 `internal_error`, details only in the server log). A throttled answer (429)
+(500 `internal_error`, details only in the server log). A 405 names in `Allow` every method
+the path has. A throttled answer (429)
 carries `Retry-After`. On a page (`web.errors.is_page`) the same refusal is an HTML page in
 the visitor's language, and a missing session a redirect to the login page.
 """
@@ -17,8 +18,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from hcard.errors import Code, HCardError, error_body
+from hcard.server.api import routes
 from hcard.server.web import auth
 from hcard.server.web import errors as web_errors
 
@@ -59,6 +62,10 @@ STATUS: dict[Code, int] = {
     Code.TOO_MANY_ATTEMPTS: 429,
     Code.INTERNAL_ERROR: 500,
 }
+
+
+#: the methods a 405's `Allow` may name
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 
 def status_of(code: Code) -> int:
@@ -111,6 +118,20 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return error_response(code, fields=fields)
 
 
+def allowed_methods(request: Request) -> str:
+    """A 405's `Allow` (RFC 9110): the methods of the routes whose path matches, the most
+    specific ones (fewest parameters: `POST /v1/cards/reserve`, not `GET /v1/cards/{n}`).
+    Starlette's names only the first route that matched the path."""
+    matching = [
+        (route.path_format.count("{"), method)
+        for route in routes.api_routes(request.app.router.routes)
+        for method in _METHODS
+        if route.matches({**request.scope, "method": method})[0] is Match.FULL
+    ]
+    fewest = min((params for params, _ in matching), default=0)
+    return ", ".join(method for method in _METHODS if (fewest, method) in matching)
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if web_errors.is_page(request.url.path):
@@ -118,7 +139,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         return web_errors.page_error(request, code, 404 if exc.status_code == 404 else 400)
     if exc.status_code == 404:
         return error_response(Code.NOT_FOUND)
-    response = JSONResponse(error_body(Code.MALFORMED_REQUEST), status_code=exc.status_code)
+    headers = {"Allow": allowed_methods(request)} if exc.status_code == 405 else exc.headers
+    response = JSONResponse(
+        error_body(Code.MALFORMED_REQUEST), status_code=exc.status_code, headers=headers
+    )
     if exc.status_code < 400 or exc.status_code >= 500:
         response.status_code = 400
     return response

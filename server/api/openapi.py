@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Response
+from fastapi import FastAPI, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
@@ -31,6 +31,7 @@ from starlette.routing import BaseRoute
 from hcard import reqsign
 from hcard.errors import Code
 from hcard.server.api import deps
+from hcard.server.api import routes as routes_
 from hcard.server.api.errors import status_of
 
 #: what each error status means here (the codes it carries are in its schema)
@@ -174,16 +175,6 @@ def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
         yield from _calls(sub)
 
 
-def api_routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
-    """The app's JSON routes in the description, through FastAPI's included routers."""
-    for route in routes:
-        if isinstance(route, APIRoute):
-            if route.include_in_schema:
-                yield route
-        elif isinstance(original := getattr(route, "original_router", None), APIRouter):
-            yield from api_routes(original.routes)
-
-
 def _describe_route(route: APIRoute, operation: dict[str, Any]) -> None:
     calls = set(_calls(route.dependant))
     answers: dict[str, Any] = operation.setdefault("responses", {})
@@ -213,7 +204,9 @@ def describe(schema: dict[str, Any], routes: Iterable[BaseRoute]) -> None:
     for status in ERROR_STATUSES:
         found[f"Error{status}"] = error_schema(status)
     components["securitySchemes"] = security_schemes()
-    for route in api_routes(routes):
+    for route in routes_.api_routes(routes):
+        if not route.include_in_schema:
+            continue
         for method in route.methods:
             _describe_route(route, schema["paths"][route.path_format][method.lower()])
 

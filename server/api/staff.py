@@ -151,6 +151,8 @@ def login(
 
 @router.post("/auth/logout")
 def logout(ctx: ContextDep, token: Annotated[str, Depends(bearer_token)]) -> dict[str, bool]:
+    """End this session; a token that is no session is refused (401) like everywhere."""
+    users.authenticate(ctx, token)
     users.logout(ctx, token)
     return {"ok": True}
 

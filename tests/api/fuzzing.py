@@ -1,0 +1,192 @@
+"""Schemathesis against the server's own OpenAPI description, as each kind of caller.
+
+Each test file fuzzes as one caller (anonymous, a signed terminal, admin, marketing, a
+merchant) against its own real server (`fixtures.server.start_server`: uvicorn on
+loopback, SQLite): a till and the office talk HTTP to uvicorn, so the fuzzer does too,
+through the body limit, the audit log and the exact path the signature covers; a server
+per file keeps the runs apart (a throttled address, a revoked till) and lets xdist spread
+them. The town has money in it before the run (a top-up and an online payment), so "no
+money changed" says something.
+
+The schema is the one the server serves (`/openapi.json`). Every check schemathesis has
+runs (`CHECKS`); the generation is derandomized with no example database, so a run is the
+same every time and a failure replays.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+import schemathesis
+from fixtures.server import ServerInfo, StaffClient, TerminalClient, start_server
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import CHECKS as REGISTRY
+from schemathesis.checks import load_all_checks
+from schemathesis.config import SchemathesisConfig
+
+from hcard import reqsign
+from hcard.errors import Code
+from hcard.server.app import create_app
+from hcard.server.context import Context
+from hcard.server.settings import Settings
+from hcard.server.vocabulary import Role
+
+PASSWORD = "a long test password 1"
+#: examples per operation and caller: enough to reach past the first refusal of each
+#: operation (with the coverage phase's boundary cases), little enough for the suite's budget
+MAX_EXAMPLES = 12
+#: refusals of data outside the description that are not in schemathesis' default list
+NEGATIVE_REJECTED = ("400", "401", "403", "404", "405", "409", "413", "429")
+#: data inside the description may still be refused by the rules (a wrong enrolment code,
+#: a weak password, an IBAN that fails its check: all 400); that it is never refused as
+#: malformed is `described_bounds_hold`'s part
+POSITIVE_ANSWERED = ("2xx", "400", "401", "403", "404", "409", "429")
+#: the codes of FastAPI's own validation (`api/errors.py` `_validation_error`)
+VALIDATION_CODES = frozenset({Code.MALFORMED_REQUEST, Code.INVALID_AMOUNT, Code.INVALID_NAME})
+
+
+@schemathesis.check
+def described_bounds_hold(
+    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case
+) -> bool | None:
+    """Data the description allows is never refused by the server's request validation
+    (400 with the fields it found wrong): the description is not looser than the server."""
+    del ctx
+    if case.meta is None or not case.meta.generation.mode.is_positive:
+        return None
+    if response.status_code != 400:
+        return None
+    body = response.json()
+    if body.get("code") in VALIDATION_CODES and "fields" in body.get("details", {}):
+        raise AssertionError(f"valid by the description, refused as malformed: {body}")
+    return None
+
+
+#: every check schemathesis has, and ours (the stateful ones act only on links: none here)
+load_all_checks()
+CHECKS = REGISTRY.get_all()
+
+
+def description() -> dict[str, Any]:
+    """The server's OpenAPI description, made by the app itself (a throwaway data folder):
+    the parametrized tests need it when they are collected, before any server runs
+    (`test_served_description_is_this_one` checks the served one is the same)."""
+    with tempfile.TemporaryDirectory(prefix="hcard-openapi-") as folder:
+        ctx = Context.open(Settings.build(data_dir=folder), create_key=True)
+        try:
+            return create_app(ctx).openapi()
+        finally:
+            ctx.engine.dispose()
+
+
+def load_schema() -> schemathesis.BaseSchema:
+    config = SchemathesisConfig.from_dict(
+        {
+            "checks": {
+                "negative_data_rejection": {"expected-statuses": list(NEGATIVE_REJECTED)},
+                "positive_data_acceptance": {"expected-statuses": list(POSITIVE_ANSWERED)},
+            }
+        }
+    )
+    return schemathesis.openapi.from_dict(description(), config=config)
+
+
+HYPOTHESIS = settings(
+    max_examples=MAX_EXAMPLES,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    print_blob=False,
+)
+
+
+class TerminalSignature(requests.auth.AuthBase):
+    """Signs each request exactly as the till does (`terminal/client.py`, `hcard.reqsign`):
+    the method, the path with its query as sent, the SHA-256 of the body as sent."""
+
+    def __init__(self, terminal: TerminalClient) -> None:
+        self.terminal = terminal
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        body = request.body or b""
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        assert request.method is not None
+        request.headers.update(
+            reqsign.sign_request(
+                self.terminal.key,
+                self.terminal.terminal_id,
+                request.method,
+                request.path_url,
+                body,
+            )
+        )
+        return request
+
+
+@dataclass
+class Town:
+    """A running server with a merchant, its enrolled till, users of every role and money."""
+
+    server: ServerInfo
+    terminal: TerminalClient
+    tokens: dict[Role, str]
+    money_before: dict[str, object]
+
+    @property
+    def database(self) -> Path:
+        return Path(self.server.database_url.removeprefix("sqlite:///"))
+
+    def money(self) -> dict[str, object]:
+        """What "no money changed" compares: every account with money and its balance, and
+        the number of ledger transactions and postings (a booking adds rows even when it
+        nets out). Accounts without money (a card issued in the run) do not count."""
+        with sqlite3.connect(f"file:{self.database}?mode=ro", uri=True) as db:
+            balances = dict(
+                db.execute("SELECT key, balance_cents FROM accounts WHERE balance_cents <> 0")
+            )
+            transactions = db.execute("SELECT count(*) FROM transactions").fetchone()[0]
+            postings = db.execute("SELECT count(*) FROM postings").fetchone()[0]
+        return {"balances": balances, "transactions": transactions, "postings": postings}
+
+    def ledger_check(self) -> dict[str, Any]:
+        return StaffClient(self.server.url).ledger_check()
+
+
+def make_town(folder: Path) -> Town:
+    server = start_server(folder)
+    staff = server.staff
+    merchant_id = staff.create_merchant("Fuzzladen")
+    terminal = server.terminal(merchant_id, "Fuzzkasse")
+    tokens = {Role.ADMIN: staff.token}
+    for role in (Role.MARKETING, Role.MERCHANT):
+        body: dict[str, object] = {"username": str(role), "password": PASSWORD, "role": role}
+        if role is Role.MERCHANT:
+            body["merchant_id"] = merchant_id
+        staff.call("POST", "/v1/users", json=body)
+        tokens[role] = StaffClient(server.url, str(role), PASSWORD).token
+    # money in the town: a top-up and an online payment at the till
+    number, uid = server.new_card(5_000)
+    answer = terminal.authorise(terminal.payment(number, uid, 1_250, counter=1, purse_cents=5_000))
+    assert answer.status_code == 200, answer.text
+    town = Town(server, terminal, tokens, {})
+    town.money_before = town.money()
+    assert town.money_before["transactions"] == 2
+    return town
+
+
+def bearer(town: Town, role: Role) -> dict[str, str]:
+    return {"Authorization": f"Bearer {town.tokens[role]}"}
+
+
+def assert_money_unchanged(town: Town) -> None:
+    """After a run: the ledger check holds and no money moved."""
+    report = town.ledger_check()
+    assert report["ok"], report
+    assert town.money() == town.money_before
