@@ -13,7 +13,9 @@
 The same services as the API (`services/settlement.py`, `services/bank.py`); every step that
 changes something names the staff user (`--user`, an admin or marketing account) it is done
 for, as the API records the logged-in one. The float check (no user: the server checks itself)
-exits 1 when it finds a difference, so a daily timer can alert on it.
+exits 1 when it finds a difference, so a daily timer can alert on it. Every file is written
+aside, fsynced and renamed (`hcard.files.write_atomic`): a bank file or statement found
+under its name after a power cut is complete (tests/powercut).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import cast
 import sqlalchemy as sa
 
 from hcard.errors import HCardError, message
+from hcard.files import make_folder, write_atomic
 from hcard.server.context import Context
 from hcard.server.db import engine as db_engine
 from hcard.server.db.tables import users
@@ -186,21 +189,22 @@ def _run(ctx: Context, args: argparse.Namespace) -> int:
         )
         return 0
     if name == "file":
-        args.out.write_bytes(settlement.sepa_file(ctx, actor, args.run, args.number))
+        write_atomic(args.out, settlement.sepa_file(ctx, actor, args.run, args.number))
         print(args.out)
         return 0
     if name == "statements":
-        args.out.mkdir(parents=True, exist_ok=True)
+        make_folder(args.out)
         lines = cast(list[dict[str, object]], settlement.get_run(ctx, actor, args.run)["lines"])
         for line in lines:
             merchant_id = int(str(line["merchant_id"]))
             target = args.out / f"{line['invoice_number']}-{merchant_id}.{args.format}"
             if args.format == "pdf":
-                target.write_bytes(settlement.statement_pdf(ctx, actor, args.run, merchant_id))
+                data = settlement.statement_pdf(ctx, actor, args.run, merchant_id)
             elif args.format == "html":
-                target.write_text(settlement.statement_html(ctx, actor, args.run, merchant_id))
+                data = settlement.statement_html(ctx, actor, args.run, merchant_id).encode()
             else:
-                target.write_text(settlement.statement_csv(ctx, actor, args.run, merchant_id))
+                data = settlement.statement_csv(ctx, actor, args.run, merchant_id).encode()
+            write_atomic(target, data)
             print(target)
         return 0
     if name == "cancel":
@@ -223,11 +227,12 @@ def _run(ctx: Context, args: argparse.Namespace) -> int:
     if name == "export":
         period = _period(args)
         if args.kind == "datev":
-            args.out.write_bytes(
-                settlement.datev_export(ctx, actor, period).encode("cp1252", errors="replace")
+            write_atomic(
+                args.out,
+                settlement.datev_export(ctx, actor, period).encode("cp1252", errors="replace"),
             )
         else:
-            args.out.write_text(settlement.transactions_export(ctx, actor, period))
+            write_atomic(args.out, settlement.transactions_export(ctx, actor, period).encode())
         print(args.out)
         return 0
     _print(settlement.payments_last_12_months(ctx, actor))

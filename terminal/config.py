@@ -18,7 +18,6 @@ not leave a registered key behind that nobody holds.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -29,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hcard import cardsecret, keys, ntag424
 from hcard.encoding import MAX_ID
 from hcard.errors import Code, HCardError
+from hcard.files import write_atomic as write_atomic  # re-exported: the till, the office
 from hcard.i18n import N_
 from hcard.terminal import parse
 from hcard.terminal.card import originality
@@ -165,26 +165,6 @@ class TerminalState:
 
     def load_key(self) -> Ed25519PrivateKey:
         return keys.load_private(self.key_path)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write through a temporary file, fsync, rename, fsync the folder.
-
-    A power cut leaves either the old or the new file, never half of one.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
 
 
 def enrol(

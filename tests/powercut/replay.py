@@ -43,6 +43,7 @@ class Op(IntEnum):
     UNLINK = 6
     CLOSE = 7
     RANGE = 8  # sync_file_range: logged, no durability point
+    MKDIR = 9
 
 
 OPEN_CREATED = 1
@@ -152,7 +153,7 @@ class Trace:
     def disks(self, seed: int = 0) -> Iterator[tuple[int, Variant, dict[str, bytes]]]:
         """For every cut point n (before operation n; n = len means after the last) and
         every variant: the files (path -> bytes) the power cut leaves. One pass."""
-        disk = _Disk(self.before, self.directories)
+        disk = _Disk(self.before, set(self.directories))
         for n in range(len(self.entries) + 1):
             for variant in Variant:
                 yield n, variant, disk.after_cut(variant, random.Random(f"{seed}:{n}"))
@@ -217,6 +218,11 @@ class _Disk:
             self._change(
                 _parent(entry.path2), _NameChange(Op.RENAME, entry.path, entry.path2, inode)
             )
+        elif entry.op == Op.MKDIR:
+            inode = self._new(_Inode(bytearray(), directory=True))
+            self.live[entry.path] = inode
+            self.directories.add(entry.path)
+            self._change(_parent(entry.path), _NameChange(Op.OPEN, entry.path, "", inode))
         elif entry.op == Op.UNLINK:
             inode = self.live.pop(entry.path)
             self._change(_parent(entry.path), _NameChange(Op.UNLINK, entry.path, "", inode))
@@ -238,7 +244,7 @@ class _Disk:
         files: dict[str, bytes] = {}
         for path, inode in sorted(names.items()):
             node = self.inodes[inode]
-            if node.directory or path.endswith("-shm"):
+            if node.directory or path.endswith("-shm") or not _reachable(names, path):
                 continue
             if variant == Variant.LOST or not node.pending:
                 files[path] = bytes(node.durable)
@@ -249,6 +255,13 @@ class _Disk:
                     _apply(content, pending)
             files[path] = bytes(content)
         return files
+
+
+def _reachable(names: dict[str, int], path: str) -> bool:
+    """Is every folder above `path` there (a new folder's name is durable only after an
+    fsync of its parent)?"""
+    parent = _parent(path)
+    return parent == "" or (parent in names and _reachable(names, parent))
 
 
 def _rename(names: dict[str, int], change: _NameChange) -> None:

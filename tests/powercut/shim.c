@@ -5,7 +5,7 @@
  * It changes nothing: every call goes on to the C library. It only watches paths under
  * $POWERCUT_DIR (and descriptors opened on them): opens (creating, truncating), writes at
  * their offset, fsync/fdatasync (the durability points), sync_file_range (logged, yet no
- * durability point), truncations, renames, unlinks and closes. One lock keeps the log in
+ * durability point), truncations, renames, unlinks, new folders and closes. One lock keeps the log in
  * the order the calls were made, across the threads of the process (SQLAlchemy's group
  * writer). Each entry is one write() of: a header (op, lengths, offset, size), the path,
  * the second path (rename), the data (writes). Built by the tests (conftest.py), never
@@ -26,7 +26,9 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-enum op { OP_OPEN = 1, OP_WRITE, OP_SYNC, OP_TRUNCATE, OP_RENAME, OP_UNLINK, OP_CLOSE, OP_RANGE };
+enum op {
+    OP_OPEN = 1, OP_WRITE, OP_SYNC, OP_TRUNCATE, OP_RENAME, OP_UNLINK, OP_CLOSE, OP_RANGE, OP_MKDIR
+};
 enum { OPEN_CREATED = 1, OPEN_TRUNCATED = 2 };
 
 struct header { /* 40 bytes, native order: replay.py's HEADER */
@@ -71,6 +73,8 @@ REAL(renameat2);
 REAL(unlink);
 REAL(unlinkat);
 REAL(close);
+REAL(mkdir);
+REAL(mkdirat);
 
 static void init(void) {
     if (ready) return;
@@ -80,6 +84,7 @@ static void init(void) {
     LOAD(fsync); LOAD(fdatasync); LOAD(sync_file_range);
     LOAD(ftruncate); LOAD(ftruncate64); LOAD(truncate);
     LOAD(rename); LOAD(renameat); LOAD(renameat2); LOAD(unlink); LOAD(unlinkat); LOAD(close);
+    LOAD(mkdir); LOAD(mkdirat);
     const char *dir = getenv("POWERCUT_DIR");
     const char *log = getenv("POWERCUT_LOG");
     if (dir && log && strlen(dir) < sizeof(watch_dir)) {
@@ -396,3 +401,19 @@ int close(int fd) {
     errno = saved;
     return r;
 }
+
+static int do_mkdir(int dirfd, const char *path, mode_t mode, int at) {
+    init();
+    pthread_mutex_lock(&lock);
+    char *rel = watched(dirfd, path);
+    int r = at ? real_mkdirat(dirfd, path, mode) : real_mkdir(path, mode);
+    int saved = errno;
+    if (rel && r == 0) emit(OP_MKDIR, 0, -1, rel, NULL, 0, 0, NULL, 0);
+    free(rel);
+    pthread_mutex_unlock(&lock);
+    errno = saved;
+    return r;
+}
+
+int mkdir(const char *path, mode_t mode) { return do_mkdir(AT_FDCWD, path, mode, 0); }
+int mkdirat(int dirfd, const char *path, mode_t mode) { return do_mkdir(dirfd, path, mode, 1); }

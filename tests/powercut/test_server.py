@@ -14,6 +14,8 @@ service's own resume (`make_statements`, `settle file` again) completes them.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
 from collections import Counter
@@ -28,22 +30,29 @@ from fixtures.server import ADMIN_USER, start_server
 from powercut import harness
 from powercut.replay import digest
 from powercut.server_workload import (
+    BANK_FILE,
     DATABASE,
+    STATEMENTS,
     Till,
+    commands,
     settings,
     wire,
 )
 
 from hcard.records import Record
+from hcard.server import cli
 from hcard.server.context import Context
 from hcard.server.db import engine as db_engine
 from hcard.server.db.tables import (
     authorisations,
     journal,
+    settlement_files,
+    settlement_runs,
     transactions,
 )
 from hcard.server.services import ledger
 from hcard.server.services import sync as sync_service
+from hcard.server.vocabulary import RunStatus
 
 
 @pytest.fixture(scope="module")
@@ -210,6 +219,99 @@ def test_a_power_cut_anywhere_keeps_what_the_server_answered(bookings, tmp_path,
     trace, _folder, info = bookings
     report = harness.sweep(
         trace, content_key, inspect_bookings(info), check_bookings, tmp_path, seed=seed
+    )
+    print(report.summary())
+    assert not report.failures, report.summary()
+
+
+# ---------------------------------------------------------------- settlement
+
+
+@dataclass(frozen=True)
+class Settled:
+    """The runs after a cut, the settlement's files on disk, the problems found on the way."""
+
+    problems: tuple[str, ...]
+    runs: frozenset[int]
+    on_disk: frozenset[str]  # the settlement's files present after the cut
+
+
+def _settlement_files(folder: Path) -> dict[str, bytes]:
+    found = {BANK_FILE: folder / BANK_FILE} if (folder / BANK_FILE).exists() else {}
+    if (folder / STATEMENTS).is_dir():
+        found |= {f"{STATEMENTS}/{p.name}": p for p in (folder / STATEMENTS).iterdir()}
+    # a temporary file left by a cut is no settlement file: nobody takes `x.tmp` for `x`
+    found = {name: path for name, path in found.items() if not name.endswith(".tmp")}
+    return {name: path.read_bytes() for name, path in found.items()}
+
+
+def inspect_settlement(info: dict[str, Any], final: dict[str, bytes]):
+    def inspect(folder: Path) -> Settled:
+        on_disk = _settlement_files(folder)
+        problems = [
+            f"{name} on disk is not the file written ({len(data)} of {len(final.get(name, b''))}"
+            " bytes): a half-written file under its final name"
+            for name, data in on_disk.items()
+            if data != final.get(name)
+        ]
+        ctx = Context.open(settings(folder))
+        try:
+            problems += _ledger_problems(ctx, "after the cut")
+            with db_engine.read(ctx.engine) as conn:
+                runs = conn.execute(sa.select(settlement_runs.c.id, settlement_runs.c.status)).all()
+                stored = set(conn.execute(sa.select(settlement_files.c.run_id)).scalars())
+            live = [run_id for run_id, status in runs if status != RunStatus.CANCELLED]
+            if len(live) > 1:
+                problems.append(f"the month settled {len(live)} times: runs {live}")
+            problems += [f"run {r} without its bank file" for r in live if r not in stored]
+            for run_id in live:  # the resume: the operator runs the commands again
+                for argv in commands(folder, run_id, info["admin"]):
+                    with contextlib.redirect_stdout(io.StringIO()):
+                        failed = cli.main(argv) != 0
+                    if failed:
+                        problems.append(f"{argv[:2]} failed after the cut")
+            if live and _settlement_files(folder) != final:
+                problems.append("the resumed run's files differ from the ones first written")
+            problems += _ledger_problems(ctx, "after the resume")
+        finally:
+            ctx.engine.dispose()
+        return Settled(tuple(problems), frozenset(live), frozenset(on_disk))
+
+    return inspect
+
+
+def check_settlement(final: dict[str, bytes]):
+    written = {
+        "file": {BANK_FILE},
+        "statements": {name for name in final if name.startswith(f"{STATEMENTS}/")},
+    }
+
+    def check(held: Settled, shown: list[str]) -> list[str]:
+        problems = list(held.problems)
+        for line in shown:
+            word, *rest = line.split()
+            if word == "run" and int(rest[0]) not in held.runs:
+                problems.append(f"{line!r} shown, the run is gone")
+            elif word == "written" and not written[rest[0]] <= held.on_disk:
+                missing = sorted(written[rest[0]] - held.on_disk)
+                problems.append(f"{line!r} shown, not on disk: {missing}")
+        return problems
+
+    return check
+
+
+@pytest.fixture(scope="module")
+def settled(powercut_shim, town, tmp_path_factory):
+    return _traced(powercut_shim, town, tmp_path_factory.mktemp("settle"), "settle")
+
+
+def test_a_power_cut_anywhere_keeps_the_settlement_whole(settled, tmp_path):
+    trace, folder, info = settled
+    final = _settlement_files(folder)
+    assert sorted(final)[0] == BANK_FILE
+    assert len(final) == 3  # the bank file, two statements
+    report = harness.sweep(
+        trace, content_key, inspect_settlement(info, final), check_settlement(final), tmp_path
     )
     print(report.summary())
     assert not report.failures, report.summary()
