@@ -15,11 +15,16 @@ No thread, no socket: the request runs in the caller's thread through Starlette'
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import gzip
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import unquote
 
+import anyio.to_thread
 import requests
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
@@ -174,7 +179,10 @@ class SimAdapter(BaseAdapter):
         response = requests.Response()
         response.status_code = answer.status
         response.headers = CaseInsensitiveDict(dict(answer.headers))
-        response._content = answer.body
+        content = answer.body
+        if response.headers.get("content-encoding") == "gzip":  # as urllib3 decodes it
+            content = gzip.decompress(content)
+        response._content = content
         response.url = url
         response.request = request
         response.encoding = "utf-8"
@@ -182,3 +190,98 @@ class SimAdapter(BaseAdapter):
 
     def close(self) -> None:
         pass
+
+
+_LOOP: list[asyncio.AbstractEventLoop] = []
+
+
+def _loop() -> asyncio.AbstractEventLoop:
+    """One event loop for every simulated server of this process (never closed)."""
+    if not _LOOP:
+        _LOOP.append(asyncio.new_event_loop())
+    return _LOOP[0]
+
+
+async def _run_inline(func: Callable[..., Any], *args: Any, **_options: Any) -> Any:
+    return func(*args)
+
+
+@contextlib.contextmanager
+def _inline_worker_threads() -> Iterator[None]:
+    """Run what the app hands to a worker thread (its sync endpoints and dependencies) in
+    this thread: the requests come one at a time anyway, and a thread hand-off per call
+    costs more than the call and makes the order of the server's work the scheduler's."""
+    original = anyio.to_thread.run_sync
+    anyio.to_thread.run_sync = _run_inline  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        anyio.to_thread.run_sync = original
+
+
+class AsgiDoor:
+    """Calls the ASGI app in the caller's thread, on an event loop of its own.
+
+    Starlette's `TestClient` runs the app in another thread behind a portal, and waking
+    that thread for every message costs more than the request itself; here one request is
+    one `run_until_complete`. An exception the app raises after its error middleware
+    answered 500 is that 500, as a real server's client sees it.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def close(self) -> None:
+        pass
+
+    def request(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> Answer:
+        with _inline_worker_threads():
+            return _loop().run_until_complete(self._call(method, path, body, headers))
+
+    async def _call(self, method: str, target: str, body: bytes, headers: dict[str, str]) -> Answer:
+        path, _, query = target.partition("?")
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": method,
+            "scheme": "http",
+            "path": unquote(path),
+            "raw_path": path.encode("ascii"),
+            "query_string": query.encode("ascii"),
+            "root_path": "",
+            "headers": [
+                (name.lower().encode("latin-1"), value.encode("latin-1"))
+                for name, value in headers.items()
+            ],
+            "client": ("127.0.0.1", 50000),
+            "server": ("sim", 80),
+        }
+        delivered = False
+        status = 500
+        answer_headers: list[tuple[str, str]] = []
+        chunks: list[bytes] = []
+
+        async def receive() -> dict[str, Any]:
+            nonlocal delivered
+            if delivered:
+                return {"type": "http.disconnect"}
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                answer_headers.extend(
+                    (name.decode("latin-1"), value.decode("latin-1"))
+                    for name, value in message.get("headers", [])
+                )
+            elif message["type"] == "http.response.body":
+                chunks.append(bytes(message.get("body", b"")))
+
+        try:
+            await self.app(scope, receive, send)
+        except Exception:
+            status = 500
+        return Answer(status, tuple(answer_headers), b"".join(chunks))

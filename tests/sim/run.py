@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import checks, ops
 from .clock import simulated_time
-from .world import World, make_template
+from .world import World, make_town
 
 #: the event log lines a failure prints
 TAIL_LINES = 40
@@ -33,8 +33,17 @@ class SeedResult:
     events_sha256: str = ""
 
     @property
+    def unknown(self) -> list[str]:
+        """The problems that are no known finding (`checks.KNOWN_FINDINGS`)."""
+        return [p for p in self.problems if not p.startswith(checks.KNOWN)]
+
+    @property
     def ok(self) -> bool:
         return not self.problems
+
+    def failed(self, strict: bool = False) -> bool:
+        """Failed: a problem that is no known finding, or any problem when `strict`."""
+        return bool(self.problems if strict else self.unknown)
 
     def report(self) -> str:
         """The failure as it is printed: what broke, how to replay it, the last events."""
@@ -58,11 +67,11 @@ def _scratch() -> Path:
 
 
 class Runner:
-    """Runs seeds one after the other on one server template (made once)."""
+    """Runs seeds one after the other, each from a copy of one town (made once)."""
 
     def __init__(self) -> None:
         self.folder = _scratch()
-        self.template = make_template(self.folder)
+        self.town = make_town(self.folder)
 
     def close(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -80,7 +89,7 @@ class Runner:
 
             clock = SimClock()
             with simulated_time(clock):
-                world = World(seed, folder, self.template, clock=clock)
+                world = World(seed, folder, self.town, clock=clock)
                 events = world.events
                 rng = random.Random(world.rng.getrandbits(64))
                 for _ in range(operations):

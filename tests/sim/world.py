@@ -18,9 +18,9 @@ Everything is real production code apart from the clock (`clock`), the network
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
-import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,14 +47,11 @@ from hcard.terminal.core import TerminalTill
 
 from .cards import SimCard, SimReader
 from .clock import SimClock
-from .network import Answer, ServerDownError, SimAdapter, SimNetwork, Wire
+from .network import Answer, AsgiDoor, ServerDownError, SimAdapter, SimNetwork, Wire
 
 if TYPE_CHECKING:
     from .ops import Attempt
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")  # starlette deprecates its client on httpx: not ours
-    from starlette.testclient import TestClient
 
 SERVER_URL = "http://sim"
 #: the site's card write secret of every simulated town (cards and tills share it)
@@ -90,11 +87,10 @@ class SimServer:
         setattr(ctx, "now", self.clock.now_s)  # noqa: B010 - the simulated clock
         sa.event.listen(ctx.engine, "commit", self._on_commit)
         self.ctx = ctx
-        self.http = TestClient(create_app(ctx), base_url=SERVER_URL, raise_server_exceptions=False)
-        self.http.__enter__()
+        self.http = AsgiDoor(create_app(ctx))
 
     def close(self) -> None:
-        self.http.__exit__(None, None, None)
+        self.http.close()
         self.ctx.engine.dispose()
 
     def _on_commit(self, _conn: sa.Connection) -> None:
@@ -105,14 +101,12 @@ class SimServer:
 
     def deliver(self, wire: Wire, crash: bool) -> Answer:
         self._crash_armed, self._crashed_in_commit = crash, False
-        response = self.http.request(
-            wire.method, wire.path, content=wire.body, headers=dict(wire.headers)
-        )
+        answer = self.http.request(wire.method, wire.path, wire.body, dict(wire.headers))
         if crash:
             self._crash_armed = False
             self.restart("in the commit" if self._crashed_in_commit else "after the answer")
             raise ServerDownError("server crashed")
-        return Answer(response.status_code, tuple(response.headers.items()), response.content)
+        return answer
 
     def restart(self, why: str) -> None:
         self.log(f"server restart ({why})")
@@ -135,12 +129,6 @@ class SimServer:
             Path(f"{self.database}{suffix}").unlink(missing_ok=True)
         shutil.copyfile(newest, self.database)
         self._open()
-
-    def enrol_post(self, url: str, payload: dict[str, Any], timeout_s: float = 10.0) -> Any:
-        """`post_json` of a till's enrolment, straight to the app (set-up, no faults)."""
-        response = self.http.post(url.removeprefix(SERVER_URL), json=payload)
-        response.raise_for_status()
-        return response.json()
 
 
 class SimTill:
@@ -225,19 +213,19 @@ def _hook_journal(till: TerminalTill, crash_point: Callable[[str], None]) -> Non
         setattr(journal, name, hooked)
 
 
-class World:
-    """Server, tills, cards, clock, network and the event log of one seed."""
+#: the town every seed starts from (`make_town`): tills, merchants and cards
+TILLS = 3
+MERCHANTS = 2
+CARDS = 5
+#: opening balances a card may get (the office's top-ups before the first backup)
+OPENING_CENTS = (0, 500, 2000, 5000, 20000)
 
-    def __init__(
-        self,
-        seed: int,
-        folder: Path,
-        template: Path,
-        *,
-        clock: SimClock,
-        tills: int = 3,
-        cards: int = 5,
-    ) -> None:
+
+class World:
+    """Server, tills, cards, clock, network and the event log of one seed, started from a
+    copy of the town (`make_town`)."""
+
+    def __init__(self, seed: int, folder: Path, town: Path, *, clock: SimClock) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
         self.events: list[str] = []
@@ -245,78 +233,33 @@ class World:
         self.attempts: list[Attempt] = []  # what the tills showed (`ops`)
         self.attempts_checked = 0  # how many of them `checks.after_step` has seen
         self.clock = clock
-        shutil.copytree(template, folder / "server")
+        shutil.copytree(town, folder / "town")
+        folder = folder / "town"
         self.server = SimServer(folder / "server", self.clock, self.log)
         self.network = SimNetwork(random.Random(self.rng.getrandbits(64)), self.server, self.log)
-        self.network.healed = True  # no faults while the town is set up
-        ctx = self.server.ctx
-        admin_id = _admin_id(ctx)
-        self.actor = Staff(user_id=admin_id, username=ADMIN, role=Role.ADMIN, merchant_id=None)
-        merchant_ids = [
-            int(
-                merchants.create_merchant(  # type: ignore[arg-type]
-                    ctx, self.actor, name=f"Laden {n}", iban="DE89370400440532013000"
-                )["id"]
-            )
-            for n in range(2)
-        ]
-        self.merchant_of: dict[str, int] = {}
-        self.tills: list[SimTill] = []
-        for n in range(tills):
-            name = f"till{n}"
-            till = SimTill(name, folder / name, self)
-            self._enrol(till, merchant_ids[n % len(merchant_ids)])
-            self.tills.append(till)
-        self.initial_cents: dict[str, int] = {}
+        self.network.healed = True  # no faults while the day is set up
+        self.actor = _admin(self.server.ctx)
+        self.tills = [SimTill(f"till{n}", folder / f"till{n}", self) for n in range(TILLS)]
         self.cards: list[SimCard] = []
-        for n in range(cards):
-            self.cards.append(self._issue(n))
+        self.initial_cents: dict[str, int] = {}
+        for path in sorted((folder / "cards").glob("*.json")):
+            image = images.load(path)
+            assert isinstance(image, images.CardImage)
+            card = SimCard(path.stem, image)
+            opening_cents = self.rng.choice(OPENING_CENTS)
+            if opening_cents:
+                card_service.topup(
+                    self.server.ctx, self.actor, card.number, opening_cents, TopupSource.CASH
+                )
+            self.initial_cents[card.number] = opening_cents
+            self.cards.append(card)
+            self.log(f"card {card.number} opens with {opening_cents}")
         self.server.take_backup()
         for till in self.tills:
             till.start()
             till.running.sync_now()
         self.network.healed = False
-        self.log(f"world seed {seed}: {len(self.tills)} tills, {len(self.cards)} cards")
 
-    # ------------------------------------------------------------------ set-up
-    def _enrol(self, till: SimTill, merchant_id: int) -> None:
-        ctx = self.server.ctx
-        made = terminals.create_terminal(ctx, self.actor, merchant_id, till.name)
-        state = terminal_config.TerminalState(till.state_dir)
-        key = Ed25519PrivateKey.from_private_bytes(self.rng.randbytes(32))
-        keys.save_private(key, state.key_path)
-        with mock.patch.object(terminal_config, "post_json", self.server.enrol_post):
-            config = terminal_config.enrol(
-                state,
-                SERVER_URL,
-                str(made["code"]),
-                name=till.name,
-                reader="sim:",
-                originality_key=TEST_PUBLIC_KEY_HEX,
-                card_write_secret=WRITE_SECRET.hex(),
-            )
-        self.merchant_of[till.name] = config.merchant_id
-
-    def _issue(self, n: int) -> SimCard:
-        ctx = self.server.ctx
-        uid = b"\x04" + self.rng.randbytes(6)
-        issued = card_service.issue(ctx, self.actor, uid.hex())
-        number = str(issued["card_number"])
-        image = images.issue(
-            images.blank(NTAG215, uid),
-            number,
-            ctx.issuer_key,
-            f"https://karte.sim/c/{number}",
-            WRITE_SECRET,
-        )
-        balance_cents = self.rng.choice([0, 500, 2000, 5000, 20000])
-        if balance_cents:
-            card_service.topup(ctx, self.actor, number, balance_cents, TopupSource.CASH)
-        self.initial_cents[number] = balance_cents
-        self.log(f"card {n} {number} {balance_cents}")
-        return SimCard(number, image)
-
-    # ------------------------------------------------------------------ running
     def log(self, text: str) -> None:
         self.events.append(f"{self.step:05d} {self.clock.now_s():.3f} {text}")
 
@@ -326,24 +269,86 @@ class World:
         self.server.close()
 
 
-def _admin_id(ctx: Context) -> int:
+def _admin(ctx: Context) -> Staff:
     from hcard.server.db.tables import users as users_table
 
     with ctx.engine.connect() as conn:
-        return int(
-            conn.execute(
-                sa.select(users_table.c.id).where(users_table.c.username == ADMIN)
-            ).scalar_one()
-        )
+        admin_id = conn.execute(
+            sa.select(users_table.c.id).where(users_table.c.username == ADMIN)
+        ).scalar_one()
+    return Staff(user_id=int(admin_id), username=ADMIN, role=Role.ADMIN, merchant_id=None)
 
 
-def make_template(folder: Path) -> Path:
-    """A migrated server folder with the issuer key and the admin (argon2 once per process)."""
-    template = folder / "template"
-    settings = Settings.build(data_dir=template)
-    template.mkdir(parents=True)
+def make_town(folder: Path) -> Path:
+    """The town every seed starts from, made once per process: a migrated server with its
+    issuer key and admin (argon2 once), two merchants, three tills enrolled with the real
+    `enrol` and five issued cards (no money yet), all from fixed keys and UIDs."""
+    town = folder / "town"
+    settings = Settings.build(data_dir=town / "server")
+    (town / "server").mkdir(parents=True)
     keys.save_private(Ed25519PrivateKey.from_private_bytes(_ISSUER_SEED), settings.issuer_key_path)
     ctx = Context.open(settings, create_key=False)
     users.create_user(ctx, None, ADMIN, "sim-admin-password", Role.ADMIN)
+    actor = _admin(ctx)
+    rng = random.Random(0)
+    merchant_ids = [
+        int(
+            merchants.create_merchant(  # type: ignore[arg-type]
+                ctx, actor, name=f"Laden {n}", iban="DE89370400440532013000"
+            )["id"]
+        )
+        for n in range(MERCHANTS)
+    ]
+    door = AsgiDoor(create_app(ctx))
+    for n in range(TILLS):
+        _enrol(ctx, actor, door, town / f"till{n}", merchant_ids[n % MERCHANTS], rng)
+    door.close()
+    (town / "cards").mkdir()
+    for _n in range(CARDS):
+        uid = b"\x04" + rng.randbytes(6)
+        number = str(card_service.issue(ctx, actor, uid.hex())["card_number"])
+        image = images.issue(
+            images.blank(NTAG215, uid),
+            number,
+            ctx.issuer_key,
+            f"https://karte.sim/c/{number}",
+            WRITE_SECRET,
+        )
+        images.save(image, town / "cards" / f"{number}.json")
     ctx.engine.dispose()
-    return template
+    return town
+
+
+def _enrol(
+    ctx: Context,
+    actor: Staff,
+    door: AsgiDoor,
+    state_dir: Path,
+    merchant_id: int,
+    rng: random.Random,
+) -> None:
+    """Enrol a till with the real `enrol`, its request straight into the app."""
+    name = state_dir.name
+    made = terminals.create_terminal(ctx, actor, merchant_id, name)
+    state = terminal_config.TerminalState(state_dir)
+    keys.save_private(Ed25519PrivateKey.from_private_bytes(rng.randbytes(32)), state.key_path)
+
+    def post(url: str, payload: dict[str, Any], timeout_s: float = 10.0) -> Any:
+        body = json.dumps(payload).encode()
+        answer = door.request(
+            "POST", url.removeprefix(SERVER_URL), body, {"content-type": "application/json"}
+        )
+        if answer.status != 200:
+            raise RuntimeError(f"enrolment refused: {answer.status} {answer.body!r}")
+        return json.loads(answer.body)
+
+    with mock.patch.object(terminal_config, "post_json", post):
+        terminal_config.enrol(
+            state,
+            SERVER_URL,
+            str(made["code"]),
+            name=name,
+            reader="sim:",
+            originality_key=TEST_PUBLIC_KEY_HEX,
+            card_write_secret=WRITE_SECRET.hex(),
+        )
