@@ -1,7 +1,8 @@
 """The till's journal under a power cut at every write and every sync (docs/power-cuts.md).
 
 The workload (`till_workload.py`: a first start, ten payments online and offline, a
-declined one, a failed card write, a void, a day close, a checkpoint, the close) runs once
+declined one, a failed card write, a void, a day close, acknowledgements with their signed
+checkpoints, the archive of the acknowledged day, the close) runs once
 under the tracer; then every disk a power cut can leave is opened as the till starts
 (`open_verified`, `Payments.recover`), and must hold every payment the till showed as
 approved, under the receipt number it showed, voided once if it showed the void, and no
@@ -30,6 +31,9 @@ class Till:
     records: dict[int, tuple[RecordKind, jr.State | None, int | None]]
     voids: dict[int, list[int]]  # voided seq -> the void records' seqs
     recovered: list[int]
+    acked_seq: int
+    archived: int  # records in the archive
+    archive_problem: str | None
 
 
 def inspect(folder: Path) -> Till:
@@ -45,13 +49,15 @@ def inspect(folder: Path) -> Till:
             records[record.seq] = (RecordKind(record.kind), entry.state, entry.receipt_no)
             if record.kind == RecordKind.VOID:
                 voids.setdefault(record.body["voids_seq"], []).append(record.seq)
+        problem = journal.verify_archive()
+        acked, (archived, _chunks) = journal.acked_seq(), journal.archive_size()
     finally:
         journal.close()
-    return Till(records, voids, recovered)
+    return Till(records, voids, recovered, acked, archived, problem and str(problem))
 
 
 def check(till: Till, shown: list[str]) -> list[str]:
-    problems = []
+    problems = [] if till.archive_problem is None else [f"archive: {till.archive_problem}"]
     for seq, (_kind, state, _receipt) in till.records.items():
         if state in (jr.State.INTENT, jr.State.APPROVED):
             problems.append(f"seq {seq} still {state} after the recovery")
@@ -79,6 +85,10 @@ def check(till: Till, shown: list[str]) -> list[str]:
                 problems.append(f"{line!r} shown, the payment is not voided")
             elif till.voids.get(paid[0]) != [void_seq]:
                 problems.append(f"{line!r} shown, its voids are {till.voids.get(paid[0])}")
+        elif word == "acked" and till.acked_seq < int(numbers[0]):
+            problems.append(f"{line!r} committed, the journal says acked {till.acked_seq}")
+        elif word == "archived" and till.archived < int(numbers[0]):
+            problems.append(f"{line!r} committed, the archive holds {till.archived}")
         elif word == "record":
             (seq,) = map(int, numbers)
             if seq not in till.records:
@@ -103,7 +113,10 @@ def test_every_write_and_sync_of_the_till_is_a_power_cut_point(trace):
     assert ops["SYNC", "journal.sqlite-wal"] >= 20  # a durable commit per journal step
     assert ops["SYNC", "journal.sqlite"] >= 1  # the checkpoints
     assert ops["SYNC", ""] >= 1  # the folder, for the new WAL's name
-    assert len(trace.shown(len(trace.entries))) >= 14
+    shown = trace.shown(len(trace.entries))
+    assert len(shown) >= 17
+    archived = [int(line.split()[1]) for line in shown if line.startswith("archived")]
+    assert archived[0] >= 14  # the whole acknowledged day went into the archive
 
 
 @pytest.mark.parametrize("seed", [0, 1])

@@ -4,7 +4,8 @@
 
 A till's first start (the journal created) and a business day through the real payment
 logic (`Payments`: online approved and declined, no answer then offline, offline, a card
-write that fails, a void, a day close), an acknowledgement, a checkpoint and the close;
+write that fails, a void, a day close), acknowledgements (each signs a checkpoint of the
+chain), a WAL checkpoint, the archive of the acknowledged day, one more payment, the close;
 every journal call is the one the till makes. The server and the card are stand-ins at
 the two edges the journal never sees (`ScriptedServer`, `CardOnReader`): what they answer
 only picks the path. After each result the till would show, a line goes into the marker
@@ -127,7 +128,7 @@ def main() -> int:
     voided = till.void(second.receipt_no or 0)
     shown(f"voided {second.receipt_no} {voided.seq}")
     journal.mark_acked(4)
-    journal.checkpoint()
+    journal.checkpoint()  # the WAL into the database file
     pay(90)  # after the checkpoint: into the WAL again
     now_s = till.clock.now_s()
     close = journal.append(
@@ -138,6 +139,15 @@ def main() -> int:
         created_s=now_s,
     )
     shown(f"record {close.seq}")
+    # the sync agent's round: the server's answer settles the unanswered try, the ack signs
+    # a checkpoint, the acknowledged day goes into the archive (`SyncAgent.run_once`)
+    unanswered = [e.record.seq for e in journal.entries(states=(jr.State.UNSHOWN,))]
+    declined = {"outcome": "declined", "code": "payment_not_found"}
+    till.settle_unshown([{"seq": s, "status": "applied", "outcome": declined} for s in unanswered])
+    journal.mark_acked(close.seq)
+    shown(f"acked {close.seq}")
+    shown(f"archived {journal.archive(now_s, keep_s=0)}")
+    pay(140)  # after the archive
     journal.close()
     shown("closed")
     return 0
