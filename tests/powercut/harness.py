@@ -44,7 +44,7 @@ def build_shim(build_dir: Path) -> Path:
     partial = build_dir / f"{target.name}.{os.getpid()}.tmp"
     flags = ["-O2", "-Wall", "-Werror", "-shared", "-fPIC"]
     subprocess.run(
-        ["gcc", *flags, "-o", str(partial), str(SHIM_SOURCE), "-ldl", "-lpthread"],
+        ["cc", *flags, "-o", str(partial), str(SHIM_SOURCE), "-ldl", "-lpthread"],
         check=True,
         capture_output=True,
     )

@@ -29,6 +29,8 @@ command -v pcscd >/dev/null || [ -x /usr/sbin/pcscd ] || need+=(pcscd)
 command -v swig >/dev/null || need+=(swig)
 [ -e /usr/include/PCSC/winscard.h ] || need+=(libpcsclite-dev)
 command -v cc >/dev/null || need+=(gcc)
+# the power-cut tests compile their tracer (tests/powercut/shim.c) with cc against libc's headers
+[ -e /usr/include/dlfcn.h ] || need+=(libc6-dev)
 python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' || need+=(python3-dev)
 
 [ ${#need[@]} -eq 0 ] && exit 0
