@@ -2,6 +2,7 @@
 #   make demo   server + seed data, card emulator with demo cards, the till app (Xvfb if headless)
 #               (the demo lives in tests/demo/, not in the package; options: make demo ARGS=--script)
 #   make test   lint, type check (mypy) + the whole test suite (what .ci/run calls)
+#   make sim    the deterministic simulation's long run (docs/simulation.md; CI runs a few seeds)
 #   make screenshots  docs/screenshots/: every main page of the office, portal and public pages
 #   make i18n   after changing texts: extract them into hcard/locale/hcard.pot and update the
 #               German and English catalogues; then translate the new entries (README)
@@ -13,7 +14,7 @@ STAMP := $(VENV)/.installed
 # Folder links, made once; order-only below, so a folder's new files rebuild nothing.
 MYPY_LINKS := $(addprefix build/mypy/hcard/,server terminal provisioning)
 
-.PHONY: demo test system-packages lint bench i18n screenshots
+.PHONY: demo test system-packages lint bench i18n screenshots sim
 
 # system-packages first: pip builds pyscard (the pcsc extra) against libpcsclite-dev and swig
 $(STAMP): pyproject.toml | system-packages $(MYPY_LINKS)
@@ -45,6 +46,11 @@ screenshots: system-packages $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# the deterministic simulation's long run (docs/simulation.md): 10,000 seeds x 200 operations on
+# every core, a JSON summary on the last line; e.g. make sim ARGS="--seeds 500 --first-seed 10000"
+sim: $(STAMP)
+	$(VENV)/bin/python -m tests.sim --seeds 10000 --ops 200 $(ARGS)
 
 bench: $(STAMP)
 	for b in bench/*.py; do $(VENV)/bin/python $$b || exit 1; done

@@ -9,3 +9,23 @@ pytest_plugins = [
     "fixtures.provisioning",
     "fixtures.app",
 ]
+
+
+def pytest_addoption(parser):
+    """The simulation's options (tests/sim, docs/simulation.md)."""
+    group = parser.getgroup("sim", "deterministic simulation (tests/sim)")
+    group.addoption(
+        "--sim-seed",
+        type=int,
+        default=None,
+        help="run only this seed of the simulation (the replay line of a failure)",
+    )
+    group.addoption(
+        "--sim-seeds",
+        type=int,
+        default=None,
+        help="how many seeds tests/sim runs (default: the CI set)",
+    )
+    group.addoption(
+        "--sim-ops", type=int, default=None, help="operations per seed (default: the CI set's)"
+    )

@@ -167,6 +167,7 @@ def _work_left(journal: Journal) -> list[str]:
 
 def at_end(world: World) -> list[str]:
     problems = settle(world)
+    _log_end_state(world)
     problems += _shown_matches_journal(world, world.attempts_checked)
     problems += _journals_on_server(world)
     problems += _balances_are_the_journals(world)
@@ -174,6 +175,17 @@ def at_end(world: World) -> list[str]:
     problems += _no_unflagged_negative(world)
     problems += _purses_match(world)
     return problems
+
+
+def _log_end_state(world: World) -> None:
+    """The end in the event log: each journal's head and each card's balance, so two runs
+    of a seed with the same log also ended with the same records and the same money."""
+    for till in world.tills:
+        journal = till.running.journal
+        head = journal.last_seq()
+        world.log(f"end {till.name} head {head} {journal.hash_of(head)}")
+    for number, (balance_cents, flagged, reason) in sorted(server_cards(world).items()):
+        world.log(f"end card {number} {balance_cents} flagged {flagged} {reason}")
 
 
 def _journals_on_server(world: World) -> list[str]:
