@@ -10,7 +10,8 @@ The fault model (docs/power-cuts.md), more pessimistic than ext4 in its default
 - A file's bytes are durable only up to its last fsync/fdatasync. The writes and
   truncations after it are all lost (`Variant.LOST`), or a seeded random subset of them
   survives, applied in order (`Variant.SOME`: the disk kept some out of order; a later
-  write may survive an earlier one). `sync_file_range` is no durability point.
+  write may survive an earlier one; a surviving write may be torn after any of its
+  512-byte sectors). `sync_file_range` is no durability point.
 - A name (created, renamed, unlinked) is durable only after an fsync of its folder. Until
   then the folder shows its state at that fsync (`LOST`), or a random prefix of the name
   changes since (`SOME`: ext4 journals metadata in order). An unlinked name comes back.
@@ -32,6 +33,7 @@ from pathlib import Path, PurePosixPath
 
 HEADER = struct.Struct("=IIiIIIqq")  # shim.c's struct header
 MARKERS = "markers.txt"  # the workload's oracle: one line per thing it showed
+SECTOR_BYTES = 512  # what a disk writes whole (Variant.SOME may tear a write between two)
 
 
 class Op(IntEnum):
@@ -251,10 +253,25 @@ class _Disk:
                 continue
             content = bytearray(node.durable)
             for pending in node.pending:
-                if variant == Variant.KEPT or rng.random() < 0.5:
+                if variant == Variant.KEPT:
                     _apply(content, pending)
+                else:
+                    _apply_some(content, pending, rng)
             files[path] = bytes(content)
         return files
+
+
+def _apply_some(content: bytearray, entry: Entry, rng: random.Random) -> None:
+    """`Variant.SOME` for one unsynced write: lost, kept, or torn (only its first sectors
+    reached the disk; a sector itself is written whole)."""
+    draw = rng.random()
+    if draw < 0.5:
+        return
+    sectors = -(-len(entry.data) // SECTOR_BYTES)
+    if entry.op == Op.WRITE and draw < 0.65 and sectors > 1:
+        kept = rng.randint(1, sectors - 1) * SECTOR_BYTES - entry.offset % SECTOR_BYTES
+        entry = Entry(**{**entry.__dict__, "data": entry.data[: max(kept, 1)]})
+    _apply(content, entry)
 
 
 def _reachable(names: dict[str, int], path: str) -> bool:
