@@ -119,7 +119,7 @@ class SyncAgent:
                 self.last_error = None
             # old acknowledged business days into the archive (their checkpoint was
             # signed with the ack, `Journal.mark_acked`); here, not in a payment's path
-            self.journal.archive(now_s)
+            self.journal.archive()
             self.journal.checkpoint()
             return {**uploaded, "snapshot_error": snapshot_error}
 
