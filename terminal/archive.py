@@ -16,60 +16,42 @@ the chain across chunks and into the live journal, the stored facts.
 
 Which records may go: only what can no longer change and no reader of the day needs.
 - acknowledged by the server and covered by the signed checkpoint;
-- up to a day close older than `keep_s` (the cashier voids only since the last day close,
-  `void_too_late` before it, so a `final` payment there is final for good);
+- up to the last such day close: the cashier voids only since the last day close
+  (`void_too_late` before it), so a `final` payment there is final for good, and the
+  day's list and the day close read only what came after it;
 - before the first record whose state may still move without the cashier (`intent`,
   `approved`, `unshown`: the restart recovery and the sync agent settle those).
-The bookkeeping row of each record (`local`: state, card, day, amount, receipt number)
-stays in the journal, so the offline limits, receipts by number and the day close read
-it as before; a reader that needs an archived record's signed bytes gets them from the
-chunk (`Journal._archived_wires`).
+So the live journal holds the current business day and what the server has not yet
+acknowledged, and the start checks no more than that in the third year than in the first
+week. The bookkeeping row of each record (`local`: state, card, day, amount, receipt
+number) stays in the journal, so the offline limits, receipts by number and the counters
+read it as before; a reader that needs an archived record's signed bytes (an old receipt,
+a server restored from a backup that needs records again) gets them from its chunk
+(`Journal._archived_wires`).
 """
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 #: Records per chunk at most: a day of a busy till; a chunk opened to read one record
 #: costs a few milliseconds.
 CHUNK_RECORDS = 1000
-#: Business days stay in the live journal for this long after their day close.
-KEEP_S = 7 * 86400.0
 _SEPARATOR = b"\n"
 _LEVEL = 6
 
 
-@dataclass(frozen=True)
-class DayClose:
-    seq: int
-    created_s: float
-
-
 def archive_upto(
-    *,
-    acked_seq: int,
-    checkpoint_seq: int,
-    closes: Sequence[DayClose],
-    first_open_seq: int | None,
-    now_s: float,
-    keep_s: float = KEEP_S,
+    *, acked_seq: int, checkpoint_seq: int, day_close_seq: int, first_open_seq: int | None
 ) -> int:
     """The highest seq that may be archived (0: none), by the rules of the module docstring.
 
-    `closes`: the journal's day closes; `first_open_seq`: the first record in a state that
-    may still move without the cashier, None when there is none.
+    `day_close_seq`: the last day close at or before min(acked, checkpoint), 0 if none;
+    `first_open_seq`: the first record in a state that may still move without the
+    cashier, None when there is none.
     """
-    covered = min(acked_seq, checkpoint_seq)
-    upto = max(
-        (
-            close.seq
-            for close in closes
-            if close.seq <= covered and close.created_s <= now_s - keep_s
-        ),
-        default=0,
-    )
+    upto = day_close_seq if day_close_seq <= min(acked_seq, checkpoint_seq) else 0
     if first_open_seq is not None:
         upto = min(upto, first_open_seq - 1)
     return max(upto, 0)

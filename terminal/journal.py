@@ -146,9 +146,13 @@ class Journal:
             )
             self._db.execute("CREATE INDEX IF NOT EXISTS local_card ON local (card, day)")
             # a year's bookkeeping stays here (`archive`): what the start, each sync
-            # round and each void look for must not scan it
+            # round, each void and day close look for must not scan it. (No index on
+            # `kind` alone: it would win over `local_card` in `card_payments`, ORDER BY seq.)
             self._db.execute("CREATE INDEX IF NOT EXISTS local_state ON local (state, seq)")
-            self._db.execute("CREATE INDEX IF NOT EXISTS local_kind ON local (kind, seq)")
+            self._db.execute(
+                "CREATE INDEX IF NOT EXISTS local_day_close ON local (seq)"
+                f" WHERE kind = '{RecordKind.DAY_CLOSE.value}'"
+            )
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS chain_checkpoint (id INTEGER PRIMARY KEY"
                 " CHECK (id = 1), seq INTEGER NOT NULL, hash TEXT NOT NULL,"
@@ -211,7 +215,8 @@ class Journal:
         kinds, shown = ",".join("?" * len(RECEIPT_KINDS)), ",".join("?" * len(SHOWN))
         self._db.execute(
             "UPDATE local SET receipt_no = max("  # noqa: S608
-            " coalesce((SELECT max(receipt_no) FROM local), 0),"
+            # IS NOT NULL: max() from the partial index, not a scan of a year's rows
+            " coalesce((SELECT max(receipt_no) FROM local WHERE receipt_no IS NOT NULL), 0),"
             " coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE name = 'receipt_base'), 0)"
             f") + 1 WHERE seq = ? AND receipt_no IS NULL AND kind IN ({kinds})"
             f" AND state IN ({shown})",
@@ -454,14 +459,11 @@ class Journal:
         over the rows after it: each row is hashed once in the journal's life.
         """
         current = self._chain_checkpoint()
-        if seq <= (current.seq if current else 0):
-            return
-        base_seq, base_hash, base_digest = self._base()
         from_seq, from_hash, from_digest = (
-            (current.seq, current.hash, current.digest)
-            if current
-            else (base_seq, base_hash, base_digest)
+            (current.seq, current.hash, current.digest) if current else self._base()
         )
+        if seq <= from_seq:  # never backwards, nor into the archive
+            return
         rows = self._db.execute(
             "SELECT seq, wire FROM records WHERE seq > ? AND seq <= ? ORDER BY seq",
             [from_seq, seq],
@@ -497,38 +499,37 @@ class Journal:
             self._sign_checkpoint(int(self._meta("acked_seq") or 0))
 
     # --------------------------------------------------------------- archive
-    def archive(self, now_s: float, keep_s: float = ar.KEEP_S) -> int:
+    def archive(self) -> int:
         """Move the records `archive.archive_upto` allows into compressed chunks; returns
         how many moved. One durable transaction per chunk: the chunk is inserted and its
         rows deleted together, so a power cut leaves one or the other, never neither."""
         moved = 0
         while True:
             with self._tx():
-                count = self._archive_chunk(now_s, keep_s)
+                count = self._archive_chunk()
             if count == 0:
                 return moved
             moved += count
 
-    def _archive_chunk(self, now_s: float, keep_s: float) -> int:
+    def _archive_chunk(self) -> int:
         checkpoint = self._chain_checkpoint()
         if checkpoint is None:
             return 0
-        closes = self._db.execute(
-            "SELECT seq, created_s FROM local WHERE kind = ? AND seq <= ?",
-            [RecordKind.DAY_CLOSE, checkpoint.seq],
-        ).fetchall()
+        acked = int(self._meta("acked_seq") or 0)
+        day_close = self._db.execute(
+            "SELECT max(seq) FROM local WHERE kind = ? AND seq <= ?",
+            [RecordKind.DAY_CLOSE, min(acked, checkpoint.seq)],
+        ).fetchone()[0]
         marks = ",".join("?" * len(UNSETTLED))
         first_open = self._db.execute(
             f"SELECT min(seq) FROM local WHERE state IN ({marks})",  # noqa: S608
             list(UNSETTLED),
         ).fetchone()[0]
         upto = ar.archive_upto(
-            acked_seq=int(self._meta("acked_seq") or 0),
+            acked_seq=acked,
             checkpoint_seq=checkpoint.seq,
-            closes=[ar.DayClose(seq, created_s) for seq, created_s in closes],
+            day_close_seq=day_close or 0,
             first_open_seq=first_open,
-            now_s=now_s,
-            keep_s=keep_s,
         )
         base_seq, base_hash, base_digest = self._base()
         last = min(upto, base_seq + ar.CHUNK_RECORDS)
@@ -871,28 +872,32 @@ class Journal:
         void the server has not acknowledged: until the void arrives, the server's
         balance of the card includes them, so a purse written from that balance
         must leave them out. Read before asking the server, this errs low only.
-        Voids are read from the live journal only: an archived void was acknowledged
-        long ago (`archive`), and only a server restored to before the archive could
-        be without it, for which the sync agent sends it again (`unsent`).
+        A void is read from the archive too: after a server restored from a backup,
+        `acked_seq` may be back before the archive's end.
         """
         with self._lock:
             acked = int(self._meta("acked_seq") or 0)
-            row = self._db.execute(
-                "SELECT sum(t.amount_cents) FROM local t WHERE t.card = ?"
-                " AND t.kind = ? AND (t.state = ? OR (t.state = ? AND EXISTS"
-                " (SELECT 1 FROM local v JOIN records r ON r.seq = v.seq"
-                "  WHERE v.card = t.card AND v.kind = ? AND v.seq > ?"
-                "  AND json_extract(CAST(r.wire AS TEXT), '$.body.voids_seq') = t.seq)))",
-                [
-                    card,
-                    RecordKind.TOPUP_REQUEST,
-                    State.UNSHOWN,
-                    State.CANCELLED,
-                    RecordKind.VOID,
-                    acked,
-                ],
-            ).fetchone()
-        return row[0] or 0
+            topups = self._db.execute(
+                "SELECT seq, amount_cents, state FROM local WHERE card = ? AND kind = ?"
+                " AND state IN (?, ?)",
+                [card, RecordKind.TOPUP_REQUEST, State.UNSHOWN, State.CANCELLED],
+            ).fetchall()
+            if not any(state == State.CANCELLED for _seq, _amount, state in topups):
+                return sum(amount for _seq, amount, _state in topups)
+            voids = self._db.execute(
+                "SELECT l.seq, r.wire FROM local l LEFT JOIN records r ON r.seq = l.seq"
+                " WHERE l.card = ? AND l.kind = ? AND l.seq > ?",
+                [card, RecordKind.VOID, acked],
+            ).fetchall()
+            archived = self._archived_wires(seq for seq, wire in voids if wire is None)
+        voided = {
+            decode(archived[seq] if wire is None else wire).body["voids_seq"]
+            for seq, wire in voids
+            if wire is not None or seq in archived
+        }
+        return sum(
+            amount for seq, amount, state in topups if state == State.UNSHOWN or seq in voided
+        )
 
     def _entries(self, where: str, params: list[Any]) -> list[Entry]:
         """Records with their bookkeeping; an archived record's bytes come from its chunk

@@ -174,26 +174,18 @@ def test_a_journal_from_before_checkpoints_is_checked_in_full_once(acked, key):
 
 
 def test_which_records_may_be_archived():
-    closes = [ar.DayClose(4, 1 * DAY_S), ar.DayClose(8, 2 * DAY_S), ar.DayClose(12, 3 * DAY_S)]
-    facts = {
-        "acked_seq": 12,
-        "checkpoint_seq": 12,
-        "closes": closes,
-        "first_open_seq": None,
-        "now_s": 10 * DAY_S,
-    }
+    facts = {"acked_seq": 12, "checkpoint_seq": 12, "day_close_seq": 12, "first_open_seq": None}
     assert ar.archive_upto(**facts) == 12
-    assert ar.archive_upto(**{**facts, "acked_seq": 11}) == 8  # whole acked days
-    assert ar.archive_upto(**{**facts, "checkpoint_seq": 7}) == 4
-    assert ar.archive_upto(**facts, keep_s=7.5 * DAY_S) == 8  # a week kept
+    assert ar.archive_upto(**{**facts, "acked_seq": 11}) == 0  # its day close not acked
+    assert ar.archive_upto(**{**facts, "checkpoint_seq": 11}) == 0
     assert ar.archive_upto(**{**facts, "first_open_seq": 6}) == 5  # an unsettled one stays
-    assert ar.archive_upto(**{**facts, "closes": []}) == 0
+    assert ar.archive_upto(**{**facts, "day_close_seq": 0}) == 0
 
 
 @pytest.fixture
 def archived(tmp_path, key):
-    """5 days of 3 payments + a day close (seq 20 the last), a void of seq 17 on day 5 and one
-    unacknowledged payment; the first 3 days archived in chunks of at most 5."""
+    """5 days of 3 payments + a day close (seq 20 the last), a void of seq 17 (21) and a
+    payment (22); acknowledged up to the third day close (12)."""
     path = tmp_path / "journal.sqlite"
     journal = jr.Journal(path, TERMINAL_ID, key)
     _days(journal, 5)
@@ -204,7 +196,7 @@ def archived(tmp_path, key):
         created_s=4 * DAY_S,
         state=jr.State.VOIDED,
     )
-    journal.mark_acked(21)
+    journal.mark_acked(12)
     _pay(journal, 22, 5)
     return path, journal
 
@@ -216,9 +208,10 @@ def test_archive_moves_old_acknowledged_days_and_every_reader_still_reaches_them
     before = {seq: journal.entry(seq) for seq in range(1, 23)}
     receipts = {no: journal.by_receipt(no) for no in range(1, 17)}
     monkeypatch.setattr(ar, "CHUNK_RECORDS", 5)
-    assert journal.archive(now_s=5 * DAY_S, keep_s=2.5 * DAY_S) == 12  # days 0-2
+    assert journal.archive() == 12  # up to the last acknowledged day close
     assert journal.archive_size() == (12, 3)
-    assert journal.archive(now_s=5 * DAY_S, keep_s=2.5 * DAY_S) == 0
+    assert journal.archive() == 0
+    journal.mark_acked(21)  # the checkpoint goes on from the archived part
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT min(seq) FROM records").fetchone()[0] == 13
     assert {seq: journal.entry(seq) for seq in range(1, 23)} == before
@@ -255,14 +248,40 @@ def test_the_archive_keeps_back_a_record_that_may_still_move(tmp_path, key):
     journal.append(RecordKind.DAY_CLOSE, CLOSE, state=None, day="d0", created_s=1.0)
     _days(journal, 2)
     journal.mark_acked(journal.last_seq())
-    assert journal.archive(now_s=9 * DAY_S, keep_s=0) == 1
+    assert journal.archive() == 1
     assert [e.record.seq for e in journal.entries(states=(jr.State.UNSHOWN,))] == [2]
+    journal.close()
+
+
+def test_a_cancelled_topups_void_in_the_archive_still_counts_after_a_restored_server(tmp_path, key):
+    journal = jr.Journal(tmp_path / "journal.sqlite", TERMINAL_ID, key)
+    topup = journal.append(
+        RecordKind.TOPUP_REQUEST,
+        {"card": JOURNAL_CARD, "amount_cents": 500},
+        state=jr.State.INTENT,
+        day="d0",
+        created_s=0.0,
+    )
+    journal.set_state(topup.seq, jr.State.APPROVED)
+    journal.void(
+        topup.seq,
+        {"card": JOURNAL_CARD, "voids_seq": topup.seq, "amount_cents": 500},
+        day="d0",
+        created_s=0.0,
+        state=jr.State.CANCELLED,
+    )
+    journal.append(RecordKind.DAY_CLOSE, CLOSE, state=None, day="d0", created_s=1.0)
+    journal.mark_acked(3)
+    assert journal.archive() == 3
+    assert journal.unsettled_topups_cents(JOURNAL_CARD) == 0  # the void is acknowledged
+    journal.rewind_acked(0)  # the server lost it: until it is sent again, leave it out
+    assert journal.unsettled_topups_cents(JOURNAL_CARD) == 500
     journal.close()
 
 
 def test_verify_archive_finds_a_damaged_chunk_the_start_does_not_open(archived, key):
     path, journal = archived
-    journal.archive(now_s=5 * DAY_S, keep_s=2.5 * DAY_S)
+    journal.archive()
     journal.close()
     with sqlite3.connect(path) as db:
         data = db.execute("SELECT data FROM archive").fetchone()[0]
@@ -289,7 +308,7 @@ def test_verify_archive_finds_a_damaged_chunk_the_start_does_not_open(archived, 
 def test_verify_journal_command(archived, key):
     """`hcard-terminal verify-journal`: 0 when the journal and its archive hold, 3 when not."""
     path, journal = archived
-    journal.archive(now_s=5 * DAY_S, keep_s=2.5 * DAY_S)
+    journal.archive()
     journal.close()
     state = TerminalState(path.parent)
     assert state.journal_path == path
