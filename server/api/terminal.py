@@ -111,12 +111,14 @@ def get_snapshot(
     terminal: TerminalDep,
     request: Request,
     since: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+    keys_sha256: Annotated[str | None, Query(pattern="^[0-9a-f]{64}$")] = None,
 ) -> Response:
-    """Deny-list, balances, limits, terminal keys; only changes after `since` unless full.
-    The signed canonical bytes, gzipped for a client that accepts it."""
+    """Deny-list, balances, limits, terminal keys; only changes after `since` unless full,
+    and no keys in a delta when `keys_sha256` is theirs. The signed canonical bytes,
+    gzipped for a client that accepts it."""
     del terminal  # authenticated; the snapshot is the same for every terminal
     body, headers = snapshot.encode(
-        snapshot.answer(ctx, since), request.headers.get("accept-encoding")
+        snapshot.answer(ctx, since, keys_sha256), request.headers.get("accept-encoding")
     )
     return Response(content=body, media_type="application/json", headers=headers)
 
