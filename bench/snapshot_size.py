@@ -8,8 +8,10 @@ when the delta was answered in full (`snapshot.answer_in_full`). `bench/town_yea
 imports it for its own database.
 
 Run as a script, it issues `--cards` cards (20,000) into a fresh SQLite server database
-(balances, tap counters, 1 % blocked), changes 1 % of them (a sync round's delta, some
-minutes of a busy day) and measures that, then what the till does with it
+(balances, tap counters, 1 % blocked) and enrols `--tills` tills (400), measures an idle
+round's delta (`idle_delta_kb`; `idle_delta_with_keys_kb` for a till that does not send
+the digest of its keys), changes 1 % of the cards (a sync round's delta, some minutes of a
+busy day) and measures that, then what the till does with it
 (`hcard.terminal.snapshot.SnapshotStore`, fsync and all, best of three): applying the
 full snapshot, the delta, a delta with nothing in it, loading both files at start. Then a
 month: `--month-share` (60 %) of the cards change, and the delta since the first version
@@ -29,7 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from fixtures.town_cards import change_cards, issue_cards
+from fixtures.town_cards import change_cards, enrol_terminals, issue_cards
 
 from hcard.server.context import Context
 from hcard.server.db import counters
@@ -44,16 +46,18 @@ GZIP = "gzip"
 REPEATS = 3
 
 
-def wire(ctx: Context, since: int) -> tuple[bytes, bytes]:
+def wire(ctx: Context, since: int, keys_sha256: str | None = None) -> tuple[bytes, bytes]:
     """(the answer's JSON body, the bytes sent to a client that accepts gzip)."""
-    body = snapshot.answer(ctx, since)
+    body = snapshot.answer(ctx, since, keys_sha256)
     return body, snapshot.encode(body, GZIP)[0]
 
 
 def measure(ctx: Context, since_version: int) -> dict[str, Any]:
-    """Sizes in KiB of the full snapshot and of the delta since `since_version`."""
+    """Sizes in KiB of the full snapshot and of the delta since `since_version` as a till
+    that holds the current terminal keys gets it (it sends their digest, `keys_sha256`)."""
     full_body, full_sent = wire(ctx, 0)
-    delta_body, delta_sent = wire(ctx, since_version)
+    keys_sha256 = json.loads(full_body)["snapshot"]["terminal_keys_sha256"]
+    delta_body, delta_sent = wire(ctx, since_version, keys_sha256)
     return {
         "snapshot_full_kb": round(len(full_sent) / KIB, 1),
         "snapshot_full_raw_kb": round(len(full_body) / KIB, 1),
@@ -99,7 +103,7 @@ def till_costs(ctx: Context, full: bytes, delta: bytes, folder: Path) -> dict[st
 
     full_ms = best_ms(lambda: store.apply_body(full), fresh)
     delta_ms = best_ms(lambda: store.apply_body(delta), full_held)
-    empty = snapshot.answer(ctx, store.state.version)
+    empty = snapshot.answer(ctx, store.state.version, store.keys_sha256())
     empty_ms = best_ms(lambda: store.apply_body(empty))
     load_ms = best_ms(lambda: SnapshotStore(path, issuer))
     return {
@@ -116,6 +120,7 @@ def till_costs(ctx: Context, full: bytes, delta: bytes, folder: Path) -> dict[st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cards", type=int, default=20_000)
+    parser.add_argument("--tills", type=int, default=400)
     parser.add_argument("--round-share", type=float, default=0.01)
     parser.add_argument("--month-share", type=float, default=0.6)
     args = parser.parse_args()
@@ -126,13 +131,16 @@ def main() -> None:
         )
         started = time.perf_counter()
         issue_cards(ctx, args.cards)
+        enrol_terminals(ctx, args.tills)
         build_s = time.perf_counter() - started
         first = version(ctx)
         full = wire(ctx, 0)[0]
         server_full_ms = best_ms(lambda: wire(ctx, 0))
         change_cards(ctx, args.round_share, seed=3)
         sizes = measure(ctx, first)
-        delta = wire(ctx, first)[0]
+        delta = wire(ctx, first, json.loads(full)["snapshot"]["terminal_keys_sha256"])[0]
+        idle = measure(ctx, version(ctx))
+        idle_keys_kb = round(len(wire(ctx, version(ctx))[1]) / KIB, 1)
         till_folder = folder / "till"
         till_folder.mkdir()
         costs = till_costs(ctx, full, delta, till_folder)
@@ -143,6 +151,9 @@ def main() -> None:
         "cards": args.cards,
         **sizes,
         "delta_cards": len(json.loads(delta)["snapshot"]["balances"]),
+        "tills": args.tills,
+        "idle_delta_kb": idle["snapshot_delta_kb"],
+        "idle_delta_with_keys_kb": idle_keys_kb,
         "server_full_ms": server_full_ms,
         **costs,
         "month_cards": month_cards,

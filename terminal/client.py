@@ -223,10 +223,13 @@ class ServerClient:
     def snapshot(self, since: int) -> dict[str, Any]:
         return self.request("GET", f"/v1/terminal/snapshot?since={since}", None, SYNC_TIMEOUT_S)
 
-    def snapshot_body(self, since: int) -> bytes:
+    def snapshot_body(self, since: int, keys_sha256: str | None = None) -> bytes:
         """The snapshot answer's bytes as they came (gzip undone): the till checks the
-        issuer's signature over them (`SnapshotStore.apply_body`)."""
+        issuer's signature over them (`SnapshotStore.apply_body`). With `keys_sha256`, the
+        digest of the terminal keys it holds, a delta leaves them out if they are still those."""
         path = f"/v1/terminal/snapshot?since={since}"
+        if keys_sha256 is not None:
+            path += f"&keys_sha256={keys_sha256}"
         return self._signed_response("GET", path, None, SYNC_TIMEOUT_S).content
 
     def card(self, card_number: str) -> dict[str, Any]:

@@ -24,6 +24,7 @@ that never reached the server takes no offline payments at all.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,8 @@ from hcard.errors import Code, HCardError
 from hcard.signed import DOMAIN_SNAPSHOT
 from hcard.terminal.config import write_atomic
 from hcard.terminal.offline import Limits
+
+_SHA256_HEX = re.compile("[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,9 @@ class SnapshotState:
     balances: dict[str, CardKnown] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
     terminal_keys: dict[int, str] = field(default_factory=dict)
+    #: the server's digest of `terminal_keys`: sent with the next pull, so that a delta
+    #: leaves out the keys when they are still these (docs/protocol.md)
+    terminal_keys_sha256: str | None = None
     server_time_s: float | None = None
 
 
@@ -92,10 +98,7 @@ def _merge(state: SnapshotState, snap: dict[str, Any]) -> SnapshotState:
     for card in snap["deny_remove"]:
         deny.discard(_card(card))
     limits = snap["limits"]
-    terminal_keys = {}
-    for terminal_id, public in snap["terminal_keys"].items():
-        keys.public_from_hex(public)  # refuse a malformed key here, not at a tap
-        terminal_keys[int(terminal_id)] = public
+    terminal_keys, keys_sha256 = _terminal_keys(state, snap)
     return SnapshotState(
         version=_int(snap["version"], "version"),
         deny=deny,
@@ -106,8 +109,26 @@ def _merge(state: SnapshotState, snap: dict[str, Any]) -> SnapshotState:
             _int(limits["consecutive_offline"], "consecutive_offline"),
         ),
         terminal_keys=terminal_keys,
+        terminal_keys_sha256=keys_sha256,
         server_time_s=snap.get("server_time_s"),
     )
+
+
+def _terminal_keys(state: SnapshotState, snap: dict[str, Any]) -> tuple[dict[int, str], str | None]:
+    """(terminal keys, their digest) after `snap`: the ones it carries, or, left out, the ones
+    held, if they are those the snapshot names (ValueError otherwise)."""
+    digest = snap.get("terminal_keys_sha256")
+    if not (isinstance(digest, str) and _SHA256_HEX.fullmatch(digest)):
+        digest = None
+    if "terminal_keys" not in snap:
+        if digest is None or digest != state.terminal_keys_sha256:
+            raise ValueError("terminal keys left out, and not the ones held")
+        return state.terminal_keys, digest
+    terminal_keys = {}
+    for terminal_id, public in snap["terminal_keys"].items():
+        keys.public_from_hex(public)  # refuse a malformed key here, not at a tap
+        terminal_keys[int(terminal_id)] = public
+    return terminal_keys, digest
 
 
 SERVER_TIME_SLACK_S = 300.0
@@ -260,6 +281,11 @@ class SnapshotStore:
                 self._delta_cards += len(snap["balances"])
             self.state = new
             return new
+
+    def keys_sha256(self) -> str | None:
+        """The digest of the terminal keys held, for the next pull (None: send them)."""
+        with self._lock:
+            return self.state.terminal_keys_sha256
 
     def since(self) -> int:
         """The version to ask changes after (0: send everything)."""

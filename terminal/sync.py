@@ -252,7 +252,7 @@ class SyncAgent:
         try:
             # a server restored from a backup is behind `since`: it answers in full; one
             # answer however long the till was off (docs/protocol.md), checked as it came
-            body = self.client.snapshot_body(self.snapshot.since())
+            body = self.client.snapshot_body(self.snapshot.since(), self.snapshot.keys_sha256())
             state = self.snapshot.apply_body(body)
         except HCardError as exc:
             log.error("snapshot refused: %s", exc.code)

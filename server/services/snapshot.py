@@ -9,10 +9,11 @@ next time rather than missed.
 
 It stays small and one answer however long a till was away (docs/protocol.md):
 per card about 56 bytes of JSON, which gzip brings to about 9 (the card numbers
-are serials in order), so 20,000 cards are about 1.1 MB, 175 KB on the wire
+are serials in order), so 20,000 cards are about 1.1 MB, under 200 KiB on the wire
 (`bench/snapshot_size.py`). A delta is never paged: a till that was off for a
 month gets every change in one answer, or the full snapshot when the delta would
-carry most of the cards (`answer_in_full`). The body is made once, in canonical
+carry most of the cards (`answer_in_full`). A delta leaves out the terminal keys
+the till holds already (`keys_sha256`). The body is made once, in canonical
 bytes, and is exactly what the issuer signed, so the till checks the signature
 over what it received; `encode` gzips it for a client that accepts gzip.
 """
@@ -20,6 +21,7 @@ over what it received; `encode` gzips it for a client that accepts gzip.
 from __future__ import annotations
 
 import gzip
+import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -85,8 +87,20 @@ def answer_in_full(since: int, version: int, changed_cards: int, issued_cards: i
     )
 
 
-def document(ctx: Context, since: int) -> dict[str, object]:
-    """The snapshot for `since=<since>`, unsigned (`answer` signs it)."""
+def keys_digest(terminal_keys: Mapping[str, str]) -> str:
+    """SHA-256 (hex) of the canonical `terminal_keys`: the till sends the one it holds, and a
+    delta leaves out keys it has already (`document`)."""
+    return hashlib.sha256(canonical_bytes(dict(terminal_keys))).hexdigest()
+
+
+def document(ctx: Context, since: int, keys_sha256: str | None = None) -> dict[str, object]:
+    """The snapshot for `since=<since>`, unsigned (`answer` signs it).
+
+    `terminal_keys_sha256` is always there; `terminal_keys` is left out of a delta when
+    the till holds them already (`keys_sha256`, the digest it sent, is theirs): four
+    hundred tills' keys are 30 KB that gzip cannot shrink (17 KB), in every idle pull of
+    every till. A full answer always carries them: it is what the till replays at start.
+    """
     issued = cards.c.uid.is_not(None)
     with db_engine.read(ctx.engine) as conn:
         version = counters.current(conn, CounterName.VERSION)
@@ -118,6 +132,9 @@ def document(ctx: Context, since: int) -> dict[str, object]:
             )
         ).all()
     denied = [row.number for row in rows if row.blocked or row.flagged]
+    terminal_keys = {str(row.id): row.public_key for row in active}
+    digest = keys_digest(terminal_keys)
+    keys_known = not full and keys_sha256 == digest
     return {
         "version": version,
         "full": full,
@@ -127,19 +144,20 @@ def document(ctx: Context, since: int) -> dict[str, object]:
             row.number: {"balance_cents": row.balance_cents, "counter": row.counter} for row in rows
         },
         "limits": ctx.settings.limits.as_json(),
-        "terminal_keys": {str(row.id): row.public_key for row in active},
+        **({} if keys_known else {"terminal_keys": terminal_keys}),
+        "terminal_keys_sha256": digest,
         "issuer_public_key": ctx.issuer_public_hex,
         "server_time_s": int(ctx.now()),
     }
 
 
-def answer(ctx: Context, since: int) -> bytes:
+def answer(ctx: Context, since: int, keys_sha256: str | None = None) -> bytes:
     """The answer's JSON body `{"sig", "snapshot"}`, canonical, the snapshot encoded once.
 
     The same bytes as `canonical_bytes({"sig": signed.sign_document(...), "snapshot": ...})`
     (its keys sorted, no white space), without encoding 20,000 cards twice.
     """
-    body = canonical_bytes(document(ctx, since))
+    body = canonical_bytes(document(ctx, since, keys_sha256))
     sig = keys.sign(ctx.issuer_key, signed.DOMAIN_SNAPSHOT + body).hex()
     return b'{"sig":"' + sig.encode("ascii") + b'","snapshot":' + body + b"}"
 

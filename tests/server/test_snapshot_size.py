@@ -183,3 +183,14 @@ def test_the_wire_carries_the_signed_bytes_gzipped(live_server, tmp_path):
     for name, received in (("zipped", body), ("plain", plain.raw.read())):
         store = SnapshotStore(tmp_path / name / "snapshot.json", issuer)
         assert store.apply_body(received).limits.per_payment_cents > 0
+
+    # the agent's pull: the digest of the keys it holds, in the signed path
+    held = json.loads(body)["snapshot"]
+    pull = (
+        f"/v1/terminal/snapshot?since={held['version']}&keys_sha256={held['terminal_keys_sha256']}"
+    )
+    idle = _get(till, pull, "gzip")
+    assert idle.status_code == 200
+    assert "terminal_keys" not in idle.json()["snapshot"]
+    wrong = _get(till, "/v1/terminal/snapshot?since=1&keys_sha256=XYZ", "gzip")
+    assert (wrong.status_code, wrong.json()["code"]) == (400, "malformed_request")

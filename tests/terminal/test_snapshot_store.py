@@ -4,8 +4,10 @@ are real: a server context signs them (`snapshot.answer`), as `GET /v1/terminal/
 
 from __future__ import annotations
 
+import json
+
 import pytest
-from fixtures.town_cards import change_cards, issue_cards
+from fixtures.town_cards import change_cards, enrol_terminals, issue_cards
 
 from hcard.errors import Code, HCardError
 from hcard.server.context import Context
@@ -14,6 +16,7 @@ from hcard.server.settings import Settings
 from hcard.terminal.snapshot import SnapshotStore
 
 CARDS = 40
+TILLS = 3
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +26,7 @@ def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("server")
     ctx = Context.open(Settings.build(folder, f"sqlite:///{folder / 'hcard.db'}"), create_key=True)
     issue_cards(ctx, CARDS)
+    enrol_terminals(ctx, TILLS)
     yield ctx
     ctx.engine.dispose()
 
@@ -119,3 +123,33 @@ def test_a_body_in_another_form_is_refused(server, store):
             store.apply_body(bad)
         assert refused.value.code == Code.SNAPSHOT_BAD_SIGNATURE
     assert store.state.version == 0
+
+
+def test_a_delta_leaves_out_the_keys_the_till_holds(server, store, tmp_path):
+    store.apply_body(snapshot.answer(server, 0))
+    held = dict(store.state.terminal_keys)
+    assert len(held) >= TILLS
+    digest = store.keys_sha256()
+
+    idle = snapshot.answer(server, store.since(), digest)
+    assert "terminal_keys" not in json.loads(idle)["snapshot"]
+    store.apply_body(idle)
+    assert store.state.terminal_keys == held
+    assert "terminal_keys" in json.loads(snapshot.answer(server, 0, digest))["snapshot"]
+
+    enrol_terminals(server, 1)  # a new till: the next delta carries the keys again
+    delta = snapshot.answer(server, store.since(), digest)
+    assert len(json.loads(delta)["snapshot"]["terminal_keys"]) == len(held) + 1
+    change_cards(server, 0.1, seed=7)
+    store.apply_body(delta)
+    assert store.keys_sha256() != digest
+    store.apply_body(snapshot.answer(server, store.since(), store.keys_sha256()))
+    assert len(_again(store, server).state.terminal_keys) == len(held) + 1
+
+    # keys left out that a till does not hold (here: none yet): refused, it keeps nothing
+    fresh = SnapshotStore(tmp_path / "fresh" / "snapshot.json", server.issuer_key.public_key())
+    with pytest.raises(HCardError) as refused:
+        fresh.apply_body(idle)
+    assert refused.value.code == Code.SNAPSHOT_BAD_SIGNATURE
+    assert fresh.state.version == 0
+    assert not fresh.path.exists()
