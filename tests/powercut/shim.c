@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/sendfile.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -417,3 +418,36 @@ static int do_mkdir(int dirfd, const char *path, mode_t mode, int at) {
 
 int mkdir(const char *path, mode_t mode) { return do_mkdir(AT_FDCWD, path, mode, 0); }
 int mkdirat(int dirfd, const char *path, mode_t mode) { return do_mkdir(dirfd, path, mode, 1); }
+
+/* Copies in the kernel (shutil.copyfile uses sendfile) carry bytes the log would not see:
+ * refused loudly on a watched file rather than traced wrongly. */
+REAL(sendfile);
+REAL(copy_file_range);
+
+static void refuse(const char *call) {
+    static const char text[] = "powercut shim: a kernel copy into a watched file is not traced: ";
+    real_write(2, text, sizeof text - 1);
+    real_write(2, call, strlen(call));
+    real_write(2, "\n", 1);
+    abort();
+}
+
+ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count) {
+    init();
+    if (!real_sendfile) real_sendfile = (__typeof__(real_sendfile))dlsym(RTLD_NEXT, "sendfile");
+    if (fd_path(out_fd)) refuse("sendfile");
+    return real_sendfile(out_fd, in_fd, offset, count);
+}
+
+ssize_t sendfile64(int out_fd, int in_fd, off_t *offset, size_t count) {
+    return sendfile(out_fd, in_fd, offset, count);
+}
+
+ssize_t copy_file_range(int fd_in, off64_t *off_in, int fd_out, off64_t *off_out, size_t len,
+                        unsigned int flags) {
+    init();
+    if (!real_copy_file_range)
+        real_copy_file_range = (__typeof__(real_copy_file_range))dlsym(RTLD_NEXT, "copy_file_range");
+    if (fd_path(fd_out)) refuse("copy_file_range");
+    return real_copy_file_range(fd_in, off_in, fd_out, off_out, len, flags);
+}
