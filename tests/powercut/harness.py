@@ -49,6 +49,9 @@ def build_shim(build_dir: Path) -> Path:
         capture_output=True,
     )
     partial.replace(target)  # several xdist workers may build at once: each its own file
+    for old in build_dir.glob("shim-*.so"):  # the builds of an older shim.c
+        if old != target:
+            old.unlink(missing_ok=True)
     return target
 
 
