@@ -17,7 +17,14 @@ from pathlib import Path
 
 import pytest
 from powercut import harness
-from powercut.till_workload import JOURNAL, KEY, TERMINAL_ID, ScriptedServer, payments
+from powercut.till_workload import (
+    JOURNAL,
+    KEY,
+    TERMINAL_ID,
+    UNREACHABLE,
+    ScriptedServer,
+    payments,
+)
 
 from hcard.records import RecordKind
 from hcard.terminal import journal as jr
@@ -26,11 +33,11 @@ from hcard.terminal.states import SHOWN
 
 @dataclass(frozen=True)
 class Till:
-    """What the till found after its start: per seq (kind, state, receipt number), voids."""
+    """What the till found after its start (the recovery done): per seq (kind, state,
+    receipt number), the voids, the acknowledgement, the archive."""
 
     records: dict[int, tuple[RecordKind, jr.State | None, int | None]]
     voids: dict[int, list[int]]  # voided seq -> the void records' seqs
-    recovered: list[int]
     acked_seq: int
     archived: int  # records in the archive
     archive_problem: str | None
@@ -40,8 +47,8 @@ def inspect(folder: Path) -> Till:
     journal = jr.open_verified(folder / JOURNAL, TERMINAL_ID, KEY)
     try:
         server = ScriptedServer()
-        server.next = "unreachable"
-        recovered = payments(journal, folder, server).recover()
+        server.next = UNREACHABLE
+        payments(journal, folder, server).recover()
         records: dict[int, tuple[RecordKind, jr.State | None, int | None]] = {}
         voids: dict[int, list[int]] = {}
         for entry in journal.entries():
@@ -53,7 +60,7 @@ def inspect(folder: Path) -> Till:
         acked, (archived, _chunks) = journal.acked_seq(), journal.archive_size()
     finally:
         journal.close()
-    return Till(records, voids, recovered, acked, archived, problem and str(problem))
+    return Till(records, voids, acked, archived, problem and str(problem))
 
 
 def check(till: Till, shown: list[str]) -> list[str]:

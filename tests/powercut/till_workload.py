@@ -38,6 +38,7 @@ KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 CARD = "9276000000000016"  # a valid card number (fixtures.terminal.JOURNAL_CARD)
 UID = bytes.fromhex("04a1b2c3d4e5f6")
 JOURNAL = "journal.sqlite"
+UNREACHABLE = "unreachable"  # ScriptedServer.next: no answer in time
 
 
 class ScriptedServer:
@@ -48,15 +49,12 @@ class ScriptedServer:
         self.balance_cents = 10_000
 
     def authorise(self, record: Record) -> dict[str, Any]:
-        if self.next == "unreachable":
+        if self.next == UNREACHABLE:
             raise ServerUnreachableError("no answer in time")
         if self.next == ServerOutcome.DECLINED:
             return {"seq": record.seq, "outcome": "declined", "code": "insufficient_funds"}
         self.balance_cents -= record.body["amount_cents"]
         return {"seq": record.seq, "outcome": "approved", "balance_cents": self.balance_cents}
-
-    def card(self, card_number: str) -> dict[str, Any]:
-        raise ServerUnreachableError("not asked in this workload")
 
 
 class CardOnReader:
@@ -116,7 +114,7 @@ def main() -> int:
         pay(amount_cents)  # online, approved
     server.next = ServerOutcome.DECLINED
     pay(120)  # online, declined
-    server.next = "unreachable"
+    server.next = UNREACHABLE
     pay(500)  # online try without an answer (unshown), then offline
     for amount_cents in (75, 180):
         pay(amount_cents)  # offline (the link is down)
