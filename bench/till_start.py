@@ -1,16 +1,15 @@
 """The till's start with a year's journal, against an empty one, in the same run.
 
-    python bench/till_start.py [--records 70000] [--runs 5]
+    python bench/till_start.py [--records 70000] [--runs 21]
 
 Two enrolled state directories (key, config, journal; no server: the start does not ask
 one): one with an empty journal, one with a busy year (`--records`, ~190 a day over 365
 days: offline payments made `final` with their receipt numbers, every twentieth voided,
 a day close each day), acknowledged day by day as the sync agent does (`mark_acked`,
-which signs the checkpoint), all but the last day's last 10 records, and archived as the
-sync agent does (`Journal.archive`: the days older than a week). The year is written
-through the real `Journal` API (`append`, `set_state`, `void`, `mark_acked`, `archive`) on a
-connection without the fsync of each commit (`synchronous=OFF`; the rows are the same);
-its ~70,000 Ed25519 signatures take a few seconds.
+which signs the checkpoint) and archived as it does (`Journal.archive`: everything up to
+the last acknowledged day close). The year is written through the real `Journal` API
+(`append`, `set_state`, `void`, `mark_acked`, `archive`) on a connection without the fsync
+of each commit (`synchronous=OFF`; the rows are the same).
 
 Measured: the start the real till makes, `TerminalTill(...)` (`open_verified`: the
 checkpoint's check and the records after it; the restart recovery; the snapshot; the
@@ -19,7 +18,12 @@ and the reader watch (they run beside the till, after its start). Runs alternate
 and year; medians of `--runs` each after one warm-up of each.
 
 Prints one JSON object on its last line: `start_s`, `start_empty_s`, `ratio` (target at
-most 1.5), the journal's `records`, `archived`, `live_records` and `journal_mb`.
+most 1.5), the journal's `records`, `archived`, `live_records`, `journal_mb` (the file:
+SQLite reuses the pages the archived rows left, it does not give them back) and
+`archive_mb` (the compressed chunks), and
+`verify_all_s`: every signature of the year checked on every core (`hcard-terminal
+verify-journal`: `verify_archive` + `verify(full=True)`), which is what each start cost
+before the checkpoint.
 `measure_start(folder)` is the same for `bench/town_year.py`.
 """
 
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import statistics
 import time
 from pathlib import Path
@@ -42,7 +47,6 @@ DAYS = 365
 CARDS = 2000
 DAY_S = 86400.0
 YEAR_START_S = 1_767_225_600.0  # 2026-01-01 UTC
-UNACKED = 0
 
 
 def _state(folder: Path) -> TerminalState:
@@ -132,15 +136,31 @@ def _fill_year(state: TerminalState, records: int) -> dict[str, Any]:
                 day=today,
                 created_s=start_s + 20 * 3600,
             )
-            journal.mark_acked(max(0, journal.last_seq() - (UNACKED if day >= DAYS - 1 else 0)))
+            journal.mark_acked(journal.last_seq())
             journal.checkpoint()  # the WAL into the file, as the sync agent does each round
             day += 1
-        now_s = YEAR_START_S + day * DAY_S
-        archived = journal.archive(now_s)
-        live = journal._db.execute("SELECT count(*) FROM records").fetchone()[0]
-        return {"records": journal.last_seq(), "archived": archived, "live_records": live}
+        archived = journal.archive()
+        return {
+            "records": journal.last_seq(),
+            "archived": archived,
+            "live_records": journal.last_seq() - journal.archive_size()[0],
+        }
     finally:
         journal.close()
+
+
+def _verify_all_s(state: TerminalState) -> float:
+    """The whole journal checked, archive and all (what `verify-journal` does)."""
+    journal = jr.Journal(state.journal_path, TERMINAL_ID, state.load_key())
+    try:
+        started = time.perf_counter()
+        problem = journal.verify_archive() or journal.verify(full=True)
+        elapsed = time.perf_counter() - started
+    finally:
+        journal.close()
+    if problem is not None:
+        raise SystemExit(f"the year's journal does not verify: {problem}")
+    return elapsed
 
 
 def _start_s(state: TerminalState) -> float:
@@ -154,7 +174,7 @@ def _start_s(state: TerminalState) -> float:
     return elapsed
 
 
-def measure_start(folder: Path, records: int = 70_000, runs: int = 5) -> dict[str, Any]:
+def measure_start(folder: Path, records: int = 70_000, runs: int = 21) -> dict[str, Any]:
     """`start_s` (a year's journal with checkpoint and archive) and `start_empty_s`."""
     empty, year = _state(folder / "empty"), _state(folder / "year")
     jr.Journal(empty.journal_path, TERMINAL_ID, empty.load_key()).close()
@@ -167,8 +187,14 @@ def measure_start(folder: Path, records: int = 70_000, runs: int = 5) -> dict[st
             elapsed = _start_s(state)
             if run:  # the first of each is the warm-up (imports, page cache)
                 samples[name].append(elapsed)
+    verify_all_s = _verify_all_s(year)
     start_s = statistics.median(samples["year"])
     start_empty_s = statistics.median(samples["empty"])
+    with sqlite3.connect(year.journal_path) as db:
+        archive_bytes = db.execute("SELECT coalesce(sum(length(data)), 0) FROM archive").fetchone()[
+            0
+        ]
+    db.close()
     journal_bytes = sum(
         path.stat().st_size for path in year.journal_path.parent.glob(year.journal_path.name + "*")
     )
@@ -178,6 +204,8 @@ def measure_start(folder: Path, records: int = 70_000, runs: int = 5) -> dict[st
         "ratio": round(start_s / start_empty_s, 2),
         **facts,
         "journal_mb": round(journal_bytes / 2**20, 1),
+        "archive_mb": round(archive_bytes / 2**20, 1),
+        "verify_all_s": round(verify_all_s, 2),
         "build_s": round(built_s, 1),
     }
 
@@ -185,7 +213,7 @@ def measure_start(folder: Path, records: int = 70_000, runs: int = 5) -> dict[st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=70_000)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=21)
     parser.add_argument("--folder", type=Path, default=None, help="kept; default: a temp dir")
     args = parser.parse_args()
     if args.folder is not None:

@@ -273,6 +273,7 @@ def test_a_cancelled_topups_void_in_the_archive_still_counts_after_a_restored_se
     journal.append(RecordKind.DAY_CLOSE, CLOSE, state=None, day="d0", created_s=1.0)
     journal.mark_acked(3)
     assert journal.archive() == 3
+    assert journal.verify() is None  # the checkpoint's record is the archive's last
     assert journal.unsettled_topups_cents(JOURNAL_CARD) == 0  # the void is acknowledged
     journal.rewind_acked(0)  # the server lost it: until it is sent again, leave it out
     assert journal.unsettled_topups_cents(JOURNAL_CARD) == 500
