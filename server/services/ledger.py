@@ -151,27 +151,35 @@ def post_many(conn: sa.Connection, txns: Sequence[Txn], *, now_s: float) -> list
             .values(balance_cents=accounts.c.balance_cents + sa.bindparam("delta")),
             changes,
         )
-    rows = [
-        {
-            "kind": txn.kind,
-            "created_s": now_s,
-            "terminal_id": txn.terminal_id,
-            "seq": txn.seq,
-            "user_id": txn.user_id,
-            "reason": txn.reason,
-            "label": txn.label,
-        }
-        for txn in txns
-    ]
     if db_engine.is_sqlite(conn.engine):
         # The caller holds SQLite's write lock (BEGIN IMMEDIATE): the next ids are ours,
-        # and one multi-row INSERT beats SQLAlchemy's row-at-a-time ordered RETURNING.
+        # and the driver's executemany beats SQLAlchemy's row-at-a-time ordered RETURNING
+        # (and its per-row parameter processing).
         first = conn.execute(sa.select(sa.func.max(transactions.c.id))).scalar_one() or 0
-        ids = list(range(first + 1, first + 1 + len(rows)))
-        conn.execute(
-            sa.insert(transactions), [{"id": i, **row} for i, row in zip(ids, rows, strict=True)]
-        )
+        ids = list(range(first + 1, first + 1 + len(txns)))
+        db_engine.bulk_insert(
+            conn,
+            transactions,
+            ("id", "kind", "created_s", "terminal_id", "seq", "user_id", "reason", "label"),
+            [
+                (i, str(txn.kind), now_s, txn.terminal_id, txn.seq, txn.user_id, txn.reason,
+                 txn.label)
+                for i, txn in zip(ids, txns, strict=True)
+            ],
+        )  # fmt: skip
     else:
+        rows = [
+            {
+                "kind": txn.kind,
+                "created_s": now_s,
+                "terminal_id": txn.terminal_id,
+                "seq": txn.seq,
+                "user_id": txn.user_id,
+                "reason": txn.reason,
+                "label": txn.label,
+            }
+            for txn in txns
+        ]
         ids = list(
             conn.execute(
                 sa.insert(transactions).returning(transactions.c.id, sort_by_parameter_order=True),

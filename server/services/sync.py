@@ -76,6 +76,7 @@ from hcard.server.vocabulary import (
 _PAYMENT, _VOID, _TOPUP_REQUEST = RecordKind.PAYMENT, RecordKind.VOID, RecordKind.TOPUP_REQUEST
 _ONLINE, _OFFLINE = PaymentMode.ONLINE, PaymentMode.OFFLINE
 _APPLIED, _REFUSED = SyncStatus.APPLIED, SyncStatus.REFUSED
+_CONFLICT = Code.SEQUENCE_CONFLICT
 
 #: Signature checks of a batch run on every core (Ed25519 releases the GIL).
 _VERIFY_WORKERS = os.cpu_count() or 1
@@ -339,7 +340,7 @@ class _Batch:
         booked: list[_Booked] = []
         for record in self.records:
             outcome = self._decide(record)
-            if outcome.code is Code.SEQUENCE_CONFLICT:
+            if outcome.code is _CONFLICT:
                 self.conflict = record.seq
                 break
             booked.append(outcome)
@@ -436,16 +437,7 @@ class _Batch:
         # (card, counter) → payments that wrote it, as (terminal id, seq); voided ones never count
         self.seen_counters: dict[tuple[str, int], list[tuple[int, int]]] = {}
         if pairs:
-            rows = conn.execute(
-                sa.select(journal.c.card, journal.c.counter, journal.c.terminal_id, journal.c.seq)
-                .where(
-                    sa.tuple_(journal.c.card, journal.c.counter).in_(pairs),
-                    journal.c.kind == _PAYMENT,
-                    journal.c.voided_by_seq.is_(None),
-                )
-                .order_by(journal.c.terminal_id, journal.c.seq)
-            )
-            for row in rows:
+            for row in _seen_counters(conn, sorted(set(pairs))):
                 self.seen_counters.setdefault((row.card, row.counter), []).append(
                     (row.terminal_id, row.seq)
                 )
@@ -618,32 +610,30 @@ class _Batch:
         txn_ids = ledger.post_many(conn, self.txns, now_s=self.now)
         if self.declined:
             conn.execute(sa.insert(authorisations), self.declined)
-        rows = []
-        for record, result in zip(records, booked, strict=True):
-            body = record.body
-            rows.append(
-                {
-                    "terminal_id": self.terminal.id,
-                    "seq": record.seq,
-                    "hash": record.hash,
-                    "kind": record.kind,
-                    "card": body.get("card"),
-                    # only a counter the card really got counts for rollback detection
-                    "counter": body["counter"] if _wrote_card(record, result) else None,
-                    "amount_cents": body.get("amount_cents"),
-                    "mode": body.get("mode"),
-                    "signed": record.signed_bytes().decode("utf-8"),
-                    "sig": record.sig,
-                    "status": result.status,
-                    "code": result.code_value,
-                    "txn_id": txn_ids[result.txn] if result.txn is not None else result.txn_id,
-                    "voided_by_seq": self.voided.pop(record.seq, None),
-                    "received_s": self.now,
-                    "recorded_s": self.recorded.get(record.seq),
-                }
+        tid, now, voided, recorded = self.terminal.id, self.now, self.voided, self.recorded
+        rows = [
+            (
+                tid,
+                record.seq,
+                record.hash,
+                record.kind,
+                record.body.get("card"),
+                # only a counter the card really got counts for rollback detection
+                record.body["counter"] if _wrote_card(record, result) else None,
+                record.body.get("amount_cents"),
+                record.body.get("mode"),
+                record.signed_bytes().decode("utf-8"),
+                record.sig,
+                result.status,
+                result.code_value,
+                txn_ids[result.txn] if result.txn is not None else result.txn_id,
+                voided.pop(record.seq, None),
+                now,
+                recorded.get(record.seq),
             )
-        if rows:
-            db_engine.bulk_insert(conn, journal, list(rows[0]), [row.values() for row in rows])
+            for record, result in zip(records, booked, strict=True)
+        ]
+        db_engine.bulk_insert(conn, journal, _JOURNAL_COLUMNS, rows)
         if self.voided:  # voids of payments synced in earlier batches
             conn.execute(
                 sa.update(journal)
@@ -673,6 +663,51 @@ class _Batch:
             {"counter": sa.bindparam("counter")},
             rows=changes,
         )
+
+
+#: the journal row `_Batch._write` makes of a record, in this order
+_JOURNAL_COLUMNS = (
+    "terminal_id",
+    "seq",
+    "hash",
+    "kind",
+    "card",
+    "counter",
+    "amount_cents",
+    "mode",
+    "signed",
+    "sig",
+    "status",
+    "code",
+    "txn_id",
+    "voided_by_seq",
+    "received_s",
+    "recorded_s",
+)
+
+
+def _seen_counters(conn: sa.Connection, pairs: list[tuple[str, int]]) -> sa.CursorResult[Any]:
+    """The unvoided payments that wrote any of these (card, counter) pairs, in (terminal, seq)
+    order.
+
+    A join with the pairs as a VALUES list, in plain SQL: one lookup in the journal's
+    (card, counter) index per pair on both engines. SQLAlchemy's `tuple_(...).in_(...)`
+    becomes `(card, counter) IN (VALUES ...)`, which SQLite answers by scanning the whole
+    journal (a year of a town: millions of rows, for every batch), and compiling its
+    thousand pairs cost more than the query.
+    """
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    values = ", ".join([f"({mark}, {mark})"] * len(pairs))
+    # only placeholders are put into the text
+    sql = (
+        "SELECT j.card, j.counter, j.terminal_id, j.seq"  # noqa: S608
+        f" FROM (VALUES {values}) AS v"
+        " JOIN journal AS j ON j.card = v.column1 AND j.counter = v.column2"
+        f" WHERE j.kind = {mark} AND j.voided_by_seq IS NULL"
+        " ORDER BY j.terminal_id, j.seq"
+    )
+    params = (*[item for pair in pairs for item in pair], _PAYMENT.value)
+    return conn.exec_driver_sql(sql, params)
 
 
 def _wrote_card(record: Record, booked: _Booked) -> bool:
