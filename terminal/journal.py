@@ -29,7 +29,11 @@ Tables:
 - `local`: mutable bookkeeping per record that is not signed and never leaves
   the terminal: the payment's progress (intent, approved, final, voided, ...),
   whether the card was written, the (server-corrected) wall-clock day. It is
-  what the restart recovery and the offline limits read.
+  what the restart recovery and the offline limits read. Its rows are never archived.
+- `chain_checkpoint`: one row, the signed checkpoint of the acknowledged chain, written
+  with each ack (`hcard.terminal.checkpoint`): the start checks signatures only after it.
+- `archive`: acknowledged records up to the last acknowledged day close, moved out of
+  `records` into compressed chunks, never deleted (`hcard.terminal.archive`).
 
 Receipt numbers (`local.receipt_no`): what the cashier sees, and voids by, is
 not the seq. A failed online try, a decline, a cancelled card write, a void
