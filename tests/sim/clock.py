@@ -49,11 +49,11 @@ def simulated_time(clock: SimClock) -> Iterator[None]:
     )
     fake.time = clock.now_s
     modules = [importlib.import_module(name) for name in _PATCHED]
-    saved = [module.time for module in modules]  # type: ignore[attr-defined]
+    saved = [module.time for module in modules]
     for module in modules:
-        module.time = fake  # type: ignore[attr-defined]
+        setattr(module, "time", fake)  # noqa: B010 - a module attribute by name
     try:
         yield
     finally:
         for module, original in zip(modules, saved, strict=True):
-            module.time = original  # type: ignore[attr-defined]
+            setattr(module, "time", original)  # noqa: B010

@@ -165,6 +165,8 @@ class SimAdapter(BaseAdapter):
         body = request.body or b""
         if isinstance(body, str):
             body = body.encode("utf-8")
+        if not isinstance(body, bytes):
+            raise TypeError("the till's client sends its body as bytes")
         url = request.url or ""
         path = url.split("://", 1)[-1]
         path = path[path.index("/") :] if "/" in path else "/"
@@ -173,7 +175,7 @@ class SimAdapter(BaseAdapter):
             method=request.method or "GET",
             path=path,
             body=bytes(body),
-            headers=tuple(sorted(request.headers.items())),
+            headers=tuple(sorted((name, str(value)) for name, value in request.headers.items())),
         )
         answer = self.network.carry(wire, self.before_send)
         response = requests.Response()

@@ -59,6 +59,7 @@ WRITE_SECRET = b"hcard-sim-card-write-secret-001"
 ADMIN = "admin"
 #: backups kept: a restore takes the newest
 BACKUPS_KEPT = 3
+_IBAN = "DE89370400440532013000"
 #: the issuer key of every simulated server (fixed, so a seed's cards are the same each run)
 _ISSUER_SEED = bytes(range(32))
 
@@ -292,11 +293,7 @@ def make_town(folder: Path) -> Path:
     actor = _admin(ctx)
     rng = random.Random(0)
     merchant_ids = [
-        int(
-            merchants.create_merchant(  # type: ignore[arg-type]
-                ctx, actor, name=f"Laden {n}", iban="DE89370400440532013000"
-            )["id"]
-        )
+        int(str(merchants.create_merchant(ctx, actor, name=f"Laden {n}", iban=_IBAN)["id"]))
         for n in range(MERCHANTS)
     ]
     door = AsgiDoor(create_app(ctx))
