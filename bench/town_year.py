@@ -12,8 +12,9 @@ run), then the real server (uvicorn subprocess, `tests/fixtures/server.py`) on i
   waiting for its answer before the next batch (as a till does): every record's signature
   and chain checked, then booked; over all towns together;
 - `verify_all_cores_per_s`: cryptography's `Ed25519PublicKey.verify` on those records'
-  bytes, one process per core of this machine, all at once (the mean of a run before and
-  one after the ingest: the machine's speed drifts); `ratio` = ingest / verify (target 0.7);
+  bytes, one process per core of this machine, all at once (`bench/verify_floor.py`; the
+  mean of a run before and one after the ingest: the machine's speed drifts); `ratio` =
+  ingest / verify (target 0.7);
 - `ledger_check_s`: the real ledger check (`services.ledger.check`) over the whole year and
   the ingest (target under 60 s); its verdict must be ok;
 - `snapshot_full_kb` / `snapshot_delta_kb`: the snapshot a till pulls, compressed as it
@@ -44,7 +45,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import shutil
 import subprocess
@@ -71,6 +71,7 @@ from fixtures.server import (
     fresh_postgres_database,
     start_server,
 )
+from verify_floor import verify_all_cores
 from year import TownSize, populate
 
 from hcard import cardnumber
@@ -82,8 +83,6 @@ from hcard.server.services import ledger
 from hcard.server.settings import Settings
 
 BATCH = 1_000
-#: how long each verify measurement runs on every core
-VERIFY_S = 3.0
 #: a year's journal on a busy till (issue 13)
 JOURNAL_RECORDS = 70_000
 
@@ -159,32 +158,6 @@ def make_town(data: Path, database_url: str, size: TownSize, args: argparse.Name
         messages += [(public, r.signed_bytes(), bytes.fromhex(r.sig)) for r in records[:500]]
         till.snapshot(0)  # the connection open, as a till's is
     return TownRun(data, database_url, server, rows, fill_s, tills, bodies, messages, town_records)
-
-
-# --- the floor: Ed25519 verify on every core -------------------------------------------------
-
-
-def _verify_for(job: tuple[list[tuple[bytes, bytes, bytes]], float]) -> float:
-    """Verifications per second in this process for `seconds` (a worker of the pool)."""
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-    messages, seconds = job
-    checks = [(Ed25519PublicKey.from_public_bytes(p), m, s) for p, m, s in messages]
-    done = 0
-    started = time.perf_counter()
-    while (elapsed := time.perf_counter() - started) < seconds:
-        for public, message, signature in checks:
-            public.verify(signature, message)
-        done += len(checks)
-    return done / elapsed
-
-
-def verify_all_cores(messages: list[tuple[bytes, bytes, bytes]]) -> float:
-    """The machine's raw verify rate: one process per core, all at once, summed."""
-    cores = os.cpu_count() or 1
-    with multiprocessing.get_context("spawn").Pool(cores) as pool:
-        pool.map(_verify_for, [(messages[:10], 0.2)] * cores)  # started and warm
-        return sum(pool.map(_verify_for, [(messages, VERIFY_S)] * cores))
 
 
 # --- the measurements ------------------------------------------------------------------------
