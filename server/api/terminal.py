@@ -52,7 +52,12 @@ _AUTHORISE = {"required": ["record"], "properties": {"record": _RECORD}}
 _SYNC = {
     "required": ["records"],
     "properties": {
-        "records": {"type": "array", "maxItems": BATCH_RECORDS, "items": _RECORD},
+        "records": {
+            "type": "array",
+            "maxItems": BATCH_RECORDS,
+            # a record that does not parse is answered in its result (refused, bad_record)
+            "items": {"description": "a signed journal record (docs/protocol.md)"},
+        },
         "recorded_s": {
             "type": "object",
             "description": "the till's own time of some records, by seq",
