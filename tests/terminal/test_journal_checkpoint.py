@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from fixtures.terminal import JOURNAL_CARD, offline_payment_body
+from fixtures.terminal import JOURNAL_CARD, offline_payment_body, server_card
 
 from hcard.errors import Code, HCardError
 from hcard.records import GENESIS_HASH, RecordKind
@@ -17,6 +17,7 @@ from hcard.terminal.checkpoint import DIGEST_START, digest_over
 from hcard.terminal.cli import EXIT_BROKEN, EXIT_OK
 from hcard.terminal.cli import main as cli_main
 from hcard.terminal.config import TerminalConfig, TerminalState
+from hcard.terminal.till import Outcome
 
 TERMINAL_ID = 7
 DAY_S = 86400.0
@@ -329,3 +330,32 @@ def test_verify_journal_command(archived, key):
     assert cli_main(["--state", str(state.dir), "verify-journal"]) == EXIT_OK
     _sql(path, "UPDATE archive SET last_hash = ? WHERE first_seq = 1", [GENESIS_HASH])
     assert cli_main(["--state", str(state.dir), "verify-journal"]) == EXIT_BROKEN
+
+
+def test_the_sync_agent_archives_a_closed_day_and_the_till_starts_and_reads_on(
+    live_server, card_emulator, terminal_factory
+):
+    """End to end: the real sync acknowledges and signs the checkpoint, the round archives
+    the closed day, a restarted till starts from the checkpoint and finds the old receipt
+    (too late to void, as before the archive)."""
+    number, image = server_card(live_server, 1_000)
+    terminal = terminal_factory(live_server, card_emulator.reader_path)
+    till = terminal.till()
+    till.sync_now()
+    card_emulator.present(image)
+    first = till.pay(100, card_timeout_s=10)
+    assert first.outcome == Outcome.APPROVED
+    till.day_close()
+    till.sync_now()
+    assert till.journal.archive_size() == (first.seq + 1, 1)  # the payment, the day close
+    assert till.journal.chain_checkpoint().seq == first.seq + 1
+    till.close()
+
+    till = terminal.till()
+    assert till.journal.by_receipt(first.receipt_no).record.seq == first.seq
+    assert till.void(first.receipt_no).code == Code.VOID_TOO_LATE
+    assert till.pay(200, card_timeout_s=10).outcome == Outcome.APPROVED
+    till.sync_now()
+    assert till.journal.unsent_count() == 0
+    assert till.journal.verify_archive() is None
+    assert live_server.staff.card(number)["balance_cents"] == 700
