@@ -140,7 +140,13 @@ def _ledger_check(world: World) -> list[str]:
 
 # ------------------------------------------------------------------ the end
 def settle(world: World) -> list[str]:
-    """Heal everything and sync every till until it has nothing left; what is left over."""
+    """Heal everything, close every till's day and sync every till until it has nothing
+    left; what is left over.
+
+    The day close is what every till does at the end of a day, and it gives each till a
+    record to send: a till learns that a server restored from a backup lost records it had
+    acknowledged only when it next uploads (`SyncAgent._server_behind` reads the answer to
+    a batch), so one with nothing new would never send them again."""
     world.log("heal: network up, every request arrives")
     world.network.down = False
     world.network.healed = True
@@ -150,6 +156,7 @@ def settle(world: World) -> list[str]:
     problems = []
     for till in world.tills:
         till.crash_in = None
+        till.running.day_close()
         for _round in range(SETTLE_ROUNDS):
             try:
                 till.running.sync_now()
