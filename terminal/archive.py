@@ -9,9 +9,9 @@ deleted from the archive.
 A chunk is the exact signed wire bytes of consecutive records (canonical JSON, which
 never holds a raw newline), joined by newlines and zlib-compressed, with its first and
 last seq, the `prev` of its first record, the hash of its last, and the journal's running
-digest (`checkpoint.digest_step`) after its last record: the live journal continues from
+digest (`checkpoint.digest_over`) after its last record: the live journal continues from
 there at start-up without opening a chunk. `Journal.verify_archive`
-(`hcard-terminal journal verify-archive`) checks every chunk in full: every signature,
+(`hcard-terminal verify-journal`) checks every chunk in full: every signature,
 the chain across chunks and into the live journal, the stored facts.
 
 Which records may go: only what can no longer change and no reader of the day needs.
@@ -22,11 +22,11 @@ Which records may go: only what can no longer change and no reader of the day ne
 - before the first record whose state may still move without the cashier (`intent`,
   `approved`, `unshown`: the restart recovery and the sync agent settle those).
 So the live journal holds the current business day and what the server has not yet
-acknowledged, and the start checks no more than that in the third year than in the first
-week. The bookkeeping row of each record (`local`: state, card, day, amount, receipt
-number) stays in the journal, so the offline limits, receipts by number and the counters
-read it as before; a reader that needs an archived record's signed bytes (an old receipt,
-a server restored from a backup that needs records again) gets them from its chunk
+acknowledged, and the start checks as much in the third year as in the first week. The
+bookkeeping row of each record (`local`: state, card, day, amount, receipt number) stays in
+the journal, so the offline limits, receipts by number and the counters read it as before;
+a reader that needs an archived record's signed bytes (an old receipt, a server restored
+from a backup that needs records again) gets them from its chunk
 (`Journal._archived_wires`).
 """
 

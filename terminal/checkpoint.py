@@ -7,7 +7,7 @@ durable transaction, a checkpoint of the acknowledged head with the till's own k
 
 - `seq`, `hash`: the last acknowledged record and its hash (the chain's link);
 - `digest`: a running SHA-256 over the exact stored bytes of every record up to `seq`
-  (`digest_step`), so a changed, swapped or re-signed record before the checkpoint is
+  (`digest_over`), so a changed, swapped or re-signed record before the checkpoint is
   still noticed at start at the cost of one SHA-256 of a few hundred bytes per record
   (about 1 µs; an Ed25519 verification is about 60 µs), without parsing any record;
 - `created_s`: when (the till's clock, for support).
@@ -36,13 +36,9 @@ DIGEST_START = "0" * 64
 _VERSION = 1
 
 
-def digest_step(digest: bytes, wire: bytes) -> bytes:
-    """The running digest after one more record's exact stored bytes (raw 32 bytes)."""
-    return hashlib.sha256(digest + wire).digest()
-
-
 def digest_over(start_hex: str, wires: list[bytes]) -> str:
-    """The running digest (hex) from `start_hex` over `wires`, in order."""
+    """The running digest (hex) from `start_hex` over `wires`, in order: each step is the
+    SHA-256 of the digest before and one record's exact stored bytes."""
     digest = bytes.fromhex(start_hex)
     for wire in wires:
         digest = hashlib.sha256(digest + wire).digest()
