@@ -4,8 +4,9 @@
                               [--database-url postgresql://...] [--towns 1]
 
 Per town: a fresh server database with a year of traffic written in bulk (`bench/year.py`:
-20,000 cards, 300 merchants, 400 tills, 3.6 million payments; `--scale 0.02` for a quick
-run), then the real server (uvicorn subprocess, `tests/fixtures/server.py`) on it, and:
+20,000 cards, 300 merchants, 400 tills, 3.6 million payments, and the tills' records of
+the year in the journal; `--scale 0.02` for a quick run), then the real server (uvicorn
+subprocess, `tests/fixtures/server.py`) on it, and:
 
 - `ingest_per_s`: signed offline payments (made and signed before the clock starts) uploaded
   through `POST /v1/terminal/sync` in batches of 1,000 by `--tills` new tills at once, each
@@ -122,14 +123,20 @@ def make_town(data: Path, database_url: str, size: TownSize, args: argparse.Name
     data.mkdir(parents=True)
     _init(data, database_url)
     started = time.perf_counter()
-    rows = populate(database_url, Settings.build(data, database_url).issuer_key_path, size)
+    rows = populate(
+        database_url, Settings.build(data, database_url).issuer_key_path, size, journal=True
+    )
     fill_s = time.perf_counter() - started
+    engine = sa.create_engine(database_url)
+    with engine.connect() as conn:  # the purse counters the year left on the cards
+        rows_seen = conn.exec_driver_sql("SELECT serial, counter FROM cards").all()
+        counters: dict[int, int] = dict(rows_seen)
+    engine.dispose()
     server = start_server(data, database_url)
     tills = [
         server.terminal(merchant_id=1 + n % size.merchants, name=f"Neue Kasse {n + 1}")
         for n in range(args.tills)
     ]
-    counters: dict[int, int] = {}
     bodies, messages = [], []
     per_till = args.records // args.tills
     town_records = per_till * args.tills
@@ -138,7 +145,7 @@ def make_town(data: Path, database_url: str, size: TownSize, args: argparse.Name
         records: list[Record] = []
         for i in range(per_till):
             serial = serial % size.cards + 1
-            counters[serial] = counter = counters.get(serial, 0) + 1
+            counters[serial] = counter = counters[serial] + 1
             records.append(
                 till.payment(
                     cardnumber.from_serial(serial),

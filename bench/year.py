@@ -4,9 +4,13 @@ One generator for every bench (`office_pages.py`, `town_year.py`): cards issued 
 merchants (two thirds listed as acceptance points) with one or two tills each, payments from
 8 to 20 o'clock (fewer on Sundays, more in December), 1 % of them voided, and the top-ups
 that pay for them (office cash, or cash at a till). Every transaction's postings sum to
-zero and every balance equals its postings, so `ledger check` holds. No journal rows and
-the tills' keys are placeholders: the year's history is in the ledger, and a bench that
-needs signed records enrols its own tills through the API.
+zero and every balance equals its postings, so `ledger check` holds. With `journal=True`
+every till record of the year is in the server's journal too, as sync stores it (the
+record's canonical bytes, hash-chained per till, its booking, the card counters it wrote;
+cards and tills end with the counters and chain heads those records leave), so that the
+tables a sync reads and writes are a year's size. The tills' keys are placeholders and so
+are the journal's signatures (nothing here verifies them; signing 3.6 million records
+would take minutes): a bench that needs signed records enrols its own tills through the API.
 
 Written in bulk, one day at a time, without the server's per-row work: on SQLite with
 sqlite3's executemany (journal off for the fill, WAL afterwards, as the server runs it),
@@ -16,6 +20,7 @@ on PostgreSQL with COPY through psycopg (then the id sequences are moved past th
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import random
 import sqlite3
 import time
@@ -63,6 +68,9 @@ class Sink(Protocol):
 
     def execute(self, sql: str) -> None: ...
 
+    def execute_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """`sql` with `{0}` for each parameter, once per row."""
+
     def insert(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None: ...
 
     def set_balances(self, rows: list[tuple[int, int]]) -> None: ...
@@ -83,7 +91,10 @@ class SqliteSink:
         self.db.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
 
     def set_balances(self, rows: list[tuple[int, int]]) -> None:
-        self.db.executemany("UPDATE accounts SET balance_cents = ? WHERE id = ?", rows)
+        self.execute_many("UPDATE accounts SET balance_cents = {0} WHERE id = {0}", rows)
+
+    def execute_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        self.db.executemany(sql.format("?"), rows)
 
 
 class PostgresSink:
@@ -100,6 +111,9 @@ class PostgresSink:
         with self.db.cursor().copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
+
+    def execute_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        self.db.cursor().executemany(sql.format("%s"), rows)
 
     def set_balances(self, rows: list[tuple[int, int]]) -> None:
         self.db.execute("CREATE TEMP TABLE year_balances (cents bigint, id bigint) ON COMMIT DROP")
@@ -128,8 +142,11 @@ def _day_weights(first: dt.date, today: dt.date, now: dt.datetime) -> list[float
 class Town:
     """The year's rows, made day by day and written in bulk."""
 
-    def __init__(self, sink: Sink, issuer_key_path: Path, size: TownSize) -> None:
+    def __init__(
+        self, sink: Sink, issuer_key_path: Path, size: TownSize, journal: bool = False
+    ) -> None:
         self.sink = sink
+        self.journal = journal
         self.rng = random.Random(11)
         self.size = size
         self.issuer_key_path = issuer_key_path
@@ -202,6 +219,9 @@ class Town:
         )
         sink.execute(f"UPDATE counters SET value = {size.cards} WHERE name = 'card_serial'")
         self.seqs = [0] * (terminal + 1)
+        self.heads = [GENESIS] * (terminal + 1)  # each till's last record hash
+        self.counters = [0] * (size.cards + 1)  # each card's purse counter, by serial
+        self.serial_of = {account: n + 1 for n, account in enumerate(self.card_accounts)}
         self.rows["cards"], self.rows["merchants"] = len(card_rows), len(merchant_rows)
         self.rows["terminals"] = terminal
 
@@ -215,6 +235,8 @@ class Town:
         times = sorted(opens + rng.random() * span for _ in range(payments))
         txns: list[tuple[Any, ...]] = []
         posts: list[tuple[int, int, int]] = []
+        records: list[list[Any]] = []
+        record = self._record if self.journal else _no_record
         txn = self.next_txn
         cash = self.cash_account
         cards_n, merchants_n = len(self.card_accounts), len(self.merchants)
@@ -236,12 +258,14 @@ class Town:
                     txns.append(
                         (txn, "till_topup", when, till, seqs[till], None, f"Aufladung {name}")
                     )
+                    record(records, till, "topup_request", card, topup, txn, when)
                     posts += ((txn, merchant_account, -topup), (txn, card, topup))
                     balance[merchant_account] = balance.get(merchant_account, 0) - topup
                 have += topup
                 txn += 1
             seqs[till] += 1
             txns.append((txn, "payment", when, till, seqs[till], None, name))
+            payment = record(records, till, "payment", card, amount, txn, when, have - amount)
             posts += ((txn, card, -amount), (txn, merchant_account, amount))
             txn += 1
             have -= amount
@@ -249,6 +273,9 @@ class Town:
             if rng.random() < 0.01:  # voided at the till right away
                 seqs[till] += 1
                 txns.append((txn, "void", when, till, seqs[till], None, f"Storno {name}"))
+                if payment is not None:
+                    payment[_VOIDED_BY] = seqs[till]
+                    record(records, till, "void", card, amount, txn, when, voids=payment[1])
                 posts += ((txn, merchant_account, -amount), (txn, card, amount))
                 txn += 1
                 have += amount
@@ -261,20 +288,91 @@ class Town:
             txns,
         )
         self.sink.insert("postings", ("txn_id", "account_id", "amount_cents"), posts)
+        if records:
+            self.sink.insert("journal", JOURNAL_COLUMNS, [tuple(row) for row in records])
+            self.rows["journal"] = self.rows.get("journal", 0) + len(records)
         self.next_txn = txn
         self.rows["transactions"] += len(txns)
         self.rows["postings"] += len(posts)
 
+    def _record(
+        self,
+        records: list[list[Any]],
+        till: int,
+        kind: str,
+        card_account: int,
+        amount_cents: int,
+        txn: int,
+        when: float,
+        purse_cents: int = 0,
+        voids: int = 0,
+    ) -> list[Any]:
+        """The journal row of the till's record just numbered `self.seqs[till]`, as sync
+        stores it (canonical bytes written out in key order: this runs millions of times)."""
+        seq, prev = self.seqs[till], self.heads[till]
+        serial = self.serial_of[card_account]
+        card = self.card_numbers[serial - 1]
+        counter = None
+        if kind == "payment":
+            self.counters[serial] = counter = self.counters[serial] + 1
+            body = (
+                f'{{"amount_cents":{amount_cents},"card":"{card}","counter":{counter},'
+                f'"mode":"offline","purse_cents":{purse_cents},"tip_cents":0,'
+                f'"uid":"04{serial:012x}"}}'
+            )
+        elif kind == "void":
+            body = f'{{"amount_cents":{amount_cents},"card":"{card}","voids_seq":{voids}}}'
+        else:
+            body = f'{{"amount_cents":{amount_cents},"card":"{card}"}}'
+        signed = (
+            f'{{"body":{body},"kind":"{kind}","prev":"{prev}","seq":{seq},'
+            f'"terminal_id":{till},"v":1}}'
+        )
+        digest = hashlib.sha256(signed.encode()).hexdigest()
+        self.heads[till] = digest
+        mode = "offline" if kind == "payment" else None
+        row = [till, seq, digest, kind, card, counter, amount_cents, mode, signed,
+               PLACEHOLDER_SIG, "applied", None, txn, None, when + 30, when]  # fmt: skip
+        records.append(row)
+        return row
+
     def balances(self) -> None:
         self.sink.set_balances([(cents, account) for account, cents in self.balance.items()])
 
+    def heads_and_counters(self) -> None:
+        """Chain heads of the tills and purse counters of the cards the journal leaves."""
+        if not self.journal:
+            return
+        self.sink.execute_many(
+            "UPDATE terminals SET last_seq = {0}, last_hash = {0} WHERE id = {0}",
+            [(seq, self.heads[t], t) for t, seq in enumerate(self.seqs) if seq],
+        )
+        self.sink.execute_many(
+            "UPDATE cards SET counter = {0} WHERE serial = {0}",
+            [(n, serial) for serial, n in enumerate(self.counters) if n],
+        )
 
-def fill(sink: Sink, issuer_key_path: Path, size: TownSize) -> dict[str, int]:
+
+#: the journal's placeholder signature (see the module's docstring)
+PLACEHOLDER_SIG = "0" * 128
+GENESIS = "0" * 64
+JOURNAL_COLUMNS = (
+    "terminal_id", "seq", "hash", "kind", "card", "counter", "amount_cents", "mode", "signed",
+    "sig", "status", "code", "txn_id", "voided_by_seq", "received_s", "recorded_s",
+)  # fmt: skip
+_VOIDED_BY = JOURNAL_COLUMNS.index("voided_by_seq")
+
+
+def _no_record(*_args: Any, **_kwargs: Any) -> None:
+    """Without a journal: no row."""
+
+
+def fill(sink: Sink, issuer_key_path: Path, size: TownSize, journal: bool) -> dict[str, int]:
     """The whole year into `sink` (inside its transaction); the rows written."""
     now = dt.datetime.now(LOCAL)
     today = now.date()
     first = today - dt.timedelta(days=365)
-    town = Town(sink, issuer_key_path, size)
+    town = Town(sink, issuer_key_path, size, journal)
     town.static(dt.datetime.combine(first, dt.time(7), LOCAL).timestamp())
     weights = _day_weights(first, today, now)
     total = sum(weights)
@@ -282,6 +380,7 @@ def fill(sink: Sink, issuer_key_path: Path, size: TownSize) -> dict[str, int]:
         day = first + dt.timedelta(days=n)
         town.day(day, round(size.payments * weight / total), now.timestamp() - 60)
     town.balances()
+    town.heads_and_counters()
     return town.rows
 
 
@@ -319,12 +418,14 @@ def _postgres(url: str) -> Iterator[Sink]:
         db.execute("ANALYZE")  # as autovacuum would soon after a load this size
 
 
-def populate(database_url: str, issuer_key_path: Path, size: TownSize) -> dict[str, int]:
+def populate(
+    database_url: str, issuer_key_path: Path, size: TownSize, journal: bool = False
+) -> dict[str, int]:
     """The town's year, written straight into the (initialised, empty) database at
-    `database_url`; the rows written. SQLite or PostgreSQL."""
+    `database_url`, its journal too if `journal`; the rows written. SQLite or PostgreSQL."""
     if database_url.startswith("postgresql"):
         opened = _postgres(database_url)
     else:
         opened = _sqlite(Path(sa.make_url(database_url).database or ""))
     with opened as sink:
-        return fill(sink, issuer_key_path, size)
+        return fill(sink, issuer_key_path, size, journal)
