@@ -199,13 +199,25 @@ def test_cli_enrol_pay_balance_void_sync_status_topup_day_close(
     assert bad.returncode == 2
     assert "kein Betrag / not an amount" in bad.stderr
 
-    with sqlite3.connect(state / "journal.sqlite") as db:  # one flipped byte in record 2
-        wire = bytearray(db.execute("SELECT wire FROM records WHERE seq = 2").fetchone()[0])
-        wire[40] ^= 0x01
-        db.execute("UPDATE records SET wire = ? WHERE seq = 2", [bytes(wire)])
+    # the acknowledged day is archived; a payment after the close stays in the live journal
+    after = _cli(state, "pay", "1,00", "--timeout", "10")
+    assert after.returncode == 0, after.stdout + after.stderr
+    with sqlite3.connect(state / "journal.sqlite") as db:
+        assert db.execute("SELECT count(*) FROM records WHERE seq = 2").fetchone()[0] == 0
+        live_seq, wire = db.execute("SELECT seq, wire FROM records ORDER BY seq DESC").fetchone()
+        flipped = bytearray(wire)  # one flipped byte in the live record
+        flipped[40] ^= 0x01
+        db.execute("UPDATE records SET wire = ? WHERE seq = ?", [bytes(flipped), live_seq])
     damaged = _cli(state, "status")
     assert damaged.returncode == 3
-    assert "'seq': 2" in damaged.stderr
+    assert f"'seq': {live_seq}" in damaged.stderr
+    with sqlite3.connect(state / "journal.sqlite") as db:  # put it back, break the archive
+        db.execute("UPDATE records SET wire = ? WHERE seq = ?", [wire, live_seq])
+        first_seq, data = db.execute("SELECT first_seq, data FROM archive").fetchone()
+        db.execute("UPDATE archive SET data = ? WHERE first_seq = ?", [data[:-8], first_seq])
+    assert _cli(state, "status").returncode == 0  # the start checks only after the checkpoint
+    archive = _cli(state, "verify-journal")
+    assert archive.returncode == 3, archive.stdout + archive.stderr
 
 
 def test_day_close_lists_payments_voids_and_topups_with_the_operators_cash(
