@@ -18,15 +18,23 @@ _ALLOWED_SCALARS = (str, int, bool, type(None))
 MAX_ID = 2**63 - 1
 
 
+#: scalars passed without a call (exactly these types; a subclass takes the full check)
+_PLAIN = frozenset(_ALLOWED_SCALARS)
+
+
 def _check(value: Any, path: str = "$") -> None:
+    # The path of an item is only formatted for a container (a record's dozen plain values
+    # are checked by their type alone): every synced record is encoded on this path.
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise TypeError(f"{path}: keys must be str")
-            _check(item, f"{path}.{key}")
+            if type(item) not in _PLAIN:
+                _check(item, f"{path}.{key}")
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            _check(item, f"{path}[{index}]")
+            if type(item) not in _PLAIN:
+                _check(item, f"{path}[{index}]")
     elif isinstance(value, float) or not isinstance(value, _ALLOWED_SCALARS):
         raise TypeError(f"{path}: {type(value).__name__} cannot be encoded canonically")
 
