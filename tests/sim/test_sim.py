@@ -1,5 +1,8 @@
-"""The simulation in the suite: a few hundred seeds in blocks xdist can spread, the seeds
-that once found a bug, and one seed run twice to the same byte.
+"""The simulation in the suite: the CI set of seeds in blocks, the seeds that once found a
+bug, and one seed run twice to the same byte.
+
+The budget is a minute on one worker for the whole folder (`make test` gives a file to
+one xdist worker): 120 seeds × 40 operations take about 30 s of one core.
 
 `pytest tests/sim --sim-seed N [--sim-ops M]` replays one seed (the line a failure
 prints); `--sim-seeds`/`--sim-ops` change the CI set. The long run is
@@ -13,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sim.run import Runner, SeedResult
+from sim.run import Runner
 
 #: the CI set: seeds 0 .. CI_SEEDS-1, CI_OPS operations each, in blocks of BLOCK seeds
 CI_SEEDS = 120
@@ -35,42 +38,32 @@ def runner() -> Iterator[Runner]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "seeds" not in metafunc.fixturenames:
+    """The CI set in blocks of `BLOCK` seeds (or the one `--sim-seed`), then the regression
+    seeds as a block of their own; each run is (seed, operations)."""
+    if "runs" not in metafunc.fixturenames:
         return
     config = metafunc.config
     operations = config.getoption("--sim-ops") or CI_OPS
     single = config.getoption("--sim-seed")
+    blocks: list[tuple[str, list[tuple[int, int]]]] = []
     if single is not None:
-        blocks = [[single]]
+        blocks.append((f"seed{single}", [(single, operations)]))
     else:
         count = config.getoption("--sim-seeds") or CI_SEEDS
-        blocks = [list(range(s, min(s + BLOCK, count))) for s in range(0, count, BLOCK)]
-    metafunc.parametrize(
-        ("seeds", "operations"),
-        [(block, operations) for block in blocks],
-        ids=[f"seeds{block[0]}-{block[-1]}" for block in blocks],
-    )
+        for first in range(0, count, BLOCK):
+            last = min(first + BLOCK, count) - 1
+            runs = [(seed, operations) for seed in range(first, last + 1)]
+            blocks.append((f"seeds{first}-{last}", runs))
+        if REGRESSION_SEEDS:
+            blocks.append(("regression", REGRESSION_SEEDS))
+    metafunc.parametrize("runs", [runs for _id, runs in blocks], ids=[i for i, _runs in blocks])
 
 
-def _failures(results: list[SeedResult]) -> str:
-    return "\n\n".join(result.report() for result in results if result.failed())
-
-
-def test_seeds(runner: Runner, seeds: list[int], operations: int) -> None:
+def test_seeds(runner: Runner, runs: list[tuple[int, int]]) -> None:
     """Every invariant after every step and at the end, for each seed of the block."""
-    results = [runner.run(seed, operations) for seed in seeds]
-    failed = _failures(results)
+    results = [runner.run(seed, operations) for seed, operations in runs]
+    failed = "\n\n".join(result.report() for result in results if result.failed())
     assert not failed, failed
-
-
-@pytest.mark.parametrize(
-    ("seed", "operations"),
-    REGRESSION_SEEDS or [pytest.param(0, 0, marks=pytest.mark.skip(reason="none yet"))],
-)
-def test_regression_seeds(runner: Runner, seed: int, operations: int) -> None:
-    """The seeds that found a bug still pass."""
-    result = runner.run(seed, operations)
-    assert not result.failed(), result.report()
 
 
 def test_a_seed_runs_the_same_twice(runner: Runner) -> None:
