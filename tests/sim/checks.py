@@ -39,12 +39,10 @@ from hcard.server.db.tables import (
     terminals,
 )
 from hcard.server.services import ledger
-from hcard.terminal.card.session import TagSession
 from hcard.terminal.journal import Entry, Journal
 from hcard.terminal.states import SHOWN, STATEFUL_KINDS, State
 from hcard.terminal.till import Outcome
 
-from .cards import SimTagIO
 from .world import World
 
 #: how often (in steps) the whole ledger is checked during a run
@@ -338,7 +336,7 @@ def purse_differences(world: World) -> dict[str, str]:
     slack = _voided_or_cancelled_cents(world)
     found: dict[str, str] = {}
     for card in world.cards:
-        view = TagSession(SimTagIO(card, lambda _where: None)).read(keys)
+        view = card.session(lambda _where: None).read(keys)
         balance_cents, flagged, reason = on_server[card.number]
         purse_cents = (
             world.initial_cents[card.number] if view.purse is None else view.purse.balance_cents

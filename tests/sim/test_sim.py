@@ -2,7 +2,7 @@
 bug, and one seed run twice to the same byte.
 
 The budget is a minute on one worker for the whole folder (`make test` gives a file to
-one xdist worker): 120 seeds × 40 operations take about 30 s of one core.
+one xdist worker): 100 seeds × 40 operations take about 30 s of one core.
 
 `pytest tests/sim --sim-seed N [--sim-ops M]` replays one seed (the line a failure
 prints); `--sim-seeds`/`--sim-ops` change the CI set. The long run is
@@ -19,7 +19,7 @@ import pytest
 from sim.run import Runner
 
 #: the CI set: seeds 0 .. CI_SEEDS-1, CI_OPS operations each, in blocks of BLOCK seeds
-CI_SEEDS = 120
+CI_SEEDS = 100
 CI_OPS = 40
 BLOCK = 10
 #: (seed, operations) of runs that found a bug in the production code, fixed since: each

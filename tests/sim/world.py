@@ -40,9 +40,11 @@ from hcard.server.services.users import Staff
 from hcard.server.settings import Settings
 from hcard.server.vocabulary import Role, TopupSource
 from hcard.terminal import config as terminal_config
-from hcard.terminal.card import TEST_PUBLIC_KEY_HEX
+from hcard.terminal.card import TEST_PUBLIC_KEY_HEX, ntag424_cards
 from hcard.terminal.card import image as images
 from hcard.terminal.card.ntag import NTAG215
+from hcard.terminal.card.ntag424_model import TEST_ORIGINALITY_PUBLIC_KEY_HEX, CardState
+from hcard.terminal.card.ntag424_session import Ntag424Secrets
 from hcard.terminal.core import TerminalTill
 
 from .cards import SimCard, SimReader
@@ -56,6 +58,9 @@ if TYPE_CHECKING:
 SERVER_URL = "http://sim"
 #: the site's card write secret of every simulated town (cards and tills share it)
 WRITE_SECRET = b"hcard-sim-card-write-secret-001"
+#: an NTAG 424 DNA's other two site secrets (its SUN link; the office's keys)
+SUN_SECRET = b"hcard-sim-card-sun-secret-00001"
+ADMIN_SECRET = b"hcard-sim-card-admin-secret-001"
 ADMIN = "admin"
 #: backups kept: a restore takes the newest
 BACKUPS_KEPT = 3
@@ -218,6 +223,7 @@ def _hook_journal(till: TerminalTill, crash_point: Callable[[str], None]) -> Non
 TILLS = 3
 MERCHANTS = 2
 CARDS = 5
+CARDS_424 = 2  # the first two are NTAG 424 DNA cards, the rest NTAG215
 #: opening balances a card may get (the office's top-ups before the first backup)
 OPENING_CENTS = (0, 500, 2000, 5000, 20000)
 
@@ -244,9 +250,7 @@ class World:
         self.cards: list[SimCard] = []
         self.initial_cents: dict[str, int] = {}
         for path in sorted((folder / "cards").glob("*.json")):
-            image = images.load(path)
-            assert isinstance(image, images.CardImage)
-            card = SimCard(path.stem, image)
+            card = SimCard(path.stem, images.load(path), random.Random(self.rng.getrandbits(64)))
             opening_cents = self.rng.choice(OPENING_CENTS)
             if opening_cents:
                 card_service.topup(
@@ -301,16 +305,23 @@ def make_town(folder: Path) -> Path:
         _enrol(ctx, actor, door, town / f"till{n}", merchant_ids[n % MERCHANTS], rng)
     door.close()
     (town / "cards").mkdir()
-    for _n in range(CARDS):
+    for n in range(CARDS):
         uid = b"\x04" + rng.randbytes(6)
         number = str(card_service.issue(ctx, actor, uid.hex())["card_number"])
-        image = images.issue(
-            images.blank(NTAG215, uid),
-            number,
-            ctx.issuer_key,
-            f"https://karte.sim/c/{number}",
-            WRITE_SECRET,
-        )
+        image: images.CardImage | CardState
+        if n < CARDS_424:
+            secrets = Ntag424Secrets(WRITE_SECRET, SUN_SECRET, ADMIN_SECRET)
+            image = ntag424_cards.issued_state(
+                images.blank424(uid), number, ctx.issuer_key, "https://karte.sim", secrets
+            )
+        else:
+            image = images.issue(
+                images.blank(NTAG215, uid),
+                number,
+                ctx.issuer_key,
+                f"https://karte.sim/c/{number}",
+                WRITE_SECRET,
+            )
         images.save(image, town / "cards" / f"{number}.json")
     ctx.engine.dispose()
     return town
@@ -347,5 +358,6 @@ def _enrol(
             name=name,
             reader="sim:",
             originality_key=TEST_PUBLIC_KEY_HEX,
+            originality_424_key=TEST_ORIGINALITY_PUBLIC_KEY_HEX,
             card_write_secret=WRITE_SECRET.hex(),
         )
