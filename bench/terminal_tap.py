@@ -10,6 +10,11 @@ peak RSS is the terminal's alone, not the harness's):
 - floor: bare nfcpy doing the same card I/O a payment does (sense, FAST_READ of
   pages 0..103 and the config pages, READ_SIG, PWD_AUTH, the 20 page writes of
   a purse slot) plus one fsync'd SQLite commit (WAL, synchronous=FULL).
+The floor and the till take turns payment by payment (floor, till, floor, till, ...),
+so that noise from other work on the machine hits both alike: `overhead_ratio` is
+offline p99 over the p99 of the floor taps interleaved with the offline payments, and
+`pair_ratio_p50` / `pair_ratio_p99` are the distribution of each offline payment's time
+over the floor tap right before it.
 Each timing is from the call to the result, the card already on the reader.
 The last line of stdout is one JSON object with the figures.
 """
@@ -27,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 LIMITS = {
@@ -51,55 +57,68 @@ def _ms(samples: list[float]) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------- child
-def _floor(reader_path: str, write_secret: bytes, count: int, workdir: Path) -> list[float]:
-    """Bare nfcpy + one fsync'd SQLite commit per tap: what any implementation must pay."""
-    import nfc
+class _Floor:
+    """Bare nfcpy + one fsync'd SQLite commit per tap: what any implementation must pay.
 
-    from hcard.terminal.card import layout
-    from hcard.terminal.card.ntag import NTAG215
+    It drives the till's own ContactlessFrontend (one frontend per `udp:` reader; a
+    second one on the same emulator would race the till's for its answers), between the
+    till's payments, never during one."""
 
-    db = sqlite3.connect(workdir / "floor.sqlite", isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=FULL")
-    db.execute("CREATE TABLE IF NOT EXISTS t (n INTEGER PRIMARY KEY, data BLOB)")
-    clf = nfc.ContactlessFrontend(reader_path)
-    first_slot = layout.SLOT_FIRST_PAGES[0]
-    samples = []
-    try:
-        for n in range(count + WARMUP):
-            started = time.perf_counter()
-            tag = clf.connect(
-                rdwr={"targets": ["106A"], "on-connect": lambda _tag: False, "iterations": 1},
-                terminate=lambda: False,
-            )
-            memory = bytes(tag.transceive(bytes([0x3A, 0, 59]), timeout=0.1))
-            memory += bytes(tag.transceive(bytes([0x3A, 60, layout.LAST_LAYOUT_PAGE]), timeout=0.1))
-            tag.transceive(bytes([0x3A, NTAG215.cfg0_page, NTAG215.cfg1_page]), timeout=0.1)
-            tag.transceive(bytes([0x3C, 0x00]), timeout=0.1)
-            password, _pack = layout.card_password(write_secret, bytes(tag.identifier))
-            tag.transceive(bytes([0x1B]) + password, timeout=0.1)
-            for page in range(first_slot, first_slot + layout.SLOT_PAGES):
-                tag.write(page, bytearray(memory[page * 4 : page * 4 + 4]))
-            db.execute("BEGIN IMMEDIATE")
-            db.execute("INSERT INTO t (data) VALUES (?)", [memory[:400]])
-            db.execute("COMMIT")
-            if n >= WARMUP:
-                samples.append(time.perf_counter() - started)
-    finally:
-        clf.close()
-        db.close()
-    return samples
+    def __init__(self, write_secret: bytes, workdir: Path) -> None:
+        self.write_secret = write_secret
+        self.db = sqlite3.connect(workdir / "floor.sqlite", isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS t (n INTEGER PRIMARY KEY, data BLOB)")
+
+    def tap(self, clf: Any) -> float:
+        """One tap's I/O on `clf`; its time in seconds."""
+        from hcard.terminal.card import layout
+        from hcard.terminal.card.ntag import NTAG215
+
+        first_slot = layout.SLOT_FIRST_PAGES[0]
+        started = time.perf_counter()
+        tag = clf.connect(
+            rdwr={"targets": ["106A"], "on-connect": lambda _tag: False, "iterations": 1},
+            terminate=lambda: False,
+        )
+        memory = bytes(tag.transceive(bytes([0x3A, 0, 59]), timeout=0.1))
+        memory += bytes(tag.transceive(bytes([0x3A, 60, layout.LAST_LAYOUT_PAGE]), timeout=0.1))
+        tag.transceive(bytes([0x3A, NTAG215.cfg0_page, NTAG215.cfg1_page]), timeout=0.1)
+        tag.transceive(bytes([0x3C, 0x00]), timeout=0.1)
+        password, _pack = layout.card_password(self.write_secret, bytes(tag.identifier))
+        tag.transceive(bytes([0x1B]) + password, timeout=0.1)
+        for page in range(first_slot, first_slot + layout.SLOT_PAGES):
+            tag.write(page, bytearray(memory[page * 4 : page * 4 + 4]))
+        self.db.execute("BEGIN IMMEDIATE")
+        self.db.execute("INSERT INTO t (data) VALUES (?)", [memory[:400]])
+        self.db.execute("COMMIT")
+        return time.perf_counter() - started
+
+    def close(self) -> None:
+        self.db.close()
 
 
 def child(state_dir: Path, reader_path: str, count: int, write_secret: bytes) -> None:
+    """Per mode: floor tap, till payment, floor tap, till payment, ... so that whatever else
+    the machine does hits both alike; each payment is paired with the floor tap before it."""
     from hcard.terminal.core import TerminalTill
     from hcard.terminal.till import Outcome
 
     till = TerminalTill(state_dir, reader_path=reader_path, start_sync=False)
     till.sync_now()
-    timings: dict[str, list[float]] = {"online": [], "offline": []}
+    floor = _Floor(write_secret, state_dir)
+    timings: dict[str, list[float]] = {
+        "online": [],
+        "offline": [],
+        "floor_online": [],
+        "floor_offline": [],
+    }
     for mode in ("online", "offline"):
         for n in range(count + WARMUP):
+            # the till opens its reader at its first payment: the floor taps on it too
+            clf = till.reader._clf  # type: ignore[attr-defined]
+            floor_s = floor.tap(clf) if clf is not None else 0.0
             if mode == "offline":
                 till.link.down()
             started = time.perf_counter()
@@ -109,12 +128,13 @@ def child(state_dir: Path, reader_path: str, count: int, write_secret: bytes) ->
                 raise SystemExit(f"{mode} payment {n} not approved as expected: {result}")
             if n >= WARMUP:
                 timings[mode].append(elapsed)
+                timings[f"floor_{mode}"].append(floor_s)
         if mode == "online":
             till.sync_now()  # the online records go up; offline ones stay in the journal
     till.close()
+    floor.close()
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    floor = _floor(reader_path, write_secret, count, state_dir)
-    print(json.dumps({**timings, "floor": floor, "rss_mb": rss_mb}))
+    print(json.dumps({**timings, "rss_mb": rss_mb}))
 
 
 # -------------------------------------------------------------------- parent
@@ -164,12 +184,18 @@ def main() -> int:
         finally:
             emulator.stop()
             server.stop()
-    online, offline, floor = _ms(data["online"]), _ms(data["offline"]), _ms(data["floor"])
+    online, offline, floor = _ms(data["online"]), _ms(data["offline"]), _ms(data["floor_offline"])
+    pairs = sorted(
+        till_s / floor_s
+        for till_s, floor_s in zip(data["offline"], data["floor_offline"], strict=True)
+    )
     print(f"payments per mode: {args.payments} (after {WARMUP} warm-up)")
     print(f"online  tap-to-result: p50 {online['p50_ms']} ms, p99 {online['p99_ms']} ms")
     print(f"offline tap-to-result: p50 {offline['p50_ms']} ms, p99 {offline['p99_ms']} ms")
     print(f"floor (nfcpy I/O + fsync commit): p50 {floor['p50_ms']} ms, p99 {floor['p99_ms']} ms")
     print(f"peak RSS of the terminal process: {data['rss_mb']:.1f} MB")
+    pair_p50, pair_p99 = statistics.median(pairs), _percentile(pairs, 0.99)
+    print(f"offline / floor per pair: p50 {pair_p50:.2f}, p99 {pair_p99:.2f}")
     result = {
         "offline_p50_ms": offline["p50_ms"],
         "offline_p99_ms": offline["p99_ms"],
@@ -178,6 +204,8 @@ def main() -> int:
         "rss_mb": round(data["rss_mb"], 1),
         "floor_p99_ms": floor["p99_ms"],
         "overhead_ratio": round(offline["p99_ms"] / floor["p99_ms"], 2),
+        "pair_ratio_p50": round(pair_p50, 2),
+        "pair_ratio_p99": round(pair_p99, 2),
     }
     print(json.dumps(result))
     return 0
