@@ -9,8 +9,8 @@ it is delayed (the till times out, the request arrives at a later step); it is d
 in the network arrive in random order (`tick`), so they are also reordered. With the
 network down every request fails at once, as a pulled cable does.
 
-No thread, no socket: the request runs in the caller's thread through Starlette's
-`TestClient` on the real app, one at a time, so a seed always gives the same run.
+No socket and no thread of the network's own: the request runs in the caller's thread on
+the real app (`AsgiDoor`), one at a time, so a seed always gives the same run.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import gzip
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Protocol
 from urllib.parse import unquote
 
@@ -58,6 +59,17 @@ class Server(Protocol):
         ...
 
 
+class Fate(StrEnum):
+    """What happens to one request on its way."""
+
+    ARRIVE = "arrive"  # it arrives and its answer comes back
+    DROP = "drop"  # lost on the way: the server never sees it
+    LOSE_ANSWER = "lose-answer"  # the server does it, the answer is lost
+    DELAY = "delay"  # the sender times out; it arrives at a later step
+    DUPLICATE = "duplicate"  # it arrives and is answered; a copy arrives at a later step
+    SERVER_CRASH = "server-crash"  # the server dies while doing it
+
+
 @dataclass(frozen=True)
 class FaultRates:
     """The chance of each fault per request (the rest arrive and are answered)."""
@@ -67,6 +79,16 @@ class FaultRates:
     delay: float = 0.03
     duplicate: float = 0.03
     server_crash: float = 0.01
+
+    def weights(self) -> dict[Fate, float]:
+        faults = {
+            Fate.DROP: self.drop,
+            Fate.LOSE_ANSWER: self.lose_answer,
+            Fate.DELAY: self.delay,
+            Fate.DUPLICATE: self.duplicate,
+            Fate.SERVER_CRASH: self.server_crash,
+        }
+        return {Fate.ARRIVE: 1 - sum(faults.values()), **faults}
 
 
 class SimNetwork:
@@ -82,42 +104,31 @@ class SimNetwork:
         self.rng = rng
         self.server = server
         self.log = log
-        self.rates = rates or FaultRates()
+        weights = (rates or FaultRates()).weights()
+        self._fates, self._weights = list(weights), list(weights.values())
         self.down = False
         self.healed = False  # at the end: every request arrives and is answered
         self.in_flight: list[Wire] = []
 
-    def carry(self, wire: Wire, before_send: Callable[[str], None]) -> Answer:
-        """The answer the sender gets, or a `requests` exception like a real network's."""
-        before_send(f"send {wire.method} {wire.path.split('?')[0]}")
+    def carry(self, wire: Wire, crash_point: Callable[[str], None]) -> Answer:
+        """The answer the sender gets, or a `requests` exception like a real network's.
+        The sender may crash before the request leaves and after its answer came."""
+        crash_point(f"send {wire.method} {_short(wire.path)}")
         if self.down:
             raise requests.ConnectionError("network down")
-        if self.healed:
-            return self._arrive(wire, crash=False)
-        rates, roll = self.rates, self.rng.random()
-        if roll < rates.drop:
-            self.log(f"net drop {wire.sender} {wire.method} {_short(wire.path)}")
+        fate = Fate.ARRIVE if self.healed else self.rng.choices(self._fates, self._weights)[0]
+        if fate != Fate.ARRIVE:
+            self.log(f"net {fate} {wire.sender} {wire.method} {_short(wire.path)}")
+        if fate == Fate.DROP:
             raise requests.ConnectionError("dropped")
-        roll -= rates.drop
-        if roll < rates.delay:
-            self.log(f"net delay {wire.sender} {wire.method} {_short(wire.path)}")
+        if fate in (Fate.DELAY, Fate.DUPLICATE):
             self.in_flight.append(wire)
+        if fate == Fate.DELAY:
             raise requests.ReadTimeout("delayed")
-        roll -= rates.delay
-        if roll < rates.server_crash:
-            self.log(f"net server-crash {wire.sender} {wire.method} {_short(wire.path)}")
-            self._arrive(wire, crash=True)
-            raise requests.ConnectionError("server crashed")
-        roll -= rates.server_crash
-        if roll < rates.duplicate:
-            self.log(f"net duplicate {wire.sender} {wire.method} {_short(wire.path)}")
-            self.in_flight.append(wire)
-        roll -= rates.duplicate
-        answer = self._arrive(wire, crash=False)
-        if roll < rates.lose_answer:
-            self.log(f"net lose-answer {wire.sender} {wire.method} {_short(wire.path)}")
+        answer = self._arrive(wire, crash=fate == Fate.SERVER_CRASH)
+        if fate == Fate.LOSE_ANSWER:
             raise requests.ReadTimeout("answer lost")
-        before_send(f"answer {wire.method} {wire.path.split('?')[0]}")
+        crash_point(f"answer {wire.method} {_short(wire.path)}")
         return answer
 
     def _arrive(self, wire: Wire, crash: bool) -> Answer:
@@ -153,11 +164,11 @@ def _short(path: str) -> str:
 class SimAdapter(BaseAdapter):
     """The transport of one till's `requests.Session`: every request into `SimNetwork`."""
 
-    def __init__(self, network: SimNetwork, sender: str, before_send: Callable[[str], None]):
+    def __init__(self, network: SimNetwork, sender: str, crash_point: Callable[[str], None]):
         super().__init__()
         self.network = network
         self.sender = sender
-        self.before_send = before_send
+        self.crash_point = crash_point
 
     def send(  # type: ignore[override]
         self, request: requests.PreparedRequest, **_kwargs: Any
@@ -177,7 +188,7 @@ class SimAdapter(BaseAdapter):
             body=bytes(body),
             headers=tuple(sorted((name, str(value)) for name, value in request.headers.items())),
         )
-        answer = self.network.carry(wire, self.before_send)
+        answer = self.network.carry(wire, self.crash_point)
         response = requests.Response()
         response.status_code = answer.status
         response.headers = CaseInsensitiveDict(dict(answer.headers))
