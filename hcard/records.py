@@ -125,7 +125,7 @@ def validate_body(kind: str, body: Any) -> None:
     topup_request: card, amount_cents (cash taken at the till).
     day_close: count, sum_cents, void_count, void_sum_cents, offline_count.
     """
-    if kind not in _FIELDS:
+    if not isinstance(kind, str) or kind not in _FIELDS:  # a dict is no key: TypeError
         raise RecordError(f"kind must be one of {KINDS}")
     if not isinstance(body, dict) or body.keys() != _FIELDS[kind]:
         raise RecordError(f"body of {kind} needs exactly {sorted(_FIELDS[kind])}")

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
+from hcard import records
 from hcard.encoding import MAX_ID
 from hcard.errors import Code, HCardError
 from hcard.server.api import openapi
@@ -38,8 +39,23 @@ def _body(description: str, schema: dict[str, object]) -> dict[str, object]:
 
 #: the default of `Settings.max_batch_records` (a larger batch is 413 `batch_too_large`)
 BATCH_RECORDS = Settings.max_batch_records
-#: a signed journal record as `Record.to_wire` sends it (its fields: docs/protocol.md)
-_RECORD = {"type": "object", "description": "a signed journal record (docs/protocol.md)"}
+#: a signed journal record as `Record.to_wire` sends it (its body per kind: docs/protocol.md)
+_RECORD_FIELDS: dict[str, object] = {
+    "v": {"const": records.VERSION},
+    "terminal_id": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+    "seq": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+    "prev": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+    "kind": {"enum": [kind.value for kind in records.RecordKind]},
+    "body": {"type": "object"},
+    "sig": {"type": "string", "pattern": "^[0-9a-f]{128}$"},
+}
+_RECORD = {
+    "type": "object",
+    "description": "a signed journal record (docs/protocol.md)",
+    "required": list(_RECORD_FIELDS),
+    "additionalProperties": False,
+    "properties": _RECORD_FIELDS,
+}
 _ENROL = {
     "required": ["code", "public_key"],
     "properties": {
@@ -48,9 +64,14 @@ _ENROL = {
         "name": {"type": ["string", "null"], "maxLength": terminals.NAME_MAX_CHARS},
     },
 }
-_AUTHORISE = {"required": ["record"], "properties": {"record": _RECORD}}
+_AUTHORISE = {
+    "required": ["record"],
+    "additionalProperties": False,
+    "properties": {"record": _RECORD},
+}
 _SYNC = {
     "required": ["records"],
+    "additionalProperties": False,
     "properties": {
         "records": {
             "type": "array",
@@ -60,8 +81,10 @@ _SYNC = {
         },
         "recorded_s": {
             "type": "object",
-            "description": "the till's own time of some records, by seq",
-            "additionalProperties": {"type": "integer", "minimum": 0},
+            "description": "the till's own time of some records (seconds since 1970), by seq; "
+            "at most one per record",
+            "propertyNames": {"pattern": "^[0-9]{1,19}$"},
+            "additionalProperties": {"type": "integer", "minimum": 0, "maximum": MAX_ID},
         },
     },
 }

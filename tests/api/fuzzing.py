@@ -15,9 +15,11 @@ same every time and a failure replays.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import tempfile
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,7 @@ PASSWORD = "a long test password 1"
 #: examples per operation and caller: enough to reach past the first refusal of each
 #: operation (with the coverage phase's boundary cases), little enough for the suite's budget
 MAX_EXAMPLES = 8
+QUICK_EXAMPLES = 3
 #: refusals of data outside the description that are not in schemathesis' default list
 NEGATIVE_REJECTED = ("400", "401", "403", "404", "405", "409", "413", "429")
 #: data inside the description may still be refused by the rules (a wrong enrolment code,
@@ -100,7 +103,8 @@ load_all_checks()
 CHECKS = REGISTRY.get_all()
 
 
-def description() -> dict[str, Any]:
+@functools.cache
+def _description() -> dict[str, Any]:
     """The server's OpenAPI description, made by the app itself (a throwaway data folder):
     the parametrized tests need it when they are collected, before any server runs
     (`test_served_description_is_this_one` checks the served one is the same)."""
@@ -112,17 +116,40 @@ def description() -> dict[str, Any]:
             ctx.engine.dispose()
 
 
-def load_schema() -> schemathesis.BaseSchema:
+def load_schema(*, coverage: bool = True) -> schemathesis.BaseSchema:
+    """The description to fuzz; `coverage=False` leaves out schemathesis' coverage phase
+    (every bound of every field, each missing header, the methods a path lacks: the
+    thorough part, a few dozen requests per operation), for runs in which an operation
+    only refuses (`quick_schema`)."""
     config = SchemathesisConfig.from_dict(
         {
             "checks": {
                 "negative_data_rejection": {"expected-statuses": list(NEGATIVE_REJECTED)},
                 "positive_data_acceptance": {"expected-statuses": list(POSITIVE_ANSWERED)},
             },
-            "phases": {"coverage": {"unexpected-methods": list(UNEXPECTED_METHODS)}},
+            "phases": {
+                "coverage": {
+                    "enabled": coverage,
+                    "unexpected-methods": list(UNEXPECTED_METHODS),
+                }
+            },
         }
     )
-    return schemathesis.openapi.from_dict(description(), config=config)
+    return schemathesis.openapi.from_dict(_description(), config=config)
+
+
+def public_schema() -> schemathesis.BaseSchema:
+    """The operations that take no credentials: enrolment, login, health, the acceptance
+    points."""
+    return load_schema().include(lambda ctx: not ctx.operation.definition.raw.get("security"))
+
+
+def protected_schema() -> schemathesis.BaseSchema:
+    """Every operation that needs a session or a signature, for a caller that has neither:
+    each refuses before it reads anything, so the quick run (`QUICK`) is enough."""
+    return load_schema(coverage=False).include(
+        lambda ctx: bool(ctx.operation.definition.raw.get("security"))
+    )
 
 
 def terminal_schema() -> schemathesis.BaseSchema:
@@ -130,11 +157,11 @@ def terminal_schema() -> schemathesis.BaseSchema:
     return load_schema().include(path_regex="^/v1/terminal/")
 
 
-def staff_schema() -> schemathesis.BaseSchema:
+def staff_schema(*, coverage: bool = True) -> schemathesis.BaseSchema:
     """The staff and accounting operations, less login and logout: logout would end the
     run's session, and both take no session (the anonymous run has them)."""
     return (
-        load_schema()
+        load_schema(coverage=coverage)
         .include(tag=["staff", "accounting"])
         .exclude(path=["/v1/auth/login", "/v1/auth/logout"])
     )
@@ -148,6 +175,9 @@ HYPOTHESIS = settings(
     suppress_health_check=list(HealthCheck),
     print_blob=False,
 )
+#: a run that only has to see each operation answer and conform (`protected_schema`, and
+#: the roles that office operations refuse anyway: `staff_schema(coverage=False)`)
+QUICK = settings(HYPOTHESIS, max_examples=QUICK_EXAMPLES)
 
 
 class TerminalSignature(requests.auth.AuthBase):
@@ -211,6 +241,21 @@ class Town:
     terminal: TerminalClient
     tokens: dict[Role, str]
     money_before: dict[str, object]
+    #: the statuses each operation answered in the run (`got_past`)
+    answers: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
+
+    def call(self, case: schemathesis.Case, **kwargs: Any) -> schemathesis.Response:
+        """Send the case to this town's server and run every check on the answer."""
+        response = case.call_and_validate(base_url=self.server.url, checks=CHECKS, **kwargs)
+        self.answers[case.operation.label].add(response.status_code)
+        return response
+
+    def got_past(self, refused: int) -> None:
+        """Every operation answered something else than `refused` at least once: the run
+        was not stopped at the door (a signature or a session the server did not take)."""
+        stuck = {label: found for label, found in self.answers.items() if found == {refused}}
+        assert self.answers, "no operation ran"
+        assert not stuck, stuck
 
     @property
     def database(self) -> Path:
