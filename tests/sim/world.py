@@ -65,6 +65,8 @@ ADMIN = "admin"
 #: backups kept: a restore takes the newest
 BACKUPS_KEPT = 3
 _IBAN = "DE89370400440532013000"
+#: how far a till's clock may be off when it starts (mostly right)
+CLOCK_SKEWS_S = (0, 0, 0, 0, -7200, -400, 400, 7200)
 #: the issuer key of every simulated server (fixed, so a seed's cards are the same each run)
 _ISSUER_SEED = bytes(range(32))
 
@@ -162,7 +164,13 @@ class SimTill:
         session = till.client._session()
         session.mount(SERVER_URL, SimAdapter(self.world.network, self.name, self.crash_point))
         _hook_journal(till, self.crash_point)
+        # a Pi has no real-time clock: after a start its clock may be off by hours until
+        # the server's answers correct it (`Clock.learn`)
+        skew_s = self.world.rng.choice(CLOCK_SKEWS_S)
+        till.clock.offset_s += skew_s
         self.till = till
+        if skew_s:
+            self.world.log(f"{self.name} starts with its clock {skew_s:+d} s off")
         if till.recovered:
             self.world.log(f"{self.name} recovered: cancelled seqs {till.recovered}")
 
