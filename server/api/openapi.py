@@ -207,7 +207,7 @@ def describe(schema: dict[str, Any], routes: Iterable[BaseRoute]) -> None:
     for route in routes_.api_routes(routes):
         if not route.include_in_schema:
             continue
-        for method in route.methods:
+        for method in route.methods or ():
             _describe_route(route, schema["paths"][route.path_format][method.lower()])
 
 

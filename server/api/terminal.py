@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -26,7 +27,7 @@ from hcard.server.settings import Settings
 router = APIRouter(prefix="/v1", tags=["terminal"])
 
 
-def _body(description: str, schema: dict[str, object]) -> dict[str, object]:
+def _body(description: str, schema: Mapping[str, object]) -> dict[str, object]:
     """OpenAPI text for a body the handler reads raw (it must hash the exact bytes)."""
     return {
         "requestBody": {
