@@ -17,30 +17,26 @@ tills turns a 2 ms booking into a 2 s wait. So within one process, writers to
 one SQLite file queue on a plain lock first and meet the database lock only
 when it is free; `busy_timeout` still covers other processes (the CLI).
 
-`unit(engine, fn)` runs `fn(connection)` as one unit of work, on both engines the
-same way: the units of many request threads are run by one writer thread in a
-shared transaction, each inside its own SAVEPOINT (a unit that fails is undone
+`unit(engine, fn)` runs `fn(connection)` as one unit of work. On SQLite the
+units of many request threads are run by one writer thread in a shared
+transaction, each inside its own SAVEPOINT (a unit that fails is undone
 alone, its error goes back to its caller), and committed together: one fsync
 for every authorisation that arrived meanwhile (group commit), which is what
-lets fifty tills be answered within milliseconds with `synchronous=FULL` (SQLite)
-or `synchronous_commit=on` (PostgreSQL). Every caller gets its answer only
-after the commit; if the commit fails, every unit of the group gets its error.
+lets fifty tills be answered within milliseconds with `synchronous=FULL`.
+Every caller gets its answer only after the commit. On PostgreSQL a unit is
+simply its own transaction; row locks let units run side by side.
 
-On PostgreSQL the group also ends the waits on the merchant's account row, which
-every payment updates: units of one group run one after another in one
-transaction, so none waits for another's row lock, and the row is locked once per
-group instead of once per payment (units as their own transactions, all updating
-that row, managed 65-77 payments/s on the machine where SQLite did 150).
-But a group holds the locks of all its units until its commit, taken in no
-common order, while `write` transactions (office pages, settlement, the CLI) run
-beside it in the one order of `db/locking.py`: a later unit waiting for a row such
-a transaction holds, while that transaction waits for a row an earlier unit took,
-would deadlock. So every unit but a group's first may wait for a lock only
-`GROUP_LOCK_WAIT_MS`; past that its savepoint is rolled back, the group commits
-without it (releasing its rows) and the unit runs again as the first of the next
-group, where it waits like any transaction, holding nothing but its own locks. A
-unit must therefore be safe to run again after its savepoint was undone (all our
-units only write to the database).
+PostgreSQL is not grouped, by measurement (issue 13, `bench/server_auth.py --database-url`):
+the same group writer there (one transaction for the group, a SAVEPOINT per unit, a lock wait
+bounded for every unit but a group's first so that it could not deadlock with `write`
+transactions) removed the waits on the hot rows (the merchant's account, the `version`
+counter) and the fsync per payment, yet authorised fewer payments, not more: 26-64/s against
+47-71/s for units as their own transactions on the same loaded 2-core machine, and at 25
+payments/s a p50 of 25-27 ms against 14-25 ms. A unit is some 16 statements; on SQLite each
+is microseconds in the process, on PostgreSQL each is a round trip, and one thread running
+them one after another (and taking the GIL back after each, beside fifty busy request
+threads) is slower than fifty transactions overlapping theirs and queueing only for the
+short stretch from the merchant's row lock to the commit.
 """
 
 from __future__ import annotations
@@ -61,10 +57,6 @@ from sqlalchemy import event
 T = TypeVar("T")
 _WRITE = "hcard_write"
 MAX_GROUP = 64
-#: how long a unit that is not its group's first may wait for a row lock (PostgreSQL)
-GROUP_LOCK_WAIT_MS = 5
-#: PostgreSQL's SQLSTATE for a lock not granted within `lock_timeout`
-LOCK_NOT_AVAILABLE = "55P03"
 _WRITER_LOCKS: dict[str, threading.Lock] = {}
 _WRITER_LOCKS_GUARD = threading.Lock()
 
@@ -194,15 +186,14 @@ def snapshot(engine: sa.Engine) -> Iterator[sa.Connection]:
             yield connection
 
 
-_Unit = tuple[Callable[[sa.Connection], Any], Future[Any]]
-
-
 class _GroupWriter:
-    """The one thread that runs the units for an engine, a group per commit."""
+    """The one thread that runs SQLite units for an engine, a group per commit."""
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        self.pending: queue.SimpleQueue[_Unit] = queue.SimpleQueue()
+        self.pending: queue.SimpleQueue[tuple[Callable[[sa.Connection], object], Future]] = (
+            queue.SimpleQueue()
+        )
         threading.Thread(target=self._loop, name="hcard-group-writer", daemon=True).start()
 
     def run(self, fn: Callable[[sa.Connection], T]) -> T:
@@ -211,20 +202,24 @@ class _GroupWriter:
         return future.result()
 
     def _loop(self) -> None:
-        carried: list[_Unit] = []  # units to run first in the next group, in order
         while True:
-            group, carried = carried or [self.pending.get()], []
+            group = [self.pending.get()]
             while len(group) < MAX_GROUP:
                 try:
                     group.append(self.pending.get_nowait())
                 except queue.Empty:
                     break
-            outcomes: list[tuple[Future[Any], object, BaseException | None]] = []
+            outcomes: list[tuple[Future, object, BaseException | None]] = []
             try:
                 with write(self.engine) as connection:
-                    carried = self._run_group(connection, group, outcomes)
+                    for fn, future in group:
+                        try:
+                            with connection.begin_nested():
+                                outcomes.append((future, fn(connection), None))
+                        except BaseException as exc:  # goes back to the unit's caller
+                            outcomes.append((future, None, exc))
             except Exception as exc:  # the commit itself failed: nothing of the group stands
-                for _fn, future in group[: len(group) - len(carried)]:
+                for _fn, future in group:
                     future.set_exception(exc)
                 continue
             for future, result, error in outcomes:
@@ -233,50 +228,15 @@ class _GroupWriter:
                 else:
                     future.set_exception(error)
 
-    def _run_group(
-        self,
-        connection: sa.Connection,
-        group: list[_Unit],
-        outcomes: list[tuple[Future[Any], object, BaseException | None]],
-    ) -> list[_Unit]:
-        """Run the units of `group` each in its own SAVEPOINT, noting their outcomes; return
-        the units left for the next group (the one that waited too long for a lock, and
-        those after it)."""
-        postgres = not is_sqlite(self.engine)
-        for index, (fn, future) in enumerate(group):
-            if postgres and index == 1:
-                # every unit after the first: see the module's docstring (deadlocks)
-                connection.exec_driver_sql(f"SET LOCAL lock_timeout = {GROUP_LOCK_WAIT_MS}")
-            try:
-                with connection.begin_nested():
-                    outcomes.append((future, fn(connection), None))
-            except BaseException as exc:  # goes back to the unit's caller
-                if index and postgres and waited_too_long(exc):
-                    return group[index:]
-                outcomes.append((future, None, exc))
-        return []
-
-
-def waited_too_long(exc: BaseException) -> bool:
-    """Did `exc` come from PostgreSQL's `lock_timeout` (SQLSTATE 55P03), itself or as the
-    cause of what the unit raised?"""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if (
-            isinstance(seen, sa.exc.DBAPIError)
-            and getattr(seen.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE
-        ):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
 
 _GROUP_WRITERS: dict[str, _GroupWriter] = {}
 
 
 def unit(engine: sa.Engine, fn: Callable[[sa.Connection], T]) -> T:
-    """Run `fn(connection)` in a write transaction, grouped with the units of other threads
-    (see the module's docstring); return its result once the group is committed."""
+    """Run `fn(connection)` in a write transaction (grouped with others on SQLite)."""
+    if not is_sqlite(engine):
+        with write(engine) as connection:
+            return fn(connection)
     key = str(engine.url)
     with _WRITER_LOCKS_GUARD:
         writer = _GROUP_WRITERS.get(key)

@@ -1,6 +1,7 @@
-"""The write paths of the data layer, on SQLite and PostgreSQL: group commit keeps each unit
-all-or-nothing, a failed commit fails the whole group, and `write` transactions beside a
-busy group writer neither lose updates nor deadlock with it."""
+"""The write paths of the data layer, on SQLite and PostgreSQL: each unit is all-or-nothing
+(under SQLite's group commit too, where a failed commit fails the whole group), concurrent
+units never lose an update of a shared row, and `write` transactions beside many units
+neither lose updates nor deadlock with them."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from hcard.server.db import engine as db_engine
-from hcard.server.db import locking
+from hcard.server.db import locking, migrate
 from hcard.server.db.tables import accounts, alerts
 from hcard.server.services import ledger
 from hcard.server.vocabulary import AccountKind
@@ -91,7 +92,7 @@ def _wait_until_queued(engine: sa.Engine, count: int) -> None:
         time.sleep(0.005)
 
 
-def test_units_commit_together_but_fail_alone(db):
+def test_units_fail_alone_and_the_others_commit(db):
     def unit(index: int) -> object:
         def work(conn: sa.Connection) -> int:
             _add_alert(conn, f"{index:02}")
@@ -124,20 +125,17 @@ def test_a_unit_sees_what_it_wrote_and_nothing_leaks_on_error(db):
 
 
 def _breaks_the_commit(conn: sa.Connection) -> None:
-    """Leave the transaction so that its COMMIT fails: a check deferred to the commit."""
-    if db_engine.is_sqlite(conn.engine):
-        conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
-        conn.exec_driver_sql(
-            "INSERT INTO postings (txn_id, account_id, amount_cents) VALUES (999999, 999999, 1)"
-        )
-    else:
-        conn.exec_driver_sql(
-            "CREATE TEMP TABLE doomed (n int UNIQUE DEFERRABLE INITIALLY DEFERRED) ON COMMIT DROP"
-        )
-        conn.exec_driver_sql("INSERT INTO doomed VALUES (1), (1)")
+    """Leave the transaction so that its COMMIT fails: a foreign key checked at the commit."""
+    conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
+    conn.exec_driver_sql(
+        "INSERT INTO postings (txn_id, account_id, amount_cents) VALUES (999999, 999999, 1)"
+    )
 
 
-def test_a_failed_commit_fails_every_unit_of_the_group(db):
+def test_a_failed_commit_fails_every_unit_of_the_group(tmp_path):
+    """SQLite's group commit (PostgreSQL commits each unit alone)."""
+    db = db_engine.make_engine(f"sqlite:///{tmp_path / 'hcard.db'}")
+    migrate.upgrade(db)
     with ThreadPoolExecutor(max_workers=6) as pool:
         gate = _hold_the_writer(db, pool)
         queued = []
@@ -151,6 +149,7 @@ def test_a_failed_commit_fails_every_unit_of_the_group(db):
     assert _alerts(db) == []
     db_engine.unit(db, lambda conn: _add_alert(conn, "after"))  # the writer goes on
     assert _alerts(db) == ["after"]
+    db.dispose()
 
 
 def test_concurrent_units_on_one_row_never_lose_an_update(db, two_accounts):
@@ -160,51 +159,10 @@ def test_concurrent_units_on_one_row_never_lose_an_update(db, two_accounts):
     assert _balances(db, merchant) == [sum(range(UNITS))]
 
 
-def test_a_write_beside_the_group_writer_neither_deadlocks_nor_loses_updates(db, two_accounts):
-    """The dangerous interleaving, forced: a group's first unit takes account B, while an
-    office write holds account A and then wants B; the group's next unit wants A. As one
-    transaction each, that is a deadlock (PostgreSQL would cancel one after a second). The
-    next unit gives up A after `GROUP_LOCK_WAIT_MS`, the group commits and frees B, the office
-    write commits, and the unit runs again in the next group."""
-    if db_engine.is_sqlite(db):
-        pytest.skip("on SQLite a write transaction holds the whole database: no row to wait for")
-    low, high = two_accounts
-    office_has_low, group_has_high = threading.Event(), threading.Event()
-
-    def office() -> None:
-        with db_engine.write(db) as conn:
-            _add_to(conn, low, 1000)
-            office_has_low.set()
-            assert group_has_high.wait(timeout=30)
-            _add_to(conn, high, 1000)  # waits for the group's commit
-
-    def first(conn: sa.Connection) -> None:
-        assert office_has_low.wait(timeout=30)
-        _add_to(conn, high, 1)
-        group_has_high.set()
-
-    def after(conn: sa.Connection) -> None:
-        _add_to(conn, low, 1)
-        _add_to(conn, high, 1)
-
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        gate = _hold_the_writer(db, pool)
-        done = [pool.submit(office)]
-        for work in (first, after):  # queued in this order: one group, `first` first
-            done.append(pool.submit(db_engine.unit, db, work))
-            _wait_until_queued(db, len(done) - 1)
-        started = time.perf_counter()
-        gate.set()
-        for future in done:
-            assert future.result(timeout=30) is None
-        elapsed_s = time.perf_counter() - started
-    assert _balances(db, low, high) == [1001, 1002]
-    assert elapsed_s < 0.9, "resolved by PostgreSQL's deadlock detection (1 s), not by the group"
-
-
-def test_office_writes_beside_a_loaded_group_writer(db, two_accounts):
-    """Fifty threads book on both rows through units (in either order of the rows within a
-    group), while office writes lock them in the one order: every update lands, no error."""
+def test_office_writes_beside_many_units(db, two_accounts):
+    """Fifty threads book on both rows through units (grouped on SQLite, in either order of
+    the rows within a group), while office writes lock them in the one order: every update
+    lands, no error, no deadlock."""
     low, high = two_accounts
     rounds = 10
 
