@@ -59,6 +59,8 @@ def _many(first: int, count: int, operations: int, jobs: int, strict: bool) -> i
                 print(report, flush=True)
             elif known_only:
                 known.append(seed)
+        pool.close()  # the workers end normally, so each removes its town (Finalize)
+        pool.join()
     summary = {
         "seeds": count,
         "first_seed": first,
