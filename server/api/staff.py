@@ -56,10 +56,13 @@ class LoginIn(Strict):
 
 
 class UserIn(Strict):
-    username: Annotated[StrictStr, Field(min_length=1, max_length=80)]
+    username: Annotated[StrictStr, Field(min_length=1, max_length=80, examples=["kasse-ruhrstr"])]
     #: the rules (length, not the user name, not a common one) are the service's:
     #: password_too_weak, as on the office's pages
-    password: Annotated[StrictStr, Field(max_length=users.MAX_PASSWORD_LENGTH)]
+    password: Annotated[
+        StrictStr,
+        Field(max_length=users.MAX_PASSWORD_LENGTH, examples=["Glück auf, Ruhrstraße 12!"]),
+    ]
     role: Role
     merchant_id: IdBody | None = None
 
@@ -70,8 +73,8 @@ OpeningHours = Annotated[StrictStr, Field(max_length=merchants.OPENING_HOURS_MAX
 
 class MerchantIn(Strict):
     name: Annotated[StrictStr, Field(min_length=1, max_length=200)]
-    iban: Annotated[StrictStr, Field(max_length=42)]
-    bic: Annotated[StrictStr, Field(max_length=11)] = ""
+    iban: Annotated[StrictStr, Field(max_length=42, examples=["DE89370400440532013000"])]
+    bic: Annotated[StrictStr, Field(max_length=11, examples=["COBADEFFXXX"])] = ""
     address: Annotated[StrictStr, Field(max_length=500)] = ""
     contact: Annotated[StrictStr, Field(max_length=500)] = ""
     fee_bp: FeeBp = 0
