@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
@@ -65,6 +65,57 @@ _ENROL = {
         "name": {"type": ["string", "null"], "maxLength": terminals.NAME_MAX_CHARS},
     },
 }
+_CODE_OR_NONE = {"enum": [*(code.value for code in Code), None]}
+_OUTCOME = {"enum": [outcome.value for outcome in records.Outcome]}
+_CENTS_OR_NONE = {"type": ["integer", "null"]}
+#: `services/authorise.answer`: the decision, the same bytes every time it is asked again
+_AUTHORISED = {
+    "type": "object",
+    "required": ["seq", "outcome", "code", "balance_cents", "available_cents"],
+    "additionalProperties": False,
+    "properties": {
+        "seq": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+        "outcome": _OUTCOME,
+        "code": _CODE_OR_NONE,
+        "balance_cents": _CENTS_OR_NONE,
+        "available_cents": _CENTS_OR_NONE,
+    },
+}
+#: `services/sync.sync`: one result per record sent, and the terminal's chain head after it
+_SYNCED = {
+    "type": "object",
+    "required": ["results", "last_seq", "last_hash"],
+    "additionalProperties": False,
+    "properties": {
+        "results": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["seq", "status", "code", "outcome"],
+                "additionalProperties": False,
+                "properties": {
+                    "seq": {"description": "the record's seq as sent (null: none readable)"},
+                    "status": {"enum": [status.value for status in records.SyncStatus]},
+                    "code": _CODE_OR_NONE,
+                    "outcome": {
+                        "description": "an online record's authorisation, as it was answered",
+                        "anyOf": [_AUTHORISED, {"type": "null"}],
+                    },
+                },
+            },
+        },
+        "last_seq": {"type": "integer", "minimum": 0, "maximum": MAX_ID},
+        "last_hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+    },
+}
+
+
+def _answer(schema: dict[str, object], *statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The 200 answer's body, and the route's own refusals."""
+    ok = {"description": "Successful Response", "content": {"application/json": {"schema": schema}}}
+    return {200: ok, **openapi.errors(*statuses)}
+
+
 _AUTHORISE = {
     "required": ["record"],
     "additionalProperties": False,
@@ -114,7 +165,7 @@ def enrol(
 @router.post(
     "/terminal/authorise",
     openapi_extra=_body("A signed payment (online) or topup_request record.", _AUTHORISE),
-    responses=openapi.errors(404, 409),
+    responses=_answer(_AUTHORISED, 404, 409),
 )
 def authorise_record(ctx: ContextDep, signed: SignedBookingDep) -> Response:
     """Decide one online payment / till top-up; the same record always gets the same bytes."""
@@ -125,7 +176,7 @@ def authorise_record(ctx: ContextDep, signed: SignedBookingDep) -> Response:
 @router.post(
     "/terminal/sync",
     openapi_extra=_body("The till's journal records in order, at most 1000.", _SYNC),
-    responses=openapi.errors(404, 409),
+    responses=_answer(_SYNCED, 404, 409),
 )
 def sync_records(ctx: ContextDep, signed: SignedBookingDep) -> Response:
     """Apply a batch of journal records exactly once; one result per record."""

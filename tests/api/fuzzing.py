@@ -35,6 +35,7 @@ from schemathesis.generation.meta import CoveragePhaseData
 
 from hcard import reqsign
 from hcard.errors import Code
+from hcard.records import Record
 from hcard.server.app import create_app
 from hcard.server.context import Context
 from hcard.server.settings import Settings
@@ -240,6 +241,8 @@ class Town:
     server: ServerInfo
     terminal: TerminalClient
     tokens: dict[Role, str]
+    #: the till's records so far (its chain: a sync sends them from the first)
+    payments: list[Record]
     money_before: dict[str, object]
     #: the statuses each operation answered in the run (`got_past`)
     answers: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
@@ -291,9 +294,10 @@ def make_town(folder: Path) -> Town:
         tokens[role] = StaffClient(server.url, str(role), PASSWORD).token
     # money in the town: a top-up and an online payment at the till
     number, uid = server.new_card(5_000)
-    answer = terminal.authorise(terminal.payment(number, uid, 1_250, counter=1, purse_cents=5_000))
+    payment = terminal.payment(number, uid, 1_250, counter=1, purse_cents=5_000)
+    answer = terminal.authorise(payment)
     assert answer.status_code == 200, answer.text
-    town = Town(server, terminal, tokens, {})
+    town = Town(server, terminal, tokens, [payment], {})
     town.money_before = town.money()
     assert town.money_before["transactions"] == 2
     return town
