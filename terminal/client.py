@@ -203,21 +203,20 @@ class ServerClient:
             "POST", "/v1/terminal/authorise", {"record": record.to_wire()}, AUTHORISE_TIMEOUT_S
         )
 
-    def resolve(self, record: Record) -> dict[str, Any]:
-        """Ask again for the answer to an authorisation (same record, same answer)."""
-        return self.request(
-            "POST", "/v1/terminal/authorise", {"record": record.to_wire()}, SYNC_TIMEOUT_S
-        )
-
     def sync(
-        self, records: list[Record], recorded_s: dict[int, int] | None = None
+        self,
+        records: list[Record],
+        recorded_s: dict[int, int] | None = None,
+        shown: list[int] | None = None,
     ) -> dict[str, Any]:
         """Upload `records`; `recorded_s` (seq → whole epoch seconds of the till's clock when
-        it journalled the record) goes beside them, unsigned and informational, when given
-        (docs/protocol.md)."""
+        it journalled the record) and `shown` (the online records among them the till showed
+        as approved) go beside them in the signed request, when given (docs/protocol.md)."""
         payload: dict[str, Any] = {"records": [r.to_wire() for r in records]}
         if recorded_s:
             payload["recorded_s"] = {str(seq): at_s for seq, at_s in sorted(recorded_s.items())}
+        if shown:
+            payload["shown"] = sorted(shown)
         return self.request("POST", "/v1/terminal/sync", payload, SYNC_TIMEOUT_S)
 
     def snapshot(self, since: int) -> dict[str, Any]:

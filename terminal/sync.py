@@ -27,8 +27,7 @@ import threading
 from typing import Any
 
 from hcard.errors import Code, HCardError
-from hcard.records import Outcome as ServerOutcome
-from hcard.records import PaymentMode, RecordKind, SyncStatus
+from hcard.records import PaymentMode, Record, RecordKind, SyncStatus
 from hcard.terminal.client import ServerClient, ServerUnreachableError
 from hcard.terminal.journal import Journal
 from hcard.terminal.payment import Link, Payments
@@ -111,7 +110,10 @@ class SyncAgent:
             except HCardError as exc:  # refused as a whole (revoked): nothing is settled
                 self.last_error = exc.code.value
                 raise
+            held_version = self.snapshot.state.version
             snapshot_error = self._pull_snapshot()
+            if self.snapshot.state.version < held_version:
+                uploaded = self._after_restore(uploaded)
             now_s = self.payments.clock.now_s()
             self.link.ok()
             self.last_sync_s = now_s
@@ -133,12 +135,9 @@ class SyncAgent:
                 return {"uploaded": sent, "resolved": settled, "refused": refused}
             answer = self._send(batch)
             if not rewound and self._server_behind(answer, batch):
+                # sent again from its head; the online records the till showed as approved
+                # go marked `shown`, so the server books them instead of declining them
                 rewound = True
-                # first, so a round that fails here does it all again
-                lost = self._authorise_shown_again(answer["last_seq"])
-                if lost:
-                    self.last_error = "; ".join(lost)
-                booked_refusals += lost
                 self.journal.rewind_acked(answer["last_seq"])
                 continue
             acked, refusals = self._acknowledged(answer, batch)
@@ -163,22 +162,51 @@ class SyncAgent:
             for text in booked_refusals:
                 log.warning("server booked a record as refused: %s", text)
 
+    def _after_restore(self, uploaded: dict[str, Any]) -> dict[str, Any]:
+        """The server answered a snapshot older than the one held: it was restored from a
+        backup. With nothing unsent, the upload never sees its head behind what it once
+        acknowledged, so the last acknowledged record goes again: a server that still holds
+        it answers `already_applied`; one that lost it shows its head, and `_upload` sends
+        (and authorises) again what it lost."""
+        acked = self.journal.acked_seq()
+        if acked == 0 or uploaded.get("refused") is not None:
+            return uploaded
+        log.warning("snapshot older than the one held (server restored?): checking its head")
+        self.journal.rewind_acked(acked - 1)
+        again = self._upload()
+        return {
+            "uploaded": uploaded["uploaded"] + again["uploaded"],
+            "resolved": uploaded["resolved"] + again["resolved"],
+            "refused": again["refused"],
+        }
+
     def _send(self, batch: list[Any]) -> dict[str, Any]:
         """Upload one batch with the times the till journalled its records (`recorded_s`,
-        unsigned, for settlement's list of late payments). A server from before that field
-        refuses the body as `malformed_request`: the batch goes again without it, and so
-        does every later one of this agent, rather than the till stopping to sync."""
+        for settlement's list of late payments) and the online records it showed as approved
+        (`shown`: a server restored from a backup taken before it approved them books them
+        instead of declining them as never seen). A server from before these fields refuses
+        the body as `malformed_request`: the batch goes again without them, and so does
+        every later one of this agent, rather than the till stopping to sync."""
         if not self._send_recorded:
             return self.client.sync(batch)
         recorded = self.journal.recorded_s(batch[0].seq, batch[-1].seq)
+        shown = self._shown_online(batch)
         try:
-            return self.client.sync(batch, recorded)
+            return self.client.sync(batch, recorded, shown)
         except HCardError as exc:
             if exc.code != Code.MALFORMED_REQUEST or not recorded:
                 raise
             log.warning("server refused recorded_s (%s): sending the records alone", exc)
             self._send_recorded = False
             return self.client.sync(batch)
+
+    def _shown_online(self, batch: list[Any]) -> list[int]:
+        """The online payments and top-ups of `batch` this till showed as approved."""
+        seqs = {record.seq for record in batch if _online(record)}
+        if not seqs:
+            return []
+        entries = self.journal.entries(after_seq=batch[0].seq - 1, states=tuple(SHOWN))
+        return [entry.record.seq for entry in entries if entry.record.seq in seqs]
 
     def _server_behind(self, answer: dict[str, Any], batch: list[Any]) -> bool:
         """The server's head is before what it once acknowledged, and on our chain.
@@ -194,35 +222,6 @@ class SyncAgent:
             return False
         log.warning("server holds only up to seq %s (restored?): sending again from there", head)
         return True
-
-    def _authorise_shown_again(self, head: int) -> list[str]:
-        """Authorise again the online records after `head` that the till showed as approved.
-
-        The restored server would store each such record it no longer knows as
-        declined at upload: a payment the customer was shown as paid would never
-        be booked, a top-up whose cash the till took never credited. Asked first,
-        it books them; a later void record still reverses a voided one. Asking
-        twice books nothing twice (the server answers a repeated record
-        identically). Returns the refusals, for the status.
-        """
-        refusals = []
-        for entry in self.journal.entries(after_seq=head, states=tuple(SHOWN)):
-            record = entry.record
-            online = (
-                record.kind == RecordKind.TOPUP_REQUEST
-                or record.body.get("mode") == PaymentMode.ONLINE
-            )
-            if record.kind not in (RecordKind.PAYMENT, RecordKind.TOPUP_REQUEST) or not online:
-                continue
-            try:
-                answer = self.client.resolve(record)
-            except HCardError as exc:
-                answer = {"outcome": ServerOutcome.DECLINED, "code": exc.code.value}
-            if answer.get("outcome") != ServerOutcome.APPROVED:
-                # shown as approved here, refused now: only the office can settle it
-                log.error("restored server refuses shown seq %s: %s", record.seq, answer)
-                refusals.append(f"seq {record.seq}: {answer.get('code')}")
-        return refusals
 
     @staticmethod
     def _acknowledged(
@@ -260,3 +259,10 @@ class SyncAgent:
             return exc.code.value
         self.payments.clock.learn(state.server_time_s)
         return None
+
+
+def _online(record: Record) -> bool:
+    """An online payment or a top-up: what the server decides at authorisation."""
+    return record.kind == RecordKind.TOPUP_REQUEST or (
+        record.kind == RecordKind.PAYMENT and record.body.get("mode") == PaymentMode.ONLINE
+    )

@@ -119,7 +119,8 @@ def parse_batch(payload: Any, max_records: int) -> tuple[list[Record], list[Any]
     """(records parsed up to the first bad one, the raw rest, why the first of the rest is bad)."""
     if not isinstance(payload, dict) or "records" not in payload or set(payload) - _BODY_KEYS:
         raise HCardError(
-            Code.MALFORMED_REQUEST, reason='body must be {"records": [...], "recorded_s"?: {...}}'
+            Code.MALFORMED_REQUEST,
+            reason='body must be {"records": [...], "recorded_s"?: {...}, "shown"?: [...]}',
         )
     raw = payload["records"]
     if not isinstance(raw, list):
@@ -135,7 +136,7 @@ def parse_batch(payload: Any, max_records: int) -> tuple[list[Record], list[Any]
     return parsed, [], None
 
 
-_BODY_KEYS = {"records", "recorded_s"}
+_BODY_KEYS = {"records", "recorded_s", "shown"}
 
 
 def recorded_times(payload: dict[str, Any]) -> dict[int, float]:
@@ -155,6 +156,22 @@ def recorded_times(payload: dict[str, Any]) -> dict[int, float]:
     return times
 
 
+def shown_seqs(payload: dict[str, Any]) -> frozenset[int]:
+    """The till's optional `"shown": [<seq>, ...]`: the online records of the batch it showed
+    as approved (the server's approval came back). Part of the signed request, so the till
+    vouches for it as it vouches for an offline payment. It matters only to a server restored
+    from a backup taken before it approved them (`_Batch._book_shown`): without it such a
+    record would be declined as never seen, and a customer shown "paid" would be charged on
+    the card while the merchant is never paid."""
+    raw = payload.get("shown", [])
+    if not isinstance(raw, list) or len(raw) > len(payload["records"]):
+        raise HCardError(Code.MALFORMED_REQUEST, field="shown")
+    for seq in raw:
+        if isinstance(seq, bool) or not isinstance(seq, int) or not 0 < seq <= MAX_ID:
+            raise HCardError(Code.MALFORMED_REQUEST, field="shown")
+    return frozenset(raw)
+
+
 @dataclass(frozen=True)
 class _Precheck:
     """The chain check done before the write transaction, valid if the head did not move."""
@@ -168,6 +185,7 @@ def sync(ctx: Context, signed: SignedRequest, payload: Any) -> dict[str, Any]:
     terminal = signed.terminal
     records, unparsed, parse_error = parse_batch(payload, ctx.settings.max_batch_records)
     recorded = recorded_times(payload)
+    shown = shown_seqs(payload)
     # Signatures are checked here, in the request's thread, so the write
     # transaction (shared with other tills' authorisations) never waits for them.
     with db_engine.read(ctx.engine) as conn:
@@ -180,7 +198,9 @@ def sync(ctx: Context, signed: SignedRequest, payload: Any) -> dict[str, Any]:
         head, first_problem(fresh, terminal.public, terminal.id, *head, workers=_VERIFY_WORKERS)
     )
     return signed.unit(
-        lambda conn: _sync(conn, ctx, terminal, records, unparsed, parse_error, precheck, recorded)
+        lambda conn: _sync(
+            conn, ctx, terminal, records, unparsed, parse_error, precheck, recorded, shown
+        )
     )
 
 
@@ -193,6 +213,7 @@ def _sync(
     parse_error: str | None,
     precheck: _Precheck,
     recorded: dict[int, float],
+    shown: frozenset[int],
 ) -> dict[str, Any]:
     now = ctx.now()
     results: list[dict[str, Any]] = []
@@ -227,7 +248,7 @@ def _sync(
             # (a later record may carry a lower seq, e.g. [5, 1'], and was never checked)
             fresh = fresh[: problem.seq - last_seq - 1]
     if fresh:
-        batch = _Batch(conn, ctx, terminal, fresh, now, recorded)
+        batch = _Batch(conn, ctx, terminal, fresh, now, recorded, shown)
         applied = batch.apply()
         for record, booked in zip(fresh, applied, strict=False):
             results.append(_result(record.seq, booked.status, booked.code_value, booked.outcome))
@@ -327,9 +348,12 @@ class _Batch:
     records: list[Record]
     now: float
     recorded: dict[int, float]
+    shown: frozenset[int]
     txns: list[ledger.Txn] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     declined: list[dict[str, Any]] = field(default_factory=list)
+    #: authorisation rows of shown records booked now (`_book_shown`), with their txn's index
+    approved_late: list[tuple[dict[str, Any], int]] = field(default_factory=list)
     flags: dict[int, FlagReason] = field(default_factory=dict)
     counters: dict[int, int] = field(default_factory=dict)
     voided: dict[int, int] = field(default_factory=dict)  # payment/top-up seq → void seq
@@ -506,6 +530,8 @@ class _Batch:
         could not show as approved.
         """
         row = self.authorised.get(record.seq)
+        if row is None and record.seq in self.shown:
+            return self._book_shown(record)
         if row is None:
             result = authorise.answer(record.seq, Outcome.DECLINED, Code.PAYMENT_NOT_FOUND)
             self.declined.append(
@@ -531,6 +557,51 @@ class _Batch:
             "voided": False,
         }
         return _Booked(_APPLIED, txn_id=row.txn_id, outcome=json.loads(bytes(row.answer)))
+
+    def _book_shown(self, record: Record) -> _Booked:
+        """Book an online record the till showed as approved and this server does not know:
+        it was restored from a backup taken before it approved it. The customer saw "paid"
+        and the card holds the lower purse (a top-up: the till took the cash), so it is booked
+        as the till promised, even below zero (then alert and deny-list, as offline), and its
+        authorisation is stored approved, so asking again answers the same."""
+        body = record.body
+        card = self.cards.get(body["card"])
+        if card is None or card.uid is None:
+            self._alert(
+                AlertKind.UNKNOWN_CARD,
+                "a shown online record with a card the server does not know (restored?)",
+                record,
+                body["card"],
+            )
+            return _Booked(_REFUSED, Code.UNKNOWN_CARD)
+        amount = body["amount_cents"]
+        if record.kind == _PAYMENT:
+            # unguarded like an offline payment: the approval was given before the restore
+            txn = booking.payment(self.till, record.seq, card.account_id, amount, _OFFLINE)
+        else:
+            txn = booking.till_topup(self.till, record.seq, card.account_id, amount)
+        self._apply(card, txn, record, "shown online record after a restore")
+        index = self._book(txn)
+        result = authorise.answer(
+            record.seq, Outcome.APPROVED, None, card.balance_cents, max(card.balance_cents, 0)
+        )
+        row = {
+            "terminal_id": self.terminal.id,
+            "seq": record.seq,
+            "record_hash": record.hash,
+            "outcome": Outcome.APPROVED,
+            "answer": canonical_bytes(result),
+            "created_s": self.now,
+        }
+        self.approved_late.append((row, index))
+        self.payments[record.seq] = {
+            "kind": record.kind,
+            "card": card.number,
+            "amount_cents": amount,
+            "booked": True,
+            "voided": False,
+        }
+        return _Booked(_APPLIED, txn=index, outcome=result)
 
     def _book(self, txn: ledger.Txn) -> int:
         self.txns.append(txn)
@@ -610,6 +681,11 @@ class _Batch:
         txn_ids = ledger.post_many(conn, self.txns, now_s=self.now)
         if self.declined:
             conn.execute(sa.insert(authorisations), self.declined)
+        if self.approved_late:
+            conn.execute(
+                sa.insert(authorisations),
+                [{**row, "txn_id": txn_ids[index]} for row, index in self.approved_late],
+            )
         tid, now, voided, recorded = self.terminal.id, self.now, self.voided, self.recorded
         rows = [
             (
@@ -718,7 +794,7 @@ def _wrote_card(record: Record, booked: _Booked) -> bool:
     """
     if record.kind != _PAYMENT or booked.status != _APPLIED:
         return False
-    return record.body["mode"] == _OFFLINE or booked.txn_id is not None
+    return record.body["mode"] == _OFFLINE or booked.txn_id is not None or booked.txn is not None
 
 
 def _authorised_kind(record: Record) -> bool:

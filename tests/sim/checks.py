@@ -28,11 +28,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from hcard.errors import HCardError
-from hcard.records import Outcome as ServerOutcome
 from hcard.records import RecordKind
 from hcard.server.db.tables import (
     accounts,
-    authorisations,
     cards,
     journal,
     merchants,
@@ -54,14 +52,6 @@ SETTLE_ROUNDS = 8
 #: counts as `known`, not failed (`python -m tests.sim --strict` fails it). Remove a kind
 #: once its bug is fixed. docs/simulation.md says more.
 KNOWN_FINDINGS = {
-    "restore_loses_authorisation": (
-        "a server restored from a backup taken before an online authorisation, by a till"
-        " that never saw that record acknowledged, stores the record as declined"
-        " (payment_not_found) at upload: a payment shown approved is never booked"
-        " (SyncAgent._server_behind only looks at what the till saw acknowledged); and one"
-        " the till does ask again may be declined now (insufficient_funds), which the design"
-        " leaves to the office"
-    ),
     "purse_above_ledger": (
         "a card's purse above its balance on the server, not flagged: an offline payment"
         " trusts the snapshot's balance when its counter covers the card's although a lower"
@@ -138,13 +128,10 @@ def _ledger_check(world: World) -> list[str]:
 
 # ------------------------------------------------------------------ the end
 def settle(world: World) -> list[str]:
-    """Heal everything, close every till's day and sync every till until it has nothing
-    left; what is left over.
+    """Heal everything and sync every till until it has nothing left; what is left over.
 
-    The day close is what every till does at the end of a day, and it gives each till a
-    record to send: a till learns that a server restored from a backup lost records it had
-    acknowledged only when it next uploads (`SyncAgent._server_behind` reads the answer to
-    a batch), so one with nothing new would never send them again."""
+    No record is made for the end: a till with nothing new to send must learn of a server
+    restored from a backup by itself (the older snapshot, `SyncAgent._after_restore`)."""
     world.log("heal: network up, every request arrives")
     world.network.down = False
     world.network.healed = True
@@ -154,7 +141,6 @@ def settle(world: World) -> list[str]:
     problems = []
     for till in world.tills:
         till.crash_in = None
-        till.running.day_close()
         for _round in range(SETTLE_ROUNDS):
             try:
                 till.running.sync_now()
@@ -251,17 +237,11 @@ def server_cards(world: World) -> dict[str, tuple[int, bool, str | None]]:
 
 def _balances_are_the_journals(world: World) -> list[str]:
     on_server = server_cards(world)
-    lost = _lost_in_restore_cents(world)
-    problems = []
-    for number, cents in sorted(expected_balances(world).items()):
-        balance_cents = on_server[number][0]
-        if balance_cents == cents:
-            continue
-        text = f"card {number}: server {balance_cents}, journals say {cents}"
-        if lost.get(number) and balance_cents == cents - lost[number]:
-            text = f"{KNOWN}restore_loses_authorisation: {text}"
-        problems.append(text)
-    return problems
+    return [
+        f"card {number}: server {on_server[number][0]}, journals say {cents}"
+        for number, cents in sorted(expected_balances(world).items())
+        if on_server[number][0] != cents
+    ]
 
 
 def _merchants_are_the_journals(world: World) -> list[str]:
@@ -273,11 +253,6 @@ def _merchants_are_the_journals(world: World) -> list[str]:
         merchant_id = till.running.config.merchant_id
         moved = sum(-_effect_cents(e) for e in till.running.journal.entries(states=(State.FINAL,)))
         expected[merchant_id] = expected.get(merchant_id, 0) + moved
-    # what the lost records would have moved for the merchant: the card's effect reversed
-    lost = {
-        int(merchant): -cents
-        for merchant, cents in _lost_in_restore_cents(world, by_merchant=True).items()
-    }
     problems = []
     with world.server.ctx.engine.connect() as conn:
         for merchant_id, cents in sorted(expected.items()):
@@ -288,36 +263,8 @@ def _merchants_are_the_journals(world: World) -> list[str]:
             ).scalar_one()
             if balance_cents == cents:
                 continue
-            text = f"merchant {merchant_id}: server {balance_cents}, journals say {cents}"
-            if lost.get(merchant_id) and balance_cents == cents - lost[merchant_id]:
-                text = f"{KNOWN}restore_loses_authorisation: {text}"
-            problems.append(text)
+            problems.append(f"merchant {merchant_id}: server {balance_cents}, journals say {cents}")
     return problems
-
-
-def _lost_in_restore_cents(world: World, by_merchant: bool = False) -> dict[str, int]:
-    """Per card (or merchant id), the effect on the card of the online records the tills
-    showed approved that the server
-    holds as declined: stored as never authorised at upload, or declined when the till
-    asked again after seeing the server behind (`known restore_loses_authorisation`)."""
-    lost: dict[str, int] = {}
-    with world.server.ctx.engine.connect() as conn:
-        for till in world.tills:
-            tid = till.running.config.terminal_id
-            query = sa.select(authorisations.c.seq, authorisations.c.answer).where(
-                authorisations.c.terminal_id == tid,
-                authorisations.c.outcome == ServerOutcome.DECLINED,
-            )
-            declined = {int(seq) for seq, _answer in conn.execute(query)}
-            for entry in till.running.journal.entries(states=(State.FINAL,)):
-                if entry.record.seq in declined:
-                    key = (
-                        str(till.running.config.merchant_id)
-                        if by_merchant
-                        else entry.record.body["card"]
-                    )
-                    lost[key] = lost.get(key, 0) + _effect_cents(entry)
-    return lost
 
 
 def purse_differences(world: World) -> dict[str, str]:

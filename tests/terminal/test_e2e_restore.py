@@ -1,7 +1,9 @@
 """A server restored from an older backup: the terminal sends again what the server lost.
 
-Offline payments are resent; online payments and top-ups the till showed as approved are
-authorised again first, so the restored server books them instead of declining them.
+Offline payments are resent; online payments and top-ups the till showed as approved go
+marked `shown`, so the restored server books them instead of declining them as never seen,
+also those the till had not yet uploaded when the server lost them; a till with nothing new
+to send learns of the restore from the older snapshot the server answers.
 """
 
 from fixtures.server import start_server
@@ -54,13 +56,93 @@ def test_terminal_resends_what_a_restored_server_lost(
         assert till.pay(400, card_timeout_s=10).outcome == Outcome.APPROVED
         till.sync_now()
         assert till.journal.unsent_count() == 0
-        # all the till showed is booked again: online ones too (authorised again before the
-        # resend; the void still reverses the voided one), not declined as unknown
+        # all the till showed is booked again: online ones too (sent as `shown`; the void
+        # still reverses the voided one), not declined as unknown
         assert server.staff.card(number)["balance_cents"] == 4_800
         assert till.agent.last_error is None
         assert server.staff.ledger_check()["ok"]
         server.staff.block(number)  # a change the restored server numbers below the old ones
         till.sync_now()
         assert number in till.snapshot.state.deny
+    finally:
+        server.stop()
+
+
+def _restore(data_dir, backup):
+    """The office restores last night's backup over the stopped server's database."""
+    database = data_dir / "hcard.db"
+    for suffix in ("-wal", "-shm"):
+        database.with_name(database.name + suffix).unlink(missing_ok=True)
+    database.write_bytes(backup.read_bytes())
+
+
+def test_shown_online_payments_not_yet_uploaded_are_booked_by_a_restored_server(
+    tmp_path, card_emulator, terminal_factory, net_proxy
+):
+    """The server approved them and was restored before the till uploaded them: without
+    `shown` it declined them as never authorised, and the customer paid for nothing."""
+    data_dir = tmp_path / "server"
+    server = start_server(data_dir)
+    try:
+        proxy = net_proxy(server.url)
+        terminal = terminal_factory(server, card_emulator.reader_path, proxy=proxy)
+        number, image = server_card(server, 5_000)
+        card_emulator.present(image)
+        till = terminal.till()
+        till.sync_now()
+        backup = backup_sqlite(data_dir / "hcard.db", tmp_path / "backups")
+        paid = till.pay(500, card_timeout_s=10)
+        assert (paid.outcome, paid.offline) == (Outcome.APPROVED, False)
+        assert till.topup(1_000, card_timeout_s=10).outcome == Outcome.APPROVED
+        assert till.journal.unsent_count() == 2  # not uploaded yet
+    finally:
+        server.stop()
+    _restore(data_dir, backup)
+    server = start_server(data_dir)
+    try:
+        proxy.retarget(server.url)
+        assert server.staff.card(number)["balance_cents"] == 5_000
+        till.sync_now()
+        assert till.journal.unsent_count() == 0
+        assert till.agent.last_error is None
+        assert server.staff.card(number)["balance_cents"] == 5_500
+        assert server.staff.ledger_check()["ok"]
+    finally:
+        server.stop()
+
+
+def test_a_till_with_nothing_to_send_resends_what_a_restored_server_lost(
+    tmp_path, card_emulator, terminal_factory, net_proxy
+):
+    """Everything was acknowledged before the restore, and the till makes no new record:
+    the snapshot older than its own tells it, and it sends again from the server's head."""
+    data_dir = tmp_path / "server"
+    server = start_server(data_dir)
+    try:
+        proxy = net_proxy(server.url)
+        terminal = terminal_factory(server, card_emulator.reader_path, proxy=proxy)
+        number, image = server_card(server, 5_000)
+        card_emulator.present(image)
+        till = terminal.till()
+        till.sync_now()
+        backup = backup_sqlite(data_dir / "hcard.db", tmp_path / "backups")
+        assert till.pay(500, card_timeout_s=10).outcome == Outcome.APPROVED
+        till.link.down()
+        assert till.pay(200, card_timeout_s=10).outcome == Outcome.APPROVED
+        till.sync_now()
+        assert till.journal.unsent_count() == 0
+        assert server.staff.card(number)["balance_cents"] == 4_300
+    finally:
+        server.stop()
+    _restore(data_dir, backup)
+    server = start_server(data_dir)
+    try:
+        proxy.retarget(server.url)
+        assert server.staff.card(number)["balance_cents"] == 5_000
+        till.sync_now()
+        assert server.staff.card(number)["balance_cents"] == 4_300
+        assert till.journal.unsent_count() == 0
+        assert till.agent.last_error is None
+        assert server.staff.ledger_check()["ok"]
     finally:
         server.stop()

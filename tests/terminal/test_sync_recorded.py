@@ -135,14 +135,19 @@ def test_each_batch_names_the_times_of_its_own_records_only(journal, monkeypatch
 
 
 class _OldServer:
-    """A server from before `recorded_s`: it refuses any other key than `records`."""
+    """A server from before `recorded_s` and `shown`: it refuses any other key than `records`."""
 
     def __init__(self) -> None:
         self.calls: list[dict[int, int] | None] = []
 
-    def sync(self, records: list[Record], recorded_s: dict[int, int] | None = None):
+    def sync(
+        self,
+        records: list[Record],
+        recorded_s: dict[int, int] | None = None,
+        shown: list[int] | None = None,
+    ):
         self.calls.append(recorded_s)
-        if recorded_s:
+        if recorded_s or shown:
             raise HCardError(Code.MALFORMED_REQUEST, reason='body must be {"records": [...]}')
         return {
             "results": [
