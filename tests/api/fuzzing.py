@@ -8,9 +8,15 @@ per file keeps the runs apart (a throttled address, a revoked till) and lets xdi
 them. The town has money in it before the run (a top-up and an online payment), so "no
 money changed" says something.
 
-The schema is the one the server serves (`/openapi.json`). Every check schemathesis has
-runs (`CHECKS`); the generation is derandomized with no example database, so a run is the
-same every time and a failure replays.
+Why HTTP and not schemathesis' in-process ASGI transport: the signature covers the raw
+path as uvicorn hands it on, the body limit counts what arrives on the socket, and the
+tills' answers (gzip, `Connection: close` after a 413) are uvicorn's; in process, none of
+that would be the server's own. The cost is a server start per file (a few seconds).
+
+The description is the app's own (`_description`, made in process when the tests are
+collected; `test_openapi.py` checks the server serves the same). Every check schemathesis
+has runs (`CHECKS`), and ours; the generation is derandomized with no example database,
+so a run is the same every time and a failure replays.
 """
 
 from __future__ import annotations
