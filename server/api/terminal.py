@@ -138,6 +138,13 @@ _SYNC = {
             "propertyNames": {"pattern": "^[0-9]{1,19}$"},
             "additionalProperties": {"type": "integer", "minimum": 0, "maximum": MAX_ID},
         },
+        "shown": {
+            "type": "array",
+            "description": "the seqs of the batch's online records the till showed as "
+            "approved; at most one per record",
+            "maxItems": BATCH_RECORDS,
+            "items": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+        },
     },
 }
 
