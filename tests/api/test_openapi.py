@@ -18,6 +18,7 @@ from hcard.server.api.errors import status_of
 from hcard.server.api.routes import api_routes
 from hcard.server.app import create_app
 from hcard.server.context import Context
+from hcard.server.services import sync
 from hcard.server.settings import Settings
 
 with warnings.catch_warnings():
@@ -166,3 +167,12 @@ def test_the_record_is_described_with_exactly_its_wire_fields(app_and_descriptio
     body = served["paths"]["/v1/terminal/authorise"]["post"]["requestBody"]
     record = body["content"]["application/json"]["schema"]["properties"]["record"]
     assert set(record["required"]) == set(record["properties"]) == records._WIRE_FIELDS
+
+
+def test_the_sync_body_is_described_with_exactly_its_keys(app_and_description: Any) -> None:
+    """Read raw (its bytes are signed), the body is described by hand: a key the server
+    learns must be described too."""
+    _app, served = app_and_description
+    body = served["paths"]["/v1/terminal/sync"]["post"]["requestBody"]
+    described = body["content"]["application/json"]["schema"]["properties"]
+    assert set(described) == sync._BODY_KEYS
