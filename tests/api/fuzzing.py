@@ -250,20 +250,24 @@ class Town:
     #: the till's records so far (its chain: a sync sends them from the first)
     payments: list[Record]
     money_before: dict[str, object]
-    #: the statuses each operation answered in the run (`got_past`)
-    answers: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
+    #: by caller, the statuses each operation answered in the run (`got_past`)
+    answers: dict[str, dict[str, set[int]]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(set))
+    )
 
-    def call(self, case: schemathesis.Case, **kwargs: Any) -> schemathesis.Response:
+    def call(self, case: schemathesis.Case, caller: str, **kwargs: Any) -> schemathesis.Response:
         """Send the case to this town's server and run every check on the answer."""
         response = case.call_and_validate(base_url=self.server.url, checks=CHECKS, **kwargs)
-        self.answers[case.operation.label].add(response.status_code)
+        self.answers[caller][case.operation.label].add(response.status_code)
         return response
 
-    def got_past(self, refused: int) -> None:
-        """Every operation answered something else than `refused` at least once: the run
-        was not stopped at the door (a signature or a session the server did not take)."""
-        stuck = {label: found for label, found in self.answers.items() if found == {refused}}
-        assert self.answers, "no operation ran"
+    def got_past(self, caller: str, refused: int = 401) -> None:
+        """Every operation answered the caller something else than `refused` at least once:
+        its run was not stopped at the door (a signature or a session the server did not
+        take)."""
+        answers = self.answers[caller]
+        stuck = {label: found for label, found in answers.items() if found == {refused}}
+        assert answers, f"no operation ran as {caller}"
         assert not stuck, stuck
 
     @property
