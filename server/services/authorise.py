@@ -129,7 +129,7 @@ def decide(
     else:
         txn = booking.till_topup(till, record.seq, card.account_id, amount)
     try:
-        txn_id = ledger.post(conn, txn, now_s=ctx.now())
+        booked = ledger.book(conn, txn, now_s=ctx.now())
     except HCardError as exc:
         if exc.code is not Code.INSUFFICIENT_FUNDS:
             raise
@@ -137,8 +137,8 @@ def decide(
         return answer(
             record.seq, Outcome.DECLINED, Code.INSUFFICIENT_FUNDS, balance, max(balance, 0)
         ), None
-    balance = _balance(conn, card.account_id)
-    return answer(record.seq, Outcome.APPROVED, None, balance, balance), txn_id
+    balance = booked.balances_cents[card.account_id]
+    return answer(record.seq, Outcome.APPROVED, None, balance, balance), booked.txn_id
 
 
 def _balance(conn: sa.Connection, account_id: int) -> int:

@@ -140,6 +140,8 @@ def post_many(conn: sa.Connection, txns: Sequence[Txn], *, now_s: float) -> list
         raise LedgerInvariantError("at most one guarded posting per call, applied first")
     touched = sorted({e.account_id for txn in txns for e in txn.entries})
     locking.accounts(conn, touched)
+    if len(txns) == 1 and not db_engine.is_sqlite(conn.engine):
+        return [_book_postgres(conn, txns[0], touched, now_s).txn_id]
     for entry in guarded:
         debit = (
             sa.update(accounts)
@@ -207,6 +209,101 @@ def post_many(conn: sa.Connection, txns: Sequence[Txn], *, now_s: float) -> list
     # Terminals learn about every changed card balance from the next snapshot.
     snapshot.cards_changed(conn, cards.c.account_id.in_(touched))
     return ids
+
+
+@dataclass(frozen=True)
+class Booked:
+    """A booked transaction: its id, and the balances after it of the accounts it moved."""
+
+    txn_id: int
+    balances_cents: dict[int, int]
+
+
+def book(conn: sa.Connection, txn: Txn, *, now_s: float) -> Booked:
+    """Book one transaction (as `post`) and return it with the balances it left behind, for
+    an answer that tells the till the card's new balance (`services.authorise`).
+
+    On PostgreSQL the locks (`locking.accounts`) are one statement and the booking another
+    (`_book_postgres`) that returns the balances: the rows every payment updates (the
+    merchant's account, the snapshot version) are held from the lock to the commit, and
+    three round trips there instead of nine let the next payment have them sooner. On
+    SQLite a statement costs microseconds and the balances are read after `post`."""
+    if db_engine.is_sqlite(conn.engine):
+        txn_id = post(conn, txn, now_s=now_s)
+        ids = [entry.account_id for entry in txn.entries]
+        rows = conn.execute(
+            sa.select(accounts.c.id, accounts.c.balance_cents).where(accounts.c.id.in_(ids))
+        ).tuples()
+        return Booked(txn_id, dict(rows.all()))
+    check_balanced(txn.entries)
+    guarded = [entry for entry in txn.entries if entry.floor_cents is not None]
+    if len(guarded) > 1:
+        raise LedgerInvariantError("at most one guarded posting per call, applied first")
+    touched = sorted(entry.account_id for entry in txn.entries)
+    locking.accounts(conn, touched)
+    return _book_postgres(conn, txn, touched, now_s)
+
+
+def _book_postgres(conn: sa.Connection, txn: Txn, touched: list[int], now_s: float) -> Booked:
+    """Book `txn` (checked, its accounts locked) on PostgreSQL in one statement: the guarded
+    debit, the other postings' balance changes, the transaction and its postings, and the
+    new snapshot version of its cards (`snapshot.cards_changed_sql`). Every part after the
+    guarded debit runs only if the debit's condition held; otherwise nothing is written and
+    INSUFFICIENT_FUNDS is raised, as `post_many` does."""
+    guarded = [entry for entry in txn.entries if entry.floor_cents is not None]
+    others = [entry for entry in txn.entries if entry.floor_cents is None]
+    ctes: list[str] = []
+    params: dict[str, object] = {
+        "ids": [entry.account_id for entry in others],
+        "amounts": [entry.amount_cents for entry in others],
+        "all_ids": [entry.account_id for entry in txn.entries],
+        "all_amounts": [entry.amount_cents for entry in txn.entries],
+        "touched": touched,
+        "kind": str(txn.kind),
+        "created_s": now_s,
+        "terminal_id": txn.terminal_id,
+        "seq": txn.seq,
+        "user_id": txn.user_id,
+        "reason": txn.reason,
+        "label": txn.label,
+    }
+    if guarded:
+        params |= {
+            "debit_id": guarded[0].account_id,
+            "debit_cents": guarded[0].amount_cents,
+            "floor_cents": guarded[0].floor_cents,
+        }
+        ctes.append(
+            "debit AS (UPDATE accounts SET balance_cents = balance_cents + :debit_cents"
+            " WHERE id = :debit_id AND balance_cents + :debit_cents >= :floor_cents"
+            " RETURNING id, balance_cents)"
+        )
+        debited = " AND EXISTS (SELECT FROM debit)"
+        balances = "SELECT id, balance_cents FROM debit UNION ALL "
+    else:
+        debited = balances = ""
+    ctes += [
+        "moved AS (UPDATE accounts SET balance_cents = accounts.balance_cents + d.amount"  # noqa: S608 - our names, values bound
+        " FROM unnest(CAST(:ids AS BIGINT[]), CAST(:amounts AS BIGINT[])) AS d(id, amount)"
+        f" WHERE accounts.id = d.id{debited} RETURNING accounts.id, accounts.balance_cents)",
+        "txn AS (INSERT INTO transactions"
+        " (kind, created_s, terminal_id, seq, user_id, reason, label)"
+        " SELECT :kind, :created_s, :terminal_id, :seq, :user_id, :reason, :label"
+        f" WHERE TRUE{debited} RETURNING id)",
+        "booked AS (INSERT INTO postings (txn_id, account_id, amount_cents)"
+        " SELECT txn.id, p.id, p.amount FROM txn,"
+        " unnest(CAST(:all_ids AS BIGINT[]), CAST(:all_amounts AS BIGINT[])) AS p(id, amount))",
+        *snapshot.cards_changed_sql(conn, "touched", after="txn"),
+    ]
+    statement = (
+        f"WITH {', '.join(ctes)} "  # noqa: S608 - fixed text, values bound
+        f"SELECT (SELECT id FROM txn) AS txn_id, b.id, b.balance_cents"
+        f" FROM ({balances}SELECT id, balance_cents FROM moved) AS b"
+    )
+    rows = conn.execute(sa.text(statement), params).all()
+    if not rows or rows[0].txn_id is None:
+        raise HCardError(Code.INSUFFICIENT_FUNDS)
+    return Booked(rows[0].txn_id, {row.id: row.balance_cents for row in rows})
 
 
 #: the most movements one history lists

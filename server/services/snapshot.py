@@ -59,6 +59,21 @@ def cards_changed(
     return version
 
 
+def cards_changed_sql(conn: sa.Connection, account_ids: str, *, after: str) -> list[str]:
+    """`cards_changed` for the cards of the accounts in the bound array `:<account_ids>`, as
+    two CTEs of a PostgreSQL statement that books (`ledger._book_postgres`): a new version
+    from the counter's row, taken only when the CTE `after` has a row, given to the cards.
+    The same order of locks: the counter's row, then the cards'."""
+    locking.version_counter(conn)
+    return [
+        "version AS (UPDATE counters SET value = value + 1"  # noqa: S608 - our names, values bound
+        f" WHERE name = '{CounterName.VERSION}' AND EXISTS (SELECT FROM {after})"
+        " RETURNING value)",
+        "changed_cards AS (UPDATE cards SET version = version.value FROM version"  # noqa: S608 - our names, values bound
+        f" WHERE cards.account_id = ANY(CAST(:{account_ids} AS BIGINT[])))",
+    ]
+
+
 #: a delta carrying at least FULL_SHARE_NUM / FULL_SHARE_DEN of the issued cards is
 #: answered in full: each changed card is in the delta's balances and in `deny_add` or
 #: `deny_remove` (~75 bytes), in the full only in its balances (~56): from about 3/4 of
