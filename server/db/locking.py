@@ -153,6 +153,28 @@ def accounts(
             wanted = sa.or_(wanted, account_table.c.id.in_(of_cards))
         query = sa.select(account_table.c.id).where(wanted).order_by(account_table.c.id)
         ids = list(conn.execute(query.with_for_update()).scalars())
+    _add_accounts(held, ids)
+
+
+def accounts_sql(conn: sa.Connection, account_ids: Iterable[int], param: str) -> str:
+    """`accounts(conn, account_ids)` as the CTE `locked` of a PostgreSQL statement that
+    books (`ledger._book_postgres`), its ids in the bound array `:<param>`: one round trip
+    fewer while the rows every payment updates are held. Every write of that statement must
+    wait for it (a one-time filter `(SELECT count(*) FROM locked) > 0`, which PostgreSQL
+    evaluates in full before the write's first row), so the rows are locked in id order
+    before any of them changes, as `accounts` does."""
+    held = _held(conn)
+    _enter(held, Stage.ACCOUNTS)
+    _add_accounts(held, sorted(set(account_ids)))
+    return (
+        f"locked AS (SELECT id FROM accounts WHERE id = ANY(CAST(:{param} AS BIGINT[]))"  # noqa: S608 - our names, values bound
+        " ORDER BY id FOR UPDATE)"
+    )
+
+
+def _add_accounts(held: _Held, ids: list[int]) -> None:
+    """Note the account ids (in increasing order) as held; LockOrderError for a new one below
+    the highest held."""
     new = [account_id for account_id in ids if account_id not in held.accounts]
     if held.ids_known and new and held.accounts and min(new) < max(held.accounts):
         raise LockOrderError(f"accounts {new} locked after account {max(held.accounts)}")

@@ -138,10 +138,10 @@ def post_many(conn: sa.Connection, txns: Sequence[Txn], *, now_s: float) -> list
     if len(guarded) > 1:
         # only one debit can be checked in the statement that makes it, before any change
         raise LedgerInvariantError("at most one guarded posting per call, applied first")
+    if len(txns) == 1 and not db_engine.is_sqlite(conn.engine):
+        return [_book_postgres(conn, txns[0], now_s).txn_id]
     touched = sorted({e.account_id for txn in txns for e in txn.entries})
     locking.accounts(conn, touched)
-    if len(txns) == 1 and not db_engine.is_sqlite(conn.engine):
-        return [_book_postgres(conn, txns[0], touched, now_s).txn_id]
     for entry in guarded:
         debit = (
             sa.update(accounts)
@@ -223,11 +223,11 @@ def book(conn: sa.Connection, txn: Txn, *, now_s: float) -> Booked:
     """Book one transaction (as `post`) and return it with the balances it left behind, for
     an answer that tells the till the card's new balance (`services.authorise`).
 
-    On PostgreSQL the locks (`locking.accounts`) are one statement and the booking another
-    (`_book_postgres`) that returns the balances: the rows every payment updates (the
-    merchant's account, the snapshot version) are held from the lock to the commit, and
-    three round trips there instead of nine let the next payment have them sooner. On
-    SQLite a statement costs microseconds and the balances are read after `post`."""
+    On PostgreSQL the locks and the booking are one statement (`_book_postgres`) that also
+    returns the balances: the rows every payment updates (the merchant's account, the
+    snapshot version) are held from the lock to the commit, and each round trip less there
+    lets the next payment have them sooner. On SQLite a statement costs microseconds and
+    the balances are read after `post`."""
     if db_engine.is_sqlite(conn.engine):
         txn_id = post(conn, txn, now_s=now_s)
         ids = [entry.account_id for entry in txn.entries]
@@ -239,20 +239,21 @@ def book(conn: sa.Connection, txn: Txn, *, now_s: float) -> Booked:
     guarded = [entry for entry in txn.entries if entry.floor_cents is not None]
     if len(guarded) > 1:
         raise LedgerInvariantError("at most one guarded posting per call, applied first")
-    touched = sorted(entry.account_id for entry in txn.entries)
-    locking.accounts(conn, touched)
-    return _book_postgres(conn, txn, touched, now_s)
+    return _book_postgres(conn, txn, now_s)
 
 
-def _book_postgres(conn: sa.Connection, txn: Txn, touched: list[int], now_s: float) -> Booked:
-    """Book `txn` (checked, its accounts locked) on PostgreSQL in one statement: the guarded
-    debit, the other postings' balance changes, the transaction and its postings, and the
-    new snapshot version of its cards (`snapshot.cards_changed_sql`). Every part after the
-    guarded debit runs only if the debit's condition held; otherwise nothing is written and
+def _book_postgres(conn: sa.Connection, txn: Txn, now_s: float) -> Booked:
+    """Book `txn` (checked) on PostgreSQL in one statement: its accounts locked in id order
+    (`locking.accounts_sql`), the guarded debit, the other postings' balance changes, the
+    transaction and its postings, and the new snapshot version of its cards
+    (`snapshot.cards_changed_sql`). Every write waits for the locks; every part after the
+    guarded debit runs only if the debit's condition held, otherwise nothing is written and
     INSUFFICIENT_FUNDS is raised, as `post_many` does."""
     guarded = [entry for entry in txn.entries if entry.floor_cents is not None]
     others = [entry for entry in txn.entries if entry.floor_cents is None]
-    ctes: list[str] = []
+    touched = sorted(entry.account_id for entry in txn.entries)
+    ctes = [locking.accounts_sql(conn, touched, "touched")]
+    locked = " AND (SELECT count(*) FROM locked) > 0"
     params: dict[str, object] = {
         "ids": [entry.account_id for entry in others],
         "amounts": [entry.amount_cents for entry in others],
@@ -274,14 +275,14 @@ def _book_postgres(conn: sa.Connection, txn: Txn, touched: list[int], now_s: flo
             "floor_cents": guarded[0].floor_cents,
         }
         ctes.append(
-            "debit AS (UPDATE accounts SET balance_cents = balance_cents + :debit_cents"
+            "debit AS (UPDATE accounts SET balance_cents = balance_cents + :debit_cents"  # noqa: S608 - our names, values bound
             " WHERE id = :debit_id AND balance_cents + :debit_cents >= :floor_cents"
-            " RETURNING id, balance_cents)"
+            f"{locked} RETURNING id, balance_cents)"
         )
         debited = " AND EXISTS (SELECT FROM debit)"
         balances = "SELECT id, balance_cents FROM debit UNION ALL "
     else:
-        debited = balances = ""
+        debited, balances = locked, ""
     ctes += [
         "moved AS (UPDATE accounts SET balance_cents = accounts.balance_cents + d.amount"  # noqa: S608 - our names, values bound
         " FROM unnest(CAST(:ids AS BIGINT[]), CAST(:amounts AS BIGINT[])) AS d(id, amount)"
