@@ -65,9 +65,10 @@ class SyncStatus(StrEnum):
 KINDS = tuple(kind.value for kind in RecordKind)
 MODES = tuple(mode.value for mode in PaymentMode)
 
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_HEX128 = re.compile(r"^[0-9a-f]{128}$")
-_UID = re.compile(r"^[0-9a-f]{14}$")
+# used with fullmatch: `$` would also match before a trailing newline ("<64 hex>\n")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_HEX128 = re.compile(r"[0-9a-f]{128}")
+_UID = re.compile(r"[0-9a-f]{14}")
 
 
 class RecordError(ValueError):
@@ -132,7 +133,7 @@ def validate_body(kind: str, body: Any) -> None:
     if kind == RecordKind.PAYMENT:
         _card(body)
         _amount(body)
-        if not isinstance(body["uid"], str) or not _UID.match(body["uid"]):
+        if not isinstance(body["uid"], str) or not _UID.fullmatch(body["uid"]):
             raise RecordError("body.uid must be 14 lower-case hex characters")
         _int(body, "tip_cents", 0, MAX_AMOUNT_CENTS)
         if body["tip_cents"] >= body["amount_cents"]:
@@ -199,7 +200,7 @@ class Record:
         _int(data, "terminal_id", 1, MAX_ID)
         _int(data, "seq", 1, MAX_ID)
         for name, pattern in (("prev", _HEX64), ("sig", _HEX128)):
-            if not isinstance(data[name], str) or not pattern.match(data[name]):
+            if not isinstance(data[name], str) or not pattern.fullmatch(data[name]):
                 raise RecordError(f"{name} has the wrong form")
         validate_body(data["kind"], data["body"])
         return cls(

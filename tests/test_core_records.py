@@ -132,6 +132,17 @@ def test_bad_bodies_are_refused(kind, body):
         records.make_record(KEY, 1, 1, records.GENESIS_HASH, kind, body)
 
 
+_PAYMENT_BODY = {
+    "card": "9276000000000123",
+    "uid": "04a1b2c3d4e5f6",
+    "amount_cents": 5,
+    "tip_cents": 0,
+    "mode": "online",
+    "counter": 1,
+    "purse_cents": 0,
+}
+
+
 @pytest.mark.parametrize(
     "mutate",
     [
@@ -140,10 +151,17 @@ def test_bad_bodies_are_refused(kind, body):
         lambda w: w.update(seq=0),
         lambda w: w.update(prev="xyz"),
         lambda w: w.update(sig="00"),
+        lambda w: w.update(sig=w["sig"] + "\n"),  # `$` alone matches before a newline
+        lambda w: w.update(prev=w["prev"] + "\n"),
+        lambda w: w.update(kind="payment", body={**_PAYMENT_BODY, "uid": "04a1b2c3d4e5f6\n"}),
         lambda w: w.update(extra=1),
     ],
 )
 def test_from_wire_refuses_malformed(mutate):
+    # the unmutated wire and a payment with this body are well-formed
+    assert records.Record.from_wire(
+        {**_chain(1)[0].to_wire(), "kind": "payment", "body": _PAYMENT_BODY}
+    )
     wire = _chain(1)[0].to_wire()
     mutate(wire)
     with pytest.raises(records.RecordError):
