@@ -45,7 +45,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from hcard.chain import ChainProblem, first_problem
-from hcard.encoding import MAX_ID, canonical_bytes
+from hcard.encoding import MAX_ID, canonical_bytes, canonical_bytes_checked
 from hcard.errors import Code, HCardError
 from hcard.records import PaymentMode, Record, RecordError, RecordKind
 from hcard.server.context import Context
@@ -93,12 +93,15 @@ _ALERT_FOR = {
 
 
 class CachedRecord(Record):
-    """A record that encodes itself once: signature check, hash and storage share the bytes."""
+    """A record that encodes itself once: signature check, hash and storage share the bytes.
+
+    Made only by `from_wire` (`parse_batch`), which has checked the type of every field, so
+    the encoding skips `canonical_bytes`' walk over them (the same bytes)."""
 
     def signed_bytes(self) -> bytes:
         cached = self.__dict__.get("_signed_bytes")
         if cached is None:
-            cached = super().signed_bytes()
+            cached = canonical_bytes_checked(self.unsigned())
             object.__setattr__(self, "_signed_bytes", cached)
         return cached
 
