@@ -28,6 +28,11 @@ HEADER_SIGNATURE = "X-HCard-Signature"
 #: many journal records it has not uploaded yet); the server stores them for the office
 HEADER_SOFTWARE = "Hcard-Software"
 HEADER_RECORDS_WAITING = "Hcard-Records-Waiting"
+#: the snapshot answer's: the terminal's chain head as the server holds it (seq, hash), as
+#: trusted as a sync answer's `last_seq`/`last_hash`; below what the till saw acknowledged,
+#: the server was restored from a backup and the till sends again what it lost
+HEADER_CHAIN_SEQ = "Hcard-Chain-Seq"
+HEADER_CHAIN_HASH = "Hcard-Chain-Hash"
 _DOMAIN = b"HCARD-REQUEST-1"
 
 

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib import metadata
-from typing import Any
+from typing import Any, NamedTuple
 
 import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -51,6 +51,22 @@ def _software() -> str:
 
 
 SOFTWARE_VERSION = _software()
+
+
+class SnapshotAnswer(NamedTuple):
+    body: bytes
+    #: (seq, hash) of the till's chain on the server, None from a server that does not say
+    chain_head: tuple[int, str] | None
+
+
+def _chain_head(headers: Mapping[str, str]) -> tuple[int, str] | None:
+    """The snapshot answer's `Hcard-Chain-Seq`/`-Hash`, None when missing or malformed."""
+    seq, head_hash = headers.get(reqsign.HEADER_CHAIN_SEQ), headers.get(reqsign.HEADER_CHAIN_HASH)
+    if seq is None or head_hash is None or not seq.isdigit() or len(seq) > 19:
+        return None
+    if len(head_hash) != 64 or head_hash.strip("0123456789abcdef"):
+        return None
+    return int(seq), head_hash
 
 
 class ServerUnreachableError(Exception):
@@ -222,14 +238,16 @@ class ServerClient:
     def snapshot(self, since: int) -> dict[str, Any]:
         return self.request("GET", f"/v1/terminal/snapshot?since={since}", None, SYNC_TIMEOUT_S)
 
-    def snapshot_body(self, since: int, keys_sha256: str | None = None) -> bytes:
+    def snapshot_body(self, since: int, keys_sha256: str | None = None) -> SnapshotAnswer:
         """The snapshot answer's bytes as they came (gzip undone): the till checks the
         issuer's signature over them (`SnapshotStore.apply_body`). With `keys_sha256`, the
-        digest of the terminal keys it holds, a delta leaves them out if they are still those."""
+        digest of the terminal keys it holds, a delta leaves them out if they are still those.
+        Beside them the till's chain head on the server, if the answer says it."""
         path = f"/v1/terminal/snapshot?since={since}"
         if keys_sha256 is not None:
             path += f"&keys_sha256={keys_sha256}"
-        return self._signed_response("GET", path, None, SYNC_TIMEOUT_S).content
+        response = self._signed_response("GET", path, None, SYNC_TIMEOUT_S)
+        return SnapshotAnswer(response.content, _chain_head(response.headers))
 
     def card(self, card_number: str) -> dict[str, Any]:
         return self.request("GET", f"/v1/terminal/cards/{card_number}", None, CHECK_TIMEOUT_S)

@@ -110,10 +110,9 @@ class SyncAgent:
             except HCardError as exc:  # refused as a whole (revoked): nothing is settled
                 self.last_error = exc.code.value
                 raise
-            held_version = self.snapshot.state.version
-            snapshot_error = self._pull_snapshot()
-            if self.snapshot.state.version < held_version:
-                uploaded = self._after_restore(uploaded)
+            snapshot_error, chain_head = self._pull_snapshot()
+            if chain_head is not None and self._restored_before(chain_head):
+                uploaded = self._after_restore(uploaded, chain_head[0])
             now_s = self.payments.clock.now_s()
             self.link.ok()
             self.last_sync_s = now_s
@@ -162,17 +161,21 @@ class SyncAgent:
             for text in booked_refusals:
                 log.warning("server booked a record as refused: %s", text)
 
-    def _after_restore(self, uploaded: dict[str, Any]) -> dict[str, Any]:
-        """The server answered a snapshot older than the one held: it was restored from a
-        backup. With nothing unsent, the upload never sees its head behind what it once
-        acknowledged, so the last acknowledged record goes again: a server that still holds
-        it answers `already_applied`; one that lost it shows its head, and `_upload` sends
-        (and authorises) again what it lost."""
-        acked = self.journal.acked_seq()
-        if acked == 0 or uploaded.get("refused") is not None:
+    def _restored_before(self, chain_head: tuple[int, str]) -> bool:
+        """The server's head of our chain (the snapshot answer's) is before what it once
+        acknowledged, and on our chain: a server restored from a backup."""
+        seq, head_hash = chain_head
+        return seq < self.journal.acked_seq() and self.journal.hash_of(seq) == head_hash
+
+    def _after_restore(self, uploaded: dict[str, Any], head: int) -> dict[str, Any]:
+        """The snapshot answer says the server holds our chain only up to `head`: it was
+        restored from a backup. With nothing unsent, the upload would never see it (only a
+        batch's answer shows the head), so the acknowledgement goes back to the head and the
+        lost records go again in this round, the shown online ones marked `shown`."""
+        if uploaded.get("refused") is not None:
             return uploaded
-        log.warning("snapshot older than the one held (server restored?): checking its head")
-        self.journal.rewind_acked(acked - 1)
+        log.warning("server holds only up to seq %s (restored?): sending again from there", head)
+        self.journal.rewind_acked(head)
         again = self._upload()
         return {
             "uploaded": uploaded["uploaded"] + again["uploaded"],
@@ -247,18 +250,19 @@ class SyncAgent:
             raise ServerUnreachableError("sync answer malformed") from exc
         return acked, refusals
 
-    def _pull_snapshot(self) -> str | None:
+    def _pull_snapshot(self) -> tuple[str | None, tuple[int, str] | None]:
+        """(why the snapshot was refused or None, our chain head on the server if it said)."""
         try:
             # a server restored from a backup is behind `since`: it answers in full; one
             # answer however long the till was off (docs/protocol.md), checked as it came
-            body = self.client.snapshot_body(self.snapshot.since(), self.snapshot.keys_sha256())
-            state = self.snapshot.apply_body(body)
+            answer = self.client.snapshot_body(self.snapshot.since(), self.snapshot.keys_sha256())
+            state = self.snapshot.apply_body(answer.body)
         except HCardError as exc:
             log.error("snapshot refused: %s", exc.code)
             self.last_error = exc.code.value
-            return exc.code.value
+            return exc.code.value, None
         self.payments.clock.learn(state.server_time_s)
-        return None
+        return None, answer.chain_head
 
 
 def _online(record: Record) -> bool:

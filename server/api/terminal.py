@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from hcard import records
+from hcard import records, reqsign
 from hcard.encoding import MAX_ID
 from hcard.errors import Code, HCardError
 from hcard.server.api import openapi
@@ -192,7 +192,29 @@ def sync_records(ctx: ContextDep, signed: SignedBookingDep) -> Response:
     return Response(content=json.dumps(answer), media_type="application/json")
 
 
-@router.get("/terminal/snapshot")
+_CHAIN_HEAD_HEADERS = {
+    reqsign.HEADER_CHAIN_SEQ: {
+        "description": "the last seq of this terminal's chain the server holds (0: none)",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_ID},
+    },
+    reqsign.HEADER_CHAIN_HASH: {
+        "description": "that record's hash (the genesis hash for 0)",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+    },
+}
+
+
+@router.get(
+    "/terminal/snapshot",
+    responses={
+        200: {
+            "description": "The signed snapshot `{sig, snapshot}` (gzip when accepted)",
+            "headers": _CHAIN_HEAD_HEADERS,
+        }
+    },
+)
 def get_snapshot(
     ctx: ContextDep,
     terminal: TerminalDep,
@@ -201,12 +223,13 @@ def get_snapshot(
     keys_sha256: Annotated[str | None, Query(pattern="^[0-9a-f]{64}$")] = None,
 ) -> Response:
     """Deny-list, balances, limits, terminal keys; only changes after `since` unless full,
-    and no keys in a delta when `keys_sha256` is theirs. The signed canonical bytes,
-    gzipped for a client that accepts it."""
-    del terminal  # authenticated; the snapshot is the same for every terminal
+    and no keys in a delta when `keys_sha256` is theirs. The signed canonical bytes (the
+    same for every terminal), gzipped for a client that accepts it; the terminal's chain
+    head on the server in two headers."""
     body, headers = snapshot.encode(
         snapshot.answer(ctx, since, keys_sha256), request.headers.get("accept-encoding")
     )
+    headers = {**headers, **terminals.chain_head_headers(ctx, terminal.id)}
     return Response(content=body, media_type="application/json", headers=headers)
 
 

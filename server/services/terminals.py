@@ -439,6 +439,15 @@ def _consume_nonce(conn: sa.Connection, ctx: Context, terminal_id: int, nonce: s
         conn.execute(sa.delete(nonces).where(nonces.c.seen_s < now - ctx.settings.nonce_keep_s))
 
 
+def chain_head_headers(ctx: Context, terminal_id: int) -> dict[str, str]:
+    """The terminal's chain head as the snapshot answer's headers (`reqsign.HEADER_CHAIN_*`):
+    each sync round pulls the snapshot, so a till with nothing to upload still learns of a
+    server restored to before what it had acknowledged."""
+    with db_engine.read(ctx.engine) as conn:
+        seq, head_hash = chain_head(conn, terminal_id, lock=False)
+    return {reqsign.HEADER_CHAIN_SEQ: str(seq), reqsign.HEADER_CHAIN_HASH: head_hash}
+
+
 def chain_head(conn: sa.Connection, terminal_id: int, *, lock: bool) -> tuple[int, str]:
     """(last_seq, last_hash) the server has of the terminal; with `lock`, serialise per terminal.
 
