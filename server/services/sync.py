@@ -317,7 +317,7 @@ def _previous(conn: sa.Connection, terminal_id: int, seqs: list[int]) -> dict[in
     }
 
 
-@dataclass
+@dataclass(slots=True)
 class _Booked:
     status: SyncStatus  # APPLIED or REFUSED (what the journal stores)
     code: Code | None = None
@@ -330,7 +330,7 @@ class _Booked:
         return self.code.value if self.code else None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Card:
     id: int
     number: str
@@ -372,10 +372,14 @@ class _Batch:
                 break
             booked.append(outcome)
         # after every record is decided: a payment voided later in the batch is no rollback
-        for record, outcome in zip(self.records, booked, strict=False):
-            if _wrote_card(record, outcome):
+        decided = self.records[: len(booked)]
+        wrote = [
+            _wrote_card(record, outcome) for record, outcome in zip(decided, booked, strict=True)
+        ]
+        for record, wrote_card in zip(decided, wrote, strict=True):
+            if wrote_card:
                 self._check_counter(record)
-        self._write(self.records[: len(booked)], booked)
+        self._write(decided, booked, wrote)
         return booked
 
     # --- load ------------------------------------------------------------------------
@@ -408,16 +412,8 @@ class _Batch:
                 .where(cards.c.number.in_(numbers))
             )
             self.cards = {
-                row.number: _Card(
-                    row.id,
-                    row.number,
-                    row.uid,
-                    row.account_id,
-                    row.balance_cents,
-                    row.counter,
-                    bool(row.flagged),
-                )
-                for row in rows
+                number: _Card(card_id, number, uid, account_id, balance, counter, bool(flagged))
+                for card_id, number, uid, account_id, counter, flagged, balance in rows
             }
         online = [r.seq for r in self.records if _authorised_kind(r)]
         self.authorised: dict[int, AnyRow] = {}
@@ -472,11 +468,14 @@ class _Batch:
     # --- decide ----------------------------------------------------------------------
 
     def _decide(self, record: Record) -> _Booked:
-        if _authorised_kind(record):
-            return self._confirm_authorised(record)
-        if record.kind == _PAYMENT:
+        kind = record.kind
+        if kind == _PAYMENT:
+            if record.body["mode"] == _ONLINE:
+                return self._confirm_authorised(record)
             return self._offline_payment(record)
-        if record.kind == _VOID:
+        if kind == _TOPUP_REQUEST:
+            return self._confirm_authorised(record)
+        if kind == _VOID:
             return self._void(record)
         return _Booked(_APPLIED)  # day_close: stored for the statement
 
@@ -509,10 +508,15 @@ class _Batch:
             self.counters[card.id] = counter
         if record.seq in self.voided:
             return
+        key, tid_now = (number, counter), self.terminal.id
+        writers = self.seen_counters.get(key)
+        if writers is None:  # nearly every payment: a pair never seen
+            self.seen_counters[key] = [(tid_now, record.seq)]
+            return
         seen = [
             (tid, seq)
-            for tid, seq in self.seen_counters.setdefault((number, counter), [])
-            if not (tid == self.terminal.id and seq in self.voided)  # voided by this batch
+            for tid, seq in writers
+            if not (tid == tid_now and seq in self.voided)  # voided by this batch
         ]
         if seen:
             self._alert(
@@ -522,7 +526,7 @@ class _Batch:
                 number,
             )
             self.flags[card.id] = FlagReason.CARD_ROLLBACK
-        self.seen_counters[(number, counter)].append((self.terminal.id, record.seq))
+        writers.append((tid_now, record.seq))
 
     def _confirm_authorised(self, record: Record) -> _Booked:
         """The record was booked (or declined) at authorisation; it must be that very record.
@@ -679,7 +683,9 @@ class _Batch:
 
     # --- write -----------------------------------------------------------------------
 
-    def _write(self, records: list[Record], booked: list[_Booked]) -> None:
+    def _write(self, records: list[Record], booked: list[_Booked], wrote: list[bool]) -> None:
+        """Book the transactions, store every record (`wrote`: did it write its counter to
+        the card, `_wrote_card`), the voids, alerts, flags and the cards' counters."""
         conn = self.conn
         txn_ids = ledger.post_many(conn, self.txns, now_s=self.now)
         if self.declined:
@@ -698,7 +704,7 @@ class _Batch:
                 record.kind,
                 record.body.get("card"),
                 # only a counter the card really got counts for rollback detection
-                record.body["counter"] if _wrote_card(record, result) else None,
+                record.body["counter"] if wrote_card else None,
                 record.body.get("amount_cents"),
                 record.body.get("mode"),
                 record.signed_bytes().decode("utf-8"),
@@ -710,7 +716,7 @@ class _Batch:
                 now,
                 recorded.get(record.seq),
             )
-            for record, result in zip(records, booked, strict=True)
+            for record, result, wrote_card in zip(records, booked, wrote, strict=True)
         ]
         db_engine.bulk_insert(conn, journal, _JOURNAL_COLUMNS, rows)
         if self.voided:  # voids of payments synced in earlier batches
