@@ -49,7 +49,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -227,6 +227,35 @@ class _GroupWriter:
                     future.set_result(result)
                 else:
                     future.set_exception(error)
+
+
+def commit_with(conn: sa.Connection, *statements: sa.Executable) -> list[list[Any]]:
+    """Run `statements` as the last of a unit's work and, on PostgreSQL, commit the unit's
+    transaction in the same round trip (the driver's pipeline: the statements and COMMIT
+    leave together and the server runs them one after the other); return each statement's
+    rows (none for one that returns none).
+
+    The rows a payment updates that every other payment wants too (the merchant's account,
+    the snapshot version: `ledger.post_last`) are then held only while the server runs
+    them and writes the commit, not while this process is scheduled again and its thread
+    waits for the GIL among fifty busy ones. Nothing may run on `conn` after it: its
+    transaction is over (the commit `write` then sends does nothing). If a statement fails,
+    the server rolls the whole transaction back and the error is raised here. On SQLite (and
+    inside a SAVEPOINT) the statements simply run: the group writer commits later.
+    """
+    if is_sqlite(conn.engine) or conn.in_nested_transaction():
+        results = [conn.execute(statement) for statement in statements]
+        return [list(result.all()) if result.returns_rows else [] for result in results]
+    driver: Any = conn.connection.dbapi_connection  # psycopg.Connection
+    cursors = []
+    with driver.pipeline():
+        for statement in statements:
+            compiled = cast(sa.ClauseElement, statement).compile(dialect=conn.dialect)
+            cursor = driver.cursor()
+            cursor.execute(str(compiled), compiled.params)
+            cursors.append(cursor)
+        driver.commit()
+    return [list(cursor.fetchall()) if cursor.description else [] for cursor in cursors]
 
 
 _GROUP_WRITERS: dict[str, _GroupWriter] = {}

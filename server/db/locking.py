@@ -10,16 +10,22 @@ the whole server:
    alert of a revoked terminal serialise per terminal on it. (A request's nonce is
    recorded before it by `SignedRequest.unit`: a row nobody else waits for, except a
    replay of the same request, which then fails.)
-2. account rows, by id (`accounts`): the accounts a booking moves, and for a sync batch the
+2. account rows (`accounts`): the accounts a booking moves, and for a sync batch the
    accounts of all its cards (by card number) and its merchant, before it reads the
-   balances and card counters it decides on. One statement, `ORDER BY id`.
+   balances and card counters it decides on. One statement, every other account by id,
+   then the merchants' accounts by id (`ORDER BY kind = 'merchant', id`): a merchant's row
+   is updated by every payment of all its tills, so an online payment locks its card
+   first, decides, and takes the merchant's row only in the statement that books, sent
+   with the commit (`ledger.post_last`): nobody waits for that row while this process
+   answers a round trip.
 3. the `version` counter row (`version_counter`, called by `snapshot.cards_changed` right
    before its `UPDATE counters ... RETURNING` takes it),
 4. card rows (updated by `snapshot.cards_changed` after the version row).
 
 A transaction may take each kind again (rows already held stay held) but never go back to
-an earlier kind, and within a kind ids only go up: an account id below one it holds, or
-the terminal after an account, is refused with `LockOrderError` on both engines (the order
+an earlier kind, and within a kind ids only go up: an account below one it holds in the
+accounts' order (a card's after a merchant's, or a lower id of the same rank), or the
+terminal after an account, is refused with `LockOrderError` on both engines (the order
 is tracked in the process, so the tests on SQLite catch it as well; there, accounts locked
 by card number are not looked up, so after such a lock only the kinds' order is checked,
 and PostgreSQL, which looks them up to lock them, checks the ids too). Locking outside a
@@ -48,7 +54,7 @@ import sqlalchemy as sa
 from hcard.server.db import engine as db_engine
 from hcard.server.db.tables import accounts as account_table
 from hcard.server.db.tables import cards, counters, terminals
-from hcard.server.vocabulary import CounterName
+from hcard.server.vocabulary import AccountKind, CounterName
 
 
 class LockingError(RuntimeError):
@@ -74,9 +80,9 @@ class Stage(IntEnum):
 @dataclass
 class _Held:
     stage: Stage = Stage.NONE
-    #: the highest terminal id held, the account ids held (ids are taken in increasing order)
+    #: the highest terminal id held; the accounts held, each with its place in the order
     terminal: int = 0
-    accounts: set[int] = field(default_factory=set)
+    accounts: dict[int, tuple[bool, int]] = field(default_factory=dict)
     #: False once SQLite "locked" cards by number without learning their accounts' ids
     ids_known: bool = True
 
@@ -146,14 +152,30 @@ def accounts(
         # no row locks to take; cards' accounts are not looked up (a query per sync batch
         # for nothing but the check), so their ids stay unknown: see the module's docstring
         held.ids_known = held.ids_known and not numbers
-    else:
-        wanted: sa.ColumnElement[bool] = account_table.c.id.in_(ids)
-        if numbers:
-            of_cards = sa.select(cards.c.account_id).where(cards.c.number.in_(numbers))
-            wanted = sa.or_(wanted, account_table.c.id.in_(of_cards))
-        query = sa.select(account_table.c.id).where(wanted).order_by(account_table.c.id)
-        ids = list(conn.execute(query.with_for_update()).scalars())
-    _add_accounts(held, ids)
+        _add_accounts(held, _places(conn, ids))
+        return
+    wanted: sa.ColumnElement[bool] = account_table.c.id.in_(ids)
+    if numbers:
+        of_cards = sa.select(cards.c.account_id).where(cards.c.number.in_(numbers))
+        wanted = sa.or_(wanted, account_table.c.id.in_(of_cards))
+    query = sa.select(_PLACE, account_table.c.id).where(wanted).order_by(_PLACE, account_table.c.id)
+    _add_accounts(
+        held,
+        [(merchant, account_id) for merchant, account_id in conn.execute(query.with_for_update())],
+    )
+
+
+#: an account's rank in the order: False (0) for every other account, True for a merchant's
+_PLACE = (account_table.c.kind == AccountKind.MERCHANT).label("merchant")
+
+
+def _places(conn: sa.Connection, account_ids: Iterable[int]) -> list[tuple[bool, int]]:
+    """The places in the order of accounts (rank, id), looked up, without a lock."""
+    ids = sorted(set(account_ids))
+    if not ids:
+        return []
+    query = sa.select(_PLACE, account_table.c.id).where(account_table.c.id.in_(ids))
+    return sorted((bool(merchant), account_id) for merchant, account_id in conn.execute(query))
 
 
 def accounts_sql(conn: sa.Connection, account_ids: Iterable[int], param: str) -> str:
@@ -165,20 +187,22 @@ def accounts_sql(conn: sa.Connection, account_ids: Iterable[int], param: str) ->
     before any of them changes, as `accounts` does."""
     held = _held(conn)
     _enter(held, Stage.ACCOUNTS)
-    _add_accounts(held, sorted(set(account_ids)))
+    _add_accounts(held, _places(conn, [i for i in account_ids if i not in held.accounts]))
     return (
         f"locked AS (SELECT id FROM accounts WHERE id = ANY(CAST(:{param} AS BIGINT[]))"  # noqa: S608 - our names, values bound
-        " ORDER BY id FOR UPDATE)"
+        f" ORDER BY kind = '{AccountKind.MERCHANT}', id FOR UPDATE)"
     )
 
 
-def _add_accounts(held: _Held, ids: list[int]) -> None:
-    """Note the account ids (in increasing order) as held; LockOrderError for a new one below
-    the highest held."""
-    new = [account_id for account_id in ids if account_id not in held.accounts]
-    if held.ids_known and new and held.accounts and min(new) < max(held.accounts):
-        raise LockOrderError(f"accounts {new} locked after account {max(held.accounts)}")
-    held.accounts.update(new)
+def _add_accounts(held: _Held, places: list[tuple[bool, int]]) -> None:
+    """Note the accounts (rank, id) as held; LockOrderError for a new one before the last
+    held in the accounts' order."""
+    new = [place for place in places if place[1] not in held.accounts]
+    last = max(held.accounts.values(), default=None)
+    if held.ids_known and new and last is not None and min(new) < last:
+        ids = [account_id for _merchant, account_id in new]
+        raise LockOrderError(f"accounts {ids} locked after account {last[1]}")
+    held.accounts.update((account_id, (merchant, account_id)) for merchant, account_id in new)
 
 
 def version_counter(conn: sa.Connection) -> None:

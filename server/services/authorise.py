@@ -25,8 +25,11 @@ from hcard.encoding import canonical_bytes
 from hcard.errors import Code, HCardError
 from hcard.records import PaymentMode, Record, RecordError, RecordKind
 from hcard.server.context import Context
-from hcard.server.db.tables import accounts, authorisations, merchants
+from hcard.server.db import engine as db_engine
+from hcard.server.db import locking
+from hcard.server.db.tables import accounts, authorisations, merchants, transactions
 from hcard.server.services import booking, cards, ledger
+from hcard.server.services.ledger import Txn
 from hcard.server.services.terminals import SignedRequest, Terminal, chain_head
 from hcard.server.vocabulary import Outcome
 
@@ -87,28 +90,41 @@ def authorise(ctx: Context, signed: SignedRequest, payload: Any) -> bytes:
         if record.seq <= last_seq:
             # synced already as another record: every synced online record has a row above
             raise HCardError(Code.SEQUENCE_CONFLICT, seq=record.seq)
-        result, txn_id = decide(conn, ctx, terminal, record)
+        result, txn = decide(conn, terminal, record)
         body = canonical_bytes(result)
-        conn.execute(
-            sa.insert(authorisations).values(
-                terminal_id=terminal.id,
-                seq=record.seq,
-                record_hash=record_hash,
-                outcome=result["outcome"],
-                answer=body,
-                txn_id=txn_id,
-                created_s=ctx.now(),
+        booked = None
+        if txn is not None:  # the transaction `txn` books, found by the record it books
+            booked = (
+                sa.select(transactions.c.id)
+                .where(transactions.c.terminal_id == terminal.id, transactions.c.seq == record.seq)
+                .scalar_subquery()
             )
+        decision = sa.insert(authorisations).values(
+            terminal_id=terminal.id,
+            seq=record.seq,
+            record_hash=record_hash,
+            outcome=result["outcome"],
+            answer=body,
+            txn_id=booked,
+            created_s=ctx.now(),
         )
+        # the last statements, committed with them on PostgreSQL (`ledger.post_last`)
+        if txn is None:
+            db_engine.commit_with(conn, decision)
+        else:
+            ledger.post_last(conn, txn, now_s=ctx.now(), then=decision)
         return body
 
     return signed.unit(book)
 
 
 def decide(
-    conn: sa.Connection, ctx: Context, terminal: Terminal, record: Record
-) -> tuple[dict[str, Any], int | None]:
-    """Book the record if it may be booked; (answer, transaction id or None)."""
+    conn: sa.Connection, terminal: Terminal, record: Record
+) -> tuple[dict[str, Any], Txn | None]:
+    """The answer to the record, and the transaction to book for it (None if declined).
+
+    The card's account is locked before its balance is read, so the balance the answer
+    gives is the one the booking leaves (`ledger.post_last` books it with the commit)."""
     body = record.body
     card = cards.find(conn, body["card"])
     if card is None or card.uid is None:
@@ -128,17 +144,14 @@ def decide(
         txn = booking.payment(till, record.seq, card.account_id, amount, body["mode"])
     else:
         txn = booking.till_topup(till, record.seq, card.account_id, amount)
-    try:
-        booked = ledger.book(conn, txn, now_s=ctx.now())
-    except HCardError as exc:
-        if exc.code is not Code.INSUFFICIENT_FUNDS:
-            raise
-        balance = _balance(conn, card.account_id)
+    locking.accounts(conn, [card.account_id])
+    balance = _balance(conn, card.account_id)
+    if not ledger.floors_hold(txn, {card.account_id: balance}):
         return answer(
             record.seq, Outcome.DECLINED, Code.INSUFFICIENT_FUNDS, balance, max(balance, 0)
         ), None
-    balance = booked.balances_cents[card.account_id]
-    return answer(record.seq, Outcome.APPROVED, None, balance, balance), booked.txn_id
+    balance += txn.change_of(card.account_id)
+    return answer(record.seq, Outcome.APPROVED, None, balance, balance), txn
 
 
 def _balance(conn: sa.Connection, account_id: int) -> int:

@@ -25,7 +25,7 @@ in, so the sum of all balances is always zero.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -139,7 +139,7 @@ def post_many(conn: sa.Connection, txns: Sequence[Txn], *, now_s: float) -> list
         # only one debit can be checked in the statement that makes it, before any change
         raise LedgerInvariantError("at most one guarded posting per call, applied first")
     if len(txns) == 1 and not db_engine.is_sqlite(conn.engine):
-        return [_book_postgres(conn, txns[0], now_s).txn_id]
+        return [_book_postgres(conn, txns[0], now_s)]
     touched = sorted({e.account_id for txn in txns for e in txn.entries})
     locking.accounts(conn, touched)
     for entry in guarded:
@@ -211,45 +211,65 @@ def post_many(conn: sa.Connection, txns: Sequence[Txn], *, now_s: float) -> list
     return ids
 
 
-@dataclass(frozen=True)
-class Booked:
-    """A booked transaction: its id, and the balances after it of the accounts it moved."""
+def floors_hold(txn: Txn, balances_cents: Mapping[int, int]) -> bool:
+    """Would every guarded posting of `txn` leave its account at or above its floor, the
+    accounts' balances being `balances_cents` (read under their locks)?"""
+    return all(
+        balances_cents[entry.account_id] + entry.amount_cents >= entry.floor_cents
+        for entry in txn.entries
+        if entry.floor_cents is not None
+    )
 
-    txn_id: int
-    balances_cents: dict[int, int]
 
+def post_last(conn: sa.Connection, txn: Txn, *, now_s: float, then: sa.Executable) -> None:
+    """Book `txn` and run `then` as the last work of the caller's unit; on PostgreSQL both in
+    one round trip with the commit (`db_engine.commit_with`).
 
-def book(conn: sa.Connection, txn: Txn, *, now_s: float) -> Booked:
-    """Book one transaction (as `post`) and return it with the balances it left behind, for
-    an answer that tells the till the card's new balance (`services.authorise`).
-
-    On PostgreSQL the locks and the booking are one statement (`_book_postgres`) that also
-    returns the balances: the rows every payment updates (the merchant's account, the
-    snapshot version) are held from the lock to the commit, and each round trip less there
-    lets the next payment have them sooner. On SQLite a statement costs microseconds and
-    the balances are read after `post`."""
+    For an online payment: every payment updates its merchant's account and the snapshot
+    version, rows held from that update to the commit, and each round trip this process
+    answers in between (scheduled again, the GIL back among fifty busy threads) is time
+    every other payment of that merchant, and every booking at all, waits. So the caller
+    locks the card's account first, decides on its balance (`floors_hold`), and the rows
+    every payment wants are taken by the statement the commit follows (`db/locking.py`:
+    merchants' accounts last). A guarded posting that fails here, after the commit, is a
+    caller that did not check it: LedgerInvariantError, nothing of `txn` booked.
+    """
     if db_engine.is_sqlite(conn.engine):
-        txn_id = post(conn, txn, now_s=now_s)
-        ids = [entry.account_id for entry in txn.entries]
-        rows = conn.execute(
-            sa.select(accounts.c.id, accounts.c.balance_cents).where(accounts.c.id.in_(ids))
-        ).tuples()
-        return Booked(txn_id, dict(rows.all()))
+        post(conn, txn, now_s=now_s)
+        db_engine.commit_with(conn, then)
+        return
+    statement, params = _book_postgres_sql(conn, txn, now_s)
+    booked, _then = db_engine.commit_with(conn, sa.text(statement).bindparams(**params), then)
+    if not booked or booked[0][0] is None:
+        raise LedgerInvariantError("a guarded posting failed after its floor was checked")
+
+
+def _book_postgres(conn: sa.Connection, txn: Txn, now_s: float) -> int:
+    """Book `txn` on PostgreSQL in one statement (`_book_postgres_sql`); return its id, or
+    raise INSUFFICIENT_FUNDS (nothing written) when its guarded posting's floor fails."""
+    statement, params = _book_postgres_sql(conn, txn, now_s)
+    row = conn.execute(sa.text(statement), params).first()
+    if row is None or row.txn_id is None:
+        raise HCardError(Code.INSUFFICIENT_FUNDS)
+    txn_id: int = row.txn_id
+    return txn_id
+
+
+def _book_postgres_sql(
+    conn: sa.Connection, txn: Txn, now_s: float
+) -> tuple[str, dict[str, object]]:
+    """The one PostgreSQL statement that books `txn`, and its parameters: its accounts
+    locked in the one order (`locking.accounts_sql`), the guarded debit, the other postings'
+    balance changes, the transaction and its postings, and the new snapshot version of its
+    cards (`snapshot.cards_changed_sql`); it returns the transaction's id and the balances
+    it left. Every write waits for the locks; every part after the guarded debit runs only
+    if the debit's condition held, otherwise nothing is written and no row comes back.
+    Some nine round trips as separate statements, while the rows every payment updates (the
+    merchant's account, the snapshot version) are held."""
     check_balanced(txn.entries)
     guarded = [entry for entry in txn.entries if entry.floor_cents is not None]
     if len(guarded) > 1:
         raise LedgerInvariantError("at most one guarded posting per call, applied first")
-    return _book_postgres(conn, txn, now_s)
-
-
-def _book_postgres(conn: sa.Connection, txn: Txn, now_s: float) -> Booked:
-    """Book `txn` (checked) on PostgreSQL in one statement: its accounts locked in id order
-    (`locking.accounts_sql`), the guarded debit, the other postings' balance changes, the
-    transaction and its postings, and the new snapshot version of its cards
-    (`snapshot.cards_changed_sql`). Every write waits for the locks; every part after the
-    guarded debit runs only if the debit's condition held, otherwise nothing is written and
-    INSUFFICIENT_FUNDS is raised, as `post_many` does."""
-    guarded = [entry for entry in txn.entries if entry.floor_cents is not None]
     others = [entry for entry in txn.entries if entry.floor_cents is None]
     touched = sorted(entry.account_id for entry in txn.entries)
     ctes = [locking.accounts_sql(conn, touched, "touched")]
@@ -301,10 +321,7 @@ def _book_postgres(conn: sa.Connection, txn: Txn, now_s: float) -> Booked:
         f"SELECT (SELECT id FROM txn) AS txn_id, b.id, b.balance_cents"
         f" FROM ({balances}SELECT id, balance_cents FROM moved) AS b"
     )
-    rows = conn.execute(sa.text(statement), params).all()
-    if not rows or rows[0].txn_id is None:
-        raise HCardError(Code.INSUFFICIENT_FUNDS)
-    return Booked(rows[0].txn_id, {row.id: row.balance_cents for row in rows})
+    return statement, params
 
 
 #: the most movements one history lists

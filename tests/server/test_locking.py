@@ -1,5 +1,6 @@
 """`server/db/locking.py`: locks only inside a write transaction, only in the one order
-(terminal → accounts by id, cards' accounts by number → version row), on both engines."""
+(terminal → accounts by id, cards' accounts by number, then merchants' accounts by id →
+version row), on both engines."""
 
 from __future__ import annotations
 
@@ -21,12 +22,14 @@ SERVER = Path(__file__).resolve().parents[2] / "server"
 
 @pytest.fixture
 def rows(db):
-    """Two terminals, five accounts and two cards (their accounts have the highest ids)."""
+    """Two terminals, a merchant's account (the lowest id), three other accounts and two
+    cards (their accounts have the highest ids)."""
     with db_engine.write(db) as conn:
-        low = [ledger.create_account(conn, f"merchant:{i}", AccountKind.MERCHANT) for i in range(3)]
+        shop = ledger.create_account(conn, "merchant:1", AccountKind.MERCHANT)
+        low = [ledger.create_account(conn, f"card:x{i}", AccountKind.CARD) for i in range(3)]
         merchant = conn.execute(
             sa.insert(merchants)
-            .values(name="Laden", iban="DE89370400440532013000", account_id=low[0], created_s=0)
+            .values(name="Laden", iban="DE89370400440532013000", account_id=shop, created_s=0)
             .returning(merchants.c.id)
         ).scalar_one()
         tills = [
@@ -40,7 +43,7 @@ def rows(db):
             for i in range(2)
         ]
         numbers = [cards._new_card(conn, 0.0)[1] for _ in range(2)]
-    return {"accounts": low, "terminals": tills, "cards": numbers}
+    return {"accounts": low, "merchant": shop, "terminals": tills, "cards": numbers}
 
 
 def test_locks_only_in_a_write_transaction(db, rows):
@@ -69,6 +72,8 @@ def test_the_one_order_is_allowed_and_may_repeat(db, rows):
         locking.accounts(conn, [a, b])
         locking.accounts(conn, [b], rows["cards"])  # held again, and higher ids
         locking.accounts(conn, [a])
+        locking.accounts(conn, [rows["merchant"]])  # a merchant's last, whatever its id
+        locking.accounts(conn, [a, rows["merchant"]])
         locking.version_counter(conn)
         locking.version_counter(conn)
 
@@ -81,6 +86,7 @@ def test_the_one_order_is_allowed_and_may_repeat(db, rows):
         ["version", "terminal 0"],
         ["accounts c", "accounts a"],
         ["cards", "accounts a"],  # a card's account has a higher id than `a`
+        ["merchant", "accounts a"],  # its id is lower, but a merchant's account comes last
         ["terminal 1", "terminal 0"],
     ],
     ids=lambda steps: " then ".join(steps),
@@ -92,6 +98,7 @@ def test_against_the_order_is_refused(db, rows, steps):
         "terminal 1": lambda conn: locking.terminal(conn, rows["terminals"][1]),
         "accounts a": lambda conn: locking.accounts(conn, [a]),
         "accounts c": lambda conn: locking.accounts(conn, [c]),
+        "merchant": lambda conn: locking.accounts(conn, [rows["merchant"]]),
         "cards": lambda conn: locking.accounts(conn, (), rows["cards"]),
         "version": locking.version_counter,
     }
