@@ -27,7 +27,7 @@ from hcard.records import PaymentMode, Record, RecordError, RecordKind
 from hcard.server.context import Context
 from hcard.server.db import engine as db_engine
 from hcard.server.db import locking
-from hcard.server.db.tables import accounts, authorisations, merchants, transactions
+from hcard.server.db.tables import authorisations, merchants, transactions
 from hcard.server.services import booking, cards, ledger
 from hcard.server.services.ledger import Txn
 from hcard.server.services.terminals import SignedRequest, Terminal, chain_head
@@ -123,9 +123,10 @@ def decide(
 ) -> tuple[dict[str, Any], Txn | None]:
     """The answer to the record, and the transaction to book for it (None if declined).
 
-    The card's account is locked before its balance is read, so the balance the answer
-    gives is the one the booking leaves (`ledger.post_last` books it with the commit)."""
+    The card's account is locked before the card is read, so the balance the answer gives
+    is the one the booking leaves (`ledger.post_last` books it with the commit)."""
     body = record.body
+    locking.accounts(conn, (), [body["card"]])  # first: the balance read next stays
     card = cards.find(conn, body["card"])
     if card is None or card.uid is None:
         return answer(record.seq, Outcome.DECLINED, Code.UNKNOWN_CARD), None
@@ -144,18 +145,10 @@ def decide(
         txn = booking.payment(till, record.seq, card.account_id, amount, body["mode"])
     else:
         txn = booking.till_topup(till, record.seq, card.account_id, amount)
-    locking.accounts(conn, [card.account_id])
-    balance = _balance(conn, card.account_id)
+    balance = card.balance_cents
     if not ledger.floors_hold(txn, {card.account_id: balance}):
         return answer(
             record.seq, Outcome.DECLINED, Code.INSUFFICIENT_FUNDS, balance, max(balance, 0)
         ), None
     balance += txn.change_of(card.account_id)
     return answer(record.seq, Outcome.APPROVED, None, balance, balance), txn
-
-
-def _balance(conn: sa.Connection, account_id: int) -> int:
-    balance_cents: int = conn.execute(
-        sa.select(accounts.c.balance_cents).where(accounts.c.id == account_id)
-    ).scalar_one()
-    return balance_cents

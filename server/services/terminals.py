@@ -37,6 +37,8 @@ from typing import TypeVar
 
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from hcard import keys, reqsign
 from hcard.errors import Code, HCardError
@@ -427,13 +429,22 @@ def authenticate(
 
 
 def _consume_nonce(conn: sa.Connection, ctx: Context, terminal_id: int, nonce: str) -> None:
-    """Record the request's nonce; NONCE_REUSED if it was seen before (a replay)."""
+    """Record the request's nonce; NONCE_REUSED if it was seen before (a replay).
+
+    One statement that inserts nothing when the nonce is there (`ON CONFLICT DO NOTHING`,
+    both engines; on PostgreSQL it waits for a concurrent insert of the same nonce and then
+    sees it), instead of a SAVEPOINT around an insert that may fail: two round trips fewer
+    for every terminal request on PostgreSQL."""
     now = ctx.now()
-    try:
-        with conn.begin_nested():
-            conn.execute(sa.insert(nonces).values(terminal_id=terminal_id, nonce=nonce, seen_s=now))
-    except sa.exc.IntegrityError:
-        raise HCardError(Code.NONCE_REUSED) from None
+    insert = sqlite_insert if db_engine.is_sqlite(conn.engine) else postgresql_insert
+    recorded = conn.execute(
+        insert(nonces)
+        .values(terminal_id=terminal_id, nonce=nonce, seen_s=now)
+        .on_conflict_do_nothing()
+        .returning(nonces.c.nonce)
+    ).first()
+    if recorded is None:
+        raise HCardError(Code.NONCE_REUSED)
     # Now and then forget nonces older than any timestamp we still accept.
     if random.random() < 0.01:
         conn.execute(sa.delete(nonces).where(nonces.c.seen_s < now - ctx.settings.nonce_keep_s))
