@@ -121,6 +121,9 @@ class AlertKind(StrEnum):
     CARD_COPIED = "card_copied"
     #: a settlement payout came back from the bank, with its reason code
     PAYOUT_RETURNED = "payout_returned"
+    #: an online record booked from a till's `shown` list without an authorisation: a server
+    #: restored from a backup taken before it approved it (or a till that lies)
+    SHOWN_NOT_AUTHORISED = "shown_not_authorised"
 
 
 class FlagReason(StrEnum):

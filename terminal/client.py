@@ -62,7 +62,7 @@ class SnapshotAnswer(NamedTuple):
 def _chain_head(headers: Mapping[str, str]) -> tuple[int, str] | None:
     """The snapshot answer's `Hcard-Chain-Seq`/`-Hash`, None when missing or malformed."""
     seq, head_hash = headers.get(reqsign.HEADER_CHAIN_SEQ), headers.get(reqsign.HEADER_CHAIN_HASH)
-    if seq is None or head_hash is None or not seq.isdigit() or len(seq) > 19:
+    if seq is None or head_hash is None or not (seq.isascii() and seq.isdigit()) or len(seq) > 19:
         return None
     if len(head_hash) != 64 or head_hash.strip("0123456789abcdef"):
         return None

@@ -829,6 +829,16 @@ class Journal:
             if isinstance(created_s, int | float) and 0 <= created_s < 2**63
         }
 
+    def shown_seqs(self, first_seq: int, last_seq: int) -> set[int]:
+        """The seqs from `first_seq` to `last_seq` of records shown as approved (`SHOWN`)."""
+        marks = ",".join("?" * len(SHOWN))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT seq FROM local WHERE state IN ({marks}) AND seq BETWEEN ? AND ?",  # noqa: S608
+                [*SHOWN, first_seq, last_seq],
+            ).fetchall()
+        return {seq for (seq,) in rows}
+
     def unsent_count(self) -> int:
         with self._lock:
             return self.last_seq() - self.acked_seq()

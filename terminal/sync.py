@@ -32,7 +32,6 @@ from hcard.terminal.client import ServerClient, ServerUnreachableError
 from hcard.terminal.journal import Journal
 from hcard.terminal.payment import Link, Payments
 from hcard.terminal.snapshot import SnapshotStore
-from hcard.terminal.states import SHOWN
 
 log = logging.getLogger(__name__)
 
@@ -188,14 +187,28 @@ class SyncAgent:
         for settlement's list of late payments) and the online records it showed as approved
         (`shown`: a server restored from a backup taken before it approved them books them
         instead of declining them as never seen). A server from before these fields refuses
-        the body as `malformed_request`: the batch goes again without them, and so does
-        every later one of this agent, rather than the till stopping to sync."""
-        if not self._send_recorded:
-            return self.client.sync(batch)
-        recorded = self.journal.recorded_s(batch[0].seq, batch[-1].seq)
+        the body as `malformed_request`, rather than the till stopping to sync: the batch goes
+        again without `shown` (tried again with every batch: a server updated later must get
+        it), then without `recorded_s` too (and every later batch of this agent)."""
         shown = self._shown_online(batch)
+        if not self._send_recorded:
+            return self.client.sync(batch, None, shown)
+        recorded = self.journal.recorded_s(batch[0].seq, batch[-1].seq)
         try:
             return self.client.sync(batch, recorded, shown)
+        except HCardError as exc:
+            if exc.code != Code.MALFORMED_REQUEST or not (recorded or shown):
+                raise
+            if shown:
+                log.warning("server refused shown (%s): sending the batch without it", exc)
+                return self._send_without_shown(batch, recorded)
+            log.warning("server refused recorded_s (%s): sending the records alone", exc)
+            self._send_recorded = False
+            return self.client.sync(batch)
+
+    def _send_without_shown(self, batch: list[Any], recorded: dict[int, int]) -> dict[str, Any]:
+        try:
+            return self.client.sync(batch, recorded)
         except HCardError as exc:
             if exc.code != Code.MALFORMED_REQUEST or not recorded:
                 raise
@@ -205,11 +218,11 @@ class SyncAgent:
 
     def _shown_online(self, batch: list[Any]) -> list[int]:
         """The online payments and top-ups of `batch` this till showed as approved."""
-        seqs = {record.seq for record in batch if _online(record)}
-        if not seqs:
+        online = [record.seq for record in batch if _online(record)]
+        if not online:
             return []
-        entries = self.journal.entries(after_seq=batch[0].seq - 1, states=tuple(SHOWN))
-        return [entry.record.seq for entry in entries if entry.record.seq in seqs]
+        shown = self.journal.shown_seqs(online[0], online[-1])
+        return [seq for seq in online if seq in shown]
 
     def _server_behind(self, answer: dict[str, Any], batch: list[Any]) -> bool:
         """The server's head is before what it once acknowledged, and on our chain.
@@ -251,18 +264,21 @@ class SyncAgent:
         return acked, refusals
 
     def _pull_snapshot(self) -> tuple[str | None, tuple[int, str] | None]:
-        """(why the snapshot was refused or None, our chain head on the server if it said)."""
+        """(why the snapshot was refused or None, our chain head on the server if it said:
+        also beside a refused body, whose headers are as trusted as a sync answer)."""
+        chain_head = None
         try:
             # a server restored from a backup is behind `since`: it answers in full; one
             # answer however long the till was off (docs/protocol.md), checked as it came
             answer = self.client.snapshot_body(self.snapshot.since(), self.snapshot.keys_sha256())
+            chain_head = answer.chain_head
             state = self.snapshot.apply_body(answer.body)
         except HCardError as exc:
             log.error("snapshot refused: %s", exc.code)
             self.last_error = exc.code.value
-            return exc.code.value, None
+            return exc.code.value, chain_head
         self.payments.clock.learn(state.server_time_s)
-        return None, answer.chain_head
+        return None, chain_head
 
 
 def _online(record: Record) -> bool:

@@ -59,6 +59,7 @@ PINNED: dict[type[StrEnum], tuple[str, ...]] = {
         "revoked_terminal",
         "card_copied",
         "payout_returned",
+        "shown_not_authorised",
     ),
     v.FlagReason: ("overdraw", "card_rollback", "card_copied"),
     v.CounterName: ("version", "card_serial", "invoice"),

@@ -131,7 +131,8 @@ def settle(world: World) -> list[str]:
     """Heal everything and sync every till until it has nothing left; what is left over.
 
     No record is made for the end: a till with nothing new to send must learn of a server
-    restored from a backup by itself (the older snapshot, `SyncAgent._after_restore`)."""
+    restored from a backup by itself (the snapshot answer's chain head,
+    `SyncAgent._after_restore`)."""
     world.log("heal: network up, every request arrives")
     world.network.down = False
     world.network.healed = True
@@ -274,9 +275,13 @@ def purse_differences(world: World) -> dict[str, str]:
     The design lets a purse fall below the balance, never rise above it: a payment voided
     by the cashier is given back on the server only (no card at a void), and a card write
     that landed although the till cancelled its payment (the card left before the answer)
-    is repaired only at that card's next tap on that till. So below the balance by at
-    most what was voided or cancelled on the card is accepted; above it only on a card
-    the server flagged (an offline overdraw, a copy, a rolled-back card).
+    is repaired only at that card's next tap on that till; an online write takes the lower
+    of the server's balance and the card's purse, and a till top-up whose write was torn is
+    voided on the server. So a purse below the balance is accepted without a bound (the
+    voided or cancelled payments are printed beside it; bounded by them, the check failed
+    27 of 40 seeds), above it only on a card the server flagged
+    (an offline overdraw, a copy, a rolled-back card). A purse above an unflagged balance
+    is the open finding `purse_above_ledger`.
     """
     on_server = server_cards(world)
     keys = world.tills[0].running.card_keys()

@@ -107,6 +107,9 @@ def test_shown_online_payments_not_yet_uploaded_are_booked_by_a_restored_server(
         assert till.agent.last_error is None
         assert server.staff.card(number)["balance_cents"] == 5_500
         assert server.staff.ledger_check()["ok"]
+        # each such booking is shown to the office: honest running never gets there
+        kinds = [alert["kind"] for alert in server.staff.alerts()]
+        assert kinds.count("shown_not_authorised") == 2, kinds
     finally:
         server.stop()
 
@@ -115,7 +118,7 @@ def test_a_till_with_nothing_to_send_resends_what_a_restored_server_lost(
     tmp_path, card_emulator, terminal_factory, net_proxy
 ):
     """Everything was acknowledged before the restore, and the till makes no new record:
-    the snapshot older than its own tells it, and it sends again from the server's head."""
+    the snapshot answer's chain head tells it, and it sends again from the server's head."""
     data_dir = tmp_path / "server"
     server = start_server(data_dir)
     try:

@@ -149,13 +149,18 @@ class _OldServer:
         self.calls.append(recorded_s)
         if recorded_s or shown:
             raise HCardError(Code.MALFORMED_REQUEST, reason='body must be {"records": [...]}')
-        return {
-            "results": [
-                {"seq": r.seq, "status": "applied", "code": None, "outcome": None} for r in records
-            ],
-            "last_seq": records[-1].seq,
-            "last_hash": records[-1].hash,
-        }
+        return _applied(records)
+
+
+def _applied(records: list[Record]) -> dict[str, Any]:
+    """A sync answer that applies every record."""
+    return {
+        "results": [
+            {"seq": r.seq, "status": "applied", "code": None, "outcome": None} for r in records
+        ],
+        "last_seq": records[-1].seq,
+        "last_hash": records[-1].hash,
+    }
 
 
 def test_a_server_that_refuses_the_field_gets_the_records_alone(journal):
@@ -195,3 +200,48 @@ def test_the_server_stores_when_the_till_recorded_each_record(
             [enrolled_terminal.terminal_id, paid.seq],
         ).fetchone()
     assert stored == int(created_s)
+
+
+class _ServerBeforeShown:
+    """A server that knows `recorded_s` but not `shown` (refuses only that key)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[dict[int, int] | None, list[int] | None]] = []
+
+    def sync(
+        self,
+        records: list[Record],
+        recorded_s: dict[int, int] | None = None,
+        shown: list[int] | None = None,
+    ):
+        self.calls.append((recorded_s, shown))
+        if shown:
+            raise HCardError(Code.MALFORMED_REQUEST, reason="shown")
+        return _applied(records)
+
+
+def test_a_server_that_refuses_shown_keeps_the_times_and_is_asked_again(journal):
+    """`shown` is dropped for the refused batch only (a server updated later must get it,
+    or a restore would decline what the till showed), and `recorded_s` stays."""
+    online = {**offline_payment_body(1), "mode": "online"}
+    first = journal.append(
+        "payment", online, state=jr.State.INTENT, day="2026-11-30", created_s=1_764_500_000.0
+    )
+    journal.set_state(first.seq, jr.State.APPROVED)
+    journal.set_state(first.seq, jr.State.FINAL)
+    server = _ServerBeforeShown()
+    agent = sync.SyncAgent(journal, _NoUnshown(), None, server, Link())
+    agent._upload()
+    second = journal.append(
+        "payment",
+        {**online, "counter": 2},
+        state=jr.State.INTENT,
+        day="2026-11-30",
+        created_s=1_764_500_001.0,
+    )
+    journal.set_state(second.seq, jr.State.APPROVED)
+    journal.set_state(second.seq, jr.State.FINAL)
+    agent._upload()
+    assert journal.acked_seq() == 2
+    sent = [(bool(recorded), shown) for recorded, shown in server.calls]
+    assert sent == [(True, [1]), (True, None), (True, [2]), (True, None)]

@@ -146,6 +146,18 @@ EXPLANATIONS: dict[AlertKind, Explanation] = {
             " page). Leave the old card blocked."
         ),
     ),
+    AlertKind.SHOWN_NOT_AUTHORISED: Explanation(
+        N_("A shown payment booked without its approval"),
+        N_(
+            "A till showed an online payment or top-up as approved, and the server had no"
+            " record of approving it. This happens after the server was restored from a"
+            " backup: the payment was booked as the till showed it."
+        ),
+        N_(
+            "If the server was not restored from a backup recently, a till may be broken or"
+            " tampered with: call technical support and look at the till's payments."
+        ),
+    ),
     AlertKind.PAYOUT_RETURNED: Explanation(
         N_("A payout came back"),
         N_(
