@@ -8,7 +8,18 @@ import pytest
 from hcard.terminal.cli import build_parser
 
 CLI = [sys.executable, "-m", "hcard.terminal.cli"]
-COMMANDS = ["enrol", "pay", "topup", "void", "balance", "sync", "status", "day-close", "verify-journal", "app"]
+COMMANDS = [
+    "enrol",
+    "pay",
+    "topup",
+    "void",
+    "balance",
+    "sync",
+    "status",
+    "day-close",
+    "verify-journal",
+    "app",
+]
 
 
 def test_every_subcommand_is_listed_with_a_bilingual_help():
