@@ -588,7 +588,13 @@ class Journal:
                 ).fetchone()
                 if row is None:
                     continue
-                first, last, wires = row[0], row[1], ar.unpack(row[2])
+                first, last = row[0], row[1]
+                try:
+                    wires = ar.unpack(row[2])
+                except zlib.error as exc:
+                    raise HCardError(Code.JOURNAL_CORRUPT, seq=first, detail=str(exc)) from None
+                if len(wires) != last - first + 1:
+                    raise HCardError(Code.JOURNAL_CORRUPT, seq=first, detail="archive chunk")
             found[seq] = wires[seq - first]
         return found
 
