@@ -11,7 +11,10 @@ records in advance (the till's work, not timed). Then:
   batches of 1000, each record signature-checked, chain-checked and booked
   (journal row, ledger transaction with two postings, balances);
 - `ratio` = ingest / verify on all cores (issue 13's target: at least 0.7), and
-  `ratio_one_core` = ingest / one core's verify (issue 9's figure).
+  `ratio_one_core` = ingest / one core's verify (issue 9's figure);
+- `server_cpu_us_per_record`: the server process's CPU time (user + system,
+  `bench/proc_cpu.py`) during the ingest per record: it holds on a busy machine, where
+  the rates follow the other load.
 The last line of stdout is one JSON object.
 """
 
@@ -27,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fixtures.server import start_server
+from proc_cpu import cpu_s
 from verify_floor import verify_all_cores
 
 from hcard import keys
@@ -74,12 +78,14 @@ def main() -> None:
             verify_before = verify_rate()
             all_before = verify_all_cores(floor)
             till.snapshot(0)  # warm the connection
+            cpu_before = cpu_s(server.process.pid)
             started = time.perf_counter()
             for body in bodies:
                 response = till.signed("POST", "/v1/terminal/sync", body)
                 assert response.status_code == 200, response.text[:500]
                 assert response.json()["results"][-1]["status"] == "applied"
             ingest_per_s = RECORDS / (time.perf_counter() - started)
+            cpu_after = cpu_s(server.process.pid)
             verify_per_s = (verify_before + verify_rate()) / 2
             all_cores_per_s = (all_before + verify_all_cores(floor)) / 2
             assert server.staff.ledger_check()["ok"]
@@ -93,6 +99,9 @@ def main() -> None:
         "verify_per_s": round(verify_per_s, 1),
         "ratio": round(ingest_per_s / all_cores_per_s, 3),
         "ratio_one_core": round(ingest_per_s / verify_per_s, 3),
+        "server_cpu_us_per_record": None
+        if cpu_before is None or cpu_after is None
+        else round((cpu_after - cpu_before) / RECORDS * 1e6, 1),
     }
     print(json.dumps(result))
 

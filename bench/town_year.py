@@ -15,7 +15,9 @@ subprocess, `tests/fixtures/server.py`) on it, and:
 - `verify_all_cores_per_s`: cryptography's `Ed25519PublicKey.verify` on those records'
   bytes, one process per core of this machine, all at once (`bench/verify_floor.py`; the
   mean of a run before and one after the ingest: the machine's speed drifts); `ratio` =
-  ingest / verify (target 0.7);
+  ingest / verify (target 0.7); `server_cpu_us_per_record`: the servers' CPU time (user +
+  system, `bench/proc_cpu.py`) during the ingest per record, which holds on a busy machine
+  where the rates follow the other load (one core's verify is some 85 µs of it);
 - `ledger_check_s`: the real ledger check (`services.ledger.check`) over the whole year and
   the ingest (target under 60 s); its verdict must be ok;
 - `snapshot_full_kb` / `snapshot_delta_kb`: the snapshot a till pulls, compressed as it
@@ -72,6 +74,7 @@ from fixtures.server import (
     fresh_postgres_database,
     start_server,
 )
+from proc_cpu import cpu_s
 from verify_floor import verify_all_cores
 from year import TownSize, populate
 
@@ -170,8 +173,9 @@ def make_town(data: Path, database_url: str, size: TownSize, args: argparse.Name
 # --- the measurements ------------------------------------------------------------------------
 
 
-def ingest(towns: list[TownRun]) -> float:
-    """Every till of every town uploads its batches at once; records per second overall."""
+def ingest(towns: list[TownRun]) -> tuple[float, float | None]:
+    """Every till of every town uploads its batches at once; records per second overall, and
+    the servers' CPU per record in µs (None without /proc)."""
     failures: list[str] = []
 
     def upload(till: TerminalClient, bodies: list[bytes]) -> None:
@@ -186,15 +190,24 @@ def ingest(towns: list[TownRun]) -> float:
         for town in towns
         for till, bodies in zip(town.tills, town.bodies, strict=True)
     ]
+    cpu_before = [cpu_s(town.server.process.pid) for town in towns]
     started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started
+    cpu_after = [cpu_s(town.server.process.pid) for town in towns]
     if failures:
         raise RuntimeError(f"ingest failed: {failures[0]}")
-    return sum(town.records for town in towns) / elapsed
+    records = sum(town.records for town in towns)
+    cpu_used = [
+        after - before
+        for before, after in zip(cpu_before, cpu_after, strict=True)
+        if before is not None and after is not None
+    ]
+    cpu_us = sum(cpu_used) / records * 1e6 if len(cpu_used) == len(towns) else None
+    return records / elapsed, cpu_us
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -325,7 +338,7 @@ def main() -> None:
             load_before = _load()
             verify_before = verify_all_cores(messages)
             since = [snapshot_version(town) for town in towns]
-            ingest_per_s = ingest(towns)
+            ingest_per_s, server_cpu_us = ingest(towns)
             verify_per_s = (verify_before + verify_all_cores(messages)) / 2
             per_town = []
             for n, town in enumerate(towns):
@@ -347,6 +360,7 @@ def main() -> None:
         "ingest_per_s": round(ingest_per_s, 1),
         "verify_all_cores_per_s": round(verify_per_s, 1),
         "ratio": round(ingest_per_s / verify_per_s, 3),
+        "server_cpu_us_per_record": None if server_cpu_us is None else round(server_cpu_us, 1),
         # each town's own figure; with several towns the slowest (sizes: the first town's)
         "ledger_check_s": max(t["ledger_check_s"] for t in per_town),
         "snapshot_full_kb": first["snapshot_full_kb"],
