@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -107,7 +108,12 @@ def bump(conn: sa.Connection, card_id: int, **values: object) -> None:
 
 def flag(conn: sa.Connection, card_id: int, reason: FlagReason) -> None:
     """Deny-list a card on the server's own initiative (overdraw, rollback)."""
-    bump(conn, card_id, flagged=True, flag_reason=reason)
+    flag_many(conn, [card_id], reason)
+
+
+def flag_many(conn: sa.Connection, card_ids: Sequence[int], reason: FlagReason) -> None:
+    """`flag` for several cards in one statement and one snapshot version (a sync batch)."""
+    snapshot.cards_changed(conn, cards.c.id.in_(card_ids), {"flagged": True, "flag_reason": reason})
 
 
 def _new_card(conn: sa.Connection, now: float) -> tuple[int, str]:

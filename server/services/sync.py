@@ -738,8 +738,17 @@ class _Batch:
             )
         if self.alerts:
             conn.execute(sa.insert(alerts), self.alerts)
+        # Deny-list the cards this batch flagged, one statement per reason. A card flagged
+        # before keeps its reason (as a correction keeps it) and its snapshot version: the
+        # tills deny it already (a till's overdrawn card would otherwise be flagged, and
+        # moved into every till's next delta, again with each batch that names it).
+        flagged_before = {card.id for card in self.cards.values() if card.flagged}
+        newly: dict[FlagReason, list[int]] = {}
         for card_id, reason in self.flags.items():
-            card_service.flag(conn, card_id, reason)
+            if card_id not in flagged_before:
+                newly.setdefault(reason, []).append(card_id)
+        for reason, card_ids in sorted(newly.items()):
+            card_service.flag_many(conn, sorted(card_ids), reason)
         self._write_counters(self.counters.items())
 
     def _write_counters(self, counters: Iterable[tuple[int, int]]) -> None:

@@ -347,6 +347,27 @@ def test_correction_below_zero_needs_confirmation_and_flags_the_card(server):
     assert server.staff.ledger_check()["ok"]
 
 
+def test_a_later_batch_keeps_an_earlier_flag_reason(server):
+    """A copied card overdrawn by a later sync batch is alerted again but keeps its flag
+    reason `card_copied`, as a correction keeps it (a batch re-flagged every flagged card it
+    named, with the newer reason)."""
+    card, uid = server.new_card(100)
+    till = server.terminal()
+    foreign = "04ffffffffffff" if uid != "04ffffffffffff" else "04fffffffffffe"
+    copied = till.payment(card, foreign, 50, mode="offline", counter=1)
+    assert statuses(till.sync([copied])) == [("applied", None)]
+    overdraw = till.payment(card, uid, 80, mode="offline", counter=2)
+    assert statuses(till.sync([overdraw])) == [("applied", None)]
+    state = server.staff.card(card)
+    assert (state["balance_cents"], state["flagged"], state["flag_reason"]) == (
+        -30,
+        True,
+        "card_copied",
+    )
+    kinds = sorted(a["kind"] for a in server.staff.alerts() if a["card"] == card)
+    assert kinds == ["card_copied", "overdraw"]
+
+
 def test_a_correction_keeps_an_earlier_flag_reason_and_a_credit_alerts_nothing(server):
     """A copied card taken below zero by an admin keeps its flag reason `card_copied`; a
     credit afterwards writes no "took the card to" alert; `allow_below_zero` must be true."""
