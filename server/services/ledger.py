@@ -1,12 +1,14 @@
 """The double-entry ledger: the one place that moves money, and the proof that it is right.
 
-`post` is the only function that writes postings or changes a stored balance.
+`post` (`post_many`, and `post_last` for the last work of a unit) is the only function
+that writes postings or changes a stored balance; on PostgreSQL one transaction is booked
+in one statement (`_book_postgres_sql`).
 It checks the invariants before it writes (postings sum to zero, at least two
 accounts, each once, no zero amount; `check_balanced`) and refuses a transaction
 that breaks one with `LedgerInvariantError`, an exception that stays on under
 `python -O` (an `assert` would not), and takes the card's floor in the same
 statement that debits it: `UPDATE ... SET balance = balance - x WHERE id = ?
-AND balance - x >= floor`. The accounts are locked first, in id order
+AND balance - x >= floor`. The accounts are locked first, in the one order
 (`db/locking.py`). On PostgreSQL that UPDATE waits for a concurrent
 debit of the same row and re-checks the condition afterwards; on SQLite the
 caller's `BEGIN IMMEDIATE` already serialises writers. Either way fifty tills

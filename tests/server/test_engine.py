@@ -179,3 +179,25 @@ def test_office_writes_beside_many_units(db, two_accounts):
     answers = _all_at_once(50, work)
     assert answers == [None] * 50
     assert sum(_balances(db, low, high)) == 50 * rounds + 5 * rounds
+
+
+def test_commit_with_commits_the_unit_or_nothing(db):
+    """`commit_with`: the unit's last statements (with its COMMIT in one round trip on
+    PostgreSQL) stand with the rest of the unit, and one that fails takes the whole unit."""
+
+    def last(detail: str) -> sa.Insert:
+        return sa.insert(alerts).values(kind="bad_record", detail=detail, created_s=0.0)
+
+    def fine(conn: sa.Connection) -> list[list[object]]:
+        _add_alert(conn, "a")
+        return db_engine.commit_with(conn, last("b"), sa.select(sa.literal(7)))
+
+    assert db_engine.unit(db, fine) == [[], [(7,)]]
+
+    def broken(conn: sa.Connection) -> None:
+        _add_alert(conn, "lost")
+        db_engine.commit_with(conn, last("lost too"), last(None))  # detail is NOT NULL
+
+    with pytest.raises(sa.exc.IntegrityError):
+        db_engine.unit(db, broken)
+    assert _alerts(db) == ["a", "b"]
