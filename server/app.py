@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -28,6 +29,7 @@ def create_app(ctx: Context) -> FastAPI:
         redoc_url=None,
     )
     app.state.context = ctx
+    ctx.started_s = math.floor(ctx.now())
     errors.install(app)
     app.include_router(terminal.router)
     app.include_router(staff.router)

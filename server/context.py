@@ -35,6 +35,10 @@ class Context:
     sun_master: bytes | None = field(default=None, repr=False)
     #: failed logins, enrolment codes and check codes, counted per user, card and address
     throttle: Throttle = field(init=False, repr=False)
+    #: when this server started serving (whole seconds, `create_app`): a terminal request
+    #: signed before it is refused (`terminals.authenticate`), because the nonces that
+    #: guard against replays may be gone (a database restored from a backup); 0: no app
+    started_s: int = field(init=False, default=0)
     #: the HMAC key of the printed check codes, derived from the issuer key
     check_code_key: bytes = field(init=False, repr=False)
     #: the HMAC key of the office pages' CSRF tokens, derived from the one above

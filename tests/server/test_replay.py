@@ -16,7 +16,9 @@ import warnings
 from pathlib import Path
 
 import pytest
+import requests
 import sqlalchemy as sa
+from fixtures.server import start_server
 
 from hcard import keys, reqsign
 from hcard.encoding import canonical_bytes
@@ -178,3 +180,34 @@ def test_no_function_given_a_signed_request_writes_around_its_unit():
                     if node.func.attr in ("unit", "write") and owner not in given:
                         found.append(f"{path.relative_to(SERVER)}:{node.lineno} {owner}")
     assert not found, found
+
+
+def test_a_request_signed_before_the_server_started_is_refused(tmp_path):
+    """A database restored from a backup has lost the nonces since the backup: a late
+    duplicate (or a replay) of an authorisation signed before the server started would be
+    decided again, and one the till was told was declined could be approved and booked
+    (found by the simulation, seed 857). Refused as `clock_skew`; the till signs anew."""
+    data_dir = tmp_path / "server"
+    server = start_server(data_dir)
+    try:
+        number, uid = server.new_card(1_000)
+        till = server.terminal()
+        record = till.payment(number, uid, 300, counter=1)
+        body = canonical_bytes({"record": record.to_wire()})
+        path = "/v1/terminal/authorise"
+        headers = reqsign.sign_request(till.key, till.terminal_id, "POST", path, body)
+        headers["Content-Type"] = "application/json"
+    finally:
+        server.stop()
+    server = start_server(data_dir)  # starts in a later second than the signature's
+    try:
+        late = requests.post(server.url + path, data=body, headers=headers, timeout=60)
+        assert (late.status_code, late.json()["code"]) == (401, "clock_skew")
+        assert late.json()["details"]["server_time_s"] >= int(headers[reqsign.HEADER_TIMESTAMP])
+        assert server.staff.card(number)["balance_cents"] == 1_000
+        fresh = reqsign.sign_request(till.key, till.terminal_id, "POST", path, body)
+        fresh["Content-Type"] = "application/json"
+        again = requests.post(server.url + path, data=body, headers=fresh, timeout=60)
+        assert again.json()["outcome"] == "approved"
+    finally:
+        server.stop()

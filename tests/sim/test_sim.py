@@ -28,6 +28,7 @@ REGRESSION_SEEDS: list[tuple[int, int]] = [
     (0, 60),  # a restored server declined an online payment the till showed (`shown`)
     (161, 200),  # a till with nothing to send after a restore (the snapshot's chain head)
     (169, 200),  # the same, another till
+    (857, 200),  # a late duplicate authorise after a restore, approved though shown declined
 ]
 
 
