@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from hcard.files import fsync_folder
 from hcard.i18n import both as _
 
 PREFIX = "hcard-"
@@ -46,20 +47,12 @@ def _stamp(now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S%fZ")
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _finish(tmp: Path, final: Path) -> Path:
     with tmp.open("rb") as handle:
         os.fsync(handle.fileno())
     tmp.chmod(0o600)
     tmp.replace(final)
-    _fsync_dir(final.parent)
+    fsync_folder(final.parent)
     return final
 
 

@@ -565,14 +565,8 @@ class _Batch:
         no restore, the office looks at the till. A tag that is not the card's is alerted
         and flagged as offline."""
         body = record.body
-        card = self.cards.get(body["card"])
-        if card is None or card.uid is None:
-            self._alert(
-                AlertKind.UNKNOWN_CARD,
-                "a shown online record with a card the server does not know (restored?)",
-                record,
-                body["card"],
-            )
+        card = self._promised_card(record, "a shown online record")
+        if card is None:
             return _Booked(_REFUSED, Code.UNKNOWN_CARD)
         self._alert(
             AlertKind.SHOWN_NOT_AUTHORISED,
@@ -580,14 +574,6 @@ class _Batch:
             record,
             card.number,
         )
-        if record.kind == _PAYMENT and body["uid"] != card.uid:
-            self._alert(
-                AlertKind.CARD_COPIED,
-                "a shown online payment with a tag that is not the card's",
-                record,
-                card.number,
-            )
-            self.flags[card.id] = FlagReason.CARD_COPIED
         amount = body["amount_cents"]
         if record.kind == _PAYMENT:
             # unguarded like an offline payment: the approval was given before the restore
@@ -617,6 +603,31 @@ class _Batch:
         }
         return _Booked(_APPLIED, txn=index, outcome=result)
 
+    def _promised_card(self, record: Record, what: str) -> _Card | None:
+        """The card of a record the till promised without the server (offline, or shown
+        after a restore): None for a card the server does not know (alerted); a payment's
+        tag that is not the card's is alerted and the card deny-listed (online such a tag
+        is declined `card_copied`; here the merchant was promised)."""
+        body = record.body
+        card = self.cards.get(body["card"])
+        if card is None or card.uid is None:
+            self._alert(
+                AlertKind.UNKNOWN_CARD,
+                f"{what} with a card the server does not know",
+                record,
+                body["card"],
+            )
+            return None
+        if record.kind == _PAYMENT and body["uid"] != card.uid:
+            self._alert(
+                AlertKind.CARD_COPIED,
+                f"{what} with a tag that is not the card's",
+                record,
+                card.number,
+            )
+            self.flags[card.id] = FlagReason.CARD_COPIED
+        return card
+
     def _book(self, txn: ledger.Txn) -> int:
         self.txns.append(txn)
         return len(self.txns) - 1
@@ -625,24 +636,9 @@ class _Batch:
         """Booked even below zero or from a foreign tag (the till promised the merchant);
         then alert and deny-list the card."""
         body = record.body
-        card = self.cards.get(body["card"])
-        if card is None or card.uid is None:
-            self._alert(
-                AlertKind.UNKNOWN_CARD,
-                "offline payment with a card the server does not know",
-                record,
-                body["card"],
-            )
+        card = self._promised_card(record, "offline payment")
+        if card is None:
             return _Booked(_REFUSED, Code.UNKNOWN_CARD)
-        if body["uid"] != card.uid:
-            # online this tag is declined `card_copied`; offline the merchant was promised
-            self._alert(
-                AlertKind.CARD_COPIED,
-                "offline payment with a tag that is not the card's",
-                record,
-                card.number,
-            )
-            self.flags[card.id] = FlagReason.CARD_COPIED
         amount = body["amount_cents"]
         txn = booking.payment(self.till, record.seq, card.account_id, amount, _OFFLINE)
         self._apply(card, txn, record, "offline payment")
