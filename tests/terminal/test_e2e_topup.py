@@ -4,6 +4,9 @@ Online only: approved top-ups reach the server and the purse; without the server
 answer nothing stays booked, whatever was lost (request, answer, the till itself).
 """
 
+from collections.abc import Callable
+from functools import partial
+
 import pytest
 from fixtures.terminal import server_card, tear_at_every_point
 
@@ -287,6 +290,18 @@ def test_a_topup_of_an_earlier_business_day_is_not_voided(proxied):
     assert (late.outcome, late.code) == (Outcome.DECLINED, Code.VOID_TOO_LATE)
 
 
+def _tapped_again(tap: Callable[[], PaymentResult]) -> PaymentResult:
+    """What a cashier does when the till says the card could not be read: tap again (up to
+    three times). A loaded machine (the whole suite on two cores) misses nfcpy's 5 ms READ
+    window now and then; the pending write makes a repeated void safe, which is the point."""
+    result = tap()
+    for _attempt in range(2):
+        if result.code != Code.CARD_UNREADABLE:
+            break
+        result = tap()
+    return result
+
+
 @pytest.mark.parametrize("commit", [False, True], ids=["lost", "landed"])
 def test_card_pulled_away_at_every_point_of_a_topup_void(
     live_server, proxied, card_emulator, commit
@@ -301,7 +316,7 @@ def test_card_pulled_away_at_every_point_of_a_topup_void(
     frames = None
     after = 0
     while frames is None or after <= frames + 1:
-        topup = till.topup(10, card_timeout_s=10)
+        topup = _tapped_again(lambda: till.topup(10, card_timeout_s=10))
         assert topup.outcome == Outcome.APPROVED, topup
         start = card_emulator.status()["frames"]
         if frames is None:  # a whole void first, to count its frames
@@ -314,7 +329,7 @@ def test_card_pulled_away_at_every_point_of_a_topup_void(
             if result.outcome != Outcome.APPROVED:
                 torn += 1
                 assert result.outcome == Outcome.CANCELLED or result.code == Code.CARD_UNREADABLE
-                again = till.void(topup.receipt_no, card_timeout_s=10)
+                again = _tapped_again(partial(till.void, topup.receipt_no, card_timeout_s=10))
                 assert again.outcome == Outcome.APPROVED, again
             after += 1 if commit else 3  # every frame: the one write that lands is one of them
         assert till.journal.entry(topup.seq).state == jr.State.VOIDED
