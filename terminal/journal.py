@@ -297,30 +297,32 @@ class Journal:
             head = self._db.execute("SELECT seq, hash FROM head").fetchone()
             base = self._base()
             checkpoint = self._chain_checkpoint()
+        base_seq, base_hash, _digest = base
         if checkpoint is None or full:
-            return self._verify_full(rows, base, head)
+            return self._chain_problem(rows, base_seq, base_hash, head)
         problem = self._verify_after(checkpoint, rows, base, head)
         if problem is None:
             return None
-        return self._verify_full(rows, base, head) or problem
+        return self._chain_problem(rows, base_seq, base_hash, head) or problem
 
-    def _verify_full(
-        self, rows: list[tuple[int, bytes]], base: tuple[int, str, str], head: tuple[int, str]
+    def _chain_problem(
+        self, rows: list[tuple[int, bytes]], after_seq: int, after_hash: str, head: tuple[int, str]
     ) -> ChainProblem | None:
-        base_seq, base_hash, _digest = base
-        records, problem = self._parse(rows, base_seq, base_hash)
+        """The first problem of `rows` as a chain after (`after_seq`, `after_hash`): a
+        record unreadable, a signature or link wrong (on every core: without a checkpoint
+        this may be a year's records), or the chain not ending at `head`."""
+        records, problem = self._parse(rows, after_seq, after_hash)
         if problem is not None:
             return problem
-        # on every core: without a checkpoint this may be a year's records
         problem = first_problem(
             records,
             self._public,
             self.terminal_id,
-            after_seq=base_seq,
-            after_hash=base_hash,
+            after_seq=after_seq,
+            after_hash=after_hash,
             workers=os.cpu_count() or 1,
         )
-        return problem or _head_problem(records, base, head)
+        return problem or _head_problem(records, (after_seq, after_hash), head)
 
     def _verify_after(
         self,
@@ -352,18 +354,7 @@ class Journal:
             return ChainProblem(c, Code.JOURNAL_CORRUPT, f"record unreadable: {exc}")
         if hash_at_c != checkpoint.hash:
             return ChainProblem(c, Code.JOURNAL_CORRUPT, "checkpoint does not match its record")
-        records, problem = self._parse(rows[c - base_seq :], c, checkpoint.hash)
-        if problem is not None:
-            return problem
-        problem = first_problem(
-            records,
-            self._public,
-            self.terminal_id,
-            after_seq=c,
-            after_hash=checkpoint.hash,
-            workers=os.cpu_count() or 1,
-        )
-        return problem or _head_problem(records, (c, checkpoint.hash, ""), head)
+        return self._chain_problem(rows[c - base_seq :], c, checkpoint.hash, head)
 
     def _parse(
         self, rows: list[tuple[int, bytes]], after_seq: int, after_hash: str
@@ -949,10 +940,10 @@ class Journal:
 
 
 def _head_problem(
-    records: list[Record], after: tuple[int, str, str], head: tuple[int, str]
+    records: list[Record], after: tuple[int, str], head: tuple[int, str]
 ) -> ChainProblem | None:
     """Does the chain end where `head` says? (Truncation: the chain alone cannot tell a
-    short journal from a truncated one.) `after`: (seq, hash, _) before `records`."""
+    short journal from a truncated one.) `after`: (seq, hash) before `records`."""
     head_seq, head_hash = head
     last_seq = records[-1].seq if records else after[0]
     last_hash = records[-1].hash if records else after[1]
