@@ -180,18 +180,7 @@ def post_many(conn: sa.Connection, txns: Sequence[Txn], *, now_s: float) -> list
             ],
         )  # fmt: skip
     else:
-        rows = [
-            {
-                "kind": txn.kind,
-                "created_s": now_s,
-                "terminal_id": txn.terminal_id,
-                "seq": txn.seq,
-                "user_id": txn.user_id,
-                "reason": txn.reason,
-                "label": txn.label,
-            }
-            for txn in txns
-        ]
+        rows = [_txn_row(txn, now_s) for txn in txns]
         ids = list(
             conn.execute(
                 sa.insert(transactions).returning(transactions.c.id, sort_by_parameter_order=True),
@@ -257,6 +246,19 @@ def _book_postgres(conn: sa.Connection, txn: Txn, now_s: float) -> int:
     return txn_id
 
 
+def _txn_row(txn: Txn, now_s: float) -> dict[str, object]:
+    """The `transactions` row of `txn` (its id from the database)."""
+    return {
+        "kind": str(txn.kind),
+        "created_s": now_s,
+        "terminal_id": txn.terminal_id,
+        "seq": txn.seq,
+        "user_id": txn.user_id,
+        "reason": txn.reason,
+        "label": txn.label,
+    }
+
+
 def _book_postgres_sql(
     conn: sa.Connection, txn: Txn, now_s: float
 ) -> tuple[str, dict[str, object]]:
@@ -282,13 +284,7 @@ def _book_postgres_sql(
         "all_ids": [entry.account_id for entry in txn.entries],
         "all_amounts": [entry.amount_cents for entry in txn.entries],
         "touched": touched,
-        "kind": str(txn.kind),
-        "created_s": now_s,
-        "terminal_id": txn.terminal_id,
-        "seq": txn.seq,
-        "user_id": txn.user_id,
-        "reason": txn.reason,
-        "label": txn.label,
+        **_txn_row(txn, now_s),
     }
     if guarded:
         params |= {
