@@ -76,8 +76,10 @@ class Sink(Protocol):
     def set_balances(self, rows: list[tuple[int, int]]) -> None: ...
 
 
-class SqliteSink:
-    def __init__(self, db: sqlite3.Connection) -> None:
+class _DbApiSink:
+    """What both drivers do alike: one connection, `execute` on it directly."""
+
+    def __init__(self, db: Any) -> None:  # a sqlite3 or psycopg connection
         self.db = db
 
     def scalar(self, sql: str) -> Any:
@@ -86,6 +88,8 @@ class SqliteSink:
     def execute(self, sql: str) -> None:
         self.db.execute(sql)
 
+
+class SqliteSink(_DbApiSink):
     def insert(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
         marks = ", ".join("?" * len(columns))
         self.db.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
@@ -97,16 +101,7 @@ class SqliteSink:
         self.db.executemany(sql.format("?"), rows)
 
 
-class PostgresSink:
-    def __init__(self, db: Any) -> None:  # a psycopg.Connection
-        self.db = db
-
-    def scalar(self, sql: str) -> Any:
-        return self.db.execute(sql).fetchone()[0]
-
-    def execute(self, sql: str) -> None:
-        self.db.execute(sql)
-
+class PostgresSink(_DbApiSink):
     def insert(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
         with self.db.cursor().copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
             for row in rows:
