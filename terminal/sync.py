@@ -189,28 +189,25 @@ class SyncAgent:
         instead of declining them as never seen). A server from before these fields refuses
         the body as `malformed_request`, rather than the till stopping to sync: the batch goes
         again without `shown` (tried again with every batch: a server updated later must get
-        it), then without `recorded_s` too (and every later batch of this agent)."""
+        it), then without `recorded_s` too (and every later batch of this agent goes without
+        it)."""
         shown = self._shown_online(batch)
-        if not self._send_recorded:
-            return self.client.sync(batch, None, shown)
-        recorded = self.journal.recorded_s(batch[0].seq, batch[-1].seq)
-        try:
-            return self.client.sync(batch, recorded, shown)
-        except HCardError as exc:
-            if exc.code != Code.MALFORMED_REQUEST or not (recorded or shown):
-                raise
-            if shown:
+        recorded = (
+            self.journal.recorded_s(batch[0].seq, batch[-1].seq) if self._send_recorded else {}
+        )
+        if shown:
+            try:
+                return self.client.sync(batch, recorded, shown)
+            except HCardError as exc:
+                if exc.code != Code.MALFORMED_REQUEST:
+                    raise
                 log.warning("server refused shown (%s): sending the batch without it", exc)
-                return self._send_without_shown(batch, recorded)
-            log.warning("server refused recorded_s (%s): sending the records alone", exc)
-            self._send_recorded = False
+        if not recorded:
             return self.client.sync(batch)
-
-    def _send_without_shown(self, batch: list[Any], recorded: dict[int, int]) -> dict[str, Any]:
         try:
             return self.client.sync(batch, recorded)
         except HCardError as exc:
-            if exc.code != Code.MALFORMED_REQUEST or not recorded:
+            if exc.code != Code.MALFORMED_REQUEST:
                 raise
             log.warning("server refused recorded_s (%s): sending the records alone", exc)
             self._send_recorded = False

@@ -245,3 +245,25 @@ def test_a_server_that_refuses_shown_keeps_the_times_and_is_asked_again(journal)
     assert journal.acked_seq() == 2
     sent = [(bool(recorded), shown) for recorded, shown in server.calls]
     assert sent == [(True, [1]), (True, None), (True, [2]), (True, None)]
+
+
+def test_a_server_from_before_both_fields_gets_shown_records_alone_too(journal):
+    """After the server refused `recorded_s`, a batch with a shown online record still
+    tries `shown` (a server updated later must get it) and, refused, goes alone: the till
+    never stops syncing because of a field the server does not know."""
+    online = {**offline_payment_body(1), "mode": "online"}
+    server = _OldServer()
+    agent = sync.SyncAgent(journal, _NoUnshown(), None, server, Link())
+    for n in (1, 2):
+        record = journal.append(
+            "payment",
+            {**online, "counter": n},
+            state=jr.State.INTENT,
+            day="2026-11-30",
+            created_s=1_764_500_000.0 + n,
+        )
+        journal.set_state(record.seq, jr.State.APPROVED)
+        journal.set_state(record.seq, jr.State.FINAL)
+        agent._upload()
+        assert journal.acked_seq() == n
+    assert agent._send_recorded is False
