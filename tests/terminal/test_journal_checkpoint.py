@@ -9,6 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fixtures.terminal import JOURNAL_CARD, offline_payment_body, server_card
 
+from hcard import keys
 from hcard.errors import Code, HCardError
 from hcard.records import GENESIS_HASH, RecordKind
 from hcard.terminal import archive as ar
@@ -314,8 +315,6 @@ def test_verify_journal_command(archived, key):
     journal.close()
     state = TerminalState(path.parent)
     assert state.journal_path == path
-    from hcard import keys
-
     keys.save_private(key, state.key_path)
     state.save_config(
         TerminalConfig(
