@@ -788,14 +788,16 @@ class Journal:
     def unsent(self, limit: int) -> list[Record]:
         """Records after the acknowledged one, in order, at most `limit`.
 
-        Never one at or after an online payment still waiting for its answer
-        (`intent`): the server would take it, unauthorised, as declined, and
-        the till would then be told "declined" for a payment it is approving.
+        Never one at or after a payment still being decided: an online one waiting for its
+        answer (`intent`), which the server would take, unauthorised, as declined, and the
+        till would then be told "declined" for a payment it is approving; an offline one
+        whose card write is under way (`approved`), which the server could not yet be told
+        was shown (`shown`), nor the cancelled one's void sent with it.
         """
         with self._lock:
             acked = int(self._meta("acked_seq") or 0)
             waiting = self._db.execute(
-                "SELECT min(seq) FROM local WHERE state = ?", [State.INTENT]
+                "SELECT min(seq) FROM local WHERE state IN (?, ?)", [State.INTENT, State.APPROVED]
             ).fetchone()[0]
             before = waiting or 2**63 - 1
             # only after a server restored to before the archive: from the archive first

@@ -27,11 +27,12 @@ import threading
 from typing import Any
 
 from hcard.errors import Code, HCardError
-from hcard.records import PaymentMode, Record, RecordKind, SyncStatus
+from hcard.records import SyncStatus
 from hcard.terminal.client import ServerClient, ServerUnreachableError
 from hcard.terminal.journal import Journal
 from hcard.terminal.payment import Link, Payments
 from hcard.terminal.snapshot import SnapshotStore
+from hcard.terminal.states import STATEFUL_KINDS
 
 log = logging.getLogger(__name__)
 
@@ -184,14 +185,15 @@ class SyncAgent:
 
     def _send(self, batch: list[Any]) -> dict[str, Any]:
         """Upload one batch with the times the till journalled its records (`recorded_s`,
-        for settlement's list of late payments) and the online records it showed as approved
-        (`shown`: a server restored from a backup taken before it approved them books them
-        instead of declining them as never seen). A server from before these fields refuses
-        the body as `malformed_request`, rather than the till stopping to sync: the batch goes
-        again without `shown` (tried again with every batch: a server updated later must get
-        it), then without `recorded_s` too (and every later batch of this agent goes without
-        it)."""
-        shown = self._shown_online(batch)
+        for settlement's list of late payments) and the payments and top-ups it showed as
+        approved (`shown`: a server restored from a backup taken before it approved an online
+        one books it instead of declining it as never seen; a shown write is on the card, so
+        the server's balance of the card may be trusted along it). A server from before these
+        fields refuses the body as `malformed_request`, rather than the till stopping to
+        sync: the batch goes again without `shown` (tried again with every batch: a server
+        updated later must get it), then without `recorded_s` too (and every later batch of
+        this agent goes without it)."""
+        shown = self._shown(batch)
         recorded = (
             self.journal.recorded_s(batch[0].seq, batch[-1].seq) if self._send_recorded else {}
         )
@@ -213,13 +215,14 @@ class SyncAgent:
             self._send_recorded = False
             return self.client.sync(batch)
 
-    def _shown_online(self, batch: list[Any]) -> list[int]:
-        """The online payments and top-ups of `batch` this till showed as approved."""
-        online = [record.seq for record in batch if _online(record)]
-        if not online:
+    def _shown(self, batch: list[Any]) -> list[int]:
+        """The payments and top-ups of `batch` this till showed as approved: their card
+        write landed (the server trusts its balance of a card only along such writes)."""
+        stateful = [record.seq for record in batch if record.kind in STATEFUL_KINDS]
+        if not stateful:
             return []
-        shown = self.journal.shown_seqs(online[0], online[-1])
-        return [seq for seq in online if seq in shown]
+        shown = self.journal.shown_seqs(stateful[0], stateful[-1])
+        return [seq for seq in stateful if seq in shown]
 
     def _server_behind(self, answer: dict[str, Any], batch: list[Any]) -> bool:
         """The server's head is before what it once acknowledged, and on our chain.
@@ -276,10 +279,3 @@ class SyncAgent:
             return exc.code.value, chain_head
         self.payments.clock.learn(state.server_time_s)
         return None, chain_head
-
-
-def _online(record: Record) -> bool:
-    """An online payment or a top-up: what the server decides at authorisation."""
-    return record.kind == RecordKind.TOPUP_REQUEST or (
-        record.kind == RecordKind.PAYMENT and record.body.get("mode") == PaymentMode.ONLINE
-    )

@@ -223,11 +223,12 @@ def get_snapshot(
     keys_sha256: Annotated[str | None, Query(pattern="^[0-9a-f]{64}$")] = None,
 ) -> Response:
     """Deny-list, balances, limits, terminal keys; only changes after `since` unless full,
-    and no keys in a delta when `keys_sha256` is theirs. The signed canonical bytes (the
-    same for every terminal), gzipped for a client that accepts it; the terminal's chain
-    head on the server in two headers."""
+    and no keys in a delta when `keys_sha256` is theirs. The signed canonical bytes (a
+    balance leaves out other tills' unconfirmed top-ups), gzipped for a client that accepts
+    it; the terminal's chain head on the server in two headers."""
     body, headers = snapshot.encode(
-        snapshot.answer(ctx, since, keys_sha256), request.headers.get("accept-encoding")
+        snapshot.answer(ctx, since, keys_sha256, terminal.id),
+        request.headers.get("accept-encoding"),
     )
     headers = {**headers, **terminals.chain_head_headers(ctx, terminal.id)}
     return Response(content=body, media_type="application/json", headers=headers)

@@ -176,7 +176,11 @@ cards = sa.Table(
     # set by the server: overdrawn offline, memory rolled back, tag copied; deny-listed
     sa.Column("flagged", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("flag_reason", sa.String(40), nullable=True),
+    # the highest purse counter of the card's payments seen (written to the card)
     sa.Column("counter", sa.BigInteger, nullable=False, server_default="0"),
+    # every purse write up to this counter is known (migration 0009, `services/trust.py`):
+    # the snapshot's counter, below which a till may take the server's balance as the card's
+    sa.Column("trusted_counter", sa.BigInteger, nullable=False, server_default="0"),
     # snapshot version of the last change terminals must learn about
     sa.Column("version", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("replaced_by", sa.BigInteger, sa.ForeignKey("cards.id"), nullable=True),
@@ -246,8 +250,23 @@ authorisations = sa.Table(
     sa.Column("answer", sa.LargeBinary, nullable=False),
     sa.Column("txn_id", sa.BigInteger, sa.ForeignKey("transactions.id"), nullable=True),
     sa.Column("created_s", Time, nullable=False),
+    # approved with the server's balance equal to the purse the till asked to write and no
+    # till top-up of the card unconfirmed: every purse write before it is known (0009)
+    sa.Column("purse_agreed", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.CheckConstraint(_in("outcome", Outcome), name="outcome"),
     sa.CheckConstraint(f"(outcome = '{Outcome.APPROVED}') = (txn_id IS NOT NULL)", name="booked"),
+)
+
+# till top-ups approved and not yet confirmed as written to the card (shown) nor voided
+# (migration 0009): the other tills get the card's balance without them
+pending_topups = sa.Table(
+    "pending_topups",
+    metadata,
+    sa.Column("terminal_id", sa.BigInteger, sa.ForeignKey("terminals.id"), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("card_id", sa.BigInteger, sa.ForeignKey("cards.id"), nullable=False),
+    sa.Column("amount_cents", sa.BigInteger, nullable=False),
+    sa.Index(None, "card_id"),
 )
 
 journal = sa.Table(
@@ -274,6 +293,9 @@ journal = sa.Table(
     # when the till says it journalled the record (its own clock, unsigned, informational:
     # settlement lists a late offline payment with it)
     sa.Column("recorded_s", Time, nullable=True),
+    # the till showed it as approved (the sync batch's `shown`, migration 0009): a payment's
+    # purse write reached the card (`services/trust.py`)
+    sa.Column("shown", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.CheckConstraint(_in("status", JOURNAL_STATUSES), name="status"),
     sa.Index(None, "card", "counter"),
 )

@@ -13,10 +13,18 @@ a payment the balance does not cover → `insufficient_funds` with
 `available_cents` so the till can offer a partial payment. The postings come
 from `booking` (the same as a payment booked at sync); the online debit is
 guarded in `ledger.post`, so concurrent payments never overdraw.
+
+The answer's `balance_cents` leaves out the card's till top-ups that other tills had
+approved and not yet confirmed (`pending_topups`): the till writes the purse from it, and
+such a top-up may still be voided (its card write was torn). The till leaves out its own.
+An approved top-up is pending until its till's sync shows it (`services.sync`); an
+approved payment notes whether the purse the till asked to write agreed with the server's
+balance (`trust.purse_agreed`), which lets the card's trusted counter move past a gap.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,8 +35,8 @@ from hcard.records import PaymentMode, Record, RecordError, RecordKind
 from hcard.server.context import Context
 from hcard.server.db import engine as db_engine
 from hcard.server.db import locking
-from hcard.server.db.tables import authorisations, merchants, transactions
-from hcard.server.services import booking, cards, ledger
+from hcard.server.db.tables import authorisations, merchants, pending_topups, transactions
+from hcard.server.services import booking, cards, ledger, trust
 from hcard.server.services.ledger import Txn
 from hcard.server.services.terminals import SignedRequest, Terminal, chain_head
 from hcard.server.vocabulary import Outcome
@@ -90,8 +98,9 @@ def authorise(ctx: Context, signed: SignedRequest, payload: Any) -> bytes:
         if record.seq <= last_seq:
             # synced already as another record: every synced online record has a row above
             raise HCardError(Code.SEQUENCE_CONFLICT, seq=record.seq)
-        result, txn = decide(conn, terminal, record)
-        body = canonical_bytes(result)
+        decision = decide(conn, terminal, record)
+        txn = decision.txn
+        body = canonical_bytes(decision.answer)
         booked = None
         if txn is not None:  # the transaction `txn` books, found by the record it books
             booked = (
@@ -99,29 +108,47 @@ def authorise(ctx: Context, signed: SignedRequest, payload: Any) -> bytes:
                 .where(transactions.c.terminal_id == terminal.id, transactions.c.seq == record.seq)
                 .scalar_subquery()
             )
-        decision = sa.insert(authorisations).values(
+        stored = sa.insert(authorisations).values(
             terminal_id=terminal.id,
             seq=record.seq,
             record_hash=record_hash,
-            outcome=result["outcome"],
+            outcome=decision.answer["outcome"],
             answer=body,
             txn_id=booked,
             created_s=ctx.now(),
+            purse_agreed=decision.purse_agreed,
         )
+        if txn is not None and record.kind == RecordKind.TOPUP_REQUEST:
+            conn.execute(
+                sa.insert(pending_topups).values(
+                    terminal_id=terminal.id,
+                    seq=record.seq,
+                    card_id=decision.card_id,
+                    amount_cents=record.body["amount_cents"],
+                )
+            )
         # the last statements, committed with them on PostgreSQL (`ledger.post_last`)
         if txn is None:
-            db_engine.commit_with(conn, decision)
+            db_engine.commit_with(conn, stored)
         else:
-            ledger.post_last(conn, txn, now_s=ctx.now(), then=decision)
+            ledger.post_last(conn, txn, now_s=ctx.now(), then=stored)
         return body
 
     return signed.unit(book)
 
 
-def decide(
-    conn: sa.Connection, terminal: Terminal, record: Record
-) -> tuple[dict[str, Any], Txn | None]:
-    """The answer to the record, and the transaction to book for it (None if declined).
+@dataclass(frozen=True)
+class Decision:
+    """What `decide` found: the answer, the transaction to book (None: declined)."""
+
+    answer: dict[str, Any]
+    txn: Txn | None = None
+    card_id: int | None = None
+    purse_agreed: bool = False  # `trust.purse_agreed`, for an approved payment
+
+
+def decide(conn: sa.Connection, terminal: Terminal, record: Record) -> Decision:
+    """The answer to the record and the transaction to book for it.
 
     The card's account is locked before the card is read, so the balance the answer gives
     is the one the booking leaves (`ledger.post_last` books it with the commit)."""
@@ -129,11 +156,11 @@ def decide(
     locking.accounts(conn, (), [body["card"]])  # first: the balance read next stays
     card = cards.find(conn, body["card"])
     if card is None or card.uid is None:
-        return answer(record.seq, Outcome.DECLINED, Code.UNKNOWN_CARD), None
+        return Decision(answer(record.seq, Outcome.DECLINED, Code.UNKNOWN_CARD))
     if record.kind == RecordKind.PAYMENT and card.uid != body["uid"]:
-        return answer(record.seq, Outcome.DECLINED, Code.CARD_COPIED), None
+        return Decision(answer(record.seq, Outcome.DECLINED, Code.CARD_COPIED))
     if card.blocked or card.flagged:
-        return answer(record.seq, Outcome.DECLINED, Code.CARD_BLOCKED), None
+        return Decision(answer(record.seq, Outcome.DECLINED, Code.CARD_BLOCKED))
     merchant = conn.execute(
         sa.select(merchants.c.name, merchants.c.account_id).where(
             merchants.c.id == terminal.merchant_id
@@ -146,9 +173,33 @@ def decide(
     else:
         txn = booking.till_topup(till, record.seq, card.account_id, amount)
     balance = card.balance_cents
+    pending = pending_topups_cents(conn, card.id)
+    others_cents = sum(cents for tid, cents in pending.items() if tid != terminal.id)
     if not ledger.floors_hold(txn, {card.account_id: balance}):
-        return answer(
-            record.seq, Outcome.DECLINED, Code.INSUFFICIENT_FUNDS, balance, max(balance, 0)
-        ), None
+        return Decision(
+            answer(
+                record.seq,
+                Outcome.DECLINED,
+                Code.INSUFFICIENT_FUNDS,
+                balance - others_cents,
+                max(balance, 0),
+            )
+        )
     balance += txn.change_of(card.account_id)
-    return answer(record.seq, Outcome.APPROVED, None, balance, balance), txn
+    agreed = record.kind == RecordKind.PAYMENT and trust.purse_agreed(
+        balance_after_cents=balance,
+        purse_cents=body["purse_cents"],
+        pending_topups_cents=sum(pending.values()),
+    )
+    result = answer(record.seq, Outcome.APPROVED, None, balance - others_cents, balance)
+    return Decision(result, txn, card.id, agreed)
+
+
+def pending_topups_cents(conn: sa.Connection, card_id: int) -> dict[int, int]:
+    """The card's till top-ups approved and not yet confirmed: terminal id → cents."""
+    rows = conn.execute(
+        sa.select(pending_topups.c.terminal_id, sa.func.sum(pending_topups.c.amount_cents))
+        .where(pending_topups.c.card_id == card_id)
+        .group_by(pending_topups.c.terminal_id)
+    )
+    return {terminal_id: int(cents) for terminal_id, cents in rows}

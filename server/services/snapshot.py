@@ -16,6 +16,12 @@ carry most of the cards (`answer_in_full`). A delta leaves out the terminal keys
 the till holds already (`keys_sha256`). The body is made once, in canonical
 bytes, and is exactly what the issuer signed, so the till checks the signature
 over what it received; `encode` gzips it for a client that accepts gzip.
+
+What a till may take from it (`services/trust.py`): a card's `counter` is its trusted
+counter (every purse write up to it is known, so a till may take the balance for a card
+whose counter it covers), and its `balance_cents` leaves out the till top-ups of other
+tills approved and not yet confirmed (`pending_topups`): one whose card write was torn is
+voided later. The asking till's own are in it; it knows which of them it never showed.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from hcard.encoding import canonical_bytes
 from hcard.server.context import Context
 from hcard.server.db import counters, locking
 from hcard.server.db import engine as db_engine
-from hcard.server.db.tables import accounts, cards, terminals
+from hcard.server.db.tables import accounts, cards, pending_topups, terminals
 from hcard.server.vocabulary import CounterName, TerminalStatus
 
 
@@ -108,8 +114,11 @@ def keys_digest(terminal_keys: Mapping[str, str]) -> str:
     return hashlib.sha256(canonical_bytes(dict(terminal_keys))).hexdigest()
 
 
-def document(ctx: Context, since: int, keys_sha256: str | None = None) -> dict[str, object]:
-    """The snapshot for `since=<since>`, unsigned (`answer` signs it).
+def document(
+    ctx: Context, since: int, keys_sha256: str | None = None, terminal_id: int | None = None
+) -> dict[str, object]:
+    """The snapshot for `since=<since>` as terminal `terminal_id` gets it, unsigned (`answer`
+    signs it); without a terminal every pending till top-up is left out of the balances.
 
     `terminal_keys_sha256` is always there; `terminal_keys` is left out of a delta when
     the till holds them already (`keys_sha256`, the digest it sent, is theirs): four
@@ -126,15 +135,32 @@ def document(ctx: Context, since: int, keys_sha256: str | None = None) -> dict[s
             ).where(issued)
         ).one()
         full = answer_in_full(since, version, changed_cards, issued_cards)
+        others = sa.true() if terminal_id is None else pending_topups.c.terminal_id != terminal_id
+        pending = (
+            sa.select(
+                pending_topups.c.card_id,
+                # PostgreSQL's sum of bigints is numeric: a Decimal in the document
+                sa.cast(sa.func.sum(pending_topups.c.amount_cents), sa.BigInteger).label("cents"),
+            )
+            .where(others)
+            .group_by(pending_topups.c.card_id)
+            .subquery()
+        )
         query = (
             sa.select(
                 cards.c.number,
                 cards.c.blocked,
                 cards.c.flagged,
-                cards.c.counter,
-                accounts.c.balance_cents,
+                cards.c.trusted_counter,
+                (accounts.c.balance_cents - sa.func.coalesce(pending.c.cents, 0)).label(
+                    "balance_cents"
+                ),
             )
-            .select_from(cards.join(accounts, accounts.c.id == cards.c.account_id))
+            .select_from(
+                cards.join(accounts, accounts.c.id == cards.c.account_id).outerjoin(
+                    pending, pending.c.card_id == cards.c.id
+                )
+            )
             .where(issued)
             .order_by(cards.c.id)
         )
@@ -156,7 +182,8 @@ def document(ctx: Context, since: int, keys_sha256: str | None = None) -> dict[s
         "deny_add": denied,
         "deny_remove": [] if full else [r.number for r in rows if not (r.blocked or r.flagged)],
         "balances": {
-            row.number: {"balance_cents": row.balance_cents, "counter": row.counter} for row in rows
+            row.number: {"balance_cents": row.balance_cents, "counter": row.trusted_counter}
+            for row in rows
         },
         "limits": ctx.settings.limits.as_json(),
         **({} if keys_known else {"terminal_keys": terminal_keys}),
@@ -166,13 +193,15 @@ def document(ctx: Context, since: int, keys_sha256: str | None = None) -> dict[s
     }
 
 
-def answer(ctx: Context, since: int, keys_sha256: str | None = None) -> bytes:
+def answer(
+    ctx: Context, since: int, keys_sha256: str | None = None, terminal_id: int | None = None
+) -> bytes:
     """The answer's JSON body `{"sig", "snapshot"}`, canonical, the snapshot encoded once.
 
     The same bytes as `canonical_bytes({"sig": signed.sign_document(...), "snapshot": ...})`
     (its keys sorted, no white space), without encoding 20,000 cards twice.
     """
-    body = canonical_bytes(document(ctx, since, keys_sha256))
+    body = canonical_bytes(document(ctx, since, keys_sha256, terminal_id))
     sig = keys.sign(ctx.issuer_key, signed.DOMAIN_SNAPSHOT + body).hex()
     return b'{"sig":"' + sig.encode("ascii") + b'","snapshot":' + body + b"}"
 

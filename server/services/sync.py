@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,9 +57,10 @@ from hcard.server.db.tables import (
     cards,
     journal,
     merchants,
+    pending_topups,
 )
 from hcard.server.db.tables import terminals as terminal_table
-from hcard.server.services import authorise, booking, ledger, snapshot
+from hcard.server.services import authorise, booking, ledger, snapshot, trust
 from hcard.server.services import cards as card_service
 from hcard.server.services.terminals import SignedRequest, Terminal, chain_head
 from hcard.server.vocabulary import (
@@ -159,12 +159,13 @@ def recorded_times(payload: dict[str, Any]) -> dict[int, float]:
 
 
 def shown_seqs(payload: dict[str, Any]) -> frozenset[int]:
-    """The till's optional `"shown": [<seq>, ...]`: the online records of the batch it showed
-    as approved (the server's approval came back). Part of the signed request, so the till
-    vouches for it as it vouches for an offline payment. It matters only to a server restored
-    from a backup taken before it approved them (`_Batch._book_shown`): without it such a
+    """The till's optional `"shown": [<seq>, ...]`: the payments and top-ups of the batch it
+    showed as approved (their card write landed). Part of the signed request, so the till
+    vouches for it as it vouches for an offline payment. A server restored from a backup
+    taken before it approved an online one books it (`_Batch._book_shown`): without it such a
     record would be declined as never seen, and a customer shown "paid" would be charged on
-    the card while the merchant is never paid."""
+    the card while the merchant is never paid. A shown write moves the card's trusted counter
+    (`services/trust.py`), a shown till top-up is no longer pending."""
     raw = payload.get("shown", [])
     if not isinstance(raw, list) or len(raw) > len(payload["records"]):
         raise HCardError(Code.MALFORMED_REQUEST, field="shown")
@@ -340,6 +341,7 @@ class _Card:
     account_id: int
     balance_cents: int
     counter: int
+    trusted_counter: int
     flagged: bool
 
 
@@ -361,6 +363,10 @@ class _Batch:
     approved_late: list[tuple[dict[str, Any], int]] = field(default_factory=list)
     flags: dict[int, FlagReason] = field(default_factory=dict)
     counters: dict[int, int] = field(default_factory=dict)
+    #: card id → its trusted counter through the batch (`services/trust.py`)
+    trusted: dict[int, trust.CardTrust] = field(default_factory=dict)
+    #: till top-ups of this terminal confirmed (shown) or voided: seq → card id
+    settled_topups: dict[int, int] = field(default_factory=dict)
     voided: dict[int, int] = field(default_factory=dict)  # payment/top-up seq → void seq
     conflict: int | None = None
 
@@ -381,6 +387,8 @@ class _Batch:
         for record, wrote_card in zip(decided, wrote, strict=True):
             if wrote_card:
                 self._check_counter(record)
+                if record.seq in self.shown:
+                    self._trust_write(record)
         self._write(decided, booked, wrote)
         return booked
 
@@ -402,8 +410,10 @@ class _Batch:
         if numbers:
             rows = _batch_cards(conn, numbers)
             self.cards = {
-                number: _Card(card_id, number, uid, account_id, balance, counter, bool(flagged))
-                for card_id, number, uid, account_id, counter, flagged, balance in rows
+                number: _Card(
+                    card_id, number, uid, account_id, balance, counter, trusted, bool(flagged)
+                )
+                for card_id, number, uid, account_id, counter, trusted, flagged, balance in rows
             }
         online = [r.seq for r in self.records if _authorised_kind(r)]
         self.authorised: dict[int, AnyRow] = {}
@@ -414,6 +424,7 @@ class _Batch:
                     authorisations.c.record_hash,
                     authorisations.c.answer,
                     authorisations.c.txn_id,
+                    authorisations.c.purse_agreed,
                 ).where(authorisations.c.terminal_id == tid, authorisations.c.seq.in_(online))
             )
             self.authorised = {row.seq: row for row in rows}
@@ -518,6 +529,24 @@ class _Batch:
             self.flags[card.id] = FlagReason.CARD_ROLLBACK
         writers.append((tid_now, record.seq))
 
+    def _trust_write(self, record: Record) -> None:
+        """A payment the till showed wrote its counter to the card (`services/trust.py`)."""
+        card = self.cards.get(record.body["card"])
+        if card is None:
+            return
+        row = self.authorised.get(record.seq) if record.body["mode"] == _ONLINE else None
+        card_trust = self.trusted.get(card.id)
+        if card_trust is None:
+            card_trust = self.trusted[card.id] = trust.CardTrust(card.trusted_counter)
+        card_trust.wrote(record.body["counter"], agreed=row is not None and row.purse_agreed)
+
+    def _settle_topup(self, seq: int, number: str) -> None:
+        """A till top-up of this terminal is on the card (shown) or voided: no longer pending,
+        so the other tills get the card's balance with it (or without, voided)."""
+        card = self.cards.get(number)
+        if card is not None:
+            self.settled_topups[seq] = card.id
+
     def _confirm_authorised(self, record: Record) -> _Booked:
         """The record was booked (or declined) at authorisation; it must be that very record.
 
@@ -545,6 +574,8 @@ class _Batch:
             return _Booked(_APPLIED, outcome=result)
         if row.record_hash != record.hash:
             return _Booked(_REFUSED, Code.SEQUENCE_CONFLICT)
+        if record.kind == _TOPUP_REQUEST and row.txn_id is not None and record.seq in self.shown:
+            self._settle_topup(record.seq, record.body["card"])  # on the card: confirmed
         # a later void in this batch may reverse it
         self.payments[record.seq] = {
             "kind": record.kind,
@@ -680,6 +711,8 @@ class _Batch:
             self.till, record.seq, card.account_id, body["amount_cents"], payment["kind"]
         )
         self._apply(card, txn, record, "void of a till top-up")
+        if payment["kind"] == _TOPUP_REQUEST:
+            self._settle_topup(body["voids_seq"], card.number)
         payment["voided"] = True
         self.voided[body["voids_seq"]] = record.seq
         return _Booked(_APPLIED, txn=self._book(txn))
@@ -699,6 +732,7 @@ class _Batch:
                 [{**row, "txn_id": txn_ids[index]} for row, index in self.approved_late],
             )
         tid, now, voided, recorded = self.terminal.id, self.now, self.voided, self.recorded
+        shown = self.shown
         rows = [
             (
                 tid,
@@ -718,6 +752,7 @@ class _Batch:
                 voided.pop(record.seq, None),
                 now,
                 recorded.get(record.seq),
+                record.seq in shown,
             )
             for record, result, wrote_card in zip(records, booked, wrote, strict=True)
         ]
@@ -745,19 +780,38 @@ class _Batch:
                 newly.setdefault(reason, []).append(card_id)
         for reason, card_ids in sorted(newly.items()):
             card_service.flag_many(conn, sorted(card_ids), reason)
-        self._write_counters(self.counters.items())
+        if self.settled_topups:
+            conn.execute(
+                sa.delete(pending_topups).where(
+                    pending_topups.c.terminal_id == tid,
+                    pending_topups.c.seq.in_(sorted(self.settled_topups)),
+                )
+            )
+        self._write_counters()
 
-    def _write_counters(self, counters: Iterable[tuple[int, int]]) -> None:
-        """The card counters this batch moved on (never back), for the tills' next snapshot."""
-        changes = [{"card_id": c, "counter": n} for c, n in sorted(counters)]
+    def _write_counters(self) -> None:
+        """The cards' counters this batch moved on (never back), and the cards whose pending
+        top-up it settled, for the tills' next snapshot. After the journal rows: a card the
+        batch leaves with a gap below its highest counter looks up its shown writes there."""
+        by_id = {card.id: card for card in self.cards.values()}
+        touched = set(self.counters) | set(self.trusted) | set(self.settled_topups.values())
+        changes = []
+        for card_id in sorted(touched):
+            card = by_id[card_id]
+            counter = max(card.counter, self.counters.get(card_id, 0))
+            trusted = card.trusted_counter
+            card_trust = self.trusted.get(card_id)
+            if card_trust is not None:
+                trusted = card_trust.advance()
+                if trusted < counter:
+                    trusted = card_trust.advance(_shown_writes(self.conn, card.number, trusted))
+            changes.append({"card_id": card_id, "counter": counter, "trusted": trusted})
         if not changes:
             return
         snapshot.cards_changed(
             self.conn,
-            sa.and_(
-                cards.c.id == sa.bindparam("card_id"), cards.c.counter < sa.bindparam("counter")
-            ),
-            {"counter": sa.bindparam("counter")},
+            cards.c.id == sa.bindparam("card_id"),
+            {"counter": sa.bindparam("counter"), "trusted_counter": sa.bindparam("trusted")},
             rows=changes,
         )
 
@@ -780,18 +834,21 @@ _JOURNAL_COLUMNS = (
     "voided_by_seq",
     "received_s",
     "recorded_s",
+    "shown",
 )
 
 
 def _batch_cards(conn: sa.Connection, numbers: list[str]) -> Any:
-    """(id, number, uid, account_id, counter, flagged, balance_cents) of the cards `numbers`.
+    """(id, number, uid, account_id, counter, trusted_counter, flagged, balance_cents) of the
+    cards `numbers`.
 
     Plain SQL through the driver, like `_seen_counters`: a batch names up to a thousand
     cards, and SQLAlchemy's expanding IN and its rows cost more than SQLite's lookups."""
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     # only placeholders are put into the text
     sql = (
-        "SELECT c.id, c.number, c.uid, c.account_id, c.counter, c.flagged, a.balance_cents"  # noqa: S608
+        "SELECT c.id, c.number, c.uid, c.account_id, c.counter, c.trusted_counter, c.flagged,"  # noqa: S608
+        " a.balance_cents"
         " FROM cards AS c JOIN accounts AS a ON a.id = c.account_id"
         f" WHERE c.number IN ({', '.join([mark] * len(numbers))})"
     )
@@ -820,6 +877,21 @@ def _seen_counters(conn: sa.Connection, pairs: list[tuple[str, int]]) -> sa.Curs
     )
     params = (*[item for pair in pairs for item in pair], _PAYMENT.value)
     return conn.exec_driver_sql(sql, params)
+
+
+def _shown_writes(conn: sa.Connection, number: str, above: int) -> list[int]:
+    """The counters above `above` that payments the tills showed wrote to the card (the
+    journal's (card, counter) index): read only for a card with a gap in its trusted chain."""
+    return list(
+        conn.execute(
+            sa.select(journal.c.counter).where(
+                journal.c.card == number,
+                journal.c.counter > above,
+                journal.c.kind == _PAYMENT,
+                journal.c.shown,
+            )
+        ).scalars()
+    )
 
 
 def _wrote_card(record: Record, booked: _Booked) -> bool:

@@ -45,7 +45,8 @@ def test_offline_overdraw_is_booked_flagged_and_deny_listed(server):
     till = server.terminal()
     version = till.snapshot(0).json()["snapshot"]["version"]
     records = [till.payment(card, uid, 600, mode="offline", counter=c) for c in (1, 2)]
-    assert statuses(till.sync(records)) == [("applied", None), ("applied", None)]
+    shown = [record.seq for record in records]
+    assert statuses(till.sync(records, shown=shown)) == [("applied", None), ("applied", None)]
     state = server.staff.card(card)
     assert (state["balance_cents"], state["flagged"], state["denied"]) == (-200, True, True)
     assert state["flag_reason"] == "overdraw"

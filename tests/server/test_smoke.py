@@ -25,7 +25,7 @@ def test_enrol_authorise_sync_snapshot(live_server):
     assert server.staff.card(card)["balance_cents"] == 700
 
     offline = terminal.payment(card, uid, 200, mode="offline", counter=2, purse_cents=500)
-    synced = terminal.sync([pay, offline])
+    synced = terminal.sync([pay, offline], shown=[pay.seq, offline.seq])
     assert synced.status_code == 200, synced.text
     results = synced.json()["results"]
     assert [r["status"] for r in results] == ["applied", "applied"]

@@ -51,15 +51,7 @@ SETTLE_ROUNDS = 8
 #: of these kinds starts with "known <kind>:", and a seed whose every problem is known
 #: counts as `known`, not failed (`python -m tests.sim --strict` fails it). Remove a kind
 #: once its bug is fixed. docs/simulation.md says more.
-KNOWN_FINDINGS = {
-    "purse_above_ledger": (
-        "a card's purse above its balance on the server, not flagged: an offline payment"
-        " trusts the snapshot's balance when its counter covers the card's although a lower"
-        " counter written offline at another till is not synced yet (offline.balance_cents),"
-        " or a card without a purse is written from a balance that holds another till's"
-        " unshown top-up, which that till voids later (Payments._purse_after_cents)"
-    ),
-}
+KNOWN_FINDINGS: dict[str, str] = {}
 #: the prefix of a known finding's problem
 KNOWN = "known "
 
@@ -281,7 +273,7 @@ def purse_differences(world: World) -> dict[str, str]:
     voided or cancelled payments are printed beside it; bounded by them, the check failed
     27 of 40 seeds), above it only on a card the server flagged
     (an offline overdraw, a copy, a rolled-back card). A purse above an unflagged balance
-    is the open finding `purse_above_ledger`.
+    is a failure, `purse_above_ledger` (fixed: `services/trust.py`).
     """
     on_server = server_cards(world)
     keys = world.tills[0].running.card_keys()
@@ -306,7 +298,7 @@ def purse_differences(world: World) -> dict[str, str]:
             )
         else:
             found[card.number] = (
-                f"{KNOWN}purse_above_ledger: purse {purse_cents} (counter {view.counter})"
+                f"purse_above_ledger: purse {purse_cents} (counter {view.counter})"
                 f" above the balance {balance_cents}"
             )
     return found

@@ -148,7 +148,9 @@ def test_acknowledgement_never_moves_back(filled, key):
         journal.close()
 
 
-def test_nothing_is_uploaded_from_an_online_payment_still_waiting(filled, key):
+def test_nothing_is_uploaded_from_a_payment_still_being_decided(filled, key):
+    """An online payment waiting for its answer, an offline one whose card write is under
+    way: the upload stops before either (the server is told which payments were shown)."""
     journal = jr.Journal(filled, TERMINAL_ID, key)
     try:
         waiting = journal.append(
@@ -158,11 +160,13 @@ def test_nothing_is_uploaded_from_an_online_payment_still_waiting(filled, key):
             day="d",
             created_s=0.0,
         )
-        journal.append(
+        writing = journal.append(
             "payment", offline_payment_body(6), state=jr.State.APPROVED, day="d", created_s=0.0
         )
         assert [r.seq for r in journal.unsent(10)] == [1, 2, 3, 4, 5, 6]
         journal.set_state(waiting.seq, jr.State.FINAL)
+        assert [r.seq for r in journal.unsent(10)][-2:] == [6, 7]
+        journal.set_state(writing.seq, jr.State.FINAL)
         assert [r.seq for r in journal.unsent(10)][-2:] == [7, 8]
     finally:
         journal.close()

@@ -39,16 +39,19 @@ def journal(tmp_path):
 
 
 def _fill(journal: jr.Journal, times: list[float]) -> list[Record]:
-    return [
-        journal.append(
+    """Offline payments shown as approved (the upload stops before one still `approved`)."""
+    records = []
+    for n, created_s in enumerate(times, start=1):
+        record = journal.append(
             "payment",
             offline_payment_body(n),
             state=jr.State.APPROVED,
             day="2026-11-30",
             created_s=created_s,
         )
-        for n, created_s in enumerate(times, start=1)
-    ]
+        journal.finish(record.seq)
+        records.append(record)
+    return records
 
 
 class _NoUnshown:
@@ -138,7 +141,7 @@ class _OldServer:
     """A server from before `recorded_s` and `shown`: it refuses any other key than `records`."""
 
     def __init__(self) -> None:
-        self.calls: list[dict[int, int] | None] = []
+        self.calls: list[tuple[dict[int, int] | None, list[int] | None]] = []
 
     def sync(
         self,
@@ -146,7 +149,7 @@ class _OldServer:
         recorded_s: dict[int, int] | None = None,
         shown: list[int] | None = None,
     ):
-        self.calls.append(recorded_s)
+        self.calls.append((recorded_s, shown))
         if recorded_s or shown:
             raise HCardError(Code.MALFORMED_REQUEST, reason='body must be {"records": [...]}')
         return _applied(records)
@@ -165,7 +168,8 @@ def _applied(records: list[Record]) -> dict[str, Any]:
 
 def test_a_server_that_refuses_the_field_gets_the_records_alone(journal):
     """A till updated before its server must not stop syncing: the request is sent again
-    without the times, and the agent sends none after that."""
+    without `shown`, then without the times, and the agent sends no times after that
+    (`shown` is tried again with each batch)."""
     _fill(journal, [1_764_500_000.0, 1_764_500_001.0])
     old = _OldServer()
     agent = sync.SyncAgent(journal, _NoUnshown(), None, old, Link())
@@ -173,7 +177,14 @@ def test_a_server_that_refuses_the_field_gets_the_records_alone(journal):
     assert journal.acked_seq() == 2
     _fill(journal, [1_764_500_002.0])
     agent._upload()
-    assert old.calls == [{1: 1_764_500_000, 2: 1_764_500_001}, None, None]
+    times = {1: 1_764_500_000, 2: 1_764_500_001}
+    assert old.calls == [
+        (times, [1, 2]),
+        (times, None),
+        (None, None),
+        ({}, [3]),  # no times (refused before), with `shown`
+        (None, None),
+    ]
     assert journal.acked_seq() == 3
     assert error_body(Code.MALFORMED_REQUEST)["code"] == "malformed_request"
 
