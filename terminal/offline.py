@@ -7,12 +7,15 @@ snapshot says (`SnapshotFacts`) and what this till's journal says about the card
 
 1. deny-listed → `CARD_BLOCKED`; purse data on the card that cannot be trusted →
    `PURSE_INVALID`; no purse and not in the snapshot → `UNKNOWN_CARD`.
-2. The balance (`balance_cents`): when the snapshot's counter for the card is at least the
-   card's, the server has seen every purse write and its balance is the truth (it includes
-   top-ups, and unmasks a purse restored to an older state); otherwise offline payments
-   happened since the snapshot and only the purse knows them, while the snapshot may know a
-   debit the purse does not: the lower of the two. This till's unsettled top-ups are taken
-   off the snapshot's balance (the server still counts them until their void arrives), a
+2. The balance (`balance_cents`): when the snapshot's trusted counter for the card is at
+   least the card's, the server knows every purse write and its balance is the truth (it
+   includes credits the purse lacks, and unmasks a purse restored to an older state);
+   otherwise a write the server does not know may be on the card (an offline payment at
+   another till, not synced yet) and only the purse knows it, while the snapshot may know a
+   debit the purse does not: the lower of the two. (The highest counter the server has seen
+   is not enough: an online payment after such an offline one moves it past the gap.)
+   This till's unsettled top-ups are taken off the snapshot's balance (the server still
+   counts them until their void arrives; other tills' are left out by the server), a
    refund owed to the purse is added to it. Erring low can only refuse a payment; erring
    high would let a card overdraw.
 3. Limits from the snapshot (`limit_counts`): consecutive offline payments, then per card
@@ -74,6 +77,7 @@ class SnapshotFacts:
     deny_listed: bool = False
     balance_cents: int | None = None  # None: the card is not in the snapshot
     counter: int = 0  # the card's highest purse counter the server had seen
+    trusted_counter: int = 0  # every purse write up to it known to the server (rule 2)
 
     @property
     def knows_card(self) -> bool:
@@ -158,7 +162,7 @@ def balance_cents(card: CardFacts, snapshot: SnapshotFacts, journal: JournalFact
     purse_cents = card.purse_cents + journal.refund_cents
     if server_cents is None:
         return purse_cents
-    if snapshot.counter >= card.counter:  # the server has seen every purse write
+    if snapshot.trusted_counter >= card.counter:  # the server knows every purse write
         return server_cents
     return min(purse_cents, server_cents)
 

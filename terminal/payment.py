@@ -142,6 +142,7 @@ class Payments:
             deny_listed=tap.card_number in state.deny,
             balance_cents=None if known is None else known.balance_cents,
             counter=0 if known is None else known.counter,
+            trusted_counter=0 if known is None else known.trusted_counter,
         )
         journal = JournalFacts(
             payments=self.journal.card_payments(tap.card_number) if history is None else history,

@@ -45,7 +45,10 @@ _SHA256_HEX = re.compile("[0-9a-f]{64}")
 @dataclass(frozen=True)
 class CardKnown:
     balance_cents: int
-    counter: int
+    counter: int  # the highest purse counter of the card the server has seen
+    # every purse write up to this counter is known to the server (0 from a server before
+    # the field): only then is its balance the card's (`offline.balance_cents`)
+    trusted_counter: int = 0
 
 
 @dataclass
@@ -91,7 +94,9 @@ def _merge(state: SnapshotState, snap: dict[str, Any]) -> SnapshotState:
     balances = {} if full else dict(state.balances)
     for card, known in snap["balances"].items():
         balances[_card(card)] = CardKnown(
-            _int(known["balance_cents"], "balance_cents"), _int(known["counter"], "counter")
+            _int(known["balance_cents"], "balance_cents"),
+            _int(known["counter"], "counter"),
+            _int(known.get("trusted_counter", 0), "trusted_counter"),
         )
     for card in snap["deny_add"]:
         deny.add(_card(card))

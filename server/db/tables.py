@@ -179,7 +179,7 @@ cards = sa.Table(
     # the highest purse counter of the card's payments seen (written to the card)
     sa.Column("counter", sa.BigInteger, nullable=False, server_default="0"),
     # every purse write up to this counter is known (migration 0009, `services/trust.py`):
-    # the snapshot's counter, below which a till may take the server's balance as the card's
+    # the snapshot's trusted_counter, below which a till may take the server's balance
     sa.Column("trusted_counter", sa.BigInteger, nullable=False, server_default="0"),
     # snapshot version of the last change terminals must learn about
     sa.Column("version", sa.BigInteger, nullable=False, server_default="0"),
@@ -250,9 +250,6 @@ authorisations = sa.Table(
     sa.Column("answer", sa.LargeBinary, nullable=False),
     sa.Column("txn_id", sa.BigInteger, sa.ForeignKey("transactions.id"), nullable=True),
     sa.Column("created_s", Time, nullable=False),
-    # approved with the server's balance equal to the purse the till asked to write and no
-    # till top-up of the card unconfirmed: every purse write before it is known (0009)
-    sa.Column("purse_agreed", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.CheckConstraint(_in("outcome", Outcome), name="outcome"),
     sa.CheckConstraint(f"(outcome = '{Outcome.APPROVED}') = (txn_id IS NOT NULL)", name="booked"),
 )

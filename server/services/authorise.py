@@ -17,9 +17,7 @@ guarded in `ledger.post`, so concurrent payments never overdraw.
 The answer's `balance_cents` leaves out the card's till top-ups that other tills had
 approved and not yet confirmed (`pending_topups`): the till writes the purse from it, and
 such a top-up may still be voided (its card write was torn). The till leaves out its own.
-An approved top-up is pending until its till's sync shows it (`services.sync`); an
-approved payment notes whether the purse the till asked to write agreed with the server's
-balance (`trust.purse_agreed`), which lets the card's trusted counter move past a gap.
+An approved top-up is pending until its till's sync shows or voids it (`services.sync`).
 """
 
 from __future__ import annotations
@@ -36,7 +34,7 @@ from hcard.server.context import Context
 from hcard.server.db import engine as db_engine
 from hcard.server.db import locking
 from hcard.server.db.tables import authorisations, merchants, pending_topups, transactions
-from hcard.server.services import booking, cards, ledger, trust
+from hcard.server.services import booking, cards, ledger
 from hcard.server.services.ledger import Txn
 from hcard.server.services.terminals import SignedRequest, Terminal, chain_head
 from hcard.server.vocabulary import Outcome
@@ -116,7 +114,6 @@ def authorise(ctx: Context, signed: SignedRequest, payload: Any) -> bytes:
             answer=body,
             txn_id=booked,
             created_s=ctx.now(),
-            purse_agreed=decision.purse_agreed,
         )
         if txn is not None and record.kind == RecordKind.TOPUP_REQUEST:
             conn.execute(
@@ -144,7 +141,6 @@ class Decision:
     answer: dict[str, Any]
     txn: Txn | None = None
     card_id: int | None = None
-    purse_agreed: bool = False  # `trust.purse_agreed`, for an approved payment
 
 
 def decide(conn: sa.Connection, terminal: Terminal, record: Record) -> Decision:
@@ -173,8 +169,7 @@ def decide(conn: sa.Connection, terminal: Terminal, record: Record) -> Decision:
     else:
         txn = booking.till_topup(till, record.seq, card.account_id, amount)
     balance = card.balance_cents
-    pending = pending_topups_cents(conn, card.id)
-    others_cents = sum(cents for tid, cents in pending.items() if tid != terminal.id)
+    others_cents = others_pending_cents(conn, card.id, terminal.id)
     if not ledger.floors_hold(txn, {card.account_id: balance}):
         return Decision(
             answer(
@@ -186,20 +181,16 @@ def decide(conn: sa.Connection, terminal: Terminal, record: Record) -> Decision:
             )
         )
     balance += txn.change_of(card.account_id)
-    agreed = record.kind == RecordKind.PAYMENT and trust.purse_agreed(
-        balance_after_cents=balance,
-        purse_cents=body["purse_cents"],
-        pending_topups_cents=sum(pending.values()),
-    )
     result = answer(record.seq, Outcome.APPROVED, None, balance - others_cents, balance)
-    return Decision(result, txn, card.id, agreed)
+    return Decision(result, txn, card.id)
 
 
-def pending_topups_cents(conn: sa.Connection, card_id: int) -> dict[int, int]:
-    """The card's till top-ups approved and not yet confirmed: terminal id → cents."""
-    rows = conn.execute(
-        sa.select(pending_topups.c.terminal_id, sa.func.sum(pending_topups.c.amount_cents))
-        .where(pending_topups.c.card_id == card_id)
-        .group_by(pending_topups.c.terminal_id)
-    )
-    return {terminal_id: int(cents) for terminal_id, cents in rows}
+def others_pending_cents(conn: sa.Connection, card_id: int, terminal_id: int) -> int:
+    """The card's till top-ups of other tills than `terminal_id`, approved and not yet
+    confirmed (`pending_topups`): nearly always none, an index lookup that finds nothing."""
+    cents = conn.execute(
+        sa.select(sa.func.sum(pending_topups.c.amount_cents)).where(
+            pending_topups.c.card_id == card_id, pending_topups.c.terminal_id != terminal_id
+        )
+    ).scalar_one()
+    return 0 if cents is None else int(cents)

@@ -17,11 +17,12 @@ the till holds already (`keys_sha256`). The body is made once, in canonical
 bytes, and is exactly what the issuer signed, so the till checks the signature
 over what it received; `encode` gzips it for a client that accepts gzip.
 
-What a till may take from it (`services/trust.py`): a card's `counter` is its trusted
-counter (every purse write up to it is known, so a till may take the balance for a card
-whose counter it covers), and its `balance_cents` leaves out the till top-ups of other
-tills approved and not yet confirmed (`pending_topups`): one whose card write was torn is
-voided later. The asking till's own are in it; it knows which of them it never showed.
+What a till may take from it (`services/trust.py`): beside a card's `counter` (the highest
+seen, which the offline limits count from) its `trusted_counter` (every purse write up to
+it is known, so a till may take the balance for a card whose counter it covers), and its
+`balance_cents` leaves out the till top-ups of other tills approved and not yet confirmed
+(`pending_topups`): one whose card write was torn is voided later. The asking till's own
+are in it; it knows which of them it never showed.
 """
 
 from __future__ import annotations
@@ -151,6 +152,7 @@ def document(
                 cards.c.number,
                 cards.c.blocked,
                 cards.c.flagged,
+                cards.c.counter,
                 cards.c.trusted_counter,
                 (accounts.c.balance_cents - sa.func.coalesce(pending.c.cents, 0)).label(
                     "balance_cents"
@@ -182,7 +184,11 @@ def document(
         "deny_add": denied,
         "deny_remove": [] if full else [r.number for r in rows if not (r.blocked or r.flagged)],
         "balances": {
-            row.number: {"balance_cents": row.balance_cents, "counter": row.trusted_counter}
+            row.number: {
+                "balance_cents": row.balance_cents,
+                "counter": row.counter,
+                "trusted_counter": row.trusted_counter,
+            }
             for row in rows
         },
         "limits": ctx.settings.limits.as_json(),

@@ -424,7 +424,6 @@ class _Batch:
                     authorisations.c.record_hash,
                     authorisations.c.answer,
                     authorisations.c.txn_id,
-                    authorisations.c.purse_agreed,
                 ).where(authorisations.c.terminal_id == tid, authorisations.c.seq.in_(online))
             )
             self.authorised = {row.seq: row for row in rows}
@@ -534,11 +533,10 @@ class _Batch:
         card = self.cards.get(record.body["card"])
         if card is None:
             return
-        row = self.authorised.get(record.seq) if record.body["mode"] == _ONLINE else None
         card_trust = self.trusted.get(card.id)
         if card_trust is None:
             card_trust = self.trusted[card.id] = trust.CardTrust(card.trusted_counter)
-        card_trust.wrote(record.body["counter"], agreed=row is not None and row.purse_agreed)
+        card_trust.wrote(record.body["counter"])
 
     def _settle_topup(self, seq: int, number: str) -> None:
         """A till top-up of this terminal is on the card (shown) or voided: no longer pending,
@@ -791,10 +789,13 @@ class _Batch:
 
     def _write_counters(self) -> None:
         """The cards' counters this batch moved on (never back), and the cards whose pending
-        top-up it settled, for the tills' next snapshot. After the journal rows: a card the
-        batch leaves with a gap below its highest counter looks up its shown writes there."""
+        top-up it settled, for the tills' next snapshot. After the journal rows: a card
+        whose gap the batch closed, with writes seen above it, follows its shown writes
+        there (only then: a card with a gap the batch left open would read them with every
+        batch, and they cannot close it)."""
         by_id = {card.id: card for card in self.cards.values()}
-        touched = set(self.counters) | set(self.trusted) | set(self.settled_topups.values())
+        settled = set(self.settled_topups.values())
+        touched = set(self.counters) | set(self.trusted) | settled
         changes = []
         for card_id in sorted(touched):
             card = by_id[card_id]
@@ -803,8 +804,11 @@ class _Batch:
             card_trust = self.trusted.get(card_id)
             if card_trust is not None:
                 trusted = card_trust.advance()
-                if trusted < counter:
+                if card.trusted_counter < trusted < counter:
                     trusted = card_trust.advance(_shown_writes(self.conn, card.number, trusted))
+            unchanged = counter == card.counter and trusted == card.trusted_counter
+            if unchanged and card_id not in settled:
+                continue
             changes.append({"card_id": card_id, "counter": counter, "trusted": trusted})
         if not changes:
             return

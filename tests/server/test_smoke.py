@@ -43,7 +43,11 @@ def test_enrol_authorise_sync_snapshot(live_server):
     assert signed.verify_document(
         issuer, signed.DOMAIN_SNAPSHOT, document["snapshot"], document["sig"]
     )
-    assert document["snapshot"]["balances"][card] == {"balance_cents": 500, "counter": 2}
+    assert document["snapshot"]["balances"][card] == {
+        "balance_cents": 500,
+        "counter": 2,
+        "trusted_counter": 2,
+    }
     assert document["snapshot"]["limits"] == {
         "per_payment_cents": 2500,
         "per_card_day_cents": 5000,

@@ -35,7 +35,7 @@ TODAY, YESTERDAY = "2026-12-01", "2026-11-30"
 LIMITS = Limits(per_payment_cents=5_000, per_card_day_cents=8_000, consecutive_offline=3)
 
 CARD = CardFacts(NUMBER, counter=5, purse_cents=10_000, purse_terminal_id=US)
-SNAPSHOT = SnapshotFacts(LIMITS, balance_cents=10_000, counter=5)
+SNAPSHOT = SnapshotFacts(LIMITS, balance_cents=10_000, counter=5, trusted_counter=5)
 JOURNAL = JournalFacts(today=TODAY)
 
 
@@ -145,18 +145,21 @@ CASES = [
      Decision(DECLINE, Code.INSUFFICIENT_FUNDS, 0, 0)),
     ("balance below zero", 1, CARD, snapshot(balance_cents=-500), JOURNAL,
      Decision(DECLINE, Code.INSUFFICIENT_FUNDS, -500, 0)),
-    # --- which balance: the snapshot's when its counter covers the card's, else the lower
+    # --- which balance: the snapshot's when its trusted counter covers the card's, else the lower
     ("snapshot covers the card: its balance, though the purse says more", 100,
      card(purse_cents=9_000), snapshot(balance_cents=2_000), JOURNAL,
      approve(2_000, 100, 2_000)),
     ("snapshot covers the card: its balance, though the purse says less", 100,
      card(purse_cents=1_000), snapshot(balance_cents=2_000), JOURNAL,
      approve(2_000, 100, 2_000)),
+    ("a write seen above one not known (trusted below the card): the purse when lower", 100,
+     card(purse_cents=1_000), snapshot(balance_cents=2_000, counter=5, trusted_counter=3),
+     JOURNAL, approve(1_000, 100, 1_000)),
     ("offline writes since the snapshot: the purse when lower", 100,
-     card(purse_cents=1_000), snapshot(balance_cents=2_000, counter=4), JOURNAL,
+     card(purse_cents=1_000), snapshot(balance_cents=2_000, counter=4, trusted_counter=4), JOURNAL,
      approve(1_000, 100, 1_000)),
     ("offline writes since the snapshot: the snapshot when lower", 100,
-     card(purse_cents=3_000), snapshot(balance_cents=2_000, counter=4), JOURNAL,
+     card(purse_cents=3_000), snapshot(balance_cents=2_000, counter=4, trusted_counter=4), JOURNAL,
      approve(2_000, 100, 2_000)),
     ("card not in the snapshot: the purse", 100, card(counter=1, purse_cents=1_500),
      snapshot(balance_cents=None, counter=0), JOURNAL, approve(1_500, 100, 1_500)),
@@ -166,7 +169,7 @@ CASES = [
      snapshot(balance_cents=2_000), journal(unsettled_topups_cents=1_000),
      Decision(PARTIAL, Code.INSUFFICIENT_FUNDS, 1_000, 1_000)),
     ("a refund owed goes onto the purse", 1_200, card(purse_cents=1_000),
-     snapshot(balance_cents=5_000, counter=4), journal(refund_cents=200),
+     snapshot(balance_cents=5_000, counter=4, trusted_counter=4), journal(refund_cents=200),
      approve(1_200, 1_200, 1_200)),
     ("no refund onto the server's balance", 1_200, card(purse_cents=1_000),
      snapshot(balance_cents=1_000), journal(refund_cents=200),

@@ -5,13 +5,11 @@ Revises: 0008
 Create Date: 2026-12-01
 
 - `cards.trusted_counter`: every purse write up to this counter is known to the server
-  (`services/trust.py`). The snapshot's `counter` was the highest counter seen, which can
-  be above an offline write at another till not synced yet; a till that trusted the
-  server's balance for it let the card spend that money twice. 0 for the cards already
-  there: each is trusted again from its next write the server can place.
-- `authorisations.purse_agreed`: the approval left the server's balance equal to the purse
-  the till asked to write, with no till top-up of the card unconfirmed, so every write
-  before it is known.
+  (`services/trust.py`), the snapshot's `trusted_counter`. The snapshot's `counter` is the
+  highest counter seen, which can be above an offline write at another till not synced
+  yet; a till that trusted the server's balance for it let the card spend that money
+  twice. 0 for the cards already there: the journal kept no word on which writes the
+  tills showed, so their tills take the lower of purse and balance.
 - `journal.shown`: the till showed the record as approved (the sync batch's `shown`): its
   purse write reached the card.
 - `pending_topups`: till top-ups approved and not yet confirmed as written to the card
@@ -35,10 +33,6 @@ def upgrade() -> None:
     with op.batch_alter_table("cards") as batch:
         batch.add_column(
             sa.Column("trusted_counter", sa.BigInteger(), server_default="0", nullable=False)
-        )
-    with op.batch_alter_table("authorisations") as batch:
-        batch.add_column(
-            sa.Column("purse_agreed", sa.Boolean(), server_default=sa.false(), nullable=False)
         )
     with op.batch_alter_table("journal") as batch:
         batch.add_column(
@@ -67,7 +61,5 @@ def downgrade() -> None:
     op.drop_table("pending_topups")
     with op.batch_alter_table("journal") as batch:
         batch.drop_column("shown")
-    with op.batch_alter_table("authorisations") as batch:
-        batch.drop_column("purse_agreed")
     with op.batch_alter_table("cards") as batch:
         batch.drop_column("trusted_counter")
