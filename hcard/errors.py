@@ -69,6 +69,7 @@ class Code(StrEnum):
     STATE_TRANSITION_REFUSED = "state_transition_refused"
     # ledger
     SAME_CARD = "same_card"
+    TOPUP_PENDING = "topup_pending"
     BELOW_ZERO_NOT_CONFIRMED = "below_zero_not_confirmed"
     # settlement
     PERIOD_INVALID = "period_invalid"
@@ -157,6 +158,9 @@ MESSAGES: dict[Code, Text] = {
     Code.VOID_TOO_LATE: N_("Only today's payments can be voided."),
     Code.STATE_TRANSITION_REFUSED: N_("This change of a journal record's state is not allowed."),
     Code.SAME_CARD: N_("Old and new card are the same."),
+    Code.TOPUP_PENDING: N_(
+        "A top-up at a till is not confirmed yet; please try again in a few minutes."
+    ),
     Code.PERIOD_INVALID: N_("Invalid period (a month as YYYY-MM, or first and last day)."),
     Code.PERIOD_IN_FUTURE: N_("The period has not ended yet; settle it afterwards."),
     Code.PERIOD_ALREADY_SETTLED: N_("This period is already settled (wholly or in part)."),

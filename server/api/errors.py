@@ -57,6 +57,7 @@ STATUS: dict[Code, int] = {
     Code.USERNAME_TAKEN: 409,
     Code.OWN_ACCOUNT: 409,
     Code.CARD_ALREADY_REPLACED: 409,
+    Code.TOPUP_PENDING: 409,
     Code.BODY_TOO_LARGE: 413,
     Code.BATCH_TOO_LARGE: 413,
     Code.TOO_MANY_ATTEMPTS: 429,

@@ -169,7 +169,7 @@ def decide(conn: sa.Connection, terminal: Terminal, record: Record) -> Decision:
     else:
         txn = booking.till_topup(till, record.seq, card.account_id, amount)
     balance = card.balance_cents
-    others_cents = others_pending_cents(conn, card.id, terminal.id)
+    others_cents = cards.pending_topups_cents(conn, card.id, except_terminal=terminal.id)
     if not ledger.floors_hold(txn, {card.account_id: balance}):
         return Decision(
             answer(
@@ -183,14 +183,3 @@ def decide(conn: sa.Connection, terminal: Terminal, record: Record) -> Decision:
     balance += txn.change_of(card.account_id)
     result = answer(record.seq, Outcome.APPROVED, None, balance - others_cents, balance)
     return Decision(result, txn, card.id)
-
-
-def others_pending_cents(conn: sa.Connection, card_id: int, terminal_id: int) -> int:
-    """The card's till top-ups of other tills than `terminal_id`, approved and not yet
-    confirmed (`pending_topups`): nearly always none, an index lookup that finds nothing."""
-    cents = conn.execute(
-        sa.select(sa.func.sum(pending_topups.c.amount_cents)).where(
-            pending_topups.c.card_id == card_id, pending_topups.c.terminal_id != terminal_id
-        )
-    ).scalar_one()
-    return 0 if cents is None else int(cents)

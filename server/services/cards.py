@@ -24,9 +24,9 @@ from hcard.errors import Code, HCardError
 from hcard.money import MAX_AMOUNT_CENTS, is_valid_amount
 from hcard.server import check_code, names
 from hcard.server.context import Context
-from hcard.server.db import counters
+from hcard.server.db import counters, locking
 from hcard.server.db import engine as db_engine
-from hcard.server.db.tables import AnyRow, accounts, cards, form_submissions
+from hcard.server.db.tables import AnyRow, accounts, cards, form_submissions, pending_topups
 from hcard.server.services import alerts, booking, ledger, snapshot
 from hcard.server.services.users import Staff
 from hcard.server.throttle import Guard, Key
@@ -77,6 +77,18 @@ def find(conn: sa.Connection, number: str) -> AnyRow | None:
         .select_from(cards.join(accounts, accounts.c.id == cards.c.account_id))
         .where(cards.c.number == number)
     ).first()
+
+
+def pending_topups_cents(conn: sa.Connection, card_id: int, except_terminal: int = 0) -> int:
+    """The card's till top-ups approved and not yet confirmed (`pending_topups`), but those of
+    terminal `except_terminal`: nearly always none, an index lookup that finds nothing."""
+    cents = conn.execute(
+        sa.select(sa.func.sum(pending_topups.c.amount_cents)).where(
+            pending_topups.c.card_id == card_id,
+            pending_topups.c.terminal_id != except_terminal,
+        )
+    ).scalar_one()
+    return 0 if cents is None else int(cents)
 
 
 def _get(conn: sa.Connection, number: str) -> AnyRow:
@@ -331,14 +343,22 @@ def _require_replaceable(old: AnyRow, new: AnyRow) -> None:
 
 
 def transfer(ctx: Context, actor: Staff, number: str, to_number: str) -> dict[str, object]:
-    """Move the whole balance of a (lost) card to its replacement; the old card is blocked."""
+    """Move the whole balance of a (lost) card to its replacement; the old card is blocked.
+
+    Refused while a till top-up of the old card is pending (`topup_pending`): its till may
+    still void it (its card write was torn), and the new card would keep money never paid.
+    Both accounts are locked before the balance is read, so no payment or top-up of the old
+    card slips in between."""
     actor.require(*OFFICE)
     number, to_number = normalize_number(number), normalize_number(to_number)
     if number == to_number:
         raise HCardError(Code.SAME_CARD)
     with db_engine.write(ctx.engine) as conn:
+        locking.accounts(conn, (), [number, to_number])
         old, new = _get(conn, number), _get(conn, to_number)
         _require_replaceable(old, new)
+        if pending_topups_cents(conn, old.id):
+            raise HCardError(Code.TOPUP_PENDING)
         amount = old.balance_cents
         if amount < 0:
             raise HCardError(Code.INSUFFICIENT_FUNDS, available_cents=amount)

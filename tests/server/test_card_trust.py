@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from fixtures.server import ApiError
+
 from hcard.server.services.trust import CardTrust
 
 
@@ -118,3 +121,18 @@ def test_the_trusted_counter_walks_the_writes_without_a_gap():
     assert trust.advance() == 4
     assert trust.advance(stored=[5, 7]) == 7
     assert CardTrust(trusted=9).advance(stored=[3, 4]) == 9  # never down
+
+
+def test_a_card_with_a_pending_topup_is_not_replaced_until_it_is_confirmed(server):
+    """Its till may still void the top-up: the new card would keep money never paid."""
+    number, _uid = server.new_card(1_000)
+    new_number, _new_uid = server.new_card(0)
+    t = server.terminal(name="T")
+    topup = t.record("topup_request", {"card": number, "amount_cents": 500})
+    assert t.authorise(topup).json()["outcome"] == "approved"
+    with pytest.raises(ApiError) as refused:
+        server.staff.transfer(number, new_number)
+    assert (refused.value.status, refused.value.code) == (409, "topup_pending")
+    assert server.staff.card(number)["blocked"] is False
+    _sync(t, [topup], [topup])
+    assert server.staff.transfer(number, new_number)["amount_cents"] == 1_500
