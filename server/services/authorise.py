@@ -14,9 +14,10 @@ a payment the balance does not cover → `insufficient_funds` with
 from `booking` (the same as a payment booked at sync); the online debit is
 guarded in `ledger.post`, so concurrent payments never overdraw.
 
-The answer's `balance_cents` leaves out the card's till top-ups that other tills had
-approved and not yet confirmed (`pending_topups`): the till writes the purse from it, and
-such a top-up may still be voided (its card write was torn). The till leaves out its own.
+The card's till top-ups that other tills had approved and not yet confirmed
+(`pending_topups`) may still be voided (their card write was torn): they are left out of
+the balance a payment may spend and of the answer's `balance_cents`, which the till
+writes to the purse. The till leaves out its own that it never showed.
 An approved top-up is pending until its till's sync shows or voids it (`services.sync`).
 """
 
@@ -168,18 +169,15 @@ def decide(conn: sa.Connection, terminal: Terminal, record: Record) -> Decision:
         txn = booking.payment(till, record.seq, card.account_id, amount, body["mode"])
     else:
         txn = booking.till_topup(till, record.seq, card.account_id, amount)
-    balance = card.balance_cents
-    others_cents = cards.pending_topups_cents(conn, card.id, except_terminal=terminal.id)
+    # other tills' top-ups not yet confirmed may still be voided (a torn card write): they
+    # are neither spent nor written to a purse here; the asking till's own are counted (it
+    # took the cash, and a till wakes its sync at once, so another's are seconds old)
+    balance = card.balance_cents - cards.pending_topups_cents(
+        conn, card.id, except_terminal=terminal.id
+    )
     if not ledger.floors_hold(txn, {card.account_id: balance}):
         return Decision(
-            answer(
-                record.seq,
-                Outcome.DECLINED,
-                Code.INSUFFICIENT_FUNDS,
-                balance - others_cents,
-                max(balance, 0),
-            )
+            answer(record.seq, Outcome.DECLINED, Code.INSUFFICIENT_FUNDS, balance, max(balance, 0))
         )
     balance += txn.change_of(card.account_id)
-    result = answer(record.seq, Outcome.APPROVED, None, balance - others_cents, balance)
-    return Decision(result, txn, card.id)
+    return Decision(answer(record.seq, Outcome.APPROVED, None, balance, balance), txn, card.id)

@@ -70,6 +70,20 @@ def test_a_batch_that_closes_a_gap_follows_the_writes_stored_above_it(server):
     assert _card(a, number) == (700, 3, 3)
 
 
+def test_a_closed_gap_is_followed_through_shown_writes_only(server):
+    """Till X cancelled its write 2 (it may or may not be on the card) and showed 3; till A's
+    1 closes the gap below 2, not the one at 2."""
+    number, uid = server.new_card(1_000)
+    x, a = server.terminal(name="X"), server.terminal(name="A")
+    cancelled = x.payment(number, uid, 100, mode="offline", counter=2, purse_cents=800)
+    void = x.record("void", {"card": number, "voids_seq": cancelled.seq, "amount_cents": 100})
+    third = x.payment(number, uid, 100, mode="offline", counter=3, purse_cents=800)
+    _sync(x, [cancelled, void, third], [third])
+    first = a.payment(number, uid, 100, mode="offline", counter=1, purse_cents=900)
+    _sync(a, [first], [first])
+    assert _card(a, number) == (800, 3, 1)
+
+
 def test_an_online_payment_the_till_did_not_show_moves_nothing(server):
     number, uid = server.new_card(1_000)
     till = server.terminal()
@@ -81,7 +95,8 @@ def test_an_online_payment_the_till_did_not_show_moves_nothing(server):
 
 def test_another_tills_unconfirmed_topup_is_left_out(server):
     """Till T's top-up is approved; until T's sync shows it, the other tills get the card's
-    balance without it (its card write may have been torn, and T voids it then)."""
+    balance without it and may not spend it (its card write may have been torn, and T
+    voids it then)."""
     number, uid = server.new_card(1_000)
     t, other = server.terminal(name="T"), server.terminal(name="other")
     topup = t.record("topup_request", {"card": number, "amount_cents": 500})
@@ -94,12 +109,22 @@ def test_another_tills_unconfirmed_topup_is_left_out(server):
     }
     assert _card(other, number)[0] == 1_000
     assert _card(t, number)[0] == 1_500
+    too_much = other.payment(number, uid, 1_200, counter=1, purse_cents=-200)
+    answer = other.authorise(too_much).json()
+    assert (answer["code"], answer["available_cents"]) == ("insufficient_funds", 1_000)
     pay = other.payment(number, uid, 200, counter=1, purse_cents=800)
     answer = other.authorise(pay).json()
-    assert (answer["outcome"], answer["balance_cents"]) == ("approved", 800)
-    assert answer["available_cents"] == 1_300  # the server counts the top-up's money
+    assert (answer["outcome"], answer["balance_cents"], answer["available_cents"]) == (
+        "approved",
+        800,
+        800,
+    )
+    version = other.snapshot(0).json()["snapshot"]["version"]
     _sync(t, [topup], [topup])
     assert _card(other, number)[0] == 1_300
+    # confirming the top-up changed what the other tills get: it is in their next delta
+    delta = other.snapshot(version).json()["snapshot"]
+    assert delta["balances"][number]["balance_cents"] == 1_300
 
 
 def test_a_voided_topup_is_no_longer_pending(server):
