@@ -226,8 +226,8 @@ class ServerClient:
         shown: list[int] | None = None,
     ) -> dict[str, Any]:
         """Upload `records`; `recorded_s` (seq → whole epoch seconds of the till's clock when
-        it journalled the record) and `shown` (the online records among them the till showed
-        as approved) go beside them in the signed request, when given (docs/protocol.md)."""
+        it journalled the record) and `shown` (the payments and top-ups among them the till
+        showed as approved) go beside them in the signed request, when given (docs/protocol.md)."""
         payload: dict[str, Any] = {"records": [r.to_wire() for r in records]}
         if recorded_s:
             payload["recorded_s"] = {str(seq): at_s for seq, at_s in sorted(recorded_s.items())}

@@ -208,6 +208,7 @@ class DemoTill:
         self.client = ServerClient(url, self.terminal_id, key, Clock())
         self.prev = GENESIS_HASH
         self.records: list[Record] = []
+        self.sent = 0  # records uploaded so far
         #: seq → when it happened (epoch seconds), for the backdating
         self.times: dict[int, float] = {}
 
@@ -228,14 +229,19 @@ class DemoTill:
             raise RuntimeError(f"Vormonat / last month: {record.kind} declined: {answer}")
 
     def sync(self) -> None:
-        if not self.records:
+        """Upload the records not sent yet, the payments and top-ups among them named as
+        shown (the demo's tills show every one), as the till's sync agent does."""
+        fresh = self.records[self.sent :]
+        if not fresh:
             return
+        shown = [r.seq for r in fresh if r.kind in (RecordKind.PAYMENT, RecordKind.TOPUP_REQUEST)]
         answer = self.client.request(
             "POST",
             "/v1/terminal/sync",
-            {"records": [r.to_wire() for r in self.records]},
+            {"records": [r.to_wire() for r in fresh], "shown": shown},
             TIMEOUT_S,
         )
+        self.sent = len(self.records)
         refused = [r for r in answer["results"] if r["status"] != "applied"]
         if refused:
             raise RuntimeError(f"Vormonat / last month: records refused: {refused}")
@@ -328,6 +334,9 @@ def _till_topup(plan: _Plan, shop: Shop, till: DemoTill, when: float) -> None:
         RecordKind.TOPUP_REQUEST, {"card": card.number, "amount_cents": amount}, when
     )
     till.authorise(record)
+    # a till wakes its sync at once: until the server hears the top-up was shown, other
+    # tills may not spend it (its card write may have been torn)
+    till.sync()
     card.spendable += amount
     plan.takings[shop.key] -= amount
     plan.summary.till_topups += 1
