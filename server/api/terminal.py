@@ -140,8 +140,8 @@ _SYNC = {
         },
         "shown": {
             "type": "array",
-            "description": "the seqs of the batch's online records the till showed as "
-            "approved; at most one per record",
+            "description": "the seqs of the batch's payments and top-ups the till showed as "
+            "approved (their card write landed); at most one per record",
             "maxItems": BATCH_RECORDS,
             "items": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
         },
