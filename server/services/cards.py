@@ -26,7 +26,7 @@ from hcard.server import check_code, names
 from hcard.server.context import Context
 from hcard.server.db import counters, locking
 from hcard.server.db import engine as db_engine
-from hcard.server.db.tables import AnyRow, accounts, cards, form_submissions, pending_topups
+from hcard.server.db.tables import AnyRow, accounts, cards, form_submissions
 from hcard.server.services import alerts, booking, ledger, snapshot
 from hcard.server.services.users import Staff
 from hcard.server.throttle import Guard, Key
@@ -80,14 +80,10 @@ def find(conn: sa.Connection, number: str) -> AnyRow | None:
 
 
 def pending_topups_cents(conn: sa.Connection, card_id: int, except_terminal: int = 0) -> int:
-    """The card's till top-ups approved and not yet confirmed (`pending_topups`), but those of
-    terminal `except_terminal`: nearly always none, an index lookup that finds nothing."""
-    cents = conn.execute(
-        sa.select(sa.func.sum(pending_topups.c.amount_cents)).where(
-            pending_topups.c.card_id == card_id,
-            pending_topups.c.terminal_id != except_terminal,
-        )
-    ).scalar_one()
+    """The card's till top-ups approved and not yet confirmed, but those of terminal
+    `except_terminal` (`snapshot.pending_topups_by_card`): nearly always none."""
+    pending = snapshot.pending_topups_by_card(except_terminal)
+    cents = conn.execute(sa.select(pending.c.cents).where(pending.c.card_id == card_id)).scalar()
     return 0 if cents is None else int(cents)
 
 

@@ -109,6 +109,22 @@ def answer_in_full(since: int, version: int, changed_cards: int, issued_cards: i
     )
 
 
+def pending_topups_by_card(except_terminal: int = 0) -> sa.Subquery:
+    """(card_id, cents) of the till top-ups approved and not yet confirmed
+    (`pending_topups`), but those of terminal `except_terminal` (0: none is left aside):
+    what a till is not given of a card's balance, here and in the authorise answer."""
+    return (
+        sa.select(
+            pending_topups.c.card_id,
+            # PostgreSQL's sum of bigints is numeric: a Decimal in the document
+            sa.cast(sa.func.sum(pending_topups.c.amount_cents), sa.BigInteger).label("cents"),
+        )
+        .where(pending_topups.c.terminal_id != except_terminal)
+        .group_by(pending_topups.c.card_id)
+        .subquery()
+    )
+
+
 def keys_digest(terminal_keys: Mapping[str, str]) -> str:
     """SHA-256 (hex) of the canonical `terminal_keys`: the till sends the one it holds, and a
     delta leaves out keys it has already (`document`)."""
@@ -116,10 +132,10 @@ def keys_digest(terminal_keys: Mapping[str, str]) -> str:
 
 
 def document(
-    ctx: Context, since: int, keys_sha256: str | None = None, terminal_id: int | None = None
+    ctx: Context, since: int, keys_sha256: str | None = None, terminal_id: int = 0
 ) -> dict[str, object]:
     """The snapshot for `since=<since>` as terminal `terminal_id` gets it, unsigned (`answer`
-    signs it); without a terminal every pending till top-up is left out of the balances.
+    signs it); without a terminal (0) every pending till top-up is left out of the balances.
 
     `terminal_keys_sha256` is always there; `terminal_keys` is left out of a delta when
     the till holds them already (`keys_sha256`, the digest it sent, is theirs): four
@@ -136,17 +152,7 @@ def document(
             ).where(issued)
         ).one()
         full = answer_in_full(since, version, changed_cards, issued_cards)
-        others = sa.true() if terminal_id is None else pending_topups.c.terminal_id != terminal_id
-        pending = (
-            sa.select(
-                pending_topups.c.card_id,
-                # PostgreSQL's sum of bigints is numeric: a Decimal in the document
-                sa.cast(sa.func.sum(pending_topups.c.amount_cents), sa.BigInteger).label("cents"),
-            )
-            .where(others)
-            .group_by(pending_topups.c.card_id)
-            .subquery()
-        )
+        pending = pending_topups_by_card(except_terminal=terminal_id)
         query = (
             sa.select(
                 cards.c.number,
@@ -199,9 +205,7 @@ def document(
     }
 
 
-def answer(
-    ctx: Context, since: int, keys_sha256: str | None = None, terminal_id: int | None = None
-) -> bytes:
+def answer(ctx: Context, since: int, keys_sha256: str | None = None, terminal_id: int = 0) -> bytes:
     """The answer's JSON body `{"sig", "snapshot"}`, canonical, the snapshot encoded once.
 
     The same bytes as `canonical_bytes({"sig": signed.sign_document(...), "snapshot": ...})`

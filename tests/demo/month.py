@@ -37,6 +37,7 @@ from hcard import keys
 from hcard.provisioning.staff import StaffClient
 from hcard.records import GENESIS_HASH, Record, RecordKind, make_record
 from hcard.terminal.client import Clock, ServerClient, post_json
+from hcard.terminal.states import STATEFUL_KINDS
 
 LOCAL = ZoneInfo("Europe/Berlin")
 #: the till's own client waits 0.7 s for an online answer (a cashier is waiting); seeding a
@@ -234,7 +235,7 @@ class DemoTill:
         fresh = self.records[self.sent :]
         if not fresh:
             return
-        shown = [r.seq for r in fresh if r.kind in (RecordKind.PAYMENT, RecordKind.TOPUP_REQUEST)]
+        shown = [r.seq for r in fresh if r.kind in STATEFUL_KINDS]
         answer = self.client.request(
             "POST",
             "/v1/terminal/sync",
