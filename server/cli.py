@@ -130,6 +130,7 @@ def serve(ctx: Context, host: str, port: int, ready_file: Path | None = None) ->
     # it cost about a tenth of the server's CPU per record (bench/town_year.py). What the
     # start-up made is frozen out of its walks, and it runs less often; memory freed by
     # reference counting (nearly all of it) is unchanged.
+    users.dummy_hash()  # before the first login, so that it takes no longer than others
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
     uvicorn.Server(config).run(sockets=[sock])

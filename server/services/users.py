@@ -14,6 +14,7 @@ outlive the password it came from).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -35,8 +36,6 @@ MIN_PASSWORD_LENGTH = 12
 #: argon2 hashes any length; a megabyte of password is an attack on the CPU, not a password
 MAX_PASSWORD_LENGTH = 1024
 USERNAME_MAX_CHARS = 80
-#: checked when the user name is unknown, so the answer takes as long as for a wrong password
-_DUMMY_HASH = _HASHER.hash("not a password of anyone")
 #: fewer different characters than this is a pattern (`111111111111`, `abababababab`)
 _MIN_DISTINCT_CHARS = 4
 #: a user name at least this long does not count towards a password's length
@@ -120,6 +119,15 @@ class Staff:
         """Admin and marketing see every merchant; a merchant only their own."""
         if self.role == Role.MERCHANT and self.merchant_id != merchant_id:
             raise HCardError(Code.FORBIDDEN)
+
+
+@functools.cache
+def dummy_hash() -> str:
+    """Checked when the user name is unknown, so the answer takes as long as for a wrong
+    password. Made once per process when first needed (the server makes it before it
+    serves: its first unknown name would take a hash longer), not at import, which every
+    command of the CLI would pay for with a whole argon2 hash."""
+    return _HASHER.hash("not a password of anyone")
 
 
 def _token_hash(token: str) -> str:
@@ -339,7 +347,7 @@ def _check_password(ctx: Context, username: str, password: str) -> AnyRow:
                 sa.select(users).where(users.c.username == username, users.c.active)
             ).first()
     try:
-        _HASHER.verify(_DUMMY_HASH if row is None else row.password_hash, password)
+        _HASHER.verify(dummy_hash() if row is None else row.password_hash, password)
     except (VerificationError, InvalidHashError):
         raise HCardError(Code.BAD_CREDENTIALS) from None
     if row is None:
