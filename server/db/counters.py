@@ -12,15 +12,19 @@ import sqlalchemy as sa
 from hcard.server.db.tables import counters
 from hcard.server.vocabulary import CounterName
 
+#: built once: every booking moves the snapshot version
+_NEXT = (
+    sa.update(counters)
+    .where(counters.c.name == sa.bindparam("counter"))
+    .values(value=counters.c.value + 1)
+    .returning(counters.c.value)
+)
+
 
 def next_value(conn: sa.Connection, name: CounterName) -> int:
     """Atomically increment the counter `name` and return its new value."""
-    return conn.execute(
-        sa.update(counters)
-        .where(counters.c.name == name)
-        .values(value=counters.c.value + 1)
-        .returning(counters.c.value)
-    ).scalar_one()
+    value: int = conn.execute(_NEXT, {"counter": name}).scalar_one()
+    return value
 
 
 def current(conn: sa.Connection, name: CounterName) -> int:

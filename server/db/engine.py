@@ -47,7 +47,7 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
@@ -231,8 +231,12 @@ class _GroupWriter:
                     future.set_exception(error)
 
 
-def commit_with(conn: sa.Connection, *statements: sa.Executable) -> list[list[Any]]:
-    """Run `statements` as the last of a unit's work and, on PostgreSQL, commit the unit's
+#: a statement to run, alone or with its bound parameters' values
+Step = sa.Executable | tuple[sa.Executable, Mapping[str, Any]]
+
+
+def commit_with(conn: sa.Connection, *steps: Step) -> list[list[Any]]:
+    """Run `steps` as the last of a unit's work and, on PostgreSQL, commit the unit's
     transaction in the same round trip (the driver's pipeline: the statements and COMMIT
     leave together and the server runs them one after the other); return each statement's
     rows (none for one that returns none).
@@ -245,17 +249,19 @@ def commit_with(conn: sa.Connection, *statements: sa.Executable) -> list[list[An
     the server rolls the whole transaction back and the error is raised here. On SQLite (and
     inside a SAVEPOINT) the statements simply run: the group writer commits later.
     """
+    pairs = [step if isinstance(step, tuple) else (step, {}) for step in steps]
+    statements = [statement for statement, _params in pairs]
     if is_sqlite(conn.engine) or conn.in_nested_transaction():
-        results = [conn.execute(statement) for statement in statements]
+        results = [conn.execute(statement, dict(params)) for statement, params in pairs]
         return [list(result.all()) if result.returns_rows else [] for result in results]
     driver: Any = conn.connection.dbapi_connection  # psycopg.Connection
     compiled = [cast(sa.ClauseElement, s).compile(dialect=conn.dialect) for s in statements]
     cursors = []
     try:
         with driver.pipeline():
-            for each in compiled:
+            for each, (_statement, params) in zip(compiled, pairs, strict=True):
                 cursor = driver.cursor()
-                cursor.execute(str(each), each.params)
+                cursor.execute(str(each), each.construct_params(dict(params)))
                 cursors.append(cursor)
             driver.commit()
     except conn.dialect.loaded_dbapi.Error as exc:  # as SQLAlchemy raises a driver's errors

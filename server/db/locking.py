@@ -48,6 +48,7 @@ import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum
+from functools import lru_cache
 
 import sqlalchemy as sa
 
@@ -128,8 +129,13 @@ def terminal(conn: sa.Connection, terminal_id: int, *columns: sa.Column) -> sa.R
     if terminal_id < held.terminal:
         raise LockOrderError(f"terminal {terminal_id} locked after terminal {held.terminal}")
     held.terminal = terminal_id
-    query = sa.select(*(columns or (terminals.c.id,))).where(terminals.c.id == terminal_id)
-    return conn.execute(query.with_for_update()).first()
+    return conn.execute(_terminal_lock(columns or (terminals.c.id,)), {"id": terminal_id}).first()
+
+
+@lru_cache(maxsize=8)
+def _terminal_lock(columns: tuple[sa.Column, ...]) -> sa.Select:
+    """`terminal`'s statement for `columns`, built once for each set of them."""
+    return sa.select(*columns).where(terminals.c.id == sa.bindparam("id")).with_for_update()
 
 
 def accounts(
@@ -174,8 +180,14 @@ def _places(conn: sa.Connection, account_ids: Iterable[int]) -> list[tuple[bool,
     ids = sorted(set(account_ids))
     if not ids:
         return []
-    query = sa.select(_PLACE, account_table.c.id).where(account_table.c.id.in_(ids))
-    return sorted((bool(merchant), account_id) for merchant, account_id in conn.execute(query))
+    rows = conn.execute(_PLACES, {"ids": ids})
+    return sorted((bool(merchant), account_id) for merchant, account_id in rows)
+
+
+#: `_places`' statement, built once (every booking asks it)
+_PLACES = sa.select(_PLACE, account_table.c.id).where(
+    account_table.c.id.in_(sa.bindparam("ids", expanding=True))
+)
 
 
 def accounts_sql(conn: sa.Connection, account_ids: Iterable[int], param: str) -> str:

@@ -40,6 +40,35 @@ from hcard.server.services.ledger import Txn
 from hcard.server.services.terminals import SignedRequest, Terminal, chain_head
 from hcard.server.vocabulary import Outcome
 
+#: The statements of every authorisation, built once with bound parameters: building one
+#: costs SQLAlchemy more than SQLite takes to run it (bench/server_auth.py).
+_PREVIOUS = sa.select(authorisations.c.record_hash, authorisations.c.answer).where(
+    authorisations.c.terminal_id == sa.bindparam("terminal_id"),
+    authorisations.c.seq == sa.bindparam("seq"),
+)
+_MERCHANT = sa.select(merchants.c.name, merchants.c.account_id).where(
+    merchants.c.id == sa.bindparam("merchant_id")
+)
+#: the transaction an approved record booked, found by the record
+_BOOKED = (
+    sa.select(transactions.c.id)
+    .where(
+        transactions.c.terminal_id == sa.bindparam("terminal_id"),
+        transactions.c.seq == sa.bindparam("seq"),
+    )
+    .scalar_subquery()
+)
+_STORE = sa.insert(authorisations).values(
+    terminal_id=sa.bindparam("terminal_id"),
+    seq=sa.bindparam("seq"),
+    record_hash=sa.bindparam("record_hash"),
+    outcome=sa.bindparam("outcome"),
+    answer=sa.bindparam("answer"),
+    txn_id=sa.bindparam("txn_id"),
+    created_s=sa.bindparam("created_s"),
+)
+_STORE_BOOKED = _STORE.values(txn_id=_BOOKED)
+
 
 def parse_online_record(payload: Any, terminal: Terminal) -> Record:
     """The record of an authorise request, refused unless it is one the server may decide."""
@@ -85,11 +114,8 @@ def authorise(ctx: Context, signed: SignedRequest, payload: Any) -> bytes:
 
     def book(conn: sa.Connection) -> bytes:
         last_seq, _last_hash = chain_head(conn, terminal.id, lock=True)
-        previous = conn.execute(
-            sa.select(authorisations.c.record_hash, authorisations.c.answer).where(
-                authorisations.c.terminal_id == terminal.id, authorisations.c.seq == record.seq
-            )
-        ).first()
+        key = {"terminal_id": terminal.id, "seq": record.seq}
+        previous = conn.execute(_PREVIOUS, key).first()
         if previous is not None:
             if previous.record_hash != record_hash:
                 raise HCardError(Code.SEQUENCE_CONFLICT, seq=record.seq)
@@ -100,22 +126,14 @@ def authorise(ctx: Context, signed: SignedRequest, payload: Any) -> bytes:
         decision = decide(conn, terminal, record)
         txn = decision.txn
         body = canonical_bytes(decision.answer)
-        booked = None
-        if txn is not None:  # the transaction `txn` books, found by the record it books
-            booked = (
-                sa.select(transactions.c.id)
-                .where(transactions.c.terminal_id == terminal.id, transactions.c.seq == record.seq)
-                .scalar_subquery()
-            )
-        stored = sa.insert(authorisations).values(
-            terminal_id=terminal.id,
-            seq=record.seq,
-            record_hash=record_hash,
-            outcome=decision.answer["outcome"],
-            answer=body,
-            txn_id=booked,
-            created_s=ctx.now(),
-        )
+        row = key | {
+            "record_hash": record_hash,
+            "outcome": decision.answer["outcome"],
+            "answer": body,
+            "created_s": ctx.now(),
+        }
+        # approved: with the transaction `txn` books, found by the record it books
+        stored = (_STORE, row | {"txn_id": None}) if txn is None else (_STORE_BOOKED, row)
         if txn is not None and record.kind == RecordKind.TOPUP_REQUEST:
             conn.execute(
                 sa.insert(pending_topups).values(
@@ -158,11 +176,7 @@ def decide(conn: sa.Connection, terminal: Terminal, record: Record) -> Decision:
         return Decision(answer(record.seq, Outcome.DECLINED, Code.CARD_COPIED))
     if card.blocked or card.flagged:
         return Decision(answer(record.seq, Outcome.DECLINED, Code.CARD_BLOCKED))
-    merchant = conn.execute(
-        sa.select(merchants.c.name, merchants.c.account_id).where(
-            merchants.c.id == terminal.merchant_id
-        )
-    ).one()
+    merchant = conn.execute(_MERCHANT, {"merchant_id": terminal.merchant_id}).one()
     till = booking.Till(terminal.id, merchant.account_id, merchant.name)
     amount = body["amount_cents"]
     if record.kind == RecordKind.PAYMENT:

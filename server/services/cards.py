@@ -61,6 +61,16 @@ _CARD_COLUMNS = (
     cards.c.replaced_by,
     accounts.c.balance_cents,
 )
+#: a card with its balance by number (built once: every online payment looks its card up)
+_FIND = (
+    sa.select(*_CARD_COLUMNS)
+    .select_from(cards.join(accounts, accounts.c.id == cards.c.account_id))
+    .where(cards.c.number == sa.bindparam("number"))
+)
+#: a card's pending till top-ups but one terminal's (`snapshot.PENDING_TOPUPS_BY_CARD`)
+_PENDING_CENTS = sa.select(snapshot.PENDING_TOPUPS_BY_CARD.c.cents).where(
+    snapshot.PENDING_TOPUPS_BY_CARD.c.card_id == sa.bindparam("card_id")
+)
 
 
 def normalize_number(text: str) -> str:
@@ -72,18 +82,15 @@ def normalize_number(text: str) -> str:
 
 def find(conn: sa.Connection, number: str) -> AnyRow | None:
     """The card row with its balance, or None."""
-    return conn.execute(
-        sa.select(*_CARD_COLUMNS)
-        .select_from(cards.join(accounts, accounts.c.id == cards.c.account_id))
-        .where(cards.c.number == number)
-    ).first()
+    return conn.execute(_FIND, {"number": number}).first()
 
 
 def pending_topups_cents(conn: sa.Connection, card_id: int, except_terminal: int = 0) -> int:
     """The card's till top-ups approved and not yet confirmed, but those of terminal
-    `except_terminal` (`snapshot.pending_topups_by_card`): nearly always none."""
-    pending = snapshot.pending_topups_by_card(except_terminal)
-    cents = conn.execute(sa.select(pending.c.cents).where(pending.c.card_id == card_id)).scalar()
+    `except_terminal` (`snapshot.PENDING_TOPUPS_BY_CARD`): nearly always none."""
+    cents = conn.execute(
+        _PENDING_CENTS, {"card_id": card_id, "except_terminal": except_terminal}
+    ).scalar()
     return 0 if cents is None else int(cents)
 
 

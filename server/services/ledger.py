@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from hcard.errors import Code, HCardError
 from hcard.server.db import engine as db_engine
 from hcard.server.db import locking
-from hcard.server.db.tables import accounts, cards, postings, transactions
+from hcard.server.db.tables import accounts, postings, transactions
 from hcard.server.services import snapshot
 from hcard.server.vocabulary import AccountKind, TxnKind
 
@@ -117,6 +117,20 @@ def post(conn: sa.Connection, txn: Txn, *, now_s: float) -> int:
     return post_many(conn, [txn], now_s=now_s)[0]
 
 
+#: The statements of every booking, built once with bound parameters: building one costs
+#: SQLAlchemy more than SQLite takes to run it (bench/server_auth.py).
+_BALANCE_CHANGE = (
+    sa.update(accounts)
+    .where(accounts.c.id == sa.bindparam("aid"))
+    .values(balance_cents=accounts.c.balance_cents + sa.bindparam("delta"))
+)
+#: the guarded posting: changes the balance only if it stays at or above the floor
+_GUARDED_DEBIT = _BALANCE_CHANGE.where(
+    accounts.c.balance_cents + sa.bindparam("delta") >= sa.bindparam("floor")
+)
+_LAST_TXN_ID = sa.select(sa.func.max(transactions.c.id))
+
+
 def post_many(conn: sa.Connection, txns: Sequence[Txn], *, now_s: float) -> list[int]:
     """Book transactions inside the caller's write transaction; return their ids in order.
 
@@ -145,29 +159,17 @@ def post_many(conn: sa.Connection, txns: Sequence[Txn], *, now_s: float) -> list
     touched = sorted({e.account_id for txn in txns for e in txn.entries})
     locking.accounts(conn, touched)
     for entry in guarded:
-        debit = (
-            sa.update(accounts)
-            .where(
-                accounts.c.id == entry.account_id,
-                accounts.c.balance_cents + entry.amount_cents >= entry.floor_cents,
-            )
-            .values(balance_cents=accounts.c.balance_cents + entry.amount_cents)
-        )
-        if conn.execute(debit).rowcount != 1:
+        debit = {"aid": entry.account_id, "delta": entry.amount_cents, "floor": entry.floor_cents}
+        if conn.execute(_GUARDED_DEBIT, debit).rowcount != 1:
             raise HCardError(Code.INSUFFICIENT_FUNDS)
     changes = [{"aid": aid, "delta": delta} for aid, delta in sorted(deltas.items()) if delta]
     if changes:
-        conn.execute(
-            sa.update(accounts)
-            .where(accounts.c.id == sa.bindparam("aid"))
-            .values(balance_cents=accounts.c.balance_cents + sa.bindparam("delta")),
-            changes,
-        )
+        conn.execute(_BALANCE_CHANGE, changes)
     if db_engine.is_sqlite(conn.engine):
         # The caller holds SQLite's write lock (BEGIN IMMEDIATE): the next ids are ours,
         # and the driver's executemany beats SQLAlchemy's row-at-a-time ordered RETURNING
         # (and its per-row parameter processing).
-        first = conn.execute(sa.select(sa.func.max(transactions.c.id))).scalar_one() or 0
+        first = conn.execute(_LAST_TXN_ID).scalar_one() or 0
         ids = list(range(first + 1, first + 1 + len(txns)))
         db_engine.bulk_insert(
             conn,
@@ -198,7 +200,7 @@ def post_many(conn: sa.Connection, txns: Sequence[Txn], *, now_s: float) -> list
         ],
     )
     # Terminals learn about every changed card balance from the next snapshot.
-    snapshot.cards_changed(conn, cards.c.account_id.in_(touched))
+    snapshot.accounts_cards_changed(conn, touched)
     return ids
 
 
@@ -212,7 +214,7 @@ def floors_hold(txn: Txn, balances_cents: Mapping[int, int]) -> bool:
     )
 
 
-def post_last(conn: sa.Connection, txn: Txn, *, now_s: float, then: sa.Executable) -> None:
+def post_last(conn: sa.Connection, txn: Txn, *, now_s: float, then: db_engine.Step) -> None:
     """Book `txn` and run `then` as the last work of the caller's unit; on PostgreSQL both in
     one round trip with the commit (`db_engine.commit_with`).
 

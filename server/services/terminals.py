@@ -293,6 +293,45 @@ def all_terminals(ctx: Context, actor: Staff) -> list[dict[str, object]]:
         return [dict(row) for row in rows]
 
 
+#: The statements of every terminal request, built once with bound parameters: building one
+#: costs SQLAlchemy more than SQLite takes to run it (bench/server_auth.py).
+_SIGNER = sa.select(terminals.c.merchant_id, terminals.c.status, terminals.c.public_key).where(
+    terminals.c.id == sa.bindparam("terminal_id")
+)
+_NONCE_INSERT = {
+    dialect: insert(nonces)
+    .values(
+        terminal_id=sa.bindparam("terminal_id"),
+        nonce=sa.bindparam("nonce"),
+        seen_s=sa.bindparam("seen_s"),
+    )
+    .on_conflict_do_nothing()
+    .returning(nonces.c.nonce)
+    for dialect, insert in (("sqlite", sqlite_insert), ("postgresql", postgresql_insert))
+}
+
+
+@lru_cache(maxsize=8)
+def _seen_update(said_keys: tuple[str, ...]) -> sa.Update:
+    """`_note_seen`'s statement for what a till says of itself (one per set of keys)."""
+    said: dict[str, sa.BindParameter[object]] = {
+        name: sa.bindparam(f"said_{name}") for name in said_keys
+    }
+    changed = [terminals.c[name].is_distinct_from(value) for name, value in said.items()]
+    return (
+        sa.update(terminals)
+        .where(
+            terminals.c.id == sa.bindparam("terminal_id"),
+            sa.or_(
+                terminals.c.last_seen_s.is_(None),
+                terminals.c.last_seen_s < sa.bindparam("stale_s"),
+                *changed,
+            ),
+        )
+        .values(last_seen_s=sa.bindparam("now_s"), **said)
+    )
+
+
 def reported(headers: Mapping[str, str]) -> dict[str, object]:
     """What the till says of itself (software version, records waiting), the values that
     are well-formed only."""
@@ -373,18 +412,14 @@ def _note_seen(
     behind the till's own sync batch, which holds the row. One that does write locks the
     terminal's row by writing it, first in its transaction, as db/locking.py's order wants.
     """
-    changed = [terminals.c[name].is_distinct_from(value) for name, value in said.items()]
     conn.execute(
-        sa.update(terminals)
-        .where(
-            terminals.c.id == terminal_id,
-            sa.or_(
-                terminals.c.last_seen_s.is_(None),
-                terminals.c.last_seen_s < now_s - SEEN_EVERY_S,
-                *changed,
-            ),
-        )
-        .values(last_seen_s=now_s, **said)
+        _seen_update(tuple(sorted(said))),
+        {
+            "terminal_id": terminal_id,
+            "now_s": now_s,
+            "stale_s": now_s - SEEN_EVERY_S,
+            **{f"said_{name}": value for name, value in said.items()},
+        },
     )
 
 
@@ -401,11 +436,7 @@ def authenticate(
     except ValueError:
         raise HCardError(Code.BAD_SIGNATURE, reason="missing or malformed headers") from None
     with db_engine.read(ctx.engine) as conn:
-        row = conn.execute(
-            sa.select(terminals.c.merchant_id, terminals.c.status, terminals.c.public_key).where(
-                terminals.c.id == terminal_id
-            )
-        ).first()
+        row = conn.execute(_SIGNER, {"terminal_id": terminal_id}).first()
     if row is None or row.status == TerminalStatus.PENDING:
         raise HCardError(Code.UNKNOWN_TERMINAL)
     if row.public_key is None:  # revoked before it ever enrolled: no key to check
@@ -440,12 +471,9 @@ def _consume_nonce(conn: sa.Connection, ctx: Context, terminal_id: int, nonce: s
     sees it), instead of a SAVEPOINT around an insert that may fail: two round trips fewer
     for every terminal request on PostgreSQL."""
     now = ctx.now()
-    insert = sqlite_insert if db_engine.is_sqlite(conn.engine) else postgresql_insert
     recorded = conn.execute(
-        insert(nonces)
-        .values(terminal_id=terminal_id, nonce=nonce, seen_s=now)
-        .on_conflict_do_nothing()
-        .returning(nonces.c.nonce)
+        _NONCE_INSERT[conn.dialect.name],
+        {"terminal_id": terminal_id, "nonce": nonce, "seen_s": now},
     ).first()
     if recorded is None:
         raise HCardError(Code.NONCE_REUSED)
