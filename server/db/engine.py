@@ -50,6 +50,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -255,7 +256,7 @@ def commit_with(conn: sa.Connection, *steps: Step) -> list[list[Any]]:
         results = [conn.execute(statement, dict(params)) for statement, params in pairs]
         return [list(result.all()) if result.returns_rows else [] for result in results]
     driver: Any = conn.connection.dbapi_connection  # psycopg.Connection
-    compiled = [cast(sa.ClauseElement, s).compile(dialect=conn.dialect) for s in statements]
+    compiled = [_compiled(cast(sa.ClauseElement, s), conn.dialect) for s in statements]
     cursors = []
     try:
         with driver.pipeline():
@@ -276,6 +277,13 @@ def commit_with(conn: sa.Connection, *steps: Step) -> list[list[Any]]:
         list(cursor.fetchall()) if cursor.description and _asks_for_rows(statement) else []
         for cursor, statement in zip(cursors, statements, strict=True)
     ]
+
+
+@lru_cache(maxsize=64)
+def _compiled(statement: sa.ClauseElement, dialect: sa.Dialect) -> sa.engine.Compiled:
+    """`statement` compiled for `dialect`, once for the statements built once (a payment's
+    last ones, `ledger.post_last`): compiling took more of the server's time than sending."""
+    return statement.compile(dialect=dialect)
 
 
 def _asks_for_rows(statement: sa.Executable) -> bool:

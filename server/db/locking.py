@@ -160,19 +160,33 @@ def accounts(
         held.ids_known = held.ids_known and not numbers
         _add_accounts(held, _places(conn, ids))
         return
-    wanted: sa.ColumnElement[bool] = account_table.c.id.in_(ids)
-    if numbers:
-        of_cards = sa.select(cards.c.account_id).where(cards.c.number.in_(numbers))
-        wanted = sa.or_(wanted, account_table.c.id.in_(of_cards))
-    query = sa.select(_PLACE, account_table.c.id).where(wanted).order_by(_PLACE, account_table.c.id)
-    _add_accounts(
-        held,
-        [(merchant, account_id) for merchant, account_id in conn.execute(query.with_for_update())],
-    )
+    query = _LOCK_ACCOUNTS_AND_CARDS if numbers else _LOCK_ACCOUNTS
+    rows = conn.execute(query, {"ids": ids, "numbers": numbers})
+    _add_accounts(held, [(merchant, account_id) for merchant, account_id in rows])
 
 
 #: an account's rank in the order: False (0) for every other account, True for a merchant's
 _PLACE = (account_table.c.kind == AccountKind.MERCHANT).label("merchant")
+
+
+#: `accounts`' statements on PostgreSQL (by id; by id and the cards' numbers), built once
+_LOCK_ACCOUNTS, _LOCK_ACCOUNTS_AND_CARDS = (
+    sa.select(_PLACE, account_table.c.id)
+    .where(wanted)
+    .order_by(_PLACE, account_table.c.id)
+    .with_for_update()
+    for wanted in (
+        account_table.c.id.in_(sa.bindparam("ids", expanding=True)),
+        sa.or_(
+            account_table.c.id.in_(sa.bindparam("ids", expanding=True)),
+            account_table.c.id.in_(
+                sa.select(cards.c.account_id).where(
+                    cards.c.number.in_(sa.bindparam("numbers", expanding=True))
+                )
+            ),
+        ),
+    )
+)
 
 
 def _places(conn: sa.Connection, account_ids: Iterable[int]) -> list[tuple[bool, int]]:

@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import sqlalchemy as sa
 
@@ -232,7 +233,7 @@ def post_last(conn: sa.Connection, txn: Txn, *, now_s: float, then: db_engine.St
         db_engine.commit_with(conn, then)
         return
     statement, params = _book_postgres_sql(conn, txn, now_s)
-    booked, _then = db_engine.commit_with(conn, sa.text(statement).bindparams(**params), then)
+    booked, _then = db_engine.commit_with(conn, (_text(statement), params), then)
     if not booked or booked[0][0] is None:
         raise LedgerInvariantError("a guarded posting failed after its floor was checked")
 
@@ -241,11 +242,17 @@ def _book_postgres(conn: sa.Connection, txn: Txn, now_s: float) -> int:
     """Book `txn` on PostgreSQL in one statement (`_book_postgres_sql`); return its id, or
     raise INSUFFICIENT_FUNDS (nothing written) when its guarded posting's floor fails."""
     statement, params = _book_postgres_sql(conn, txn, now_s)
-    row = conn.execute(sa.text(statement), params).first()
+    row = conn.execute(_text(statement), params).first()
     if row is None or row.txn_id is None:
         raise HCardError(Code.INSUFFICIENT_FUNDS)
     txn_id: int = row.txn_id
     return txn_id
+
+
+@lru_cache(maxsize=8)
+def _text(statement: str) -> sa.TextClause:
+    """The booking statement of `_book_postgres_sql` (one of a few texts), parsed once."""
+    return sa.text(statement)
 
 
 def _txn_row(txn: Txn, now_s: float) -> dict[str, object]:
