@@ -246,6 +246,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"ok: card write secret {card_secret.path(settings)} (0600)")
         if ctx.sun_master is not None:
             print(f"ok: SUN secret {card_secret.path(settings, card_secret.Secret.SUN)} (0600)")
+        ctx.engine.dispose()  # the last connection closes: SQLite folds its WAL in
         return 0
     if args.command == "serve":
         serve(_open(args), args.host, args.port, args.ready_file)
