@@ -125,12 +125,12 @@ def serve(ctx: Context, host: str, port: int, ready_file: Path | None = None) ->
     config = uvicorn.Config(
         create_app(ctx), log_level="warning", access_log=False, timeout_keep_alive=30
     )
+    users.dummy_hash()  # before the first login, so that it takes no longer than others
     # The cyclic garbage collector ran every 700 allocations and walked the whole heap now
     # and then: a sync of a thousand records allocates hundreds of thousands of objects, so
     # it cost about a tenth of the server's CPU per record (bench/town_year.py). What the
     # start-up made is frozen out of its walks, and it runs less often; memory freed by
     # reference counting (nearly all of it) is unchanged.
-    users.dummy_hash()  # before the first login, so that it takes no longer than others
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
     uvicorn.Server(config).run(sockets=[sock])

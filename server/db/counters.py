@@ -23,8 +23,7 @@ _NEXT = (
 
 def next_value(conn: sa.Connection, name: CounterName) -> int:
     """Atomically increment the counter `name` and return its new value."""
-    value: int = conn.execute(_NEXT, {"counter": name}).scalar_one()
-    return value
+    return conn.execute(_NEXT, {"counter": name}).scalar_one()
 
 
 def current(conn: sa.Connection, name: CounterName) -> int:

@@ -64,9 +64,9 @@ _STORE = sa.insert(authorisations).values(
     record_hash=sa.bindparam("record_hash"),
     outcome=sa.bindparam("outcome"),
     answer=sa.bindparam("answer"),
-    txn_id=sa.bindparam("txn_id"),
     created_s=sa.bindparam("created_s"),
 )
+#: an approved answer, with the transaction its record booked (a declined one has none)
 _STORE_BOOKED = _STORE.values(txn_id=_BOOKED)
 
 
@@ -132,8 +132,7 @@ def authorise(ctx: Context, signed: SignedRequest, payload: Any) -> bytes:
             "answer": body,
             "created_s": ctx.now(),
         }
-        # approved: with the transaction `txn` books, found by the record it books
-        stored = (_STORE, row | {"txn_id": None}) if txn is None else (_STORE_BOOKED, row)
+        stored = (_STORE if txn is None else _STORE_BOOKED, row)
         if txn is not None and record.kind == RecordKind.TOPUP_REQUEST:
             conn.execute(
                 sa.insert(pending_topups).values(
