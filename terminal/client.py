@@ -59,8 +59,14 @@ class SnapshotAnswer(NamedTuple):
     chain_head: tuple[int, str] | None
 
 
+class AuthoriseAnswer(NamedTuple):
+    answer: dict[str, Any]
+    #: (seq, hash) of the till's chain on the server, None from a server that does not say
+    chain_head: tuple[int, str] | None
+
+
 def _chain_head(headers: Mapping[str, str]) -> tuple[int, str] | None:
-    """The snapshot answer's `Hcard-Chain-Seq`/`-Hash`, None when missing or malformed."""
+    """An answer's `Hcard-Chain-Seq`/`-Hash`, None when missing or malformed."""
     seq, head_hash = headers.get(reqsign.HEADER_CHAIN_SEQ), headers.get(reqsign.HEADER_CHAIN_HASH)
     if seq is None or head_hash is None or not (seq.isascii() and seq.isdigit()) or len(seq) > 19:
         return None
@@ -214,10 +220,12 @@ class ServerClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     # ------------------------------------------------------------ endpoints
-    def authorise(self, record: Record) -> dict[str, Any]:
-        return self.request(
+    def authorise(self, record: Record) -> AuthoriseAnswer:
+        """The server's answer to an online record, and the till's chain head on the server."""
+        response = self._signed_response(
             "POST", "/v1/terminal/authorise", {"record": record.to_wire()}, AUTHORISE_TIMEOUT_S
         )
+        return AuthoriseAnswer(_json_object(response), _chain_head(response.headers))
 
     def sync(
         self,

@@ -220,7 +220,11 @@ class TerminalTill:
             return exc.code
         if view.tap_counter is not None:
             self.journal.note_tap_counter(view.uid_hex, view.tap_counter)
-        return session, view
+        taken_back = self.payments.take_back_unshown_topup(session, view)
+        if isinstance(taken_back, Code):
+            session.close()
+            return taken_back
+        return session, taken_back
 
     # ------------------------------------------------------------------ till
     def pay(

@@ -724,6 +724,12 @@ class Journal:
             if seq < self.acked_seq():
                 self._db.execute("UPDATE meta SET value = ? WHERE name = 'acked_seq'", [str(seq)])
 
+    def restored_before(self, chain_head: tuple[int, str]) -> bool:
+        """The server's head of our chain (beside a snapshot or an authorisation answer) is
+        before what it once acknowledged, and on our chain: a server restored from a backup."""
+        seq, head_hash = chain_head
+        return seq < self.acked_seq() and self.hash_of(seq) == head_hash
+
     def hash_of(self, seq: int) -> str | None:
         """The hash of our record `seq` (`GENESIS_HASH` for 0), None when there is none;
         from the archive when it was archived."""

@@ -51,6 +51,7 @@ carries `available_cents`, so the front end can offer exactly that.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -81,6 +82,8 @@ log = logging.getLogger(__name__)
 
 # `meta` key: the purse write of a top-up's void not yet journalled (`Payments.void_topup`)
 PENDING_TOPUP_VOID = "topup_void_pending"
+# `meta` key: card -> the purse write each card's last top-up here tried (`Payments.topup`)
+TRIED_TOPUP_WRITES = "topup_writes_tried"
 
 
 class Link:
@@ -220,7 +223,7 @@ class Payments:
         the caller leaves the record `unshown` for the sync agent to settle.
         """
         try:
-            answer = self.client.authorise(record)
+            answer, chain_head = self.client.authorise(record)
             outcome = answer["outcome"]
             if outcome not in (ServerOutcome.APPROVED, ServerOutcome.DECLINED):
                 raise ServerUnreachableError(f"unknown outcome {outcome!r}")
@@ -231,6 +234,11 @@ class Payments:
             self.journal.set_state(record.seq, State.UNSHOWN, durable=False)
             return None
         self.link.ok()
+        if chain_head is not None and self.journal.restored_before(chain_head):
+            # what it lost goes again at the next sync; first, the voids of top-ups it lost
+            # count as unsettled again (`unsettled_topups_cents`) for the purse written now
+            log.warning("server holds only up to seq %s (restored?)", chain_head[0])
+            self.journal.rewind_acked(chain_head[0])
         return answer
 
     def _pay_online(
@@ -268,6 +276,7 @@ class Payments:
         # the recovery asks the server again and voids it, as it would an
         # `approved` one. One fsync less on the path the customer waits for.
         balance_cents = answer.get("balance_cents")
+        unsettled_cents = self._unsettled_after_cents(tap.card_number, unsettled_cents)
         purse_cents = (
             self._purse_after_cents(
                 tap, balance_cents, unsettled_cents, refund_cents - amount_cents
@@ -278,6 +287,13 @@ class Payments:
         return self._write_and_finish(
             session, record, purse_cents, counter, offline=False, outcome=answer
         )
+
+    def _unsettled_after_cents(self, card: str, before_cents: int) -> int:
+        """This till's unsettled top-ups of `card` for the purse written after an answer:
+        the larger of the count before asking (a void the sync agent got acknowledged
+        meanwhile is still in the server's answer) and the count now (an answer from a
+        restored server took back acknowledgements, `_ask`)."""
+        return max(before_cents, self.journal.unsettled_topups_cents(card))
 
     @staticmethod
     def _purse_after_cents(
@@ -325,12 +341,67 @@ class Payments:
             # approved, but no balance to write: never shown, so the sync agent voids it
             self.journal.set_state(record.seq, State.UNSHOWN)
             return declined(Code.SERVER_UNREACHABLE, offline=False)
+        unsettled_cents = self._unsettled_after_cents(tap.card_number, unsettled_cents)
         purse_cents = self._purse_after_cents(
             tap, balance_cents, unsettled_cents, fix.refund_cents + amount_cents
         )
-        return self._write_and_finish(
+        tried = self._tried_topup_writes()
+        tried[tap.card_number] = {"seq": record.seq, "counter": counter, "purse_cents": purse_cents}
+        self.journal.set_meta(TRIED_TOPUP_WRITES, json.dumps(tried))  # durable, before the write
+        result = self._write_and_finish(
             session, record, purse_cents, counter, offline=False, outcome=answer
         )
+        if result.outcome == Outcome.APPROVED:
+            del tried[tap.card_number]
+            self.journal.set_meta(TRIED_TOPUP_WRITES, json.dumps(tried))
+        return result
+
+    def take_back_unshown_topup(self, session: CardSession, tap: CardView) -> CardView | Code:
+        """At every tap: a card holding a top-up's write that this till never showed gives
+        that money back first; returns the card as it is now.
+
+        A top-up's card write can land although the till saw it fail (the card pulled
+        away as the last page was written), or land just before a crash: the till voided
+        the top-up and the cashier handed the cash back, but the purse holds the money.
+        So the write each top-up tries is kept (`TRIED_TOPUP_WRITES`, on the disk before
+        the write). When the card comes back holding exactly that purse and the top-up is
+        not shown (`cancelled`, or `unshown` until the sync agent voids it), the purse is
+        written down by the top-up's amount with the next counter, before the payment,
+        top-up, void or balance look-up it was tapped for. The write is in no record, like
+        the top-up's own: offline tills see a counter the server has not seen and take the
+        lower of purse and snapshot. A failed write refuses the tap (`CARD_UNREADABLE`), and
+        the entry stays for the next. A card holding anything else has moved on: its entry
+        is dropped.
+        """
+        tried = self._tried_topup_writes()
+        if tap.card_number not in tried:
+            return tap
+        entry = self.unshown_topup_on(tap)
+        if entry is not None and tap.purse is not None:
+            amount_cents = int(entry.record.body["amount_cents"])
+            purse = Purse(tap.purse.balance_cents - amount_cents, tap.counter + 1, self.terminal_id)
+            try:
+                session.write_purse(purse, self._key)
+            except Exception as exc:  # the entry stays for the card's next tap
+                _log_write_failure(f"card write taking back top-up seq {entry.record.seq}", exc)
+                return Code.CARD_UNREADABLE
+            log.info("card of the unshown top-up seq %s written back down", entry.record.seq)
+            tap = dataclasses.replace(tap, purse=purse, counter=purse.counter)
+        del tried[tap.card_number]
+        self.journal.set_meta(TRIED_TOPUP_WRITES, json.dumps(tried))
+        return tap
+
+    def unshown_topup_on(self, tap: CardView) -> jr.Entry | None:
+        """The top-up of this till, never shown, whose purse write the card holds; None when
+        it holds none (`take_back_unshown_topup`)."""
+        written = self._tried_topup_writes().get(tap.card_number)
+        if written is None or not _holds(tap, written, self.terminal_id):
+            return None
+        entry = self.journal.entry(written["seq"])
+        return None if entry is None or entry.state in SHOWN else entry
+
+    def _tried_topup_writes(self) -> dict[str, Any]:
+        return _meta_dict(self.journal, TRIED_TOPUP_WRITES)
 
     def _pay_offline(
         self,
@@ -527,11 +598,7 @@ class Payments:
         )
 
     def _pending_topup_void(self) -> dict[str, Any]:
-        try:
-            pending = json.loads(self.journal.get_meta(PENDING_TOPUP_VOID) or "{}")
-        except ValueError:
-            return {}
-        return pending if isinstance(pending, dict) else {}
+        return _meta_dict(self.journal, PENDING_TOPUP_VOID)
 
     def _topup_void_purse(
         self, tap: CardView, amount_cents: int, refund_cents: int
@@ -630,6 +697,15 @@ class Payments:
                 continue
             settled += 1
         return settled
+
+
+def _meta_dict(journal: jr.Journal, name: str) -> dict[str, Any]:
+    """A JSON object this till keeps in `meta`; {} when it has none (or an unreadable one)."""
+    try:
+        value = json.loads(journal.get_meta(name) or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _log_write_failure(what: str, exc: Exception) -> None:

@@ -111,7 +111,7 @@ class SyncAgent:
                 self.last_error = exc.code.value
                 raise
             snapshot_error, chain_head = self._pull_snapshot()
-            if chain_head is not None and self._restored_before(chain_head):
+            if chain_head is not None and self.journal.restored_before(chain_head):
                 uploaded = self._after_restore(uploaded, chain_head[0])
             now_s = self.payments.clock.now_s()
             self.link.ok()
@@ -160,12 +160,6 @@ class SyncAgent:
                 raise ServerUnreachableError("sync answer does not cover the batch")
             for text in booked_refusals:
                 log.warning("server booked a record as refused: %s", text)
-
-    def _restored_before(self, chain_head: tuple[int, str]) -> bool:
-        """The server's head of our chain (the snapshot answer's) is before what it once
-        acknowledged, and on our chain: a server restored from a backup."""
-        seq, head_hash = chain_head
-        return seq < self.journal.acked_seq() and self.journal.hash_of(seq) == head_hash
 
     def _after_restore(self, uploaded: dict[str, Any], head: int) -> dict[str, Any]:
         """The snapshot answer says the server holds our chain only up to `head`: it was

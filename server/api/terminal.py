@@ -110,11 +110,31 @@ _SYNCED = {
 }
 
 
-def _answer(schema: dict[str, object], *statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The 200 answer's body, and the route's own refusals."""
-    ok = {"description": "Successful Response", "content": {"application/json": {"schema": schema}}}
+def _answer(
+    schema: dict[str, object], *statuses: int, headers: dict[str, Any] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """The 200 answer's body (and headers), and the route's own refusals."""
+    ok: dict[str, Any] = {
+        "description": "Successful Response",
+        "content": {"application/json": {"schema": schema}},
+    }
+    if headers is not None:
+        ok["headers"] = headers
     return {200: ok, **openapi.errors(*statuses)}
 
+
+_CHAIN_HEAD_HEADERS = {
+    reqsign.HEADER_CHAIN_SEQ: {
+        "description": "the last seq of this terminal's chain the server holds (0: none)",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_ID},
+    },
+    reqsign.HEADER_CHAIN_HASH: {
+        "description": "that record's hash (the genesis hash for 0)",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+    },
+}
 
 _AUTHORISE = {
     "required": ["record"],
@@ -172,12 +192,15 @@ def enrol(
 @router.post(
     "/terminal/authorise",
     openapi_extra=_body("A signed payment (online) or topup_request record.", _AUTHORISE),
-    responses=_answer(_AUTHORISED, 404, 409),
+    responses=_answer(_AUTHORISED, 404, 409, headers=_CHAIN_HEAD_HEADERS),
 )
 def authorise_record(ctx: ContextDep, signed: SignedBookingDep) -> Response:
-    """Decide one online payment / till top-up; the same record always gets the same bytes."""
-    answer = authorise.authorise(ctx, signed, parse_json(signed.body))
-    return Response(content=answer, media_type="application/json")
+    """Decide one online payment / till top-up; the same record always gets the same bytes,
+    and the terminal's chain head on the server in two headers."""
+    answer, head = authorise.authorise(ctx, signed, parse_json(signed.body))
+    return Response(
+        content=answer, media_type="application/json", headers=terminals.chain_head_headers(head)
+    )
 
 
 @router.post(
@@ -190,20 +213,6 @@ def sync_records(ctx: ContextDep, signed: SignedBookingDep) -> Response:
     answer = sync.sync(ctx, signed, parse_json(signed.body))
     # plain json.dumps: a thousand results need no pydantic round trip
     return Response(content=json.dumps(answer), media_type="application/json")
-
-
-_CHAIN_HEAD_HEADERS = {
-    reqsign.HEADER_CHAIN_SEQ: {
-        "description": "the last seq of this terminal's chain the server holds (0: none)",
-        "required": True,
-        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_ID},
-    },
-    reqsign.HEADER_CHAIN_HASH: {
-        "description": "that record's hash (the genesis hash for 0)",
-        "required": True,
-        "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-    },
-}
 
 
 @router.get(
@@ -230,7 +239,10 @@ def get_snapshot(
         snapshot.answer(ctx, since, keys_sha256, terminal.id),
         request.headers.get("accept-encoding"),
     )
-    headers = {**headers, **terminals.chain_head_headers(ctx, terminal.id)}
+    headers = {
+        **headers,
+        **terminals.chain_head_headers(terminals.read_chain_head(ctx, terminal.id)),
+    }
     return Response(content=body, media_type="application/json", headers=headers)
 
 

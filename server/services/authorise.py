@@ -37,7 +37,7 @@ from hcard.server.db import locking
 from hcard.server.db.tables import authorisations, merchants, pending_topups, transactions
 from hcard.server.services import booking, cards, ledger
 from hcard.server.services.ledger import Txn
-from hcard.server.services.terminals import SignedRequest, Terminal, chain_head
+from hcard.server.services.terminals import ChainHead, SignedRequest, Terminal, chain_head
 from hcard.server.vocabulary import Outcome
 
 #: The statements of every authorisation, built once with bound parameters: building one
@@ -104,22 +104,27 @@ def answer(
     }
 
 
-def authorise(ctx: Context, signed: SignedRequest, payload: Any) -> bytes:
-    """Decide (or repeat the decision on) one online record; return the answer's bytes.
+def authorise(ctx: Context, signed: SignedRequest, payload: Any) -> tuple[bytes, ChainHead]:
+    """Decide (or repeat the decision on) one online record; return the answer's bytes and
+    the terminal's chain head on the server.
 
-    Booked in the request's unit of work, which records its nonce in the same commit."""
+    Booked in the request's unit of work, which records its nonce in the same commit. The
+    head goes beside the answer (headers, not the stored bytes): a till that took records as
+    acknowledged which a restored server no longer holds learns it here, before it writes a
+    card from a balance that holds its voided top-ups again (docs/protocol.md)."""
     terminal = signed.terminal
     record = parse_online_record(payload, terminal)
     record_hash = record.hash
 
-    def book(conn: sa.Connection) -> bytes:
-        last_seq, _last_hash = chain_head(conn, terminal.id, lock=True)
+    def book(conn: sa.Connection) -> tuple[bytes, ChainHead]:
+        head = chain_head(conn, terminal.id, lock=True)
+        last_seq = head[0]
         key = {"terminal_id": terminal.id, "seq": record.seq}
         previous = conn.execute(_PREVIOUS, key).first()
         if previous is not None:
             if previous.record_hash != record_hash:
                 raise HCardError(Code.SEQUENCE_CONFLICT, seq=record.seq)
-            return bytes(previous.answer)
+            return bytes(previous.answer), head
         if record.seq <= last_seq:
             # synced already as another record: every synced online record has a row above
             raise HCardError(Code.SEQUENCE_CONFLICT, seq=record.seq)
@@ -147,7 +152,7 @@ def authorise(ctx: Context, signed: SignedRequest, payload: Any) -> bytes:
             db_engine.commit_with(conn, stored)
         else:
             ledger.post_last(conn, txn, now_s=ctx.now(), then=stored)
-        return body
+        return body, head
 
     return signed.unit(book)
 

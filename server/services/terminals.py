@@ -482,16 +482,25 @@ def _consume_nonce(conn: sa.Connection, ctx: Context, terminal_id: int, nonce: s
         conn.execute(sa.delete(nonces).where(nonces.c.seen_s < now - ctx.settings.nonce_keep_s))
 
 
-def chain_head_headers(ctx: Context, terminal_id: int) -> dict[str, str]:
-    """The terminal's chain head as the snapshot answer's headers (`reqsign.HEADER_CHAIN_*`):
-    each sync round pulls the snapshot, so a till with nothing to upload still learns of a
-    server restored to before what it had acknowledged."""
-    with db_engine.read(ctx.engine) as conn:
-        seq, head_hash = chain_head(conn, terminal_id, lock=False)
+#: (last seq, its hash) of a terminal's chain on the server
+ChainHead = tuple[int, str]
+
+
+def chain_head_headers(head: ChainHead) -> dict[str, str]:
+    """The terminal's chain head as an answer's headers (`reqsign.HEADER_CHAIN_*`): each sync
+    round pulls the snapshot, so a till with nothing to upload still learns of a server
+    restored to before what it had acknowledged; each authorisation answer carries them too."""
+    seq, head_hash = head
     return {reqsign.HEADER_CHAIN_SEQ: str(seq), reqsign.HEADER_CHAIN_HASH: head_hash}
 
 
-def chain_head(conn: sa.Connection, terminal_id: int, *, lock: bool) -> tuple[int, str]:
+def read_chain_head(ctx: Context, terminal_id: int) -> ChainHead:
+    """The terminal's chain head on the server, in a read transaction of its own."""
+    with db_engine.read(ctx.engine) as conn:
+        return chain_head(conn, terminal_id, lock=False)
+
+
+def chain_head(conn: sa.Connection, terminal_id: int, *, lock: bool) -> ChainHead:
     """(last_seq, last_hash) the server has of the terminal; with `lock`, serialise per terminal.
 
     On PostgreSQL the row lock makes two syncs (or authorisations) of one

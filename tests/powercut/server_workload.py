@@ -107,9 +107,10 @@ def book(ctx: Context, info: dict[str, Any], shown: Any) -> None:
         for n, amount_cents in enumerate((300, 450, 99_999)):  # the last: too much, declined
             record = payment(till, cards[index], amount_cents, "online", counter=n + 1)
             chains[index].append(record)
-            answer = json.loads(
-                authorise.authorise(ctx, till.request(ctx), wire({"record": record.to_wire()}))
+            body, _head = authorise.authorise(
+                ctx, till.request(ctx), wire({"record": record.to_wire()})
             )
+            answer = json.loads(body)
             shown(f"authorised {till.terminal_id} {record.seq} {answer['outcome']}")
 
     threads = [threading.Thread(target=online, args=(i,)) for i in range(len(tills))]

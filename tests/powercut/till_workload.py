@@ -27,7 +27,7 @@ from hcard.records import Outcome as ServerOutcome
 from hcard.records import Record, RecordKind
 from hcard.terminal import journal as jr
 from hcard.terminal.card.model import CardView, Purse
-from hcard.terminal.client import Clock, ServerUnreachableError
+from hcard.terminal.client import AuthoriseAnswer, Clock, ServerUnreachableError
 from hcard.terminal.offline import Limits
 from hcard.terminal.payment import Link, Payments, day_of
 from hcard.terminal.snapshot import CardKnown, SnapshotState, SnapshotStore
@@ -48,13 +48,15 @@ class ScriptedServer:
         self.next: str = ServerOutcome.APPROVED
         self.balance_cents = 10_000
 
-    def authorise(self, record: Record) -> dict[str, Any]:
+    def authorise(self, record: Record) -> AuthoriseAnswer:
         if self.next == UNREACHABLE:
             raise ServerUnreachableError("no answer in time")
         if self.next == ServerOutcome.DECLINED:
-            return {"seq": record.seq, "outcome": "declined", "code": "insufficient_funds"}
+            declined = {"seq": record.seq, "outcome": "declined", "code": "insufficient_funds"}
+            return AuthoriseAnswer(declined, None)
         self.balance_cents -= record.body["amount_cents"]
-        return {"seq": record.seq, "outcome": "approved", "balance_cents": self.balance_cents}
+        approved = {"seq": record.seq, "outcome": "approved", "balance_cents": self.balance_cents}
+        return AuthoriseAnswer(approved, None)
 
 
 class CardOnReader:

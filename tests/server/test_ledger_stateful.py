@@ -125,7 +125,7 @@ class LedgerMachine(RuleBasedStateMachine):
         number, uid = self.cards[card]
         record = t.record("payment", self._payment(number, uid, amount, "online"))
         answer = json.loads(
-            authorise.authorise(self.ctx, t.request(), {"record": record.to_wire()})
+            authorise.authorise(self.ctx, t.request(), {"record": record.to_wire()})[0]
         )
         should = not self.blocked[card] and self.balance[card] >= amount
         assert (answer["outcome"] == "approved") == should, (answer, self.balance[card])

@@ -1,6 +1,7 @@
 """End to end over HTTP: enrol, authorise, sync, snapshot, card balance, ledger check."""
 
-from hcard import keys, signed
+from hcard import keys, reqsign, signed
+from hcard.records import GENESIS_HASH
 
 
 def test_enrol_authorise_sync_snapshot(live_server):
@@ -22,6 +23,11 @@ def test_enrol_authorise_sync_snapshot(live_server):
     }
     again = terminal.authorise(pay)
     assert again.content == first.content
+    # the till's chain head on the server beside the answer: nothing synced yet
+    assert (again.headers[reqsign.HEADER_CHAIN_SEQ], again.headers[reqsign.HEADER_CHAIN_HASH]) == (
+        "0",
+        GENESIS_HASH,
+    )
     assert server.staff.card(card)["balance_cents"] == 700
 
     offline = terminal.payment(card, uid, 200, mode="offline", counter=2, purse_cents=500)

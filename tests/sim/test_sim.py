@@ -31,6 +31,9 @@ REGRESSION_SEEDS: list[tuple[int, int]] = [
     (857, 200),  # a late duplicate authorise after a restore, approved though shown declined
     (12, 60),  # a purse above the ledger: the snapshot's counter past an unsynced write
     (10, 200),  # the same (`services/trust.py`)
+    (624, 200),  # a torn top-up's write landed: taken back at the card's next tap there
+    (6137, 200),  # a purse written from a restored server's balance (the answer's chain head)
+    (4097, 200),  # a torn top-up's write the card still holds at the end: capped, accepted
 ]
 
 

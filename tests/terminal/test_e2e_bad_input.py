@@ -146,7 +146,7 @@ def test_restart_voids_an_approved_payment_the_till_never_showed(live_server, pr
         },
         jr.State.INTENT,
     )
-    answer = till.client.authorise(record)
+    answer = till.client.authorise(record).answer
     assert answer["outcome"] == "approved"
     payments.journal.set_state(record.seq, jr.State.APPROVED, outcome=answer)
     assert live_server.staff.card(number)["balance_cents"] == 8_500

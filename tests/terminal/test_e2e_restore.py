@@ -137,3 +137,25 @@ def test_a_till_with_nothing_to_send_resends_what_a_restored_server_lost(town):
     assert till.journal.unsent_count() == 0
     assert till.agent.last_error is None
     assert staff.ledger_check()["ok"]
+
+
+def test_an_authorisation_answer_tells_the_till_of_a_restored_server(town):
+    """The authorise answer names the till's chain head on the server too, so the first
+    online payment after a restore takes back the acknowledgement of what the server lost,
+    before the till writes the card: a top-up voided there counts as unsettled again
+    (`Journal.unsettled_topups_cents`), where the server's balance holds it again. The
+    next sync round sends the lost records."""
+    till, number = town.till, town.number
+    acked = till.journal.acked_seq()
+    assert till.pay(500, card_timeout_s=10).outcome == Outcome.APPROVED
+    till.sync_now()
+    assert till.journal.acked_seq() == acked + 1
+
+    town.restore()
+    paid = till.pay(200, card_timeout_s=10)
+    assert (paid.outcome, paid.offline, paid.balance_cents) == (Outcome.APPROVED, False, 4_300)
+    assert till.journal.acked_seq() == acked  # from the answer, before any sync round
+    till.sync_now()
+    assert till.journal.unsent_count() == 0
+    assert town.server.staff.card(number)["balance_cents"] == 4_300
+    assert town.server.staff.ledger_check()["ok"]

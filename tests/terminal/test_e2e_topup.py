@@ -4,6 +4,7 @@ Online only: approved top-ups reach the server and the purse; without the server
 answer nothing stays booked, whatever was lost (request, answer, the till itself).
 """
 
+import logging
 from collections.abc import Callable
 from functools import partial
 
@@ -175,6 +176,39 @@ def test_card_pulled_away_at_every_point_of_a_topup(live_server, proxied, card_e
     assert card["balance_cents"] == shown_cents == last.balance_cents
     assert not card["denied"], card
     assert purse_cents(till) == shown_cents
+    assert live_server.staff.ledger_check()["ok"]
+
+
+def test_a_topup_write_that_lands_as_the_card_leaves_is_taken_back_at_the_next_tap(
+    live_server, proxied, card_emulator, caplog
+):
+    """Tear the card after each of a top-up's last frames (its purse write), the last frame
+    still reaching the chip (its answer lost): at the purse's last page the write is on the
+    card, yet the till saw it fail, cancelled the top-up and the cashier handed the cash
+    back. The card's next tap at the till writes that money back off
+    (`Payments.take_back_unshown_topup`) before anything else, so every read here finds
+    what the till showed; server = purse at the end. Without the take-back the purse keeps
+    10 cents too many from that frame on."""
+    caplog.set_level(logging.INFO, logger="hcard.terminal.payment")
+    _terminal, till, number, path = proxied
+    start = card_emulator.status()["frames"]
+    assert till.topup(10, card_timeout_s=10).outcome == Outcome.APPROVED
+    frames = card_emulator.status()["frames"] - start
+    shown_cents = 510
+    for after in range(frames - 6, frames + 1):
+        card_emulator.tear(after, commit=True)
+        result = till.topup(10, card_timeout_s=0.5)
+        card_emulator.present(path)  # laid back on
+        if result.outcome == Outcome.APPROVED:
+            shown_cents += 10
+        else:
+            assert result.outcome == Outcome.CANCELLED or result.code == Code.CARD_UNREADABLE
+        assert purse_cents(till) == shown_cents, after
+    assert "written back down" in caplog.text  # one tear did land the write
+    till.sync_now()
+    assert till.journal.unsent_count() == 0
+    card = live_server.staff.card(number)
+    assert (card["balance_cents"], card["flagged"]) == (shown_cents, False)
     assert live_server.staff.ledger_check()["ok"]
 
 
