@@ -107,6 +107,16 @@ class Entry:
     receipt_no: int | None = None  # set once the till showed it approved (payments, top-ups)
 
 
+@dataclass(frozen=True)
+class TopupWrite:
+    """The purse write a till top-up tried on its card (`Journal.note_topup_write`)."""
+
+    card: str
+    seq: int
+    counter: int
+    purse_cents: int
+
+
 class Journal:
     """The journal of one terminal. Thread-safe: one connection behind a lock.
 
@@ -170,6 +180,11 @@ class Journal:
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS tap_counters"
                 " (uid TEXT PRIMARY KEY, counter INTEGER NOT NULL)"
+            )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS topup_writes (card TEXT PRIMARY KEY,"
+                " seq INTEGER NOT NULL UNIQUE, counter INTEGER NOT NULL,"
+                " purse_cents INTEGER NOT NULL)"
             )
             self._add_receipt_numbers()
             self._db.execute(
@@ -687,6 +702,7 @@ class Journal:
         """
         with self._tx():
             self._set_state(seq, State.FINAL, outcome, True)
+            self._db.execute("DELETE FROM topup_writes WHERE seq = ?", [seq])  # shown: kept
             row = self._db.execute("SELECT receipt_no FROM local WHERE seq = ?", [seq]).fetchone()
         if row is None or row[0] is None:
             raise ValueError(f"seq {seq} is not a payment or top-up of this journal")
@@ -718,10 +734,15 @@ class Journal:
                 self._db.execute("UPDATE meta SET value = ? WHERE name = 'acked_seq'", [str(seq)])
             self._sign_checkpoint(seq)
 
-    def rewind_acked(self, seq: int) -> None:
-        """The server holds only up to `seq` (restored from a backup): send the rest again."""
+    def rewind_acked(self, seq: int, *, expected: int | None = None) -> None:
+        """The server holds only up to `seq` (restored from a backup): send the rest again.
+
+        With `expected`, only while the acknowledged seq is still that: a payment's answer
+        names the head the server had when it decided, and the sync agent may have moved
+        the acknowledgement since (`Payments._ask`)."""
         with self._tx():
-            if seq < self.acked_seq():
+            acked = self.acked_seq()
+            if seq < acked and expected in (None, acked):
                 self._db.execute("UPDATE meta SET value = ? WHERE name = 'acked_seq'", [str(seq)])
 
     def restored_before(self, chain_head: tuple[int, str]) -> bool:
@@ -751,6 +772,30 @@ class Journal:
     def get_meta(self, name: str) -> str | None:
         with self._lock:
             return self._meta(name)
+
+    # ------------------------------------------------------------ top-up writes
+    def note_topup_write(self, write: TopupWrite) -> None:
+        """The purse write a top-up is about to try on its card (durable, before the write):
+        the card's last one replaces any earlier; `finish` drops it
+        (`Payments.take_back_unshown_topup`)."""
+        with self._tx():
+            self._db.execute(
+                "INSERT OR REPLACE INTO topup_writes (card, seq, counter, purse_cents)"
+                " VALUES (?, ?, ?, ?)",
+                [write.card, write.seq, write.counter, write.purse_cents],
+            )
+
+    def topup_write(self, card: str) -> TopupWrite | None:
+        """The write the card's last top-up here tried and never showed, if it is kept."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT card, seq, counter, purse_cents FROM topup_writes WHERE card = ?", [card]
+            ).fetchone()
+        return None if row is None else TopupWrite(*row)
+
+    def drop_topup_write(self, card: str) -> None:
+        with self._tx():
+            self._db.execute("DELETE FROM topup_writes WHERE card = ?", [card])
 
     # ------------------------------------------------------- NTAG 424 tap counters
     def tap_counter(self, uid_hex: str) -> int | None:

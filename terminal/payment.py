@@ -82,8 +82,6 @@ log = logging.getLogger(__name__)
 
 # `meta` key: the purse write of a top-up's void not yet journalled (`Payments.void_topup`)
 PENDING_TOPUP_VOID = "topup_void_pending"
-# `meta` key: card -> the purse write each card's last top-up here tried (`Payments.topup`)
-TRIED_TOPUP_WRITES = "topup_writes_tried"
 
 
 class Link:
@@ -222,6 +220,7 @@ class Payments:
         A refusal of the request itself (revoked, conflict) raises `HCardError`;
         the caller leaves the record `unshown` for the sync agent to settle.
         """
+        acked_seq = self.journal.acked_seq()  # the sync agent may move it while we ask
         try:
             answer, chain_head = self.client.authorise(record)
             outcome = answer["outcome"]
@@ -234,11 +233,15 @@ class Payments:
             self.journal.set_state(record.seq, State.UNSHOWN, durable=False)
             return None
         self.link.ok()
-        if chain_head is not None and self.journal.restored_before(chain_head):
+        if (
+            chain_head is not None
+            and chain_head[0] < acked_seq
+            and self.journal.restored_before(chain_head)
+        ):
             # what it lost goes again at the next sync; first, the voids of top-ups it lost
             # count as unsettled again (`unsettled_topups_cents`) for the purse written now
             log.warning("server holds only up to seq %s (restored?)", chain_head[0])
-            self.journal.rewind_acked(chain_head[0])
+            self.journal.rewind_acked(chain_head[0], expected=acked_seq)
         return answer
 
     def _pay_online(
@@ -345,16 +348,12 @@ class Payments:
         purse_cents = self._purse_after_cents(
             tap, balance_cents, unsettled_cents, fix.refund_cents + amount_cents
         )
-        tried = self._tried_topup_writes()
-        tried[tap.card_number] = {"seq": record.seq, "counter": counter, "purse_cents": purse_cents}
-        self.journal.set_meta(TRIED_TOPUP_WRITES, json.dumps(tried))  # durable, before the write
-        result = self._write_and_finish(
+        self.journal.note_topup_write(
+            jr.TopupWrite(tap.card_number, record.seq, counter, purse_cents)
+        )
+        return self._write_and_finish(
             session, record, purse_cents, counter, offline=False, outcome=answer
         )
-        if result.outcome == Outcome.APPROVED:
-            del tried[tap.card_number]
-            self.journal.set_meta(TRIED_TOPUP_WRITES, json.dumps(tried))
-        return result
 
     def take_back_unshown_topup(self, session: CardSession, tap: CardView) -> CardView | Code:
         """At every tap: a card holding a top-up's write that this till never showed gives
@@ -363,45 +362,48 @@ class Payments:
         A top-up's card write can land although the till saw it fail (the card pulled
         away as the last page was written), or land just before a crash: the till voided
         the top-up and the cashier handed the cash back, but the purse holds the money.
-        So the write each top-up tries is kept (`TRIED_TOPUP_WRITES`, on the disk before
-        the write). When the card comes back holding exactly that purse and the top-up is
-        not shown (`cancelled`, or `unshown` until the sync agent voids it), the purse is
-        written down by the top-up's amount with the next counter, before the payment,
-        top-up, void or balance look-up it was tapped for. The write is in no record, like
-        the top-up's own: offline tills see a counter the server has not seen and take the
-        lower of purse and snapshot. A failed write refuses the tap (`CARD_UNREADABLE`), and
-        the entry stays for the next. A card holding anything else has moved on: its entry
-        is dropped.
+        So the write each top-up tries is kept (`Journal.note_topup_write`, on the disk
+        before the write; `finish` drops it in its own commit). When the card comes back
+        holding exactly that purse and the top-up is not shown (`cancelled`, or `unshown`
+        until the sync agent voids it), the purse is written down by the top-up's amount
+        with the next counter, before the payment, top-up, void or balance look-up it was
+        tapped for. The write is in no record, like the top-up's own: offline tills see a
+        counter the server has not seen and take the lower of purse and snapshot. A failed
+        write refuses the tap (`CARD_UNREADABLE`), and the entry stays for the next. A card
+        holding anything else has moved on: its entry is dropped.
         """
-        tried = self._tried_topup_writes()
-        if tap.card_number not in tried:
+        written = self.journal.topup_write(tap.card_number)
+        if written is None:
             return tap
-        entry = self.unshown_topup_on(tap)
+        entry = self.unshown_topup_on(tap, written)
         if entry is not None and tap.purse is not None:
             amount_cents = int(entry.record.body["amount_cents"])
-            purse = Purse(tap.purse.balance_cents - amount_cents, tap.counter + 1, self.terminal_id)
             try:
+                purse = Purse(
+                    tap.purse.balance_cents - amount_cents, tap.counter + 1, self.terminal_id
+                )
                 session.write_purse(purse, self._key)
             except Exception as exc:  # the entry stays for the card's next tap
                 _log_write_failure(f"card write taking back top-up seq {entry.record.seq}", exc)
                 return Code.CARD_UNREADABLE
             log.info("card of the unshown top-up seq %s written back down", entry.record.seq)
             tap = dataclasses.replace(tap, purse=purse, counter=purse.counter)
-        del tried[tap.card_number]
-        self.journal.set_meta(TRIED_TOPUP_WRITES, json.dumps(tried))
+        self.journal.drop_topup_write(tap.card_number)
         return tap
 
-    def unshown_topup_on(self, tap: CardView) -> jr.Entry | None:
-        """The top-up of this till, never shown, whose purse write the card holds; None when
-        it holds none (`take_back_unshown_topup`)."""
-        written = self._tried_topup_writes().get(tap.card_number)
-        if written is None or not _holds(tap, written, self.terminal_id):
+    def unshown_topup_on(
+        self, tap: CardView, written: jr.TopupWrite | None = None
+    ) -> jr.Entry | None:
+        """The top-up of this till, never shown, whose purse write (`written`, else the one
+        kept for the card) the card holds; None when it holds none."""
+        if written is None:
+            written = self.journal.topup_write(tap.card_number)
+        if written is None or not _holds(
+            tap, written.counter, written.purse_cents, self.terminal_id
+        ):
             return None
-        entry = self.journal.entry(written["seq"])
+        entry = self.journal.entry(written.seq)
         return None if entry is None or entry.state in SHOWN else entry
-
-    def _tried_topup_writes(self) -> dict[str, Any]:
-        return _meta_dict(self.journal, TRIED_TOPUP_WRITES)
 
     def _pay_offline(
         self,
@@ -548,7 +550,9 @@ class Payments:
             return declined(Code.PAYMENT_NOT_FOUND, offline=not self.link.online)
         amount_cents = record.body["amount_cents"]
         pending = self._pending_topup_void()
-        if pending.get("seq") == record.seq and _holds(tap, pending, self.terminal_id):
+        if pending.get("seq") == record.seq and _holds(
+            tap, pending.get("counter"), pending.get("purse_cents"), self.terminal_id
+        ):
             purse_cents = pending["purse_cents"]  # the last try's write landed
         else:
             fix = offline.repair(
@@ -598,7 +602,11 @@ class Payments:
         )
 
     def _pending_topup_void(self) -> dict[str, Any]:
-        return _meta_dict(self.journal, PENDING_TOPUP_VOID)
+        try:
+            pending = json.loads(self.journal.get_meta(PENDING_TOPUP_VOID) or "{}")
+        except ValueError:
+            return {}
+        return pending if isinstance(pending, dict) else {}
 
     def _topup_void_purse(
         self, tap: CardView, amount_cents: int, refund_cents: int
@@ -699,15 +707,6 @@ class Payments:
         return settled
 
 
-def _meta_dict(journal: jr.Journal, name: str) -> dict[str, Any]:
-    """A JSON object this till keeps in `meta`; {} when it has none (or an unreadable one)."""
-    try:
-        value = json.loads(journal.get_meta(name) or "{}")
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def _log_write_failure(what: str, exc: Exception) -> None:
     """A refused or torn write is expected (a card pulled away); anything else is a bug in
     the card layer, logged with its traceback, and still only a failed write: nothing is
@@ -718,13 +717,14 @@ def _log_write_failure(what: str, exc: Exception) -> None:
         log.error("%s (unexpected %s)", what, type(exc).__name__, exc_info=exc)
 
 
-def _holds(tap: CardView, written: dict[str, Any], terminal_id: int) -> bool:
-    """Does the card hold exactly the purse this till tried to write (`written`)?"""
+def _holds(tap: CardView, counter: object, purse_cents: object, terminal_id: int) -> bool:
+    """Does the card hold exactly the purse this till tried to write (`counter`,
+    `purse_cents`)?"""
     return (
         tap.purse is not None
         and tap.purse.terminal_id == terminal_id
-        and tap.counter == written.get("counter")
-        and tap.purse.balance_cents == written.get("purse_cents")
+        and tap.counter == counter
+        and tap.purse.balance_cents == purse_cents
     )
 
 

@@ -276,7 +276,8 @@ def purse_differences(world: World) -> dict[str, str]:
     (an offline overdraw, a copy, a rolled-back card). A purse above an unflagged balance
     is a failure, `purse_above_ledger` (fixed: `services/trust.py`), but one: the purse is
     exactly the write of a till's top-up that the till never showed (the card pulled away
-    as the write landed), the card's counter is above its trusted counter (so no till
+    as the write landed), above the balance by no more than that top-up, the card's
+    counter is above its trusted counter (so no till
     lets it spend more than the server's balance), and that till takes the money back at
     the card's next tap there (`Payments.take_back_unshown_topup`). Before that fix this
     was the finding `cancelled_topup_on_purse` (25 of 10,000 seeds).
@@ -306,12 +307,13 @@ def purse_differences(world: World) -> dict[str, str]:
             )
         elif (held := _unshown_topup_held(world, view)) is not None and (
             view.counter > trusted[card.number]
+            and purse_cents - balance_cents <= int(held[1].record.body["amount_cents"])
         ):
             found[card.number] = (
                 f"accepted: purse {purse_cents} above the balance {balance_cents} is the"
-                f" write of {held}, a top-up never shown (counter {view.counter} above the"
-                f" trusted {trusted[card.number]}: every till takes the lower balance; that"
-                " till takes the top-up back at the card's next tap there)"
+                f" write of {held[0]}'s top-up seq {held[1].record.seq}, never shown (counter"
+                f" {view.counter} above the trusted {trusted[card.number]}: every till takes"
+                " the lower balance; that till takes the top-up back at the card's next tap)"
             )
         else:
             found[card.number] = (
@@ -321,12 +323,12 @@ def purse_differences(world: World) -> dict[str, str]:
     return found
 
 
-def _unshown_topup_held(world: World, view: CardView) -> str | None:
-    """Which till's never-shown top-up the card's purse is the write of, if any."""
+def _unshown_topup_held(world: World, view: CardView) -> tuple[str, Entry] | None:
+    """The till, and its top-up never shown, whose purse write the card holds, if any."""
     for till in world.tills:
         entry = till.running.payments.unshown_topup_on(view)
         if entry is not None:
-            return f"{till.name} seq {entry.record.seq}"
+            return till.name, entry
     return None
 
 

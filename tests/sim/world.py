@@ -208,6 +208,8 @@ _JOURNAL_WRITES = (
     "rewind_acked",
     "set_meta",
     "note_tap_counter",
+    "note_topup_write",
+    "drop_topup_write",
 )
 
 

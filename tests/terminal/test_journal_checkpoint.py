@@ -106,6 +106,21 @@ def test_the_ack_signs_a_checkpoint_in_its_transaction(acked, key):
         journal.close()
 
 
+def test_a_rewind_with_expected_leaves_an_acknowledgement_that_moved(acked, key):
+    """A payment's answer names the head the server had when it decided; if the sync agent
+    moved the acknowledgement since, that head is no news of a restore (`Payments._ask`)."""
+    journal = jr.Journal(acked, TERMINAL_ID, key)
+    try:
+        journal.rewind_acked(3, expected=5)  # acknowledged up to 6 meanwhile
+        assert journal.acked_seq() == 6
+        journal.rewind_acked(3, expected=6)
+        assert journal.acked_seq() == 3
+        journal.rewind_acked(5, expected=3)  # never forwards
+        assert journal.acked_seq() == 3
+    finally:
+        journal.close()
+
+
 def test_signatures_before_the_checkpoint_are_not_checked_at_start(acked, key):
     """What the start saves, shown: a record whose signature is bad but which was already
     there when the checkpoint was signed passes the start, and only the full check finds it."""
