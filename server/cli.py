@@ -41,7 +41,7 @@ from hcard.server import backup, card_secret, settle_cli
 from hcard.server.context import Context
 from hcard.server.services import ledger, users
 from hcard.server.settings import Settings, SettingsError
-from hcard.server.vocabulary import Role
+from hcard.server.vocabulary import PasswordHashCost, Role
 
 BACKUP_DIR_NAME = "backups"
 
@@ -125,7 +125,14 @@ def serve(ctx: Context, host: str, port: int, ready_file: Path | None = None) ->
     config = uvicorn.Config(
         create_app(ctx), log_level="warning", access_log=False, timeout_keep_alive=30
     )
-    users.dummy_hash()  # before the first login, so that it takes no longer than others
+    users.dummy_hash(ctx.settings.password_hash_cost)  # the first login takes no longer
+    if ctx.settings.password_hash_cost != PasswordHashCost.STANDARD:
+        print(
+            f"hcard-server: HCARD_PASSWORD_HASH_COST={ctx.settings.password_hash_cost}:"
+            " passwords are hashed at argon2's cheapest cost, for tests only",
+            file=sys.stderr,
+            flush=True,
+        )
     # The cyclic garbage collector ran every 700 allocations and walked the whole heap now
     # and then: a sync of a thousand records allocates hundreds of thousands of objects, so
     # it cost about a tenth of the server's CPU per record (bench/town_year.py). What the

@@ -42,6 +42,7 @@ from hcard.i18n import both as _
 from hcard.server.settlement.exports import DatevAccounts
 from hcard.server.settlement.sepa import Address, Debtor, iban_ok
 from hcard.server.throttle import ThrottleLimits
+from hcard.server.vocabulary import PasswordHashCost
 
 DEFAULT_DATA_DIR = Path("hcard-data")
 ENV_PREFIX = "HCARD_"
@@ -120,6 +121,7 @@ class Settings:
     #: failures allowed per user, card and address (server/throttle.py)
     throttle: ThrottleLimits = field(default_factory=ThrottleLimits)
     settlement: SettlementSettings = field(default_factory=SettlementSettings)
+    password_hash_cost: PasswordHashCost = PasswordHashCost.STANDARD
 
     @property
     def issuer_key_path(self) -> Path:
@@ -159,6 +161,7 @@ class Settings:
                 },
                 datev=DatevAccounts(**env.datev_accounts),
             ),
+            password_hash_cost=env.password_hash_cost,
         )
 
 
@@ -247,6 +250,7 @@ class _Environment(BaseSettings):
     datev_accounts: Annotated[dict[str, int], AfterValidator(_datev_accounts)] = Field(
         default_factory=dict
     )
+    password_hash_cost: PasswordHashCost = PasswordHashCost.STANDARD
 
     @classmethod
     def read(cls) -> _Environment:

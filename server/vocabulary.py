@@ -81,6 +81,16 @@ class TxnKind(StrEnum):
     FEE_WITHDRAWAL = "fee_withdrawal"
 
 
+class PasswordHashCost(StrEnum):
+    """The work argon2id does for each password hash (`HCARD_PASSWORD_HASH_COST`)."""
+
+    #: RFC 9106's low-memory profile (64 MiB, 3 passes, 4 lanes): every real server
+    STANDARD = "standard"
+    #: argon2's cheapest parameters, for the test suite's ~100 throwaway servers only: the
+    #: same code and checks, a thousandth of the work; the server warns at start
+    TEST_ONLY = "test-only"
+
+
 class Role(StrEnum):
     """A staff user's role: admin (everything), marketing (merchants, terminals, cards,
     top-ups, alerts), merchant (reads only its own merchant)."""

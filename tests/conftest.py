@@ -1,5 +1,13 @@
 """Fixtures shared by the whole suite live in tests/fixtures/, one module per part."""
 
+import os
+
+# The suite starts some hundred throwaway servers, each hashing its admin's password and
+# more: at argon2's standard cost (64 MiB, 3 passes) that was a sixth of the suite's CPU.
+# The same code and checks run at its cheapest parameters (`PasswordHashCost.TEST_ONLY`);
+# the standard cost is the default everywhere else, and `test_settings` checks it.
+os.environ.setdefault("HCARD_PASSWORD_HASH_COST", "test-only")
+
 pytest_plugins = [
     "fixtures.postgres",
     "fixtures.server",

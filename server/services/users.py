@@ -19,6 +19,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
+import argon2
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -29,9 +30,14 @@ from hcard.server.context import Context
 from hcard.server.db import engine as db_engine
 from hcard.server.db.tables import AnyRow, merchants, sessions, users
 from hcard.server.throttle import Guard, Key
-from hcard.server.vocabulary import Role
+from hcard.server.vocabulary import PasswordHashCost, Role
 
-_HASHER = PasswordHasher()
+#: argon2id hashers by cost (`Settings.password_hash_cost`); a hash names its own
+#: parameters, so any of them verifies any hash
+_HASHERS = {
+    PasswordHashCost.STANDARD: PasswordHasher(),
+    PasswordHashCost.TEST_ONLY: PasswordHasher.from_parameters(argon2.profiles.CHEAPEST),
+}
 MIN_PASSWORD_LENGTH = 12
 #: argon2 hashes any length; a megabyte of password is an attack on the CPU, not a password
 MAX_PASSWORD_LENGTH = 1024
@@ -121,13 +127,17 @@ class Staff:
             raise HCardError(Code.FORBIDDEN)
 
 
+def _hasher(ctx: Context) -> PasswordHasher:
+    return _HASHERS[ctx.settings.password_hash_cost]
+
+
 @functools.cache
-def dummy_hash() -> str:
+def dummy_hash(cost: PasswordHashCost) -> str:
     """Checked when the user name is unknown, so the answer takes as long as for a wrong
     password. Made once per process when first needed (the server makes it before it
     serves: its first unknown name would take a hash longer), not at import, which every
     command of the CLI would pay for with a whole argon2 hash."""
-    return _HASHER.hash("not a password of anyone")
+    return _HASHERS[cost].hash("not a password of anyone")
 
 
 def _token_hash(token: str) -> str:
@@ -174,7 +184,7 @@ def create_user(
             sa.insert(users)
             .values(
                 username=username,
-                password_hash=_HASHER.hash(password),
+                password_hash=_hasher(ctx).hash(password),
                 role=role,
                 merchant_id=merchant_id,
                 created_s=ctx.now(),
@@ -291,7 +301,7 @@ def set_password(ctx: Context, actor: Staff, user_id: int, password: str) -> dic
     with db_engine.read(ctx.engine) as conn:
         row = _user_row(conn, user_id)
     check_password(row.username, password)
-    new_hash = _HASHER.hash(password)
+    new_hash = _hasher(ctx).hash(password)
     with db_engine.write(ctx.engine) as conn:
         conn.execute(sa.update(users).where(users.c.id == user_id).values(password_hash=new_hash))
         ended = _end_sessions(conn, user_id)
@@ -307,7 +317,7 @@ def change_own_password(
     with ctx.throttle.attempt(key, failed=lambda e: e.code is Code.BAD_CREDENTIALS):
         _check_password(ctx, actor.username, old_password)
     check_password(actor.username, new_password)
-    new_hash = _HASHER.hash(new_password)
+    new_hash = _hasher(ctx).hash(new_password)
     with db_engine.write(ctx.engine) as conn:
         conn.execute(
             sa.update(users).where(users.c.id == actor.user_id).values(password_hash=new_hash)
@@ -347,7 +357,11 @@ def _check_password(ctx: Context, username: str, password: str) -> AnyRow:
                 sa.select(users).where(users.c.username == username, users.c.active)
             ).first()
     try:
-        _HASHER.verify(dummy_hash() if row is None else row.password_hash, password)
+        hasher = _hasher(ctx)
+        hasher.verify(
+            dummy_hash(ctx.settings.password_hash_cost) if row is None else row.password_hash,
+            password,
+        )
     except (VerificationError, InvalidHashError):
         raise HCardError(Code.BAD_CREDENTIALS) from None
     if row is None:

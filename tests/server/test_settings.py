@@ -10,6 +10,7 @@ import pytest
 
 from hcard.server.settings import Limits, Settings, SettingsError
 from hcard.server.throttle import ThrottleLimits
+from hcard.server.vocabulary import PasswordHashCost
 
 VARIABLES = (
     "HCARD_DATA_DIR",
@@ -19,6 +20,7 @@ VARIABLES = (
     "HCARD_LIMIT_CONSECUTIVE_OFFLINE",
     "HCARD_ENROLMENT_TTL_S",
     "HCARD_BALANCE_PAGE_URL",
+    "HCARD_PASSWORD_HASH_COST",
     *(f"HCARD_THROTTLE_{name.upper()}" for name in vars(ThrottleLimits())),
 )
 
@@ -38,6 +40,8 @@ def test_defaults(env, tmp_path):
     assert settings.enrolment_ttl_s == 7 * 24 * 3600
     assert settings.balance_page_url == "https://karte.hattingen.de"
     assert settings.throttle == ThrottleLimits()
+    # argon2 at RFC 9106's low-memory profile unless told otherwise (the suite tells it)
+    assert settings.password_hash_cost == PasswordHashCost.STANDARD
 
 
 def test_every_variable_is_read(env, tmp_path):
@@ -54,6 +58,7 @@ def test_every_variable_is_read(env, tmp_path):
         "HCARD_THROTTLE_ENROL_ADDRESS": "7 per hour",
         "HCARD_THROTTLE_BALANCE_CARD": "8 per day",
         "HCARD_THROTTLE_BALANCE_ADDRESS": "9 per 10 minutes",
+        "HCARD_PASSWORD_HASH_COST": "test-only",
     }
     for name, value in values.items():
         env.setenv(name, value)
@@ -66,6 +71,7 @@ def test_every_variable_is_read(env, tmp_path):
     assert settings.throttle == ThrottleLimits(
         "5 per 3 seconds", "6 per minute", "7 per hour", "8 per day", "9 per 10 minutes"
     )
+    assert settings.password_hash_cost == PasswordHashCost.TEST_ONLY
     # the command line's values win over the environment
     chosen = Settings.build(tmp_path / "cli", "sqlite:///elsewhere.db")
     assert (chosen.data_dir, chosen.database_url) == (
@@ -91,6 +97,7 @@ def test_an_empty_variable_counts_as_unset(env, tmp_path):
         ("HCARD_ENROLMENT_TTL_S", "7 days"),
         ("HCARD_THROTTLE_LOGIN_USER", "ten per ten minutes"),
         ("HCARD_THROTTLE_BALANCE_ADDRESS", "30"),
+        ("HCARD_PASSWORD_HASH_COST", "cheap"),
     ],
 )
 def test_a_bad_value_is_refused_by_name_in_german_and_english(env, tmp_path, name, value):
