@@ -194,10 +194,12 @@ def enrol(
     openapi_extra=_body("A signed payment (online) or topup_request record.", _AUTHORISE),
     responses=_answer(_AUTHORISED, 404, 409, headers=_CHAIN_HEAD_HEADERS),
 )
-def authorise_record(ctx: ContextDep, signed: SignedBookingDep) -> Response:
+async def authorise_record(ctx: ContextDep, booking: SignedBookingDep) -> Response:
     """Decide one online payment / till top-up; the same record always gets the same bytes,
     and the terminal's chain head on the server in two headers."""
-    answer, head = authorise.authorise(ctx, signed, parse_json(signed.body))
+    answer, head = await booking.run(
+        lambda signed: authorise.authorise(ctx, signed, parse_json(signed.body))
+    )
     return Response(
         content=answer, media_type="application/json", headers=terminals.chain_head_headers(head)
     )
@@ -208,11 +210,13 @@ def authorise_record(ctx: ContextDep, signed: SignedBookingDep) -> Response:
     openapi_extra=_body("The till's journal records in order, at most 1000.", _SYNC),
     responses=_answer(_SYNCED, 404, 409),
 )
-def sync_records(ctx: ContextDep, signed: SignedBookingDep) -> Response:
+async def sync_records(ctx: ContextDep, booking: SignedBookingDep) -> Response:
     """Apply a batch of journal records exactly once; one result per record."""
-    answer = sync.sync(ctx, signed, parse_json(signed.body))
-    # plain json.dumps: a thousand results need no pydantic round trip
-    return Response(content=json.dumps(answer), media_type="application/json")
+    # plain json.dumps, in the thread pool: a thousand results need no pydantic round trip
+    answer = await booking.run(
+        lambda signed: json.dumps(sync.sync(ctx, signed, parse_json(signed.body)))
+    )
+    return Response(content=answer, media_type="application/json")
 
 
 @router.get(

@@ -132,12 +132,12 @@ def test_an_endpoint_that_forgets_its_unit_cannot_be_replayed(enrolled):
     app = create_app(ctx)
 
     @app.post("/v1/terminal/forgetful")
-    def forgetful(signed: SignedBookingDep) -> dict[str, int]:
-        return {"terminal": signed.terminal.id}  # never runs signed.unit
+    async def forgetful(booking: SignedBookingDep) -> dict[str, int]:
+        return {"terminal": await booking.run(lambda signed: signed.terminal.id)}  # no unit
 
     @app.post("/v1/terminal/careful")
-    def careful(signed: SignedBookingDep) -> dict[str, str]:
-        return {"done": signed.unit(lambda conn: "yes")}
+    async def careful(booking: SignedBookingDep) -> dict[str, str]:
+        return {"done": await booking.run(lambda signed: signed.unit(lambda conn: "yes"))}
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # starlette deprecates its client on httpx: not ours

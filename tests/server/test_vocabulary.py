@@ -64,6 +64,7 @@ PINNED: dict[type[StrEnum], tuple[str, ...]] = {
     v.FlagReason: ("overdraw", "card_rollback", "card_copied"),
     v.CounterName: ("version", "card_serial", "invoice"),
     v.RunStatus: ("created", "downloaded", "cancelled"),
+    v.PasswordHashCost: ("standard", "test-only"),
     v.PayoutStatus: ("none", "pending", "sent", "executed", "returned", "cancelled"),
     v.PayoutOutcome: ("transfer", "nothing_due", "below_minimum", "no_valid_iban"),
     v.LineMatch: (
