@@ -282,7 +282,10 @@ class Payments:
         unsettled_cents = self._unsettled_after_cents(tap.card_number, unsettled_cents)
         purse_cents = (
             self._purse_after_cents(
-                tap, balance_cents, unsettled_cents, refund_cents - amount_cents
+                tap,
+                balance_cents,
+                unsettled_cents,
+                refund_cents - amount_cents - _pending_in_purse_cents(answer, tap),
             )
             if isinstance(balance_cents, int) and not isinstance(balance_cents, bool)
             else estimate_cents
@@ -309,8 +312,9 @@ class Payments:
         would erase them, and the next offline till would let the card spend
         that money again. So the lower of the server's balance (less this
         till's unsettled top-ups) and the card's own purse moved by this
-        payment or top-up (`change_cents`, with any refund owed) is written.
-        A top-up the card does not show yet still reaches offline tills
+        payment or top-up (`change_cents`, with any refund owed, less other
+        tills' unconfirmed top-ups in the purse: `_pending_in_purse_cents`) is
+        written. A top-up the card does not show yet still reaches offline tills
         through the snapshot, whose counter then covers the card's.
         """
         server_cents = balance_cents - unsettled_cents
@@ -346,7 +350,10 @@ class Payments:
             return declined(Code.SERVER_UNREACHABLE, offline=False)
         unsettled_cents = self._unsettled_after_cents(tap.card_number, unsettled_cents)
         purse_cents = self._purse_after_cents(
-            tap, balance_cents, unsettled_cents, fix.refund_cents + amount_cents
+            tap,
+            balance_cents,
+            unsettled_cents,
+            fix.refund_cents + amount_cents - _pending_in_purse_cents(answer, tap),
         )
         self.journal.note_topup_write(
             jr.TopupWrite(tap.card_number, record.seq, counter, purse_cents)
@@ -705,6 +712,19 @@ class Payments:
                 continue
             settled += 1
         return settled
+
+
+def _pending_in_purse_cents(answer: dict[str, object], tap: CardView) -> int:
+    """Another till's top-ups of the card that the server has not confirmed (the answer's
+    `pending_topups`), when that till wrote the purse on the card: its write may hold one
+    it voids later (the card pulled away as the write landed), so the purse written now
+    leaves them out, as the server's balance does. The server's balance already lacks
+    them; without this, the lower of the two could still count one the purse holds."""
+    pending = answer.get("pending_topups")
+    if tap.purse is None or not isinstance(pending, dict):
+        return 0
+    cents = pending.get(str(tap.purse.terminal_id), 0)
+    return cents if isinstance(cents, int) and not isinstance(cents, bool) and cents > 0 else 0
 
 
 def _log_write_failure(what: str, exc: Exception) -> None:

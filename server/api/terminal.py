@@ -79,6 +79,14 @@ _AUTHORISED = {
         "code": _CODE_OR_NONE,
         "balance_cents": _CENTS_OR_NONE,
         "available_cents": _CENTS_OR_NONE,
+        "pending_topups": {
+            "type": "object",
+            "description": "other tills' top-ups of the card not yet confirmed, in cents by"
+            " terminal id (only when there are any): a purse that till wrote may hold one"
+            " it voids later, so the till leaves it out of that purse",
+            "propertyNames": {"pattern": "^[0-9]{1,19}$"},
+            "additionalProperties": {"type": "integer", "minimum": 1},
+        },
     },
 }
 #: `services/sync.sync`: one result per record sent, and the terminal's chain head after it

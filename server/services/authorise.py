@@ -23,6 +23,7 @@ An approved top-up is pending until its till's sync shows or voids it (`services
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,14 +95,20 @@ def answer(
     code: Code | None = None,
     balance_cents: int | None = None,
     available_cents: int | None = None,
+    pending: Mapping[int, int] | None = None,
 ) -> dict[str, Any]:
-    return {
+    """The answer's document; `pending` (other tills' unconfirmed top-ups of the card, by
+    terminal) only when there are any, as `pending_topups`."""
+    document: dict[str, Any] = {
         "seq": seq,
         "outcome": outcome,
         "code": code.value if code else None,
         "balance_cents": balance_cents,
         "available_cents": available_cents,
     }
+    if pending:
+        document["pending_topups"] = {str(terminal): cents for terminal, cents in pending.items()}
+    return document
 
 
 def authorise(ctx: Context, signed: SignedRequest, payload: Any) -> tuple[bytes, ChainHead]:
@@ -190,12 +197,14 @@ def decide(conn: sa.Connection, terminal: Terminal, record: Record) -> Decision:
     # other tills' top-ups not yet confirmed may still be voided (a torn card write): they
     # are neither spent nor written to a purse here; the asking till's own are counted (it
     # took the cash, and a till wakes its sync at once, so another's are seconds old)
-    balance = card.balance_cents - cards.pending_topups_cents(
-        conn, card.id, except_terminal=terminal.id
-    )
+    # The answer names them by till: a purse that till wrote may hold one that it voids
+    # later, so the asking till leaves them out of that purse too (docs/protocol.md).
+    pending = cards.pending_topups_by_terminal(conn, card.id, except_terminal=terminal.id)
+    balance = card.balance_cents - sum(pending.values())
     if not ledger.floors_hold(txn, {card.account_id: balance}):
         return Decision(
             answer(record.seq, Outcome.DECLINED, Code.INSUFFICIENT_FUNDS, balance, max(balance, 0))
         )
     balance += txn.change_of(card.account_id)
-    return Decision(answer(record.seq, Outcome.APPROVED, None, balance, balance), txn, card.id)
+    approved = answer(record.seq, Outcome.APPROVED, None, balance, balance, pending)
+    return Decision(approved, txn, card.id)

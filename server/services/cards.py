@@ -26,7 +26,7 @@ from hcard.server import check_code, names
 from hcard.server.context import Context
 from hcard.server.db import counters, locking
 from hcard.server.db import engine as db_engine
-from hcard.server.db.tables import AnyRow, accounts, cards, form_submissions
+from hcard.server.db.tables import AnyRow, accounts, cards, form_submissions, pending_topups
 from hcard.server.services import alerts, booking, ledger, snapshot
 from hcard.server.services.users import Staff
 from hcard.server.throttle import Guard, Key
@@ -68,8 +68,17 @@ _FIND = (
     .where(cards.c.number == sa.bindparam("number"))
 )
 #: a card's pending till top-ups but one terminal's (`snapshot.PENDING_TOPUPS_BY_CARD`)
-_PENDING_CENTS = sa.select(snapshot.PENDING_TOPUPS_BY_CARD.c.cents).where(
-    snapshot.PENDING_TOPUPS_BY_CARD.c.card_id == sa.bindparam("card_id")
+_PENDING_BY_TERMINAL = (
+    sa.select(
+        pending_topups.c.terminal_id,
+        # PostgreSQL's sum of bigints is numeric
+        sa.cast(sa.func.sum(pending_topups.c.amount_cents), sa.BigInteger).label("cents"),
+    )
+    .where(
+        pending_topups.c.card_id == sa.bindparam("card_id"),
+        pending_topups.c.terminal_id != sa.bindparam("except_terminal"),
+    )
+    .group_by(pending_topups.c.terminal_id)
 )
 
 
@@ -85,13 +94,17 @@ def find(conn: sa.Connection, number: str) -> AnyRow | None:
     return conn.execute(_FIND, {"number": number}).first()
 
 
-def pending_topups_cents(conn: sa.Connection, card_id: int, except_terminal: int = 0) -> int:
-    """The card's till top-ups approved and not yet confirmed, but those of terminal
-    `except_terminal` (`snapshot.PENDING_TOPUPS_BY_CARD`): nearly always none."""
-    cents = conn.execute(
-        _PENDING_CENTS, {"card_id": card_id, "except_terminal": except_terminal}
-    ).scalar()
-    return 0 if cents is None else int(cents)
+def pending_topups_by_terminal(
+    conn: sa.Connection, card_id: int, except_terminal: int = 0
+) -> dict[int, int]:
+    """The card's till top-ups approved and not yet confirmed, by terminal, but those of
+    terminal `except_terminal`: nearly always none. Not spendable, and not in a balance
+    given to a till (`snapshot.PENDING_TOPUPS_BY_CARD`): a torn card write may still void
+    one."""
+    rows = conn.execute(
+        _PENDING_BY_TERMINAL, {"card_id": card_id, "except_terminal": except_terminal}
+    )
+    return {int(row.terminal_id): int(row.cents) for row in rows}
 
 
 def _get(conn: sa.Connection, number: str) -> AnyRow:
@@ -360,7 +373,7 @@ def transfer(ctx: Context, actor: Staff, number: str, to_number: str) -> dict[st
         locking.accounts(conn, (), [number, to_number])
         old, new = _get(conn, number), _get(conn, to_number)
         _require_replaceable(old, new)
-        if pending_topups_cents(conn, old.id):
+        if pending_topups_by_terminal(conn, old.id):
             raise HCardError(Code.TOPUP_PENDING)
         amount = old.balance_cents
         if amount < 0:

@@ -119,12 +119,17 @@ def test_another_tills_unconfirmed_topup_is_left_out(server):
         800,
         800,
     )
+    # ... and names it by till: a purse T wrote may hold it, and the other till leaves it
+    # out of that purse too (`_pending_in_purse_cents`)
+    assert answer["pending_topups"] == {str(t.terminal_id): 500}
     version = other.snapshot(0).json()["snapshot"]["version"]
     _sync(t, [topup], [topup])
-    assert _card(other, number)[0] == 1_300
+    confirmed = other.payment(number, uid, 100, counter=2, purse_cents=1_200)
+    assert "pending_topups" not in other.authorise(confirmed).json()
+    assert _card(other, number)[0] == 1_200
     # confirming the top-up changed what the other tills get: it is in their next delta
     delta = other.snapshot(version).json()["snapshot"]
-    assert delta["balances"][number]["balance_cents"] == 1_300
+    assert delta["balances"][number]["balance_cents"] == 1_200
 
 
 def test_a_voided_topup_is_no_longer_pending(server):

@@ -34,6 +34,7 @@ REGRESSION_SEEDS: list[tuple[int, int]] = [
     (624, 200),  # a torn top-up's write landed: taken back at the card's next tap there
     (6137, 200),  # a purse written from a restored server's balance (the answer's chain head)
     (4097, 200),  # a torn top-up's write the card still holds at the end: capped, accepted
+    (10066, 200),  # another till wrote the card from a purse holding such a write
 ]
 
 
