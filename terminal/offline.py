@@ -78,6 +78,8 @@ class SnapshotFacts:
     balance_cents: int | None = None  # None: the card is not in the snapshot
     counter: int = 0  # the card's highest purse counter the server had seen
     trusted_counter: int = 0  # every purse write up to it known to the server (rule 2)
+    # other tills' unconfirmed top-ups that the purse may hold (its writer's; rule 2)
+    pending_in_purse_cents: int = 0
 
     @property
     def knows_card(self) -> bool:
@@ -159,7 +161,7 @@ def balance_cents(card: CardFacts, snapshot: SnapshotFacts, journal: JournalFact
         if server_cents is None:
             raise ValueError("no purse on the card and not in the snapshot")
         return server_cents
-    purse_cents = card.purse_cents + journal.refund_cents
+    purse_cents = card.purse_cents + journal.refund_cents - snapshot.pending_in_purse_cents
     if server_cents is None:
         return purse_cents
     if snapshot.trusted_counter >= card.counter:  # the server knows every purse write

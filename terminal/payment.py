@@ -144,6 +144,9 @@ class Payments:
             balance_cents=None if known is None else known.balance_cents,
             counter=0 if known is None else known.counter,
             trusted_counter=0 if known is None else known.trusted_counter,
+            pending_in_purse_cents=0
+            if known is None
+            else pending_in_purse_cents(known.pending_topups, tap),
         )
         journal = JournalFacts(
             payments=self.journal.card_payments(tap.card_number) if history is None else history,
@@ -285,7 +288,9 @@ class Payments:
                 tap,
                 balance_cents,
                 unsettled_cents,
-                refund_cents - amount_cents - _pending_in_purse_cents(answer, tap),
+                refund_cents
+                - amount_cents
+                - pending_in_purse_cents(answer.get("pending_topups"), tap),
             )
             if isinstance(balance_cents, int) and not isinstance(balance_cents, bool)
             else estimate_cents
@@ -313,7 +318,7 @@ class Payments:
         that money again. So the lower of the server's balance (less this
         till's unsettled top-ups) and the card's own purse moved by this
         payment or top-up (`change_cents`, with any refund owed, less other
-        tills' unconfirmed top-ups in the purse: `_pending_in_purse_cents`) is
+        tills' unconfirmed top-ups in the purse: `pending_in_purse_cents`) is
         written. A top-up the card does not show yet still reaches offline tills
         through the snapshot, whose counter then covers the card's.
         """
@@ -353,7 +358,9 @@ class Payments:
             tap,
             balance_cents,
             unsettled_cents,
-            fix.refund_cents + amount_cents - _pending_in_purse_cents(answer, tap),
+            fix.refund_cents
+            + amount_cents
+            - pending_in_purse_cents(answer.get("pending_topups"), tap),
         )
         self.journal.note_topup_write(
             jr.TopupWrite(tap.card_number, record.seq, counter, purse_cents)
@@ -714,13 +721,13 @@ class Payments:
         return settled
 
 
-def _pending_in_purse_cents(answer: dict[str, object], tap: CardView) -> int:
-    """Another till's top-ups of the card that the server has not confirmed (the answer's
-    `pending_topups`), when that till wrote the purse on the card: its write may hold one
-    it voids later (the card pulled away as the write landed), so the purse written now
-    leaves them out, as the server's balance does. The server's balance already lacks
-    them; without this, the lower of the two could still count one the purse holds."""
-    pending = answer.get("pending_topups")
+def pending_in_purse_cents(pending: object, tap: CardView) -> int:
+    """Another till's top-ups of the card that the server has not confirmed (`pending`:
+    cents by terminal id, from the authorise answer or the snapshot), when that till wrote
+    the purse on the card: its write may hold one it voids later (the card pulled away as
+    the write landed), so the purse is taken without them, as the server's balance is.
+    The server's balance lacks them already; without this, the lower of the two could
+    still count one the purse holds (docs/protocol.md)."""
     if tap.purse is None or not isinstance(pending, dict):
         return 0
     cents = pending.get(str(tap.purse.terminal_id), 0)

@@ -49,6 +49,9 @@ class CardKnown:
     # every purse write up to this counter is known to the server (0 from a server before
     # the field): only then is its balance the card's (`offline.balance_cents`)
     trusted_counter: int = 0
+    # other tills' unconfirmed top-ups of the card, cents by terminal id (as text): a purse
+    # one of them wrote may hold one it voids later (`payment.pending_in_purse_cents`)
+    pending_topups: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -87,6 +90,20 @@ def _card(number: Any) -> str:
     return number
 
 
+def _pending(value: object) -> dict[str, int]:
+    """A card's `pending_topups`: terminal id (text) → cents above 0 (ValueError otherwise)."""
+    if not isinstance(value, dict):
+        raise ValueError("pending_topups is not an object")
+    pending = {}
+    for terminal, cents in value.items():
+        if not (isinstance(terminal, str) and terminal.isascii() and terminal.isdigit()):
+            raise ValueError(f"not a terminal id: {terminal!r}")
+        pending[terminal] = _int(cents, "pending_topups")
+        if pending[terminal] <= 0:
+            raise ValueError("pending_topups holds an amount of 0 or less")
+    return pending
+
+
 def _merge(state: SnapshotState, snap: dict[str, Any]) -> SnapshotState:
     """A new state: `snap` applied onto `state` (replacing it when `full`)."""
     full = bool(snap["full"])
@@ -97,6 +114,7 @@ def _merge(state: SnapshotState, snap: dict[str, Any]) -> SnapshotState:
             _int(known["balance_cents"], "balance_cents"),
             _int(known["counter"], "counter"),
             _int(known.get("trusted_counter", 0), "trusted_counter"),
+            _pending(known.get("pending_topups", {})),
         )
     for card in snap["deny_add"]:
         deny.add(_card(card))

@@ -146,6 +146,19 @@ PENDING_TOPUPS_BY_CARD = (
 )
 
 
+#: other tills' unconfirmed top-ups by card and till, for the snapshot's `pending_topups`
+_PENDING_BY_CARD_AND_TERMINAL = (
+    sa.select(
+        cards.c.number,
+        pending_topups.c.terminal_id,
+        sa.cast(sa.func.sum(pending_topups.c.amount_cents), sa.BigInteger).label("cents"),
+    )
+    .join(cards, cards.c.id == pending_topups.c.card_id)
+    .where(pending_topups.c.terminal_id != sa.bindparam("except_terminal"))
+    .group_by(cards.c.number, pending_topups.c.terminal_id)
+)
+
+
 def keys_digest(terminal_keys: Mapping[str, str]) -> str:
     """SHA-256 (hex) of the canonical `terminal_keys`: the till sends the one it holds, and a
     delta leaves out keys it has already (`document`)."""
@@ -196,6 +209,10 @@ def document(
         if not full:
             query = query.where(cards.c.version > since)
         rows = conn.execute(query, {"except_terminal": terminal_id}).all()
+        # named by till, as in the authorise answer: a purse that till wrote may hold one
+        pending_by_card: dict[str, dict[str, int]] = {}
+        for row in conn.execute(_PENDING_BY_CARD_AND_TERMINAL, {"except_terminal": terminal_id}):
+            pending_by_card.setdefault(row.number, {})[str(row.terminal_id)] = int(row.cents)
         active = conn.execute(
             sa.select(terminals.c.id, terminals.c.public_key).where(
                 terminals.c.status == TerminalStatus.ACTIVE
@@ -215,6 +232,11 @@ def document(
                 "balance_cents": row.balance_cents,
                 "counter": row.counter,
                 "trusted_counter": row.trusted_counter,
+                **(
+                    {"pending_topups": pending_by_card[row.number]}
+                    if row.number in pending_by_card
+                    else {}
+                ),
             }
             for row in rows
         },

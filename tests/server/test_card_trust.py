@@ -109,6 +109,11 @@ def test_another_tills_unconfirmed_topup_is_left_out(server):
     }
     assert _card(other, number)[0] == 1_000
     assert _card(t, number)[0] == 1_500
+    # the snapshot names it by till for the others (an offline purse T wrote), not for T
+    assert other.snapshot(0).json()["snapshot"]["balances"][number]["pending_topups"] == {
+        str(t.terminal_id): 500
+    }
+    assert "pending_topups" not in t.snapshot(0).json()["snapshot"]["balances"][number]
     too_much = other.payment(number, uid, 1_200, counter=1, purse_cents=-200)
     answer = other.authorise(too_much).json()
     assert (answer["code"], answer["available_cents"]) == ("insufficient_funds", 1_000)
@@ -120,7 +125,7 @@ def test_another_tills_unconfirmed_topup_is_left_out(server):
         800,
     )
     # ... and names it by till: a purse T wrote may hold it, and the other till leaves it
-    # out of that purse too (`_pending_in_purse_cents`)
+    # out of that purse too (`pending_in_purse_cents`)
     assert answer["pending_topups"] == {str(t.terminal_id): 500}
     version = other.snapshot(0).json()["snapshot"]["version"]
     _sync(t, [topup], [topup])
@@ -130,6 +135,7 @@ def test_another_tills_unconfirmed_topup_is_left_out(server):
     # confirming the top-up changed what the other tills get: it is in their next delta
     delta = other.snapshot(version).json()["snapshot"]
     assert delta["balances"][number]["balance_cents"] == 1_200
+    assert "pending_topups" not in delta["balances"][number]
 
 
 def test_a_voided_topup_is_no_longer_pending(server):

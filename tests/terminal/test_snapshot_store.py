@@ -9,6 +9,8 @@ import json
 import pytest
 from fixtures.town_cards import change_cards, enrol_terminals, issue_cards
 
+from hcard import keys, signed
+from hcard.encoding import canonical_bytes
 from hcard.errors import Code, HCardError
 from hcard.server.context import Context
 from hcard.server.services import snapshot
@@ -153,3 +155,26 @@ def test_a_delta_leaves_out_the_keys_the_till_holds(server, store, tmp_path):
     assert refused.value.code == Code.SNAPSHOT_BAD_SIGNATURE
     assert fresh.state.version == 0
     assert not fresh.path.exists()
+
+
+def _signed(server: Context, document: dict[str, object]) -> bytes:
+    """An answer body for `document`, signed with the issuer's key as the server does."""
+    body = canonical_bytes(document)
+    sig = keys.sign(server.issuer_key, signed.DOMAIN_SNAPSHOT + body).hex()
+    return canonical_bytes({"sig": sig, "snapshot": json.loads(body)})
+
+
+def test_another_tills_unconfirmed_topups_are_kept_by_card_and_a_bad_one_refused(server, store):
+    """`pending_topups` (cents by terminal id) goes with the card's balance: an offline
+    payment takes them off a purse that till wrote (`offline.balance_cents`)."""
+    document = snapshot.document(server, 0)
+    number = next(iter(document["balances"]))
+    document["balances"][number]["pending_topups"] = {"2": 500}
+    store.apply_body(_signed(server, document))
+    assert store.state.balances[number].pending_topups == {"2": 500}
+    assert _again(store, server).state.balances[number].pending_topups == {"2": 500}
+    for bad in ({"2": 0}, {"two": 500}, {"2": "500"}, [500]):
+        document["balances"][number]["pending_topups"] = bad
+        with pytest.raises(HCardError) as refused:
+            _again(store, server).apply_body(_signed(server, document))
+        assert refused.value.code == Code.SNAPSHOT_BAD_SIGNATURE
