@@ -380,8 +380,19 @@ def login(ctx: Context, username: str, password: str, address: str) -> dict[str,
     with ctx.throttle.attempt(*keys, failed=lambda e: e.code is Code.BAD_CREDENTIALS):
         row = _check_password(ctx, username, password)
     token = secrets.token_urlsafe(32)
+    # a hash made at another cost (an older server's, or a test-only one) is made anew at
+    # this server's, with the password now at hand: no weak hash outlives a login
+    rehashed = (
+        _hasher(ctx).hash(password) if _hasher(ctx).check_needs_rehash(row.password_hash) else None
+    )
     with db_engine.write(ctx.engine) as conn:
         now = ctx.now()
+        if rehashed is not None:
+            conn.execute(
+                sa.update(users)
+                .where(users.c.id == row.id, users.c.password_hash == row.password_hash)
+                .values(password_hash=rehashed)
+            )
         conn.execute(sa.delete(sessions).where(sessions.c.expires_s < now))
         conn.execute(
             sa.insert(sessions).values(

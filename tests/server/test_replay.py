@@ -135,6 +135,10 @@ def test_an_endpoint_that_forgets_its_unit_cannot_be_replayed(enrolled):
     async def forgetful(booking: SignedBookingDep) -> dict[str, int]:
         return {"terminal": await booking.run(lambda signed: signed.terminal.id)}  # no unit
 
+    @app.post("/v1/terminal/unchecked")
+    async def unchecked(booking: SignedBookingDep) -> dict[str, str]:
+        return {"done": "without authentication"}  # never runs booking.run
+
     @app.post("/v1/terminal/careful")
     async def careful(booking: SignedBookingDep) -> dict[str, str]:
         return {"done": await booking.run(lambda signed: signed.unit(lambda conn: "yes"))}
@@ -149,6 +153,9 @@ def test_an_endpoint_that_forgets_its_unit_cannot_be_replayed(enrolled):
             client.post("/v1/terminal/forgetful", content=b"{}", headers=headers)
         again = client.post("/v1/terminal/forgetful", content=b"{}", headers=headers)
         assert (again.status_code, again.json()["code"]) == (401, "nonce_reused")
+
+        with pytest.raises(NonceNotRecordedError):  # not authenticated: never its answer
+            client.post("/v1/terminal/unchecked", content=b"{}")
 
         headers = reqsign.sign_request(key, terminal_id, "POST", "/v1/terminal/careful", b"{}")
         first = client.post("/v1/terminal/careful", content=b"{}", headers=headers)
