@@ -220,10 +220,14 @@ class ServerClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     # ------------------------------------------------------------ endpoints
-    def authorise(self, record: Record) -> AuthoriseAnswer:
-        """The server's answer to an online record, and the till's chain head on the server."""
+    def authorise(self, record: Record, write_counter: int | None = None) -> AuthoriseAnswer:
+        """The server's answer to an online record, and the till's chain head on the server;
+        beside a top-up, the counter of the purse write the till will try."""
+        payload: dict[str, Any] = {"record": record.to_wire()}
+        if write_counter is not None:
+            payload["counter"] = write_counter
         response = self._signed_response(
-            "POST", "/v1/terminal/authorise", {"record": record.to_wire()}, AUTHORISE_TIMEOUT_S
+            "POST", "/v1/terminal/authorise", payload, AUTHORISE_TIMEOUT_S
         )
         return AuthoriseAnswer(_json_object(response), _chain_head(response.headers))
 

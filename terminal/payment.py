@@ -217,7 +217,7 @@ class Payments:
             kind, body, state=state, day=day_of(now_s), created_s=now_s, durable=durable
         )
 
-    def _ask(self, record: Record) -> dict[str, object] | None:
+    def _ask(self, record: Record, write_counter: int | None = None) -> dict[str, object] | None:
         """The server's answer to an online record, or None: no answer in time (`unshown`).
 
         A refusal of the request itself (revoked, conflict) raises `HCardError`;
@@ -225,7 +225,7 @@ class Payments:
         """
         acked_seq = self.journal.acked_seq()  # the sync agent may move it while we ask
         try:
-            answer, chain_head = self.client.authorise(record)
+            answer, chain_head = self.client.authorise(record, write_counter)
             outcome = answer["outcome"]
             if outcome not in (ServerOutcome.APPROVED, ServerOutcome.DECLINED):
                 raise ServerUnreachableError(f"unknown outcome {outcome!r}")
@@ -338,7 +338,9 @@ class Payments:
         unsettled_cents = self.journal.unsettled_topups_cents(tap.card_number)  # before asking
         record = self._append(body, State.INTENT, kind=RecordKind.TOPUP_REQUEST)
         try:
-            answer = self._ask(record)
+            # the server keeps the write's counter: another till takes this top-up off a
+            # purse we wrote at it until we confirm it (`pending_in_purse_cents`)
+            answer = self._ask(record, counter)
         except HCardError as exc:
             log.warning("server refused top-up seq %s: %s", record.seq, exc.code)
             self.journal.set_state(record.seq, State.UNSHOWN)
@@ -722,16 +724,28 @@ class Payments:
 
 
 def pending_in_purse_cents(pending: object, tap: CardView) -> int:
-    """Another till's top-ups of the card that the server has not confirmed (`pending`:
-    cents by terminal id, from the authorise answer or the snapshot), when that till wrote
-    the purse on the card: its write may hold one it voids later (the card pulled away as
-    the write landed), so the purse is taken without them, as the server's balance is.
-    The server's balance lacks them already; without this, the lower of the two could
-    still count one the purse holds (docs/protocol.md)."""
-    if tap.purse is None or not isinstance(pending, dict):
+    """Other tills' top-ups that the card's purse may hold although the server's balance
+    does not (`pending`: the authorise answer's or the snapshot's `pending_topups`): those
+    of the till that wrote the purse, at the purse's counter (any, when the server does not
+    know it). Such a write may have landed although its till saw it fail and voids it, so
+    the purse is taken without them, as the server's balance is. Without this, the lower
+    of the two could still count one the purse holds (docs/protocol.md)."""
+    if tap.purse is None or not isinstance(pending, list | tuple):
         return 0
-    cents = pending.get(str(tap.purse.terminal_id), 0)
-    return cents if isinstance(cents, int) and not isinstance(cents, bool) and cents > 0 else 0
+    cents = 0
+    for write in pending:
+        if not isinstance(write, dict):
+            continue
+        amount = write.get("amount_cents")
+        if (
+            type(write.get("terminal_id")) is int
+            and write["terminal_id"] == tap.purse.terminal_id
+            and write.get("counter") in (None, tap.counter)
+            and type(amount) is int
+            and amount > 0
+        ):
+            cents += amount
+    return cents
 
 
 def _log_write_failure(what: str, exc: Exception) -> None:

@@ -49,9 +49,9 @@ class CardKnown:
     # every purse write up to this counter is known to the server (0 from a server before
     # the field): only then is its balance the card's (`offline.balance_cents`)
     trusted_counter: int = 0
-    # other tills' unconfirmed top-ups of the card, cents by terminal id (as text): a purse
-    # one of them wrote may hold one it voids later (`payment.pending_in_purse_cents`)
-    pending_topups: dict[str, int] = field(default_factory=dict)
+    # other tills' top-ups whose write a purse of theirs may hold ({terminal_id, counter,
+    # amount_cents}), the balance not (`payment.pending_in_purse_cents`)
+    pending_topups: tuple[dict[str, int | None], ...] = ()
 
 
 @dataclass
@@ -90,18 +90,26 @@ def _card(number: Any) -> str:
     return number
 
 
-def _pending(value: object) -> dict[str, int]:
-    """A card's `pending_topups`: terminal id (text) → cents above 0 (ValueError otherwise)."""
-    if not isinstance(value, dict):
-        raise ValueError("pending_topups is not an object")
-    pending = {}
-    for terminal, cents in value.items():
-        if not (isinstance(terminal, str) and terminal.isascii() and terminal.isdigit()):
-            raise ValueError(f"not a terminal id: {terminal!r}")
-        pending[terminal] = _int(cents, "pending_topups")
-        if pending[terminal] <= 0:
+def _pending(value: object) -> tuple[dict[str, int | None], ...]:
+    """A card's `pending_topups`: a list of {terminal_id, counter (or null), amount_cents
+    above 0} (ValueError otherwise)."""
+    if not isinstance(value, list):
+        raise ValueError("pending_topups is not a list")
+    writes = []
+    for write in value:
+        if not isinstance(write, dict) or set(write) != {"terminal_id", "counter", "amount_cents"}:
+            raise ValueError("pending_topups holds something else than a write")
+        counter, amount = write["counter"], _int(write["amount_cents"], "amount_cents")
+        if amount <= 0:
             raise ValueError("pending_topups holds an amount of 0 or less")
-    return pending
+        writes.append(
+            {
+                "terminal_id": _int(write["terminal_id"], "terminal_id"),
+                "counter": None if counter is None else _int(counter, "counter"),
+                "amount_cents": amount,
+            }
+        )
+    return tuple(writes)
 
 
 def _merge(state: SnapshotState, snap: dict[str, Any]) -> SnapshotState:
@@ -114,7 +122,7 @@ def _merge(state: SnapshotState, snap: dict[str, Any]) -> SnapshotState:
             _int(known["balance_cents"], "balance_cents"),
             _int(known["counter"], "counter"),
             _int(known.get("trusted_counter", 0), "trusted_counter"),
-            _pending(known.get("pending_topups", {})),
+            _pending(known.get("pending_topups", [])),
         )
     for card in snap["deny_add"]:
         deny.add(_card(card))

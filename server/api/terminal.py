@@ -80,12 +80,21 @@ _AUTHORISED = {
         "balance_cents": _CENTS_OR_NONE,
         "available_cents": _CENTS_OR_NONE,
         "pending_topups": {
-            "type": "object",
-            "description": "other tills' top-ups of the card not yet confirmed, in cents by"
-            " terminal id (only when there are any): a purse that till wrote may hold one"
-            " it voids later, so the till leaves it out of that purse",
-            "propertyNames": {"pattern": "^[0-9]{1,19}$"},
-            "additionalProperties": {"type": "integer", "minimum": 1},
+            "type": "array",
+            "description": "other tills' top-ups of the card whose card write a purse may"
+            " hold although the balance does not (not yet confirmed, or voided while the"
+            " card may still hold the write); only when there are any. A purse that till"
+            " wrote at that counter (any counter when null) is taken without the amount",
+            "items": {
+                "type": "object",
+                "required": ["terminal_id", "counter", "amount_cents"],
+                "additionalProperties": False,
+                "properties": {
+                    "terminal_id": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+                    "counter": {"type": ["integer", "null"], "minimum": 1},
+                    "amount_cents": {"type": "integer", "minimum": 1},
+                },
+            },
         },
     },
 }
@@ -147,7 +156,16 @@ _CHAIN_HEAD_HEADERS = {
 _AUTHORISE = {
     "required": ["record"],
     "additionalProperties": False,
-    "properties": {"record": _RECORD},
+    "properties": {
+        "record": _RECORD,
+        "counter": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 2**31 - 1,
+            "description": "beside a topup_request: the purse counter of the card write the"
+            " till will try",
+        },
+    },
 }
 _SYNC = {
     "required": ["records"],

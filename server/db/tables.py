@@ -263,6 +263,10 @@ pending_topups = sa.Table(
     sa.Column("seq", sa.BigInteger, primary_key=True),
     sa.Column("card_id", sa.BigInteger, sa.ForeignKey("cards.id"), nullable=False),
     sa.Column("amount_cents", sa.BigInteger, nullable=False),
+    # the purse counter of the write the till tried (NULL: the till did not say)
+    sa.Column("counter", sa.BigInteger, nullable=True),
+    # voided, its write maybe on the card: kept while the card's counter is below it
+    sa.Column("voided", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index(None, "card_id"),
 )
 

@@ -23,7 +23,7 @@ An approved top-up is pending until its till's sync shows or voids it (`services
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +36,7 @@ from hcard.server.context import Context
 from hcard.server.db import engine as db_engine
 from hcard.server.db import locking
 from hcard.server.db.tables import authorisations, merchants, pending_topups, transactions
-from hcard.server.services import booking, cards, ledger
+from hcard.server.services import booking, cards, ledger, snapshot
 from hcard.server.services.ledger import Txn
 from hcard.server.services.terminals import ChainHead, SignedRequest, Terminal, chain_head
 from hcard.server.vocabulary import Outcome
@@ -71,10 +71,22 @@ _STORE = sa.insert(authorisations).values(
 _STORE_BOOKED = _STORE.values(txn_id=_BOOKED)
 
 
-def parse_online_record(payload: Any, terminal: Terminal) -> Record:
-    """The record of an authorise request, refused unless it is one the server may decide."""
-    if not isinstance(payload, dict) or set(payload) != {"record"}:
+#: the highest purse counter a record may carry (`hcard.records`)
+_MAX_COUNTER = 2**31 - 1
+
+
+def parse_online_record(payload: Any, terminal: Terminal) -> tuple[Record, int | None]:
+    """The record of an authorise request, refused unless it is one the server may decide;
+    beside a top-up, the purse counter of the card write the till will try (`counter`)."""
+    if not isinstance(payload, dict) or set(payload) - {"counter"} != {"record"}:
         raise HCardError(Code.MALFORMED_REQUEST, reason='body must be {"record": ...}')
+    counter = payload.get("counter")
+    if counter is not None and (
+        not isinstance(counter, int)
+        or isinstance(counter, bool)
+        or not 1 <= counter <= _MAX_COUNTER
+    ):
+        raise HCardError(Code.MALFORMED_REQUEST, field="counter")
     try:
         record = Record.from_wire(payload["record"])
     except RecordError as exc:
@@ -84,9 +96,11 @@ def parse_online_record(payload: Any, terminal: Terminal) -> Record:
     online_payment = record.kind == RecordKind.PAYMENT and record.body["mode"] == PaymentMode.ONLINE
     if not (online_payment or record.kind == RecordKind.TOPUP_REQUEST):
         raise HCardError(Code.BAD_RECORD, reason="only online payments and top-ups are authorised")
+    if counter is not None and record.kind != RecordKind.TOPUP_REQUEST:
+        raise HCardError(Code.MALFORMED_REQUEST, field="counter", reason="a top-up's only")
     if not record.signature_ok(terminal.public):
         raise HCardError(Code.BAD_SIGNATURE, reason="record signature")
-    return record
+    return record, counter
 
 
 def answer(
@@ -95,10 +109,10 @@ def answer(
     code: Code | None = None,
     balance_cents: int | None = None,
     available_cents: int | None = None,
-    pending: Mapping[int, int] | None = None,
+    pending: Sequence[dict[str, int | None]] = (),
 ) -> dict[str, Any]:
-    """The answer's document; `pending` (other tills' unconfirmed top-ups of the card, by
-    terminal) only when there are any, as `pending_topups`."""
+    """The answer's document; `pending` (other tills' top-ups whose write a purse of theirs
+    may hold, `snapshot.PENDING_WRITES`) only when there are any, as `pending_topups`."""
     document: dict[str, Any] = {
         "seq": seq,
         "outcome": outcome,
@@ -107,7 +121,7 @@ def answer(
         "available_cents": available_cents,
     }
     if pending:
-        document["pending_topups"] = {str(terminal): cents for terminal, cents in pending.items()}
+        document["pending_topups"] = list(pending)
     return document
 
 
@@ -120,7 +134,7 @@ def authorise(ctx: Context, signed: SignedRequest, payload: Any) -> tuple[bytes,
     acknowledged which a restored server no longer holds learns it here, before it writes a
     card from a balance that holds its voided top-ups again (docs/protocol.md)."""
     terminal = signed.terminal
-    record = parse_online_record(payload, terminal)
+    record, write_counter = parse_online_record(payload, terminal)
     record_hash = record.hash
 
     def book(conn: sa.Connection) -> tuple[bytes, ChainHead]:
@@ -152,6 +166,7 @@ def authorise(ctx: Context, signed: SignedRequest, payload: Any) -> tuple[bytes,
                     seq=record.seq,
                     card_id=decision.card_id,
                     amount_cents=record.body["amount_cents"],
+                    counter=write_counter,
                 )
             )
         # the last statements, committed with them on PostgreSQL (`ledger.post_last`)
@@ -199,12 +214,19 @@ def decide(conn: sa.Connection, terminal: Terminal, record: Record) -> Decision:
     # took the cash, and a till wakes its sync at once, so another's are seconds old)
     # The answer names them by till: a purse that till wrote may hold one that it voids
     # later, so the asking till leaves them out of that purse too (docs/protocol.md).
-    pending = cards.pending_topups_by_terminal(conn, card.id, except_terminal=terminal.id)
-    balance = card.balance_cents - sum(pending.values())
+    pending = cards.pending_writes(conn, card.id, except_terminal=terminal.id)
+    balance = card.balance_cents - cards.unconfirmed_cents(pending)
     if not ledger.floors_hold(txn, {card.account_id: balance}):
         return Decision(
             answer(record.seq, Outcome.DECLINED, Code.INSUFFICIENT_FUNDS, balance, max(balance, 0))
         )
     balance += txn.change_of(card.account_id)
-    approved = answer(record.seq, Outcome.APPROVED, None, balance, balance, pending)
+    approved = answer(
+        record.seq,
+        Outcome.APPROVED,
+        None,
+        balance,
+        balance,
+        [snapshot.pending_write(row) for row in pending],
+    )
     return Decision(approved, txn, card.id)

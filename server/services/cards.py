@@ -67,18 +67,9 @@ _FIND = (
     .select_from(cards.join(accounts, accounts.c.id == cards.c.account_id))
     .where(cards.c.number == sa.bindparam("number"))
 )
-#: a card's pending till top-ups but one terminal's (`snapshot.PENDING_TOPUPS_BY_CARD`)
-_PENDING_BY_TERMINAL = (
-    sa.select(
-        pending_topups.c.terminal_id,
-        # PostgreSQL's sum of bigints is numeric
-        sa.cast(sa.func.sum(pending_topups.c.amount_cents), sa.BigInteger).label("cents"),
-    )
-    .where(
-        pending_topups.c.card_id == sa.bindparam("card_id"),
-        pending_topups.c.terminal_id != sa.bindparam("except_terminal"),
-    )
-    .group_by(pending_topups.c.terminal_id)
+#: a card's pending or voided-but-maybe-written till top-ups but one terminal's
+_PENDING_WRITES = snapshot.PENDING_WRITES.add_columns(pending_topups.c.voided).where(
+    pending_topups.c.card_id == sa.bindparam("card_id")
 )
 
 
@@ -94,17 +85,19 @@ def find(conn: sa.Connection, number: str) -> AnyRow | None:
     return conn.execute(_FIND, {"number": number}).first()
 
 
-def pending_topups_by_terminal(
-    conn: sa.Connection, card_id: int, except_terminal: int = 0
-) -> dict[int, int]:
-    """The card's till top-ups approved and not yet confirmed, by terminal, but those of
-    terminal `except_terminal`: nearly always none. Not spendable, and not in a balance
-    given to a till (`snapshot.PENDING_TOPUPS_BY_CARD`): a torn card write may still void
-    one."""
-    rows = conn.execute(
-        _PENDING_BY_TERMINAL, {"card_id": card_id, "except_terminal": except_terminal}
+def pending_writes(conn: sa.Connection, card_id: int, except_terminal: int = 0) -> list[AnyRow]:
+    """The card's till top-ups but those of terminal `except_terminal` whose card write a
+    purse may hold (`snapshot.PENDING_WRITES`, with `voided`): nearly always none. One not
+    voided is approved and not yet confirmed: not spendable, and not in a balance given to
+    a till (a torn card write may still void it)."""
+    return list(
+        conn.execute(_PENDING_WRITES, {"card_id": card_id, "except_terminal": except_terminal})
     )
-    return {int(row.terminal_id): int(row.cents) for row in rows}
+
+
+def unconfirmed_cents(writes: list[AnyRow]) -> int:
+    """What of `pending_writes` the card's balance holds but may lose: the top-ups not voided."""
+    return sum(row.amount_cents for row in writes if not row.voided)
 
 
 def _get(conn: sa.Connection, number: str) -> AnyRow:
@@ -373,7 +366,7 @@ def transfer(ctx: Context, actor: Staff, number: str, to_number: str) -> dict[st
         locking.accounts(conn, (), [number, to_number])
         old, new = _get(conn, number), _get(conn, to_number)
         _require_replaceable(old, new)
-        if pending_topups_by_terminal(conn, old.id):
+        if unconfirmed_cents(pending_writes(conn, old.id)):
             raise HCardError(Code.TOPUP_PENDING)
         amount = old.balance_cents
         if amount < 0:

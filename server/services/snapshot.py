@@ -140,23 +140,43 @@ PENDING_TOPUPS_BY_CARD = (
         # PostgreSQL's sum of bigints is numeric: a Decimal in the document
         sa.cast(sa.func.sum(pending_topups.c.amount_cents), sa.BigInteger).label("cents"),
     )
-    .where(pending_topups.c.terminal_id != sa.bindparam("except_terminal"))
+    .where(
+        pending_topups.c.terminal_id != sa.bindparam("except_terminal"),
+        pending_topups.c.voided.is_(False),
+    )
     .group_by(pending_topups.c.card_id)
     .subquery()
 )
 
 
-#: other tills' unconfirmed top-ups by card and till, for the snapshot's `pending_topups`
-_PENDING_BY_CARD_AND_TERMINAL = (
+#: other tills' top-ups whose card write a purse may hold, for `pending_topups` here and
+#: in the authorise answer: approved and not yet confirmed, or voided while the card's
+#: highest counter seen is still below the write's (its write may have landed although
+#: the till saw it fail; once a higher write is seen, the card holds another purse)
+PENDING_WRITES = (
     sa.select(
+        pending_topups.c.card_id,
         cards.c.number,
         pending_topups.c.terminal_id,
-        sa.cast(sa.func.sum(pending_topups.c.amount_cents), sa.BigInteger).label("cents"),
+        pending_topups.c.counter,
+        pending_topups.c.amount_cents,
     )
     .join(cards, cards.c.id == pending_topups.c.card_id)
-    .where(pending_topups.c.terminal_id != sa.bindparam("except_terminal"))
-    .group_by(cards.c.number, pending_topups.c.terminal_id)
+    .where(
+        pending_topups.c.terminal_id != sa.bindparam("except_terminal"),
+        sa.or_(pending_topups.c.voided.is_(False), pending_topups.c.counter > cards.c.counter),
+    )
+    .order_by(pending_topups.c.card_id, pending_topups.c.terminal_id, pending_topups.c.seq)
 )
+
+
+def pending_write(row: Any) -> dict[str, int | None]:
+    """One of `PENDING_WRITES` as a till gets it."""
+    return {
+        "terminal_id": row.terminal_id,
+        "counter": row.counter,
+        "amount_cents": row.amount_cents,
+    }
 
 
 def keys_digest(terminal_keys: Mapping[str, str]) -> str:
@@ -209,10 +229,10 @@ def document(
         if not full:
             query = query.where(cards.c.version > since)
         rows = conn.execute(query, {"except_terminal": terminal_id}).all()
-        # named by till, as in the authorise answer: a purse that till wrote may hold one
-        pending_by_card: dict[str, dict[str, int]] = {}
-        for row in conn.execute(_PENDING_BY_CARD_AND_TERMINAL, {"except_terminal": terminal_id}):
-            pending_by_card.setdefault(row.number, {})[str(row.terminal_id)] = int(row.cents)
+        # as in the authorise answer: a purse that till wrote at that counter may hold one
+        pending_by_card: dict[str, list[dict[str, int | None]]] = {}
+        for row in conn.execute(PENDING_WRITES, {"except_terminal": terminal_id}):
+            pending_by_card.setdefault(row.number, []).append(pending_write(row))
         active = conn.execute(
             sa.select(terminals.c.id, terminals.c.public_key).where(
                 terminals.c.status == TerminalStatus.ACTIVE

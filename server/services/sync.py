@@ -367,6 +367,7 @@ class _Batch:
     trusted: dict[int, trust.CardTrust] = field(default_factory=dict)
     #: till top-ups of this terminal confirmed (shown) or voided: seq → card id
     settled_topups: dict[int, int] = field(default_factory=dict)
+    voided_topups: set[int] = field(default_factory=set)
     voided: dict[int, int] = field(default_factory=dict)  # payment/top-up seq → void seq
     conflict: int | None = None
 
@@ -538,12 +539,16 @@ class _Batch:
             card_trust = self.trusted[card.id] = trust.CardTrust(card.trusted_counter)
         card_trust.wrote(record.body["counter"])
 
-    def _settle_topup(self, seq: int, number: str) -> None:
+    def _settle_topup(self, seq: int, number: str, *, voided: bool = False) -> None:
         """A till top-up of this terminal is on the card (shown) or voided: no longer pending,
-        so the other tills get the card's balance with it (or without, voided)."""
+        so the other tills get the card's balance with it (or without, voided). A voided
+        one's write may still be on the card: its row stays, marked, while the card's
+        counter is below the write's (`snapshot.PENDING_WRITES`)."""
         card = self.cards.get(number)
         if card is not None:
             self.settled_topups[seq] = card.id
+            if voided:
+                self.voided_topups.add(seq)
 
     def _confirm_authorised(self, record: Record) -> _Booked:
         """The record was booked (or declined) at authorisation; it must be that very record.
@@ -710,7 +715,7 @@ class _Batch:
         )
         self._apply(card, txn, record, "void of a till top-up")
         if payment["kind"] == _TOPUP_REQUEST:
-            self._settle_topup(body["voids_seq"], card.number)
+            self._settle_topup(body["voids_seq"], card.number, voided=True)
         payment["voided"] = True
         self.voided[body["voids_seq"]] = record.seq
         return _Booked(_APPLIED, txn=self._book(txn))
@@ -779,10 +784,22 @@ class _Batch:
         for reason, card_ids in sorted(newly.items()):
             card_service.flag_many(conn, sorted(card_ids), reason)
         if self.settled_topups:
+            settled = pending_topups.c.terminal_id == tid
+            if self.voided_topups:
+                conn.execute(
+                    sa.update(pending_topups)
+                    .where(
+                        settled,
+                        pending_topups.c.seq.in_(sorted(self.voided_topups)),
+                        pending_topups.c.counter.is_not(None),
+                    )
+                    .values(voided=True)
+                )
             conn.execute(
                 sa.delete(pending_topups).where(
-                    pending_topups.c.terminal_id == tid,
+                    settled,
                     pending_topups.c.seq.in_(sorted(self.settled_topups)),
+                    pending_topups.c.voided.is_(False),
                 )
             )
         self._write_counters()

@@ -48,7 +48,7 @@ class ScriptedServer:
         self.next: str = ServerOutcome.APPROVED
         self.balance_cents = 10_000
 
-    def authorise(self, record: Record) -> AuthoriseAnswer:
+    def authorise(self, record: Record, write_counter: int | None = None) -> AuthoriseAnswer:
         if self.next == UNREACHABLE:
             raise ServerUnreachableError("no answer in time")
         if self.next == ServerOutcome.DECLINED:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from fixtures.server import ApiError
 
+from hcard.encoding import canonical_bytes
 from hcard.server.services.trust import CardTrust
 
 
@@ -110,9 +111,9 @@ def test_another_tills_unconfirmed_topup_is_left_out(server):
     assert _card(other, number)[0] == 1_000
     assert _card(t, number)[0] == 1_500
     # the snapshot names it by till for the others (an offline purse T wrote), not for T
-    assert other.snapshot(0).json()["snapshot"]["balances"][number]["pending_topups"] == {
-        str(t.terminal_id): 500
-    }
+    assert other.snapshot(0).json()["snapshot"]["balances"][number]["pending_topups"] == [
+        {"terminal_id": t.terminal_id, "counter": None, "amount_cents": 500}
+    ]
     assert "pending_topups" not in t.snapshot(0).json()["snapshot"]["balances"][number]
     too_much = other.payment(number, uid, 1_200, counter=1, purse_cents=-200)
     answer = other.authorise(too_much).json()
@@ -126,7 +127,9 @@ def test_another_tills_unconfirmed_topup_is_left_out(server):
     )
     # ... and names it by till: a purse T wrote may hold it, and the other till leaves it
     # out of that purse too (`pending_in_purse_cents`)
-    assert answer["pending_topups"] == {str(t.terminal_id): 500}
+    assert answer["pending_topups"] == [
+        {"terminal_id": t.terminal_id, "counter": None, "amount_cents": 500}
+    ]
     version = other.snapshot(0).json()["snapshot"]["version"]
     _sync(t, [topup], [topup])
     confirmed = other.payment(number, uid, 100, counter=2, purse_cents=1_200)
@@ -148,6 +151,44 @@ def test_a_voided_topup_is_no_longer_pending(server):
     assert _card(other, number)[0] == 1_000
     assert _card(t, number)[0] == 1_000
     assert server.staff.card(number)["balance_cents"] == 1_000
+
+
+def test_a_voided_topups_write_is_named_until_the_card_is_seen_past_it(server):
+    """T's top-up write (counter 3) may have landed although T voided the top-up (the card
+    pulled away as it finished): the other tills still get it in `pending_topups`, with its
+    counter, after the void, so a purse T wrote there is taken without it, until a record of
+    the card at a higher counter shows the card holds another purse."""
+    number, uid = server.new_card(1_000)
+    t, other = server.terminal(name="T"), server.terminal(name="other")
+    topup = t.record("topup_request", {"card": number, "amount_cents": 500})
+    assert t.authorise(topup, write_counter=3).json()["outcome"] == "approved"
+    void = t.record("void", {"card": number, "voids_seq": topup.seq, "amount_cents": 500})
+    _sync(t, [topup, void], [])
+    named = [{"terminal_id": t.terminal_id, "counter": 3, "amount_cents": 500}]
+    assert _card(other, number)[0] == 1_000  # out of the balance: voided
+    assert other.snapshot(0).json()["snapshot"]["balances"][number]["pending_topups"] == named
+    pay = other.payment(number, uid, 100, counter=2, purse_cents=900)
+    assert other.authorise(pay).json()["pending_topups"] == named  # 2: still below 3
+    after = other.payment(number, uid, 100, counter=4, purse_cents=800)
+    assert other.authorise(after).json()["pending_topups"] == named  # not synced yet
+    _sync(other, [pay, after], [pay, after])  # the card holds the write at 4 now
+    assert "pending_topups" not in other.snapshot(0).json()["snapshot"]["balances"][number]
+    assert (
+        t.authorise(
+            t.record("topup_request", {"card": number, "amount_cents": 100}), write_counter=1
+        ).json()["outcome"]
+        == "approved"
+    )
+    # the authorise request's counter: a top-up's only, a counter a purse can carry
+    for bad in ({"counter": 0}, {"counter": "3"}, {"counter": True}):
+        record = t.record("topup_request", {"card": number, "amount_cents": 100})
+        body = canonical_bytes({"record": record.to_wire(), **bad})
+        refused = t.signed("POST", "/v1/terminal/authorise", body)
+        assert (refused.status_code, refused.json()["code"]) == (400, "malformed_request")
+    payment = other.payment(number, uid, 100, counter=5, purse_cents=600)
+    body = canonical_bytes({"record": payment.to_wire(), "counter": 5})
+    refused = other.signed("POST", "/v1/terminal/authorise", body)
+    assert (refused.status_code, refused.json()["code"]) == (400, "malformed_request")
 
 
 def test_the_trusted_counter_walks_the_writes_without_a_gap():

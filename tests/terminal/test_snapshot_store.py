@@ -165,15 +165,22 @@ def _signed(server: Context, document: dict[str, object]) -> bytes:
 
 
 def test_another_tills_unconfirmed_topups_are_kept_by_card_and_a_bad_one_refused(server, store):
-    """`pending_topups` (cents by terminal id) goes with the card's balance: an offline
-    payment takes them off a purse that till wrote (`offline.balance_cents`)."""
+    """`pending_topups` (writes: terminal, counter, amount) goes with the card's balance: an
+    offline payment takes them off a purse that till wrote there (`offline.balance_cents`)."""
     document = snapshot.document(server, 0)
     number = next(iter(document["balances"]))
-    document["balances"][number]["pending_topups"] = {"2": 500}
+    write = {"terminal_id": 2, "counter": 7, "amount_cents": 500}
+    document["balances"][number]["pending_topups"] = [write]
     store.apply_body(_signed(server, document))
-    assert store.state.balances[number].pending_topups == {"2": 500}
-    assert _again(store, server).state.balances[number].pending_topups == {"2": 500}
-    for bad in ({"2": 0}, {"two": 500}, {"2": "500"}, [500]):
+    assert store.state.balances[number].pending_topups == (write,)
+    assert _again(store, server).state.balances[number].pending_topups == (write,)
+    for bad in (
+        [{**write, "amount_cents": 0}],
+        [{**write, "counter": "7"}],
+        [{"terminal_id": 2, "amount_cents": 500}],
+        {"2": 500},
+        [500],
+    ):
         document["balances"][number]["pending_topups"] = bad
         with pytest.raises(HCardError) as refused:
             _again(store, server).apply_body(_signed(server, document))
