@@ -2,6 +2,8 @@
 
 import os
 
+import pytest
+
 # The suite starts some hundred throwaway servers, each hashing its admin's password and
 # more: at argon2's standard cost (64 MiB, 3 passes) that was a sixth of the suite's CPU.
 # The same code and checks run at its cheapest parameters (`PasswordHashCost.TEST_ONLY`);
@@ -37,3 +39,11 @@ def pytest_addoption(parser):
     group.addoption(
         "--sim-ops", type=int, default=None, help="operations per seed (default: the CI set's)"
     )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules marked `slow` first, each whole and in its order. `--dist loadfile` hands
+    whole modules to the workers in this order: a module of minutes handed out last made
+    the suite wait for one worker at the end (tests/server/test_settlement.py alone takes
+    three minutes of one)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable

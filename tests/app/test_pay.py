@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 from fixtures.terminal import server_card
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, pytest.mark.slow]  # slow: started first (conftest.py)
 
 
 def test_type_amount_pay_and_see_approved_while_the_ui_keeps_running(

@@ -36,6 +36,8 @@ from hcard.terminal.card import image as images
 from hcard.terminal.card.ntag424_model import TEST_ORIGINALITY_PUBLIC_KEY_HEX, CardState
 from hcard.terminal.till import Outcome
 
+pytestmark = pytest.mark.slow  # minutes on one worker: started first (conftest.py)
+
 BATCH_SIZE = 20
 TORN_TAG = 6
 RUN_TIMEOUT_S = 240

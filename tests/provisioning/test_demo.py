@@ -30,6 +30,8 @@ from fixtures.web import PageClient
 from hcard.provisioning.staff import StaffClient
 from hcard.server import cli as server_cli
 
+pytestmark = pytest.mark.slow  # minutes on one worker: started first (conftest.py)
+
 TESTS = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 240
 BUSY = "Eine andere Demo läuft schon"

@@ -32,6 +32,8 @@ from fixtures.server import ADMIN_PASSWORD, ADMIN_USER, ApiError, ServerInfo, St
 from fixtures.web import PageClient
 from pypdf import PdfReader
 
+pytestmark = pytest.mark.slow  # minutes on one worker: started first (conftest.py)
+
 LOCAL = ZoneInfo("Europe/Berlin")
 OPERATOR_IBAN = "DE02120300000000202051"
 GOOD_IBAN = "DE89370400440532013000"

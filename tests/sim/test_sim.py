@@ -18,6 +18,8 @@ import pytest
 
 from sim.run import Runner
 
+pytestmark = pytest.mark.slow  # minutes on one worker: started first (conftest.py)
+
 #: the CI set: seeds 0 .. CI_SEEDS-1, CI_OPS operations each, in blocks of BLOCK seeds
 CI_SEEDS = 100
 CI_OPS = 40

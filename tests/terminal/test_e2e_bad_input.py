@@ -15,6 +15,8 @@ from hcard.terminal.card.ntag import CHIPS, PAGE_SIZE
 from hcard.terminal.core import TerminalTill
 from hcard.terminal.till import Outcome
 
+pytestmark = pytest.mark.slow  # minutes on one worker: started first (conftest.py)
+
 
 @pytest.fixture
 def proxied(live_server, card_emulator, terminal_factory, net_proxy, card_type):

@@ -15,6 +15,8 @@ from hcard.errors import Code
 from hcard.terminal import journal as jr
 from hcard.terminal.till import Outcome, PaymentResult
 
+pytestmark = pytest.mark.slow  # minutes on one worker: started first (conftest.py)
+
 
 @pytest.fixture
 def proxied(live_server, card_emulator, terminal_factory, net_proxy):

@@ -27,6 +27,8 @@ from fixtures.terminal import server_card
 
 from hcard.terminal import journal as jr
 
+pytestmark = pytest.mark.slow  # minutes on one worker: started first (conftest.py)
+
 DRIVER = Path(__file__).with_name("kill_driver.py")
 APPROVED_MIN = 100
 KILLS_MIN = 20
