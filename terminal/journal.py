@@ -615,6 +615,7 @@ class Journal:
         created_s: float,
         card_written: bool = False,
         durable: bool = True,
+        counter: int | None = None,
     ) -> Record:
         """Sign `body` as the next record and commit it (fsync) before returning.
 
@@ -622,10 +623,12 @@ class Journal:
         without one (`STATE_TRANSITION_REFUSED` otherwise). Only the intent of an
         offline payment is appended with `durable=False` (see
         `hcard.terminal.payment`): nobody outside the terminal has seen it before
-        the `final` commit, which is durable and carries it to the disk.
+        the `final` commit, which is durable and carries it to the disk. `counter`: the
+        purse counter a record that does not carry one stands for (a top-up's write),
+        kept beside it (`topup_counter_floor`).
         """
         with self._tx(durable):
-            return self._append(kind, body, state, day, created_s, card_written)
+            return self._append(kind, body, state, day, created_s, card_written, counter)
 
     def _append(
         self,
@@ -635,6 +638,7 @@ class Journal:
         day: str,
         created_s: float,
         card_written: bool,
+        counter: int | None = None,
     ) -> Record:
         check_start(kind, state)
         head_seq, head_hash = self._db.execute("SELECT seq, hash FROM head").fetchone()
@@ -656,7 +660,7 @@ class Journal:
                 day,
                 created_s,
                 body.get("mode"),
-                body.get("counter"),
+                body.get("counter", counter),
                 body.get("amount_cents"),
             ],
         )
@@ -928,6 +932,16 @@ class Journal:
             CardPayment(seq, _MODES[mode], counter, amount_cents, _STATES[state], day)
             for seq, mode, counter, amount_cents, state, day in rows
         ]
+
+    def topup_counter_floor(self, card: str) -> int:
+        """The highest purse counter this till's top-ups of `card` named (0: none): never used
+        again, since the server keeps a top-up's counter as a write the card may hold."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT max(counter) FROM local WHERE card = ? AND kind = ?",
+                [card, RecordKind.TOPUP_REQUEST],
+            ).fetchone()
+        return int(row[0] or 0)
 
     def unsettled_topups_cents(self, card: str) -> int:
         """Top-ups of `card` the server may still count although the till never showed them.

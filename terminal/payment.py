@@ -166,7 +166,7 @@ class Payments:
     ) -> PaymentResult:
         history = self.journal.card_payments(tap.card_number)
         fix = offline.repair(_card_facts(tap), history, self.terminal_id)
-        counter = max(tap.counter, fix.counter_floor) + 1
+        counter = self._next_counter(tap, fix)
         if self.link.online:
             result = self._pay_online(
                 session, tap, amount_cents, tip_cents, counter, fix.refund_cents
@@ -178,6 +178,13 @@ class Payments:
         return self._pay_offline(
             session, tap, amount_cents, tip_cents, counter, fix.refund_cents, history
         )
+
+    def _next_counter(self, tap: CardView, fix: offline.Repair) -> int:
+        """The counter the next purse write of this till carries: above the card's, above
+        those of our unwritten payments (`offline.repair`), and above every counter our
+        top-ups named (the server keeps one as a write the card may hold)."""
+        floor = self.journal.topup_counter_floor(tap.card_number)
+        return max(tap.counter, fix.counter_floor, floor) + 1
 
     def _known_balance_cents(self, tap: CardView) -> int:
         """The terminal's estimate of the balance before an online payment."""
@@ -211,10 +218,17 @@ class Payments:
         state: State,
         durable: bool = True,
         kind: RecordKind = RecordKind.PAYMENT,
+        counter: int | None = None,
     ) -> Record:
         now_s = self.clock.now_s()
         return self.journal.append(
-            kind, body, state=state, day=day_of(now_s), created_s=now_s, durable=durable
+            kind,
+            body,
+            state=state,
+            day=day_of(now_s),
+            created_s=now_s,
+            durable=durable,
+            counter=counter,
         )
 
     def _ask(self, record: Record, write_counter: int | None = None) -> dict[str, object] | None:
@@ -333,10 +347,10 @@ class Payments:
         fix = offline.repair(
             _card_facts(tap), self.journal.card_payments(tap.card_number), self.terminal_id
         )
-        counter = max(tap.counter, fix.counter_floor) + 1
+        counter = self._next_counter(tap, fix)
         body = {"card": tap.card_number, "amount_cents": amount_cents}
         unsettled_cents = self.journal.unsettled_topups_cents(tap.card_number)  # before asking
-        record = self._append(body, State.INTENT, kind=RecordKind.TOPUP_REQUEST)
+        record = self._append(body, State.INTENT, kind=RecordKind.TOPUP_REQUEST, counter=counter)
         try:
             # the server keeps the write's counter: another till takes this top-up off a
             # purse we wrote at it until we confirm it (`pending_in_purse_cents`)
@@ -576,7 +590,7 @@ class Payments:
             )
             # never a counter an earlier try may have written (it may have landed)
             tried = pending.get("counter", 0) if pending.get("card") == tap.card_number else 0
-            counter = max(tap.counter, fix.counter_floor, tried) + 1
+            counter = max(self._next_counter(tap, fix), tried + 1)
             checked = self._topup_void_purse(tap, amount_cents, fix.refund_cents)
             if isinstance(checked, PaymentResult):
                 return checked

@@ -297,3 +297,24 @@ def test_tap_counters_keep_the_highest_and_survive_a_reopen(tmp_path, key):
     assert reopened.tap_counter(uid) == 7
     assert reopened.tap_counter("04000000000001") == 1
     reopened.close()
+
+
+def test_a_topups_counter_is_kept_beside_it_and_never_used_again(tmp_path, key):
+    """A top-up's record carries no counter, but the server keeps the one its authorise
+    request named as a write the card may hold: the till's next writes go above it."""
+    journal = jr.Journal(tmp_path / "journal.sqlite", TERMINAL_ID, key)
+    try:
+        assert journal.topup_counter_floor(CARD) == 0
+        journal.append(
+            "payment", offline_payment_body(1), state=jr.State.APPROVED, day="d", created_s=0.0
+        )
+        assert journal.topup_counter_floor(CARD) == 0  # a payment's counter is in its record
+        topup = {"card": CARD, "amount_cents": 500}
+        journal.append(
+            "topup_request", topup, state=jr.State.INTENT, day="d", created_s=0.0, counter=7
+        )
+        assert journal.topup_counter_floor(CARD) == 7
+        assert journal.topup_counter_floor("9276000000000024") == 0
+        assert "counter" not in journal.entry(2).record.body  # the signed record is unchanged
+    finally:
+        journal.close()
