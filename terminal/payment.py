@@ -754,7 +754,7 @@ def pending_in_purse_cents(pending: object, tap: CardView) -> int:
         if (
             type(write.get("terminal_id")) is int
             and write["terminal_id"] == tap.purse.terminal_id
-            and write.get("counter") in (None, tap.counter)
+            and write.get("counter") in (None, tap.purse.counter)
             and type(amount) is int
             and amount > 0
         ):

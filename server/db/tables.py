@@ -265,7 +265,7 @@ pending_topups = sa.Table(
     sa.Column("amount_cents", sa.BigInteger, nullable=False),
     # the purse counter of the write the till tried (NULL: the till did not say)
     sa.Column("counter", sa.BigInteger, nullable=True),
-    # voided, its write maybe on the card: kept while the card's counter is below it
+    # voided, its write maybe on the card: kept when its counter is known
     sa.Column("voided", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index(None, "card_id"),
 )

@@ -150,9 +150,11 @@ PENDING_TOPUPS_BY_CARD = (
 
 
 #: other tills' top-ups whose card write a purse may hold, for `pending_topups` here and
-#: in the authorise answer: approved and not yet confirmed, or voided while the card's
-#: highest counter seen is still below the write's (its write may have landed although
-#: the till saw it fail; once a higher write is seen, the card holds another purse)
+#: in the authorise answer: approved and not yet confirmed, or voided with the counter of
+#: their write (it may have landed although the till saw it fail). A voided one stays
+#: listed: only a purse its till wrote at that counter matches it, and the till never
+#: writes at that counter again, so once the card moved on it matches nothing. (The
+#: card's highest counter seen cannot retire it: it counts writes that never landed.)
 PENDING_WRITES = (
     sa.select(
         pending_topups.c.card_id,
@@ -164,7 +166,7 @@ PENDING_WRITES = (
     .join(cards, cards.c.id == pending_topups.c.card_id)
     .where(
         pending_topups.c.terminal_id != sa.bindparam("except_terminal"),
-        sa.or_(pending_topups.c.voided.is_(False), pending_topups.c.counter > cards.c.counter),
+        sa.or_(pending_topups.c.voided.is_(False), pending_topups.c.counter.is_not(None)),
     )
     .order_by(pending_topups.c.card_id, pending_topups.c.terminal_id, pending_topups.c.seq)
 )

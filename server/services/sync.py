@@ -542,13 +542,14 @@ class _Batch:
     def _settle_topup(self, seq: int, number: str, *, voided: bool = False) -> None:
         """A till top-up of this terminal is on the card (shown) or voided: no longer pending,
         so the other tills get the card's balance with it (or without, voided). A voided
-        one's write may still be on the card: its row stays, marked, while the card's
-        counter is below the write's (`snapshot.PENDING_WRITES`)."""
+        one's write may still be on the card: its row stays, marked (`snapshot.PENDING_WRITES`)."""
         card = self.cards.get(number)
         if card is not None:
-            self.settled_topups[seq] = card.id
-            if voided:
+            # one shown in this very batch (then voided by the cashier, the card written
+            # down at a higher counter) is settled, not kept
+            if voided and seq not in self.settled_topups:
                 self.voided_topups.add(seq)
+            self.settled_topups[seq] = card.id
 
     def _confirm_authorised(self, record: Record) -> _Booked:
         """The record was booked (or declined) at authorisation; it must be that very record.

@@ -8,8 +8,8 @@ Create Date: 2026-12-02
   (the authorise request's `counter`; NULL from a till that does not say).
 - `pending_topups.voided`: the till voided the top-up (it never showed it), but its write
   may have landed on the card (the card pulled away as the write finished). The row stays
-  while the card's highest counter seen is below the write's: until then another till
-  takes its amount off a purse that till wrote at that counter (docs/protocol.md).
+  when its counter is known: another till takes its amount off a purse that till wrote at
+  that counter (docs/protocol.md).
 """
 
 from collections.abc import Sequence
