@@ -99,6 +99,9 @@ def _amount(body: dict[str, Any]) -> None:
         raise RecordError("body.amount_cents must be 1..MAX_AMOUNT_CENTS")
 
 
+#: the highest purse counter a record may name (the card's purse allows the same)
+MAX_COUNTER = 2**31 - 1
+
 _FIELDS: dict[str, set[str]] = {
     RecordKind.PAYMENT: {
         "card",
@@ -140,7 +143,7 @@ def validate_body(kind: str, body: Any) -> None:
             raise RecordError("body.tip_cents must be less than amount_cents")
         if body["mode"] not in MODES:
             raise RecordError(f"body.mode must be one of {MODES}")
-        _int(body, "counter", 1, 2**31 - 1)
+        _int(body, "counter", 1, MAX_COUNTER)
         _int(body, "purse_cents", -MAX_AMOUNT_CENTS * 100, MAX_AMOUNT_CENTS * 100)
     elif kind == RecordKind.VOID:
         _card(body)

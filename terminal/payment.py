@@ -296,15 +296,9 @@ class Payments:
         # the recovery asks the server again and voids it, as it would an
         # `approved` one. One fsync less on the path the customer waits for.
         balance_cents = answer.get("balance_cents")
-        unsettled_cents = self._unsettled_after_cents(tap.card_number, unsettled_cents)
         purse_cents = (
             self._purse_after_cents(
-                tap,
-                balance_cents,
-                unsettled_cents,
-                refund_cents
-                - amount_cents
-                - pending_in_purse_cents(answer.get("pending_topups"), tap),
+                tap, answer, balance_cents, unsettled_cents, refund_cents - amount_cents
             )
             if isinstance(balance_cents, int) and not isinstance(balance_cents, bool)
             else estimate_cents
@@ -313,16 +307,13 @@ class Payments:
             session, record, purse_cents, counter, offline=False, outcome=answer
         )
 
-    def _unsettled_after_cents(self, card: str, before_cents: int) -> int:
-        """This till's unsettled top-ups of `card` for the purse written after an answer:
-        the larger of the count before asking (a void the sync agent got acknowledged
-        meanwhile is still in the server's answer) and the count now (an answer from a
-        restored server took back acknowledgements, `_ask`)."""
-        return max(before_cents, self.journal.unsettled_topups_cents(card))
-
-    @staticmethod
     def _purse_after_cents(
-        tap: CardView, balance_cents: int, unsettled_cents: int, change_cents: int
+        self,
+        tap: CardView,
+        answer: dict[str, object],
+        balance_cents: int,
+        unsettled_before_cents: int,
+        change_cents: int,
     ) -> int:
         """The purse written after an online approval: the server's balance, at most the card's.
 
@@ -335,11 +326,20 @@ class Payments:
         tills' unconfirmed top-ups in the purse: `pending_in_purse_cents`) is
         written. A top-up the card does not show yet still reaches offline tills
         through the snapshot, whose counter then covers the card's.
+
+        This till's unsettled top-ups are the larger of the count before asking
+        (`unsettled_before_cents`: a void the sync agent got acknowledged meanwhile
+        is still in the server's answer) and the count now (an answer from a
+        restored server took back acknowledgements, `_ask`).
         """
+        unsettled_cents = max(
+            unsettled_before_cents, self.journal.unsettled_topups_cents(tap.card_number)
+        )
         server_cents = balance_cents - unsettled_cents
         if tap.purse is None:
             return server_cents
-        return min(server_cents, tap.purse.balance_cents + change_cents)
+        pending_cents = pending_in_purse_cents(answer.get("pending_topups"), tap)
+        return min(server_cents, tap.purse.balance_cents - pending_cents + change_cents)
 
     # --------------------------------------------------------------- top-up
     def topup(self, session: CardSession, tap: CardView, amount_cents: int) -> PaymentResult:
@@ -369,14 +369,8 @@ class Payments:
             # approved, but no balance to write: never shown, so the sync agent voids it
             self.journal.set_state(record.seq, State.UNSHOWN)
             return declined(Code.SERVER_UNREACHABLE, offline=False)
-        unsettled_cents = self._unsettled_after_cents(tap.card_number, unsettled_cents)
         purse_cents = self._purse_after_cents(
-            tap,
-            balance_cents,
-            unsettled_cents,
-            fix.refund_cents
-            + amount_cents
-            - pending_in_purse_cents(answer.get("pending_topups"), tap),
+            tap, answer, balance_cents, unsettled_cents, fix.refund_cents + amount_cents
         )
         self.journal.note_topup_write(
             jr.TopupWrite(tap.card_number, record.seq, counter, purse_cents)

@@ -91,7 +91,11 @@ _AUTHORISED = {
                 "additionalProperties": False,
                 "properties": {
                     "terminal_id": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
-                    "counter": {"type": ["integer", "null"], "minimum": 1},
+                    "counter": {
+                        "type": ["integer", "null"],
+                        "minimum": 1,
+                        "maximum": records.MAX_COUNTER,
+                    },
                     "amount_cents": {"type": "integer", "minimum": 1},
                 },
             },
@@ -161,7 +165,7 @@ _AUTHORISE = {
         "counter": {
             "type": "integer",
             "minimum": 1,
-            "maximum": 2**31 - 1,
+            "maximum": records.MAX_COUNTER,
             "description": "beside a topup_request: the purse counter of the card write the"
             " till will try",
         },

@@ -31,7 +31,7 @@ import sqlalchemy as sa
 
 from hcard.encoding import canonical_bytes
 from hcard.errors import Code, HCardError
-from hcard.records import PaymentMode, Record, RecordError, RecordKind
+from hcard.records import MAX_COUNTER, PaymentMode, Record, RecordError, RecordKind
 from hcard.server.context import Context
 from hcard.server.db import engine as db_engine
 from hcard.server.db import locking
@@ -71,10 +71,6 @@ _STORE = sa.insert(authorisations).values(
 _STORE_BOOKED = _STORE.values(txn_id=_BOOKED)
 
 
-#: the highest purse counter a record may carry (`hcard.records`)
-_MAX_COUNTER = 2**31 - 1
-
-
 def parse_online_record(payload: Any, terminal: Terminal) -> tuple[Record, int | None]:
     """The record of an authorise request, refused unless it is one the server may decide;
     beside a top-up, the purse counter of the card write the till will try (`counter`)."""
@@ -82,9 +78,7 @@ def parse_online_record(payload: Any, terminal: Terminal) -> tuple[Record, int |
         raise HCardError(Code.MALFORMED_REQUEST, reason='body must be {"record": ...}')
     counter = payload.get("counter")
     if counter is not None and (
-        not isinstance(counter, int)
-        or isinstance(counter, bool)
-        or not 1 <= counter <= _MAX_COUNTER
+        not isinstance(counter, int) or isinstance(counter, bool) or not 1 <= counter <= MAX_COUNTER
     ):
         raise HCardError(Code.MALFORMED_REQUEST, field="counter")
     try:

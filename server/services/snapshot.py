@@ -164,10 +164,8 @@ PENDING_WRITES = (
         pending_topups.c.amount_cents,
     )
     .join(cards, cards.c.id == pending_topups.c.card_id)
-    .where(
-        pending_topups.c.terminal_id != sa.bindparam("except_terminal"),
-        sa.or_(pending_topups.c.voided.is_(False), pending_topups.c.counter.is_not(None)),
-    )
+    # every row: a voided one is kept only with its counter (`sync._Batch._write`)
+    .where(pending_topups.c.terminal_id != sa.bindparam("except_terminal"))
     .order_by(pending_topups.c.card_id, pending_topups.c.terminal_id, pending_topups.c.seq)
 )
 

@@ -785,12 +785,12 @@ class _Batch:
         for reason, card_ids in sorted(newly.items()):
             card_service.flag_many(conn, sorted(card_ids), reason)
         if self.settled_topups:
-            settled = pending_topups.c.terminal_id == tid
+            of_till = pending_topups.c.terminal_id == tid
             if self.voided_topups:
                 conn.execute(
                     sa.update(pending_topups)
                     .where(
-                        settled,
+                        of_till,
                         pending_topups.c.seq.in_(sorted(self.voided_topups)),
                         pending_topups.c.counter.is_not(None),
                     )
@@ -798,7 +798,7 @@ class _Batch:
                 )
             conn.execute(
                 sa.delete(pending_topups).where(
-                    settled,
+                    of_till,
                     pending_topups.c.seq.in_(sorted(self.settled_topups)),
                     pending_topups.c.voided.is_(False),
                 )

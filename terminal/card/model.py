@@ -22,9 +22,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from hcard import ntag424
 from hcard.errors import Code
+from hcard.records import MAX_COUNTER
 from hcard.terminal.card.originality import NXP_PUBLIC_KEY_HEX
 
-PURSE_MAX_COUNTER = 2**31 - 1  # the journal's `counter` field allows the same range
+PURSE_MAX_COUNTER = MAX_COUNTER  # the journal's `counter` field allows the same range
 
 
 @dataclass(frozen=True)
