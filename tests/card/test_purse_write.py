@@ -105,12 +105,18 @@ def test_issued_card_is_write_protected_for_others(card_emulator):
 
 
 def frames_of_a_write(card_emulator, reader, card) -> int:
-    card_emulator.present(card, name="probe")
-    session = tap(reader)
-    session.read(KEYS)
-    before = card_emulator.status()["frames"]
-    session.write_purse(Purse(4000, 2, 2), TERMINALS[2])
-    return card_emulator.status()["frames"] - before
+    """The commands of a purse write, as the frames the card received: the fewest of three
+    writes, because nfcpy sends a command again when its answer is late (a loaded machine),
+    and the card counts that frame too."""
+    counted = []
+    for attempt in range(3):
+        card_emulator.present(card, name=f"probe-{attempt}")
+        session = tap(reader)
+        session.read(KEYS)
+        before = card_emulator.status()["frames"]
+        session.write_purse(Purse(4000, 2, 2), TERMINALS[2])
+        counted.append(card_emulator.status()["frames"] - before)
+    return min(counted)
 
 
 @pytest.mark.parametrize("commit", [False, True], ids=["lost-before", "done-answer-lost"])
