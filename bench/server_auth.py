@@ -10,7 +10,13 @@ Two runs, both reported, so that the figures hold on any machine:
 - capacity first (`capacity_per_s`, `capacity_p50_ms`, `capacity_p99_ms`): every
   terminal sends back to back with no pause. This is the capacity of the machine (client
   and server share its cores); latency there is queueing, about 50 / capacity by
-  Little's law, not service time.
+  Little's law, not service time. Beside it what one authorisation cost in CPU there
+  (`bench/proc_cpu.py`): the server process (`server_cpu_ms_per_auth`), this client
+  (`client_cpu_ms_per_auth`), everything else on the machine (`other_cpu_ms_per_auth`:
+  PostgreSQL's processes, the kernel, and whatever else runs), and what all cores could
+  authorise at that cost (`cpu_ceiling_per_s`, cores / the machine's CPU per
+  authorisation): capacity stays below it where one process (the server's GIL) is the
+  limit, and reaches toward it where the machine's cores are.
 - then paced at half of that measured capacity (`paced_per_s`, and the figures
   `auth_per_s`, `auth_p50_ms`, `auth_p99_ms`; target p99 under 50 ms): for as long as
   each terminal needs for `--paced-per-terminal` payments on average, each is a Poisson
@@ -31,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -40,12 +47,14 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import cast
 
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from fixtures.server import ServerInfo, fresh_postgres_database, start_server
+from proc_cpu import cpu_s, machine_busy_s
 
 TERMINALS = 50
 PACED_PER_TERMINAL = 40
@@ -104,7 +113,9 @@ def _measure(server: ServerInfo, args: argparse.Namespace) -> dict[str, object]:
     def back_to_back(index: int) -> list[float]:
         return [pay(index) for _ in range(args.capacity_per_terminal)]
 
+    cpu_before = _cpu(server)
     capacity, capacity_s = _all_tills(terminals, back_to_back)
+    cpu_per_auth = _cpu_ms_per_auth(cpu_before, _cpu(server), len(capacity))
     capacity_per_s = len(capacity) / capacity_s
     paced_per_s = capacity_per_s * PACED_SHARE
     mean_gap_s = terminals / paced_per_s
@@ -134,6 +145,7 @@ def _measure(server: ServerInfo, args: argparse.Namespace) -> dict[str, object]:
         "capacity_per_s": round(capacity_per_s, 1),
         "capacity_p50_ms": _pct(capacity, 50),
         "capacity_p99_ms": _pct(capacity, 99),
+        **cpu_per_auth,
         "paced_per_s": round(paced_per_s, 1),
         "auth_per_s": round(len(auth) / paced_s, 1),
         "auth_p50_ms": _pct(auth, 50),
@@ -156,6 +168,33 @@ def _all_tills(terminals: int, run: Callable[[int], list[float]]) -> tuple[list[
         per_terminal = [future.result() for future in futures]
         wall_s = time.perf_counter() - started
     return sorted(x for xs in per_terminal for x in xs), wall_s
+
+
+def _cpu(server: ServerInfo) -> tuple[float | None, float | None, float]:
+    """CPU seconds so far: (the server process, the machine's cores, this client)."""
+    client = os.times()
+    return cpu_s(server.process.pid), machine_busy_s(), client.user + client.system
+
+
+def _cpu_ms_per_auth(
+    before: tuple[float | None, float | None, float],
+    after: tuple[float | None, float | None, float],
+    payments: int,
+) -> dict[str, float]:
+    """The CPU of one authorisation between two `_cpu` readings, by where it ran, and the
+    rate all cores could keep at that cost; nothing where /proc was not there to read."""
+    (server_0, machine_0, client_0), (server_1, machine_1, client_1) = before, after
+    if None in (server_0, server_1, machine_0, machine_1):
+        return {}
+    server_ms = (cast(float, server_1) - cast(float, server_0)) * 1000 / payments
+    machine_ms = (cast(float, machine_1) - cast(float, machine_0)) * 1000 / payments
+    client_ms = (client_1 - client_0) * 1000 / payments
+    return {
+        "server_cpu_ms_per_auth": round(server_ms, 2),
+        "client_cpu_ms_per_auth": round(client_ms, 2),
+        "other_cpu_ms_per_auth": round(machine_ms - server_ms - client_ms, 2),
+        "cpu_ceiling_per_s": round((os.cpu_count() or 1) * 1000 / machine_ms, 1),
+    }
 
 
 def _drop(admin_url: str, database_url: str) -> None:
