@@ -22,7 +22,11 @@ SESSION_COOKIE = "hcard_session"
 T = TypeVar("T")
 
 
-def get_context(request: Request) -> Context:
+# The dependencies that only look at the request are `async def`: FastAPI runs a plain `def`
+# dependency in a worker thread, a trip to the thread pool and back for every request.
+
+
+async def get_context(request: Request) -> Context:
     return request.app.state.context
 
 
@@ -51,7 +55,7 @@ def _bearer_header(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def bearer_token(request: Request) -> str:
+async def bearer_token(request: Request) -> str:
     """The session token: the `Authorization: Bearer` header, or the browser's cookie."""
     if token := _bearer_header(request):
         return token
@@ -91,7 +95,7 @@ def parse_json(body: bytes) -> Any:
         raise HCardError(Code.MALFORMED_REQUEST, reason="body nested too deeply") from None
 
 
-def client_address(request: Request) -> str:
+async def client_address(request: Request) -> str:
     """The client's address as throttling counts it (`throttle.address_key`); behind the
     local reverse proxy the one it forwarded (uvicorn's proxy headers, from 127.0.0.1 only)."""
     return throttle.address_key(request.client.host) if request.client else "unknown"

@@ -198,7 +198,7 @@ def payments_12_months(ctx: ContextDep, staff: StaffDep) -> dict[str, object]:
     return settlement.payments_last_12_months(ctx, staff)
 
 
-def period_query(
+async def period_query(
     month: Annotated[str | None, Query(max_length=7, description="YYYY-MM")] = None,
     first_day: dt.date | None = None,
     last_day: dt.date | None = None,

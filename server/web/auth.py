@@ -23,7 +23,7 @@ from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from hcard.errors import Code, HCardError
-from hcard.server.api.deps import SESSION_COOKIE, get_context
+from hcard.server.api.deps import SESSION_COOKIE, ContextDep
 from hcard.server.context import Context
 from hcard.server.services import users
 from hcard.server.services.users import Staff
@@ -76,11 +76,10 @@ async def check_form_token(request: Request, ctx: Context) -> None:
     security.check_csrf(ctx.csrf_key, request, submitted, session)
 
 
-def allow(*roles: Role) -> Callable[[Request], Awaitable[Staff]]:
+def allow(*roles: Role) -> Callable[..., Awaitable[Staff]]:
     """The dependency of a page for `roles`: the logged-in user, or a refusal."""
 
-    async def page_user(request: Request) -> Staff:
-        ctx = get_context(request)
+    async def page_user(request: Request, ctx: ContextDep) -> Staff:
         token = request.cookies.get(SESSION_COOKIE)
         if not token:
             raise LoginRequiredError(_this_page(request))
