@@ -184,6 +184,20 @@ def read(engine: sa.Engine) -> Iterator[sa.Connection]:
 
 
 @contextmanager
+def read_statement(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A connection for one read statement: on PostgreSQL outside a transaction (autocommit;
+    a single statement sees one moment by itself), without `read`'s BEGIN and COMMIT, two
+    round trips of every terminal request (its signer, `terminals.authenticate`); on SQLite
+    `read` (a transaction there is no round trip)."""
+    if is_sqlite(engine):
+        with read(engine) as connection:
+            yield connection
+        return
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        yield connection
+
+
+@contextmanager
 def snapshot(engine: sa.Engine) -> Iterator[sa.Connection]:
     """A transaction that only reads, and sees the whole database as of one moment however
     many statements it runs and whatever commits meanwhile: for checks over everything

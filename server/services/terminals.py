@@ -435,7 +435,7 @@ def authenticate(
         terminal_id, timestamp_s, nonce, signature = reqsign.parse_headers(headers)
     except ValueError:
         raise HCardError(Code.BAD_SIGNATURE, reason="missing or malformed headers") from None
-    with db_engine.read(ctx.engine) as conn:
+    with db_engine.read_statement(ctx.engine) as conn:
         row = conn.execute(_SIGNER, {"terminal_id": terminal_id}).first()
     if row is None or row.status == TerminalStatus.PENDING:
         raise HCardError(Code.UNKNOWN_TERMINAL)
