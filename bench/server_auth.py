@@ -13,7 +13,8 @@ Two runs, both reported, so that the figures hold on any machine:
   Little's law, not service time. Beside it what one authorisation cost in CPU there
   (`bench/proc_cpu.py`): the server process (`server_cpu_ms_per_auth`), this client
   (`client_cpu_ms_per_auth`), everything else on the machine (`other_cpu_ms_per_auth`:
-  PostgreSQL's processes, the kernel, and whatever else runs), and what all cores could
+  PostgreSQL's processes and the kernel, and whatever else runs beside: read it on a quiet
+  machine), and what all the cores this bench may use could
   authorise at that cost (`cpu_ceiling_per_s`, cores / the machine's CPU per
   authorisation): capacity stays below it where one process (the server's GIL) is the
   limit, and reaches toward it where the machine's cores are.
@@ -193,7 +194,7 @@ def _cpu_ms_per_auth(
         "server_cpu_ms_per_auth": round(server_ms, 2),
         "client_cpu_ms_per_auth": round(client_ms, 2),
         "other_cpu_ms_per_auth": round(machine_ms - server_ms - client_ms, 2),
-        "cpu_ceiling_per_s": round((os.cpu_count() or 1) * 1000 / machine_ms, 1),
+        "cpu_ceiling_per_s": round(len(os.sched_getaffinity(0)) * 1000 / machine_ms, 1),
     }
 
 

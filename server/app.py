@@ -41,7 +41,7 @@ def create_app(ctx: Context) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/v1/health", tags=["meta"])
-    def health() -> dict[str, object]:
+    async def health() -> dict[str, object]:  # no I/O: no trip to the thread pool
         return {"ok": True, "issuer_public_key": ctx.issuer_public_hex}
 
     openapi.install(app)

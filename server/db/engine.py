@@ -7,9 +7,10 @@ debit) can never interleave with another writer and no deadlock-prone lock
 upgrade happens. On PostgreSQL it is an ordinary READ COMMITTED transaction;
 code that must serialise takes row locks (`SELECT ... FOR UPDATE`) or uses a
 conditional UPDATE, which PostgreSQL re-checks after waiting for the lock.
-`read(engine)` is a plain (deferred) transaction for queries; `snapshot(engine)` one
-whose statements all see the same moment (a check over the whole database), without
-taking the writer lock.
+`read(engine)` is a plain (deferred) transaction for queries; `read_statement(engine)`
+a connection for one lone query (on PostgreSQL outside a transaction: two round trips
+fewer); `snapshot(engine)` a transaction whose statements all see the same moment (a check
+over the whole database), without taking the writer lock.
 
 SQLite allows one writer at a time, and a writer that finds the lock taken
 polls with growing sleeps (the busy handler), which under fifty concurrent
@@ -64,14 +65,15 @@ _WRITER_LOCKS: dict[str, threading.Lock] = {}
 _WRITER_LOCKS_GUARD = threading.Lock()
 
 
-#: PostgreSQL connections kept open: one for each of AnyIO's worker threads (40), which run
-#: every request's database work. Fewer, and the connections beyond them were opened and
-#: closed again under load, each a new PostgreSQL process: at fifty tills' capacity that
-#: cost PostgreSQL 2.5 ms of CPU per authorisation more (7.1 against 4.5 ms, issue 13,
-#: `bench/server_auth.py --database-url`). Beyond them, for work outside those threads: opened
-#: when needed, closed when given back.
-POSTGRES_POOL = 40
-POSTGRES_OVERFLOW = 20
+#: Connections kept open: one for each of AnyIO's worker threads (40), which run every
+#: request's database work (a test holds the two equal). Fewer, and the connections beyond
+#: them were opened and closed again under load: on PostgreSQL each a new process, which at
+#: fifty tills' capacity cost it 2.5 ms of CPU per authorisation more (7.1 against 4.5 ms,
+#: issue 13, `bench/server_auth.py --database-url`); on SQLite each a new file handle and its
+#: pragmas. Beyond them, for work outside those threads: opened when needed, closed when
+#: given back.
+POOL_SIZE = 40
+POOL_OVERFLOW = 20
 
 
 def _writer_lock(engine: sa.Engine) -> threading.Lock | None:
@@ -91,11 +93,11 @@ def make_engine(url: str) -> sa.Engine:
     parsed = sa.make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return sa.create_engine(
-            url, pool_size=POSTGRES_POOL, max_overflow=POSTGRES_OVERFLOW, pool_pre_ping=True
+            url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW, pool_pre_ping=True
         )
     if parsed.database and parsed.database != ":memory:":
         _create_private(Path(parsed.database))
-    engine = sa.create_engine(url, pool_size=20, max_overflow=40)
+    engine = sa.create_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection: sqlite3.Connection, _record: object) -> None:
@@ -193,7 +195,8 @@ def read_statement(engine: sa.Engine) -> Iterator[sa.Connection]:
         with read(engine) as connection:
             yield connection
         return
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+    with engine.connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT")  # undone at its return
         yield connection
 
 

@@ -412,7 +412,7 @@ def login(ctx: Context, username: str, password: str, address: str) -> dict[str,
 
 
 def authenticate(ctx: Context, token: str) -> Staff:
-    with db_engine.read(ctx.engine) as conn:
+    with db_engine.read_statement(ctx.engine) as conn:
         row = conn.execute(
             sa.select(users.c.id, users.c.username, users.c.role, users.c.merchant_id)
             .select_from(sessions.join(users, users.c.id == sessions.c.user_id))

@@ -9,8 +9,10 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import anyio
 import pytest
 import sqlalchemy as sa
+from fixtures.server import fresh_postgres_database
 
 from hcard.server.db import engine as db_engine
 from hcard.server.db import locking, migrate
@@ -201,3 +203,38 @@ def test_commit_with_commits_the_unit_or_nothing(db):
     with pytest.raises(sa.exc.IntegrityError):
         db_engine.unit(db, broken)
     assert _alerts(db) == ["a", "b"]
+
+
+def test_the_pool_holds_a_connection_for_every_worker_thread():
+    """Every request's database work runs in one of AnyIO's worker threads: a pool smaller
+    than their number opened and closed connections under load (`db_engine.POOL_SIZE`)."""
+
+    async def worker_threads() -> float:
+        return anyio.to_thread.current_default_thread_limiter().total_tokens
+
+    assert anyio.run(worker_threads) == db_engine.POOL_SIZE
+
+
+@pytest.mark.postgres
+def test_a_lone_read_gives_its_connection_back_in_transactions(postgres_url):
+    """`read_statement` reads outside a transaction on PostgreSQL (autocommit). The pool's one
+    connection goes to the next `write` in a transaction again: what it did is undone when
+    it fails (in autocommit each statement would have stood, and a row lock ended with it)."""
+    engine = sa.create_engine(fresh_postgres_database(postgres_url), pool_size=1, max_overflow=0)
+    migrate.upgrade(engine)
+    try:
+        with db_engine.read_statement(engine) as conn:
+            assert conn.connection.dbapi_connection.autocommit
+            assert conn.execute(sa.select(sa.func.count()).select_from(alerts)).scalar() == 0
+        with pytest.raises(RuntimeError, match="the write fails"):
+            _write_and_fail(engine)
+        assert _alerts(engine) == []
+    finally:
+        engine.dispose()
+
+
+def _write_and_fail(engine: sa.Engine) -> None:
+    with db_engine.write(engine) as conn:
+        assert not conn.connection.dbapi_connection.autocommit
+        _add_alert(conn, "undone")
+        raise RuntimeError("the write fails")
