@@ -105,7 +105,7 @@ AddressDep = Annotated[str, Depends(client_address)]
 
 
 class NonceNotRecordedError(RuntimeError):
-    """A handler took a `SignedBookingDep` and returned without running its unit of work."""
+    """A handler took a `SignedCallDep` and returned without running its unit of work."""
 
 
 def _authenticate(request: Request, ctx: Context, body: bytes) -> SignedRequest:
@@ -116,19 +116,12 @@ def _authenticate(request: Request, ctx: Context, body: bytes) -> SignedRequest:
     return terminals.authenticate(ctx, request.method, path, body, request.headers)
 
 
-def signed_terminal(
-    request: Request, ctx: ContextDep, body: Annotated[bytes, Depends(raw_body)]
-) -> Terminal:
-    """For requests that only read: the nonce is recorded (its own commit) before the
-    handler runs, and the handler gets the terminal, nothing to write with."""
-    return _authenticate(request, ctx, body).record_nonce()
-
-
-class SignedBooking:
-    """A terminal's request that books, its signature not checked yet: `run(service)`
-    authenticates it and runs the service, which runs the request's one unit of work
-    (`SignedRequest.unit`, recording the nonce in the booking's own transaction), in one
-    trip to the thread pool.
+class SignedCall:
+    """A terminal's request, its signature not checked yet. `run(service)` authenticates it
+    and runs the service, which runs the request's one unit of work (`SignedRequest.unit`,
+    recording the nonce in the booking's own transaction); `read(service)` for a request
+    that only reads: the nonce is recorded (its own commit) before the service runs, and the
+    service gets the terminal, nothing to write with. Either in one trip to the thread pool.
 
     One trip, not two (an authenticating dependency, then the handler): each trip waits
     for a worker thread and the interpreter, which under fifty tills was milliseconds of a
@@ -150,6 +143,9 @@ class SignedBooking:
         self.ran = True
         return await run_in_threadpool(self._run, service)
 
+    async def read(self, service: Callable[[Terminal], T]) -> T:
+        return await self.run(lambda signed: service(signed.record_nonce()))
+
     def _run(self, service: Callable[[SignedRequest], T]) -> T:
         signed = _authenticate(self._request, self._ctx, self._body)
         result = service(signed)
@@ -160,20 +156,18 @@ class SignedBooking:
         return result
 
 
-async def signed_booking(
+async def signed_call(
     request: Request, ctx: ContextDep, body: Annotated[bytes, Depends(raw_body)]
-) -> AsyncIterator[SignedBooking]:
-    """For requests that book: checked when the handler runs its service (`SignedBooking`).
+) -> AsyncIterator[SignedCall]:
+    """For a terminal's requests: checked when the handler runs its service (`SignedCall`).
     A handler that never ran one answered without the request being authenticated: its
     answer is replaced by a 500 (a bug to fix, found by the first test of the endpoint)."""
-    booking = SignedBooking(request, ctx, body)
-    yield booking
-    if not booking.ran:
+    call = SignedCall(request, ctx, body)
+    yield call
+    if not call.ran:
         raise NonceNotRecordedError(f"{request.method} {request.url.path} ran no service")
 
 
-#: a terminal's request that only reads (its nonce already recorded)
-TerminalDep = Annotated[Terminal, Depends(signed_terminal)]
-#: a terminal's request that books: `SignedBooking.run(service)`, whose `SignedRequest.unit`
-#: is the only way to write for it
-SignedBookingDep = Annotated[SignedBooking, Depends(signed_booking, scope="function")]
+#: a terminal's request: `SignedCall.run(service)`, whose `SignedRequest.unit` is the only way
+#: to write for it, or `SignedCall.read(service)`, for a request that only reads
+SignedCallDep = Annotated[SignedCall, Depends(signed_call, scope="function")]

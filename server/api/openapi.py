@@ -9,7 +9,7 @@ of our refusals. `install` rewrites the description once, when it is first asked
 - what a route's authentication can answer comes from its dependencies, so a new route
   cannot forget it: a staff route (`deps.current_staff`) 401/403 and the staff security
   schemes (bearer token, or the session cookie with `X-CSRF-Token`), a signed terminal
-  route (`deps.signed_terminal`, `deps.signed_booking`) 401/403 and the four signature
+  route (`deps.signed_call`) 401/403 and the four signature
   headers (`hcard/reqsign.py`) as one security requirement;
 - 400 on every route (a malformed `Content-Length` is refused before any route,
   `api/limits.py`), 413 on every route with a body;
@@ -188,7 +188,7 @@ def _describe_route(route: APIRoute, operation: dict[str, Any]) -> None:
     elif deps.bearer_token in calls:  # logout: any session, no role
         operation["security"] = STAFF_SECURITY
         statuses.add(401)
-    elif deps.signed_terminal in calls or deps.signed_booking in calls:
+    elif deps.signed_call in calls:
         operation["security"] = TERMINAL_SECURITY
         statuses |= {401, 403}
     for status in sorted(statuses):

@@ -15,13 +15,13 @@ from hcard.server.api import openapi
 from hcard.server.api.deps import (
     AddressDep,
     ContextDep,
-    SignedBookingDep,
-    TerminalDep,
+    SignedCallDep,
     parse_json,
     raw_body,
 )
 from hcard.server.api.staff import CardPath
 from hcard.server.services import authorise, cards, snapshot, sync, terminals
+from hcard.server.services.terminals import Terminal
 from hcard.server.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["terminal"])
@@ -224,10 +224,10 @@ def enrol(
     openapi_extra=_body("A signed payment (online) or topup_request record.", _AUTHORISE),
     responses=_answer(_AUTHORISED, 404, 409, headers=_CHAIN_HEAD_HEADERS),
 )
-async def authorise_record(ctx: ContextDep, booking: SignedBookingDep) -> Response:
+async def authorise_record(ctx: ContextDep, call: SignedCallDep) -> Response:
     """Decide one online payment / till top-up; the same record always gets the same bytes,
     and the terminal's chain head on the server in two headers."""
-    answer, head = await booking.run(
+    answer, head = await call.run(
         lambda signed: authorise.authorise(ctx, signed, parse_json(signed.body))
     )
     return Response(
@@ -240,10 +240,10 @@ async def authorise_record(ctx: ContextDep, booking: SignedBookingDep) -> Respon
     openapi_extra=_body("The till's journal records in order, at most 1000.", _SYNC),
     responses=_answer(_SYNCED, 404, 409),
 )
-async def sync_records(ctx: ContextDep, booking: SignedBookingDep) -> Response:
+async def sync_records(ctx: ContextDep, call: SignedCallDep) -> Response:
     """Apply a batch of journal records exactly once; one result per record."""
     # plain json.dumps, in the thread pool: a thousand results need no pydantic round trip
-    answer = await booking.run(
+    answer = await call.run(
         lambda signed: json.dumps(sync.sync(ctx, signed, parse_json(signed.body)))
     )
     return Response(content=answer, media_type="application/json")
@@ -258,9 +258,9 @@ async def sync_records(ctx: ContextDep, booking: SignedBookingDep) -> Response:
         }
     },
 )
-def get_snapshot(
+async def get_snapshot(
     ctx: ContextDep,
-    terminal: TerminalDep,
+    call: SignedCallDep,
     request: Request,
     since: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     keys_sha256: Annotated[str | None, Query(pattern="^[0-9a-f]{64}$")] = None,
@@ -269,20 +269,21 @@ def get_snapshot(
     and no keys in a delta when `keys_sha256` is theirs. The signed canonical bytes (a
     balance leaves out other tills' unconfirmed top-ups), gzipped for a client that accepts
     it; the terminal's chain head on the server in two headers."""
-    body, headers = snapshot.encode(
-        snapshot.answer(ctx, since, keys_sha256, terminal.id),
-        request.headers.get("accept-encoding"),
-    )
-    headers = {
-        **headers,
-        **terminals.chain_head_headers(terminals.read_chain_head(ctx, terminal.id)),
-    }
+
+    def answer(terminal: Terminal) -> tuple[bytes, dict[str, str]]:
+        body, headers = snapshot.encode(
+            snapshot.answer(ctx, since, keys_sha256, terminal.id),
+            request.headers.get("accept-encoding"),
+        )
+        head = terminals.read_chain_head(ctx, terminal.id)
+        return body, {**headers, **terminals.chain_head_headers(head)}
+
+    body, headers = await call.read(answer)
     return Response(content=body, media_type="application/json", headers=headers)
 
 
 @router.get("/terminal/cards/{card_number}", responses=openapi.errors(404))
-def card_balance(
-    ctx: ContextDep, terminal: TerminalDep, card_number: CardPath
+async def card_balance(
+    ctx: ContextDep, call: SignedCallDep, card_number: CardPath
 ) -> dict[str, object]:
-    del terminal
-    return cards.for_terminal(ctx, card_number)
+    return await call.read(lambda _terminal: cards.for_terminal(ctx, card_number))

@@ -23,7 +23,7 @@ from fixtures.server import start_server
 from hcard import keys, reqsign
 from hcard.encoding import canonical_bytes
 from hcard.errors import Code, HCardError
-from hcard.server.api.deps import NonceNotRecordedError, SignedBookingDep
+from hcard.server.api.deps import NonceNotRecordedError, SignedCallDep
 from hcard.server.app import create_app
 from hcard.server.context import Context
 from hcard.server.db.tables import nonces
@@ -132,15 +132,15 @@ def test_an_endpoint_that_forgets_its_unit_cannot_be_replayed(enrolled):
     app = create_app(ctx)
 
     @app.post("/v1/terminal/forgetful")
-    async def forgetful(booking: SignedBookingDep) -> dict[str, int]:
+    async def forgetful(booking: SignedCallDep) -> dict[str, int]:
         return {"terminal": await booking.run(lambda signed: signed.terminal.id)}  # no unit
 
     @app.post("/v1/terminal/unchecked")
-    async def unchecked(booking: SignedBookingDep) -> dict[str, str]:
+    async def unchecked(booking: SignedCallDep) -> dict[str, str]:
         return {"done": "without authentication"}  # never runs booking.run
 
     @app.post("/v1/terminal/careful")
-    async def careful(booking: SignedBookingDep) -> dict[str, str]:
+    async def careful(booking: SignedCallDep) -> dict[str, str]:
         return {"done": await booking.run(lambda signed: signed.unit(lambda conn: "yes"))}
 
     with warnings.catch_warnings():
