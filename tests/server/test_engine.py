@@ -238,3 +238,22 @@ def _write_and_fail(engine: sa.Engine) -> None:
         assert not conn.connection.dbapi_connection.autocommit
         _add_alert(conn, "undone")
         raise RuntimeError("the write fails")
+
+
+@pytest.mark.postgres
+def test_a_connection_the_server_closed_is_replaced_before_anyone_uses_it(postgres_url):
+    """PostgreSQL ended the pooled connection's process (a restart, an idle timeout): the
+    pool opens another for the next transaction, and the transaction never sees it."""
+    url = fresh_postgres_database(postgres_url)
+    engine = db_engine.make_engine(url)
+    admin = sa.create_engine(url, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        with db_engine.read(engine) as conn:
+            ended = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with admin.connect() as conn:
+            conn.execute(sa.text("SELECT pg_terminate_backend(:pid, 10000)"), {"pid": ended})
+        with db_engine.read(engine) as conn:
+            assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar() != ended
+    finally:
+        engine.dispose()
+        admin.dispose()
