@@ -127,20 +127,21 @@ class SignedCall:
     for a worker thread and the interpreter, which under fifty tills was milliseconds of a
     payment's latency. A service that returns without having run its unit would leave the
     nonce free for a replay: the nonce is recorded then, and the answer is a 500 (a bug to
-    fix, found by the first test of the endpoint). A service that raised (a refusal before
-    any booking) leaves it unrecorded, as a refused request books nothing.
+    fix, found by the first test of the endpoint). A booking service that raised (a refusal
+    before any booking) leaves it unrecorded, as a refused request books nothing; a read's
+    nonce is recorded before its service runs, so a read refused (an unknown card) is not
+    answered twice either.
     """
 
-    __slots__ = ("_body", "_ctx", "_request", "ran")
+    __slots__ = ("_body", "_ctx", "_request", "authenticated")
 
     def __init__(self, request: Request, ctx: Context, body: bytes) -> None:
         self._request = request
         self._ctx = ctx
         self._body = body
-        self.ran = False
+        self.authenticated = False
 
     async def run(self, service: Callable[[SignedRequest], T]) -> T:
-        self.ran = True
         return await run_in_threadpool(self._run, service)
 
     async def read(self, service: Callable[[Terminal], T]) -> T:
@@ -148,6 +149,7 @@ class SignedCall:
 
     def _run(self, service: Callable[[SignedRequest], T]) -> T:
         signed = _authenticate(self._request, self._ctx, self._body)
+        self.authenticated = True
         result = service(signed)
         if not signed.opened:
             signed.record_nonce()
@@ -160,12 +162,13 @@ async def signed_call(
     request: Request, ctx: ContextDep, body: Annotated[bytes, Depends(raw_body)]
 ) -> AsyncIterator[SignedCall]:
     """For a terminal's requests: checked when the handler runs its service (`SignedCall`).
-    A handler that never ran one answered without the request being authenticated: its
-    answer is replaced by a 500 (a bug to fix, found by the first test of the endpoint)."""
+    A handler that answered without the request being authenticated (it never ran a
+    service, or it caught the refusal) has its answer replaced by a 500 (a bug to fix, found
+    by the first test of the endpoint)."""
     call = SignedCall(request, ctx, body)
     yield call
-    if not call.ran:
-        raise NonceNotRecordedError(f"{request.method} {request.url.path} ran no service")
+    if not call.authenticated:
+        raise NonceNotRecordedError(f"{request.method} {request.url.path} answered unsigned")
 
 
 #: a terminal's request: `SignedCall.run(service)`, whose `SignedRequest.unit` is the only way

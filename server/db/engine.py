@@ -75,6 +75,15 @@ _WRITER_LOCKS_GUARD = threading.Lock()
 #: given back.
 POOL_SIZE = 40
 POOL_OVERFLOW = 20
+#: libpq's TCP keepalives on every PostgreSQL connection: a pooled connection whose server
+#: vanished without closing it (the host gone, a firewall's dropped state) is found within
+#: about a minute of rest and replaced at its next checkout (`_closed_by_server`)
+KEEPALIVE = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
 
 
 def _writer_lock(engine: sa.Engine) -> threading.Lock | None:
@@ -93,7 +102,9 @@ def make_engine(url: str) -> sa.Engine:
     """Create the engine; for SQLite also the folder of the file, and the pragmas."""
     parsed = sa.make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        engine = sa.create_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
+        engine = sa.create_engine(
+            url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW, connect_args=KEEPALIVE
+        )
         event.listen(engine, "checkout", _closed_by_server)
         return engine
     if parsed.database and parsed.database != ":memory:":
@@ -124,13 +135,18 @@ def _closed_by_server(dbapi_connection: Any, _record: object, _proxy: object) ->
     """Before the pool hands out a PostgreSQL connection: did the server close it (a restart,
     `pg_terminate_backend`, an idle timeout)? Its socket then has something to read (the
     end of the stream, or the server's last message), where a connection at rest has
-    nothing. The socket is asked without a round trip: SQLAlchemy's `pool_pre_ping` spent
-    one per checkout, two of every terminal request's nineteen. The pool drops such a
-    connection and opens another (`DisconnectionError`); a request never sees it."""
+    nothing. The socket is asked without a round trip (`poll`, which takes any descriptor;
+    `select` refuses those above 1023): SQLAlchemy's `pool_pre_ping` spent one per checkout,
+    two of an authorisation's. The pool drops such a connection and opens another
+    (`DisconnectionError`). A server that vanished without a word (its host gone, a
+    firewall's dropped state) leaves nothing to read until TCP's keepalive finds it
+    (`KEEPALIVE`); a request that uses the connection first fails, and the pool then
+    opens the others anew."""
     if dbapi_connection.closed:
         raise sa.exc.DisconnectionError("the connection is closed")
-    readable, _writable, _failed = select.select([dbapi_connection.fileno()], [], [], 0)
-    if readable:
+    waiting = select.poll()
+    waiting.register(dbapi_connection.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+    if waiting.poll(0):
         raise sa.exc.DisconnectionError("PostgreSQL closed the connection")
 
 

@@ -353,7 +353,7 @@ class SignedRequest:
     `nonce_reused` before it can book anything, and a service cannot forget to record it.
     One unit per request: a second is refused (it would be a second commit, and the nonce
     is spent). A request that only reads has its nonce recorded by `record_nonce` before
-    the handler runs (`api/deps.py`).
+    its read service runs (`api/deps.py` `SignedCall.read`).
     """
 
     __slots__ = ("_ctx", "_nonce", "_opened", "_said", "body", "terminal")

@@ -250,6 +250,10 @@ def test_a_connection_the_server_closed_is_replaced_before_anyone_uses_it(postgr
     try:
         with db_engine.read(engine) as conn:
             ended = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with db_engine.write(engine) as conn:  # a healthy one is kept, also after a pipeline
+            db_engine.commit_with(conn, sa.select(sa.literal(1)))
+        with db_engine.read(engine) as conn:
+            assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar() == ended
         with admin.connect() as conn:
             conn.execute(sa.text("SELECT pg_terminate_backend(:pid, 10000)"), {"pid": ended})
         with db_engine.read(engine) as conn:

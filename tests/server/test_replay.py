@@ -139,6 +139,17 @@ def test_an_endpoint_that_forgets_its_unit_cannot_be_replayed(enrolled):
     async def unchecked(booking: SignedCallDep) -> dict[str, str]:
         return {"done": "without authentication"}  # never runs booking.run
 
+    @app.get("/v1/terminal/swallowing")
+    async def swallowing(booking: SignedCallDep) -> dict[str, str]:
+        try:
+            return {"read": await booking.read(lambda terminal: "yes")}
+        except HCardError:  # a refused signature caught: its answer must not go out
+            return {"read": "without authentication"}
+
+    @app.get("/v1/terminal/reading")
+    async def reading(booking: SignedCallDep) -> dict[str, int]:
+        return {"terminal": await booking.read(lambda terminal: terminal.id)}
+
     @app.post("/v1/terminal/careful")
     async def careful(booking: SignedCallDep) -> dict[str, str]:
         return {"done": await booking.run(lambda signed: signed.unit(lambda conn: "yes"))}
@@ -157,12 +168,21 @@ def test_an_endpoint_that_forgets_its_unit_cannot_be_replayed(enrolled):
         with pytest.raises(NonceNotRecordedError):  # not authenticated: never its answer
             client.post("/v1/terminal/unchecked", content=b"{}")
 
+        with pytest.raises(NonceNotRecordedError):
+            client.get("/v1/terminal/swallowing")
+
+        headers = reqsign.sign_request(key, terminal_id, "GET", "/v1/terminal/reading", b"")
+        first = client.get("/v1/terminal/reading", headers=headers)
+        assert (first.status_code, first.json()) == (200, {"terminal": terminal_id})
+        again = client.get("/v1/terminal/reading", headers=headers)
+        assert (again.status_code, again.json()["code"]) == (401, "nonce_reused")
+
         headers = reqsign.sign_request(key, terminal_id, "POST", "/v1/terminal/careful", b"{}")
         first = client.post("/v1/terminal/careful", content=b"{}", headers=headers)
         assert (first.status_code, first.json()) == (200, {"done": "yes"})
         again = client.post("/v1/terminal/careful", content=b"{}", headers=headers)
         assert (again.status_code, again.json()["code"]) == (401, "nonce_reused")
-    assert len(_nonces(ctx)) == 2
+    assert len(_nonces(ctx)) == 3
 
 
 def test_no_function_given_a_signed_request_writes_around_its_unit():
