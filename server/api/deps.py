@@ -105,7 +105,8 @@ AddressDep = Annotated[str, Depends(client_address)]
 
 
 class NonceNotRecordedError(RuntimeError):
-    """A handler took a `SignedCallDep` and returned without running its unit of work."""
+    """A handler took a `SignedCallDep` and returned without running its unit of work, or
+    answered without its request having been authenticated."""
 
 
 def _authenticate(request: Request, ctx: Context, body: bytes) -> SignedRequest:
