@@ -292,15 +292,17 @@ class _GroupWriter:
                     future.set_exception(error)
 
 
+#: a statement with its bound parameters' values
+Bound = tuple[sa.Executable, Mapping[str, Any]]
 #: a statement to run, alone or with its bound parameters' values
-Step = sa.Executable | tuple[sa.Executable, Mapping[str, Any]]
+Step = sa.Executable | Bound
 
 
 def commit_with(conn: sa.Connection, *steps: Step) -> list[list[Any]]:
     """Run `steps` as the last of a unit's work and, on PostgreSQL, commit the unit's
-    transaction in the same round trip (the driver's pipeline: the statements and COMMIT
-    leave together and the server runs them one after the other); return each statement's
-    rows (none for one that returns none).
+    transaction in the same round trip (`pipelined`: the statements and COMMIT leave
+    together and the server runs them one after the other); return each statement's rows
+    (none for one that returns none).
 
     The rows a payment updates that every other payment wants too (the merchant's account,
     the snapshot version: `ledger.post_last`) are then held only while the server runs
@@ -310,21 +312,39 @@ def commit_with(conn: sa.Connection, *steps: Step) -> list[list[Any]]:
     the server rolls the whole transaction back and the error is raised here. On SQLite (and
     inside a SAVEPOINT) the statements simply run: the group writer commits later.
     """
+    return pipelined(conn, *steps, commit=not conn.in_nested_transaction())
+
+
+def pipelined(conn: sa.Connection, *steps: Step, commit: bool = False) -> list[list[Any]]:
+    """Run `steps`, which do not depend on each other's results, in one round trip on
+    PostgreSQL (the driver's pipeline; with `commit`, the COMMIT too); return each
+    statement's rows (none for one that returns none), named tuples: by position and by
+    column name, as SQLAlchemy's rows, but without its result types (plain values only).
+
+    Each statement there is a trip to the server and back: the process's thread sends,
+    waits, and waits again for the GIL among fifty busy ones, and PostgreSQL's process is
+    woken once per statement. At the start of a transaction its BEGIN goes along. A
+    statement that fails raises here, and the transaction is then lost as with
+    `conn.execute`. On SQLite the statements simply run one after the other.
+    """
     pairs = [step if isinstance(step, tuple) else (step, {}) for step in steps]
     statements = [statement for statement, _params in pairs]
-    if is_sqlite(conn.engine) or conn.in_nested_transaction():
+    if is_sqlite(conn.engine):
         results = [conn.execute(statement, dict(params)) for statement, params in pairs]
         return [list(result.all()) if result.returns_rows else [] for result in results]
+    from psycopg.rows import namedtuple_row  # the driver of every PostgreSQL URL here
+
     driver: Any = conn.connection.dbapi_connection  # psycopg.Connection
     compiled = [_compiled(cast(sa.ClauseElement, s), conn.dialect) for s in statements]
     cursors = []
     try:
         with driver.pipeline():
             for each, (_statement, params) in zip(compiled, pairs, strict=True):
-                cursor = driver.cursor()
+                cursor = driver.cursor(row_factory=namedtuple_row)
                 cursor.execute(str(each), each.construct_params(dict(params)))
                 cursors.append(cursor)
-            driver.commit()
+            if commit:
+                driver.commit()
     except conn.dialect.loaded_dbapi.Error as exc:  # as SQLAlchemy raises a driver's errors
         raise sa.exc.DBAPIError.instance(
             "; ".join(str(each) for each in compiled),

@@ -124,12 +124,18 @@ def settlement(conn: sa.Connection) -> None:
 def terminal(conn: sa.Connection, terminal_id: int, *columns: sa.Column) -> sa.Row | None:
     """Lock the terminal's row (first in every transaction that takes it) and return
     `columns` of it (its id if none are named), or None when there is no such terminal."""
+    return conn.execute(*terminal_step(conn, terminal_id, *columns)).first()
+
+
+def terminal_step(conn: sa.Connection, terminal_id: int, *columns: sa.Column) -> db_engine.Bound:
+    """`terminal`'s statement, to be run next on `conn` (`db_engine.pipelined`, beside
+    others in one round trip); the lock is counted as taken."""
     held = _held(conn)
     _enter(held, Stage.TERMINAL)
     if terminal_id < held.terminal:
         raise LockOrderError(f"terminal {terminal_id} locked after terminal {held.terminal}")
     held.terminal = terminal_id
-    return conn.execute(_terminal_lock(columns or (terminals.c.id,)), {"id": terminal_id}).first()
+    return _terminal_lock(columns or (terminals.c.id,)), {"id": terminal_id}
 
 
 @lru_cache(maxsize=8)

@@ -38,7 +38,12 @@ from hcard.server.db import locking
 from hcard.server.db.tables import authorisations, merchants, pending_topups, transactions
 from hcard.server.services import booking, cards, ledger, snapshot
 from hcard.server.services.ledger import Txn
-from hcard.server.services.terminals import ChainHead, SignedRequest, Terminal, chain_head
+from hcard.server.services.terminals import (
+    ChainHead,
+    SignedRequest,
+    Terminal,
+    chain_head_locked,
+)
 from hcard.server.vocabulary import Outcome
 
 #: The statements of every authorisation, built once with bound parameters: building one
@@ -132,11 +137,11 @@ def authorise(ctx: Context, signed: SignedRequest, payload: Any) -> tuple[bytes,
     record_hash = record.hash
 
     def book(conn: sa.Connection) -> tuple[bytes, ChainHead]:
-        head = chain_head(conn, terminal.id, lock=True)
-        last_seq = head[0]
         key = {"terminal_id": terminal.id, "seq": record.seq}
-        previous = conn.execute(_PREVIOUS, key).first()
-        if previous is not None:
+        head, (previous_rows,) = chain_head_locked(conn, terminal.id, (_PREVIOUS, key))
+        last_seq = head[0]
+        if previous_rows:
+            previous = previous_rows[0]
             if previous.record_hash != record_hash:
                 raise HCardError(Code.SEQUENCE_CONFLICT, seq=record.seq)
             return bytes(previous.answer), head
@@ -196,7 +201,11 @@ def decide(conn: sa.Connection, terminal: Terminal, record: Record) -> Decision:
         return Decision(answer(record.seq, Outcome.DECLINED, Code.CARD_COPIED))
     if card.blocked or card.flagged:
         return Decision(answer(record.seq, Outcome.DECLINED, Code.CARD_BLOCKED))
-    merchant = conn.execute(_MERCHANT, {"merchant_id": terminal.merchant_id}).one()
+    (merchant,), pending = db_engine.pipelined(
+        conn,
+        (_MERCHANT, {"merchant_id": terminal.merchant_id}),
+        cards.pending_writes_step(card.id, except_terminal=terminal.id),
+    )
     till = booking.Till(terminal.id, merchant.account_id, merchant.name)
     amount = body["amount_cents"]
     if record.kind == RecordKind.PAYMENT:
@@ -208,7 +217,6 @@ def decide(conn: sa.Connection, terminal: Terminal, record: Record) -> Decision:
     # took the cash, and a till wakes its sync at once, so another's are seconds old)
     # The answer names them by till: a purse that till wrote may hold one that it voids
     # later, so the asking till leaves them out of that purse too (docs/protocol.md).
-    pending = cards.pending_writes(conn, card.id, except_terminal=terminal.id)
     balance = card.balance_cents - cards.unconfirmed_cents(pending)
     if not ledger.floors_hold(txn, {card.account_id: balance}):
         return Decision(

@@ -90,9 +90,12 @@ def pending_writes(conn: sa.Connection, card_id: int, except_terminal: int = 0) 
     purse may hold (`snapshot.PENDING_WRITES`, with `voided`): nearly always none. One not
     voided is approved and not yet confirmed: not spendable, and not in a balance given to
     a till (a torn card write may still void it)."""
-    return list(
-        conn.execute(_PENDING_WRITES, {"card_id": card_id, "except_terminal": except_terminal})
-    )
+    return list(conn.execute(*pending_writes_step(card_id, except_terminal)))
+
+
+def pending_writes_step(card_id: int, except_terminal: int = 0) -> db_engine.Bound:
+    """`pending_writes`' statement, to run beside others (`db_engine.pipelined`)."""
+    return _PENDING_WRITES, {"card_id": card_id, "except_terminal": except_terminal}
 
 
 def unconfirmed_cents(writes: list[AnyRow]) -> int:

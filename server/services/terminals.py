@@ -20,7 +20,7 @@ headers (`hcard.reqsign`): its software version and how many journal records it 
 uploaded yet. With the time of the request they are stored on the terminal's row by the
 request's unit of work (the nonce's transaction: no extra commit), so the office sees a
 till that has not called for a day or has records waiting; the time at most once a minute
-unless what the till says changed (`_note_seen`: a request that changes nothing there
+unless what the till says changed (`_seen_update_step`: a request that changes nothing there
 writes and locks nothing). A header that is missing or malformed changes nothing: it never
 refuses a request.
 """
@@ -33,7 +33,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -313,7 +313,7 @@ _NONCE_INSERT = {
 
 @lru_cache(maxsize=8)
 def _seen_update(said_keys: tuple[str, ...]) -> sa.Update:
-    """`_note_seen`'s statement for what a till says of itself (one per set of keys)."""
+    """`_seen_update_step`'s statement for what a till says of itself (one per set of keys)."""
     said: dict[str, sa.BindParameter[object]] = {
         name: sa.bindparam(f"said_{name}") for name in said_keys
     }
@@ -389,8 +389,17 @@ class SignedRequest:
         self._opened = True
 
         def run(conn: sa.Connection) -> T:
-            _consume_nonce(conn, self._ctx, self.terminal.id, self._nonce)
-            _note_seen(conn, self.terminal.id, self._ctx.now(), self._said)
+            now_s = self._ctx.now()
+            terminal_id = self.terminal.id
+            # one round trip on PostgreSQL, with the transaction's BEGIN
+            recorded, _seen = db_engine.pipelined(
+                conn,
+                _nonce_insert(conn, terminal_id, self._nonce, now_s),
+                _seen_update_step(terminal_id, now_s, self._said),
+            )
+            if not recorded:
+                raise HCardError(Code.NONCE_REUSED)
+            _forget_old_nonces(conn, self._ctx, now_s)
             return fn(conn)
 
         return db_engine.unit(self._ctx.engine, run)
@@ -401,9 +410,7 @@ class SignedRequest:
         return self.terminal
 
 
-def _note_seen(
-    conn: sa.Connection, terminal_id: int, now_s: float, said: Mapping[str, object]
-) -> None:
+def _seen_update_step(terminal_id: int, now_s: float, said: Mapping[str, object]) -> db_engine.Step:
     """Store when the till called and what it said of itself, in one conditional UPDATE
     that writes only when the stored time is `SEEN_EVERY_S` old or what it says changed.
 
@@ -412,7 +419,7 @@ def _note_seen(
     behind the till's own sync batch, which holds the row. One that does write locks the
     terminal's row by writing it, first in its transaction, as db/locking.py's order wants.
     """
-    conn.execute(
+    return (
         _seen_update(tuple(sorted(said))),
         {
             "terminal_id": terminal_id,
@@ -463,23 +470,24 @@ def authenticate(
     return SignedRequest(ctx, terminal, body, nonce, reported(headers))
 
 
-def _consume_nonce(conn: sa.Connection, ctx: Context, terminal_id: int, nonce: str) -> None:
-    """Record the request's nonce; NONCE_REUSED if it was seen before (a replay).
+def _nonce_insert(
+    conn: sa.Connection, terminal_id: int, nonce: str, now_s: float
+) -> db_engine.Step:
+    """Record the request's nonce: the statement returns no row when it was seen before (a
+    replay: NONCE_REUSED).
 
     One statement that inserts nothing when the nonce is there (`ON CONFLICT DO NOTHING`,
     both engines; on PostgreSQL it waits for a concurrent insert of the same nonce and then
     sees it), instead of a SAVEPOINT around an insert that may fail: two round trips fewer
     for every terminal request on PostgreSQL."""
-    now = ctx.now()
-    recorded = conn.execute(
-        _NONCE_INSERT[conn.dialect.name],
-        {"terminal_id": terminal_id, "nonce": nonce, "seen_s": now},
-    ).first()
-    if recorded is None:
-        raise HCardError(Code.NONCE_REUSED)
-    # Now and then forget nonces older than any timestamp we still accept.
+    params = {"terminal_id": terminal_id, "nonce": nonce, "seen_s": now_s}
+    return _NONCE_INSERT[conn.dialect.name], params
+
+
+def _forget_old_nonces(conn: sa.Connection, ctx: Context, now_s: float) -> None:
+    """Now and then forget nonces older than any timestamp we still accept."""
     if random.random() < 0.01:
-        conn.execute(sa.delete(nonces).where(nonces.c.seen_s < now - ctx.settings.nonce_keep_s))
+        conn.execute(sa.delete(nonces).where(nonces.c.seen_s < now_s - ctx.settings.nonce_keep_s))
 
 
 #: (last seq, its hash) of a terminal's chain on the server
@@ -506,11 +514,28 @@ def chain_head(conn: sa.Connection, terminal_id: int, *, lock: bool) -> ChainHea
     On PostgreSQL the row lock makes two syncs (or authorisations) of one
     terminal run one after the other; on SQLite `BEGIN IMMEDIATE` already did.
     """
-    columns = (terminals.c.last_seq, terminals.c.last_hash)
     if lock:
-        row = locking.terminal(conn, terminal_id, *columns)
-    else:
-        row = conn.execute(sa.select(*columns).where(terminals.c.id == terminal_id)).first()
+        return chain_head_locked(conn, terminal_id)[0]
+    row = conn.execute(sa.select(*_HEAD).where(terminals.c.id == terminal_id)).first()
+    return _head(terminal_id, row)
+
+
+def chain_head_locked(
+    conn: sa.Connection, terminal_id: int, *also: db_engine.Step
+) -> tuple[ChainHead, list[list[Any]]]:
+    """`chain_head(lock=True)`, and the rows of the statements `also` (which do not depend
+    on it), all in one round trip on PostgreSQL (`db_engine.pipelined`)."""
+    head_rows, *rows = db_engine.pipelined(
+        conn, locking.terminal_step(conn, terminal_id, *_HEAD), *also
+    )
+    return _head(terminal_id, head_rows[0] if head_rows else None), rows
+
+
+#: the columns of a terminal's chain head
+_HEAD = (terminals.c.last_seq, terminals.c.last_hash)
+
+
+def _head(terminal_id: int, row: Any) -> ChainHead:
     if row is None:
         raise LookupError(f"terminal {terminal_id}")  # authenticated requests only
     return row.last_seq, row.last_hash or GENESIS_HASH

@@ -205,6 +205,37 @@ def test_commit_with_commits_the_unit_or_nothing(db):
     assert _alerts(db) == ["a", "b"]
 
 
+def test_pipelined_statements_stand_or_fall_with_their_unit(db):
+    """`pipelined`: statements sent together (on PostgreSQL in one round trip, the
+    transaction's BEGIN with them) give each its rows, by position and by name, and belong
+    to the unit: undone when it fails later, and one that fails takes the whole unit."""
+
+    def add(detail: str | None) -> sa.Insert:
+        values = {"kind": "bad_record", "detail": detail, "created_s": 0.0}
+        return sa.insert(alerts).values(values).returning(alerts.c.detail)
+
+    def first(conn: sa.Connection) -> tuple[object, object]:
+        added, (seven,) = db_engine.pipelined(conn, add("a"), sa.select(sa.literal(7).label("n")))
+        return added[0].detail, seven.n
+
+    assert db_engine.unit(db, first) == ("a", 7)
+
+    def fails_later(conn: sa.Connection) -> None:
+        db_engine.pipelined(conn, add("undone"))
+        raise RuntimeError("the unit fails")
+
+    with pytest.raises(RuntimeError, match="the unit fails"):
+        db_engine.unit(db, fails_later)
+
+    def fails_inside(conn: sa.Connection) -> None:
+        _add_alert(conn, "lost")
+        db_engine.pipelined(conn, add("lost too"), add(None))  # detail is NOT NULL
+
+    with pytest.raises(sa.exc.IntegrityError):
+        db_engine.unit(db, fails_inside)
+    assert _alerts(db) == ["a"]
+
+
 def test_the_pool_holds_a_connection_for_every_worker_thread():
     """Every request's database work runs in one of AnyIO's worker threads: a pool smaller
     than their number opened and closed connections under load (`db_engine.POOL_SIZE`)."""
