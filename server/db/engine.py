@@ -309,8 +309,9 @@ def commit_with(conn: sa.Connection, *steps: Step) -> list[list[Any]]:
     them and writes the commit, not while this process is scheduled again and its thread
     waits for the GIL among fifty busy ones. Nothing may run on `conn` after it: its
     transaction is over (the commit `write` then sends does nothing). If a statement fails,
-    the server rolls the whole transaction back and the error is raised here. On SQLite (and
-    inside a SAVEPOINT) the statements simply run: the group writer commits later.
+    the server rolls the whole transaction back and the error is raised here. On SQLite the
+    statements simply run: the group writer commits later; inside a SAVEPOINT they are
+    sent together without the COMMIT.
     """
     return pipelined(conn, *steps, commit=not conn.in_nested_transaction())
 
@@ -326,6 +327,11 @@ def pipelined(conn: sa.Connection, *steps: Step, commit: bool = False) -> list[l
     woken once per statement. At the start of a transaction its BEGIN goes along. A
     statement that fails raises here, and the transaction is then lost as with
     `conn.execute`. On SQLite the statements simply run one after the other.
+
+    For statements built once with plain bound values (ints, strings, floats, bytes,
+    booleans, None): on PostgreSQL they are sent as compiled, without SQLAlchemy's bind
+    and result processing, expanding parameters (`IN` lists) or its handling of a lost
+    connection (the next checkout finds that, `_closed_by_server`).
     """
     pairs = [step if isinstance(step, tuple) else (step, {}) for step in steps]
     statements = [statement for statement, _params in pairs]
@@ -362,8 +368,13 @@ def pipelined(conn: sa.Connection, *steps: Step, commit: bool = False) -> list[l
 @lru_cache(maxsize=64)
 def _compiled(statement: sa.ClauseElement, dialect: sa.Dialect) -> sa.engine.Compiled:
     """`statement` compiled for `dialect`, once for the statements built once (a payment's
-    last ones, `ledger.post_last`): compiling took more of the server's time than sending."""
-    return statement.compile(dialect=dialect)
+    last ones, `ledger.post_last`): compiling took more of the server's time than sending.
+    A statement whose text depends on its values (an expanding `IN` list) cannot be sent
+    so: refused, a bug in the caller."""
+    compiled = statement.compile(dialect=dialect)
+    if cast(Any, compiled).post_compile_params:
+        raise ValueError(f"not for `pipelined` (expanding parameters): {statement}")
+    return compiled
 
 
 def _asks_for_rows(statement: sa.Executable) -> bool:

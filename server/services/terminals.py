@@ -391,15 +391,17 @@ class SignedRequest:
         def run(conn: sa.Connection) -> T:
             now_s = self._ctx.now()
             terminal_id = self.terminal.id
-            # one round trip on PostgreSQL, with the transaction's BEGIN
-            recorded, _seen = db_engine.pipelined(
+            # one round trip on PostgreSQL, with the transaction's BEGIN; old nonces are
+            # forgotten before `last_seen` may lock the terminal's row (db/locking.py:
+            # the terminal first), or two requests of one till could wait for each other
+            recorded, *_rest = db_engine.pipelined(
                 conn,
                 _nonce_insert(conn, terminal_id, self._nonce, now_s),
+                *_forget_old_nonces(self._ctx, now_s),
                 _seen_update_step(terminal_id, now_s, self._said),
             )
             if not recorded:
                 raise HCardError(Code.NONCE_REUSED)
-            _forget_old_nonces(conn, self._ctx, now_s)
             return fn(conn)
 
         return db_engine.unit(self._ctx.engine, run)
@@ -411,8 +413,9 @@ class SignedRequest:
 
 
 def _seen_update_step(terminal_id: int, now_s: float, said: Mapping[str, object]) -> db_engine.Step:
-    """Store when the till called and what it said of itself, in one conditional UPDATE
-    that writes only when the stored time is `SEEN_EVERY_S` old or what it says changed.
+    """The statement that stores when the till called and what it said of itself: one
+    conditional UPDATE that writes only when the stored time is `SEEN_EVERY_S` old or
+    what it says changed.
 
     No row lock is asked for: most requests (a snapshot pull every few seconds, a balance
     check) change nothing here and so touch no row, and on PostgreSQL they do not wait
@@ -484,10 +487,15 @@ def _nonce_insert(
     return _NONCE_INSERT[conn.dialect.name], params
 
 
-def _forget_old_nonces(conn: sa.Connection, ctx: Context, now_s: float) -> None:
-    """Now and then forget nonces older than any timestamp we still accept."""
-    if random.random() < 0.01:
-        conn.execute(sa.delete(nonces).where(nonces.c.seen_s < now_s - ctx.settings.nonce_keep_s))
+def _forget_old_nonces(ctx: Context, now_s: float) -> list[db_engine.Bound]:
+    """Now and then (one request in a hundred) the statement that forgets the nonces older
+    than any timestamp we still accept; otherwise none."""
+    if random.random() >= 0.01:
+        return []
+    return [(_FORGET_NONCES, {"before_s": now_s - ctx.settings.nonce_keep_s})]
+
+
+_FORGET_NONCES = sa.delete(nonces).where(nonces.c.seen_s < sa.bindparam("before_s"))
 
 
 #: (last seq, its hash) of a terminal's chain on the server

@@ -236,6 +236,20 @@ def test_pipelined_statements_stand_or_fall_with_their_unit(db):
     assert _alerts(db) == ["a"]
 
 
+@pytest.mark.postgres
+def test_pipelined_refuses_a_statement_whose_text_depends_on_its_values(postgres_url):
+    """An expanding `IN` list is rendered by SQLAlchemy per call; sent as compiled, it would
+    reach PostgreSQL unrendered: refused before anything is sent."""
+    engine = db_engine.make_engine(fresh_postgres_database(postgres_url))
+    migrate.upgrade(engine)
+    listed = sa.select(alerts.c.id).where(alerts.c.id.in_(sa.bindparam("ids", expanding=True)))
+    try:
+        with db_engine.write(engine) as conn, pytest.raises(ValueError, match="expanding"):
+            db_engine.pipelined(conn, (listed, {"ids": [1, 2]}))
+    finally:
+        engine.dispose()
+
+
 def test_the_pool_holds_a_connection_for_every_worker_thread():
     """Every request's database work runs in one of AnyIO's worker threads: a pool smaller
     than their number opened and closed connections under load (`db_engine.POOL_SIZE`)."""
