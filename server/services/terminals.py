@@ -412,7 +412,9 @@ class SignedRequest:
         return self.terminal
 
 
-def _seen_update_step(terminal_id: int, now_s: float, said: Mapping[str, object]) -> db_engine.Step:
+def _seen_update_step(
+    terminal_id: int, now_s: float, said: Mapping[str, object]
+) -> db_engine.Bound:
     """The statement that stores when the till called and what it said of itself: one
     conditional UPDATE that writes only when the stored time is `SEEN_EVERY_S` old or
     what it says changed.
@@ -475,9 +477,9 @@ def authenticate(
 
 def _nonce_insert(
     conn: sa.Connection, terminal_id: int, nonce: str, now_s: float
-) -> db_engine.Step:
-    """Record the request's nonce: the statement returns no row when it was seen before (a
-    replay: NONCE_REUSED).
+) -> db_engine.Bound:
+    """The statement that records the request's nonce; it returns no row when the nonce was
+    seen before (a replay: NONCE_REUSED).
 
     One statement that inserts nothing when the nonce is there (`ON CONFLICT DO NOTHING`,
     both engines; on PostgreSQL it waits for a concurrent insert of the same nonce and then
